@@ -1,0 +1,19 @@
+//! Skiff's object model: Kubernetes-compatible types, manifests (YAML/JSON), validation,
+//! label and field selectors, and the generated gRPC code.
+
+pub mod kind;
+pub mod manifest;
+pub mod meta;
+pub mod object;
+pub mod selector;
+pub mod types;
+pub mod validate;
+
+pub use kind::Kind;
+pub use object::Object;
+
+/// Generated gRPC messages, clients and servers (`proto/skiff.proto`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("skiff.v1");
+}

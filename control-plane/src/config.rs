@@ -1,0 +1,133 @@
+//! Node configuration, as given by `skiff-control-plane`'s flags.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::raft_types::NodeId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--peers: invalid entry {entry:?}: expected ID=HOST:PORT")]
+    PeerEntry { entry: String },
+    #[error("--peers: node id {0} appears twice")]
+    DuplicatePeer(NodeId),
+    #[error("--peers must name this node (--id {0}) with its advertised address")]
+    MissingSelf(NodeId),
+    #[error("--id must be greater than 0")]
+    ZeroId,
+    #[error("raft timing: {0}")]
+    Raft(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Every initial member's advertised HOST:PORT, this node included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where pod CIDRs come from (used by the node controller).
+    pub cluster_cidr: String,
+    /// How long a request may wait for a leader and a quorum.
+    pub request_timeout: Duration,
+    /// How many changes the watch history keeps for resuming watchers.
+    pub watch_history: usize,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Build a snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_after_entries: u64,
+}
+
+impl Config {
+    pub fn new(id: NodeId, data_dir: PathBuf, peers: BTreeMap<NodeId, String>) -> Config {
+        Config {
+            id,
+            data_dir,
+            peers,
+            cluster_cidr: "10.244.0.0/16".into(),
+            request_timeout: Duration::from_secs(5),
+            watch_history: 100_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
+            snapshot_after_entries: 10_000,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if !self.peers.contains_key(&self.id) {
+            return Err(ConfigError::MissingSelf(self.id));
+        }
+        Ok(())
+    }
+
+    /// The lowest id initializes a fresh cluster, so exactly one node does.
+    pub fn is_bootstrapper(&self) -> bool {
+        self.peers.keys().next() == Some(&self.id)
+    }
+
+    pub fn raft_config(&self) -> Result<openraft::Config, ConfigError> {
+        openraft::Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: self.election_timeout_min.as_millis() as u64,
+            election_timeout_max: self.election_timeout_max.as_millis() as u64,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ConfigError::Raft(e.to_string()))
+    }
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || ConfigError::PeerEntry { entry: entry.to_string() };
+        let (id, address) = entry.split_once('=').ok_or_else(bad)?;
+        let id: NodeId = id.trim().parse().map_err(|_| bad())?;
+        let address = address.trim();
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if peers.insert(id, address.to_string()).is_some() {
+            return Err(ConfigError::DuplicatePeer(id));
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_1_parses_peers() {
+        let peers = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=host-c:7003").unwrap();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[&3], "host-c:7003");
+    }
+
+    #[test]
+    fn config_2_rejects_bad_peers() {
+        for bad in ["1", "x=127.0.0.1:1", "1=127.0.0.1", "1=:80", "1=h:99999"] {
+            assert!(matches!(parse_peers(bad), Err(ConfigError::PeerEntry { .. })), "{bad}");
+        }
+        assert!(matches!(parse_peers("1=a:1,1=b:2"), Err(ConfigError::DuplicatePeer(1))));
+    }
+
+    #[test]
+    fn config_3_only_lowest_id_bootstraps() {
+        let peers = parse_peers("1=a:1,2=b:2,3=c:3").unwrap();
+        assert!(Config::new(1, "d".into(), peers.clone()).is_bootstrapper());
+        assert!(!Config::new(2, "d".into(), peers).is_bootstrapper());
+    }
+}

@@ -1,0 +1,153 @@
+//! The Skiff control plane: an openraft cluster whose state machine (in sled) holds every
+//! object, served over one gRPC port for clients and peers alike.
+//!
+//! Library-first: [`run`] serves a node on a listener until a shutdown future resolves;
+//! `main.rs` only parses flags.
+
+pub mod config;
+pub mod error;
+pub mod network;
+pub mod node;
+pub mod raft_types;
+pub mod server;
+pub mod store;
+pub mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState};
+use skiff_api::Kind;
+use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
+use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
+use skiff_api::proto::raft_server::RaftServer as RaftService;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::{Config, ConfigError};
+use network::{NetworkFactory, PeerPool};
+use node::ControlPlane;
+
+/// Largest message on the wire: snapshots travel in one piece per chunk.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    #[error("cannot start raft: {0}")]
+    Raft(String),
+    #[error("grpc server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Serves one control-plane node on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.check()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let (log, sm, shared) =
+        store::open(&config.data_dir, config.watch_history).map_err(|e| RunError::Store(e.to_string()))?;
+    let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
+    let peers = Arc::new(PeerPool::default());
+    let raft = raft_types::Raft::new(
+        config.id,
+        Arc::new(config.raft_config()?),
+        NetworkFactory::new(peers.clone()),
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| RunError::Raft(e.to_string()))?;
+    let node = Arc::new(ControlPlane {
+        id: config.id,
+        raft: raft.clone(),
+        shared,
+        peers,
+        request_timeout: config.request_timeout,
+        initial_peers: config.peers.clone(),
+    });
+
+    if fresh && config.is_bootstrapper() {
+        let members: std::collections::BTreeMap<u64, BasicNode> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        // Exactly once, on a brand-new data dir: a restart never re-initializes.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::warn!("cluster initialization skipped: {e}");
+        }
+    }
+    tokio::spawn(leader_duties(node.clone()));
+
+    let objects = ObjectsService::new(server::objects::ObjectsServer {
+        node: node.clone(),
+        bookmark_interval: Duration::from_secs(1),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
+    let raft_service = RaftService::new(server::raft::RaftServer { node: node.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tracing::info!(id = config.id, addr = ?listener.local_addr().ok(), "control plane serving");
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(objects)
+        .add_service(cluster)
+        .add_service(raft_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    let _ = raft.shutdown().await;
+    served?;
+    Ok(())
+}
+
+/// Work only the leader does. Each time this node becomes leader it makes sure the
+/// built-in `default` namespace exists.
+async fn leader_duties(node: Arc<ControlPlane>) {
+    let mut metrics = node.raft.metrics();
+    let mut led_term = None;
+    loop {
+        let (state, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term)
+        };
+        if state == ServerState::Shutdown {
+            return;
+        }
+        if state == ServerState::Leader && led_term != Some(term) {
+            led_term = Some(term);
+            let missing = node
+                .shared
+                .table
+                .read()
+                .expect("table lock")
+                .get(Kind::Namespace, "", "default")
+                .is_none();
+            if missing {
+                if let Err(e) = node.propose(server::objects::default_namespace_command()).await {
+                    tracing::warn!("could not create the default namespace: {e}");
+                    led_term = None;
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

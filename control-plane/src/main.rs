@@ -1,0 +1,70 @@
+//! `skiff-control-plane`: parses flags and serves one node until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use skiff_control_plane::config::{parse_peers, Config};
+
+#[derive(Parser)]
+#[command(name = "skiff-control-plane", about = "A Skiff control-plane node (Raft member and API server)")]
+struct Flags {
+    /// This node's Raft id (> 0), as named in --peers.
+    #[arg(long)]
+    id: u64,
+    /// Where the log, state and snapshots live. A fresh dir bootstraps once.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to serve the API and Raft on.
+    #[arg(long)]
+    listen: String,
+    /// Every initial member: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT (this node's entry is its advertised address).
+    #[arg(long)]
+    peers: String,
+    /// Range that node pod CIDRs are taken from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// How long a request waits for a leader and a quorum before Unavailable.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Changes kept for watchers that resume from a resourceVersion.
+    #[arg(long, default_value_t = 100_000)]
+    watch_history: usize,
+    /// Build a snapshot after this many log entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_after_entries: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let peers = parse_peers(&flags.peers)?;
+    let mut config = Config::new(flags.id, flags.data_dir, peers);
+    config.cluster_cidr = flags.cluster_cidr;
+    config.request_timeout = Duration::from_millis(flags.request_timeout_ms);
+    config.watch_history = flags.watch_history;
+    config.snapshot_after_entries = flags.snapshot_after_entries;
+    config.check()?;
+    let listener = tokio::net::TcpListener::bind(&flags.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", flags.listen))?;
+    skiff_control_plane::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,103 @@
+//! The Raft type configuration and the replicated command set.
+//!
+//! Log entries live forever: only append variants to [`Command`], never change or
+//! reorder existing ones.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use skiff_api::Kind;
+
+openraft::declare_raft_types!(
+    /// Skiff's openraft configuration: commands in, apply results out.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// Which part of an object an update replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdatePart {
+    /// Spec, labels and annotations; status and server-managed metadata are kept.
+    Main,
+    /// Status only.
+    Status,
+}
+
+/// A replicated write. Everything non-deterministic (uids, timestamps) is decided by the
+/// API layer before proposing, so every node applies an entry to the same result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Store a new object (complete JSON: uid and creationTimestamp already set).
+    Create { kind: Kind, object: Vec<u8> },
+    /// Replace part of an object. With `expected_version`, a different stored
+    /// resourceVersion is a conflict.
+    Update {
+        kind: Kind,
+        object: Vec<u8>,
+        part: UpdatePart,
+        expected_version: Option<u64>,
+    },
+    /// Set (Some) or remove (None) labels and annotations.
+    Patch {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        labels: Vec<(String, Option<String>)>,
+        annotations: Vec<(String, Option<String>)>,
+        overwrite: bool,
+        expected_version: Option<u64>,
+    },
+    /// Delete an object; a pod bound to a node is first marked terminating unless forced.
+    Delete {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        grace_period_seconds: Option<i64>,
+        force: bool,
+        /// RFC 3339 time of the request, the base of the deletion timestamp.
+        now: String,
+    },
+    /// Create a namespace unless it exists (the built-in `default`).
+    EnsureNamespace {
+        name: String,
+        uid: String,
+        now: String,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The object as stored after the command (its last state when removed).
+    pub object: Vec<u8>,
+    /// The object left the store.
+    pub removed: bool,
+}
+
+/// Why a command changed nothing. Decided deterministically on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type CommandResponse = Result<Applied, ApplyError>;

@@ -1,0 +1,96 @@
+//! Cluster status and membership administration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use skiff_api::proto::cluster_server::Cluster;
+use skiff_api::proto::{
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, Member,
+};
+use tonic::{Request, Response, Status};
+
+use super::raft::own_member;
+use crate::error::ApiError;
+use crate::network::AdminRequest;
+use crate::node::ControlPlane;
+
+pub struct ClusterServer {
+    pub node: Arc<ControlPlane>,
+}
+
+/// How long a member may take to answer a status probe before it counts as unhealthy.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+impl ClusterServer {
+    async fn probe(&self, id: u64, address: String, voter: bool) -> Member {
+        if id == self.node.id {
+            return own_member(&self.node);
+        }
+        let unhealthy = |error: String| Member {
+            id,
+            address: address.clone(),
+            voter,
+            healthy: false,
+            state: "Unknown".into(),
+            error,
+            ..Member::default()
+        };
+        let mut client = match self.node.peers.client(&address) {
+            Ok(c) => c,
+            Err(e) => return unhealthy(e),
+        };
+        let mut request = Request::new(ClusterStatusRequest {});
+        request.set_timeout(PROBE_TIMEOUT);
+        match tokio::time::timeout(PROBE_TIMEOUT, client.node_status(request)).await {
+            Ok(Ok(response)) => {
+                let mut member = response.into_inner();
+                member.voter = voter;
+                member
+            }
+            Ok(Err(status)) => unhealthy(format!("{}: {}", status.code(), status.message())),
+            Err(_) => unhealthy(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+        }
+    }
+
+    async fn status(&self) -> ClusterStatusResponse {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let probes = self
+            .node
+            .members()
+            .into_iter()
+            .map(|(id, address, voter)| self.probe(id, address, voter));
+        ClusterStatusResponse {
+            node_id: self.node.id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            last_applied: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            members: join_all(probes).await,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterServer {
+    async fn status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+        Ok(Response::new(ClusterServer::status(self).await))
+    }
+
+    async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+        let AddLearnerRequest { id, address } = request.into_inner();
+        if address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':') {
+            return Err(ApiError::InvalidArgument(format!("address: Invalid value: {address:?}: must be HOST:PORT")).into());
+        }
+        self.node.admin(AdminRequest::AddLearner { id, address }).await?;
+        Ok(Response::new(ClusterServer::status(self).await))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let voters = request.into_inner().voters.into_iter().collect();
+        self.node.admin(AdminRequest::ChangeMembership { voters }).await?;
+        Ok(Response::new(ClusterServer::status(self).await))
+    }
+}

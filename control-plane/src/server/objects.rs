@@ -1,0 +1,477 @@
+//! The public object API: validation in, Raft commands out, reads from the local table
+//! behind a linearizability barrier, and watches from the local history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::proto::objects_server::Objects;
+use skiff_api::proto::{
+    CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest,
+    ListResponse, ObjectResponse, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
+};
+use skiff_api::selector::{FieldSelector, Selector};
+use skiff_api::{validate, Kind, Object};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ApiError;
+use crate::node::ControlPlane;
+use crate::raft_types::{Command, UpdatePart};
+use crate::store::objects::{EventType, SELECTABLE_FIELDS};
+use crate::store::{StoredObject, WatchRecord};
+
+pub struct ObjectsServer {
+    pub node: Arc<ControlPlane>,
+    /// How often an idle watch gets a BOOKMARK, so its resume point keeps up.
+    pub bookmark_interval: Duration,
+}
+
+/// How many times an update without a resourceVersion is retried after losing a race.
+const UNCONDITIONAL_RETRIES: usize = 5;
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+fn parse_kind(kind: &str) -> Result<Kind, ApiError> {
+    Kind::parse(kind).ok_or_else(|| {
+        ApiError::InvalidArgument(format!(
+            "kind: Unsupported value: {kind:?}: supported values: \"Namespace\", \"Pod\", \"Deployment\", \"Node\", \"Event\""
+        ))
+    })
+}
+
+fn parse_object(kind: Kind, bytes: &[u8]) -> Result<Object, ApiError> {
+    Object::from_json(Some(kind), bytes).map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+fn parse_version(version: &str) -> Result<Option<u64>, ApiError> {
+    if version.is_empty() {
+        return Ok(None);
+    }
+    version.parse().map(Some).map_err(|_| {
+        ApiError::InvalidArgument(format!(
+            "metadata.resourceVersion: Invalid value: {version:?}: must be a decimal number"
+        ))
+    })
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The namespace an object of `kind` lives in: `default` when unset, none for cluster-scoped kinds.
+fn effective_namespace(kind: Kind, namespace: Option<&str>) -> String {
+    match (kind.is_namespaced(), namespace) {
+        (false, _) => String::new(),
+        (true, Some(ns)) if !ns.is_empty() => ns.to_string(),
+        (true, _) => "default".to_string(),
+    }
+}
+
+fn normalize_namespace(object: &mut Object) {
+    let kind = object.kind();
+    let meta = object.metadata_mut();
+    let ns = effective_namespace(kind, meta.namespace.as_deref());
+    meta.namespace = (!ns.is_empty()).then_some(ns);
+}
+
+fn validation(e: validate::ValidationError) -> ApiError {
+    ApiError::InvalidArgument(e.to_string())
+}
+
+/// Which objects a list or watch wants.
+struct Filter {
+    kind: Kind,
+    namespace: Option<String>,
+    labels: Selector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn new(kind: &str, namespace: &str, labels: &str, fields: &str) -> Result<Filter, ApiError> {
+        let kind = parse_kind(kind)?;
+        let labels = Selector::parse(labels).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let fields =
+            FieldSelector::parse(fields).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        for requirement in &fields.requirements {
+            if !SELECTABLE_FIELDS.contains(&requirement.field.as_str()) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "field selector: field label not supported: {:?} (supported: {})",
+                    requirement.field,
+                    SELECTABLE_FIELDS.join(", ")
+                )));
+            }
+        }
+        let namespace = (kind.is_namespaced() && !namespace.is_empty()).then(|| namespace.to_string());
+        Ok(Filter {
+            kind,
+            namespace,
+            labels,
+            fields,
+        })
+    }
+
+    fn matches(&self, object: &StoredObject) -> bool {
+        object.kind == self.kind
+            && self.namespace.as_ref().is_none_or(|ns| *ns == object.namespace)
+            && self.labels.matches(&object.summary.labels)
+            && self.fields.matches(|f| object.field(f))
+    }
+
+    /// How a change looks through this filter: an object that starts matching is ADDED
+    /// and one that stops matching is DELETED, as in Kubernetes.
+    fn event_for(&self, record: &WatchRecord) -> Option<EventType> {
+        let now = self.matches(&record.object);
+        let before = record.previous.as_deref().is_some_and(|p| self.matches(p));
+        match (record.event, before, now) {
+            (EventType::Deleted, true, _) => Some(EventType::Deleted),
+            (EventType::Deleted, false, _) => None,
+            (_, false, true) => Some(EventType::Added),
+            (_, true, true) => Some(EventType::Modified),
+            (_, true, false) => Some(EventType::Deleted),
+            (_, false, false) => None,
+        }
+    }
+}
+
+impl ObjectsServer {
+    async fn ensure_namespace_for(&self, kind: Kind, namespace: &str) -> Result<(), ApiError> {
+        // `default` always exists; a fresh cluster may not have written it yet.
+        if kind.is_namespaced() && namespace == "default" {
+            let missing = self.node.shared.table.read().expect("table lock").get(Kind::Namespace, "", "default").is_none();
+            if missing {
+                self.node.propose(default_namespace_command()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn local_get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Arc<StoredObject>, ApiError> {
+        let namespace = effective_namespace(kind, Some(namespace));
+        self.node
+            .shared
+            .table
+            .read()
+            .expect("table lock")
+            .get(kind, &namespace, name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("{} \"{}\" not found", kind.plural(), name)))
+    }
+
+    async fn do_create(&self, request: CreateRequest) -> Result<Vec<u8>, ApiError> {
+        let kind = parse_kind(&request.kind)?;
+        let mut object = parse_object(kind, &request.object)?;
+        normalize_namespace(&mut object);
+        {
+            let meta = object.metadata_mut();
+            if meta.name.is_empty() {
+                if let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty()) {
+                    let suffix = uuid::Uuid::new_v4().simple().to_string();
+                    meta.name = format!("{prefix}{}", &suffix[..5]);
+                }
+            }
+            meta.uid = Some(uuid::Uuid::new_v4().to_string());
+            meta.creation_timestamp = Some(chrono::Utc::now());
+            meta.resource_version = None;
+            meta.generation = None;
+            meta.deletion_timestamp = None;
+            meta.deletion_grace_period_seconds = None;
+        }
+        object.apply_defaults();
+        validate::validate(&object).map_err(validation)?;
+        let namespace = object.metadata().namespace.clone().unwrap_or_default();
+        self.ensure_namespace_for(kind, &namespace).await?;
+        let applied = self
+            .node
+            .propose(Command::Create {
+                kind,
+                object: object.to_json(),
+            })
+            .await?;
+        Ok(applied.object)
+    }
+
+    async fn do_update(&self, request: UpdateRequest, part: UpdatePart) -> Result<Vec<u8>, ApiError> {
+        let kind = parse_kind(&request.kind)?;
+        let mut object = parse_object(kind, &request.object)?;
+        normalize_namespace(&mut object);
+        let requested = parse_version(object.metadata().resource_version.as_deref().unwrap_or(""))?;
+        if part == UpdatePart::Main {
+            object.apply_defaults();
+            validate::validate(&object).map_err(validation)?;
+        }
+        let namespace = object.metadata().namespace.clone().unwrap_or_default();
+        let name = object.metadata().name.clone();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let expected = match (part, requested) {
+                (_, Some(v)) => Some(v),
+                (UpdatePart::Status, None) => None,
+                (UpdatePart::Main, None) => {
+                    // Validate against the version we replace, and replace only that one.
+                    self.node.read_barrier().await?;
+                    Some(self.local_get(kind, &namespace, &name)?.version)
+                }
+            };
+            if part == UpdatePart::Main {
+                let current = self.local_get(kind, &namespace, &name)?;
+                let current = Object::from_json(Some(kind), &current.json)
+                    .map_err(|e| ApiError::Internal(format!("stored object is unreadable: {e}")))?;
+                validate::validate_update(&current, &object).map_err(validation)?;
+            }
+            let command = Command::Update {
+                kind,
+                object: object.to_json(),
+                part,
+                expected_version: expected,
+            };
+            match self.node.propose(command).await {
+                Err(ApiError::Conflict(_)) if requested.is_none() && attempts < UNCONDITIONAL_RETRIES => continue,
+                result => return Ok(result?.object),
+            }
+        }
+    }
+
+    async fn do_patch(&self, request: PatchRequest) -> Result<Vec<u8>, ApiError> {
+        let kind = parse_kind(&request.kind)?;
+        let namespace = effective_namespace(kind, Some(&request.namespace));
+        for change in &request.labels {
+            validate::is_qualified_name(&change.key)
+                .map_err(|m| ApiError::InvalidArgument(format!("metadata.labels: Invalid value: {:?}: {m}", change.key)))?;
+            if let Some(value) = &change.value {
+                validate::is_label_value(value)
+                    .map_err(|m| ApiError::InvalidArgument(format!("metadata.labels: Invalid value: {value:?}: {m}")))?;
+            }
+        }
+        for change in &request.annotations {
+            validate::is_qualified_name(&change.key)
+                .map_err(|m| ApiError::InvalidArgument(format!("metadata.annotations: Invalid value: {:?}: {m}", change.key)))?;
+        }
+        if !request.annotations.is_empty() {
+            let current = self.local_get(kind, &namespace, &request.name)?;
+            let value = current.value();
+            let mut annotations: std::collections::BTreeMap<String, String> = value
+                .pointer("/metadata/annotations")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            for KeyChange { key, value } in &request.annotations {
+                match value {
+                    Some(v) => annotations.insert(key.clone(), v.clone()),
+                    None => annotations.remove(key),
+                };
+            }
+            let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if size > ANNOTATIONS_LIMIT {
+                return Err(ApiError::InvalidArgument(format!(
+                    "metadata.annotations: Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
+                )));
+            }
+        }
+        let pairs = |changes: Vec<KeyChange>| changes.into_iter().map(|c| (c.key, c.value)).collect();
+        let applied = self
+            .node
+            .propose(Command::Patch {
+                kind,
+                namespace,
+                name: request.name,
+                labels: pairs(request.labels),
+                annotations: pairs(request.annotations),
+                overwrite: request.overwrite,
+                expected_version: parse_version(&request.resource_version)?,
+            })
+            .await?;
+        Ok(applied.object)
+    }
+
+    async fn do_delete(&self, request: DeleteRequest) -> Result<DeleteResponse, ApiError> {
+        let kind = parse_kind(&request.kind)?;
+        if let Some(grace) = request.grace_period_seconds.filter(|g| *g < 0) {
+            return Err(ApiError::InvalidArgument(format!(
+                "gracePeriodSeconds: Invalid value: {grace}: must be greater than or equal to 0"
+            )));
+        }
+        let applied = self
+            .node
+            .propose(Command::Delete {
+                kind,
+                namespace: effective_namespace(kind, Some(&request.namespace)),
+                name: request.name,
+                grace_period_seconds: request.grace_period_seconds,
+                force: request.force,
+                now: now_rfc3339(),
+            })
+            .await?;
+        Ok(DeleteResponse {
+            object: applied.object,
+            removed: applied.removed,
+        })
+    }
+
+    async fn do_list(&self, request: ListRequest) -> Result<ListResponse, ApiError> {
+        let filter = Filter::new(&request.kind, &request.namespace, &request.label_selector, &request.field_selector)?;
+        if !request.stale_ok {
+            self.node.read_barrier().await?;
+        }
+        let table = self.node.shared.table.read().expect("table lock");
+        // Read under the table lock, so the version is exactly the listed state's.
+        let resource_version = self.node.shared.applied_index();
+        let items = table
+            .list(filter.kind, filter.namespace.as_deref())
+            .filter(|o| filter.matches(o))
+            .map(|o| o.json.to_vec())
+            .collect();
+        Ok(ListResponse {
+            items,
+            resource_version,
+        })
+    }
+
+    fn start_watch(&self, request: WatchRequest) -> Result<ReceiverStream<Result<WatchEvent, Status>>, ApiError> {
+        let filter = Filter::new(&request.kind, &request.namespace, &request.label_selector, &request.field_selector)?;
+        let requested = parse_version(&request.resource_version)?;
+        let shared = self.node.shared.clone();
+        // Fail before streaming when the history no longer reaches back that far.
+        if let Some(v) = requested {
+            if v <= shared.applied_index() {
+                shared.hub.since(v)?;
+            }
+        }
+        let initial = match requested {
+            Some(_) => None,
+            None => {
+                let table = shared.table.read().expect("table lock");
+                let version = shared.applied_index();
+                let objects: Vec<_> = table
+                    .list(filter.kind, filter.namespace.as_deref())
+                    .filter(|o| filter.matches(o))
+                    .cloned()
+                    .collect();
+                Some((version, objects))
+            }
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        let bookmark_interval = self.bookmark_interval;
+        tokio::spawn(async move {
+            let mut cursor = match initial {
+                Some((version, objects)) => {
+                    for object in objects {
+                        if tx.send(Ok(event(EventType::Added, &object))).await.is_err() {
+                            return;
+                        }
+                    }
+                    version
+                }
+                None => {
+                    let version = requested.unwrap_or(0);
+                    tokio::select! {
+                        _ = shared.wait_applied(version) => {}
+                        _ = tx.closed() => return,
+                    }
+                    version
+                }
+            };
+            let mut applied_rx = shared.applied.subscribe();
+            let mut last_sent_version = cursor;
+            loop {
+                let applied = *applied_rx.borrow_and_update();
+                let records = match shared.hub.since(cursor) {
+                    Ok(records) => records,
+                    Err(too_old) => {
+                        let _ = tx.send(Err(ApiError::from(too_old).into())).await;
+                        return;
+                    }
+                };
+                for record in &records {
+                    if let Some(kind) = filter.event_for(record) {
+                        if tx.send(Ok(event(kind, &record.object))).await.is_err() {
+                            return;
+                        }
+                        last_sent_version = record.version;
+                    }
+                    cursor = cursor.max(record.version);
+                }
+                // Everything up to `applied` was published before it was announced.
+                cursor = cursor.max(applied);
+                tokio::select! {
+                    changed = applied_rx.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(bookmark_interval) => {
+                        if cursor > last_sent_version {
+                            let bookmark = WatchEvent { r#type: "BOOKMARK".into(), object: Vec::new(), resource_version: cursor };
+                            if tx.send(Ok(bookmark)).await.is_err() {
+                                return;
+                            }
+                            last_sent_version = cursor;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+fn event(kind: EventType, object: &StoredObject) -> WatchEvent {
+    WatchEvent {
+        r#type: kind.as_str().to_string(),
+        object: object.json.to_vec(),
+        resource_version: object.version,
+    }
+}
+
+pub fn default_namespace_command() -> Command {
+    Command::EnsureNamespace {
+        name: "default".into(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        now: now_rfc3339(),
+    }
+}
+
+#[tonic::async_trait]
+impl Objects for ObjectsServer {
+    async fn create(&self, request: Request<CreateRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let object = self.do_create(request.into_inner()).await?;
+        Ok(Response::new(ObjectResponse { object }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = parse_kind(&request.kind)?;
+        if !request.stale_ok {
+            self.node.read_barrier().await?;
+        }
+        let object = self.local_get(kind, &request.namespace, &request.name)?;
+        Ok(Response::new(ObjectResponse {
+            object: object.json.to_vec(),
+        }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        Ok(Response::new(self.do_list(request.into_inner()).await?))
+    }
+
+    async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let object = self.do_update(request.into_inner(), UpdatePart::Main).await?;
+        Ok(Response::new(ObjectResponse { object }))
+    }
+
+    async fn update_status(&self, request: Request<UpdateRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let object = self.do_update(request.into_inner(), UpdatePart::Status).await?;
+        Ok(Response::new(ObjectResponse { object }))
+    }
+
+    async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let object = self.do_patch(request.into_inner()).await?;
+        Ok(Response::new(ObjectResponse { object }))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        Ok(Response::new(self.do_delete(request.into_inner()).await?))
+    }
+
+    type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.start_watch(request.into_inner())?))
+    }
+}

@@ -1,0 +1,99 @@
+//! The internal Raft service: peer traffic in, and requests followers hand to the leader.
+
+use std::sync::Arc;
+
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use skiff_api::proto::raft_server::Raft as RaftService;
+use skiff_api::proto::{ClusterStatusRequest, Member, RaftPayload};
+use tonic::{Request, Response, Status};
+
+use crate::network::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
+use crate::node::ControlPlane;
+use crate::raft_types::Command;
+use crate::store::{decode, encode};
+
+pub struct RaftServer {
+    pub node: Arc<ControlPlane>,
+}
+
+fn payload<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
+    decode(&request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    Ok(Response::new(RaftPayload { data: encode(value) }))
+}
+
+pub fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "Leader",
+        ServerState::Follower => "Follower",
+        ServerState::Candidate => "Candidate",
+        ServerState::Learner => "Learner",
+        ServerState::Shutdown => "Shutdown",
+    }
+}
+
+/// This node's own view, as reported in cluster status.
+pub fn own_member(node: &ControlPlane) -> Member {
+    let m = node.raft.metrics().borrow().clone();
+    let address = m
+        .membership_config
+        .membership()
+        .get_node(&node.id)
+        .map(|n| n.addr.clone())
+        .or_else(|| node.initial_peers.get(&node.id).cloned())
+        .unwrap_or_default();
+    Member {
+        id: node.id,
+        address,
+        voter: m.membership_config.membership().voter_ids().any(|v| v == node.id),
+        healthy: true,
+        state: state_name(m.state).to_string(),
+        term: m.current_term,
+        last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        error: String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let result = self.node.raft.append_entries(payload(request)?).await;
+        reply(&result)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let result = self.node.raft.vote(payload(request)?).await;
+        reply(&result)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let result = self.node.raft.install_snapshot(payload(request)?).await;
+        reply(&result)
+    }
+
+    async fn propose(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let command: Command = payload(request)?;
+        let result: ProposeResult = self.node.propose_local(command).await;
+        reply(&result)
+    }
+
+    async fn read_index(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let result: ReadIndexResult = self.node.read_index_local().await;
+        reply(&result)
+    }
+
+    async fn node_status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<Member>, Status> {
+        Ok(Response::new(own_member(&self.node)))
+    }
+
+    async fn admin(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let admin: AdminRequest = payload(request)?;
+        let result: AdminResult = self.node.admin_local(admin).await;
+        reply(&result)
+    }
+}

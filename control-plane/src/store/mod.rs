@@ -1,0 +1,79 @@
+//! Durable state: the Raft log and the state machine, both in one sled database.
+//!
+//! Keeping both in one database means every flush of the log also makes the state
+//! machine's applied writes durable, and a single flush acknowledges a whole batch.
+
+pub mod log_store;
+pub mod objects;
+pub mod state_machine;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::{AnyError, StorageIOError};
+
+pub use log_store::LogStore;
+pub use objects::{ObjectTable, StoredObject, WatchRecord};
+pub use state_machine::StateMachineStore;
+
+use crate::raft_types::StorageError;
+use crate::watch::WatchHub;
+
+/// What readers see of the state machine: the object table, the applied index, and the
+/// history watchers resume from. Writers (apply) hold the table's write lock while they
+/// publish, so a list and a watch started from its version fit together without gaps.
+pub struct SharedState {
+    pub table: RwLock<ObjectTable>,
+    pub applied: tokio::sync::watch::Sender<u64>,
+    pub hub: WatchHub,
+}
+
+impl SharedState {
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until this node has applied `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied.subscribe();
+        // The sender lives as long as self, so this only ends when the index is reached.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+}
+
+/// Opens (or creates) the store under `dir`.
+pub fn open(
+    dir: &Path,
+    watch_history: usize,
+) -> Result<(LogStore, StateMachineStore, Arc<SharedState>), StorageError> {
+    let db = sled::Config::new()
+        .path(dir.join("sled"))
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .map_err(|e| StorageIOError::<u64>::read(AnyError::new(&e)))?;
+    let log = LogStore::open(&db)?;
+    let (sm, shared) = StateMachineStore::open(&db, watch_history)?;
+    Ok((log, sm, shared))
+}
+
+pub(crate) fn io_read(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read(AnyError::new(&e)).into()
+}
+
+pub(crate) fn io_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write(AnyError::new(&e)).into()
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("raft types always encode")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(io_read)
+}
+
+#[cfg(test)]
+mod tests;

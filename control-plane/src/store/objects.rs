@@ -1,0 +1,788 @@
+//! The object table and the pure apply logic: a command and the current table in, the
+//! result and the changes out. No I/O here, so every rule is unit-tested directly.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use skiff_api::Kind;
+
+use crate::raft_types::{Applied, ApplyError, Command, CommandResponse, UpdatePart};
+
+/// What selectors and field selectors look at, extracted once per write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectSummary {
+    pub labels: BTreeMap<String, String>,
+    pub node_name: Option<String>,
+    pub phase: Option<String>,
+}
+
+/// One stored object: its JSON exactly as served, plus what is needed to filter it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub version: u64,
+    pub json: Arc<[u8]>,
+    pub summary: ObjectSummary,
+}
+
+impl StoredObject {
+    /// Builds the entry for a JSON document whose metadata is complete.
+    pub fn from_value(kind: Kind, value: &Value) -> Result<StoredObject, ApplyError> {
+        let meta = value
+            .get("metadata")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApplyError::Invalid("metadata: Required value".into()))?;
+        let name = str_field(meta, "name").unwrap_or_default();
+        if name.is_empty() {
+            return Err(ApplyError::Invalid("metadata.name: Required value".into()));
+        }
+        let namespace = if kind.is_namespaced() {
+            str_field(meta, "namespace").unwrap_or_else(|| "default".to_string())
+        } else {
+            String::new()
+        };
+        let version = str_field(meta, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let labels = meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let node_name = value
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let phase = value
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(StoredObject {
+            kind,
+            namespace,
+            name,
+            version,
+            json: serde_json::to_vec(value).expect("json values serialize").into(),
+            summary: ObjectSummary {
+                labels,
+                node_name,
+                phase,
+            },
+        })
+    }
+
+    pub fn key(&self) -> String {
+        object_key(self.kind, &self.namespace, &self.name)
+    }
+
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).expect("stored objects are valid json")
+    }
+
+    /// Values of the fields a field selector may name; None for unsupported fields.
+    pub fn field(&self, field: &str) -> Option<String> {
+        match field {
+            "metadata.name" => Some(self.name.clone()),
+            "metadata.namespace" => Some(self.namespace.clone()),
+            "spec.nodeName" => Some(self.summary.node_name.clone().unwrap_or_default()),
+            "status.phase" => Some(self.summary.phase.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+/// Field names that field selectors accept.
+pub const SELECTABLE_FIELDS: [&str; 4] = [
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "status.phase",
+];
+
+/// `pods/default/web`; cluster-scoped objects have an empty namespace segment.
+pub fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
+    format!("{}/{}/{}", kind.plural(), namespace, name)
+}
+
+fn kind_prefix(kind: Kind, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{}/{}/", kind.plural(), ns),
+        None => format!("{}/", kind.plural()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change made by an applied command, as watchers see it.
+#[derive(Debug, Clone)]
+pub struct WatchRecord {
+    pub version: u64,
+    pub event: EventType,
+    pub object: Arc<StoredObject>,
+    /// The state before this change, so selector watches can tell "left" from "changed".
+    pub previous: Option<Arc<StoredObject>>,
+}
+
+/// Every object, keyed by [`object_key`]. The state machine's in-memory view.
+#[derive(Debug, Default, Clone)]
+pub struct ObjectTable {
+    objects: BTreeMap<String, Arc<StoredObject>>,
+}
+
+impl ObjectTable {
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Arc<StoredObject>> {
+        self.objects.get(&object_key(kind, namespace, name))
+    }
+
+    /// Objects of one kind, in one namespace or all (`None`), in key order.
+    pub fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = &Arc<StoredObject>> + '_ {
+        let prefix = kind_prefix(kind, namespace);
+        self.objects
+            .range::<String, _>((Bound::Included(prefix.clone()), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+    }
+
+    pub fn insert(&mut self, object: Arc<StoredObject>) {
+        self.objects.insert(object.key(), object);
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Arc<StoredObject>> {
+        self.objects.remove(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<StoredObject>> + '_ {
+        self.objects.values()
+    }
+
+    pub fn clear(&mut self) {
+        self.objects.clear();
+    }
+}
+
+fn str_field(meta: &Map<String, Value>, key: &str) -> Option<String> {
+    meta.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn metadata_mut(value: &mut Value) -> &mut Map<String, Value> {
+    if !value.get("metadata").is_some_and(Value::is_object) {
+        value["metadata"] = Value::Object(Map::new());
+    }
+    value["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+fn parse_object(kind: Kind, bytes: &[u8]) -> Result<Value, ApplyError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApplyError::Invalid(format!("object is not valid json: {e}")))?;
+    if !value.is_object() {
+        return Err(ApplyError::Invalid(format!(
+            "a {kind} must be a json object"
+        )));
+    }
+    Ok(value)
+}
+
+fn not_found(kind: Kind, name: &str) -> ApplyError {
+    ApplyError::NotFound(format!("{} \"{}\" not found", kind.plural(), name))
+}
+
+fn conflict(kind: Kind, name: &str) -> ApplyError {
+    ApplyError::Conflict(format!(
+        "operation cannot be fulfilled on {} \"{}\": the object has been modified; \
+         please apply your changes to the latest version and try again",
+        kind.plural(),
+        name
+    ))
+}
+
+fn without_version(value: &Value) -> Value {
+    let mut v = value.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    v
+}
+
+/// Applies one command at log `index`, changing `table` and returning the result and the
+/// watch records describing every change (in order).
+pub fn apply_command(
+    table: &mut ObjectTable,
+    index: u64,
+    command: &Command,
+) -> (CommandResponse, Vec<WatchRecord>) {
+    let mut records = Vec::new();
+    let result = apply_inner(table, index, command, &mut records);
+    (result, records)
+}
+
+fn apply_inner(
+    table: &mut ObjectTable,
+    index: u64,
+    command: &Command,
+    records: &mut Vec<WatchRecord>,
+) -> CommandResponse {
+    match command {
+        Command::Create { kind, object } => {
+            let mut value = parse_object(*kind, object)?;
+            let meta = metadata_mut(&mut value);
+            meta.insert("resourceVersion".into(), Value::String(index.to_string()));
+            meta.insert("generation".into(), Value::from(1));
+            let stored = StoredObject::from_value(*kind, &value)?;
+            if kind.is_namespaced()
+                && table
+                    .get(Kind::Namespace, "", &stored.namespace)
+                    .is_none()
+            {
+                return Err(ApplyError::NotFound(format!(
+                    "namespaces \"{}\" not found",
+                    stored.namespace
+                )));
+            }
+            if table.get(*kind, &stored.namespace, &stored.name).is_some() {
+                return Err(ApplyError::AlreadyExists(format!(
+                    "{} \"{}\" already exists",
+                    kind.plural(),
+                    stored.name
+                )));
+            }
+            Ok(put(table, index, stored, None, EventType::Added, records))
+        }
+        Command::Update {
+            kind,
+            object,
+            part,
+            expected_version,
+        } => {
+            let incoming = parse_object(*kind, object)?;
+            let probe = StoredObject::from_value(*kind, &incoming)?;
+            let old = table
+                .get(*kind, &probe.namespace, &probe.name)
+                .cloned()
+                .ok_or_else(|| not_found(*kind, &probe.name))?;
+            if expected_version.is_some_and(|v| v != old.version) {
+                return Err(conflict(*kind, &old.name));
+            }
+            let old_value = old.value();
+            let new_value = match part {
+                UpdatePart::Main => merge_main(&old_value, incoming),
+                UpdatePart::Status => {
+                    let mut v = old_value.clone();
+                    match incoming.get("status") {
+                        Some(status) => v["status"] = status.clone(),
+                        None => {
+                            v.as_object_mut().map(|o| o.remove("status"));
+                        }
+                    }
+                    v
+                }
+            };
+            write_if_changed(table, index, &old, old_value, new_value, records)
+        }
+        Command::Patch {
+            kind,
+            namespace,
+            name,
+            labels,
+            annotations,
+            overwrite,
+            expected_version,
+        } => {
+            let namespace = scoped_namespace(*kind, namespace);
+            let old = table
+                .get(*kind, &namespace, name)
+                .cloned()
+                .ok_or_else(|| not_found(*kind, name))?;
+            if expected_version.is_some_and(|v| v != old.version) {
+                return Err(conflict(*kind, name));
+            }
+            let old_value = old.value();
+            let mut new_value = old_value.clone();
+            let meta = metadata_mut(&mut new_value);
+            patch_map(meta, "labels", labels, *overwrite)?;
+            patch_map(meta, "annotations", annotations, *overwrite)?;
+            write_if_changed(table, index, &old, old_value, new_value, records)
+        }
+        Command::Delete {
+            kind,
+            namespace,
+            name,
+            grace_period_seconds,
+            force,
+            now,
+        } => {
+            let namespace = scoped_namespace(*kind, namespace);
+            let old = table
+                .get(*kind, &namespace, name)
+                .cloned()
+                .ok_or_else(|| not_found(*kind, name))?;
+            if *kind == Kind::Namespace {
+                if name == "default" {
+                    return Err(ApplyError::Invalid(
+                        "namespaces \"default\" may not be deleted".into(),
+                    ));
+                }
+                // Objects in a namespace go with it, in one entry, so none is orphaned.
+                for k in Kind::ALL.into_iter().filter(|k| k.is_namespaced()) {
+                    let inside: Vec<_> = table.list(k, Some(name)).cloned().collect();
+                    for object in inside {
+                        remove(table, index, &object, records);
+                    }
+                }
+            } else if let Some(grace) = graceful_pod_deletion(*kind, &old, *grace_period_seconds, *force) {
+                return mark_terminating(table, index, &old, grace, now, records);
+            }
+            Ok(remove(table, index, &old, records))
+        }
+        Command::EnsureNamespace { name, uid, now } => {
+            if let Some(existing) = table.get(Kind::Namespace, "", name) {
+                return Ok(Applied {
+                    object: existing.json.to_vec(),
+                    removed: false,
+                });
+            }
+            let value = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "uid": uid,
+                    "creationTimestamp": now,
+                    "resourceVersion": index.to_string(),
+                    "generation": 1,
+                },
+                "status": {"phase": "Active"},
+            });
+            let stored = StoredObject::from_value(Kind::Namespace, &value)?;
+            Ok(put(table, index, stored, None, EventType::Added, records))
+        }
+    }
+}
+
+fn scoped_namespace(kind: Kind, namespace: &str) -> String {
+    if kind.is_namespaced() {
+        if namespace.is_empty() {
+            "default".to_string()
+        } else {
+            namespace.to_string()
+        }
+    } else {
+        String::new()
+    }
+}
+
+/// Kubernetes' rule: a pod that runs on a node is given time to stop; an unscheduled or
+/// finished pod, or a forced or zero-grace delete, goes at once.
+fn graceful_pod_deletion(
+    kind: Kind,
+    old: &StoredObject,
+    grace_period_seconds: Option<i64>,
+    force: bool,
+) -> Option<i64> {
+    if kind != Kind::Pod || force || old.summary.node_name.is_none() {
+        return None;
+    }
+    if matches!(old.summary.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let grace = grace_period_seconds.unwrap_or_else(|| {
+        old.value()
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
+fn mark_terminating(
+    table: &mut ObjectTable,
+    index: u64,
+    old: &Arc<StoredObject>,
+    grace: i64,
+    now: &str,
+    records: &mut Vec<WatchRecord>,
+) -> CommandResponse {
+    let old_value = old.value();
+    let current_grace = old_value
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    // A second delete may shorten the grace period, never lengthen it.
+    if current_grace.is_some_and(|g| g <= grace) {
+        return Ok(Applied {
+            object: old.json.to_vec(),
+            removed: false,
+        });
+    }
+    let now = chrono::DateTime::parse_from_rfc3339(now)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| ApplyError::Invalid(format!("deletion time {now:?} is not rfc 3339: {e}")))?;
+    let deadline = now + chrono::Duration::seconds(grace);
+    let mut new_value = old_value;
+    let meta = metadata_mut(&mut new_value);
+    meta.insert(
+        "deletionTimestamp".into(),
+        Value::String(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta.insert("deletionGracePeriodSeconds".into(), Value::from(grace));
+    meta.insert("resourceVersion".into(), Value::String(index.to_string()));
+    let stored = StoredObject::from_value(old.kind, &new_value)?;
+    Ok(put(
+        table,
+        index,
+        stored,
+        Some(old.clone()),
+        EventType::Modified,
+        records,
+    ))
+}
+
+/// An update replaces spec, labels and annotations; the server keeps identity, timestamps
+/// and status, and bumps generation when the spec changed.
+fn merge_main(old: &Value, mut incoming: Value) -> Value {
+    const SERVER_OWNED: [&str; 7] = [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "resourceVersion",
+    ];
+    let old_meta = old.get("metadata").and_then(Value::as_object);
+    let meta = metadata_mut(&mut incoming);
+    for key in SERVER_OWNED {
+        match old_meta.and_then(|m| m.get(key)) {
+            Some(v) => meta.insert(key.into(), v.clone()),
+            None => meta.remove(key),
+        };
+    }
+    match old.get("status") {
+        Some(status) => incoming["status"] = status.clone(),
+        None => {
+            incoming.as_object_mut().map(|o| o.remove("status"));
+        }
+    }
+    if old.get("spec") != incoming.get("spec") {
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        metadata_mut(&mut incoming).insert("generation".into(), Value::from(generation + 1));
+    }
+    incoming
+}
+
+fn patch_map(
+    meta: &mut Map<String, Value>,
+    field: &str,
+    changes: &[(String, Option<String>)],
+    overwrite: bool,
+) -> Result<(), ApplyError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let map = meta
+        .entry(field)
+        .or_insert_with(|| Value::Object(Map::new()));
+    let map = map
+        .as_object_mut()
+        .ok_or_else(|| ApplyError::Invalid(format!("metadata.{field} is not a map")))?;
+    for (key, value) in changes {
+        match value {
+            Some(value) => {
+                if let Some(current) = map.get(key).and_then(Value::as_str) {
+                    if current != value && !overwrite {
+                        return Err(ApplyError::Invalid(format!(
+                            "'{key}' already has a value ({current}), and --overwrite is false"
+                        )));
+                    }
+                }
+                map.insert(key.clone(), Value::String(value.clone()));
+            }
+            None => {
+                map.remove(key);
+            }
+        }
+    }
+    if map.is_empty() {
+        meta.remove(field);
+    }
+    Ok(())
+}
+
+fn write_if_changed(
+    table: &mut ObjectTable,
+    index: u64,
+    old: &Arc<StoredObject>,
+    old_value: Value,
+    mut new_value: Value,
+    records: &mut Vec<WatchRecord>,
+) -> CommandResponse {
+    // A write that changes nothing keeps the version, as in Kubernetes.
+    if without_version(&old_value) == without_version(&new_value) {
+        return Ok(Applied {
+            object: old.json.to_vec(),
+            removed: false,
+        });
+    }
+    metadata_mut(&mut new_value).insert("resourceVersion".into(), Value::String(index.to_string()));
+    let stored = StoredObject::from_value(old.kind, &new_value)?;
+    Ok(put(
+        table,
+        index,
+        stored,
+        Some(old.clone()),
+        EventType::Modified,
+        records,
+    ))
+}
+
+fn put(
+    table: &mut ObjectTable,
+    index: u64,
+    stored: StoredObject,
+    previous: Option<Arc<StoredObject>>,
+    event: EventType,
+    records: &mut Vec<WatchRecord>,
+) -> Applied {
+    let stored = Arc::new(stored);
+    table.insert(stored.clone());
+    records.push(WatchRecord {
+        version: index,
+        event,
+        object: stored.clone(),
+        previous,
+    });
+    Applied {
+        object: stored.json.to_vec(),
+        removed: false,
+    }
+}
+
+fn remove(
+    table: &mut ObjectTable,
+    index: u64,
+    old: &Arc<StoredObject>,
+    records: &mut Vec<WatchRecord>,
+) -> Applied {
+    table.remove(&old.key());
+    // The DELETED event carries the last state at the deleting version, as Kubernetes does.
+    let mut last = old.value();
+    metadata_mut(&mut last).insert("resourceVersion".into(), Value::String(index.to_string()));
+    let last = StoredObject::from_value(old.kind, &last).unwrap_or_else(|_| (**old).clone());
+    let last = Arc::new(last);
+    records.push(WatchRecord {
+        version: index,
+        event: EventType::Deleted,
+        object: last.clone(),
+        previous: Some(old.clone()),
+    });
+    Applied {
+        object: last.json.to_vec(),
+        removed: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: &str = "2024-05-01T10:00:00Z";
+
+    fn table_with_default() -> ObjectTable {
+        let mut table = ObjectTable::default();
+        let (r, _) = apply_command(
+            &mut table,
+            1,
+            &Command::EnsureNamespace { name: "default".into(), uid: "ns-uid".into(), now: NOW.into() },
+        );
+        r.unwrap();
+        table
+    }
+
+    fn pod(name: &str, node: Option<&str>) -> Value {
+        let mut v = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "terminationGracePeriodSeconds": 30}});
+        if let Some(node) = node {
+            v["spec"]["nodeName"] = json!(node);
+        }
+        v
+    }
+
+    fn create(table: &mut ObjectTable, index: u64, value: &Value) -> CommandResponse {
+        apply_command(table, index, &Command::Create { kind: Kind::Pod, object: serde_json::to_vec(value).unwrap() }).0
+    }
+
+    fn delete(table: &mut ObjectTable, index: u64, name: &str, grace: Option<i64>, force: bool) -> (CommandResponse, Vec<WatchRecord>) {
+        apply_command(table, index, &Command::Delete {
+            kind: Kind::Pod, namespace: "default".into(), name: name.into(),
+            grace_period_seconds: grace, force, now: NOW.into() })
+    }
+
+    fn version_of(applied: &Applied) -> String {
+        let v: Value = serde_json::from_slice(&applied.object).unwrap();
+        v["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn apply_1_create_sets_version_and_rejects_duplicates() {
+        let mut table = table_with_default();
+        let applied = create(&mut table, 5, &pod("a", None)).unwrap();
+        assert_eq!(version_of(&applied), "5");
+        assert_eq!(
+            create(&mut table, 6, &pod("a", None)),
+            Err(ApplyError::AlreadyExists("pods \"a\" already exists".into()))
+        );
+    }
+
+    #[test]
+    fn apply_2_create_needs_existing_namespace() {
+        let mut table = table_with_default();
+        let mut p = pod("a", None);
+        p["metadata"]["namespace"] = json!("nope");
+        assert_eq!(create(&mut table, 2, &p), Err(ApplyError::NotFound("namespaces \"nope\" not found".into())));
+        assert!(table.get(Kind::Pod, "nope", "a").is_none());
+    }
+
+    #[test]
+    fn apply_3_stale_update_is_a_conflict_and_changes_nothing() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", None)).unwrap();
+        let mut p = pod("a", None);
+        p["metadata"]["labels"]["app"] = json!("api");
+        let update = |expected| Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&p).unwrap(), part: UpdatePart::Main, expected_version: Some(expected) };
+        let (r, records) = apply_command(&mut table, 3, &update(1));
+        assert!(matches!(r, Err(ApplyError::Conflict(_))));
+        assert!(records.is_empty());
+        let (r, records) = apply_command(&mut table, 4, &update(2));
+        assert_eq!(version_of(&r.unwrap()), "4");
+        assert_eq!(records.len(), 1);
+        assert_eq!(table.get(Kind::Pod, "default", "a").unwrap().summary.labels["app"], "api");
+    }
+
+    #[test]
+    fn apply_4_update_keeps_status_and_identity_and_noop_keeps_version() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", None)).unwrap();
+        let mut status = pod("a", None);
+        status["status"] = json!({"phase": "Running"});
+        apply_command(&mut table, 3, &Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&status).unwrap(), part: UpdatePart::Status, expected_version: None }).0.unwrap();
+        let mut main = pod("a", None);
+        main["metadata"]["uid"] = json!("forged");
+        main["status"] = json!({"phase": "Failed"});
+        let (r, _) = apply_command(&mut table, 4, &Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&main).unwrap(), part: UpdatePart::Main, expected_version: None });
+        // Only uid and status differed, and both are server-owned: nothing changes.
+        assert_eq!(version_of(&r.unwrap()), "3");
+        let stored = table.get(Kind::Pod, "default", "a").unwrap().value();
+        assert_eq!(stored["status"]["phase"], "Running");
+        assert_eq!(stored["metadata"]["uid"], "uid-a");
+    }
+
+    #[test]
+    fn apply_5_bound_pod_deletes_gracefully_then_on_confirmation() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", Some("node-1"))).unwrap();
+        let (r, records) = delete(&mut table, 3, "a", None, false);
+        let applied = r.unwrap();
+        assert!(!applied.removed);
+        assert_eq!(records[0].event, EventType::Modified);
+        let stored = table.get(Kind::Pod, "default", "a").unwrap().value();
+        assert_eq!(stored["metadata"]["deletionTimestamp"], "2024-05-01T10:00:30Z");
+        assert_eq!(stored["metadata"]["deletionGracePeriodSeconds"], 30);
+        let (r, records) = delete(&mut table, 4, "a", Some(0), false);
+        assert!(r.unwrap().removed);
+        assert_eq!(records[0].event, EventType::Deleted);
+        assert!(table.get(Kind::Pod, "default", "a").is_none());
+    }
+
+    #[test]
+    fn apply_6_unbound_or_forced_pods_go_at_once() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", None)).unwrap();
+        create(&mut table, 3, &pod("b", Some("node-1"))).unwrap();
+        assert!(delete(&mut table, 4, "a", None, false).0.unwrap().removed);
+        assert!(delete(&mut table, 5, "b", None, true).0.unwrap().removed);
+        assert!(matches!(delete(&mut table, 6, "b", None, true).0, Err(ApplyError::NotFound(_))));
+    }
+
+    #[test]
+    fn apply_7_patch_needs_overwrite_to_change_a_label() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", None)).unwrap();
+        let patch = |labels: Vec<(String, Option<String>)>, overwrite| Command::Patch {
+            kind: Kind::Pod, namespace: "default".into(), name: "a".into(), labels, annotations: vec![], overwrite, expected_version: None };
+        let change = vec![("app".to_string(), Some("db".to_string()))];
+        let (r, _) = apply_command(&mut table, 3, &patch(change.clone(), false));
+        assert_eq!(r, Err(ApplyError::Invalid("'app' already has a value (web), and --overwrite is false".into())));
+        apply_command(&mut table, 4, &patch(change, true)).0.unwrap();
+        apply_command(&mut table, 5, &patch(vec![("tier".into(), Some("x".into())), ("app".into(), None)], false)).0.unwrap();
+        let labels = &table.get(Kind::Pod, "default", "a").unwrap().summary.labels;
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["tier"], "x");
+    }
+
+    #[test]
+    fn apply_8_namespace_delete_removes_its_objects_and_default_stays() {
+        let mut table = table_with_default();
+        let ns = Command::EnsureNamespace { name: "team".into(), uid: "t".into(), now: NOW.into() };
+        apply_command(&mut table, 2, &ns).0.unwrap();
+        let mut p = pod("a", Some("n1"));
+        p["metadata"]["namespace"] = json!("team");
+        create(&mut table, 3, &p).unwrap();
+        let del = |name: &str| Command::Delete { kind: Kind::Namespace, namespace: String::new(), name: name.into(), grace_period_seconds: None, force: false, now: NOW.into() };
+        let (r, records) = apply_command(&mut table, 4, &del("team"));
+        assert!(r.unwrap().removed);
+        assert_eq!(records.len(), 2);
+        assert!(table.get(Kind::Pod, "team", "a").is_none());
+        assert!(matches!(apply_command(&mut table, 5, &del("default")).0, Err(ApplyError::Invalid(_))));
+    }
+
+    #[test]
+    fn apply_9_list_is_scoped_by_kind_and_namespace() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("a", None)).unwrap();
+        create(&mut table, 3, &pod("b", None)).unwrap();
+        assert_eq!(table.list(Kind::Pod, Some("default")).count(), 2);
+        assert_eq!(table.list(Kind::Pod, None).count(), 2);
+        assert_eq!(table.list(Kind::Pod, Some("def")).count(), 0);
+        assert_eq!(table.list(Kind::Namespace, None).count(), 1);
+    }
+}

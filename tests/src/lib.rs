@@ -1,0 +1,1 @@
+//! Test support: spawning control-plane processes on loopback ports.
