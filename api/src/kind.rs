@@ -1,0 +1,96 @@
+//! The kinds of object Skiff stores, and the names users call them by.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Namespace,
+    Pod,
+    Deployment,
+    Node,
+    Event,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Namespace, Kind::Pod, Kind::Deployment, Kind::Node, Kind::Event];
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Deployment => "apps/v1",
+            _ => "v1",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::Node => "Node",
+            Kind::Event => "Event",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Pod => "pods",
+            Kind::Deployment => "deployments",
+            Kind::Node => "nodes",
+            Kind::Event => "events",
+        }
+    }
+
+    /// kubectl's short name.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "ns",
+            Kind::Pod => "po",
+            Kind::Deployment => "deploy",
+            Kind::Node => "no",
+            Kind::Event => "ev",
+        }
+    }
+
+    /// Namespaces and nodes are cluster-scoped.
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Node)
+    }
+
+    /// Accepts kind names, plurals and short names, case-insensitively.
+    pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.trim().to_ascii_lowercase();
+        Kind::ALL.into_iter().find(|k| {
+            s == k.as_str().to_ascii_lowercase() || s == k.plural() || s == k.short_name()
+        })
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_1_parses_every_name() {
+        for (name, kind) in [
+            ("Pod", Kind::Pod),
+            ("pods", Kind::Pod),
+            ("po", Kind::Pod),
+            ("deploy", Kind::Deployment),
+            ("Deployments", Kind::Deployment),
+            ("no", Kind::Node),
+            ("ns", Kind::Namespace),
+            ("ev", Kind::Event),
+            ("EVENT", Kind::Event),
+        ] {
+            assert_eq!(Kind::parse(name), Some(kind), "{name}");
+        }
+        assert_eq!(Kind::parse("service"), None);
+    }
+}

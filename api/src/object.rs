@@ -1,0 +1,323 @@
+//! `Object`: any stored object, with strict JSON/YAML decoding and Kubernetes' defaults.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::kind::Kind;
+use crate::manifest::ManifestError;
+use crate::meta::ObjectMeta;
+use crate::types::{
+    Container, Deployment, DeploymentStrategy, Event, IntOrString, Namespace, NamespaceStatus,
+    Node, Pod, PodSpec, Probe, RollingUpdateDeployment,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Namespace(Namespace),
+    Pod(Pod),
+    Deployment(Deployment),
+    Node(Node),
+    Event(Event),
+}
+
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|e| ManifestError {
+        document: None,
+        path: e.path().to_string().trim_start_matches('.').to_string(),
+        message: e.into_inner().to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("object types always serialize")
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Pod(_) => Kind::Pod,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Node(_) => Kind::Node,
+            Object::Event(_) => Kind::Event,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Namespace(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::Event(o) => &o.metadata,
+        }
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Deployment(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+            Object::Event(o) => &mut o.metadata,
+        }
+    }
+
+    /// Decodes one JSON document strictly (unknown fields are errors naming their path).
+    /// With `expected`, the document's kind must agree or be absent.
+    pub fn from_json(expected: Option<Kind>, bytes: &[u8]) -> Result<Object, ManifestError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError {
+            document: None,
+            path: String::new(),
+            message: format!("invalid json: {e}"),
+        })?;
+        Object::from_value(expected, value)
+    }
+
+    pub fn from_value(expected: Option<Kind>, value: Value) -> Result<Object, ManifestError> {
+        let at = |path: &str, message: String| ManifestError {
+            document: None,
+            path: path.to_string(),
+            message,
+        };
+        let Value::Object(map) = &value else {
+            return Err(at("", "an object must be a mapping".into()));
+        };
+        let kind = match (map.get("kind"), expected) {
+            (Some(Value::String(name)), _) => {
+                let kind = Kind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == name)
+                    .ok_or_else(|| {
+                        at(
+                            "kind",
+                            format!(
+                                "unknown kind {name:?}: supported kinds are Namespace, Pod, Deployment, Node, Event"
+                            ),
+                        )
+                    })?;
+                if let Some(expected) = expected.filter(|e| *e != kind) {
+                    return Err(at("kind", format!("expected {expected}, found {kind}")));
+                }
+                kind
+            }
+            (Some(other), _) => return Err(at("kind", format!("must be a string, found {other}"))),
+            (None, Some(expected)) => expected,
+            (None, None) => return Err(at("kind", "Required value".into())),
+        };
+        match map.get("apiVersion") {
+            Some(Value::String(v)) if v == kind.api_version() => {}
+            Some(Value::String(v)) => {
+                return Err(at(
+                    "apiVersion",
+                    format!("{kind} is served as {:?}, not {v:?}", kind.api_version()),
+                ));
+            }
+            Some(other) => return Err(at("apiVersion", format!("must be a string, found {other}"))),
+            None if expected.is_some() => {}
+            None => return Err(at("apiVersion", "Required value".into())),
+        }
+        let mut object = match kind {
+            Kind::Namespace => Object::Namespace(decode(value)?),
+            Kind::Pod => Object::Pod(decode(value)?),
+            Kind::Deployment => Object::Deployment(decode(value)?),
+            Kind::Node => Object::Node(decode(value)?),
+            Kind::Event => Object::Event(decode(value)?),
+        };
+        object.set_type_meta();
+        Ok(object)
+    }
+
+    /// Fills in apiVersion and kind, so every encoding carries them.
+    fn set_type_meta(&mut self) {
+        let (api_version, kind) = (self.kind().api_version(), self.kind().as_str());
+        let (a, k) = match self {
+            Object::Namespace(o) => (&mut o.api_version, &mut o.kind),
+            Object::Pod(o) => (&mut o.api_version, &mut o.kind),
+            Object::Deployment(o) => (&mut o.api_version, &mut o.kind),
+            Object::Node(o) => (&mut o.api_version, &mut o.kind),
+            Object::Event(o) => (&mut o.api_version, &mut o.kind),
+        };
+        *a = Some(api_version.to_string());
+        *k = Some(kind.to_string());
+    }
+
+    pub fn to_value(&self) -> Value {
+        let mut object = self.clone();
+        object.set_type_meta();
+        match &object {
+            Object::Namespace(o) => encode(o),
+            Object::Pod(o) => encode(o),
+            Object::Deployment(o) => encode(o),
+            Object::Node(o) => encode(o),
+            Object::Event(o) => encode(o),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_value()).expect("json values serialize")
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.to_value()).expect("json values serialize")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(&self.to_value()).expect("json values serialize as yaml")
+    }
+
+    /// Kubernetes' defaults for fields a manifest may leave out.
+    pub fn apply_defaults(&mut self) {
+        match self {
+            Object::Pod(pod) => default_pod_spec(&mut pod.spec),
+            Object::Deployment(d) => {
+                d.spec.replicas.get_or_insert(1);
+                d.spec.revision_history_limit.get_or_insert(10);
+                let strategy = d.spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+                let kind = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+                if kind == "RollingUpdate" {
+                    let rolling = strategy
+                        .rolling_update
+                        .get_or_insert_with(RollingUpdateDeployment::default);
+                    rolling
+                        .max_surge
+                        .get_or_insert_with(|| IntOrString::String("25%".into()));
+                    rolling
+                        .max_unavailable
+                        .get_or_insert_with(|| IntOrString::String("25%".into()));
+                }
+                default_pod_spec(&mut d.spec.template.spec);
+            }
+            Object::Namespace(ns) => {
+                ns.status
+                    .get_or_insert_with(NamespaceStatus::default)
+                    .phase
+                    .get_or_insert_with(|| "Active".into());
+            }
+            Object::Node(_) | Object::Event(_) => {}
+        }
+    }
+
+    pub fn as_pod(&self) -> Option<&Pod> {
+        match self {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_deployment(&self) -> Option<&Deployment> {
+        match self {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+fn default_pod_spec(spec: &mut PodSpec) {
+    spec.restart_policy.get_or_insert_with(|| "Always".into());
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    for container in &mut spec.containers {
+        default_container(container);
+    }
+}
+
+fn default_container(container: &mut Container) {
+    if container.image_pull_policy.is_none() {
+        // Kubernetes: an untagged or :latest image is always pulled.
+        let last = container.image.rsplit('/').next().unwrap_or_default();
+        let tag = last.split_once(':').map(|(_, t)| t);
+        let always = !container.image.contains('@') && matches!(tag, None | Some("latest"));
+        container.image_pull_policy = Some(if always { "Always" } else { "IfNotPresent" }.into());
+    }
+    for port in &mut container.ports {
+        port.protocol.get_or_insert_with(|| "TCP".into());
+    }
+    for probe in [&mut container.liveness_probe, &mut container.readiness_probe]
+        .into_iter()
+        .flatten()
+    {
+        default_probe(probe);
+    }
+}
+
+fn default_probe(probe: &mut Probe) {
+    probe.timeout_seconds.get_or_insert(1);
+    probe.period_seconds.get_or_insert(10);
+    probe.success_threshold.get_or_insert(1);
+    probe.failure_threshold.get_or_insert(3);
+    if let Some(http) = &mut probe.http_get {
+        http.path.get_or_insert_with(|| "/".into());
+        http.scheme.get_or_insert_with(|| "HTTP".into());
+    }
+}
+
+macro_rules! object_from {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for Object {
+            fn from(o: $variant) -> Object {
+                Object::$variant(o)
+            }
+        }
+    )*};
+}
+object_from!(Namespace, Pod, Deployment, Node, Event);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn object_1_json_round_trip_keeps_type_meta() {
+        let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}]}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.5", "hostIP": "10.250.0.2"}});
+        let object = Object::from_value(None, json.clone()).unwrap();
+        assert_eq!(object.to_value(), json);
+        let again = Object::from_json(Some(Kind::Pod), &object.to_json()).unwrap();
+        assert_eq!(again, object);
+    }
+
+    #[test]
+    fn object_2_unknown_field_is_named_with_its_path() {
+        let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "c", "imagee": "busybox"}]}});
+        let err = Object::from_value(None, json).unwrap_err();
+        assert!(err.path.starts_with("spec.containers[0]"), "{err}");
+        assert!(err.to_string().contains("imagee"), "{err}");
+    }
+
+    #[test]
+    fn object_3_kind_and_api_version_are_checked() {
+        let wrong_version = json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "d"}});
+        let err = Object::from_value(None, wrong_version).unwrap_err();
+        assert_eq!(err.path, "apiVersion");
+        let unknown = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        assert!(Object::from_value(None, unknown).unwrap_err().message.contains("unknown kind \"Service\""));
+        let mismatch = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+        assert!(Object::from_value(Some(Kind::Node), mismatch).is_err());
+        // The API path may omit type meta: the request names the kind.
+        let bare = json!({"metadata": {"name": "n1"}});
+        assert_eq!(Object::from_value(Some(Kind::Node), bare).unwrap().kind(), Kind::Node);
+    }
+
+    #[test]
+    fn object_4_defaults_match_kubernetes() {
+        let json = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}, {"name": "s", "image": "busybox"}]}}}});
+        let mut object = Object::from_value(None, json).unwrap();
+        object.apply_defaults();
+        let d = object.as_deployment().unwrap();
+        assert_eq!(d.spec.replicas, Some(1));
+        let rolling = d.spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
+        assert_eq!(rolling.max_surge, Some(IntOrString::String("25%".into())));
+        let spec = &d.spec.template.spec;
+        assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("Always"));
+    }
+}

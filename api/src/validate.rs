@@ -1,0 +1,622 @@
+//! Validation with Kubernetes' rules and messages; every error carries its field path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::meta::ObjectMeta;
+use crate::object::Object;
+use crate::selector::Selector;
+use crate::types::{Container, IntOrString, PodSpec, Probe, Quantity};
+
+/// Total size of all annotation keys and values.
+pub const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self.errors.iter().map(FieldError::to_string).collect();
+        f.write_str(&all.join("; "))
+    }
+}
+
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName', or 'my.name', or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+fn label_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+fn name_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// DNS-1123 label: at most 63 characters of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> Result<(), String> {
+    if s.len() > 63 {
+        return Err("must be no more than 63 characters".into());
+    }
+    if !label_shaped(s) {
+        return Err(LABEL_MSG.into());
+    }
+    Ok(())
+}
+
+/// DNS-1123 subdomain: at most 253 characters, dot-separated labels.
+pub fn is_dns1123_subdomain(s: &str) -> Result<(), String> {
+    if s.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    if !s.split('.').all(label_shaped) {
+        return Err(SUBDOMAIN_MSG.into());
+    }
+    Ok(())
+}
+
+/// Label and annotation keys: an optional DNS subdomain prefix and `/`, then a name of at
+/// most 63 characters.
+pub fn is_qualified_name(s: &str) -> Result<(), String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        is_dns1123_subdomain(prefix).map_err(|m| format!("prefix part {m}"))?;
+    }
+    if name.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Err("name part must be no more than 63 characters".into());
+    }
+    if !name_shaped(name) {
+        return Err(NAME_MSG.into());
+    }
+    Ok(())
+}
+
+/// Label values: empty, or at most 63 characters shaped like a name.
+pub fn is_label_value(s: &str) -> Result<(), String> {
+    if s.len() > 63 {
+        return Err("must be no more than 63 characters".into());
+    }
+    if !s.is_empty() && !name_shaped(s) {
+        return Err(VALUE_MSG.into());
+    }
+    Ok(())
+}
+
+/// Collects errors as validation walks an object.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn invalid(&mut self, path: impl Into<String>, value: &str, why: impl std::fmt::Display) {
+        self.push(path, format!("Invalid value: {value:?}: {why}"));
+    }
+
+    fn required(&mut self, path: impl Into<String>, what: &str) {
+        self.push(path, format!("Required value: {what}"));
+    }
+
+    fn unsupported(&mut self, path: impl Into<String>, value: &str, supported: &[&str]) {
+        let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        self.push(
+            path,
+            format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")),
+        );
+    }
+
+    fn check(&mut self, path: impl Into<String>, value: &str, rule: fn(&str) -> Result<(), String>) {
+        if let Err(why) = rule(value) {
+            self.invalid(path, value, why);
+        }
+    }
+
+    fn finish(self) -> Result<(), ValidationError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { errors: self.0 })
+        }
+    }
+}
+
+fn validate_labels(errors: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
+    for (key, value) in labels {
+        errors.check(path, key, is_qualified_name);
+        errors.check(format!("{path}.{key}"), value, is_label_value);
+    }
+}
+
+fn validate_meta(errors: &mut Errors, meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>, path: &str) {
+    if meta.name.is_empty() {
+        match meta.generate_name.as_deref() {
+            Some(prefix) if !prefix.is_empty() => {
+                // The generated name appends five characters; the prefix must allow that.
+                errors.check(format!("{path}.generateName"), &format!("{prefix}a"), name_rule);
+            }
+            _ => errors.required(format!("{path}.name"), "name or generateName is required"),
+        }
+    } else {
+        errors.check(format!("{path}.name"), &meta.name, name_rule);
+    }
+    if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        errors.check(format!("{path}.namespace"), ns, is_dns1123_label);
+    }
+    validate_labels(errors, &format!("{path}.labels"), &meta.labels);
+    let mut size = 0;
+    for (key, value) in &meta.annotations {
+        errors.check(format!("{path}.annotations"), key, is_qualified_name);
+        size += key.len() + value.len();
+    }
+    if size > ANNOTATIONS_MAX_BYTES {
+        errors.push(
+            format!("{path}.annotations"),
+            format!("Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes"),
+        );
+    }
+}
+
+fn validate_quantities(errors: &mut Errors, path: &str, map: &BTreeMap<String, Quantity>) {
+    for (name, quantity) in map {
+        if let Err(e) = quantity.value() {
+            errors.invalid(format!("{path}.{name}"), &quantity.0, e);
+        }
+    }
+}
+
+fn validate_port(errors: &mut Errors, path: &str, port: &IntOrString) {
+    match port {
+        IntOrString::Int(p) if !(1..=65535).contains(p) => {
+            errors.invalid(path, &p.to_string(), "must be between 1 and 65535, inclusive");
+        }
+        IntOrString::String(name) if name.is_empty() || name.len() > 15 => {
+            errors.invalid(path, name, "must be a port number or a port name of at most 15 characters");
+        }
+        _ => {}
+    }
+}
+
+fn validate_probe(errors: &mut Errors, path: &str, probe: &Probe) {
+    let handlers = [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some()];
+    match handlers.iter().filter(|h| **h).count() {
+        0 => errors.required(path, "must specify a handler type (exec, httpGet or tcpSocket)"),
+        1 => {}
+        _ => errors.push(path, "Forbidden: may not specify more than 1 handler type"),
+    }
+    if let Some(exec) = &probe.exec {
+        if exec.command.is_empty() {
+            errors.required(format!("{path}.exec.command"), "a command is required");
+        }
+    }
+    if let Some(http) = &probe.http_get {
+        validate_port(errors, &format!("{path}.httpGet.port"), &http.port);
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        validate_port(errors, &format!("{path}.tcpSocket.port"), &tcp.port);
+    }
+    for (field, value, min) in [
+        ("initialDelaySeconds", probe.initial_delay_seconds, 0),
+        ("periodSeconds", probe.period_seconds, 1),
+        ("timeoutSeconds", probe.timeout_seconds, 1),
+        ("successThreshold", probe.success_threshold, 1),
+        ("failureThreshold", probe.failure_threshold, 1),
+    ] {
+        if let Some(v) = value.filter(|v| *v < min) {
+            errors.invalid(format!("{path}.{field}"), &v.to_string(), format!("must be greater than or equal to {min}"));
+        }
+    }
+}
+
+fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &BTreeSet<&str>) {
+    errors.check(format!("{path}.name"), &c.name, is_dns1123_label);
+    if c.image.trim().is_empty() {
+        errors.required(format!("{path}.image"), "an image is required");
+    }
+    if let Some(policy) = &c.image_pull_policy {
+        if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
+            errors.unsupported(format!("{path}.imagePullPolicy"), policy, &["Always", "IfNotPresent", "Never"]);
+        }
+    }
+    for (i, env) in c.env.iter().enumerate() {
+        if env.name.is_empty() || env.name.contains('=') {
+            errors.invalid(format!("{path}.env[{i}].name"), &env.name, "a valid environment variable name must not be empty or contain '='");
+        }
+    }
+    for (i, port) in c.ports.iter().enumerate() {
+        let p = format!("{path}.ports[{i}]");
+        validate_port(errors, &format!("{p}.containerPort"), &IntOrString::Int(port.container_port));
+        if let Some(protocol) = &port.protocol {
+            if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+                errors.unsupported(format!("{p}.protocol"), protocol, &["TCP", "UDP", "SCTP"]);
+            }
+        }
+    }
+    for (i, mount) in c.volume_mounts.iter().enumerate() {
+        let p = format!("{path}.volumeMounts[{i}]");
+        if !volumes.contains(mount.name.as_str()) {
+            errors.push(format!("{p}.name"), format!("Not found: {:?}", mount.name));
+        }
+        if !mount.mount_path.starts_with('/') {
+            errors.invalid(format!("{p}.mountPath"), &mount.mount_path, "must be an absolute path");
+        }
+    }
+    if let Some(resources) = &c.resources {
+        let p = format!("{path}.resources");
+        validate_quantities(errors, &format!("{p}.requests"), &resources.requests);
+        validate_quantities(errors, &format!("{p}.limits"), &resources.limits);
+        for (name, request) in &resources.requests {
+            let limit = resources.limits.get(name);
+            if let (Ok(r), Some(Ok(l))) = (request.value(), limit.map(Quantity::value)) {
+                if r > l {
+                    errors.invalid(format!("{p}.requests.{name}"), &request.0, format!("must be less than or equal to {name} limit of {}", limit.map(|q| q.0.as_str()).unwrap_or_default()));
+                }
+            }
+        }
+    }
+    if let Some(probe) = &c.liveness_probe {
+        validate_probe(errors, &format!("{path}.livenessProbe"), probe);
+    }
+    if let Some(probe) = &c.readiness_probe {
+        validate_probe(errors, &format!("{path}.readinessProbe"), probe);
+    }
+}
+
+fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_restart: &[&str]) {
+    let mut volume_names = BTreeSet::new();
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let p = format!("{path}.volumes[{i}]");
+        errors.check(format!("{p}.name"), &volume.name, is_dns1123_label);
+        if !volume_names.insert(volume.name.as_str()) {
+            errors.push(format!("{p}.name"), format!("Duplicate value: {:?}", volume.name));
+        }
+        match (&volume.empty_dir, &volume.host_path) {
+            (None, None) => errors.required(&p, "must specify a volume type (emptyDir or hostPath)"),
+            (Some(_), Some(_)) => errors.push(&p, "Forbidden: may not specify more than 1 volume type"),
+            (_, Some(host)) if !host.path.starts_with('/') => {
+                errors.invalid(format!("{p}.hostPath.path"), &host.path, "must be an absolute path");
+            }
+            (Some(dir), _) => {
+                if let Some(limit) = &dir.size_limit {
+                    if let Err(e) = limit.value() {
+                        errors.invalid(format!("{p}.emptyDir.sizeLimit"), &limit.0, e);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if spec.containers.is_empty() {
+        errors.required(format!("{path}.containers"), "a pod needs at least one container");
+    }
+    let mut container_names = BTreeSet::new();
+    for (i, container) in spec.containers.iter().enumerate() {
+        let p = format!("{path}.containers[{i}]");
+        validate_container(errors, &p, container, &volume_names);
+        if !container_names.insert(container.name.as_str()) {
+            errors.push(format!("{p}.name"), format!("Duplicate value: {:?}", container.name));
+        }
+    }
+    if let Some(policy) = &spec.restart_policy {
+        if !allowed_restart.contains(&policy.as_str()) {
+            errors.unsupported(format!("{path}.restartPolicy"), policy, allowed_restart);
+        }
+    }
+    if let Some(grace) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
+        errors.invalid(format!("{path}.terminationGracePeriodSeconds"), &grace.to_string(), "must be greater than or equal to 0");
+    }
+    validate_labels(errors, &format!("{path}.nodeSelector"), &spec.node_selector);
+    if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+        errors.check(format!("{path}.nodeName"), node, is_dns1123_subdomain);
+    }
+    if let Some(hostname) = &spec.hostname {
+        errors.check(format!("{path}.hostname"), hostname, is_dns1123_label);
+    }
+}
+
+fn validate_int_or_percent(errors: &mut Errors, path: &str, value: &IntOrString) -> Option<i64> {
+    match value {
+        IntOrString::Int(n) if *n >= 0 => Some(i64::from(*n)),
+        IntOrString::Int(n) => {
+            errors.invalid(path, &n.to_string(), "must be greater than or equal to 0");
+            None
+        }
+        IntOrString::String(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
+            Some(p) if (0..=100).contains(&p) => Some(p),
+            Some(_) => {
+                errors.invalid(path, s, "must not be greater than 100%");
+                None
+            }
+            None => {
+                errors.invalid(path, s, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%')");
+                None
+            }
+        },
+    }
+}
+
+/// Create-time validation of any object.
+pub fn validate(object: &Object) -> Result<(), ValidationError> {
+    let mut errors = Errors::default();
+    match object {
+        Object::Namespace(ns) => validate_meta(&mut errors, &ns.metadata, is_dns1123_label, "metadata"),
+        Object::Node(node) => {
+            validate_meta(&mut errors, &node.metadata, is_dns1123_subdomain, "metadata");
+            for (i, taint) in node.spec.iter().flat_map(|s| &s.taints).enumerate() {
+                let effects = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+                if !effects.contains(&taint.effect.as_str()) {
+                    errors.unsupported(format!("spec.taints[{i}].effect"), &taint.effect, &effects);
+                }
+            }
+        }
+        Object::Event(event) => {
+            validate_meta(&mut errors, &event.metadata, is_dns1123_subdomain, "metadata");
+            if let Some(t) = &event.type_ {
+                if !["Normal", "Warning"].contains(&t.as_str()) {
+                    errors.unsupported("type", t, &["Normal", "Warning"]);
+                }
+            }
+        }
+        Object::Pod(pod) => {
+            validate_meta(&mut errors, &pod.metadata, is_dns1123_subdomain, "metadata");
+            validate_pod_spec(&mut errors, "spec", &pod.spec, &["Always", "OnFailure", "Never"]);
+        }
+        Object::Deployment(d) => {
+            validate_meta(&mut errors, &d.metadata, is_dns1123_subdomain, "metadata");
+            if let Some(r) = d.spec.replicas.filter(|r| *r < 0) {
+                errors.invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0");
+            }
+            validate_labels(&mut errors, "spec.template.metadata.labels", &d.spec.template.metadata.labels);
+            validate_pod_spec(&mut errors, "spec.template.spec", &d.spec.template.spec, &["Always"]);
+            if d.spec.selector.is_empty() {
+                errors.required("spec.selector", "a deployment needs a non-empty selector");
+            } else {
+                match Selector::from_label_selector(&d.spec.selector) {
+                    Err(e) => errors.invalid("spec.selector", &format!("{:?}", d.spec.selector), e.message),
+                    Ok(s) if !s.matches(&d.spec.template.metadata.labels) => errors.invalid(
+                        "spec.template.metadata.labels",
+                        &format!("{:?}", d.spec.template.metadata.labels),
+                        "`selector` does not match template `labels`",
+                    ),
+                    Ok(_) => {}
+                }
+            }
+            if let Some(strategy) = &d.spec.strategy {
+                let kinds = ["RollingUpdate", "Recreate"];
+                let kind = strategy.type_.as_deref().unwrap_or("RollingUpdate");
+                if !kinds.contains(&kind) {
+                    errors.unsupported("spec.strategy.type", kind, &kinds);
+                }
+                if let Some(rolling) = &strategy.rolling_update {
+                    if kind == "Recreate" {
+                        errors.push("spec.strategy.rollingUpdate", "Forbidden: may not be specified when strategy `type` is 'Recreate'");
+                    }
+                    let path = "spec.strategy.rollingUpdate";
+                    let surge = rolling.max_surge.as_ref().and_then(|v| validate_int_or_percent(&mut errors, &format!("{path}.maxSurge"), v));
+                    let unavailable = rolling.max_unavailable.as_ref().and_then(|v| validate_int_or_percent(&mut errors, &format!("{path}.maxUnavailable"), v));
+                    if surge == Some(0) && unavailable == Some(0) {
+                        errors.invalid(format!("{path}.maxUnavailable"), "0", "may not be 0 when `maxSurge` is 0");
+                    }
+                }
+            }
+        }
+    }
+    errors.finish()
+}
+
+/// Update-time validation: the new object is valid, and nothing immutable changed.
+pub fn validate_update(old: &Object, new: &Object) -> Result<(), ValidationError> {
+    let mut errors = match validate(new) {
+        Ok(()) => Errors::default(),
+        Err(e) => Errors(e.errors),
+    };
+    if old.kind() != new.kind() {
+        errors.push("kind", "Invalid value: field is immutable");
+    }
+    if old.metadata().name != new.metadata().name {
+        errors.invalid("metadata.name", &new.metadata().name, "field is immutable");
+    }
+    match (old, new) {
+        (Object::Pod(old), Object::Pod(new)) => {
+            // Only images may change, and an unbound pod may be bound to a node once.
+            let mut comparable = new.spec.clone();
+            for (c, o) in comparable.containers.iter_mut().zip(&old.spec.containers) {
+                c.image = o.image.clone();
+            }
+            if old.spec.node_name.is_none() {
+                comparable.node_name = None;
+            }
+            if comparable != old.spec {
+                errors.push(
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*].image` (and `spec.nodeName` of an unscheduled pod)",
+                );
+            }
+        }
+        (Object::Deployment(old), Object::Deployment(new)) if old.spec.selector != new.spec.selector => {
+            errors.invalid("spec.selector", &format!("{:?}", new.spec.selector), "field is immutable");
+        }
+        _ => {}
+    }
+    errors.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn validate_1_names_table() {
+        let long_label = "a".repeat(64);
+        let max_label = "a".repeat(63);
+        let long_subdomain = format!("{}.{}", "a".repeat(63), "b".repeat(190));
+        let labels = [
+            ("a", true), ("abc-123", true), ("1abc", true), (max_label.as_str(), true),
+            ("", false), ("A", false), ("-a", false), ("a-", false), ("a.b", false), ("a_b", false), (long_label.as_str(), false),
+        ];
+        for (name, ok) in labels {
+            assert_eq!(is_dns1123_label(name).is_ok(), ok, "label {name:?}");
+        }
+        let subdomains = [
+            ("example.com", true), ("a.b-c.d", true), ("web-0", true),
+            ("Example.com", false), ("a..b", false), (".a", false), ("a.", false), ("a_b", false), (long_subdomain.as_str(), false),
+        ];
+        for (name, ok) in subdomains {
+            assert_eq!(is_dns1123_subdomain(name).is_ok(), ok, "subdomain {name:?}");
+        }
+    }
+
+    #[test]
+    fn validate_2_label_keys_and_values_table() {
+        let long_name = "a".repeat(64);
+        let keys = [
+            ("app", true), ("App_Name.v1", true), ("example.com/app", true), ("kubernetes.io/os", true),
+            ("", false), ("/app", false), ("example.com/", false), ("Example.com/app", false),
+            ("a/b/c", false), ("-app", false), ("app-", false), (long_name.as_str(), false), ("app name", false),
+        ];
+        for (key, ok) in keys {
+            assert_eq!(is_qualified_name(key).is_ok(), ok, "key {key:?}");
+        }
+        let values = [
+            ("", true), ("prod", true), ("v1.2_3-x", true), ("A", true),
+            ("-prod", false), ("prod.", false), ("a b", false), ("a/b", false), (long_name.as_str(), false),
+        ];
+        for (value, ok) in values {
+            assert_eq!(is_label_value(value).is_ok(), ok, "value {value:?}");
+        }
+    }
+
+    fn object(value: serde_json::Value) -> Object {
+        Object::from_value(None, value).unwrap()
+    }
+
+    fn errors_of(value: serde_json::Value) -> Vec<String> {
+        match validate(&object(value)) {
+            Ok(()) => vec![],
+            Err(e) => e.errors.iter().map(|f| f.path.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn validate_3_pod_rules_carry_field_paths() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name", "labels": {"-x": "ok"}},
+            "spec": {"restartPolicy": "Sometimes", "containers": [
+                {"name": "web", "image": "busybox", "ports": [{"containerPort": 70000}],
+                 "volumeMounts": [{"name": "missing", "mountPath": "relative"}],
+                 "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
+                {"name": "web", "image": ""}]}});
+        let paths = errors_of(pod);
+        for expected in [
+            "metadata.name", "metadata.labels", "spec.restartPolicy",
+            "spec.containers[0].ports[0].containerPort", "spec.containers[0].volumeMounts[0].name",
+            "spec.containers[0].volumeMounts[0].mountPath", "spec.containers[0].resources.requests.cpu",
+            "spec.containers[1].name", "spec.containers[1].image",
+        ] {
+            assert!(paths.iter().any(|p| p == expected), "missing {expected} in {paths:?}");
+        }
+        let empty = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
+        assert_eq!(errors_of(empty), vec!["spec.containers"]);
+    }
+
+    #[test]
+    fn validate_4_duplicate_container_message() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "a", "image": "i"}]}});
+        let err = validate(&object(pod)).unwrap_err();
+        assert_eq!(err.to_string(), "spec.containers[1].name: Duplicate value: \"a\"");
+    }
+
+    #[test]
+    fn validate_5_annotations_limit() {
+        let big = "x".repeat(ANNOTATIONS_MAX_BYTES);
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "annotations": {"k": big}}});
+        let err = validate(&object(ns)).unwrap_err();
+        assert_eq!(err.to_string(), "metadata.annotations: Too long: must have at most 262144 bytes");
+        let ok = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "annotations": {"k": "x".repeat(1000)}}});
+        assert!(validate(&object(ok)).is_ok());
+    }
+
+    #[test]
+    fn validate_6_namespace_names_are_labels() {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}});
+        assert_eq!(errors_of(ns), vec!["metadata.name"]);
+        let unnamed = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert_eq!(errors_of(unnamed), vec!["metadata.name"]);
+        let generated = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert!(errors_of(generated).is_empty());
+    }
+
+    fn deployment(selector: serde_json::Value, labels: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "selector": selector, "template": {"metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    }
+
+    #[test]
+    fn validate_7_deployment_selector_must_match_template() {
+        assert!(errors_of(deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a", "x": "y"}))).is_empty());
+        let err = validate(&object(deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "b"})))).unwrap_err();
+        assert_eq!(err.errors[0].path, "spec.template.metadata.labels");
+        assert!(err.to_string().contains("`selector` does not match template `labels`"));
+        assert_eq!(errors_of(deployment(json!({}), json!({"app": "a"}))), vec!["spec.selector"]);
+        let mut never = deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
+        never["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(errors_of(never), vec!["spec.template.spec.restartPolicy"]);
+        let mut zero = deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
+        zero["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
+        assert_eq!(errors_of(zero), vec!["spec.strategy.rollingUpdate.maxUnavailable"]);
+    }
+
+    #[test]
+    fn validate_8_pod_spec_is_immutable() {
+        let old = object(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "1"]}]}}));
+        let mut relabelled = old.clone();
+        relabelled.metadata_mut().labels.insert("a".into(), "2".into());
+        assert!(validate_update(&old, &relabelled).is_ok());
+        let Object::Pod(mut pod) = old.clone() else { unreachable!() };
+        pod.spec.containers[0].image = "busybox:2".into();
+        pod.spec.node_name = Some("node-1".into());
+        assert!(validate_update(&old, &Object::Pod(pod.clone())).is_ok(), "image change and first binding");
+        pod.spec.containers[0].command = vec!["true".into()];
+        let err = validate_update(&old, &Object::Pod(pod)).unwrap_err();
+        assert_eq!(err.errors[0].path, "spec");
+    }
+}
