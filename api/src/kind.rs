@@ -12,7 +12,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Namespace, Kind::Pod, Kind::Deployment, Kind::Node, Kind::Event];
+    pub const ALL: [Kind; 5] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::Node,
+        Kind::Event,
+    ];
 
     pub fn api_version(self) -> &'static str {
         match self {

@@ -49,10 +49,18 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
             continue;
         }
         if value.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = value.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items = value
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (i, item) in items.into_iter().enumerate() {
                 let object = Object::from_value(None, item).map_err(|mut e| {
-                    e.path = if e.path.is_empty() { format!("items[{i}]") } else { format!("items[{i}].{}", e.path) };
+                    e.path = if e.path.is_empty() {
+                        format!("items[{i}]")
+                    } else {
+                        format!("items[{i}].{}", e.path)
+                    };
                     e.in_document(number)
                 })?;
                 objects.push(object);
@@ -117,7 +125,12 @@ spec:
         let kinds: Vec<Kind> = objects.iter().map(Object::kind).collect();
         assert_eq!(kinds, vec![Kind::Namespace, Kind::Pod, Kind::Deployment]);
         let pod = objects[1].as_pod().unwrap();
-        assert_eq!(pod.spec.containers[0].resources.as_ref().unwrap().requests["cpu"].cpu_millis().unwrap(), 100);
+        assert_eq!(
+            pod.spec.containers[0].resources.as_ref().unwrap().requests["cpu"]
+                .cpu_millis()
+                .unwrap(),
+            100
+        );
         // YAML in, JSON out, and back: the same objects.
         for object in &objects {
             let again = Object::from_json(None, &object.to_json()).unwrap();
@@ -133,7 +146,10 @@ spec:
         let err = parse_manifests(text).unwrap_err();
         assert_eq!(err.document, Some(2));
         let shown = err.to_string();
-        assert!(shown.starts_with("document 2: spec.containers[0]"), "{shown}");
+        assert!(
+            shown.starts_with("document 2: spec.containers[0]"),
+            "{shown}"
+        );
         assert!(shown.contains("imagePullPolicyy"), "{shown}");
     }
 
@@ -149,9 +165,20 @@ spec:
 
     #[test]
     fn manifest_4_bad_documents() {
-        assert!(parse_manifests("kind: Pod\nmetadata: {name: p}\n").unwrap_err().to_string().contains("apiVersion"));
-        assert!(parse_manifests("apiVersion: v1\nkind: Pod\nmetadata: [\n").unwrap_err().message.contains("invalid yaml"));
-        let unquoted_bool = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n  labels: {gpu: true}\n";
+        assert!(
+            parse_manifests("kind: Pod\nmetadata: {name: p}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("apiVersion")
+        );
+        assert!(
+            parse_manifests("apiVersion: v1\nkind: Pod\nmetadata: [\n")
+                .unwrap_err()
+                .message
+                .contains("invalid yaml")
+        );
+        let unquoted_bool =
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n  labels: {gpu: true}\n";
         let err = parse_manifests(unquoted_bool).unwrap_err();
         assert_eq!(err.path, "metadata.labels.gpu");
     }

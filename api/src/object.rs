@@ -114,7 +114,9 @@ impl Object {
                     format!("{kind} is served as {:?}, not {v:?}", kind.api_version()),
                 ));
             }
-            Some(other) => return Err(at("apiVersion", format!("must be a string, found {other}"))),
+            Some(other) => {
+                return Err(at("apiVersion", format!("must be a string, found {other}")));
+            }
             None if expected.is_some() => {}
             None => return Err(at("apiVersion", "Required value".into())),
         }
@@ -174,7 +176,10 @@ impl Object {
             Object::Deployment(d) => {
                 d.spec.replicas.get_or_insert(1);
                 d.spec.revision_history_limit.get_or_insert(10);
-                let strategy = d.spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+                let strategy = d
+                    .spec
+                    .strategy
+                    .get_or_insert_with(DeploymentStrategy::default);
                 let kind = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
                 if kind == "RollingUpdate" {
                     let rolling = strategy
@@ -233,9 +238,12 @@ fn default_container(container: &mut Container) {
     for port in &mut container.ports {
         port.protocol.get_or_insert_with(|| "TCP".into());
     }
-    for probe in [&mut container.liveness_probe, &mut container.readiness_probe]
-        .into_iter()
-        .flatten()
+    for probe in [
+        &mut container.liveness_probe,
+        &mut container.readiness_probe,
+    ]
+    .into_iter()
+    .flatten()
     {
         default_probe(probe);
     }
@@ -291,16 +299,25 @@ mod tests {
 
     #[test]
     fn object_3_kind_and_api_version_are_checked() {
-        let wrong_version = json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "d"}});
+        let wrong_version =
+            json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "d"}});
         let err = Object::from_value(None, wrong_version).unwrap_err();
         assert_eq!(err.path, "apiVersion");
         let unknown = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
-        assert!(Object::from_value(None, unknown).unwrap_err().message.contains("unknown kind \"Service\""));
+        assert!(
+            Object::from_value(None, unknown)
+                .unwrap_err()
+                .message
+                .contains("unknown kind \"Service\"")
+        );
         let mismatch = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
         assert!(Object::from_value(Some(Kind::Node), mismatch).is_err());
         // The API path may omit type meta: the request names the kind.
         let bare = json!({"metadata": {"name": "n1"}});
-        assert_eq!(Object::from_value(Some(Kind::Node), bare).unwrap().kind(), Kind::Node);
+        assert_eq!(
+            Object::from_value(Some(Kind::Node), bare).unwrap().kind(),
+            Kind::Node
+        );
     }
 
     #[test]
@@ -312,12 +329,25 @@ mod tests {
         object.apply_defaults();
         let d = object.as_deployment().unwrap();
         assert_eq!(d.spec.replicas, Some(1));
-        let rolling = d.spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
+        let rolling = d
+            .spec
+            .strategy
+            .as_ref()
+            .unwrap()
+            .rolling_update
+            .as_ref()
+            .unwrap();
         assert_eq!(rolling.max_surge, Some(IntOrString::String("25%".into())));
         let spec = &d.spec.template.spec;
         assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
         assert_eq!(spec.termination_grace_period_seconds, Some(30));
-        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
-        assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            spec.containers[0].image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+        assert_eq!(
+            spec.containers[1].image_pull_policy.as_deref(),
+            Some("Always")
+        );
     }
 }

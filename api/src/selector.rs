@@ -152,7 +152,10 @@ impl Parser<'_> {
                     .map_err(|m| self.error(pos, format!("invalid label key {key:?}: {m}")))?;
                 Ok(key)
             }
-            (pos, other) => Err(self.error(pos, format!("expected a label key, found {}", other.describe()))),
+            (pos, other) => Err(self.error(
+                pos,
+                format!("expected a label key, found {}", other.describe()),
+            )),
         }
     }
 
@@ -166,32 +169,51 @@ impl Parser<'_> {
                 Ok(value)
             }
             (_, Token::Comma | Token::End) => Ok(String::new()),
-            (pos, other) => Err(self.error(pos, format!("expected a label value, found {}", other.describe()))),
+            (pos, other) => Err(self.error(
+                pos,
+                format!("expected a label value, found {}", other.describe()),
+            )),
         }
     }
 
     fn value_set(&mut self) -> Result<Vec<String>, SelectorError> {
         match self.take() {
             (_, Token::Open) => {}
-            (pos, other) => return Err(self.error(pos, format!("expected '(', found {}", other.describe()))),
+            (pos, other) => {
+                return Err(self.error(pos, format!("expected '(', found {}", other.describe())));
+            }
         }
         let mut values = Vec::new();
         loop {
             match self.take() {
                 (pos, Token::Word(value)) => {
-                    is_label_value(&value)
-                        .map_err(|m| self.error(pos, format!("invalid label value {value:?}: {m}")))?;
+                    is_label_value(&value).map_err(|m| {
+                        self.error(pos, format!("invalid label value {value:?}: {m}"))
+                    })?;
                     values.push(value);
                 }
                 (pos, Token::Close) if values.is_empty() => {
-                    return Err(self.error(pos, "for 'in' and 'notin', the set of values can't be empty"));
+                    return Err(self.error(
+                        pos,
+                        "for 'in' and 'notin', the set of values can't be empty",
+                    ));
                 }
-                (pos, other) => return Err(self.error(pos, format!("expected a label value, found {}", other.describe()))),
+                (pos, other) => {
+                    return Err(self.error(
+                        pos,
+                        format!("expected a label value, found {}", other.describe()),
+                    ));
+                }
             }
             match self.take() {
                 (_, Token::Comma) => continue,
                 (_, Token::Close) => return Ok(values),
-                (pos, other) => return Err(self.error(pos, format!("expected ',' or ')', found {}", other.describe()))),
+                (pos, other) => {
+                    return Err(self.error(
+                        pos,
+                        format!("expected ',' or ')', found {}", other.describe()),
+                    ));
+                }
             }
         }
     }
@@ -200,7 +222,10 @@ impl Parser<'_> {
         if self.peek().1 == Token::Not {
             self.next += 1;
             let key = self.key()?;
-            return Ok(Requirement { key, operator: Operator::DoesNotExist });
+            return Ok(Requirement {
+                key,
+                operator: Operator::DoesNotExist,
+            });
         }
         let key = self.key()?;
         let operator = match self.peek().clone() {
@@ -224,7 +249,10 @@ impl Parser<'_> {
             (pos, other) => {
                 return Err(self.error(
                     pos,
-                    format!("expected one of '=', '==', '!=', 'in', 'notin' or ',', found {}", other.describe()),
+                    format!(
+                        "expected one of '=', '==', '!=', 'in', 'notin' or ',', found {}",
+                        other.describe()
+                    ),
                 ));
             }
         };
@@ -249,7 +277,10 @@ impl Selector {
                 (_, Token::End) => break,
                 (_, Token::Comma) => continue,
                 (pos, other) => {
-                    return Err(parser.error(pos, format!("expected ',' or end of input, found {}", other.describe())));
+                    return Err(parser.error(
+                        pos,
+                        format!("expected ',' or end of input, found {}", other.describe()),
+                    ));
                 }
             }
         }
@@ -290,11 +321,28 @@ impl Selector {
                 "NotIn" if !values.is_empty() => Operator::NotIn(values),
                 "Exists" if values.is_empty() => Operator::Exists,
                 "DoesNotExist" if values.is_empty() => Operator::DoesNotExist,
-                "In" | "NotIn" => return Err(error(format!("{}: values must be non-empty for In and NotIn", expression.key))),
-                "Exists" | "DoesNotExist" => return Err(error(format!("{}: values must be empty for Exists and DoesNotExist", expression.key))),
-                other => return Err(error(format!("{other:?} is not a valid label selector operator"))),
+                "In" | "NotIn" => {
+                    return Err(error(format!(
+                        "{}: values must be non-empty for In and NotIn",
+                        expression.key
+                    )));
+                }
+                "Exists" | "DoesNotExist" => {
+                    return Err(error(format!(
+                        "{}: values must be empty for Exists and DoesNotExist",
+                        expression.key
+                    )));
+                }
+                other => {
+                    return Err(error(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )));
+                }
             };
-            requirements.push(Requirement { key: expression.key.clone(), operator });
+            requirements.push(Requirement {
+                key: expression.key.clone(),
+                operator,
+            });
         }
         Ok(Selector { requirements })
     }
@@ -361,10 +409,16 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v, true)
             } else {
-                return Err(error(offset, "expected field=value, field==value or field!=value"));
+                return Err(error(
+                    offset,
+                    "expected field=value, field==value or field!=value",
+                ));
             };
             if field.trim().is_empty() {
-                return Err(error(offset, "a field name is required before the operator"));
+                return Err(error(
+                    offset,
+                    "a field name is required before the operator",
+                ));
             }
             requirements.push(FieldRequirement {
                 field: field.trim().to_string(),
@@ -395,7 +449,10 @@ mod tests {
     use crate::meta::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -421,9 +478,17 @@ mod tests {
         ];
         for (text, p, d, b) in table {
             let s = Selector::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
-            assert_eq!((s.matches(&prod), s.matches(&dev), s.matches(&bare)), (p, d, b), "{text:?}");
+            assert_eq!(
+                (s.matches(&prod), s.matches(&dev), s.matches(&bare)),
+                (p, d, b),
+                "{text:?}"
+            );
             // The canonical form parses back to the same selector.
-            assert_eq!(Selector::parse(&s.to_string()).unwrap(), s, "{text:?} → {s}");
+            assert_eq!(
+                Selector::parse(&s.to_string()).unwrap(),
+                s,
+                "{text:?} → {s}"
+            );
         }
     }
 
@@ -464,7 +529,11 @@ mod tests {
         assert!(s.matches(&labels(&[("app", "web"), ("env", "prod")])));
         assert!(!s.matches(&labels(&[("app", "web")])));
         let bad = LabelSelector {
-            match_expressions: vec![LabelSelectorRequirement { key: "a".into(), operator: "Has".into(), values: vec![] }],
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "a".into(),
+                operator: "Has".into(),
+                values: vec![],
+            }],
             ..Default::default()
         };
         assert!(Selector::from_label_selector(&bad).is_err());
@@ -477,12 +546,31 @@ mod tests {
             "metadata.name" => Some("web".to_string()),
             _ => None,
         };
-        assert!(FieldSelector::parse("spec.nodeName=node-1").unwrap().matches(fields));
-        assert!(FieldSelector::parse("spec.nodeName==node-1,metadata.name!=db").unwrap().matches(fields));
-        assert!(!FieldSelector::parse("spec.nodeName!=node-1").unwrap().matches(fields));
-        assert!(FieldSelector::parse("status.phase=").unwrap().matches(fields));
+        assert!(
+            FieldSelector::parse("spec.nodeName=node-1")
+                .unwrap()
+                .matches(fields)
+        );
+        assert!(
+            FieldSelector::parse("spec.nodeName==node-1,metadata.name!=db")
+                .unwrap()
+                .matches(fields)
+        );
+        assert!(
+            !FieldSelector::parse("spec.nodeName!=node-1")
+                .unwrap()
+                .matches(fields)
+        );
+        assert!(
+            FieldSelector::parse("status.phase=")
+                .unwrap()
+                .matches(fields)
+        );
         assert!(FieldSelector::parse("").unwrap().is_empty());
-        assert_eq!(FieldSelector::parse("a=b,nonsense").unwrap_err().position, 4);
+        assert_eq!(
+            FieldSelector::parse("a=b,nonsense").unwrap_err().position,
+            4
+        );
         assert_eq!(FieldSelector::parse("=x").unwrap_err().position, 0);
     }
 }

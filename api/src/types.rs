@@ -23,7 +23,9 @@ fn is_false(b: &bool) -> bool {
 pub struct Quantity(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}")]
+#[error(
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}"
+)]
 pub struct QuantityError(pub String);
 
 impl Quantity {
@@ -352,7 +354,11 @@ pub struct ContainerStatus {
     pub restart_count: i32,
     #[serde(default)]
     pub image: String,
-    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<bool>,
@@ -403,7 +409,11 @@ pub struct ContainerStateTerminated {
     pub started_at: Option<Time>,
     #[serde(default, with = "time_format", skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_id: Option<String>,
 }
 

@@ -42,7 +42,8 @@ const VALUE_MSG: &str = "a valid label must be an empty string or consist of alp
 fn label_shaped(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -50,7 +51,8 @@ fn label_shaped(s: &str) -> bool {
 fn name_shaped(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -137,11 +139,19 @@ impl Errors {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         self.push(
             path,
-            format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")),
+            format!(
+                "Unsupported value: {value:?}: supported values: {}",
+                list.join(", ")
+            ),
         );
     }
 
-    fn check(&mut self, path: impl Into<String>, value: &str, rule: fn(&str) -> Result<(), String>) {
+    fn check(
+        &mut self,
+        path: impl Into<String>,
+        value: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) {
         if let Err(why) = rule(value) {
             self.invalid(path, value, why);
         }
@@ -163,12 +173,21 @@ fn validate_labels(errors: &mut Errors, path: &str, labels: &BTreeMap<String, St
     }
 }
 
-fn validate_meta(errors: &mut Errors, meta: &ObjectMeta, name_rule: fn(&str) -> Result<(), String>, path: &str) {
+fn validate_meta(
+    errors: &mut Errors,
+    meta: &ObjectMeta,
+    name_rule: fn(&str) -> Result<(), String>,
+    path: &str,
+) {
     if meta.name.is_empty() {
         match meta.generate_name.as_deref() {
             Some(prefix) if !prefix.is_empty() => {
                 // The generated name appends five characters; the prefix must allow that.
-                errors.check(format!("{path}.generateName"), &format!("{prefix}a"), name_rule);
+                errors.check(
+                    format!("{path}.generateName"),
+                    &format!("{prefix}a"),
+                    name_rule,
+                );
             }
             _ => errors.required(format!("{path}.name"), "name or generateName is required"),
         }
@@ -203,19 +222,34 @@ fn validate_quantities(errors: &mut Errors, path: &str, map: &BTreeMap<String, Q
 fn validate_port(errors: &mut Errors, path: &str, port: &IntOrString) {
     match port {
         IntOrString::Int(p) if !(1..=65535).contains(p) => {
-            errors.invalid(path, &p.to_string(), "must be between 1 and 65535, inclusive");
+            errors.invalid(
+                path,
+                &p.to_string(),
+                "must be between 1 and 65535, inclusive",
+            );
         }
         IntOrString::String(name) if name.is_empty() || name.len() > 15 => {
-            errors.invalid(path, name, "must be a port number or a port name of at most 15 characters");
+            errors.invalid(
+                path,
+                name,
+                "must be a port number or a port name of at most 15 characters",
+            );
         }
         _ => {}
     }
 }
 
 fn validate_probe(errors: &mut Errors, path: &str, probe: &Probe) {
-    let handlers = [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some()];
+    let handlers = [
+        probe.exec.is_some(),
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+    ];
     match handlers.iter().filter(|h| **h).count() {
-        0 => errors.required(path, "must specify a handler type (exec, httpGet or tcpSocket)"),
+        0 => errors.required(
+            path,
+            "must specify a handler type (exec, httpGet or tcpSocket)",
+        ),
         1 => {}
         _ => errors.push(path, "Forbidden: may not specify more than 1 handler type"),
     }
@@ -238,7 +272,11 @@ fn validate_probe(errors: &mut Errors, path: &str, probe: &Probe) {
         ("failureThreshold", probe.failure_threshold, 1),
     ] {
         if let Some(v) = value.filter(|v| *v < min) {
-            errors.invalid(format!("{path}.{field}"), &v.to_string(), format!("must be greater than or equal to {min}"));
+            errors.invalid(
+                format!("{path}.{field}"),
+                &v.to_string(),
+                format!("must be greater than or equal to {min}"),
+            );
         }
     }
 }
@@ -250,17 +288,29 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
     }
     if let Some(policy) = &c.image_pull_policy {
         if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
-            errors.unsupported(format!("{path}.imagePullPolicy"), policy, &["Always", "IfNotPresent", "Never"]);
+            errors.unsupported(
+                format!("{path}.imagePullPolicy"),
+                policy,
+                &["Always", "IfNotPresent", "Never"],
+            );
         }
     }
     for (i, env) in c.env.iter().enumerate() {
         if env.name.is_empty() || env.name.contains('=') {
-            errors.invalid(format!("{path}.env[{i}].name"), &env.name, "a valid environment variable name must not be empty or contain '='");
+            errors.invalid(
+                format!("{path}.env[{i}].name"),
+                &env.name,
+                "a valid environment variable name must not be empty or contain '='",
+            );
         }
     }
     for (i, port) in c.ports.iter().enumerate() {
         let p = format!("{path}.ports[{i}]");
-        validate_port(errors, &format!("{p}.containerPort"), &IntOrString::Int(port.container_port));
+        validate_port(
+            errors,
+            &format!("{p}.containerPort"),
+            &IntOrString::Int(port.container_port),
+        );
         if let Some(protocol) = &port.protocol {
             if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
                 errors.unsupported(format!("{p}.protocol"), protocol, &["TCP", "UDP", "SCTP"]);
@@ -273,7 +323,11 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
             errors.push(format!("{p}.name"), format!("Not found: {:?}", mount.name));
         }
         if !mount.mount_path.starts_with('/') {
-            errors.invalid(format!("{p}.mountPath"), &mount.mount_path, "must be an absolute path");
+            errors.invalid(
+                format!("{p}.mountPath"),
+                &mount.mount_path,
+                "must be an absolute path",
+            );
         }
     }
     if let Some(resources) = &c.resources {
@@ -284,7 +338,14 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
             let limit = resources.limits.get(name);
             if let (Ok(r), Some(Ok(l))) = (request.value(), limit.map(Quantity::value)) {
                 if r > l {
-                    errors.invalid(format!("{p}.requests.{name}"), &request.0, format!("must be less than or equal to {name} limit of {}", limit.map(|q| q.0.as_str()).unwrap_or_default()));
+                    errors.invalid(
+                        format!("{p}.requests.{name}"),
+                        &request.0,
+                        format!(
+                            "must be less than or equal to {name} limit of {}",
+                            limit.map(|q| q.0.as_str()).unwrap_or_default()
+                        ),
+                    );
                 }
             }
         }
@@ -303,13 +364,24 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
         let p = format!("{path}.volumes[{i}]");
         errors.check(format!("{p}.name"), &volume.name, is_dns1123_label);
         if !volume_names.insert(volume.name.as_str()) {
-            errors.push(format!("{p}.name"), format!("Duplicate value: {:?}", volume.name));
+            errors.push(
+                format!("{p}.name"),
+                format!("Duplicate value: {:?}", volume.name),
+            );
         }
         match (&volume.empty_dir, &volume.host_path) {
-            (None, None) => errors.required(&p, "must specify a volume type (emptyDir or hostPath)"),
-            (Some(_), Some(_)) => errors.push(&p, "Forbidden: may not specify more than 1 volume type"),
+            (None, None) => {
+                errors.required(&p, "must specify a volume type (emptyDir or hostPath)")
+            }
+            (Some(_), Some(_)) => {
+                errors.push(&p, "Forbidden: may not specify more than 1 volume type")
+            }
             (_, Some(host)) if !host.path.starts_with('/') => {
-                errors.invalid(format!("{p}.hostPath.path"), &host.path, "must be an absolute path");
+                errors.invalid(
+                    format!("{p}.hostPath.path"),
+                    &host.path,
+                    "must be an absolute path",
+                );
             }
             (Some(dir), _) => {
                 if let Some(limit) = &dir.size_limit {
@@ -322,14 +394,20 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
         }
     }
     if spec.containers.is_empty() {
-        errors.required(format!("{path}.containers"), "a pod needs at least one container");
+        errors.required(
+            format!("{path}.containers"),
+            "a pod needs at least one container",
+        );
     }
     let mut container_names = BTreeSet::new();
     for (i, container) in spec.containers.iter().enumerate() {
         let p = format!("{path}.containers[{i}]");
         validate_container(errors, &p, container, &volume_names);
         if !container_names.insert(container.name.as_str()) {
-            errors.push(format!("{p}.name"), format!("Duplicate value: {:?}", container.name));
+            errors.push(
+                format!("{p}.name"),
+                format!("Duplicate value: {:?}", container.name),
+            );
         }
     }
     if let Some(policy) = &spec.restart_policy {
@@ -338,7 +416,11 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
         }
     }
     if let Some(grace) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
-        errors.invalid(format!("{path}.terminationGracePeriodSeconds"), &grace.to_string(), "must be greater than or equal to 0");
+        errors.invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            &grace.to_string(),
+            "must be greater than or equal to 0",
+        );
     }
     validate_labels(errors, &format!("{path}.nodeSelector"), &spec.node_selector);
     if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
@@ -374,9 +456,16 @@ fn validate_int_or_percent(errors: &mut Errors, path: &str, value: &IntOrString)
 pub fn validate(object: &Object) -> Result<(), ValidationError> {
     let mut errors = Errors::default();
     match object {
-        Object::Namespace(ns) => validate_meta(&mut errors, &ns.metadata, is_dns1123_label, "metadata"),
+        Object::Namespace(ns) => {
+            validate_meta(&mut errors, &ns.metadata, is_dns1123_label, "metadata")
+        }
         Object::Node(node) => {
-            validate_meta(&mut errors, &node.metadata, is_dns1123_subdomain, "metadata");
+            validate_meta(
+                &mut errors,
+                &node.metadata,
+                is_dns1123_subdomain,
+                "metadata",
+            );
             for (i, taint) in node.spec.iter().flat_map(|s| &s.taints).enumerate() {
                 let effects = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
                 if !effects.contains(&taint.effect.as_str()) {
@@ -385,7 +474,12 @@ pub fn validate(object: &Object) -> Result<(), ValidationError> {
             }
         }
         Object::Event(event) => {
-            validate_meta(&mut errors, &event.metadata, is_dns1123_subdomain, "metadata");
+            validate_meta(
+                &mut errors,
+                &event.metadata,
+                is_dns1123_subdomain,
+                "metadata",
+            );
             if let Some(t) = &event.type_ {
                 if !["Normal", "Warning"].contains(&t.as_str()) {
                     errors.unsupported("type", t, &["Normal", "Warning"]);
@@ -394,20 +488,42 @@ pub fn validate(object: &Object) -> Result<(), ValidationError> {
         }
         Object::Pod(pod) => {
             validate_meta(&mut errors, &pod.metadata, is_dns1123_subdomain, "metadata");
-            validate_pod_spec(&mut errors, "spec", &pod.spec, &["Always", "OnFailure", "Never"]);
+            validate_pod_spec(
+                &mut errors,
+                "spec",
+                &pod.spec,
+                &["Always", "OnFailure", "Never"],
+            );
         }
         Object::Deployment(d) => {
             validate_meta(&mut errors, &d.metadata, is_dns1123_subdomain, "metadata");
             if let Some(r) = d.spec.replicas.filter(|r| *r < 0) {
-                errors.invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0");
+                errors.invalid(
+                    "spec.replicas",
+                    &r.to_string(),
+                    "must be greater than or equal to 0",
+                );
             }
-            validate_labels(&mut errors, "spec.template.metadata.labels", &d.spec.template.metadata.labels);
-            validate_pod_spec(&mut errors, "spec.template.spec", &d.spec.template.spec, &["Always"]);
+            validate_labels(
+                &mut errors,
+                "spec.template.metadata.labels",
+                &d.spec.template.metadata.labels,
+            );
+            validate_pod_spec(
+                &mut errors,
+                "spec.template.spec",
+                &d.spec.template.spec,
+                &["Always"],
+            );
             if d.spec.selector.is_empty() {
                 errors.required("spec.selector", "a deployment needs a non-empty selector");
             } else {
                 match Selector::from_label_selector(&d.spec.selector) {
-                    Err(e) => errors.invalid("spec.selector", &format!("{:?}", d.spec.selector), e.message),
+                    Err(e) => errors.invalid(
+                        "spec.selector",
+                        &format!("{:?}", d.spec.selector),
+                        e.message,
+                    ),
                     Ok(s) if !s.matches(&d.spec.template.metadata.labels) => errors.invalid(
                         "spec.template.metadata.labels",
                         &format!("{:?}", d.spec.template.metadata.labels),
@@ -424,13 +540,24 @@ pub fn validate(object: &Object) -> Result<(), ValidationError> {
                 }
                 if let Some(rolling) = &strategy.rolling_update {
                     if kind == "Recreate" {
-                        errors.push("spec.strategy.rollingUpdate", "Forbidden: may not be specified when strategy `type` is 'Recreate'");
+                        errors.push(
+                            "spec.strategy.rollingUpdate",
+                            "Forbidden: may not be specified when strategy `type` is 'Recreate'",
+                        );
                     }
                     let path = "spec.strategy.rollingUpdate";
-                    let surge = rolling.max_surge.as_ref().and_then(|v| validate_int_or_percent(&mut errors, &format!("{path}.maxSurge"), v));
-                    let unavailable = rolling.max_unavailable.as_ref().and_then(|v| validate_int_or_percent(&mut errors, &format!("{path}.maxUnavailable"), v));
+                    let surge = rolling.max_surge.as_ref().and_then(|v| {
+                        validate_int_or_percent(&mut errors, &format!("{path}.maxSurge"), v)
+                    });
+                    let unavailable = rolling.max_unavailable.as_ref().and_then(|v| {
+                        validate_int_or_percent(&mut errors, &format!("{path}.maxUnavailable"), v)
+                    });
                     if surge == Some(0) && unavailable == Some(0) {
-                        errors.invalid(format!("{path}.maxUnavailable"), "0", "may not be 0 when `maxSurge` is 0");
+                        errors.invalid(
+                            format!("{path}.maxUnavailable"),
+                            "0",
+                            "may not be 0 when `maxSurge` is 0",
+                        );
                     }
                 }
             }
@@ -468,8 +595,14 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), ValidationError
                 );
             }
         }
-        (Object::Deployment(old), Object::Deployment(new)) if old.spec.selector != new.spec.selector => {
-            errors.invalid("spec.selector", &format!("{:?}", new.spec.selector), "field is immutable");
+        (Object::Deployment(old), Object::Deployment(new))
+            if old.spec.selector != new.spec.selector =>
+        {
+            errors.invalid(
+                "spec.selector",
+                &format!("{:?}", new.spec.selector),
+                "field is immutable",
+            );
         }
         _ => {}
     }
@@ -488,15 +621,31 @@ mod tests {
         let max_label = "a".repeat(63);
         let long_subdomain = format!("{}.{}", "a".repeat(63), "b".repeat(190));
         let labels = [
-            ("a", true), ("abc-123", true), ("1abc", true), (max_label.as_str(), true),
-            ("", false), ("A", false), ("-a", false), ("a-", false), ("a.b", false), ("a_b", false), (long_label.as_str(), false),
+            ("a", true),
+            ("abc-123", true),
+            ("1abc", true),
+            (max_label.as_str(), true),
+            ("", false),
+            ("A", false),
+            ("-a", false),
+            ("a-", false),
+            ("a.b", false),
+            ("a_b", false),
+            (long_label.as_str(), false),
         ];
         for (name, ok) in labels {
             assert_eq!(is_dns1123_label(name).is_ok(), ok, "label {name:?}");
         }
         let subdomains = [
-            ("example.com", true), ("a.b-c.d", true), ("web-0", true),
-            ("Example.com", false), ("a..b", false), (".a", false), ("a.", false), ("a_b", false), (long_subdomain.as_str(), false),
+            ("example.com", true),
+            ("a.b-c.d", true),
+            ("web-0", true),
+            ("Example.com", false),
+            ("a..b", false),
+            (".a", false),
+            ("a.", false),
+            ("a_b", false),
+            (long_subdomain.as_str(), false),
         ];
         for (name, ok) in subdomains {
             assert_eq!(is_dns1123_subdomain(name).is_ok(), ok, "subdomain {name:?}");
@@ -507,16 +656,33 @@ mod tests {
     fn validate_2_label_keys_and_values_table() {
         let long_name = "a".repeat(64);
         let keys = [
-            ("app", true), ("App_Name.v1", true), ("example.com/app", true), ("kubernetes.io/os", true),
-            ("", false), ("/app", false), ("example.com/", false), ("Example.com/app", false),
-            ("a/b/c", false), ("-app", false), ("app-", false), (long_name.as_str(), false), ("app name", false),
+            ("app", true),
+            ("App_Name.v1", true),
+            ("example.com/app", true),
+            ("kubernetes.io/os", true),
+            ("", false),
+            ("/app", false),
+            ("example.com/", false),
+            ("Example.com/app", false),
+            ("a/b/c", false),
+            ("-app", false),
+            ("app-", false),
+            (long_name.as_str(), false),
+            ("app name", false),
         ];
         for (key, ok) in keys {
             assert_eq!(is_qualified_name(key).is_ok(), ok, "key {key:?}");
         }
         let values = [
-            ("", true), ("prod", true), ("v1.2_3-x", true), ("A", true),
-            ("-prod", false), ("prod.", false), ("a b", false), ("a/b", false), (long_name.as_str(), false),
+            ("", true),
+            ("prod", true),
+            ("v1.2_3-x", true),
+            ("A", true),
+            ("-prod", false),
+            ("prod.", false),
+            ("a b", false),
+            ("a/b", false),
+            (long_name.as_str(), false),
         ];
         for (value, ok) in values {
             assert_eq!(is_label_value(value).is_ok(), ok, "value {value:?}");
@@ -544,12 +710,20 @@ mod tests {
                 {"name": "web", "image": ""}]}});
         let paths = errors_of(pod);
         for expected in [
-            "metadata.name", "metadata.labels", "spec.restartPolicy",
-            "spec.containers[0].ports[0].containerPort", "spec.containers[0].volumeMounts[0].name",
-            "spec.containers[0].volumeMounts[0].mountPath", "spec.containers[0].resources.requests.cpu",
-            "spec.containers[1].name", "spec.containers[1].image",
+            "metadata.name",
+            "metadata.labels",
+            "spec.restartPolicy",
+            "spec.containers[0].ports[0].containerPort",
+            "spec.containers[0].volumeMounts[0].name",
+            "spec.containers[0].volumeMounts[0].mountPath",
+            "spec.containers[0].resources.requests.cpu",
+            "spec.containers[1].name",
+            "spec.containers[1].image",
         ] {
-            assert!(paths.iter().any(|p| p == expected), "missing {expected} in {paths:?}");
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "missing {expected} in {paths:?}"
+            );
         }
         let empty = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
         assert_eq!(errors_of(empty), vec!["spec.containers"]);
@@ -560,7 +734,10 @@ mod tests {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "a", "image": "i"}]}});
         let err = validate(&object(pod)).unwrap_err();
-        assert_eq!(err.to_string(), "spec.containers[1].name: Duplicate value: \"a\"");
+        assert_eq!(
+            err.to_string(),
+            "spec.containers[1].name: Duplicate value: \"a\""
+        );
     }
 
     #[test]
@@ -568,7 +745,10 @@ mod tests {
         let big = "x".repeat(ANNOTATIONS_MAX_BYTES);
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "annotations": {"k": big}}});
         let err = validate(&object(ns)).unwrap_err();
-        assert_eq!(err.to_string(), "metadata.annotations: Too long: must have at most 262144 bytes");
+        assert_eq!(
+            err.to_string(),
+            "metadata.annotations: Too long: must have at most 262144 bytes"
+        );
         let ok = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "annotations": {"k": "x".repeat(1000)}}});
         assert!(validate(&object(ok)).is_ok());
     }
@@ -591,30 +771,59 @@ mod tests {
 
     #[test]
     fn validate_7_deployment_selector_must_match_template() {
-        assert!(errors_of(deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a", "x": "y"}))).is_empty());
-        let err = validate(&object(deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "b"})))).unwrap_err();
+        assert!(
+            errors_of(deployment(
+                json!({"matchLabels": {"app": "a"}}),
+                json!({"app": "a", "x": "y"})
+            ))
+            .is_empty()
+        );
+        let err = validate(&object(deployment(
+            json!({"matchLabels": {"app": "a"}}),
+            json!({"app": "b"}),
+        )))
+        .unwrap_err();
         assert_eq!(err.errors[0].path, "spec.template.metadata.labels");
-        assert!(err.to_string().contains("`selector` does not match template `labels`"));
-        assert_eq!(errors_of(deployment(json!({}), json!({"app": "a"}))), vec!["spec.selector"]);
+        assert!(
+            err.to_string()
+                .contains("`selector` does not match template `labels`")
+        );
+        assert_eq!(
+            errors_of(deployment(json!({}), json!({"app": "a"}))),
+            vec!["spec.selector"]
+        );
         let mut never = deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
         never["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
         assert_eq!(errors_of(never), vec!["spec.template.spec.restartPolicy"]);
         let mut zero = deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
         zero["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
-        assert_eq!(errors_of(zero), vec!["spec.strategy.rollingUpdate.maxUnavailable"]);
+        assert_eq!(
+            errors_of(zero),
+            vec!["spec.strategy.rollingUpdate.maxUnavailable"]
+        );
     }
 
     #[test]
     fn validate_8_pod_spec_is_immutable() {
-        let old = object(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "1"]}]}}));
+        let old = object(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "1"]}]}}),
+        );
         let mut relabelled = old.clone();
-        relabelled.metadata_mut().labels.insert("a".into(), "2".into());
+        relabelled
+            .metadata_mut()
+            .labels
+            .insert("a".into(), "2".into());
         assert!(validate_update(&old, &relabelled).is_ok());
-        let Object::Pod(mut pod) = old.clone() else { unreachable!() };
+        let Object::Pod(mut pod) = old.clone() else {
+            unreachable!()
+        };
         pod.spec.containers[0].image = "busybox:2".into();
         pod.spec.node_name = Some("node-1".into());
-        assert!(validate_update(&old, &Object::Pod(pod.clone())).is_ok(), "image change and first binding");
+        assert!(
+            validate_update(&old, &Object::Pod(pod.clone())).is_ok(),
+            "image change and first binding"
+        );
         pod.spec.containers[0].command = vec!["true".into()];
         let err = validate_update(&old, &Object::Pod(pod)).unwrap_err();
         assert_eq!(err.errors[0].path, "spec");

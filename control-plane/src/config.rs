@@ -90,7 +90,9 @@ impl Config {
 pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     let mut peers = BTreeMap::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = || ConfigError::PeerEntry { entry: entry.to_string() };
+        let bad = || ConfigError::PeerEntry {
+            entry: entry.to_string(),
+        };
         let (id, address) = entry.split_once('=').ok_or_else(bad)?;
         let id: NodeId = id.trim().parse().map_err(|_| bad())?;
         let address = address.trim();
@@ -119,9 +121,15 @@ mod tests {
     #[test]
     fn config_2_rejects_bad_peers() {
         for bad in ["1", "x=127.0.0.1:1", "1=127.0.0.1", "1=:80", "1=h:99999"] {
-            assert!(matches!(parse_peers(bad), Err(ConfigError::PeerEntry { .. })), "{bad}");
+            assert!(
+                matches!(parse_peers(bad), Err(ConfigError::PeerEntry { .. })),
+                "{bad}"
+            );
         }
-        assert!(matches!(parse_peers("1=a:1,1=b:2"), Err(ConfigError::DuplicatePeer(1))));
+        assert!(matches!(
+            parse_peers("1=a:1,1=b:2"),
+            Err(ConfigError::DuplicatePeer(1))
+        ));
     }
 
     #[test]

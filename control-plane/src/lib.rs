@@ -60,8 +60,8 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let (log, sm, shared) =
-        store::open(&config.data_dir, config.watch_history).map_err(|e| RunError::Store(e.to_string()))?;
+    let (log, sm, shared) = store::open(&config.data_dir, config.watch_history)
+        .map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
     let peers = Arc::new(PeerPool::default());
     let raft = raft_types::Raft::new(
@@ -140,7 +140,10 @@ async fn leader_duties(node: Arc<ControlPlane>) {
                 .get(Kind::Namespace, "", "default")
                 .is_none();
             if missing {
-                if let Err(e) = node.propose(server::objects::default_namespace_command()).await {
+                if let Err(e) = node
+                    .propose(server::objects::default_namespace_command())
+                    .await
+                {
                     tracing::warn!("could not create the default namespace: {e}");
                     led_term = None;
                 }

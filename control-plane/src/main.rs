@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use skiff_control_plane::config::{parse_peers, Config};
+use skiff_control_plane::config::{Config, parse_peers};
 
 #[derive(Parser)]
-#[command(name = "skiff-control-plane", about = "A Skiff control-plane node (Raft member and API server)")]
+#[command(
+    name = "skiff-control-plane",
+    about = "A Skiff control-plane node (Raft member and API server)"
+)]
 struct Flags {
     /// This node's Raft id (> 0), as named in --peers.
     #[arg(long)]

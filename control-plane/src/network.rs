@@ -5,7 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -14,8 +16,8 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use skiff_api::proto::raft_client::RaftClient;
 use skiff_api::proto::RaftPayload;
+use skiff_api::proto::raft_client::RaftClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft_types::{CommandResponse, NodeId, TypeConfig};
@@ -150,9 +152,9 @@ impl PeerNetwork {
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-                    e.clone(),
-                ))));
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(e.clone()),
+                )));
             }
         };
         let result: Result<Resp, RaftError<NodeId, E>> =

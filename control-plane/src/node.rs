@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::network::{
-    call, AdminRequest, AdminResult, ForwardError, PeerPool, ProposeResult, RaftMethod,
-    ReadIndexResult,
+    AdminRequest, AdminResult, ForwardError, PeerPool, ProposeResult, RaftMethod, ReadIndexResult,
+    call,
 };
 use crate::raft_types::{Applied, Command, NodeId, Raft};
 use crate::store::SharedState;
@@ -50,11 +50,8 @@ impl ControlPlane {
     /// Waits until some node is known as leader (or the deadline passes).
     async fn wait_for_leader(&self, deadline: Instant) {
         let mut metrics = self.raft.metrics();
-        let _ = tokio::time::timeout_at(
-            deadline,
-            metrics.wait_for(|m| m.current_leader.is_some()),
-        )
-        .await;
+        let _ = tokio::time::timeout_at(deadline, metrics.wait_for(|m| m.current_leader.is_some()))
+            .await;
     }
 
     fn leader_address(&self) -> Option<(NodeId, String)> {
@@ -97,7 +94,9 @@ impl ControlPlane {
                     };
                     match self.forward_propose(&address, &command, deadline).await {
                         Ok(Ok(response)) => return Ok(response),
-                        Ok(Err(ForwardError::Invalid(m))) => return Err(ApiError::InvalidArgument(m)),
+                        Ok(Err(ForwardError::Invalid(m))) => {
+                            return Err(ApiError::InvalidArgument(m));
+                        }
                         // The leader moved or is unreachable: look again shortly.
                         Ok(Err(_)) | Err(_) => {
                             tracing::debug!(leader_id, "forwarding to leader failed; retrying");
@@ -117,7 +116,10 @@ impl ControlPlane {
         command: &Command,
         deadline: Instant,
     ) -> Result<ProposeResult, tonic::Status> {
-        let mut client = self.peers.client(address).map_err(tonic::Status::unavailable)?;
+        let mut client = self
+            .peers
+            .client(address)
+            .map_err(tonic::Status::unavailable)?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         call(&mut client, RaftMethod::Propose, command, remaining).await
     }
@@ -127,12 +129,16 @@ impl ControlPlane {
         match self.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader { leader: leader_of(&f) })
+                Err(ForwardError::NotLeader {
+                    leader: leader_of(&f),
+                })
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(ForwardError::Invalid(e.to_string()))
             }
-            Err(RaftError::Fatal(e)) => Err(ForwardError::Unavailable(format!("raft stopped: {e}"))),
+            Err(RaftError::Fatal(e)) => {
+                Err(ForwardError::Unavailable(format!("raft stopped: {e}")))
+            }
         }
     }
 
@@ -156,7 +162,14 @@ impl ControlPlane {
                             Ok(c) => c,
                             Err(e) => return Err(ApiError::Unavailable(e)),
                         };
-                        match call::<_, ReadIndexResult>(&mut client, RaftMethod::ReadIndex, &(), remaining).await {
+                        match call::<_, ReadIndexResult>(
+                            &mut client,
+                            RaftMethod::ReadIndex,
+                            &(),
+                            remaining,
+                        )
+                        .await
+                        {
                             Ok(Ok(index)) => index,
                             Ok(Err(_)) | Err(_) => {
                                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,12 +192,16 @@ impl ControlPlane {
         match self.raft.ensure_linearizable().await {
             Ok(read_log_id) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader { leader: leader_of(&f) })
+                Err(ForwardError::NotLeader {
+                    leader: leader_of(&f),
+                })
             }
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
                 Err(ForwardError::Unavailable(e.to_string()))
             }
-            Err(RaftError::Fatal(e)) => Err(ForwardError::Unavailable(format!("raft stopped: {e}"))),
+            Err(RaftError::Fatal(e)) => {
+                Err(ForwardError::Unavailable(format!("raft stopped: {e}")))
+            }
         }
     }
 
@@ -207,10 +224,21 @@ impl ControlPlane {
                         let remaining = deadline.saturating_duration_since(Instant::now());
                         let mut client =
                             self.peers.client(&address).map_err(ApiError::Unavailable)?;
-                        match call::<_, AdminResult>(&mut client, RaftMethod::Admin, &request, remaining).await {
+                        match call::<_, AdminResult>(
+                            &mut client,
+                            RaftMethod::Admin,
+                            &request,
+                            remaining,
+                        )
+                        .await
+                        {
                             Ok(Ok(())) => return Ok(()),
-                            Ok(Err(ForwardError::Invalid(m))) => return Err(ApiError::InvalidArgument(m)),
-                            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                            Ok(Err(ForwardError::Invalid(m))) => {
+                                return Err(ApiError::InvalidArgument(m));
+                            }
+                            Ok(Err(_)) | Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await
+                            }
                         }
                     }
                     Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
@@ -231,7 +259,9 @@ impl ControlPlane {
                 .map(|_| ()),
             AdminRequest::ChangeMembership { voters } => {
                 if voters.is_empty() {
-                    return Err(ForwardError::Invalid("voters: must name at least one node".into()));
+                    return Err(ForwardError::Invalid(
+                        "voters: must name at least one node".into(),
+                    ));
                 }
                 self.raft.change_membership(voters, false).await.map(|_| ())
             }
@@ -239,12 +269,16 @@ impl ControlPlane {
         match result {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader { leader: leader_of(&f) })
+                Err(ForwardError::NotLeader {
+                    leader: leader_of(&f),
+                })
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(ForwardError::Invalid(e.to_string()))
             }
-            Err(RaftError::Fatal(e)) => Err(ForwardError::Unavailable(format!("raft stopped: {e}"))),
+            Err(RaftError::Fatal(e)) => {
+                Err(ForwardError::Unavailable(format!("raft stopped: {e}")))
+            }
         }
     }
 

@@ -71,7 +71,10 @@ impl WatchHub {
     }
 
     pub fn oldest_resumable(&self) -> u64 {
-        self.history.lock().expect("watch history lock").complete_after
+        self.history
+            .lock()
+            .expect("watch history lock")
+            .complete_after
     }
 }
 
@@ -111,7 +114,13 @@ mod tests {
         let hub = WatchHub::new(0, 3);
         hub.publish((1..=5).map(record));
         assert_eq!(hub.oldest_resumable(), 2);
-        assert_eq!(hub.since(1).unwrap_err(), TooOld { requested: 1, oldest: 2 });
+        assert_eq!(
+            hub.since(1).unwrap_err(),
+            TooOld {
+                requested: 1,
+                oldest: 2
+            }
+        );
         let got: Vec<u64> = hub.since(2).unwrap().iter().map(|r| r.version).collect();
         assert_eq!(got, vec![3, 4, 5]);
     }

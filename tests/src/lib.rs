@@ -1,1 +1,4 @@
-//! Test support: spawning control-plane processes on loopback ports.
+//! Test support for Skiff: control-plane (and etcd) clusters of real processes on loopback
+//! ports, with cleanup on drop.
+
+pub mod cluster;

@@ -45,7 +45,10 @@ fn pod_json(name: &str, labels: Value) -> Vec<u8> {
 async fn create_pod(endpoint: &str, name: &str) -> Result<Value, tonic::Status> {
     let response = objects(endpoint)
         .await
-        .create(CreateRequest { kind: "Pod".into(), object: pod_json(name, json!({"app": "test"})) })
+        .create(CreateRequest {
+            kind: "Pod".into(),
+            object: pod_json(name, json!({"app": "test"})),
+        })
         .await?;
     Ok(serde_json::from_slice(&response.into_inner().object).unwrap())
 }
@@ -53,7 +56,12 @@ async fn create_pod(endpoint: &str, name: &str) -> Result<Value, tonic::Status> 
 async fn get_pod(endpoint: &str, name: &str) -> Result<Value, tonic::Status> {
     let response = objects(endpoint)
         .await
-        .get(GetRequest { kind: "Pod".into(), namespace: "default".into(), name: name.into(), stale_ok: false })
+        .get(GetRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            stale_ok: false,
+        })
         .await?;
     Ok(serde_json::from_slice(&response.into_inner().object).unwrap())
 }
@@ -61,7 +69,11 @@ async fn get_pod(endpoint: &str, name: &str) -> Result<Value, tonic::Status> {
 async fn list_pod_names(endpoint: &str) -> Result<BTreeSet<String>, tonic::Status> {
     let response = objects(endpoint)
         .await
-        .list(ListRequest { kind: "pods".into(), namespace: "default".into(), ..Default::default() })
+        .list(ListRequest {
+            kind: "pods".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
         .await?;
     Ok(response
         .into_inner()
@@ -81,8 +93,12 @@ async fn create_acknowledged(cluster: &ControlPlaneCluster, name: &str) -> Value
         for endpoint in cluster.running_endpoints() {
             match create_pod(&endpoint, name).await {
                 Ok(v) => return v,
-                Err(s) if s.code() == Code::AlreadyExists => return get_pod(&endpoint, name).await.unwrap(),
-                Err(s) if tokio::time::Instant::now() > deadline => panic!("write {name} never succeeded: {s}"),
+                Err(s) if s.code() == Code::AlreadyExists => {
+                    return get_pod(&endpoint, name).await.unwrap();
+                }
+                Err(s) if tokio::time::Instant::now() > deadline => {
+                    panic!("write {name} never succeeded: {s}")
+                }
                 Err(_) => {}
             }
         }
@@ -92,7 +108,10 @@ async fn create_acknowledged(cluster: &ControlPlaneCluster, name: &str) -> Value
 
 async fn started(nodes: usize) -> ControlPlaneCluster {
     let cluster = ControlPlaneCluster::start(nodes).expect("start control plane");
-    cluster.wait_for_leader(STARTUP).await.expect("a leader is elected");
+    cluster
+        .wait_for_leader(STARTUP)
+        .await
+        .expect("a leader is elected");
     // The default namespace is written by the first leader.
     create_acknowledged(&cluster, "warmup").await;
     cluster
@@ -100,7 +119,11 @@ async fn started(nodes: usize) -> ControlPlaneCluster {
 
 async fn follower_of(cluster: &ControlPlaneCluster) -> (u64, u64) {
     let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
-    let follower = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
     (leader, follower)
 }
 
@@ -108,12 +131,21 @@ async fn follower_of(cluster: &ControlPlaneCluster) -> (u64, u64) {
 async fn cluster_1_write_on_follower_is_readable_on_every_node() {
     let cluster = started(3).await;
     let (_, follower) = follower_of(&cluster).await;
-    let created = create_pod(&cluster.endpoint(follower), "via-follower").await.unwrap();
-    let version = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let created = create_pod(&cluster.endpoint(follower), "via-follower")
+        .await
+        .unwrap();
+    let version = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for endpoint in cluster.endpoints() {
         // Linearizable reads: every node sees the write at once, with the same version.
         let got = get_pod(&endpoint, "via-follower").await.unwrap();
-        assert_eq!(got["metadata"]["resourceVersion"], version.as_str(), "on {endpoint}");
+        assert_eq!(
+            got["metadata"]["resourceVersion"],
+            version.as_str(),
+            "on {endpoint}"
+        );
         assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
     }
 }
@@ -135,7 +167,10 @@ async fn cluster_2_leader_killed_keeps_every_acknowledged_write() {
     for endpoint in cluster.running_endpoints() {
         let names = list_pod_names(&endpoint).await.unwrap();
         let missing: Vec<_> = acknowledged.difference(&names).collect();
-        assert!(missing.is_empty(), "{endpoint} lost acknowledged writes: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{endpoint} lost acknowledged writes: {missing:?}"
+        );
         assert!(names.contains("after"));
     }
 }
@@ -153,7 +188,12 @@ async fn cluster_3_whole_cluster_restart_keeps_all_objects() {
     // A delete and an update must survive too.
     objects(&endpoint)
         .await
-        .delete(DeleteRequest { kind: "Pod".into(), namespace: "default".into(), name: "keep-0".into(), ..Default::default() })
+        .delete(DeleteRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: "keep-0".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     expected.remove("keep-0");
@@ -161,19 +201,27 @@ async fn cluster_3_whole_cluster_restart_keeps_all_objects() {
     updated["metadata"]["labels"]["app"] = json!("changed");
     objects(&endpoint)
         .await
-        .update(UpdateRequest { kind: "Pod".into(), object: serde_json::to_vec(&updated).unwrap() })
+        .update(UpdateRequest {
+            kind: "Pod".into(),
+            object: serde_json::to_vec(&updated).unwrap(),
+        })
         .await
         .unwrap();
     let before = get_pod(&endpoint, "keep-1").await.unwrap();
 
     cluster.kill_all();
     cluster.restart_all();
-    cluster.wait_for_leader(STARTUP).await.expect("leader after full restart");
+    cluster
+        .wait_for_leader(STARTUP)
+        .await
+        .expect("leader after full restart");
     for endpoint in cluster.endpoints() {
         let names = loop {
             match list_pod_names(&endpoint).await {
                 Ok(names) => break names,
-                Err(s) if s.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(s) if s.code() == Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Err(s) => panic!("list on {endpoint}: {s}"),
             }
         };
@@ -189,7 +237,11 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
     let (leader, follower) = follower_of(&cluster).await;
     let listed = objects(&cluster.endpoint(follower))
         .await
-        .list(ListRequest { kind: "Pod".into(), namespace: "default".into(), ..Default::default() })
+        .list(ListRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -210,7 +262,9 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
     let mut seen = Vec::new();
     let mut last_version = listed.resource_version;
     for i in 0..5 {
-        create_pod(&writer_endpoint, &format!("w-{i}")).await.unwrap();
+        create_pod(&writer_endpoint, &format!("w-{i}"))
+            .await
+            .unwrap();
     }
     while seen.len() < 5 {
         let event = stream.message().await.unwrap().expect("watch event");
@@ -225,9 +279,15 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
     drop(stream);
     cluster.kill(follower);
     for i in 5..10 {
-        create_pod(&writer_endpoint, &format!("w-{i}")).await.unwrap();
+        create_pod(&writer_endpoint, &format!("w-{i}"))
+            .await
+            .unwrap();
     }
-    let other = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let other = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
     let mut resumed = objects(&cluster.endpoint(other))
         .await
         .watch(WatchRequest {
@@ -246,7 +306,10 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
             continue;
         }
         assert_eq!(event.r#type, "ADDED");
-        assert!(event.resource_version > last_version, "versions increase without repeats");
+        assert!(
+            event.resource_version > last_version,
+            "versions increase without repeats"
+        );
         last_version = event.resource_version;
         let v: Value = serde_json::from_slice(&event.object).unwrap();
         seen.push(v["metadata"]["name"].as_str().unwrap().to_string());
@@ -259,16 +322,25 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
 async fn cluster_5_no_quorum_is_unavailable_not_a_hang() {
     let mut cluster = started(3).await;
     let (leader, follower) = follower_of(&cluster).await;
-    let survivor = cluster.running_ids().into_iter().find(|id| *id != leader && *id != follower).unwrap();
+    let survivor = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != follower)
+        .unwrap();
     cluster.kill(leader);
     cluster.kill(follower);
     let endpoint = cluster.endpoint(survivor);
     // The server bounds the wait (5 s by default); the outer timeout only catches a hang.
-    let write = tokio::time::timeout(Duration::from_secs(30), create_pod(&endpoint, "lonely")).await;
-    let status = write.expect("the write must not hang").expect_err("no quorum, no write");
+    let write =
+        tokio::time::timeout(Duration::from_secs(30), create_pod(&endpoint, "lonely")).await;
+    let status = write
+        .expect("the write must not hang")
+        .expect_err("no quorum, no write");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
     let read = tokio::time::timeout(Duration::from_secs(30), get_pod(&endpoint, "warmup")).await;
-    let status = read.expect("the read must not hang").expect_err("no quorum, no linearizable read");
+    let status = read
+        .expect("the read must not hang")
+        .expect_err("no quorum, no linearizable read");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
 }
 
@@ -279,21 +351,39 @@ async fn cluster_6_api_errors_carry_codes_and_field_paths() {
     let mut client = objects(&endpoint).await;
 
     let bad_name = client
-        .create(CreateRequest { kind: "Pod".into(), object: pod_json("Bad_Name", json!({})) })
+        .create(CreateRequest {
+            kind: "Pod".into(),
+            object: pod_json("Bad_Name", json!({})),
+        })
         .await
         .unwrap_err();
     assert_eq!(bad_name.code(), Code::InvalidArgument);
-    assert!(bad_name.message().contains("metadata.name"), "{}", bad_name.message());
+    assert!(
+        bad_name.message().contains("metadata.name"),
+        "{}",
+        bad_name.message()
+    );
 
     let unknown_field = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "x"}, "spec": {"containers": [{"name": "c", "image": "i", "imagee": "typo"}]}}))
     .unwrap();
-    let status = client.create(CreateRequest { kind: "Pod".into(), object: unknown_field }).await.unwrap_err();
+    let status = client
+        .create(CreateRequest {
+            kind: "Pod".into(),
+            object: unknown_field,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("imagee"), "{}", status.message());
 
     let status = client
-        .get(GetRequest { kind: "Pod".into(), namespace: "default".into(), name: "nope".into(), stale_ok: false })
+        .get(GetRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: "nope".into(),
+            stale_ok: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -305,7 +395,10 @@ async fn cluster_6_api_errors_carry_codes_and_field_paths() {
     let mut missing_ns = serde_json::from_slice::<Value>(&pod_json("p", json!({}))).unwrap();
     missing_ns["metadata"]["namespace"] = json!("nowhere");
     let status = client
-        .create(CreateRequest { kind: "Pod".into(), object: serde_json::to_vec(&missing_ns).unwrap() })
+        .create(CreateRequest {
+            kind: "Pod".into(),
+            object: serde_json::to_vec(&missing_ns).unwrap(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -315,45 +408,93 @@ async fn cluster_6_api_errors_carry_codes_and_field_paths() {
     let current = get_pod(&endpoint, "warmup").await.unwrap();
     let mut first = current.clone();
     first["metadata"]["labels"]["v"] = json!("1");
-    client.update(UpdateRequest { kind: "Pod".into(), object: serde_json::to_vec(&first).unwrap() }).await.unwrap();
+    client
+        .update(UpdateRequest {
+            kind: "Pod".into(),
+            object: serde_json::to_vec(&first).unwrap(),
+        })
+        .await
+        .unwrap();
     let mut stale = current.clone();
     stale["metadata"]["labels"]["v"] = json!("2");
     let status = client
-        .update(UpdateRequest { kind: "Pod".into(), object: serde_json::to_vec(&stale).unwrap() })
+        .update(UpdateRequest {
+            kind: "Pod".into(),
+            object: serde_json::to_vec(&stale).unwrap(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
-    assert_eq!(get_pod(&endpoint, "warmup").await.unwrap()["metadata"]["labels"]["v"], "1");
+    assert_eq!(
+        get_pod(&endpoint, "warmup").await.unwrap()["metadata"]["labels"]["v"],
+        "1"
+    );
 
     // Pod specs are immutable after creation.
     let mut changed = get_pod(&endpoint, "warmup").await.unwrap();
     changed["spec"]["containers"][0]["command"] = json!(["true"]);
     let status = client
-        .update(UpdateRequest { kind: "Pod".into(), object: serde_json::to_vec(&changed).unwrap() })
+        .update(UpdateRequest {
+            kind: "Pod".into(),
+            object: serde_json::to_vec(&changed).unwrap(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
 
     let status = client
-        .list(ListRequest { kind: "Pod".into(), label_selector: "app in (a,".into(), ..Default::default() })
+        .list(ListRequest {
+            kind: "Pod".into(),
+            label_selector: "app in (a,".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("position"), "{}", status.message());
+    assert!(
+        status.message().contains("position"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_7_status_reports_every_member() {
     let mut cluster = started(3).await;
     let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
-    let status = cluster_client(&cluster.endpoint(2)).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
+    let status = cluster_client(&cluster.endpoint(2))
+        .await
+        .status(ClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.leader_id, Some(leader));
     assert_eq!(status.members.len(), 3);
-    assert!(status.members.iter().all(|m| m.healthy && m.voter), "{:?}", status.members);
-    assert_eq!(status.members.iter().filter(|m| m.state == "Leader").count(), 1);
-    let down = cluster.running_ids().into_iter().find(|id| *id != 2).unwrap();
+    assert!(
+        status.members.iter().all(|m| m.healthy && m.voter),
+        "{:?}",
+        status.members
+    );
+    assert_eq!(
+        status
+            .members
+            .iter()
+            .filter(|m| m.state == "Leader")
+            .count(),
+        1
+    );
+    let down = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != 2)
+        .unwrap();
     cluster.kill(down);
-    let status = cluster_client(&cluster.endpoint(2)).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
+    let status = cluster_client(&cluster.endpoint(2))
+        .await
+        .status(ClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let member = status.members.iter().find(|m| m.id == down).unwrap();
     assert!(!member.healthy, "a killed member is reported unhealthy");
 }

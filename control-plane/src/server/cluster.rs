@@ -72,16 +72,27 @@ impl ClusterServer {
 
 #[tonic::async_trait]
 impl Cluster for ClusterServer {
-    async fn status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
-    async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
         let AddLearnerRequest { id, address } = request.into_inner();
         if address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':') {
-            return Err(ApiError::InvalidArgument(format!("address: Invalid value: {address:?}: must be HOST:PORT")).into());
+            return Err(ApiError::InvalidArgument(format!(
+                "address: Invalid value: {address:?}: must be HOST:PORT"
+            ))
+            .into());
         }
-        self.node.admin(AdminRequest::AddLearner { id, address }).await?;
+        self.node
+            .admin(AdminRequest::AddLearner { id, address })
+            .await?;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
@@ -90,7 +101,9 @@ impl Cluster for ClusterServer {
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let voters = request.into_inner().voters.into_iter().collect();
-        self.node.admin(AdminRequest::ChangeMembership { voters }).await?;
+        self.node
+            .admin(AdminRequest::ChangeMembership { voters })
+            .await?;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use skiff_api::proto::objects_server::Objects;
 use skiff_api::proto::{
-    CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest,
-    ListResponse, ObjectResponse, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
+    CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest, ListResponse,
+    ObjectResponse, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
 };
 use skiff_api::selector::{FieldSelector, Selector};
-use skiff_api::{validate, Kind, Object};
+use skiff_api::{Kind, Object, validate};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -89,7 +89,8 @@ struct Filter {
 impl Filter {
     fn new(kind: &str, namespace: &str, labels: &str, fields: &str) -> Result<Filter, ApiError> {
         let kind = parse_kind(kind)?;
-        let labels = Selector::parse(labels).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let labels =
+            Selector::parse(labels).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
         let fields =
             FieldSelector::parse(fields).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
         for requirement in &fields.requirements {
@@ -101,7 +102,8 @@ impl Filter {
                 )));
             }
         }
-        let namespace = (kind.is_namespaced() && !namespace.is_empty()).then(|| namespace.to_string());
+        let namespace =
+            (kind.is_namespaced() && !namespace.is_empty()).then(|| namespace.to_string());
         Ok(Filter {
             kind,
             namespace,
@@ -112,7 +114,10 @@ impl Filter {
 
     fn matches(&self, object: &StoredObject) -> bool {
         object.kind == self.kind
-            && self.namespace.as_ref().is_none_or(|ns| *ns == object.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == object.namespace)
             && self.labels.matches(&object.summary.labels)
             && self.fields.matches(|f| object.field(f))
     }
@@ -137,7 +142,14 @@ impl ObjectsServer {
     async fn ensure_namespace_for(&self, kind: Kind, namespace: &str) -> Result<(), ApiError> {
         // `default` always exists; a fresh cluster may not have written it yet.
         if kind.is_namespaced() && namespace == "default" {
-            let missing = self.node.shared.table.read().expect("table lock").get(Kind::Namespace, "", "default").is_none();
+            let missing = self
+                .node
+                .shared
+                .table
+                .read()
+                .expect("table lock")
+                .get(Kind::Namespace, "", "default")
+                .is_none();
             if missing {
                 self.node.propose(default_namespace_command()).await?;
             }
@@ -145,7 +157,12 @@ impl ObjectsServer {
         Ok(())
     }
 
-    fn local_get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Arc<StoredObject>, ApiError> {
+    fn local_get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<StoredObject>, ApiError> {
         let namespace = effective_namespace(kind, Some(namespace));
         self.node
             .shared
@@ -190,7 +207,11 @@ impl ObjectsServer {
         Ok(applied.object)
     }
 
-    async fn do_update(&self, request: UpdateRequest, part: UpdatePart) -> Result<Vec<u8>, ApiError> {
+    async fn do_update(
+        &self,
+        request: UpdateRequest,
+        part: UpdatePart,
+    ) -> Result<Vec<u8>, ApiError> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
         normalize_namespace(&mut object);
@@ -226,7 +247,11 @@ impl ObjectsServer {
                 expected_version: expected,
             };
             match self.node.propose(command).await {
-                Err(ApiError::Conflict(_)) if requested.is_none() && attempts < UNCONDITIONAL_RETRIES => continue,
+                Err(ApiError::Conflict(_))
+                    if requested.is_none() && attempts < UNCONDITIONAL_RETRIES =>
+                {
+                    continue;
+                }
                 result => return Ok(result?.object),
             }
         }
@@ -236,16 +261,27 @@ impl ObjectsServer {
         let kind = parse_kind(&request.kind)?;
         let namespace = effective_namespace(kind, Some(&request.namespace));
         for change in &request.labels {
-            validate::is_qualified_name(&change.key)
-                .map_err(|m| ApiError::InvalidArgument(format!("metadata.labels: Invalid value: {:?}: {m}", change.key)))?;
+            validate::is_qualified_name(&change.key).map_err(|m| {
+                ApiError::InvalidArgument(format!(
+                    "metadata.labels: Invalid value: {:?}: {m}",
+                    change.key
+                ))
+            })?;
             if let Some(value) = &change.value {
-                validate::is_label_value(value)
-                    .map_err(|m| ApiError::InvalidArgument(format!("metadata.labels: Invalid value: {value:?}: {m}")))?;
+                validate::is_label_value(value).map_err(|m| {
+                    ApiError::InvalidArgument(format!(
+                        "metadata.labels: Invalid value: {value:?}: {m}"
+                    ))
+                })?;
             }
         }
         for change in &request.annotations {
-            validate::is_qualified_name(&change.key)
-                .map_err(|m| ApiError::InvalidArgument(format!("metadata.annotations: Invalid value: {:?}: {m}", change.key)))?;
+            validate::is_qualified_name(&change.key).map_err(|m| {
+                ApiError::InvalidArgument(format!(
+                    "metadata.annotations: Invalid value: {:?}: {m}",
+                    change.key
+                ))
+            })?;
         }
         if !request.annotations.is_empty() {
             let current = self.local_get(kind, &namespace, &request.name)?;
@@ -267,7 +303,8 @@ impl ObjectsServer {
                 )));
             }
         }
-        let pairs = |changes: Vec<KeyChange>| changes.into_iter().map(|c| (c.key, c.value)).collect();
+        let pairs =
+            |changes: Vec<KeyChange>| changes.into_iter().map(|c| (c.key, c.value)).collect();
         let applied = self
             .node
             .propose(Command::Patch {
@@ -308,7 +345,12 @@ impl ObjectsServer {
     }
 
     async fn do_list(&self, request: ListRequest) -> Result<ListResponse, ApiError> {
-        let filter = Filter::new(&request.kind, &request.namespace, &request.label_selector, &request.field_selector)?;
+        let filter = Filter::new(
+            &request.kind,
+            &request.namespace,
+            &request.label_selector,
+            &request.field_selector,
+        )?;
         if !request.stale_ok {
             self.node.read_barrier().await?;
         }
@@ -326,8 +368,16 @@ impl ObjectsServer {
         })
     }
 
-    fn start_watch(&self, request: WatchRequest) -> Result<ReceiverStream<Result<WatchEvent, Status>>, ApiError> {
-        let filter = Filter::new(&request.kind, &request.namespace, &request.label_selector, &request.field_selector)?;
+    fn start_watch(
+        &self,
+        request: WatchRequest,
+    ) -> Result<ReceiverStream<Result<WatchEvent, Status>>, ApiError> {
+        let filter = Filter::new(
+            &request.kind,
+            &request.namespace,
+            &request.label_selector,
+            &request.field_selector,
+        )?;
         let requested = parse_version(&request.resource_version)?;
         let shared = self.node.shared.clone();
         // Fail before streaming when the history no longer reaches back that far.
@@ -429,7 +479,10 @@ pub fn default_namespace_command() -> Command {
 
 #[tonic::async_trait]
 impl Objects for ObjectsServer {
-    async fn create(&self, request: Request<CreateRequest>) -> Result<Response<ObjectResponse>, Status> {
+    async fn create(
+        &self,
+        request: Request<CreateRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
         let object = self.do_create(request.into_inner()).await?;
         Ok(Response::new(ObjectResponse { object }))
     }
@@ -450,28 +503,47 @@ impl Objects for ObjectsServer {
         Ok(Response::new(self.do_list(request.into_inner()).await?))
     }
 
-    async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<ObjectResponse>, Status> {
-        let object = self.do_update(request.into_inner(), UpdatePart::Main).await?;
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let object = self
+            .do_update(request.into_inner(), UpdatePart::Main)
+            .await?;
         Ok(Response::new(ObjectResponse { object }))
     }
 
-    async fn update_status(&self, request: Request<UpdateRequest>) -> Result<Response<ObjectResponse>, Status> {
-        let object = self.do_update(request.into_inner(), UpdatePart::Status).await?;
+    async fn update_status(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let object = self
+            .do_update(request.into_inner(), UpdatePart::Status)
+            .await?;
         Ok(Response::new(ObjectResponse { object }))
     }
 
-    async fn patch(&self, request: Request<PatchRequest>) -> Result<Response<ObjectResponse>, Status> {
+    async fn patch(
+        &self,
+        request: Request<PatchRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
         let object = self.do_patch(request.into_inner()).await?;
         Ok(Response::new(ObjectResponse { object }))
     }
 
-    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         Ok(Response::new(self.do_delete(request.into_inner()).await?))
     }
 
     type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
 
-    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         Ok(Response::new(self.start_watch(request.into_inner())?))
     }
 }

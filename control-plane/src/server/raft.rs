@@ -23,7 +23,9 @@ fn payload<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Stat
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    Ok(Response::new(RaftPayload { data: encode(value) }))
+    Ok(Response::new(RaftPayload {
+        data: encode(value),
+    }))
 }
 
 pub fn state_name(state: ServerState) -> &'static str {
@@ -49,7 +51,11 @@ pub fn own_member(node: &ControlPlane) -> Member {
     Member {
         id: node.id,
         address,
-        voter: m.membership_config.membership().voter_ids().any(|v| v == node.id),
+        voter: m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == node.id),
         healthy: true,
         state: state_name(m.state).to_string(),
         term: m.current_term,
@@ -61,7 +67,10 @@ pub fn own_member(node: &ControlPlane) -> Member {
 
 #[tonic::async_trait]
 impl RaftService for RaftServer {
-    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let result = self.node.raft.append_entries(payload(request)?).await;
         reply(&result)
     }
@@ -71,23 +80,35 @@ impl RaftService for RaftServer {
         reply(&result)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let result = self.node.raft.install_snapshot(payload(request)?).await;
         reply(&result)
     }
 
-    async fn propose(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn propose(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let command: Command = payload(request)?;
         let result: ProposeResult = self.node.propose_local(command).await;
         reply(&result)
     }
 
-    async fn read_index(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn read_index(
+        &self,
+        _request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let result: ReadIndexResult = self.node.read_index_local().await;
         reply(&result)
     }
 
-    async fn node_status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<Member>, Status> {
+    async fn node_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<Member>, Status> {
         Ok(Response::new(own_member(&self.node)))
     }
 

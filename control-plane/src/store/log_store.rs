@@ -31,14 +31,21 @@ impl LogStore {
         })
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.meta.get(key).map_err(io_read)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    async fn write_meta_durably<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
+    async fn write_meta_durably<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StorageError> {
         self.meta.insert(key, encode(value)).map_err(io_write)?;
         self.db.flush_async().await.map_err(io_write)?;
         Ok(())
@@ -114,7 +121,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -125,8 +136,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.log.apply_batch(batch).map_err(io_write)?;
         // openraft treats the callback as "on disk": flush first.
-        let flushed = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
-        let failed = flushed.as_ref().err().map(|e| io_write(std::io::Error::other(e.to_string())));
+        let flushed = self
+            .db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(std::io::Error::other);
+        let failed = flushed
+            .as_ref()
+            .err()
+            .map(|e| io_write(std::io::Error::other(e.to_string())));
         callback.log_io_completed(flushed);
         match failed {
             Some(e) => Err(e),

@@ -71,7 +71,9 @@ impl StoredObject {
             namespace,
             name,
             version,
-            json: serde_json::to_vec(value).expect("json values serialize").into(),
+            json: serde_json::to_vec(value)
+                .expect("json values serialize")
+                .into(),
             summary: ObjectSummary {
                 labels,
                 node_name,
@@ -204,7 +206,9 @@ fn metadata_mut(value: &mut Value) -> &mut Map<String, Value> {
     if !value.get("metadata").is_some_and(Value::is_object) {
         value["metadata"] = Value::Object(Map::new());
     }
-    value["metadata"].as_object_mut().expect("metadata is an object")
+    value["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 fn parse_object(kind: Kind, bytes: &[u8]) -> Result<Value, ApplyError> {
@@ -264,11 +268,7 @@ fn apply_inner(
             meta.insert("resourceVersion".into(), Value::String(index.to_string()));
             meta.insert("generation".into(), Value::from(1));
             let stored = StoredObject::from_value(*kind, &value)?;
-            if kind.is_namespaced()
-                && table
-                    .get(Kind::Namespace, "", &stored.namespace)
-                    .is_none()
-            {
+            if kind.is_namespaced() && table.get(Kind::Namespace, "", &stored.namespace).is_none() {
                 return Err(ApplyError::NotFound(format!(
                     "namespaces \"{}\" not found",
                     stored.namespace
@@ -364,7 +364,9 @@ fn apply_inner(
                         remove(table, index, &object, records);
                     }
                 }
-            } else if let Some(grace) = graceful_pod_deletion(*kind, &old, *grace_period_seconds, *force) {
+            } else if let Some(grace) =
+                graceful_pod_deletion(*kind, &old, *grace_period_seconds, *force)
+            {
                 return mark_terminating(table, index, &old, grace, now, records);
             }
             Ok(remove(table, index, &old, records))
@@ -631,7 +633,11 @@ mod tests {
         let (r, _) = apply_command(
             &mut table,
             1,
-            &Command::EnsureNamespace { name: "default".into(), uid: "ns-uid".into(), now: NOW.into() },
+            &Command::EnsureNamespace {
+                name: "default".into(),
+                uid: "ns-uid".into(),
+                now: NOW.into(),
+            },
         );
         r.unwrap();
         table
@@ -648,18 +654,44 @@ mod tests {
     }
 
     fn create(table: &mut ObjectTable, index: u64, value: &Value) -> CommandResponse {
-        apply_command(table, index, &Command::Create { kind: Kind::Pod, object: serde_json::to_vec(value).unwrap() }).0
+        apply_command(
+            table,
+            index,
+            &Command::Create {
+                kind: Kind::Pod,
+                object: serde_json::to_vec(value).unwrap(),
+            },
+        )
+        .0
     }
 
-    fn delete(table: &mut ObjectTable, index: u64, name: &str, grace: Option<i64>, force: bool) -> (CommandResponse, Vec<WatchRecord>) {
-        apply_command(table, index, &Command::Delete {
-            kind: Kind::Pod, namespace: "default".into(), name: name.into(),
-            grace_period_seconds: grace, force, now: NOW.into() })
+    fn delete(
+        table: &mut ObjectTable,
+        index: u64,
+        name: &str,
+        grace: Option<i64>,
+        force: bool,
+    ) -> (CommandResponse, Vec<WatchRecord>) {
+        apply_command(
+            table,
+            index,
+            &Command::Delete {
+                kind: Kind::Pod,
+                namespace: "default".into(),
+                name: name.into(),
+                grace_period_seconds: grace,
+                force,
+                now: NOW.into(),
+            },
+        )
     }
 
     fn version_of(applied: &Applied) -> String {
         let v: Value = serde_json::from_slice(&applied.object).unwrap();
-        v["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -669,7 +701,9 @@ mod tests {
         assert_eq!(version_of(&applied), "5");
         assert_eq!(
             create(&mut table, 6, &pod("a", None)),
-            Err(ApplyError::AlreadyExists("pods \"a\" already exists".into()))
+            Err(ApplyError::AlreadyExists(
+                "pods \"a\" already exists".into()
+            ))
         );
     }
 
@@ -678,7 +712,10 @@ mod tests {
         let mut table = table_with_default();
         let mut p = pod("a", None);
         p["metadata"]["namespace"] = json!("nope");
-        assert_eq!(create(&mut table, 2, &p), Err(ApplyError::NotFound("namespaces \"nope\" not found".into())));
+        assert_eq!(
+            create(&mut table, 2, &p),
+            Err(ApplyError::NotFound("namespaces \"nope\" not found".into()))
+        );
         assert!(table.get(Kind::Pod, "nope", "a").is_none());
     }
 
@@ -688,14 +725,22 @@ mod tests {
         create(&mut table, 2, &pod("a", None)).unwrap();
         let mut p = pod("a", None);
         p["metadata"]["labels"]["app"] = json!("api");
-        let update = |expected| Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&p).unwrap(), part: UpdatePart::Main, expected_version: Some(expected) };
+        let update = |expected| Command::Update {
+            kind: Kind::Pod,
+            object: serde_json::to_vec(&p).unwrap(),
+            part: UpdatePart::Main,
+            expected_version: Some(expected),
+        };
         let (r, records) = apply_command(&mut table, 3, &update(1));
         assert!(matches!(r, Err(ApplyError::Conflict(_))));
         assert!(records.is_empty());
         let (r, records) = apply_command(&mut table, 4, &update(2));
         assert_eq!(version_of(&r.unwrap()), "4");
         assert_eq!(records.len(), 1);
-        assert_eq!(table.get(Kind::Pod, "default", "a").unwrap().summary.labels["app"], "api");
+        assert_eq!(
+            table.get(Kind::Pod, "default", "a").unwrap().summary.labels["app"],
+            "api"
+        );
     }
 
     #[test]
@@ -704,11 +749,31 @@ mod tests {
         create(&mut table, 2, &pod("a", None)).unwrap();
         let mut status = pod("a", None);
         status["status"] = json!({"phase": "Running"});
-        apply_command(&mut table, 3, &Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&status).unwrap(), part: UpdatePart::Status, expected_version: None }).0.unwrap();
+        apply_command(
+            &mut table,
+            3,
+            &Command::Update {
+                kind: Kind::Pod,
+                object: serde_json::to_vec(&status).unwrap(),
+                part: UpdatePart::Status,
+                expected_version: None,
+            },
+        )
+        .0
+        .unwrap();
         let mut main = pod("a", None);
         main["metadata"]["uid"] = json!("forged");
         main["status"] = json!({"phase": "Failed"});
-        let (r, _) = apply_command(&mut table, 4, &Command::Update { kind: Kind::Pod, object: serde_json::to_vec(&main).unwrap(), part: UpdatePart::Main, expected_version: None });
+        let (r, _) = apply_command(
+            &mut table,
+            4,
+            &Command::Update {
+                kind: Kind::Pod,
+                object: serde_json::to_vec(&main).unwrap(),
+                part: UpdatePart::Main,
+                expected_version: None,
+            },
+        );
         // Only uid and status differed, and both are server-owned: nothing changes.
         assert_eq!(version_of(&r.unwrap()), "3");
         let stored = table.get(Kind::Pod, "default", "a").unwrap().value();
@@ -725,7 +790,10 @@ mod tests {
         assert!(!applied.removed);
         assert_eq!(records[0].event, EventType::Modified);
         let stored = table.get(Kind::Pod, "default", "a").unwrap().value();
-        assert_eq!(stored["metadata"]["deletionTimestamp"], "2024-05-01T10:00:30Z");
+        assert_eq!(
+            stored["metadata"]["deletionTimestamp"],
+            "2024-05-01T10:00:30Z"
+        );
         assert_eq!(stored["metadata"]["deletionGracePeriodSeconds"], 30);
         let (r, records) = delete(&mut table, 4, "a", Some(0), false);
         assert!(r.unwrap().removed);
@@ -740,7 +808,10 @@ mod tests {
         create(&mut table, 3, &pod("b", Some("node-1"))).unwrap();
         assert!(delete(&mut table, 4, "a", None, false).0.unwrap().removed);
         assert!(delete(&mut table, 5, "b", None, true).0.unwrap().removed);
-        assert!(matches!(delete(&mut table, 6, "b", None, true).0, Err(ApplyError::NotFound(_))));
+        assert!(matches!(
+            delete(&mut table, 6, "b", None, true).0,
+            Err(ApplyError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -748,12 +819,35 @@ mod tests {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         let patch = |labels: Vec<(String, Option<String>)>, overwrite| Command::Patch {
-            kind: Kind::Pod, namespace: "default".into(), name: "a".into(), labels, annotations: vec![], overwrite, expected_version: None };
+            kind: Kind::Pod,
+            namespace: "default".into(),
+            name: "a".into(),
+            labels,
+            annotations: vec![],
+            overwrite,
+            expected_version: None,
+        };
         let change = vec![("app".to_string(), Some("db".to_string()))];
         let (r, _) = apply_command(&mut table, 3, &patch(change.clone(), false));
-        assert_eq!(r, Err(ApplyError::Invalid("'app' already has a value (web), and --overwrite is false".into())));
-        apply_command(&mut table, 4, &patch(change, true)).0.unwrap();
-        apply_command(&mut table, 5, &patch(vec![("tier".into(), Some("x".into())), ("app".into(), None)], false)).0.unwrap();
+        assert_eq!(
+            r,
+            Err(ApplyError::Invalid(
+                "'app' already has a value (web), and --overwrite is false".into()
+            ))
+        );
+        apply_command(&mut table, 4, &patch(change, true))
+            .0
+            .unwrap();
+        apply_command(
+            &mut table,
+            5,
+            &patch(
+                vec![("tier".into(), Some("x".into())), ("app".into(), None)],
+                false,
+            ),
+        )
+        .0
+        .unwrap();
         let labels = &table.get(Kind::Pod, "default", "a").unwrap().summary.labels;
         assert_eq!(labels.len(), 1);
         assert_eq!(labels["tier"], "x");
@@ -762,17 +856,31 @@ mod tests {
     #[test]
     fn apply_8_namespace_delete_removes_its_objects_and_default_stays() {
         let mut table = table_with_default();
-        let ns = Command::EnsureNamespace { name: "team".into(), uid: "t".into(), now: NOW.into() };
+        let ns = Command::EnsureNamespace {
+            name: "team".into(),
+            uid: "t".into(),
+            now: NOW.into(),
+        };
         apply_command(&mut table, 2, &ns).0.unwrap();
         let mut p = pod("a", Some("n1"));
         p["metadata"]["namespace"] = json!("team");
         create(&mut table, 3, &p).unwrap();
-        let del = |name: &str| Command::Delete { kind: Kind::Namespace, namespace: String::new(), name: name.into(), grace_period_seconds: None, force: false, now: NOW.into() };
+        let del = |name: &str| Command::Delete {
+            kind: Kind::Namespace,
+            namespace: String::new(),
+            name: name.into(),
+            grace_period_seconds: None,
+            force: false,
+            now: NOW.into(),
+        };
         let (r, records) = apply_command(&mut table, 4, &del("team"));
         assert!(r.unwrap().removed);
         assert_eq!(records.len(), 2);
         assert!(table.get(Kind::Pod, "team", "a").is_none());
-        assert!(matches!(apply_command(&mut table, 5, &del("default")).0, Err(ApplyError::Invalid(_))));
+        assert!(matches!(
+            apply_command(&mut table, 5, &del("default")).0,
+            Err(ApplyError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot};
 use serde::{Deserialize, Serialize};
 use skiff_api::Kind;
 
-use super::objects::{apply_command, EventType, ObjectTable, StoredObject};
-use super::{decode, encode, io_read, io_write, SharedState};
+use super::objects::{EventType, ObjectTable, StoredObject, apply_command};
+use super::{SharedState, decode, encode, io_read, io_write};
 use crate::raft_types::{
     Applied, CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -58,7 +58,11 @@ impl StateMachineStore {
             let data = snapshots
                 .get(SNAPSHOT_DATA)
                 .map_err(io_read)?
-                .ok_or_else(|| io_read(std::io::Error::other("interrupted snapshot install has no data")))?;
+                .ok_or_else(|| {
+                    io_read(std::io::Error::other(
+                        "interrupted snapshot install has no data",
+                    ))
+                })?;
             write_payload(&state, &decode(&data)?)?;
             snapshots.remove(INSTALLING).map_err(io_write)?;
             db.flush().map_err(io_write)?;
@@ -102,13 +106,20 @@ fn kind_of_key(key: &[u8]) -> Result<Kind, StorageError> {
     Kind::ALL
         .into_iter()
         .find(|k| k.plural() == plural)
-        .ok_or_else(|| io_read(std::io::Error::other(format!("unknown kind in stored key {key:?}"))))
+        .ok_or_else(|| {
+            io_read(std::io::Error::other(format!(
+                "unknown kind in stored key {key:?}"
+            )))
+        })
 }
 
 fn load_object(kind: Kind, json: &[u8]) -> Result<StoredObject, StorageError> {
     let value: serde_json::Value = serde_json::from_slice(json).map_err(io_read)?;
-    StoredObject::from_value(kind, &value)
-        .map_err(|e| io_read(std::io::Error::other(format!("stored {kind} is invalid: {e}"))))
+    StoredObject::from_value(kind, &value).map_err(|e| {
+        io_read(std::io::Error::other(format!(
+            "stored {kind} is invalid: {e}"
+        )))
+    })
 }
 
 /// Replaces the whole state with a snapshot's (objects deleted since must stay deleted).
@@ -150,7 +161,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     responses.push(Ok(Applied::default()));
                 }
                 EntryPayload::Normal(command) => {
-                    let (response, records) = apply_command(&mut table, entry.log_id.index, &command);
+                    let (response, records) =
+                        apply_command(&mut table, entry.log_id.index, &command);
                     for r in &records {
                         match r.event {
                             EventType::Deleted => batch.remove(object_db_key(&r.object.key())),

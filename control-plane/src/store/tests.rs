@@ -14,7 +14,10 @@ struct SledStoreBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
-        let dir = tempfile::Builder::new().prefix("skiff-store-").tempdir().map_err(io_write)?;
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-store-")
+            .tempdir()
+            .map_err(io_write)?;
         let (log, sm, _) = open(dir.path(), 1000)?;
         Ok((dir, log, sm))
     }
@@ -33,24 +36,50 @@ fn create_pod(name: &str) -> Command {
     let json = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default", "uid": name},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
-    Command::Create { kind: Kind::Pod, object: serde_json::to_vec(&json).unwrap() }
+    Command::Create {
+        kind: Kind::Pod,
+        object: serde_json::to_vec(&json).unwrap(),
+    }
 }
 
 fn entry(index: u64, command: Command) -> Entry {
-    Entry { log_id: log_id(index), payload: EntryPayload::Normal(command) }
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(command),
+    }
 }
 
 #[tokio::test]
 async fn store_2_applied_objects_survive_reopen() {
-    let dir = tempfile::Builder::new().prefix("skiff-store-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-store-")
+        .tempdir()
+        .unwrap();
     {
         let (_log, mut sm, shared) = open(dir.path(), 1000).unwrap();
-        let ns = Command::EnsureNamespace { name: "default".into(), uid: "u".into(), now: "2024-01-01T00:00:00Z".into() };
-        let responses = sm.apply(vec![entry(1, ns), entry(2, create_pod("a")), entry(3, create_pod("b"))]).await.unwrap();
+        let ns = Command::EnsureNamespace {
+            name: "default".into(),
+            uid: "u".into(),
+            now: "2024-01-01T00:00:00Z".into(),
+        };
+        let responses = sm
+            .apply(vec![
+                entry(1, ns),
+                entry(2, create_pod("a")),
+                entry(3, create_pod("b")),
+            ])
+            .await
+            .unwrap();
         assert!(responses.iter().all(|r| r.is_ok()), "{responses:?}");
         assert_eq!(shared.applied_index(), 3);
-        let delete = Command::Delete { kind: Kind::Pod, namespace: "default".into(), name: "a".into(),
-            grace_period_seconds: None, force: false, now: "2024-01-01T00:00:00Z".into() };
+        let delete = Command::Delete {
+            kind: Kind::Pod,
+            namespace: "default".into(),
+            name: "a".into(),
+            grace_period_seconds: None,
+            force: false,
+            now: "2024-01-01T00:00:00Z".into(),
+        };
         sm.apply(vec![entry(4, delete)]).await.unwrap();
     }
     let (_log, mut sm, shared) = open(dir.path(), 1000).unwrap();
@@ -63,18 +92,39 @@ async fn store_2_applied_objects_survive_reopen() {
 
 #[tokio::test]
 async fn store_3_snapshot_install_replaces_state() {
-    let source_dir = tempfile::Builder::new().prefix("skiff-store-").tempdir().unwrap();
-    let target_dir = tempfile::Builder::new().prefix("skiff-store-").tempdir().unwrap();
+    let source_dir = tempfile::Builder::new()
+        .prefix("skiff-store-")
+        .tempdir()
+        .unwrap();
+    let target_dir = tempfile::Builder::new()
+        .prefix("skiff-store-")
+        .tempdir()
+        .unwrap();
     let (_l1, mut source, _) = open(source_dir.path(), 1000).unwrap();
     let (target_log, mut target, target_shared) = open(target_dir.path(), 1000).unwrap();
-    let ns = || Command::EnsureNamespace { name: "default".into(), uid: "u".into(), now: "2024-01-01T00:00:00Z".into() };
-    source.apply(vec![entry(1, ns()), entry(2, create_pod("kept"))]).await.unwrap();
+    let ns = || Command::EnsureNamespace {
+        name: "default".into(),
+        uid: "u".into(),
+        now: "2024-01-01T00:00:00Z".into(),
+    };
+    source
+        .apply(vec![entry(1, ns()), entry(2, create_pod("kept"))])
+        .await
+        .unwrap();
     // The target has an object the snapshot does not: it must be gone afterwards.
-    target.apply(vec![entry(1, ns()), entry(2, create_pod("stale"))]).await.unwrap();
+    target
+        .apply(vec![entry(1, ns()), entry(2, create_pod("stale"))])
+        .await
+        .unwrap();
 
     let mut builder = source.get_snapshot_builder().await;
-    let snapshot = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder).await.unwrap();
-    target.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+    let snapshot = openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+        .await
+        .unwrap();
+    target
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
     {
         let table = target_shared.table.read().unwrap();
         assert!(table.get(Kind::Pod, "default", "stale").is_none());
@@ -83,16 +133,26 @@ async fn store_3_snapshot_install_replaces_state() {
     drop((target, target_log, target_shared));
     let (_l3, _sm, reopened) = open(target_dir.path(), 1000).unwrap();
     let table = reopened.table.read().unwrap();
-    assert!(table.get(Kind::Pod, "default", "stale").is_none(), "deleted objects stay deleted");
+    assert!(
+        table.get(Kind::Pod, "default", "stale").is_none(),
+        "deleted objects stay deleted"
+    );
     assert!(table.get(Kind::Pod, "default", "kept").is_some());
 }
 
 #[tokio::test]
 async fn store_4_log_entries_round_trip() {
-    let dir = tempfile::Builder::new().prefix("skiff-store-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-store-")
+        .tempdir()
+        .unwrap();
     let (mut log, _sm, _) = open(dir.path(), 1000).unwrap();
-    let entries: Vec<Entry> = (1..=5).map(|i| entry(i, create_pod(&format!("p{i}")))).collect();
-    openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone()).await.unwrap();
+    let entries: Vec<Entry> = (1..=5)
+        .map(|i| entry(i, create_pod(&format!("p{i}"))))
+        .collect();
+    openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone())
+        .await
+        .unwrap();
     let got = log.try_get_log_entries(2..4).await.unwrap();
     assert_eq!(got, entries[1..3].to_vec());
     log.purge(log_id(2)).await.unwrap();
