@@ -173,6 +173,21 @@ impl ControlPlaneCluster {
         self.members.get_mut(&id).expect("member").child = Some(child);
     }
 
+    /// Starts a new member with a fresh data dir; it joins only once the cluster adds it
+    /// (as a learner, then a voter) through the membership API.
+    pub fn add_member(&mut self) -> u64 {
+        let id = self.members.keys().max().copied().unwrap_or(0) + 1;
+        self.members.insert(
+            id,
+            Member {
+                port: free_port(),
+                child: None,
+            },
+        );
+        self.restart(id);
+        id
+    }
+
     /// `kill -9`, then reap.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.members.get_mut(&id).and_then(|m| m.child.take()) {

@@ -498,3 +498,74 @@ async fn cluster_7_status_reports_every_member() {
     let member = status.members.iter().find(|m| m.id == down).unwrap();
     assert!(!member.healthy, "a killed member is reported unhealthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_8_membership_add_learner_promote_and_remove() {
+    let mut cluster = started(3).await;
+    create_acknowledged(&cluster, "before-join").await;
+    let new_id = cluster.add_member();
+    let new_endpoint = cluster.endpoint(new_id);
+    // Any node takes membership requests; a follower forwards them to the leader.
+    let (_, follower) = follower_of(&cluster).await;
+    let mut admin = cluster_client(&cluster.endpoint(follower)).await;
+    let status = admin
+        .add_learner(skiff_api::proto::AddLearnerRequest {
+            id: new_id,
+            address: new_endpoint.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let learner = status
+        .members
+        .iter()
+        .find(|m| m.id == new_id)
+        .expect("learner listed");
+    assert!(!learner.voter);
+    // The learner has caught up: it serves the data written before it joined.
+    assert_eq!(
+        get_pod(&new_endpoint, "before-join").await.unwrap()["metadata"]["name"],
+        "before-join"
+    );
+
+    let status = admin
+        .change_membership(skiff_api::proto::ChangeMembershipRequest {
+            voters: vec![1, 2, 3, new_id],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status
+            .members
+            .iter()
+            .find(|m| m.id == new_id)
+            .unwrap()
+            .voter,
+        "promoted"
+    );
+
+    // Remove node 1 and stop it: the remaining three still form a quorum.
+    let remaining: Vec<u64> = vec![2, 3, new_id];
+    let status = admin
+        .change_membership(skiff_api::proto::ChangeMembershipRequest {
+            voters: remaining.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<u64> = status.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, remaining);
+    cluster.kill(1);
+    // The removed node is gone; the three remaining voters carry on.
+    let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
+    assert_ne!(leader, 1);
+    create_acknowledged(&cluster, "after-removal").await;
+    get_pod(&new_endpoint, "after-removal").await.unwrap();
+
+    let empty = admin
+        .change_membership(skiff_api::proto::ChangeMembershipRequest { voters: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+}

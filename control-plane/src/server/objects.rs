@@ -409,6 +409,15 @@ impl ObjectsServer {
                             return;
                         }
                     }
+                    // Marks the end of the initial list: resuming from here misses nothing.
+                    let bookmark = WatchEvent {
+                        r#type: "BOOKMARK".into(),
+                        object: Vec::new(),
+                        resource_version: version,
+                    };
+                    if tx.send(Ok(bookmark)).await.is_err() {
+                        return;
+                    }
                     version
                 }
                 None => {

@@ -1,0 +1,105 @@
+//! A tour of the SDK against a running cluster:
+//! `cargo run -p skiff-client --example basic -- 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003`
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use skiff_api::meta::ObjectMeta;
+use skiff_api::types::{Container, Namespace, Pod, PodSpec};
+use skiff_client::{Client, DeleteParams, ListParams, MetadataPatch, WatchEvent, WatchParams};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7001".into());
+    let client = Client::connect([endpoints])?;
+    client.wait_ready(Duration::from_secs(10)).await?;
+
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: "sdk-demo".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match client.create(&namespace).await {
+        Ok(ns) => println!("namespace/{} created", ns.metadata.name),
+        Err(e) if e.is_already_exists() => println!("namespace/sdk-demo unchanged"),
+        Err(e) => return Err(e.into()),
+    }
+
+    // Watch the namespace's pods from now on, then make changes to see.
+    let list = client
+        .list::<Pod>(&ListParams::namespace("sdk-demo"))
+        .await?;
+    let mut events = client.watch::<Pod>(
+        WatchParams::from(&ListParams::namespace("sdk-demo")).from_version(list.resource_version),
+    );
+
+    let pod = Pod {
+        metadata: ObjectMeta {
+            generate_name: Some("hello-".into()),
+            namespace: Some("sdk-demo".into()),
+            labels: [("app".to_string(), "hello".to_string())].into(),
+            ..Default::default()
+        },
+        spec: PodSpec {
+            containers: vec![Container {
+                name: "main".into(),
+                image: "busybox".into(),
+                command: vec!["sleep".into(), "3600".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = client.create(&pod).await?;
+    let name = created.metadata.name.clone();
+    println!(
+        "pod/{name} created at version {:?}",
+        created.metadata.resource_version
+    );
+
+    let patch = MetadataPatch {
+        labels: vec![("tier".into(), Some("demo".into()))],
+        ..Default::default()
+    };
+    client
+        .patch_metadata::<Pod>("sdk-demo", &name, &patch)
+        .await?;
+
+    let selected = client
+        .list::<Pod>(&ListParams::namespace("sdk-demo").labels("app=hello,tier in (demo)"))
+        .await?;
+    println!(
+        "{} pod(s) match app=hello,tier in (demo)",
+        selected.items.len()
+    );
+
+    client
+        .delete::<Pod>("sdk-demo", &name, &DeleteParams::default())
+        .await?;
+    let mut seen = 0;
+    while let Some(event) = events.next().await {
+        match event? {
+            WatchEvent::Added(p) => println!("watch: ADDED {}", p.metadata.name),
+            WatchEvent::Modified(p) => println!(
+                "watch: MODIFIED {} labels={:?}",
+                p.metadata.name, p.metadata.labels
+            ),
+            WatchEvent::Deleted(p) => println!("watch: DELETED {}", p.metadata.name),
+            WatchEvent::Bookmark(_) => continue,
+        }
+        seen += 1;
+        if seen == 3 {
+            break;
+        }
+    }
+    client
+        .delete::<Namespace>("", "sdk-demo", &DeleteParams::default())
+        .await?;
+    println!("namespace/sdk-demo deleted");
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! SDK errors, one per kind of failure a caller may handle differently.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The object changed since the resourceVersion the request named.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// A watch asked for history the server no longer has: list again.
+    #[error("too old: {0}")]
+    TooOld(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("cannot decode the server's answer: {0}")]
+    Decode(String),
+    #[error("{code}: {message}")]
+    Other { code: String, message: String },
+}
+
+impl Error {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound(_))
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Error::AlreadyExists(_))
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict(_))
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+/// Status codes worth trying on another endpoint: the node is down, unreachable or has
+/// no quorum right now.
+pub(crate) fn is_retriable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        let message = status.message().to_string();
+        match status.code() {
+            tonic::Code::NotFound => Error::NotFound(message),
+            tonic::Code::AlreadyExists => Error::AlreadyExists(message),
+            tonic::Code::Aborted => Error::Conflict(message),
+            tonic::Code::InvalidArgument => Error::Invalid(message),
+            tonic::Code::FailedPrecondition if message.contains("too old") => {
+                Error::TooOld(message)
+            }
+            tonic::Code::Unavailable => Error::Unavailable(message),
+            tonic::Code::DeadlineExceeded => Error::Timeout(message),
+            code => Error::Other {
+                code: format!("{code:?}"),
+                message,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    #[test]
+    fn error_1_maps_status_codes() {
+        assert_eq!(
+            Error::from(Status::not_found("pods \"x\" not found")),
+            Error::NotFound("pods \"x\" not found".into())
+        );
+        assert!(Error::from(Status::aborted("modified")).is_conflict());
+        assert!(Error::from(Status::already_exists("x")).is_already_exists());
+        assert!(Error::from(Status::unavailable("no quorum")).is_unavailable());
+        assert!(matches!(
+            Error::from(Status::invalid_argument("metadata.name")),
+            Error::Invalid(_)
+        ));
+        assert!(matches!(
+            Error::from(Status::failed_precondition("resource version too old: 3")),
+            Error::TooOld(_)
+        ));
+        assert!(matches!(
+            Error::from(Status::failed_precondition("other")),
+            Error::Other { .. }
+        ));
+        assert!(matches!(
+            Error::from(Status::new(Code::Internal, "boom")),
+            Error::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn error_2_retriable_codes() {
+        assert!(is_retriable(&Status::unavailable("down")));
+        assert!(!is_retriable(&Status::not_found("x")));
+        assert!(!is_retriable(&Status::aborted("x")));
+    }
+}
