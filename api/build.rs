@@ -1,7 +1,6 @@
 // Generates the gRPC code with a vendored protoc, so no system protoc is needed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    // SAFETY-free: build scripts are single-threaded, setting the variable is fine.
     unsafe_env_set("PROTOC", protoc);
     tonic_prost_build::configure().compile_protos(&["proto/skiff.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/skiff.proto");

@@ -29,6 +29,67 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ManifestError> {
     })
 }
 
+fn decode_from<'de, T: serde::Deserialize<'de>>(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(deserializer).map_err(|e| ManifestError {
+        document: None,
+        path: e.path().to_string().trim_start_matches('.').to_string(),
+        message: e.into_inner().to_string(),
+    })
+}
+
+/// Only the type fields of a document; everything else is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct TypeMeta {
+    kind: Option<Value>,
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+}
+
+/// Which kind a document is, checking its `kind` and `apiVersion` against `expected`.
+fn resolve_kind(
+    expected: Option<Kind>,
+    kind: Option<&Value>,
+    api_version: Option<&Value>,
+) -> Result<Kind, ManifestError> {
+    let at = |path: &str, message: String| ManifestError {
+        document: None,
+        path: path.to_string(),
+        message,
+    };
+    let kind = match (kind, expected) {
+        (Some(Value::String(name)), _) => {
+            let kind = Kind::ALL.into_iter().find(|k| k.as_str() == name).ok_or_else(|| {
+                at(
+                    "kind",
+                    format!("unknown kind {name:?}: supported kinds are Namespace, Pod, Deployment, Node, Event"),
+                )
+            })?;
+            if let Some(expected) = expected.filter(|e| *e != kind) {
+                return Err(at("kind", format!("expected {expected}, found {kind}")));
+            }
+            kind
+        }
+        (Some(other), _) => return Err(at("kind", format!("must be a string, found {other}"))),
+        (None, Some(expected)) => expected,
+        (None, None) => return Err(at("kind", "Required value".into())),
+    };
+    match api_version {
+        Some(Value::String(v)) if v == kind.api_version() => {}
+        Some(Value::String(v)) => {
+            return Err(at(
+                "apiVersion",
+                format!("{kind} is served as {:?}, not {v:?}", kind.api_version()),
+            ));
+        }
+        Some(other) => return Err(at("apiVersion", format!("must be a string, found {other}"))),
+        None if expected.is_some() => {}
+        None => return Err(at("apiVersion", "Required value".into())),
+    }
+    Ok(kind)
+}
+
 fn encode<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("object types always serialize")
 }
@@ -67,59 +128,38 @@ impl Object {
     /// Decodes one JSON document strictly (unknown fields are errors naming their path).
     /// With `expected`, the document's kind must agree or be absent.
     pub fn from_json(expected: Option<Kind>, bytes: &[u8]) -> Result<Object, ManifestError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError {
+        let type_meta: TypeMeta = serde_json::from_slice(bytes).map_err(|e| ManifestError {
             document: None,
             path: String::new(),
             message: format!("invalid json: {e}"),
         })?;
-        Object::from_value(expected, value)
+        let kind = resolve_kind(
+            expected,
+            type_meta.kind.as_ref(),
+            type_meta.api_version.as_ref(),
+        )?;
+        // Straight from the bytes into the typed object: no intermediate tree.
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let mut object = match kind {
+            Kind::Namespace => Object::Namespace(decode_from(&mut deserializer)?),
+            Kind::Pod => Object::Pod(decode_from(&mut deserializer)?),
+            Kind::Deployment => Object::Deployment(decode_from(&mut deserializer)?),
+            Kind::Node => Object::Node(decode_from(&mut deserializer)?),
+            Kind::Event => Object::Event(decode_from(&mut deserializer)?),
+        };
+        object.set_type_meta();
+        Ok(object)
     }
 
     pub fn from_value(expected: Option<Kind>, value: Value) -> Result<Object, ManifestError> {
-        let at = |path: &str, message: String| ManifestError {
-            document: None,
-            path: path.to_string(),
-            message,
-        };
         let Value::Object(map) = &value else {
-            return Err(at("", "an object must be a mapping".into()));
+            return Err(ManifestError {
+                document: None,
+                path: String::new(),
+                message: "an object must be a mapping".into(),
+            });
         };
-        let kind = match (map.get("kind"), expected) {
-            (Some(Value::String(name)), _) => {
-                let kind = Kind::ALL
-                    .into_iter()
-                    .find(|k| k.as_str() == name)
-                    .ok_or_else(|| {
-                        at(
-                            "kind",
-                            format!(
-                                "unknown kind {name:?}: supported kinds are Namespace, Pod, Deployment, Node, Event"
-                            ),
-                        )
-                    })?;
-                if let Some(expected) = expected.filter(|e| *e != kind) {
-                    return Err(at("kind", format!("expected {expected}, found {kind}")));
-                }
-                kind
-            }
-            (Some(other), _) => return Err(at("kind", format!("must be a string, found {other}"))),
-            (None, Some(expected)) => expected,
-            (None, None) => return Err(at("kind", "Required value".into())),
-        };
-        match map.get("apiVersion") {
-            Some(Value::String(v)) if v == kind.api_version() => {}
-            Some(Value::String(v)) => {
-                return Err(at(
-                    "apiVersion",
-                    format!("{kind} is served as {:?}, not {v:?}", kind.api_version()),
-                ));
-            }
-            Some(other) => {
-                return Err(at("apiVersion", format!("must be a string, found {other}")));
-            }
-            None if expected.is_some() => {}
-            None => return Err(at("apiVersion", "Required value".into())),
-        }
+        let kind = resolve_kind(expected, map.get("kind"), map.get("apiVersion"))?;
         let mut object = match kind {
             Kind::Namespace => Object::Namespace(decode(value)?),
             Kind::Pod => Object::Pod(decode(value)?),
@@ -158,7 +198,33 @@ impl Object {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_value()).expect("json values serialize")
+        fn bytes<T: Serialize>(value: &T) -> Vec<u8> {
+            serde_json::to_vec(value).expect("object types always serialize")
+        }
+        if !self.has_type_meta() {
+            let mut object = self.clone();
+            object.set_type_meta();
+            return object.to_json();
+        }
+        match self {
+            Object::Namespace(o) => bytes(o),
+            Object::Pod(o) => bytes(o),
+            Object::Deployment(o) => bytes(o),
+            Object::Node(o) => bytes(o),
+            Object::Event(o) => bytes(o),
+        }
+    }
+
+    fn has_type_meta(&self) -> bool {
+        let (a, k) = match self {
+            Object::Namespace(o) => (&o.api_version, &o.kind),
+            Object::Pod(o) => (&o.api_version, &o.kind),
+            Object::Deployment(o) => (&o.api_version, &o.kind),
+            Object::Node(o) => (&o.api_version, &o.kind),
+            Object::Event(o) => (&o.api_version, &o.kind),
+        };
+        a.as_deref() == Some(self.kind().api_version())
+            && k.as_deref() == Some(self.kind().as_str())
     }
 
     pub fn to_json_pretty(&self) -> String {

@@ -52,9 +52,15 @@ pub enum WatchEvent<T> {
 }
 
 /// Where a (re)connecting watch starts, updated with every event delivered.
+///
+/// One log entry may change several objects, which then share one resourceVersion. If a
+/// stream breaks between them, the watch resumes just before that version and skips the
+/// ones already delivered (every node sends them in the same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResumePoint {
-    after: Option<u64>,
+    last: Option<u64>,
+    /// Events delivered at `last`; `None` when everything through `last` was delivered.
+    partial: Option<usize>,
     /// In the initial list of a fresh watch; its objects arrive in key order, not version
     /// order, so only the closing bookmark is a safe resume point.
     listing: bool,
@@ -63,29 +69,46 @@ pub(crate) struct ResumePoint {
 impl ResumePoint {
     pub(crate) fn new(from: Option<u64>) -> ResumePoint {
         ResumePoint {
-            after: from,
+            last: from,
+            partial: None,
             listing: from.is_none(),
         }
     }
 
     pub(crate) fn observe(&mut self, event_type: &str, version: u64) {
-        if self.listing {
-            if event_type == "BOOKMARK" {
-                self.after = Some(version);
-                self.listing = false;
-            }
+        if event_type == "BOOKMARK" {
+            self.listing = false;
+            self.last = Some(self.last.map_or(version, |v| v.max(version)));
+            self.partial = None;
             return;
         }
-        self.after = Some(self.after.map_or(version, |v| v.max(version)));
+        if self.listing {
+            return;
+        }
+        match (self.last, self.partial) {
+            (Some(last), Some(count)) if last == version => self.partial = Some(count + 1),
+            (Some(last), None) if last == version => self.partial = Some(1),
+            _ => {
+                self.last = Some(version);
+                self.partial = Some(1);
+            }
+        }
     }
 
-    /// The resourceVersion to send: empty asks for a fresh list (a reconnect during the
-    /// initial list starts it over, so its `Added` events may repeat).
-    pub(crate) fn request_version(&self) -> String {
-        match (self.listing, self.after) {
-            (false, Some(v)) => v.to_string(),
-            _ => String::new(),
+    /// The resourceVersion to send, and how many events at the version after it were
+    /// already delivered and must be skipped. An empty version asks for a fresh list (a
+    /// reconnect during the initial list starts it over, so its `Added` events may repeat).
+    pub(crate) fn request(&self) -> (String, usize) {
+        match (self.listing, self.last, self.partial) {
+            (true, _, _) | (_, None, _) => (String::new(), 0),
+            (false, Some(v), None) => (v.to_string(), 0),
+            (false, Some(v), Some(count)) => (v.saturating_sub(1).to_string(), count),
         }
+    }
+
+    /// The version whose repeated events a reconnect skips.
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last
     }
 }
 
@@ -125,12 +148,14 @@ impl Client {
         let mut last_error;
         loop {
             let channel = self.channel_at(index);
+            let (resource_version, mut skip) = resume.request();
+            let skip_version = resume.last();
             let request = WatchRequest {
                 kind: T::KIND.as_str().into(),
                 namespace: params.namespace.clone().unwrap_or_default(),
                 label_selector: params.label_selector.clone(),
                 field_selector: params.field_selector.clone(),
-                resource_version: resume.request_version(),
+                resource_version,
             };
             let mut objects = Client::objects_client(channel);
             let opened = tokio::select! {
@@ -150,6 +175,13 @@ impl Client {
                             Ok(Some(event)) => {
                                 failing_since = None;
                                 backoff = Duration::from_millis(50);
+                                if skip > 0
+                                    && event.r#type != "BOOKMARK"
+                                    && Some(event.resource_version) == skip_version
+                                {
+                                    skip -= 1;
+                                    continue;
+                                }
                                 resume.observe(&event.r#type, event.resource_version);
                                 let item = to_event::<T>(
                                     &event.r#type,
@@ -266,12 +298,16 @@ mod tests {
     #[test]
     fn resume_1_from_a_version_follows_events() {
         let mut resume = ResumePoint::new(Some(10));
-        assert_eq!(resume.request_version(), "10");
+        assert_eq!(resume.request(), ("10".into(), 0));
         resume.observe("ADDED", 12);
         resume.observe("MODIFIED", 15);
-        assert_eq!(resume.request_version(), "15");
+        assert_eq!(
+            resume.request(),
+            ("14".into(), 1),
+            "event 15 may have siblings"
+        );
         resume.observe("BOOKMARK", 20);
-        assert_eq!(resume.request_version(), "20");
+        assert_eq!(resume.request(), ("20".into(), 0));
     }
 
     #[test]
@@ -280,10 +316,23 @@ mod tests {
         resume.observe("ADDED", 30);
         resume.observe("ADDED", 7);
         // Broken mid-list: start over rather than skip objects listed with lower versions.
-        assert_eq!(resume.request_version(), "");
+        assert_eq!(resume.request(), (String::new(), 0));
         resume.observe("BOOKMARK", 31);
-        assert_eq!(resume.request_version(), "31");
+        assert_eq!(resume.request(), ("31".into(), 0));
         resume.observe("DELETED", 35);
-        assert_eq!(resume.request_version(), "35");
+        assert_eq!(resume.request(), ("34".into(), 1));
+    }
+
+    #[test]
+    fn resume_3_events_sharing_a_version_are_skipped_not_lost() {
+        let mut resume = ResumePoint::new(Some(40));
+        // One batch entry at version 41 changed three objects; two arrived before the break.
+        resume.observe("ADDED", 41);
+        resume.observe("ADDED", 41);
+        assert_eq!(resume.request(), ("40".into(), 2));
+        assert_eq!(resume.last(), Some(41));
+        resume.observe("ADDED", 41);
+        resume.observe("ADDED", 42);
+        assert_eq!(resume.request(), ("41".into(), 1));
     }
 }

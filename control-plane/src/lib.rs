@@ -23,7 +23,7 @@ use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
 use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::{Config, ConfigError};
 use network::{NetworkFactory, PeerPool};
@@ -75,6 +75,13 @@ pub async fn run(
     .map_err(|e| RunError::Raft(e.to_string()))?;
     let node = Arc::new(ControlPlane {
         id: config.id,
+        proposals: node::spawn_raft_batcher(raft.clone()),
+        forwards: node::spawn_forwarder(
+            raft.clone(),
+            peers.clone(),
+            config.peers.clone(),
+            config.request_timeout,
+        ),
         raft: raft.clone(),
         shared,
         peers,
@@ -105,12 +112,14 @@ pub async fn run(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(id = config.id, addr = ?listener.local_addr().ok(), "control plane serving");
+    // Small Raft and API messages must not wait for Nagle's algorithm.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = raft.shutdown().await;
     served?;

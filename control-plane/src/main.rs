@@ -7,6 +7,11 @@ use anyhow::Context;
 use clap::Parser;
 use skiff_control_plane::config::{Config, parse_peers};
 
+// Raft and the API allocate many short-lived buffers; mimalloc handles that pattern
+// markedly better than glibc's allocator (measured with bench-writes).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "skiff-control-plane",

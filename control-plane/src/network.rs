@@ -20,7 +20,7 @@ use skiff_api::proto::RaftPayload;
 use skiff_api::proto::raft_client::RaftClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::raft_types::{CommandResponse, NodeId, TypeConfig};
+use crate::raft_types::{CommandResult, NodeId, TypeConfig};
 use crate::store::{decode, encode};
 
 /// Why the leader did not take a forwarded request.
@@ -34,7 +34,8 @@ pub enum ForwardError {
     Invalid(String),
 }
 
-pub type ProposeResult = Result<CommandResponse, ForwardError>;
+/// What a proposal (or a forwarded batch of them) came to.
+pub type ProposeResult<T = CommandResult> = Result<T, ForwardError>;
 pub type ReadIndexResult = Result<u64, ForwardError>;
 pub type AdminResult = Result<(), ForwardError>;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ServerState};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
@@ -14,11 +15,18 @@ use crate::network::{
     AdminRequest, AdminResult, ForwardError, PeerPool, ProposeResult, RaftMethod, ReadIndexResult,
     call,
 };
-use crate::raft_types::{Applied, Command, NodeId, Raft};
+use crate::raft_types::{Applied, Command, CommandResult, NodeId, Raft};
 use crate::store::SharedState;
+
+/// A command waiting for its batch, and where its result goes.
+pub type Proposal = (Command, oneshot::Sender<ProposeResult>);
 
 pub struct ControlPlane {
     pub id: NodeId,
+    /// Feeds this node's batcher of Raft writes, used while it leads.
+    pub proposals: mpsc::Sender<Proposal>,
+    /// Feeds the batcher that hands commands to the leader, used while it follows.
+    pub forwards: mpsc::Sender<Proposal>,
     pub raft: Raft,
     pub shared: Arc<SharedState>,
     pub peers: Arc<PeerPool>,
@@ -81,28 +89,22 @@ impl ControlPlane {
         &self,
         command: Command,
         deadline: Instant,
-    ) -> Result<crate::raft_types::CommandResponse, ApiError> {
+    ) -> Result<CommandResult, ApiError> {
         loop {
-            match self.propose_local(command.clone()).await {
-                Ok(response) => return Ok(response),
-                Err(ForwardError::NotLeader { leader }) => {
-                    let leader = leader.or_else(|| self.leader_address());
-                    let Some((leader_id, address)) = leader.filter(|(id, _)| *id != self.id) else {
-                        self.wait_for_leader(deadline).await;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    };
-                    match self.forward_propose(&address, &command, deadline).await {
-                        Ok(Ok(response)) => return Ok(response),
-                        Ok(Err(ForwardError::Invalid(m))) => {
-                            return Err(ApiError::InvalidArgument(m));
-                        }
-                        // The leader moved or is unreachable: look again shortly.
-                        Ok(Err(_)) | Err(_) => {
-                            tracing::debug!(leader_id, "forwarding to leader failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
+            let queue = if self.is_leader() {
+                &self.proposals
+            } else if self.leader_address().is_some_and(|(id, _)| id != self.id) {
+                &self.forwards
+            } else {
+                self.wait_for_leader(deadline).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            match enqueue(queue, command.clone()).await {
+                Ok(result) => return Ok(result),
+                // Leadership moved, or the leader is unreachable: look again shortly.
+                Err(ForwardError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(ForwardError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
                 Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
@@ -110,36 +112,25 @@ impl ControlPlane {
         }
     }
 
-    async fn forward_propose(
+    /// Proposes commands forwarded by a follower, if this node leads; batched with
+    /// everything else proposed here.
+    pub async fn propose_forwarded(
         &self,
-        address: &str,
-        command: &Command,
-        deadline: Instant,
-    ) -> Result<ProposeResult, tonic::Status> {
-        let mut client = self
-            .peers
-            .client(address)
-            .map_err(tonic::Status::unavailable)?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        call(&mut client, RaftMethod::Propose, command, remaining).await
-    }
-
-    /// Proposes on this node if it leads. Used by the forwarding RPC too.
-    pub async fn propose_local(&self, command: Command) -> ProposeResult {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader {
-                    leader: leader_of(&f),
-                })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ForwardError::Invalid(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => {
-                Err(ForwardError::Unavailable(format!("raft stopped: {e}")))
-            }
+        commands: Vec<Command>,
+    ) -> Result<Vec<CommandResult>, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader {
+                leader: self.leader_address(),
+            });
         }
+        let pending: Vec<_> = commands
+            .into_iter()
+            .map(|c| enqueue(&self.proposals, c))
+            .collect();
+        futures::future::join_all(pending)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Makes the next local read linearizable: the leader confirms its leadership with a
@@ -300,4 +291,144 @@ impl ControlPlane {
         }
         members
     }
+}
+
+/// Most commands in one log entry.
+const MAX_BATCH: usize = 512;
+/// Batches replicating at once: enough to keep the pipeline full, few enough that
+/// requests queue up and form batches under load.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Queues one command and waits for its result.
+async fn enqueue(queue: &mpsc::Sender<Proposal>, command: Command) -> ProposeResult {
+    let stopped = || ForwardError::Unavailable("this node is shutting down".into());
+    let (sender, receiver) = oneshot::channel();
+    queue.send((command, sender)).await.map_err(|_| stopped())?;
+    receiver.await.unwrap_or_else(|_| Err(stopped()))
+}
+
+type BatchOutcome = Result<Vec<CommandResult>, ForwardError>;
+
+/// Starts a task that gathers concurrent proposals into batches and hands each batch to
+/// `submit`, with a few batches in flight. Under load, requests queue while batches are
+/// in flight, so batches grow with the load.
+fn spawn_batcher<F, Fut>(submit: F) -> mpsc::Sender<Proposal>
+where
+    F: Fn(Vec<Command>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = BatchOutcome> + Send + 'static,
+{
+    let (sender, mut receiver) = mpsc::channel::<Proposal>(16 * 1024);
+    tokio::spawn(async move {
+        let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        while let Some(first) = receiver.recv().await {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(proposal) => batch.push(proposal),
+                    Err(_) => break,
+                }
+            }
+            let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+            let count = commands.len();
+            let outcome = submit(commands);
+            tokio::spawn(async move {
+                let outcome = match outcome.await {
+                    Ok(results) if results.len() != count => Err(ForwardError::Unavailable(
+                        format!("{} results for {count} commands", results.len()),
+                    )),
+                    other => other,
+                };
+                drop(permit);
+                match outcome {
+                    Ok(results) => {
+                        for (waiter, result) in waiters.into_iter().zip(results) {
+                            let _ = waiter.send(Ok(result));
+                        }
+                    }
+                    Err(e) => {
+                        for waiter in waiters {
+                            let _ = waiter.send(Err(e.clone()));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    sender
+}
+
+/// The leader's batcher: one log entry per batch. openraft appends (and flushes) each
+/// client write on its own, so one entry per batch lets one flush on each node serve
+/// every write in it.
+pub fn spawn_raft_batcher(raft: Raft) -> mpsc::Sender<Proposal> {
+    spawn_batcher(move |commands| {
+        let raft = raft.clone();
+        async move { write_batch(&raft, commands).await }
+    })
+}
+
+async fn write_batch(raft: &Raft, mut commands: Vec<Command>) -> BatchOutcome {
+    let entry = if commands.len() == 1 {
+        commands.pop().expect("one command")
+    } else {
+        Command::Batch(commands)
+    };
+    match raft.client_write(entry).await {
+        Ok(response) => Ok(response.data.results),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ForwardError::NotLeader {
+                leader: leader_of(&f),
+            })
+        }
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(ForwardError::Invalid(e.to_string()))
+        }
+        Err(RaftError::Fatal(e)) => Err(ForwardError::Unavailable(format!("raft stopped: {e}"))),
+    }
+}
+
+/// A follower's batcher: one forwarding RPC to the leader per batch.
+pub fn spawn_forwarder(
+    raft: Raft,
+    peers: Arc<PeerPool>,
+    initial_peers: BTreeMap<NodeId, String>,
+    timeout: Duration,
+) -> mpsc::Sender<Proposal> {
+    spawn_batcher(move |commands| {
+        let raft = raft.clone();
+        let peers = peers.clone();
+        let initial_peers = initial_peers.clone();
+        async move {
+            let metrics = raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .or_else(|| initial_peers.get(&id).cloned())
+            });
+            let Some(address) = leader else {
+                return Err(ForwardError::NotLeader { leader: None });
+            };
+            // An unreachable leader is treated like a moved one: the caller looks again.
+            let mut client = peers
+                .client(&address)
+                .map_err(|_| ForwardError::NotLeader { leader: None })?;
+            match call::<_, ProposeResult<Vec<CommandResult>>>(
+                &mut client,
+                RaftMethod::Propose,
+                &commands,
+                timeout,
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(ForwardError::NotLeader { leader: None }),
+            }
+        }
+    })
 }

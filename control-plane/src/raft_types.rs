@@ -41,11 +41,16 @@ pub enum UpdatePart {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Store a new object (complete JSON: uid and creationTimestamp already set).
-    Create { kind: Kind, object: Vec<u8> },
+    Create {
+        kind: Kind,
+        #[serde(with = "serde_bytes")]
+        object: Vec<u8>,
+    },
     /// Replace part of an object. With `expected_version`, a different stored
     /// resourceVersion is a conflict.
     Update {
         kind: Kind,
+        #[serde(with = "serde_bytes")]
         object: Vec<u8>,
         part: UpdatePart,
         expected_version: Option<u64>,
@@ -76,12 +81,16 @@ pub enum Command {
         uid: String,
         now: String,
     },
+    /// Several commands in one entry, applied in order (each succeeds or fails on its
+    /// own). The leader batches concurrent writes so one disk flush serves them all.
+    Batch(Vec<Command>),
 }
 
 /// What applying a command produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     /// The object as stored after the command (its last state when removed).
+    #[serde(with = "serde_bytes")]
     pub object: Vec<u8>,
     /// The object left the store.
     pub removed: bool,
@@ -100,4 +109,11 @@ pub enum ApplyError {
     Invalid(String),
 }
 
-pub type CommandResponse = Result<Applied, ApplyError>;
+/// The outcome of one command.
+pub type CommandResult = Result<Applied, ApplyError>;
+
+/// What applying one log entry produced: one result per command (several for a batch).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    pub results: Vec<CommandResult>,
+}

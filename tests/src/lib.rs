@@ -2,3 +2,4 @@
 //! ports, with cleanup on drop.
 
 pub mod cluster;
+pub mod etcd;

@@ -92,8 +92,8 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let command: Command = payload(request)?;
-        let result: ProposeResult = self.node.propose_local(command).await;
+        let commands: Vec<Command> = payload(request)?;
+        let result: ProposeResult<Vec<_>> = self.node.propose_forwarded(commands).await;
         reply(&result)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use skiff_api::Kind;
 
-use crate::raft_types::{Applied, ApplyError, Command, CommandResponse, UpdatePart};
+use crate::raft_types::{Applied, ApplyError, Command, CommandResult, UpdatePart};
 
 /// What selectors and field selectors look at, extracted once per write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -243,13 +243,30 @@ fn without_version(value: &Value) -> Value {
     v
 }
 
+/// Applies one log entry's command: a batch yields one result per command, in order.
+pub fn apply_entry(
+    table: &mut ObjectTable,
+    index: u64,
+    command: &Command,
+) -> (Vec<CommandResult>, Vec<WatchRecord>) {
+    let mut records = Vec::new();
+    let results = match command {
+        Command::Batch(commands) => commands
+            .iter()
+            .map(|c| apply_inner(table, index, c, &mut records))
+            .collect(),
+        single => vec![apply_inner(table, index, single, &mut records)],
+    };
+    (results, records)
+}
+
 /// Applies one command at log `index`, changing `table` and returning the result and the
 /// watch records describing every change (in order).
 pub fn apply_command(
     table: &mut ObjectTable,
     index: u64,
     command: &Command,
-) -> (CommandResponse, Vec<WatchRecord>) {
+) -> (CommandResult, Vec<WatchRecord>) {
     let mut records = Vec::new();
     let result = apply_inner(table, index, command, &mut records);
     (result, records)
@@ -260,7 +277,7 @@ fn apply_inner(
     index: u64,
     command: &Command,
     records: &mut Vec<WatchRecord>,
-) -> CommandResponse {
+) -> CommandResult {
     match command {
         Command::Create { kind, object } => {
             let mut value = parse_object(*kind, object)?;
@@ -371,6 +388,9 @@ fn apply_inner(
             }
             Ok(remove(table, index, &old, records))
         }
+        Command::Batch(_) => Err(ApplyError::Invalid(
+            "a batch may not contain a batch".into(),
+        )),
         Command::EnsureNamespace { name, uid, now } => {
             if let Some(existing) = table.get(Kind::Namespace, "", name) {
                 return Ok(Applied {
@@ -438,7 +458,7 @@ fn mark_terminating(
     grace: i64,
     now: &str,
     records: &mut Vec<WatchRecord>,
-) -> CommandResponse {
+) -> CommandResult {
     let old_value = old.value();
     let current_grace = old_value
         .pointer("/metadata/deletionGracePeriodSeconds")
@@ -554,7 +574,7 @@ fn write_if_changed(
     old_value: Value,
     mut new_value: Value,
     records: &mut Vec<WatchRecord>,
-) -> CommandResponse {
+) -> CommandResult {
     // A write that changes nothing keeps the version, as in Kubernetes.
     if without_version(&old_value) == without_version(&new_value) {
         return Ok(Applied {
@@ -653,7 +673,7 @@ mod tests {
         v
     }
 
-    fn create(table: &mut ObjectTable, index: u64, value: &Value) -> CommandResponse {
+    fn create(table: &mut ObjectTable, index: u64, value: &Value) -> CommandResult {
         apply_command(
             table,
             index,
@@ -671,7 +691,7 @@ mod tests {
         name: &str,
         grace: Option<i64>,
         force: bool,
-    ) -> (CommandResponse, Vec<WatchRecord>) {
+    ) -> (CommandResult, Vec<WatchRecord>) {
         apply_command(
             table,
             index,

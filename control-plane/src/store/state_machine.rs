@@ -9,10 +9,10 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot};
 use serde::{Deserialize, Serialize};
 use skiff_api::Kind;
 
-use super::objects::{EventType, ObjectTable, StoredObject, apply_command};
+use super::objects::{EventType, ObjectTable, StoredObject, apply_entry};
 use super::{SharedState, decode, encode, io_read, io_write};
 use crate::raft_types::{
-    Applied, CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::watch::WatchHub;
 
@@ -34,7 +34,7 @@ fn object_db_key(key: &str) -> Vec<u8> {
 struct SnapshotPayload {
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    objects: Vec<(Kind, Vec<u8>)>,
+    objects: Vec<(Kind, serde_bytes::ByteBuf)>,
 }
 
 pub struct StateMachineStore {
@@ -155,14 +155,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => responses.push(Ok(Applied::default())),
+                EntryPayload::Blank => responses.push(CommandResponse::default()),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    responses.push(Ok(Applied::default()));
+                    responses.push(CommandResponse::default());
                 }
                 EntryPayload::Normal(command) => {
-                    let (response, records) =
-                        apply_command(&mut table, entry.log_id.index, &command);
+                    let (results, records) = apply_entry(&mut table, entry.log_id.index, &command);
                     for r in &records {
                         match r.event {
                             EventType::Deleted => batch.remove(object_db_key(&r.object.key())),
@@ -170,7 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         }
                     }
                     all_records.extend(records);
-                    responses.push(response);
+                    responses.push(CommandResponse { results });
                 }
             }
         }
@@ -194,7 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .read()
             .expect("table lock")
             .iter()
-            .map(|o| (o.kind, o.json.to_vec()))
+            .map(|o| (o.kind, serde_bytes::ByteBuf::from(o.json.to_vec())))
             .collect();
         SnapshotBuilder {
             db: self.db.clone(),

@@ -70,7 +70,12 @@ async fn store_2_applied_objects_survive_reopen() {
             ])
             .await
             .unwrap();
-        assert!(responses.iter().all(|r| r.is_ok()), "{responses:?}");
+        assert!(
+            responses
+                .iter()
+                .all(|r| r.results.iter().all(Result::is_ok)),
+            "{responses:?}"
+        );
         assert_eq!(shared.applied_index(), 3);
         let delete = Command::Delete {
             kind: Kind::Pod,
