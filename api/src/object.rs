@@ -12,6 +12,9 @@ use crate::types::{
     Node, Pod, PodSpec, Probe, RollingUpdateDeployment,
 };
 
+/// Any stored object. Variants are held inline: objects are built and dropped one at a time,
+/// so the size difference between kinds costs nothing worth an allocation per object.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Namespace(Namespace),

@@ -253,10 +253,10 @@ fn validate_probe(errors: &mut Errors, path: &str, probe: &Probe) {
         1 => {}
         _ => errors.push(path, "Forbidden: may not specify more than 1 handler type"),
     }
-    if let Some(exec) = &probe.exec {
-        if exec.command.is_empty() {
-            errors.required(format!("{path}.exec.command"), "a command is required");
-        }
+    if let Some(exec) = &probe.exec
+        && exec.command.is_empty()
+    {
+        errors.required(format!("{path}.exec.command"), "a command is required");
     }
     if let Some(http) = &probe.http_get {
         validate_port(errors, &format!("{path}.httpGet.port"), &http.port);
@@ -286,14 +286,14 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
     if c.image.trim().is_empty() {
         errors.required(format!("{path}.image"), "an image is required");
     }
-    if let Some(policy) = &c.image_pull_policy {
-        if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
-            errors.unsupported(
-                format!("{path}.imagePullPolicy"),
-                policy,
-                &["Always", "IfNotPresent", "Never"],
-            );
-        }
+    if let Some(policy) = &c.image_pull_policy
+        && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
+    {
+        errors.unsupported(
+            format!("{path}.imagePullPolicy"),
+            policy,
+            &["Always", "IfNotPresent", "Never"],
+        );
     }
     for (i, env) in c.env.iter().enumerate() {
         if env.name.is_empty() || env.name.contains('=') {
@@ -311,10 +311,10 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
             &format!("{p}.containerPort"),
             &IntOrString::Int(port.container_port),
         );
-        if let Some(protocol) = &port.protocol {
-            if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
-                errors.unsupported(format!("{p}.protocol"), protocol, &["TCP", "UDP", "SCTP"]);
-            }
+        if let Some(protocol) = &port.protocol
+            && !["TCP", "UDP", "SCTP"].contains(&protocol.as_str())
+        {
+            errors.unsupported(format!("{p}.protocol"), protocol, &["TCP", "UDP", "SCTP"]);
         }
     }
     for (i, mount) in c.volume_mounts.iter().enumerate() {
@@ -336,17 +336,17 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
         validate_quantities(errors, &format!("{p}.limits"), &resources.limits);
         for (name, request) in &resources.requests {
             let limit = resources.limits.get(name);
-            if let (Ok(r), Some(Ok(l))) = (request.value(), limit.map(Quantity::value)) {
-                if r > l {
-                    errors.invalid(
-                        format!("{p}.requests.{name}"),
-                        &request.0,
-                        format!(
-                            "must be less than or equal to {name} limit of {}",
-                            limit.map(|q| q.0.as_str()).unwrap_or_default()
-                        ),
-                    );
-                }
+            if let (Ok(r), Some(Ok(l))) = (request.value(), limit.map(Quantity::value))
+                && r > l
+            {
+                errors.invalid(
+                    format!("{p}.requests.{name}"),
+                    &request.0,
+                    format!(
+                        "must be less than or equal to {name} limit of {}",
+                        limit.map(|q| q.0.as_str()).unwrap_or_default()
+                    ),
+                );
             }
         }
     }
@@ -384,10 +384,10 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
                 );
             }
             (Some(dir), _) => {
-                if let Some(limit) = &dir.size_limit {
-                    if let Err(e) = limit.value() {
-                        errors.invalid(format!("{p}.emptyDir.sizeLimit"), &limit.0, e);
-                    }
+                if let Some(limit) = &dir.size_limit
+                    && let Err(e) = limit.value()
+                {
+                    errors.invalid(format!("{p}.emptyDir.sizeLimit"), &limit.0, e);
                 }
             }
             _ => {}
@@ -410,10 +410,10 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
             );
         }
     }
-    if let Some(policy) = &spec.restart_policy {
-        if !allowed_restart.contains(&policy.as_str()) {
-            errors.unsupported(format!("{path}.restartPolicy"), policy, allowed_restart);
-        }
+    if let Some(policy) = &spec.restart_policy
+        && !allowed_restart.contains(&policy.as_str())
+    {
+        errors.unsupported(format!("{path}.restartPolicy"), policy, allowed_restart);
     }
     if let Some(grace) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
         errors.invalid(
@@ -480,10 +480,10 @@ pub fn validate(object: &Object) -> Result<(), ValidationError> {
                 is_dns1123_subdomain,
                 "metadata",
             );
-            if let Some(t) = &event.type_ {
-                if !["Normal", "Warning"].contains(&t.as_str()) {
-                    errors.unsupported("type", t, &["Normal", "Warning"]);
-                }
+            if let Some(t) = &event.type_
+                && !["Normal", "Warning"].contains(&t.as_str())
+            {
+                errors.unsupported("type", t, &["Normal", "Warning"]);
             }
         }
         Object::Pod(pod) => {

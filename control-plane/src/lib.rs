@@ -148,14 +148,13 @@ async fn leader_duties(node: Arc<ControlPlane>) {
                 .expect("table lock")
                 .get(Kind::Namespace, "", "default")
                 .is_none();
-            if missing {
-                if let Err(e) = node
+            if missing
+                && let Err(e) = node
                     .propose(server::objects::default_namespace_command())
                     .await
-                {
-                    tracing::warn!("could not create the default namespace: {e}");
-                    led_term = None;
-                }
+            {
+                tracing::warn!("could not create the default namespace: {e}");
+                led_term = None;
             }
         }
         if metrics.changed().await.is_err() {

@@ -180,11 +180,11 @@ impl ObjectsServer {
         normalize_namespace(&mut object);
         {
             let meta = object.metadata_mut();
-            if meta.name.is_empty() {
-                if let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty()) {
-                    let suffix = uuid::Uuid::new_v4().simple().to_string();
-                    meta.name = format!("{prefix}{}", &suffix[..5]);
-                }
+            if meta.name.is_empty()
+                && let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty())
+            {
+                let suffix = uuid::Uuid::new_v4().simple().to_string();
+                meta.name = format!("{prefix}{}", &suffix[..5]);
             }
             meta.uid = Some(uuid::Uuid::new_v4().to_string());
             meta.creation_timestamp = Some(chrono::Utc::now());
@@ -381,10 +381,10 @@ impl ObjectsServer {
         let requested = parse_version(&request.resource_version)?;
         let shared = self.node.shared.clone();
         // Fail before streaming when the history no longer reaches back that far.
-        if let Some(v) = requested {
-            if v <= shared.applied_index() {
-                shared.hub.since(v)?;
-            }
+        if let Some(v) = requested
+            && v <= shared.applied_index()
+        {
+            shared.hub.since(v)?;
         }
         let initial = match requested {
             Some(_) => None,

@@ -3,6 +3,9 @@
 //! Keeping both in one database means every flush of the log also makes the state
 //! machine's applied writes durable, and a single flush acknowledges a whole batch.
 
+// openraft's storage traits fix the error type (`StorageError`), large as it is.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod objects;
 pub mod state_machine;

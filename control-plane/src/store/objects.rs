@@ -547,12 +547,13 @@ fn patch_map(
     for (key, value) in changes {
         match value {
             Some(value) => {
-                if let Some(current) = map.get(key).and_then(Value::as_str) {
-                    if current != value && !overwrite {
-                        return Err(ApplyError::Invalid(format!(
-                            "'{key}' already has a value ({current}), and --overwrite is false"
-                        )));
-                    }
+                if let Some(current) = map.get(key).and_then(Value::as_str)
+                    && current != value
+                    && !overwrite
+                {
+                    return Err(ApplyError::Invalid(format!(
+                        "'{key}' already has a value ({current}), and --overwrite is false"
+                    )));
                 }
                 map.insert(key.clone(), Value::String(value.clone()));
             }
