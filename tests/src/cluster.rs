@@ -1,10 +1,21 @@
 //! Control-plane clusters of real `skiff-control-plane` processes on loopback ports.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use skiff_tests::cluster::ControlPlaneCluster;
+//! let mut cluster = ControlPlaneCluster::start(3)?;
+//! let leader = cluster.wait_for_leader(std::time::Duration::from_secs(30)).await?;
+//! cluster.kill(leader);
+//! cluster.restart(leader);
+//! # Ok(()) }
+//! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,55 +23,169 @@ use skiff_api::proto::ClusterStatusRequest;
 use skiff_api::proto::cluster_client::ClusterClient;
 use tempfile::TempDir;
 
-/// The path of a workspace binary, built once per test process. Integration tests live in
-/// another package than the binaries, so cargo does not build them for us.
-pub fn binary(name: &str, package: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    let mut built = built.lock().expect("binary cache lock");
-    if let Some(path) = built.get(name) {
-        return path.clone();
+/// The path of a workspace binary built with the current profile, built once per process.
+/// Integration tests live in another package than the binaries, so cargo does not build
+/// them for us. Panics when the build fails (the compiler's messages are on stderr).
+pub fn binary(name: &str) -> PathBuf {
+    try_binary(name, !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Like [`binary`], with an explicit profile (`release`), reporting failures as errors.
+pub fn try_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Mutex<HashMap<(String, bool), PathBuf>>> = OnceLock::new();
+    // Holding the lock while building keeps concurrent tests from racing the same build.
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (name.to_string(), release);
+    if let Some(path) = built.get(&key) {
+        return Ok(path.clone());
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let release = !cfg!(debug_assertions);
+    let workspace = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command
-        .current_dir(workspace)
-        .args(["build", "--quiet", "--bin", name, "-p", package]);
+    command.current_dir(&workspace).args([
+        "build",
+        "--quiet",
+        "--bin",
+        name,
+        "-p",
+        package_of(name),
+    ]);
     if release {
         command.arg("--release");
     }
-    let status = command.status().expect("run cargo build");
-    assert!(status.success(), "cargo build of {name} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    let path = target
+    let status = command.status().context("run cargo build")?;
+    if !status.success() {
+        bail!("cargo build of {name} failed ({status})");
+    }
+    let path = target_dir(&workspace)
         .join(if release { "release" } else { "debug" })
         .join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    built.insert(name.to_string(), path.clone());
-    path
+    if !path.is_file() {
+        bail!("cargo built {name} but {} does not exist", path.display());
+    }
+    built.insert(key, path.clone());
+    Ok(path)
 }
 
-/// A port that was free a moment ago.
+/// The package that holds a binary; binaries are named after their package unless listed.
+fn package_of(binary: &str) -> &str {
+    match binary {
+        "skiff" => "skiff-cli",
+        other => other,
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// `CARGO_TARGET_DIR` (relative to the workspace, where we run cargo) or `<workspace>/target`.
+fn target_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+}
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, read, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
         .expect("bind an ephemeral port")
+}
+
+/// Options for [`ControlPlaneCluster`]; `ControlPlaneCluster::builder(n)` fills the defaults.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneClusterBuilder {
+    /// Members, with ids `1..=nodes`.
+    pub nodes: usize,
+    /// Flags every member gets after the standard ones (e.g. `--request-timeout-ms 500`).
+    pub extra_args: Vec<String>,
+    /// Run the release binary (the benchmark) instead of the current profile's.
+    pub release: bool,
+    /// Where the cluster's temp dir goes; the system temp dir when `None`.
+    pub parent_dir: Option<PathBuf>,
+}
+
+impl ControlPlaneClusterBuilder {
+    pub fn new(nodes: usize) -> Self {
+        ControlPlaneClusterBuilder {
+            nodes,
+            extra_args: Vec::new(),
+            release: !cfg!(debug_assertions),
+            parent_dir: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn release(mut self, release: bool) -> Self {
+        self.release = release;
+        self
+    }
+
+    pub fn parent_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.parent_dir = Some(dir.into());
+        self
+    }
+
+    /// Builds the binary, then spawns every member (without waiting for a leader).
+    pub fn start(self) -> anyhow::Result<ControlPlaneCluster> {
+        let binary = try_binary("skiff-control-plane", self.release)?;
+        let builder = tempfile::Builder::new().prefix("skiff-test-").to_owned();
+        let root = match &self.parent_dir {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
+        let members = (1..=self.nodes as u64)
+            .map(|id| (id, Member::new(free_port())))
+            .collect();
+        let mut cluster = ControlPlaneCluster {
+            members,
+            root,
+            binary,
+            extra_args: self.extra_args,
+        };
+        // On an error here, dropping `cluster` kills the members already spawned.
+        for id in cluster.ids() {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
 }
 
 struct Member {
     port: u16,
-    child: Option<Child>,
+    // A Mutex so that `is_running(&self)` can reap a process that exited by itself.
+    child: Mutex<Option<Child>>,
 }
 
-/// N control-plane processes with their data dirs in one temp dir. Dropping it kills every
-/// process and removes the data, also when a test panics.
+impl Member {
+    fn new(port: u16) -> Self {
+        Member {
+            port,
+            child: Mutex::new(None),
+        }
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// N control-plane processes (`--id 1..=n`) with their data dirs (`nI/`) and logs (`nI.log`)
+/// in one temp dir. Dropping it kills every process and removes the temp dir, also when a
+/// test panics (the logs are printed to stderr first).
 pub struct ControlPlaneCluster {
     members: BTreeMap<u64, Member>,
     root: TempDir,
@@ -69,48 +194,48 @@ pub struct ControlPlaneCluster {
 }
 
 impl ControlPlaneCluster {
+    /// Spawns `nodes` members with the default options.
     pub fn start(nodes: usize) -> anyhow::Result<ControlPlaneCluster> {
-        ControlPlaneCluster::start_with(nodes, &[])
+        ControlPlaneClusterBuilder::new(nodes).start()
     }
 
-    /// Starts `nodes` members, each with `extra_args` after the standard flags.
+    /// Spawns `nodes` members, each with `extra_args` after the standard flags.
     pub fn start_with(nodes: usize, extra_args: &[&str]) -> anyhow::Result<ControlPlaneCluster> {
-        let root = tempfile::Builder::new().prefix("skiff-test-").tempdir()?;
-        let members = (1..=nodes as u64)
-            .map(|id| {
-                (
-                    id,
-                    Member {
-                        port: free_port(),
-                        child: None,
-                    },
-                )
-            })
-            .collect();
-        let mut cluster = ControlPlaneCluster {
-            members,
-            root,
-            binary: binary("skiff-control-plane", "skiff-control-plane"),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        for id in cluster.ids() {
-            cluster.restart(id);
-        }
-        Ok(cluster)
+        let mut builder = ControlPlaneClusterBuilder::new(nodes);
+        builder.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        builder.start()
     }
 
+    pub fn builder(nodes: usize) -> ControlPlaneClusterBuilder {
+        ControlPlaneClusterBuilder::new(nodes)
+    }
+
+    /// Every member id, running or not.
     pub fn ids(&self) -> Vec<u64> {
         self.members.keys().copied().collect()
     }
 
+    pub fn is_running(&self, id: u64) -> bool {
+        let mut child = self.members[&id].child();
+        match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            // Exited by itself (or cannot be polled): reap it and report it down.
+            Some(_) => {
+                *child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     pub fn running_ids(&self) -> Vec<u64> {
-        self.members
-            .iter()
-            .filter(|(_, m)| m.child.is_some())
-            .map(|(id, _)| *id)
+        self.ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
             .collect()
     }
 
+    /// `127.0.0.1:PORT` of a member (running or not).
     pub fn endpoint(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.members[&id].port)
     }
@@ -127,13 +252,14 @@ impl ControlPlaneCluster {
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
-        self.root.path().join(format!("node-{id}"))
+        self.root.path().join(format!("n{id}"))
     }
 
-    fn log_path(&self, id: u64) -> PathBuf {
-        self.root.path().join(format!("node-{id}.log"))
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("n{id}.log"))
     }
 
+    /// The `--peers` value: every member's id and address.
     pub fn peers_flag(&self) -> String {
         self.members
             .iter()
@@ -142,55 +268,74 @@ impl ControlPlaneCluster {
             .join(",")
     }
 
-    /// Starts (or restarts, with the same flags and data dir) one member.
-    pub fn restart(&mut self, id: u64) {
-        if self.members[&id].child.is_some() {
-            return;
+    /// The temp dir holding data dirs and logs.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.is_running(id) {
+            return Ok(());
         }
-        let log = File::options()
+        let args: Vec<String> = [
+            "--id".to_string(),
+            id.to_string(),
+            "--data-dir".into(),
+            self.data_dir(id).display().to_string(),
+            "--listen".into(),
+            self.endpoint(id),
+            "--peers".into(),
+            self.peers_flag(),
+        ]
+        .into_iter()
+        .chain(self.extra_args.iter().cloned())
+        .collect();
+        // One log per member across restarts; a header marks each start.
+        let mut log = File::options()
             .create(true)
             .append(true)
             .open(self.log_path(id))
-            .expect("open node log");
+            .context("open node log")?;
+        writeln!(log, "===== skiff-control-plane {}", args.join(" "))?;
         let child = Command::new(&self.binary)
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--data-dir")
-            .arg(self.data_dir(id))
-            .arg("--listen")
-            .arg(self.endpoint(id))
-            .arg("--peers")
-            .arg(self.peers_flag())
-            .args(&self.extra_args)
+            .args(&args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("spawn skiff-control-plane");
-        self.members.get_mut(&id).expect("member").child = Some(child);
+            .with_context(|| format!("spawn {}", self.binary.display()))?;
+        *self.members[&id].child() = Some(child);
+        Ok(())
+    }
+
+    /// Starts a stopped member again with the same flags and data dir (no-op if running).
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id)
+            .unwrap_or_else(|e| panic!("restart node {id}: {e:#}"));
+    }
+
+    pub fn restart_all(&mut self) {
+        for id in self.ids() {
+            self.restart(id);
+        }
     }
 
     /// Starts a new member with a fresh data dir; it joins only once the cluster adds it
     /// (as a learner, then a voter) through the membership API.
     pub fn add_member(&mut self) -> u64 {
         let id = self.members.keys().max().copied().unwrap_or(0) + 1;
-        self.members.insert(
-            id,
-            Member {
-                port: free_port(),
-                child: None,
-            },
-        );
+        self.members.insert(id, Member::new(free_port()));
         self.restart(id);
         id
     }
 
-    /// `kill -9`, then reap.
+    /// SIGKILL, then reap (no-op if not running).
     pub fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.members.get_mut(&id).and_then(|m| m.child.take()) {
+        if let Some(mut child) = self.members[&id].child().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -202,54 +347,42 @@ impl ControlPlaneCluster {
         }
     }
 
-    pub fn restart_all(&mut self) {
-        for id in self.ids() {
-            self.restart(id);
-        }
-    }
-
+    /// Everything a member has logged so far (all its runs), for failure messages.
     pub fn log_of(&self, id: u64) -> String {
         std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
     }
 
-    /// Every node's log, for failure messages.
+    /// Every member's log, headed by its id.
     pub fn logs(&self) -> String {
         self.ids()
             .into_iter()
-            .map(|id| format!("----- node {id} -----\n{}", self.log_of(id)))
+            .map(|id| format!("----- node {id} log -----\n{}", self.log_of(id)))
             .collect()
     }
 
-    /// The leader as seen by the first running node that answers.
+    /// The leader as reported by the first running member that answers, if that leader is
+    /// itself running (a dead leader is not yet known to be dead by its followers).
     pub async fn leader_id(&self) -> Option<u64> {
         for endpoint in self.running_endpoints() {
-            let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
-            else {
-                continue;
-            };
-            let channel = channel
-                .connect_timeout(Duration::from_millis(300))
-                .connect_lazy();
-            let mut request = tonic::Request::new(ClusterStatusRequest {});
-            request.set_timeout(Duration::from_secs(2));
-            if let Ok(status) = ClusterClient::new(channel).status(request).await {
-                let status = status.into_inner();
-                // Only a leader that is still running counts.
-                if let Some(leader) = status.leader_id.filter(|l| self.running_ids().contains(l)) {
-                    return Some(leader);
-                }
+            if let Some(leader) = status_leader(&endpoint).await
+                && self.is_running(leader)
+            {
+                return Some(leader);
             }
         }
         None
     }
 
-    /// Polls until a running node reports a running leader. (Outside the process there is
-    /// nothing to wait on but the API itself.)
+    /// Polls [`leader_id`](Self::leader_id) every 50 ms (from outside the processes there
+    /// is no event to wait on). The error carries every member's log.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(leader) = self.leader_id().await {
                 return Ok(leader);
+            }
+            if self.running_ids().is_empty() {
+                bail!("no control-plane process is running\n{}", self.logs());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("no leader within {timeout:?}\n{}", self.logs());
@@ -257,11 +390,18 @@ impl ControlPlaneCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
 
-    /// Path of the temp dir holding data dirs and logs.
-    pub fn root(&self) -> &Path {
-        self.root.path()
-    }
+/// One `Cluster/Status` call; `None` when the node does not answer or knows no leader.
+async fn status_leader(endpoint: &str) -> Option<u64> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(300))
+        .connect_lazy();
+    let mut request = tonic::Request::new(ClusterStatusRequest {});
+    request.set_timeout(Duration::from_secs(2));
+    let status = ClusterClient::new(channel).status(request).await.ok()?;
+    status.into_inner().leader_id
 }
 
 impl Drop for ControlPlaneCluster {
@@ -270,10 +410,12 @@ impl Drop for ControlPlaneCluster {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
+        // `root` (a TempDir) is removed after this, when the fields drop.
     }
 }
 
-/// Runs `f` until it succeeds or `timeout` passes; for conditions visible only through the API.
+/// Runs `f` every 50 ms until it succeeds or `timeout` passes; for conditions visible only
+/// through the API. The error is the last failure.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,

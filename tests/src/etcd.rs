@@ -1,8 +1,8 @@
-//! An etcd 3.4 cluster (Debian's `etcd-server`) on loopback, the benchmark's anchor.
-//! fsync stays on, as in production.
+//! An etcd 3.4 cluster on loopback, the write benchmark's anchor. fsync stays on, as in
+//! production: this is the durable-write baseline Skiff is measured against.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,126 +11,180 @@ use tempfile::TempDir;
 
 use crate::cluster::free_port;
 
-/// etcd's KV service, generated from `proto/etcd_kv.proto`.
+/// etcd's KV service (just `Put`), generated from `proto/etcd_kv.proto`.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("etcdserverpb");
 }
 
+struct Member {
+    name: String,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+/// N `etcd` processes (`e1..eN`) with data dirs and logs in one temp dir. Dropping it kills
+/// every process and removes the temp dir (the logs are printed first when panicking).
 pub struct EtcdCluster {
-    children: Vec<Child>,
-    client_ports: Vec<u16>,
+    members: Vec<Member>,
     root: TempDir,
 }
 
 impl EtcdCluster {
-    /// Starts `n` members and waits until the cluster accepts a write.
+    /// Starts `n` members in a fresh temp dir and waits until each accepts a write.
     pub async fn start(n: usize) -> anyhow::Result<EtcdCluster> {
-        let binary = which("etcd").context("etcd not found: install Debian's etcd-server")?;
-        let root = tempfile::Builder::new().prefix("skiff-etcd-").tempdir()?;
-        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        EtcdCluster::start_in(n, &std::env::temp_dir()).await
+    }
+
+    /// Like [`start`](Self::start), with the temp dir created inside `parent`.
+    pub async fn start_in(n: usize, parent: &Path) -> anyhow::Result<EtcdCluster> {
+        let binary = which("etcd").context("etcd not found on PATH (Debian: etcd-server)")?;
+        let root = tempfile::Builder::new()
+            .prefix("skiff-test-etcd-")
+            .tempdir_in(parent)?;
         let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let initial_cluster = peer_ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("e{}=http://127.0.0.1:{p}", i + 1))
+            .map(|(i, port)| format!("e{}=http://127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let token = format!("skiff-bench-{}", std::process::id());
-        let mut children = Vec::new();
-        for i in 0..n {
+        // The temp dir's name is random, so it makes a unique cluster token without another
+        // source of randomness: members of a stale run can never join this cluster.
+        let token = format!(
+            "skiff-bench-{}",
+            root.path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+        let mut cluster = EtcdCluster {
+            members: Vec::new(),
+            root,
+        };
+        // Members are pushed as they spawn, so an error drops (kills) the ones started.
+        for (i, peer_port) in peer_ports.iter().enumerate() {
             let name = format!("e{}", i + 1);
-            let log = File::create(root.path().join(format!("{name}.log")))?;
-            let client = format!("http://127.0.0.1:{}", client_ports[i]);
-            let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
+            let client_port = free_port();
+            let client = format!("http://127.0.0.1:{client_port}");
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let data_dir = cluster.root.path().join(&name);
+            let log = File::create(cluster.log_path(&name))?;
             let child = Command::new(&binary)
                 .args(["--name", &name])
                 .arg("--data-dir")
-                .arg(root.path().join(&name))
-                .args([
-                    "--listen-client-urls",
-                    &client,
-                    "--advertise-client-urls",
-                    &client,
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer,
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                ])
-                .args([
-                    "--initial-cluster",
-                    &initial_cluster,
-                    "--initial-cluster-state",
-                    "new",
-                ])
+                .arg(&data_dir)
+                .args(["--listen-client-urls", &client])
+                .args(["--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer])
+                .args(["--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &initial_cluster])
+                .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &token])
+                .stdin(Stdio::null())
                 .stdout(Stdio::from(log.try_clone()?))
                 .stderr(Stdio::from(log))
                 .spawn()
-                .context("spawn etcd")?;
-            children.push(child);
+                .with_context(|| format!("spawn {}", binary.display()))?;
+            cluster.members.push(Member {
+                name,
+                client_port,
+                child: Some(child),
+            });
         }
-        let cluster = EtcdCluster {
-            children,
-            client_ports,
-            root,
-        };
         cluster.wait_writable(Duration::from_secs(30)).await?;
         Ok(cluster)
     }
 
+    /// `127.0.0.1:PORT` client endpoints, one per member.
     pub fn endpoints(&self) -> Vec<String> {
-        self.client_ports
+        self.members
             .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
+            .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect()
     }
 
-    async fn wait_writable(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// The temp dir holding data dirs and logs.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.root.path().join(format!("{name}.log"))
+    }
+
+    /// Every member's log, headed by its name.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let log = std::fs::read_to_string(self.log_path(&m.name)).unwrap_or_default();
+                format!("----- etcd {} log -----\n{log}", m.name)
+            })
+            .collect()
+    }
+
+    /// Waits until a `Put` through every member succeeds, so that no benchmark client starts
+    /// against a member that has not joined yet.
+    async fn wait_writable(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = String::new();
-        while tokio::time::Instant::now() < deadline {
-            for endpoint in self.endpoints() {
-                let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))?
-                    .connect_lazy();
-                let mut kv = proto::kv_client::KvClient::new(channel);
-                let put = proto::PutRequest {
-                    key: b"/ready".to_vec(),
+        for endpoint in self.endpoints() {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))?
+                .connect_timeout(Duration::from_millis(500))
+                .connect_lazy();
+            let mut kv = proto::kv_client::KvClient::new(channel);
+            loop {
+                let mut put = tonic::Request::new(proto::PutRequest {
+                    key: b"/skiff-test/ready".to_vec(),
                     value: b"1".to_vec(),
                     ..Default::default()
+                });
+                put.set_timeout(Duration::from_secs(1));
+                let error = match kv.put(put).await {
+                    Ok(_) => break,
+                    Err(e) => e,
                 };
-                match kv.put(put).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last = e.to_string(),
+                if let Some(exited) = self.exited_member() {
+                    bail!("etcd {exited} exited during startup\n{}", self.logs());
                 }
+                if tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "etcd at {endpoint} did not accept a write within {timeout:?}: {error}\n{}",
+                        self.logs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let logs: String = (1..=self.children.len())
-            .map(|i| {
-                std::fs::read_to_string(self.root.path().join(format!("e{i}.log")))
-                    .unwrap_or_default()
-            })
-            .collect();
-        bail!("etcd did not accept a write within {timeout:?}: {last}\n{logs}")
+        Ok(())
+    }
+
+    /// The name of a member whose process has exited, if any.
+    fn exited_member(&mut self) -> Option<String> {
+        self.members.iter_mut().find_map(|m| {
+            let exited = m
+                .child
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            exited.then(|| m.name.clone())
+        })
     }
 }
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.members.iter_mut().filter_map(|m| m.child.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
         }
     }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
 }

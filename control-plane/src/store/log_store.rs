@@ -113,8 +113,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE)
     }
 
+    /// openraft awaits this inside its core loop before applying, so a flush here would
+    /// stall every commit. The committed id is only a recovery hint, and sled persists
+    /// writes in order: it becomes durable with the next log flush (or sled's periodic
+    /// flush), never ahead of the entries it covers, and losing it only means waiting for
+    /// the leader to re-announce the commit point.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta_durably(COMMITTED, &committed).await
+        self.meta.insert(COMMITTED, encode(&committed)).map_err(io_write)?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

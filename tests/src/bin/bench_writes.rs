@@ -1,260 +1,403 @@
-//! Durable replicated writes: Skiff vs etcd 3.4, same machine, same harness, same load.
+//! Durable replicated writes: Skiff vs etcd 3.4 on the same machine, same harness, same load.
 //!
-//! `cargo run --release -p skiff-tests --bin bench-writes -- --duration-secs 10 --clients 1,16,64`
+//! `cargo run --release -p skiff-tests --bin bench-writes -- [--duration-secs 10]
+//!  [--clients 1,16,64] [--target skiff|etcd|both] [--value-bytes 1024]
+//!  [--skiff-endpoints HOST:PORT,...]`
 //!
-//! Each client writes fresh ~1 KiB objects back to back (closed loop) and records every
-//! write's latency. Clients are spread round-robin over the three nodes of each system, so
-//! writes that land on followers take the real forwarding path.
+//! Both systems run as 3-node clusters on loopback with their data dirs under one temp dir.
+//! For each concurrency level every client writes fresh ~1 KiB objects back to back (closed
+//! loop) for a 1 s warm-up plus the measured duration and records each measured write's
+//! latency. Clients are spread round-robin over the three nodes of each system (one HTTP/2
+//! channel per node, shared), so two thirds of the writes take the follower-forwarding path.
 
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use clap::Parser;
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use skiff_api::proto::CreateRequest;
 use skiff_api::proto::objects_client::ObjectsClient;
-use skiff_tests::cluster::ControlPlaneCluster;
-use skiff_tests::etcd::{EtcdCluster, proto as etcd};
+use skiff_api::proto::{ClusterStatusRequest, CreateRequest, cluster_client::ClusterClient};
+use skiff_tests::cluster::{ControlPlaneCluster, ControlPlaneClusterBuilder};
+use skiff_tests::etcd::{EtcdCluster, proto::PutRequest, proto::kv_client::KvClient};
 use tonic::transport::Channel;
 
+const WARM_UP: Duration = Duration::from_secs(1);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Parser)]
-#[command(about = "Replicated write throughput and latency: Skiff vs etcd")]
+#[command(about = "Replicated write throughput and latency: Skiff vs etcd 3.4")]
 struct Flags {
     /// Measured seconds per concurrency level (after a 1 s warm-up).
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
-    /// Concurrency levels to run.
+    /// Concurrency levels (closed-loop clients) to run.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
-    /// skiff, etcd or both.
-    #[arg(long, default_value = "both")]
-    target: String,
-    /// Size of each written object.
+    /// Which system(s) to measure.
+    #[arg(long, value_enum, default_value_t = Which::Both)]
+    target: Which,
+    /// Size of each written object (Skiff: the Pod's JSON; etcd: the value).
     #[arg(long, default_value_t = 1024)]
     value_bytes: usize,
-    /// Use a running Skiff cluster instead of starting one (HOST:PORT,...).
+    /// Measure an already running Skiff cluster (HOST:PORT,...) instead of starting one.
     #[arg(long, value_delimiter = ',')]
     skiff_endpoints: Vec<String>,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Target {
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Which {
     Skiff,
     Etcd,
+    Both,
 }
 
-impl Target {
-    fn name(self) -> &'static str {
+/// A connection to one node of the system under test; cloning shares the channel.
+#[derive(Clone)]
+enum Conn {
+    Skiff(ObjectsClient<Channel>),
+    Etcd(KvClient<Channel>),
+}
+
+/// One system under test: a connection per node, handed out round-robin to clients.
+struct Target {
+    name: &'static str,
+    conns: Vec<Conn>,
+}
+
+impl Conn {
+    /// One durable write of a fresh ~`size`-byte object. The request is built inside the
+    /// timed region, as a real client's would be.
+    async fn write(&mut self, name: &str, size: usize) -> Result<(), tonic::Status> {
         match self {
-            Target::Skiff => "skiff",
-            Target::Etcd => "etcd",
+            Conn::Skiff(objects) => {
+                let object = pod_json(name, size).into_bytes();
+                let create = CreateRequest {
+                    kind: "Pod".into(),
+                    object,
+                };
+                objects.create(create).await.map(drop)
+            }
+            Conn::Etcd(kv) => {
+                let put = PutRequest {
+                    key: format!("/bench/{name}").into_bytes(),
+                    value: vec![b'x'; size],
+                    ..Default::default()
+                };
+                kv.put(put).await.map(drop)
+            }
         }
     }
 }
 
-struct Outcome {
-    histogram: Histogram<u64>,
-    writes: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-/// A Pod whose JSON is about `size` bytes, padded with an annotation.
-fn pod_of_size(name: &str, size: usize) -> Vec<u8> {
-    let mut pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "annotations": {"bench/payload": ""}},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
-    });
-    let base = serde_json::to_vec(&pod).expect("json").len();
-    pod["metadata"]["annotations"]["bench/payload"] =
-        serde_json::Value::String("x".repeat(size.saturating_sub(base)));
-    serde_json::to_vec(&pod).expect("json")
+/// A Pod in `default` whose JSON is `size` bytes (or its minimum), padded with ASCII in the
+/// `bench/payload` annotation. Formatted directly so the size is exact and cheap to make.
+fn pod_json(name: &str, size: usize) -> String {
+    let render = |pad: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default","annotations":{{"bench/payload":"{pad}"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        )
+    };
+    let bare = render("").len();
+    render(&"x".repeat(size.saturating_sub(bare)))
 }
 
 fn channel(endpoint: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{endpoint}"))?
         .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        // A stuck write shows up as an error instead of stalling the run.
+        .timeout(Duration::from_secs(10))
         .connect_lazy())
 }
 
-/// One client's closed loop until `until`; latencies in microseconds.
+/// The results of one concurrency level.
+struct Outcome {
+    latency_us: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Outcome {
+    fn new() -> Self {
+        Outcome {
+            latency_us: Histogram::new(3).expect("3 significant figures is valid"),
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: Outcome) -> anyhow::Result<()> {
+        self.latency_us.add(&other.latency_us)?;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+}
+
+/// One client's closed loop: writes back to back until `end`, recording the writes that
+/// start at or after `measure_from`. `prefix` makes every object name unique.
 async fn client_loop(
-    target: Target,
-    channel: Channel,
-    run: String,
-    value_bytes: usize,
-    until: Instant,
+    mut conn: Conn,
+    prefix: String,
+    size: usize,
+    measure_from: Instant,
+    end: Instant,
 ) -> Outcome {
-    let mut outcome = Outcome {
-        histogram: Histogram::new(3).expect("histogram"),
-        writes: 0,
-        errors: 0,
-        first_error: None,
-    };
-    let mut skiff = ObjectsClient::new(channel.clone());
-    let mut kv = etcd::kv_client::KvClient::new(channel);
-    let value = vec![b'x'; value_bytes];
+    let mut outcome = Outcome::new();
     let mut seq = 0u64;
-    while Instant::now() < until {
-        seq += 1;
-        let name = format!("{run}-{seq}");
+    loop {
         let started = Instant::now();
-        let result = match target {
-            Target::Skiff => skiff
-                .create(CreateRequest {
-                    kind: "Pod".into(),
-                    object: pod_of_size(&name, value_bytes),
-                })
-                .await
-                .map(|_| ()),
-            Target::Etcd => kv
-                .put(etcd::PutRequest {
-                    key: format!("/bench/{name}").into_bytes(),
-                    value: value.clone(),
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ()),
-        };
-        let micros = started.elapsed().as_micros() as u64;
+        if started >= end {
+            return outcome;
+        }
+        seq += 1;
+        let result = conn.write(&format!("{prefix}-{seq}"), size).await;
+        if started < measure_from {
+            continue;
+        }
         match result {
             Ok(()) => {
-                outcome.writes += 1;
-                let _ = outcome.histogram.record(micros.max(1));
+                let micros = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+                outcome.latency_us.saturating_record(micros);
             }
             Err(status) => {
                 outcome.errors += 1;
                 outcome
                     .first_error
                     .get_or_insert_with(|| status.to_string());
+                // Don't spin on a failing cluster; errors are counted, not retried.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
-    outcome
 }
 
+/// Runs `clients` closed loops (numbered from `first_client`) against `target`.
 async fn run_level(
-    target: Target,
-    endpoints: &[String],
+    target: &Target,
+    run: &str,
+    first_client: usize,
     clients: usize,
     flags: &Flags,
-    measure: Duration,
 ) -> anyhow::Result<Outcome> {
-    let channels: Vec<Channel> = endpoints
-        .iter()
-        .map(|e| channel(e))
-        .collect::<anyhow::Result<_>>()?;
-    let until = Instant::now() + measure;
-    // Unique per process, level, phase and client, so no write collides with another.
-    let phase = if measure > Duration::from_secs(1) {
-        "m"
-    } else {
-        "w"
-    };
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let run = format!("bench-{}-{clients}-{phase}-{c}", std::process::id());
+    let measure_from = Instant::now() + WARM_UP;
+    let end = measure_from + Duration::from_secs(flags.duration_secs);
+    let tasks: Vec<_> = (first_client..first_client + clients)
+        .map(|client| {
+            let conn = target.conns[client % target.conns.len()].clone();
+            let prefix = format!("bench-{run}-{client}");
             tokio::spawn(client_loop(
-                target,
-                channels[c % channels.len()].clone(),
-                run,
+                conn,
+                prefix,
                 flags.value_bytes,
-                until,
+                measure_from,
+                end,
             ))
         })
         .collect();
-    let mut total = Outcome {
-        histogram: Histogram::new(3)?,
-        writes: 0,
-        errors: 0,
-        first_error: None,
-    };
+    let mut total = Outcome::new();
     for task in tasks {
-        let outcome = task.await?;
-        total.histogram.add(&outcome.histogram)?;
-        total.writes += outcome.writes;
-        total.errors += outcome.errors;
-        if total.first_error.is_none() {
-            total.first_error = outcome.first_error;
-        }
+        total.merge(task.await?)?;
     }
     Ok(total)
 }
 
-async fn bench(target: Target, endpoints: &[String], flags: &Flags) -> anyhow::Result<()> {
-    for &clients in &flags.clients {
-        // Warm-up: connections, leader caches, allocator.
-        run_level(target, endpoints, clients, flags, Duration::from_secs(1)).await?;
-        let measure = Duration::from_secs(flags.duration_secs);
-        let outcome = run_level(target, endpoints, clients, flags, measure).await?;
-        let h = &outcome.histogram;
-        println!(
-            "{:<7} {:>7} {:>8} {:>10.0} {:>7.2} {:>7.2} {:>6}",
-            target.name(),
-            clients,
-            outcome.writes,
-            outcome.writes as f64 / measure.as_secs_f64(),
-            h.value_at_quantile(0.50) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            outcome.errors
-        );
-        if let Some(e) = outcome.first_error {
-            println!("        first error: {e}");
+fn print_row(target: &str, clients: usize, outcome: &Outcome, measured: Duration) {
+    let h = &outcome.latency_us;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{target:<7} {clients:>7} {:>8} {:>10.0} {:>7.2} {:>7.2} {:>7}",
+        h.len(),
+        h.len() as f64 / measured.as_secs_f64(),
+        ms(0.50),
+        ms(0.99),
+        outcome.errors
+    );
+    if let Some(error) = &outcome.first_error {
+        println!("#   first {target} error: {error}");
+    }
+}
+
+/// Ready means: some node reports a leader, and a create through every endpoint (followers
+/// forward) succeeds. Retried until `timeout`; the error is the last failure.
+async fn wait_skiff_ready(
+    endpoints: &[String],
+    run: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let channel = channel(endpoint)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last_error = match ClusterClient::new(channel.clone())
+                .status(ClusterStatusRequest {})
+                .await
+            {
+                Ok(status) if status.get_ref().leader_id.is_none() => "no leader yet".to_string(),
+                Ok(_) => {
+                    let name = format!("bench-{run}-ready-{i}-{attempt}");
+                    let create = CreateRequest {
+                        kind: "Pod".into(),
+                        object: pod_json(&name, 0).into_bytes(),
+                    };
+                    match ObjectsClient::new(channel.clone()).create(create).await {
+                        Ok(_) => break,
+                        Err(e) => format!("test create: {e}"),
+                    }
+                }
+                Err(e) => format!("cluster status: {e}"),
+            };
+            if Instant::now() > deadline {
+                bail!("skiff at {endpoint} not ready within {timeout:?}: {last_error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     Ok(())
 }
 
-async fn wait_skiff_ready(endpoints: &[String]) -> anyhow::Result<()> {
-    let client = skiff_client::Client::connect(endpoints)?;
-    client
-        .wait_ready(Duration::from_secs(30))
-        .await
-        .context("skiff cluster not ready")?;
+fn machine_info() -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    format!("nproc {cpus}, {model}")
+}
+
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "etcd version unknown".into())
+}
+
+/// Starts Skiff (unless endpoints were given) and waits until it takes writes.
+async fn start_skiff(
+    flags: &Flags,
+    root: &Path,
+    run: &str,
+) -> anyhow::Result<(Option<ControlPlaneCluster>, Target)> {
+    let (cluster, endpoints) = if flags.skiff_endpoints.is_empty() {
+        eprintln!("# building (release) and starting a 3-node skiff cluster ...");
+        let cluster = ControlPlaneClusterBuilder::new(3)
+            .release(true)
+            .parent_dir(root)
+            .start()?;
+        let endpoints = cluster.endpoints();
+        (Some(cluster), endpoints)
+    } else {
+        (None, flags.skiff_endpoints.clone())
+    };
+    if let Err(e) = wait_skiff_ready(&endpoints, run, READY_TIMEOUT).await {
+        let logs = cluster.as_ref().map(|c| c.logs()).unwrap_or_default();
+        bail!("{e:#}\n{logs}");
+    }
+    let conns = endpoints
+        .iter()
+        .map(|e| Ok(Conn::Skiff(ObjectsClient::new(channel(e)?))))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((
+        cluster,
+        Target {
+            name: "skiff",
+            conns,
+        },
+    ))
+}
+
+async fn start_etcd(root: &Path) -> anyhow::Result<(EtcdCluster, Target)> {
+    eprintln!("# starting a 3-node etcd cluster ...");
+    let cluster = EtcdCluster::start_in(3, root).await?;
+    let conns = cluster
+        .endpoints()
+        .iter()
+        .map(|e| Ok(Conn::Etcd(KvClient::new(channel(e)?))))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((
+        cluster,
+        Target {
+            name: "etcd",
+            conns,
+        },
+    ))
+}
+
+async fn run(flags: &Flags) -> anyhow::Result<()> {
+    println!(
+        "# command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("# machine: {}", machine_info());
+    println!(
+        "# 3-node clusters on loopback, fsync on; {} B objects; {} s per level after {} s warm-up",
+        flags.value_bytes,
+        flags.duration_secs,
+        WARM_UP.as_secs()
+    );
+    // Unique per run, so repeated runs against the same Skiff cluster don't collide.
+    let run = format!(
+        "{:x}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
+    );
+    // Declared before the clusters so it is removed after they are killed.
+    let root = tempfile::Builder::new()
+        .prefix("skiff-test-bench-")
+        .tempdir()
+        .context("create the benchmark's temp dir")?;
+    let mut targets = Vec::new();
+    let mut _skiff_cluster = None;
+    let mut _etcd_cluster = None;
+    if flags.target != Which::Etcd {
+        let (cluster, target) = start_skiff(flags, root.path(), &run).await?;
+        _skiff_cluster = cluster;
+        targets.push(target);
+    }
+    if flags.target != Which::Skiff {
+        println!("# {}", etcd_version());
+        let (cluster, target) = start_etcd(root.path()).await?;
+        _etcd_cluster = Some(cluster);
+        targets.push(target);
+    }
+    println!(
+        "{:<7} {:>7} {:>8} {:>10} {:>7} {:>7} {:>7}",
+        "target", "clients", "writes", "writes/s", "p50_ms", "p99_ms", "errors"
+    );
+    let measured = Duration::from_secs(flags.duration_secs);
+    // Client numbers keep counting across levels so every object name is fresh.
+    let mut first_client = 0;
+    for &clients in &flags.clients {
+        for target in &targets {
+            let outcome = run_level(target, &run, first_client, clients, flags).await?;
+            print_row(target.name, clients, &outcome, measured);
+            first_client += clients;
+        }
+    }
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    println!(
-        "# bench-writes: {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "# machine: {cpus} cpus; 3-node clusters on loopback; {} B objects; {} s per level",
-        flags.value_bytes, flags.duration_secs
-    );
-    println!(
-        "{:<7} {:>7} {:>8} {:>10} {:>7} {:>7} {:>6}",
-        "target", "clients", "writes", "writes/s", "p50_ms", "p99_ms", "errors"
-    );
-    let targets: Vec<Target> = match flags.target.as_str() {
-        "skiff" => vec![Target::Skiff],
-        "etcd" => vec![Target::Etcd],
-        "both" => vec![Target::Skiff, Target::Etcd],
-        other => anyhow::bail!("--target: expected skiff, etcd or both, not {other:?}"),
-    };
-    for target in targets {
-        match target {
-            Target::Skiff if !flags.skiff_endpoints.is_empty() => {
-                wait_skiff_ready(&flags.skiff_endpoints).await?;
-                bench(target, &flags.skiff_endpoints, &flags).await?;
-            }
-            Target::Skiff => {
-                let cluster = ControlPlaneCluster::start(3)?;
-                wait_skiff_ready(&cluster.endpoints()).await?;
-                bench(target, &cluster.endpoints(), &flags).await?;
-            }
-            Target::Etcd => {
-                let cluster = EtcdCluster::start(3).await?;
-                bench(target, &cluster.endpoints(), &flags).await?;
-            }
-        }
+    if flags.duration_secs == 0 || flags.clients.contains(&0) {
+        bail!("--duration-secs and every --clients level must be at least 1");
     }
-    Ok(())
+    // Dropping `run` on Ctrl-C kills the clusters and removes the temp dir.
+    tokio::select! {
+        result = run(&flags) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; clusters stopped and temp dir removed"),
+    }
 }
