@@ -21,9 +21,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.wait_ready(Duration::from_secs(secs)).await?;
     }
     let status = client.cluster_status().await?;
-    let leader = status.leader_id.map_or("none".to_string(), |l| l.to_string());
-    println!("leader: {leader}   term: {}   applied: {}", status.term, status.last_applied);
-    println!("{:<4} {:<22} {:<7} {:<10} {:<8} {:>8} {:>8}", "ID", "ADDRESS", "VOTER", "STATE", "HEALTHY", "TERM", "APPLIED");
+    let leader = status
+        .leader_id
+        .map_or("none".to_string(), |l| l.to_string());
+    println!(
+        "leader: {leader}   term: {}   applied: {}",
+        status.term, status.last_applied
+    );
+    println!(
+        "{:<4} {:<22} {:<7} {:<10} {:<8} {:>8} {:>8}",
+        "ID", "ADDRESS", "VOTER", "STATE", "HEALTHY", "TERM", "APPLIED"
+    );
     for m in &status.members {
         println!(
             "{:<4} {:<22} {:<7} {:<10} {:<8} {:>8} {:>8}{}",
@@ -34,7 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.healthy,
             m.term,
             m.last_applied,
-            if m.error.is_empty() { String::new() } else { format!("  ({})", m.error) }
+            if m.error.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", m.error)
+            }
         );
     }
     Ok(())

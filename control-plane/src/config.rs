@@ -37,6 +37,9 @@ pub struct Config {
     pub election_timeout_max: Duration,
     /// Build a snapshot (and purge the log behind it) after this many entries.
     pub snapshot_after_entries: u64,
+    /// Entries kept behind a snapshot, so briefly lagging followers catch up from the log
+    /// rather than with a whole snapshot.
+    pub log_entries_kept: u64,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             election_timeout_min: Duration::from_millis(400),
             election_timeout_max: Duration::from_millis(800),
             snapshot_after_entries: 10_000,
+            log_entries_kept: 1_000,
         }
     }
 
@@ -78,7 +82,7 @@ impl Config {
             election_timeout_max: self.election_timeout_max.as_millis() as u64,
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: self.log_entries_kept,
             ..Default::default()
         }
         .validate()

@@ -42,6 +42,9 @@ struct Flags {
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_after_entries: u64,
+    /// Log entries kept behind a snapshot for followers that lag briefly.
+    #[arg(long, default_value_t = 1_000)]
+    log_entries_kept: u64,
 }
 
 #[tokio::main]
@@ -60,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
     config.request_timeout = Duration::from_millis(flags.request_timeout_ms);
     config.watch_history = flags.watch_history;
     config.snapshot_after_entries = flags.snapshot_after_entries;
+    config.log_entries_kept = flags.log_entries_kept;
     config.check()?;
     let listener = tokio::net::TcpListener::bind(&flags.listen)
         .await

@@ -569,3 +569,61 @@ async fn cluster_8_membership_add_learner_promote_and_remove() {
         .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_9_lagging_node_catches_up_from_a_snapshot() {
+    // Tiny snapshot and log-retention settings, so the log behind the stopped node is
+    // purged and it can only catch up by installing a snapshot.
+    let mut cluster = ControlPlaneCluster::start_with(
+        3,
+        &["--snapshot-after-entries", "20", "--log-entries-kept", "5"],
+    )
+    .unwrap();
+    cluster.wait_for_leader(STARTUP).await.unwrap();
+    create_acknowledged(&cluster, "warmup").await;
+    let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
+    let lagging = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    create_acknowledged(&cluster, "doomed").await;
+    cluster.kill(lagging);
+
+    let mut expected = BTreeSet::from(["warmup".to_string()]);
+    for i in 0..60 {
+        let name = format!("snap-{i}");
+        create_acknowledged(&cluster, &name).await;
+        expected.insert(name);
+    }
+    let endpoint = cluster.endpoint(leader);
+    objects(&endpoint)
+        .await
+        .delete(DeleteRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: "doomed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    cluster.restart(lagging);
+    let lagging_endpoint = cluster.endpoint(lagging);
+    // Linearizable reads on the restarted node wait until it has caught up.
+    let names = skiff_tests::cluster::eventually(STARTUP, || {
+        let endpoint = lagging_endpoint.clone();
+        async move { Ok(list_pod_names(&endpoint).await?) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        names, expected,
+        "deleted objects stay deleted after a snapshot install"
+    );
+    assert!(
+        cluster.log_of(lagging).contains("installed snapshot"),
+        "the catch-up went through a snapshot:\n{}",
+        cluster.logs()
+    );
+}

@@ -119,7 +119,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// flush), never ahead of the entries it covers, and losing it only means waiting for
     /// the leader to re-announce the commit point.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.meta.insert(COMMITTED, encode(&committed)).map_err(io_write)?;
+        self.meta
+            .insert(COMMITTED, encode(&committed))
+            .map_err(io_write)?;
         Ok(())
     }
 

@@ -238,6 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         let applied = self.last_applied.map(|l| l.index).unwrap_or(0);
+        tracing::info!(snapshot = %meta.snapshot_id, objects = payload.objects.len(), "installed snapshot");
         // Changes between the old state and the snapshot are not known one by one.
         self.shared.hub.reset(applied);
         self.shared.applied.send_replace(applied);
@@ -289,6 +290,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         self.snapshots.apply_batch(batch).map_err(io_write)?;
         // Also makes the state up to the snapshot durable before the log behind it is purged.
         self.db.flush_async().await.map_err(io_write)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
