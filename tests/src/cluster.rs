@@ -10,8 +10,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,12 +95,37 @@ fn target_dir(workspace: &Path) -> PathBuf {
     }
 }
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0, read, released).
+/// A loopback port that was free a moment ago and that this process has not handed out
+/// before.
+///
+/// Why not simply bind `127.0.0.1:0`: the kernel takes those ports from the ephemeral range,
+/// the same range it uses for the source ports of outgoing connections, so a port read that
+/// way was seen taken by a client connection before the server process could bind it. Ports
+/// below the ephemeral range, picked at a random offset, do not race with that.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let (low, high) = (10_000u16, ephemeral_range_start().clamp(10_001, 32_768));
+    let span = u64::from(high - low);
+    // A random start spreads concurrent test processes over the range.
+    let start = RandomState::new().build_hasher().finish() % span;
+    (0..span)
+        .map(|i| low + ((start + i) % span) as u16)
+        .find(|port| {
+            !handed_out.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .inspect(|port| {
+            handed_out.insert(*port);
+        })
+        .expect("a free loopback port below the ephemeral range")
+}
+
+/// The first port the kernel uses for outgoing connections (Linux's default when unknown).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Options for [`ControlPlaneCluster`]; `ControlPlaneCluster::builder(n)` fills the defaults.

@@ -18,8 +18,9 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use skiff_api::proto::objects_client::ObjectsClient;
 use skiff_api::proto::{ClusterStatusRequest, CreateRequest, cluster_client::ClusterClient};
-use skiff_tests::cluster::{ControlPlaneCluster, ControlPlaneClusterBuilder};
+use skiff_tests::cluster::{ControlPlaneCluster, ControlPlaneClusterBuilder, try_binary};
 use skiff_tests::etcd::{EtcdCluster, proto::PutRequest, proto::kv_client::KvClient};
+use tokio::signal::unix::{SignalKind, signal};
 use tonic::transport::Channel;
 
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -295,6 +296,8 @@ async fn start_skiff(
 ) -> anyhow::Result<(Option<ControlPlaneCluster>, Target)> {
     let (cluster, endpoints) = if flags.skiff_endpoints.is_empty() {
         eprintln!("# building (release) and starting a 3-node skiff cluster ...");
+        // Built off the async threads so that Ctrl-C is still handled during the build.
+        tokio::task::spawn_blocking(|| try_binary("skiff-control-plane", true)).await??;
         let cluster = ControlPlaneClusterBuilder::new(3)
             .release(true)
             .parent_dir(root)
@@ -397,9 +400,17 @@ async fn main() -> anyhow::Result<()> {
     if flags.duration_secs == 0 || flags.clients.contains(&0) {
         bail!("--duration-secs and every --clients level must be at least 1");
     }
-    // Dropping `run` on Ctrl-C kills the clusters and removes the temp dir.
-    tokio::select! {
-        result = run(&flags) => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; clusters stopped and temp dir removed"),
+    // Registered before anything starts, so no Ctrl-C falls through to the default action
+    // (which would leave the temp dir behind).
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let interrupted = tokio::select! {
+        result = run(&flags) => { result?; false }
+        _ = interrupt.recv() => true,
+    };
+    // `run` has been dropped here: the clusters are killed and the temp dir is removed.
+    if interrupted {
+        eprintln!("interrupted; clusters stopped and temp dir removed");
+        std::process::exit(130);
     }
+    Ok(())
 }
