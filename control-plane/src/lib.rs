@@ -102,9 +102,17 @@ pub async fn run(
     }
     tokio::spawn(leader_duties(node.clone()));
 
+    // Watches stream forever; they end when shutdown begins so the graceful stop can finish.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+
     let objects = ObjectsService::new(server::objects::ObjectsServer {
         node: node.clone(),
         bookmark_interval: Duration::from_secs(1),
+        stopping: stopping_rx,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
