@@ -143,22 +143,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.log_id.index), encode(&entry));
         }
         self.log.apply_batch(batch).map_err(io_write)?;
-        // openraft treats the callback as "on disk": flush first.
-        let flushed = self
-            .db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(std::io::Error::other);
-        let failed = flushed
-            .as_ref()
-            .err()
-            .map(|e| io_write(std::io::Error::other(e.to_string())));
-        callback.log_io_completed(flushed);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        // The callback means "on disk", so it fires only after a flush that began after
+        // these entries were written. Flushing in the background lets openraft's core go on
+        // (replicating, taking more writes) instead of waiting for the disk.
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let flushed = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+            callback.log_io_completed(flushed);
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
