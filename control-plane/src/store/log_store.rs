@@ -148,7 +148,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // (replicating, taking more writes) instead of waiting for the disk.
         let db = self.db.clone();
         tokio::spawn(async move {
-            let flushed = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+            let flushed = db
+                .flush_async()
+                .await
+                .map(|_| ())
+                .map_err(std::io::Error::other);
             callback.log_io_completed(flushed);
         });
         Ok(())
