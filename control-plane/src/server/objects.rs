@@ -424,67 +424,65 @@ async fn stream_watch(
     tx: mpsc::Sender<Result<WatchEvent, Status>>,
     bookmark_interval: Duration,
 ) {
-    {
-        let mut cursor = match initial {
-            Some((version, objects)) => {
-                for object in objects {
-                    if tx.send(Ok(event(EventType::Added, &object))).await.is_err() {
-                        return;
-                    }
-                }
-                // Marks the end of the initial list: resuming from here misses nothing.
-                let bookmark = WatchEvent {
-                    r#type: "BOOKMARK".into(),
-                    object: Vec::new(),
-                    resource_version: version,
-                };
-                if tx.send(Ok(bookmark)).await.is_err() {
+    let mut cursor = match initial {
+        Some((version, objects)) => {
+            for object in objects {
+                if tx.send(Ok(event(EventType::Added, &object))).await.is_err() {
                     return;
                 }
-                version
             }
-            None => {
-                let version = requested.unwrap_or(0);
-                tokio::select! {
-                    _ = shared.wait_applied(version) => {}
-                    _ = tx.closed() => return,
-                }
-                version
+            // Marks the end of the initial list: resuming from here misses nothing.
+            let bookmark = WatchEvent {
+                r#type: "BOOKMARK".into(),
+                object: Vec::new(),
+                resource_version: version,
+            };
+            if tx.send(Ok(bookmark)).await.is_err() {
+                return;
+            }
+            version
+        }
+        None => {
+            let version = requested.unwrap_or(0);
+            tokio::select! {
+                _ = shared.wait_applied(version) => {}
+                _ = tx.closed() => return,
+            }
+            version
+        }
+    };
+    let mut applied_rx = shared.applied.subscribe();
+    let mut last_sent_version = cursor;
+    loop {
+        let applied = *applied_rx.borrow_and_update();
+        let records = match shared.hub.since(cursor) {
+            Ok(records) => records,
+            Err(too_old) => {
+                let _ = tx.send(Err(ApiError::from(too_old).into())).await;
+                return;
             }
         };
-        let mut applied_rx = shared.applied.subscribe();
-        let mut last_sent_version = cursor;
-        loop {
-            let applied = *applied_rx.borrow_and_update();
-            let records = match shared.hub.since(cursor) {
-                Ok(records) => records,
-                Err(too_old) => {
-                    let _ = tx.send(Err(ApiError::from(too_old).into())).await;
+        for record in &records {
+            if let Some(kind) = filter.event_for(record) {
+                if tx.send(Ok(event(kind, &record.object))).await.is_err() {
                     return;
                 }
-            };
-            for record in &records {
-                if let Some(kind) = filter.event_for(record) {
-                    if tx.send(Ok(event(kind, &record.object))).await.is_err() {
+                last_sent_version = record.version;
+            }
+            cursor = cursor.max(record.version);
+        }
+        // Everything up to `applied` was published before it was announced.
+        cursor = cursor.max(applied);
+        tokio::select! {
+            changed = applied_rx.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(bookmark_interval) => {
+                if cursor > last_sent_version {
+                    let bookmark = WatchEvent { r#type: "BOOKMARK".into(), object: Vec::new(), resource_version: cursor };
+                    if tx.send(Ok(bookmark)).await.is_err() {
                         return;
                     }
-                    last_sent_version = record.version;
-                }
-                cursor = cursor.max(record.version);
-            }
-            // Everything up to `applied` was published before it was announced.
-            cursor = cursor.max(applied);
-            tokio::select! {
-                changed = applied_rx.changed() => if changed.is_err() { return },
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(bookmark_interval) => {
-                    if cursor > last_sent_version {
-                        let bookmark = WatchEvent { r#type: "BOOKMARK".into(), object: Vec::new(), resource_version: cursor };
-                        if tx.send(Ok(bookmark)).await.is_err() {
-                            return;
-                        }
-                        last_sent_version = cursor;
-                    }
+                    last_sent_version = cursor;
                 }
             }
         }
