@@ -522,11 +522,15 @@ async fn cluster_8_membership_add_learner_promote_and_remove() {
         .find(|m| m.id == new_id)
         .expect("learner listed");
     assert!(!learner.voter);
-    // The learner has caught up: it serves the data written before it joined.
-    assert_eq!(
-        get_pod(&new_endpoint, "before-join").await.unwrap()["metadata"]["name"],
-        "before-join"
-    );
+    // The learner has caught up: it serves the data written before it joined. (Retried:
+    // under a loaded CI machine a read may time out as Unavailable.)
+    let before_join = skiff_tests::cluster::eventually(STARTUP, || {
+        let endpoint = new_endpoint.clone();
+        async move { Ok(get_pod(&endpoint, "before-join").await?) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(before_join["metadata"]["name"], "before-join");
 
     let status = admin
         .change_membership(skiff_api::proto::ChangeMembershipRequest {
@@ -561,7 +565,12 @@ async fn cluster_8_membership_add_learner_promote_and_remove() {
     let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
     assert_ne!(leader, 1);
     create_acknowledged(&cluster, "after-removal").await;
-    get_pod(&new_endpoint, "after-removal").await.unwrap();
+    skiff_tests::cluster::eventually(STARTUP, || {
+        let endpoint = new_endpoint.clone();
+        async move { Ok(get_pod(&endpoint, "after-removal").await?) }
+    })
+    .await
+    .unwrap();
 
     let empty = admin
         .change_membership(skiff_api::proto::ChangeMembershipRequest { voters: vec![] })
