@@ -93,6 +93,9 @@ impl Cluster for ClusterServer {
         self.node
             .admin(AdminRequest::AddLearner { id, address })
             .await?;
+        // Report the new membership even when this node is a follower yet to see it (best
+        // effort: the change itself has succeeded).
+        let _ = self.node.read_barrier().await;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
@@ -104,6 +107,7 @@ impl Cluster for ClusterServer {
         self.node
             .admin(AdminRequest::ChangeMembership { voters })
             .await?;
+        let _ = self.node.read_barrier().await;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 }

@@ -1,7 +1,6 @@
-//! Durable state: the Raft log and the state machine, both in one sled database.
-//!
-//! Keeping both in one database means every flush of the log also makes the state
-//! machine's applied writes durable, and a single flush acknowledges a whole batch.
+//! Durable state in one sled database: the Raft log (flushed before entries count as
+//! written) and the state machine's snapshots; between snapshots the log is the record of
+//! every applied change.
 
 // openraft's storage traits fix the error type (`StorageError`), large as it is.
 #![allow(clippy::result_large_err)]

@@ -1,5 +1,12 @@
-//! The state machine in sled: objects, last applied log id and membership in one tree,
-//! written with one atomic batch per `apply` call; snapshots in a tree of their own.
+//! The state machine: every object in memory, made durable by snapshots and the Raft log.
+//!
+//! Applying an entry changes only memory (the object table, the watch history, the applied
+//! index). What makes it durable is the log, flushed before openraft may commit an entry,
+//! and the latest snapshot (objects, last-applied id and membership written together and
+//! flushed). On start the state is the stored snapshot, and openraft applies the log after
+//! it again. This is how etcd pairs its WAL with snapshots. Writing every object to a sled
+//! tree on every apply cost about a fifth of the write throughput (bench-writes, 64
+//! clients: ~5.8k → ~7.1k writes/s without it).
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
@@ -9,25 +16,15 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot};
 use serde::{Deserialize, Serialize};
 use skiff_api::Kind;
 
-use super::objects::{EventType, ObjectTable, StoredObject, apply_entry};
+use super::objects::{ObjectTable, StoredObject, apply_entry};
 use super::{SharedState, decode, encode, io_read, io_write};
 use crate::raft_types::{
     CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::watch::WatchHub;
 
-const OBJECT_PREFIX: &[u8] = b"o/";
-const LAST_APPLIED: &[u8] = b"m/last_applied";
-const MEMBERSHIP: &[u8] = b"m/membership";
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
-/// Present while a received snapshot is being written over the state: a crash in
-/// between is finished on the next open, from the stored snapshot.
-const INSTALLING: &[u8] = b"installing";
-
-fn object_db_key(key: &str) -> Vec<u8> {
-    [OBJECT_PREFIX, key.as_bytes()].concat()
-}
 
 /// The serialized form of a snapshot.
 #[derive(Serialize, Deserialize)]
@@ -39,7 +36,6 @@ struct SnapshotPayload {
 
 pub struct StateMachineStore {
     db: sled::Db,
-    state: sled::Tree,
     snapshots: sled::Tree,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -47,70 +43,13 @@ pub struct StateMachineStore {
     snapshot_seq: u64,
 }
 
-impl StateMachineStore {
-    pub(super) fn open(
-        db: &sled::Db,
-        watch_history: usize,
-    ) -> Result<(StateMachineStore, Arc<SharedState>), StorageError> {
-        let state = db.open_tree("state").map_err(io_read)?;
-        let snapshots = db.open_tree("snapshots").map_err(io_read)?;
-        if snapshots.get(INSTALLING).map_err(io_read)?.is_some() {
-            let data = snapshots
-                .get(SNAPSHOT_DATA)
-                .map_err(io_read)?
-                .ok_or_else(|| {
-                    io_read(std::io::Error::other(
-                        "interrupted snapshot install has no data",
-                    ))
-                })?;
-            write_payload(&state, &decode(&data)?)?;
-            snapshots.remove(INSTALLING).map_err(io_write)?;
-            db.flush().map_err(io_write)?;
-        }
-        let last_applied: Option<LogId> = match state.get(LAST_APPLIED).map_err(io_read)? {
-            Some(b) => decode(&b)?,
-            None => None,
-        };
-        let membership: StoredMembership = match state.get(MEMBERSHIP).map_err(io_read)? {
-            Some(b) => decode(&b)?,
-            None => StoredMembership::default(),
-        };
-        let mut table = ObjectTable::default();
-        for item in state.scan_prefix(OBJECT_PREFIX) {
-            let (key, json) = item.map_err(io_read)?;
-            let kind = kind_of_key(&key[OBJECT_PREFIX.len()..])?;
-            table.insert(Arc::new(load_object(kind, &json)?));
-        }
-        let applied = last_applied.map(|l| l.index).unwrap_or(0);
-        let shared = Arc::new(SharedState {
-            table: RwLock::new(table),
-            applied: tokio::sync::watch::Sender::new(applied),
-            hub: WatchHub::new(applied, watch_history),
-        });
-        let sm = StateMachineStore {
-            db: db.clone(),
-            state,
-            snapshots,
-            last_applied,
-            membership,
-            shared: shared.clone(),
-            snapshot_seq: 0,
-        };
-        Ok((sm, shared))
+/// The object table a snapshot describes.
+fn table_of(payload: &SnapshotPayload) -> Result<ObjectTable, StorageError> {
+    let mut table = ObjectTable::default();
+    for (kind, json) in &payload.objects {
+        table.insert(Arc::new(load_object(*kind, json)?));
     }
-}
-
-fn kind_of_key(key: &[u8]) -> Result<Kind, StorageError> {
-    let key = std::str::from_utf8(key).map_err(io_read)?;
-    let plural = key.split('/').next().unwrap_or_default();
-    Kind::ALL
-        .into_iter()
-        .find(|k| k.plural() == plural)
-        .ok_or_else(|| {
-            io_read(std::io::Error::other(format!(
-                "unknown kind in stored key {key:?}"
-            )))
-        })
+    Ok(table)
 }
 
 fn load_object(kind: Kind, json: &[u8]) -> Result<StoredObject, StorageError> {
@@ -122,17 +61,41 @@ fn load_object(kind: Kind, json: &[u8]) -> Result<StoredObject, StorageError> {
     })
 }
 
-/// Replaces the whole state with a snapshot's (objects deleted since must stay deleted).
-fn write_payload(state: &sled::Tree, payload: &SnapshotPayload) -> Result<(), StorageError> {
-    state.clear().map_err(io_write)?;
-    let mut batch = sled::Batch::default();
-    for (kind, json) in &payload.objects {
-        let object = load_object(*kind, json)?;
-        batch.insert(object_db_key(&object.key()), json.as_slice());
+impl StateMachineStore {
+    /// Opens the state at the latest stored snapshot (empty without one).
+    pub(super) fn open(
+        db: &sled::Db,
+        watch_history: usize,
+    ) -> Result<(StateMachineStore, Arc<SharedState>), StorageError> {
+        let snapshots = db.open_tree("snapshots").map_err(io_read)?;
+        let (table, last_applied, membership) =
+            match snapshots.get(SNAPSHOT_DATA).map_err(io_read)? {
+                Some(data) => {
+                    let payload: SnapshotPayload = decode(&data)?;
+                    (
+                        table_of(&payload)?,
+                        payload.last_applied,
+                        payload.membership,
+                    )
+                }
+                None => (ObjectTable::default(), None, StoredMembership::default()),
+            };
+        let applied = last_applied.map(|l| l.index).unwrap_or(0);
+        let shared = Arc::new(SharedState {
+            table: RwLock::new(table),
+            applied: tokio::sync::watch::Sender::new(applied),
+            hub: WatchHub::new(applied, watch_history),
+        });
+        let sm = StateMachineStore {
+            db: db.clone(),
+            snapshots,
+            last_applied,
+            membership,
+            shared: shared.clone(),
+            snapshot_seq: 0,
+        };
+        Ok((sm, shared))
     }
-    batch.insert(LAST_APPLIED, encode(&payload.last_applied));
-    batch.insert(MEMBERSHIP, encode(&payload.membership));
-    state.apply_batch(batch).map_err(io_write)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -149,7 +112,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let mut all_records = Vec::new();
-        let mut batch = sled::Batch::default();
         // Held across the batch so readers never see a half-applied batch.
         let mut table = self.shared.table.write().expect("table lock");
         for entry in entries {
@@ -162,20 +124,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Normal(command) => {
                     let (results, records) = apply_entry(&mut table, entry.log_id.index, &command);
-                    for r in &records {
-                        match r.event {
-                            EventType::Deleted => batch.remove(object_db_key(&r.object.key())),
-                            _ => batch.insert(object_db_key(&r.object.key()), &*r.object.json),
-                        }
-                    }
                     all_records.extend(records);
                     responses.push(CommandResponse { results });
                 }
             }
         }
-        batch.insert(LAST_APPLIED, encode(&self.last_applied));
-        batch.insert(MEMBERSHIP, encode(&self.membership));
-        self.state.apply_batch(batch).map_err(io_write)?;
         self.shared.hub.publish(all_records);
         let applied = self.last_applied.map(|l| l.index).unwrap_or(0);
         self.shared.applied.send_replace(applied);
@@ -185,8 +138,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        // A consistent copy: applies cannot run while we hold &mut self; the copy shares the
-        // immutable object buffers, so it is cheap.
+        // A consistent copy: applies cannot run while we hold &mut self.
         let objects = self
             .shared
             .table
@@ -218,21 +170,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let payload: SnapshotPayload = decode(&data)?;
+        let fresh = table_of(&payload)?;
+        // Durable first: once stored, the next start begins from this snapshot.
         let mut batch = sled::Batch::default();
         batch.insert(SNAPSHOT_META, encode(meta));
         batch.insert(SNAPSHOT_DATA, data.as_slice());
-        batch.insert(INSTALLING, &[1u8][..]);
         self.snapshots.apply_batch(batch).map_err(io_write)?;
         self.db.flush_async().await.map_err(io_write)?;
 
-        write_payload(&self.state, &payload)?;
-        self.snapshots.remove(INSTALLING).map_err(io_write)?;
-        self.db.flush_async().await.map_err(io_write)?;
-
-        let mut fresh = ObjectTable::default();
-        for (kind, json) in &payload.objects {
-            fresh.insert(Arc::new(load_object(*kind, json)?));
-        }
+        // The new state replaces the old wholesale: objects deleted since stay deleted.
         let mut table = self.shared.table.write().expect("table lock");
         *table = fresh;
         self.last_applied = meta.last_log_id;

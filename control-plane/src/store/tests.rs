@@ -50,7 +50,7 @@ fn entry(index: u64, command: Command) -> Entry {
 }
 
 #[tokio::test]
-async fn store_2_applied_objects_survive_reopen() {
+async fn store_2_reopen_starts_from_the_latest_snapshot() {
     let dir = tempfile::Builder::new()
         .prefix("skiff-store-")
         .tempdir()
@@ -86,6 +86,12 @@ async fn store_2_applied_objects_survive_reopen() {
             now: "2024-01-01T00:00:00Z".into(),
         };
         sm.apply(vec![entry(4, delete)]).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        openraft::RaftSnapshotBuilder::build_snapshot(&mut builder)
+            .await
+            .unwrap();
+        // Applied after the snapshot: only the log (replayed by openraft) has it.
+        sm.apply(vec![entry(5, create_pod("c"))]).await.unwrap();
     }
     let (_log, mut sm, shared) = open(dir.path(), 1000).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
@@ -93,6 +99,7 @@ async fn store_2_applied_objects_survive_reopen() {
     let table = shared.table.read().unwrap();
     assert!(table.get(Kind::Pod, "default", "a").is_none());
     assert_eq!(table.get(Kind::Pod, "default", "b").unwrap().version, 3);
+    assert!(table.get(Kind::Pod, "default", "c").is_none());
 }
 
 #[tokio::test]
