@@ -1,5 +1,7 @@
 //! A tour of the SDK against a running cluster:
 //! `cargo run -p skiff-client --example basic -- 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003`
+//! (endpoints as one comma-separated argument or several; default `127.0.0.1:7001`, the
+//! first node of `scripts/demo.sh`).
 
 use std::time::Duration;
 
@@ -10,10 +12,11 @@ use skiff_client::{Client, DeleteParams, ListParams, MetadataPatch, WatchEvent, 
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let endpoints = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7001".into());
-    let client = Client::connect([endpoints])?;
+    let mut endpoints: Vec<String> = std::env::args().skip(1).collect();
+    if endpoints.is_empty() {
+        endpoints.push("127.0.0.1:7001".into());
+    }
+    let client = Client::connect(&endpoints)?;
     client.wait_ready(Duration::from_secs(10)).await?;
 
     let namespace = Namespace {
@@ -33,9 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let list = client
         .list::<Pod>(&ListParams::namespace("sdk-demo"))
         .await?;
-    let mut events = client.watch::<Pod>(
-        WatchParams::from(&ListParams::namespace("sdk-demo")).from_version(list.resource_version),
-    );
+    let mut events =
+        client.watch::<Pod>(WatchParams::namespace("sdk-demo").from_version(list.resource_version));
 
     let pod = Pod {
         metadata: ObjectMeta {
@@ -62,10 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         created.metadata.resource_version
     );
 
-    let patch = MetadataPatch {
-        labels: vec![("tier".into(), Some("demo".into()))],
-        ..Default::default()
-    };
+    let patch = MetadataPatch::default().set_label("tier", "demo");
     client
         .patch_metadata::<Pod>("sdk-demo", &name, &patch)
         .await?;
@@ -81,8 +80,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client
         .delete::<Pod>("sdk-demo", &name, &DeleteParams::default())
         .await?;
+    // Expect ADDED, MODIFIED (the label) and the deletion (DELETED, or MODIFIED with a
+    // deletion timestamp while a node stops the pod); give up after a few seconds.
     let mut seen = 0;
-    while let Some(event) = events.next().await {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
         match event? {
             WatchEvent::Added(p) => println!("watch: ADDED {}", p.metadata.name),
             WatchEvent::Modified(p) => println!(

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_api::Kind;
 use skiff_api::proto::cluster_client::ClusterClient;
 use skiff_api::proto::objects_client::ObjectsClient;
 use skiff_api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
-    CreateRequest, DeleteRequest, GetRequest, KeyChange, ListRequest, PatchRequest, UpdateRequest,
+    CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest, ListResponse,
+    PatchRequest, UpdateRequest,
 };
+use skiff_api::{Kind, Object};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
@@ -21,6 +22,10 @@ use crate::resource::Resource;
 use crate::{Error, endpoints};
 
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// The least time one attempt gets before the next endpoint is tried.
+const MIN_ATTEMPT: Duration = Duration::from_secs(2);
+/// Pause after every endpoint failed once, before trying them all again.
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 /// Which objects a list wants. `namespace: None` lists every namespace.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +75,23 @@ pub struct DeleteParams {
     pub force: bool,
 }
 
+impl DeleteParams {
+    /// Removes the object from the API at once (`--force --grace-period=0`).
+    pub fn force() -> DeleteParams {
+        DeleteParams {
+            grace_period_seconds: Some(0),
+            force: true,
+        }
+    }
+
+    pub fn grace_period(seconds: i64) -> DeleteParams {
+        DeleteParams {
+            grace_period_seconds: Some(seconds),
+            force: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Deleted<T> {
     /// The last stored state (with a deletion timestamp while terminating).
@@ -87,6 +109,38 @@ pub struct MetadataPatch {
     pub overwrite: bool,
     /// Reject the patch (Conflict) unless the object is at this version.
     pub resource_version: Option<String>,
+}
+
+impl MetadataPatch {
+    pub fn set_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), Some(value.into())));
+        self
+    }
+
+    pub fn remove_label(mut self, key: impl Into<String>) -> Self {
+        self.labels.push((key.into(), None));
+        self
+    }
+
+    pub fn set_annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.annotations.push((key.into(), Some(value.into())));
+        self
+    }
+
+    pub fn remove_annotation(mut self, key: impl Into<String>) -> Self {
+        self.annotations.push((key.into(), None));
+        self
+    }
+
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    pub fn at_version(mut self, resource_version: impl Into<String>) -> Self {
+        self.resource_version = Some(resource_version.into());
+        self
+    }
 }
 
 pub struct ClientBuilder {
@@ -116,7 +170,9 @@ impl ClientBuilder {
                     .map_err(|e| Error::Invalid(format!("endpoint {url:?}: {e}")))?
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    // Pings notice a frozen or cut-off node even on an idle watch.
+                    .http2_keep_alive_interval(Duration::from_secs(3))
+                    .keep_alive_timeout(Duration::from_secs(3))
                     .keep_alive_while_idle(true)
                     .connect_lazy();
                 Ok((url, channel))
@@ -161,7 +217,9 @@ impl Client {
         }
     }
 
-    /// Connects lazily to `endpoints` (`HOST:PORT`, comma-separated lists allowed).
+    /// Connects lazily to `endpoints` (`HOST:PORT`, comma-separated lists allowed, `http://`
+    /// optional): nothing is dialled until the first call, so this fails only on malformed
+    /// endpoints. Must be called within a Tokio runtime (the channels are created there).
     pub fn connect<I, S>(endpoints: I) -> Result<Client, Error>
     where
         I: IntoIterator<Item = S>,
@@ -199,6 +257,12 @@ impl Client {
             .clone()
     }
 
+    /// How long one attempt on one endpoint may take before the next is tried.
+    pub(crate) fn attempt_timeout(&self) -> Duration {
+        let timeout = self.inner.request_timeout;
+        attempt_budget(timeout, self.endpoint_count(), timeout)
+    }
+
     pub(crate) fn mark_good(&self, index: usize) {
         self.inner.current.store(index, Ordering::Relaxed);
     }
@@ -209,9 +273,14 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// Runs `call` against the endpoints in turn until one answers with something other
-    /// than "unavailable", within the request timeout. Note that a write retried after
-    /// Unavailable may already have been applied (as with etcd's clients).
+    /// Runs `call` against the endpoints in turn, starting with the one that answered
+    /// last, until one answers with something other than "unavailable" or the request
+    /// timeout runs out. Each attempt gets a share of the budget, so one hung node (alive
+    /// enough to accept connections, too stuck to answer) cannot use it all up.
+    ///
+    /// Writes are retried too: like etcd's clients, a write that failed with Unavailable
+    /// (or timed out) may nevertheless have been committed, so a retried create can answer
+    /// AlreadyExists and a retried update Conflict.
     pub(crate) async fn with_failover<R, F, Fut>(&self, mut call: F) -> Result<R, Error>
     where
         F: FnMut(Channel) -> Fut,
@@ -219,39 +288,55 @@ impl Client {
     {
         let timeout = self.inner.request_timeout;
         let deadline = Instant::now() + timeout;
+        let endpoint_count = self.endpoint_count();
+        let mut tried: Vec<&str> = Vec::new();
         let mut last = String::from("no endpoint tried");
         for attempt in 0.. {
-            if attempt > 0 && attempt % self.endpoint_count() == 0 {
-                // Every endpoint failed once: give elections a moment before the next round.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            if attempt > 0 && attempt % endpoint_count == 0 {
+                // Every endpoint failed once: give an election a moment before the next round.
+                tokio::time::sleep_until((Instant::now() + ROUND_PAUSE).min(deadline)).await;
             }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let attempt_deadline = now + attempt_budget(timeout, endpoint_count, deadline - now);
             let (index, channel) = self.channel(attempt);
-            match tokio::time::timeout_at(deadline, call(channel)).await {
+            let url = self.inner.channels[index].0.as_str();
+            if !tried.contains(&url) {
+                tried.push(url);
+            }
+            match tokio::time::timeout_at(attempt_deadline, call(channel)).await {
                 Ok(Ok(result)) => {
                     self.mark_good(index);
                     return Ok(result);
                 }
                 Ok(Err(status)) if is_retriable(&status) => {
-                    last = format!("{}: {}", self.inner.channels[index].0, status.message());
+                    last = format!("{url}: {}", status.message());
                 }
-                Ok(Err(status)) => return Err(status.into()),
-                Err(_) => break,
-            }
-            if Instant::now() >= deadline {
-                break;
+                Ok(Err(status)) => {
+                    // A definite answer: this endpoint is healthy.
+                    self.mark_good(index);
+                    return Err(status.into());
+                }
+                Err(_) => {
+                    last = format!(
+                        "{url}: no answer within {} ms",
+                        (attempt_deadline - now).as_millis()
+                    );
+                }
             }
         }
         Err(Error::Unavailable(format!(
-            "no endpoint of {} answered within {} ms (last error: {last})",
-            self.endpoints().join(","),
-            timeout.as_millis()
+            "no endpoint answered within {} ms (tried {}; last error: {last})",
+            timeout.as_millis(),
+            tried.join(", ")
         )))
     }
 
-    // ------------------------------------------------------------- raw JSON
+    // ------------------------------------------------------------- wire calls
 
-    /// Creates an object from its JSON; returns the stored object.
-    pub async fn create_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
+    async fn create_bytes(&self, kind: Kind, object: &[u8]) -> Result<Vec<u8>, Error> {
         let response = self
             .with_failover(|channel| {
                 let request = CreateRequest {
@@ -261,85 +346,79 @@ impl Client {
                 async move { Client::objects_client(channel).create(request).await }
             })
             .await?;
-        decode(&response.into_inner().object)
+        Ok(response.into_inner().object)
     }
 
-    pub async fn get_raw(&self, kind: Kind, namespace: &str, name: &str) -> Result<Value, Error> {
+    async fn get_bytes(&self, kind: Kind, namespace: &str, name: &str) -> Result<Vec<u8>, Error> {
         let response = self
             .with_failover(|channel| {
                 let request = GetRequest {
                     kind: kind.as_str().into(),
-                    namespace: namespace.into(),
+                    namespace: scoped(kind, namespace).into(),
                     name: name.into(),
                     stale_ok: false,
                 };
                 async move { Client::objects_client(channel).get(request).await }
             })
             .await?;
-        decode(&response.into_inner().object)
+        Ok(response.into_inner().object)
     }
 
-    pub async fn list_raw(
+    pub(crate) async fn list_bytes(
         &self,
         kind: Kind,
         params: &ListParams,
-    ) -> Result<ObjectList<Value>, Error> {
+    ) -> Result<ListResponse, Error> {
+        let namespace = match &params.namespace {
+            Some(namespace) => scoped(kind, namespace),
+            None => "",
+        };
         let response = self
             .with_failover(|channel| {
                 let request = ListRequest {
                     kind: kind.as_str().into(),
-                    namespace: params.namespace.clone().unwrap_or_default(),
+                    namespace: namespace.into(),
                     label_selector: params.label_selector.clone(),
                     field_selector: params.field_selector.clone(),
                     stale_ok: params.stale_ok,
                 };
                 async move { Client::objects_client(channel).list(request).await }
             })
-            .await?
-            .into_inner();
-        Ok(ObjectList {
-            items: response
-                .items
-                .iter()
-                .map(|i| decode(i))
-                .collect::<Result<_, _>>()?,
-            resource_version: response.resource_version,
-        })
+            .await?;
+        Ok(response.into_inner())
     }
 
-    pub async fn update_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
+    async fn update_bytes(
+        &self,
+        kind: Kind,
+        object: &[u8],
+        part: UpdatePart,
+    ) -> Result<Vec<u8>, Error> {
         let response = self
             .with_failover(|channel| {
                 let request = UpdateRequest {
                     kind: kind.as_str().into(),
                     object: object.to_vec(),
                 };
-                async move { Client::objects_client(channel).update(request).await }
+                async move {
+                    let mut objects = Client::objects_client(channel);
+                    match part {
+                        UpdatePart::Main => objects.update(request).await,
+                        UpdatePart::Status => objects.update_status(request).await,
+                    }
+                }
             })
             .await?;
-        decode(&response.into_inner().object)
+        Ok(response.into_inner().object)
     }
 
-    pub async fn update_status_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
-        let response = self
-            .with_failover(|channel| {
-                let request = UpdateRequest {
-                    kind: kind.as_str().into(),
-                    object: object.to_vec(),
-                };
-                async move { Client::objects_client(channel).update_status(request).await }
-            })
-            .await?;
-        decode(&response.into_inner().object)
-    }
-
-    pub async fn patch_raw(
+    async fn patch_bytes(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
         patch: &MetadataPatch,
-    ) -> Result<Value, Error> {
+    ) -> Result<Vec<u8>, Error> {
         let changes = |pairs: &[(String, Option<String>)]| {
             pairs
                 .iter()
@@ -353,7 +432,7 @@ impl Client {
             .with_failover(|channel| {
                 let request = PatchRequest {
                     kind: kind.as_str().into(),
-                    namespace: namespace.into(),
+                    namespace: scoped(kind, namespace).into(),
                     name: name.into(),
                     labels: changes(&patch.labels),
                     annotations: changes(&patch.annotations),
@@ -363,7 +442,75 @@ impl Client {
                 async move { Client::objects_client(channel).patch(request).await }
             })
             .await?;
-        decode(&response.into_inner().object)
+        Ok(response.into_inner().object)
+    }
+
+    async fn delete_bytes(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<DeleteResponse, Error> {
+        let response = self
+            .with_failover(|channel| {
+                let request = DeleteRequest {
+                    kind: kind.as_str().into(),
+                    namespace: scoped(kind, namespace).into(),
+                    name: name.into(),
+                    grace_period_seconds: params.grace_period_seconds,
+                    force: params.force,
+                };
+                async move { Client::objects_client(channel).delete(request).await }
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    // ------------------------------------------------------------- raw JSON
+
+    /// Creates an object from its JSON; returns the stored object.
+    pub async fn create_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
+        decode(&self.create_bytes(kind, object).await?)
+    }
+
+    /// `namespace` is ignored for cluster-scoped kinds.
+    pub async fn get_raw(&self, kind: Kind, namespace: &str, name: &str) -> Result<Value, Error> {
+        decode(&self.get_bytes(kind, namespace, name).await?)
+    }
+
+    pub async fn list_raw(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<ObjectList<Value>, Error> {
+        let response = self.list_bytes(kind, params).await?;
+        Ok(ObjectList {
+            items: response
+                .items
+                .iter()
+                .map(|item| decode(item))
+                .collect::<Result<_, _>>()?,
+            resource_version: response.resource_version,
+        })
+    }
+
+    pub async fn update_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
+        decode(&self.update_bytes(kind, object, UpdatePart::Main).await?)
+    }
+
+    pub async fn update_status_raw(&self, kind: Kind, object: &[u8]) -> Result<Value, Error> {
+        decode(&self.update_bytes(kind, object, UpdatePart::Status).await?)
+    }
+
+    pub async fn patch_raw(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        patch: &MetadataPatch,
+    ) -> Result<Value, Error> {
+        decode(&self.patch_bytes(kind, namespace, name, patch).await?)
     }
 
     pub async fn delete_raw(
@@ -373,21 +520,65 @@ impl Client {
         name: &str,
         params: &DeleteParams,
     ) -> Result<Deleted<Value>, Error> {
-        let response = self
-            .with_failover(|channel| {
-                let request = DeleteRequest {
-                    kind: kind.as_str().into(),
-                    namespace: namespace.into(),
-                    name: name.into(),
-                    grace_period_seconds: params.grace_period_seconds,
-                    force: params.force,
-                };
-                async move { Client::objects_client(channel).delete(request).await }
-            })
-            .await?
-            .into_inner();
+        let response = self.delete_bytes(kind, namespace, name, params).await?;
         Ok(Deleted {
             object: decode(&response.object)?,
+            removed: response.removed,
+        })
+    }
+
+    // ------------------------------------------------------------- any kind
+
+    /// Creates an object of any kind (e.g. one parsed from a manifest).
+    pub async fn create_object(&self, object: &Object) -> Result<Object, Error> {
+        let kind = object.kind();
+        decode_object(kind, &self.create_bytes(kind, &object.to_json()).await?)
+    }
+
+    pub async fn get_object(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Object, Error> {
+        decode_object(kind, &self.get_bytes(kind, namespace, name).await?)
+    }
+
+    pub async fn list_objects(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<ObjectList<Object>, Error> {
+        let response = self.list_bytes(kind, params).await?;
+        Ok(ObjectList {
+            items: response
+                .items
+                .iter()
+                .map(|item| decode_object(kind, item))
+                .collect::<Result<_, _>>()?,
+            resource_version: response.resource_version,
+        })
+    }
+
+    /// Replaces spec, labels and annotations of an object of any kind.
+    pub async fn update_object(&self, object: &Object) -> Result<Object, Error> {
+        let kind = object.kind();
+        let stored = self
+            .update_bytes(kind, &object.to_json(), UpdatePart::Main)
+            .await?;
+        decode_object(kind, &stored)
+    }
+
+    pub async fn delete_object(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<Deleted<Object>, Error> {
+        let response = self.delete_bytes(kind, namespace, name, params).await?;
+        Ok(Deleted {
+            object: decode_object(kind, &response.object)?,
             removed: response.removed,
         })
     }
@@ -395,56 +586,67 @@ impl Client {
     // ------------------------------------------------------------- typed
 
     pub async fn create<T: Resource>(&self, object: &T) -> Result<T, Error> {
-        typed(self.create_raw(T::KIND, &encode(object)?).await?)
+        typed(&self.create_bytes(T::KIND, &encode(object)?).await?)
     }
 
     /// `namespace` is ignored for cluster-scoped kinds.
     pub async fn get<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, Error> {
-        typed(self.get_raw(T::KIND, namespace, name).await?)
+        typed(&self.get_bytes(T::KIND, namespace, name).await?)
     }
 
     pub async fn list<T: Resource>(&self, params: &ListParams) -> Result<ObjectList<T>, Error> {
-        let list = self.list_raw(T::KIND, params).await?;
+        let response = self.list_bytes(T::KIND, params).await?;
         Ok(ObjectList {
-            items: list
+            items: response
                 .items
-                .into_iter()
-                .map(typed)
+                .iter()
+                .map(|item| typed(item))
                 .collect::<Result<_, _>>()?,
-            resource_version: list.resource_version,
+            resource_version: response.resource_version,
         })
     }
 
     /// Replaces spec, labels and annotations. With `metadata.resourceVersion` set, a
     /// concurrent change makes this fail with [`Error::Conflict`].
     pub async fn update<T: Resource>(&self, object: &T) -> Result<T, Error> {
-        typed(self.update_raw(T::KIND, &encode(object)?).await?)
+        typed(
+            &self
+                .update_bytes(T::KIND, &encode(object)?, UpdatePart::Main)
+                .await?,
+        )
     }
 
-    /// Replaces status only.
+    /// Replaces status only (same resourceVersion rule as [`Client::update`]).
     pub async fn update_status<T: Resource>(&self, object: &T) -> Result<T, Error> {
-        typed(self.update_status_raw(T::KIND, &encode(object)?).await?)
+        typed(
+            &self
+                .update_bytes(T::KIND, &encode(object)?, UpdatePart::Status)
+                .await?,
+        )
     }
 
+    /// Sets or removes labels and annotations without touching the rest.
     pub async fn patch_metadata<T: Resource>(
         &self,
         namespace: &str,
         name: &str,
         patch: &MetadataPatch,
     ) -> Result<T, Error> {
-        typed(self.patch_raw(T::KIND, namespace, name, patch).await?)
+        typed(&self.patch_bytes(T::KIND, namespace, name, patch).await?)
     }
 
+    /// Deletes an object; pods are usually only marked terminating (`removed: false`)
+    /// until their node has stopped them, unless `force` is set.
     pub async fn delete<T: Resource>(
         &self,
         namespace: &str,
         name: &str,
         params: &DeleteParams,
     ) -> Result<Deleted<T>, Error> {
-        let deleted = self.delete_raw(T::KIND, namespace, name, params).await?;
+        let response = self.delete_bytes(T::KIND, namespace, name, params).await?;
         Ok(Deleted {
-            object: typed(deleted.object)?,
-            removed: deleted.removed,
+            object: typed(&response.object)?,
+            removed: response.removed,
         })
     }
 
@@ -494,23 +696,33 @@ impl Client {
         Ok(response.into_inner())
     }
 
-    /// Waits until the cluster has a leader and serves the `default` namespace. Polls:
-    /// before that there is nothing to watch.
+    /// Waits until the cluster has a leader and serves the `default` namespace. Polls with
+    /// a short pause: before that there is nothing to watch.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.cluster_status().await {
-                Ok(status) if status.leader_id.is_some() => {
-                    match self.get::<skiff_api::types::Namespace>("", "default").await {
-                        Ok(_) => return Ok(()),
-                        Err(e) => last = e.to_string(),
-                    }
+        let mut last = String::from("no answer yet");
+        loop {
+            let probe = async {
+                let status = self.cluster_status().await?;
+                if status.leader_id.is_none() {
+                    return Err(Error::Unavailable("no leader yet".into()));
                 }
-                Ok(_) => last = "no leader yet".into(),
-                Err(e) => last = e.to_string(),
+                self.get::<skiff_api::types::Namespace>("", "default")
+                    .await
+                    .map(drop)
+            };
+            // Each probe is cut off at the deadline: a call may otherwise take a full
+            // request timeout, longer than the caller wants to wait.
+            match tokio::time::timeout_at(deadline, probe).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => break,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let pause = Instant::now() + Duration::from_millis(100);
+            if pause >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(pause).await;
         }
         Err(Error::Timeout(format!(
             "cluster not ready within {} ms: {last}",
@@ -519,15 +731,78 @@ impl Client {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum UpdatePart {
+    Main,
+    Status,
+}
+
+/// Cluster-scoped kinds have no namespace: send none, whatever the caller passed.
+fn scoped(kind: Kind, namespace: &str) -> &str {
+    if kind.is_namespaced() { namespace } else { "" }
+}
+
+/// How long one attempt may take: an even share of the request timeout across the
+/// endpoints (at least [`MIN_ATTEMPT`], so a slow but healthy answer is not cut off),
+/// never past the overall deadline.
+fn attempt_budget(request_timeout: Duration, endpoints: usize, remaining: Duration) -> Duration {
+    let share = request_timeout / endpoints.max(1) as u32;
+    share.max(MIN_ATTEMPT).min(remaining)
+}
+
 pub(crate) fn decode(bytes: &[u8]) -> Result<Value, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
 }
 
-pub(crate) fn typed<T: Resource>(value: Value) -> Result<T, Error> {
-    serde_json::from_value(value).map_err(|e| Error::Decode(format!("{}: {e}", T::KIND)))
+/// Decodes straight from the wire bytes, without an intermediate JSON tree.
+pub(crate) fn typed<T: Resource>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Decode(format!("{}: {e}", T::KIND)))
+}
+
+fn decode_object(kind: Kind, bytes: &[u8]) -> Result<Object, Error> {
+    Object::from_json(Some(kind), bytes).map_err(|e| Error::Decode(format!("{kind}: {e}")))
 }
 
 fn encode<T: Resource>(object: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(object)
         .map_err(|e| Error::Invalid(format!("cannot encode {}: {e}", T::KIND)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_1_attempt_budget_shares_the_timeout() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(attempt_budget(ten, 1, ten), ten);
+        assert_eq!(
+            attempt_budget(ten, 4, ten),
+            Duration::from_millis(2500),
+            "one hung node leaves time for the others"
+        );
+        assert_eq!(attempt_budget(ten, 100, ten), MIN_ATTEMPT);
+        assert_eq!(
+            attempt_budget(ten, 2, Duration::from_millis(300)),
+            Duration::from_millis(300),
+            "never past the deadline"
+        );
+    }
+
+    #[test]
+    fn client_2_cluster_scoped_kinds_drop_the_namespace() {
+        assert_eq!(scoped(Kind::Node, "default"), "");
+        assert_eq!(scoped(Kind::Namespace, "x"), "");
+        assert_eq!(scoped(Kind::Pod, "web"), "web");
+    }
+
+    #[tokio::test]
+    async fn client_3_endpoints_are_kept_in_order() {
+        let client = Client::connect(["a:1, b:2", "http://c:3"]).unwrap();
+        assert_eq!(
+            client.endpoints(),
+            ["http://a:1", "http://b:2", "http://c:3"]
+        );
+        assert!(Client::connect(["nope"]).is_err());
+    }
 }

@@ -40,10 +40,23 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
+
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+
+    pub fn is_too_old(&self) -> bool {
+        matches!(self, Error::TooOld(_))
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout(_))
+    }
 }
 
 /// Status codes worth trying on another endpoint: the node is down, unreachable or has
-/// no quorum right now.
+/// no quorum right now. Transport failures surface as Unavailable or Unknown, and a
+/// connection torn down mid-call as Cancelled.
 pub(crate) fn is_retriable(status: &tonic::Status) -> bool {
     matches!(
         status.code(),

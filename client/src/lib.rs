@@ -2,16 +2,37 @@
 //! disconnect (on another endpoint if need be), `wait_for` helpers, and cluster
 //! administration. The agent, the CLI and the tests all use it.
 //!
+//! Any control-plane node serves every call. A [`Client`] holds one lazily connected channel
+//! per endpoint and moves on to the next endpoint when one is unreachable or has no quorum,
+//! until the request timeout (default 10 s) runs out. Writes are retried that way too, so —
+//! as with etcd's clients — a write that failed with "unavailable" may still have been
+//! applied: a retried create can answer [`Error::AlreadyExists`].
+//!
 //! ```no_run
 //! use std::time::Duration;
+//! use futures::StreamExt;
 //! use skiff_api::types::Pod;
-//! use skiff_client::{Client, ListParams};
+//! use skiff_client::{Client, ListParams, WatchEvent, WatchParams};
 //!
 //! # async fn demo() -> Result<(), skiff_client::Error> {
 //! let client = Client::connect(["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"])?;
 //! client.wait_ready(Duration::from_secs(10)).await?;
 //! let pods = client.list::<Pod>(&ListParams::namespace("default").labels("app=web")).await?;
 //! println!("{} pods at version {}", pods.items.len(), pods.resource_version);
+//!
+//! // Every change after the list, across reconnects and failovers.
+//! let params = WatchParams::namespace("default").labels("app=web");
+//! let mut events = client.watch::<Pod>(params.from_version(pods.resource_version));
+//! while let Some(event) = events.next().await {
+//!     match event? {
+//!         WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
+//!             let phase = pod.status.and_then(|s| s.phase);
+//!             println!("{} is {phase:?}", pod.metadata.name)
+//!         }
+//!         WatchEvent::Deleted(pod) => println!("{} is gone", pod.metadata.name),
+//!         WatchEvent::Bookmark(_) => {}
+//!     }
+//! }
 //! # Ok(())
 //! # }
 //! ```

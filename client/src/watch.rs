@@ -12,15 +12,22 @@ use tokio::time::Instant;
 
 use crate::client::{Client, typed};
 use crate::error::is_retriable;
-use crate::resource::Resource;
+use crate::resource::{Resource, version_of};
 use crate::{Error, ListParams};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Events buffered between the watch task and a slow consumer.
+const BUFFER: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchParams {
+    /// None watches every namespace (and is required for cluster-scoped kinds).
     pub namespace: Option<String>,
     pub label_selector: String,
     pub field_selector: String,
-    /// None: first an `Added` for every existing object, then changes. Some(v): changes after v.
+    /// None: first an `Added` for every existing object and a `Bookmark` at the listed
+    /// version, then changes. Some(v): every change after v.
     pub resource_version: Option<u64>,
 }
 
@@ -35,7 +42,35 @@ impl From<&ListParams> for WatchParams {
     }
 }
 
+/// So `watch` takes parameters by value or by reference.
+impl From<&WatchParams> for WatchParams {
+    fn from(params: &WatchParams) -> WatchParams {
+        params.clone()
+    }
+}
+
 impl WatchParams {
+    pub fn namespace(namespace: impl Into<String>) -> WatchParams {
+        WatchParams {
+            namespace: Some(namespace.into()),
+            ..WatchParams::default()
+        }
+    }
+
+    pub fn all_namespaces() -> WatchParams {
+        WatchParams::default()
+    }
+
+    pub fn labels(mut self, selector: impl Into<String>) -> WatchParams {
+        self.label_selector = selector.into();
+        self
+    }
+
+    pub fn fields(mut self, selector: impl Into<String>) -> WatchParams {
+        self.field_selector = selector.into();
+        self
+    }
+
     pub fn from_version(mut self, version: u64) -> WatchParams {
         self.resource_version = Some(version);
         self
@@ -51,63 +86,84 @@ pub enum WatchEvent<T> {
     Bookmark(u64),
 }
 
-/// Where a (re)connecting watch starts, updated with every event delivered.
+impl<T: Resource> WatchEvent<T> {
+    /// The version this event brings the watcher to: the object's resourceVersion, or the
+    /// bookmark's. Watching again from here misses nothing after this event.
+    pub fn resource_version(&self) -> u64 {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                version_of(o)
+            }
+            WatchEvent::Bookmark(version) => *version,
+        }
+    }
+
+    pub fn object(&self) -> Option<&T> {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o),
+            WatchEvent::Bookmark(_) => None,
+        }
+    }
+
+    pub fn into_object(self) -> Option<T> {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o),
+            WatchEvent::Bookmark(_) => None,
+        }
+    }
+}
+
+/// Where a reconnecting watch starts, updated with every event delivered.
 ///
 /// One log entry may change several objects, which then share one resourceVersion. If a
 /// stream breaks between them, the watch resumes just before that version and skips the
 /// ones already delivered (every node sends them in the same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResumePoint {
-    last: Option<u64>,
-    /// Events delivered at `last`; `None` when everything through `last` was delivered.
+    /// The highest version delivered (or the version the watch started from).
+    last: u64,
+    /// Events delivered at `last`; `None` when everything through `last` was delivered
+    /// (the starting version, or a bookmark).
     partial: Option<usize>,
-    /// In the initial list of a fresh watch; its objects arrive in key order, not version
-    /// order, so only the closing bookmark is a safe resume point.
-    listing: bool,
 }
 
 impl ResumePoint {
-    pub(crate) fn new(from: Option<u64>) -> ResumePoint {
+    pub(crate) fn new(from: u64) -> ResumePoint {
         ResumePoint {
             last: from,
             partial: None,
-            listing: from.is_none(),
         }
     }
 
     pub(crate) fn observe(&mut self, event_type: &str, version: u64) {
         if event_type == "BOOKMARK" {
-            self.listing = false;
-            self.last = Some(self.last.map_or(version, |v| v.max(version)));
-            self.partial = None;
+            if version >= self.last {
+                self.last = version;
+                self.partial = None;
+            }
             return;
         }
-        if self.listing {
-            return;
-        }
-        match (self.last, self.partial) {
-            (Some(last), Some(count)) if last == version => self.partial = Some(count + 1),
-            (Some(last), None) if last == version => self.partial = Some(1),
+        match self.partial {
+            Some(count) if version == self.last => self.partial = Some(count + 1),
+            None if version == self.last => self.partial = Some(1),
             _ => {
-                self.last = Some(version);
+                self.last = version;
                 self.partial = Some(1);
             }
         }
     }
 
-    /// The resourceVersion to send, and how many events at the version after it were
-    /// already delivered and must be skipped. An empty version asks for a fresh list (a
-    /// reconnect during the initial list starts it over, so its `Added` events may repeat).
-    pub(crate) fn request(&self) -> (String, usize) {
-        match (self.listing, self.last, self.partial) {
-            (true, _, _) | (_, None, _) => (String::new(), 0),
-            (false, Some(v), None) => (v.to_string(), 0),
-            (false, Some(v), Some(count)) => (v.saturating_sub(1).to_string(), count),
+    /// The resourceVersion to send on reconnect, and how many events at the version
+    /// after it were already delivered and must be skipped.
+    pub(crate) fn request(&self) -> (u64, usize) {
+        match self.partial {
+            None => (self.last, 0),
+            Some(count) => (self.last.saturating_sub(1), count),
         }
     }
 
     /// The version whose repeated events a reconnect skips.
-    pub(crate) fn last(&self) -> Option<u64> {
+    pub(crate) fn last(&self) -> u64 {
         self.last
     }
 }
@@ -125,29 +181,79 @@ impl<T> Stream for WatchStream<T> {
     }
 }
 
+type Sender<T> = mpsc::Sender<Result<WatchEvent<T>, Error>>;
+
 impl Client {
-    /// Watches objects of type `T`. The stream ends after yielding an error it cannot
-    /// recover from: [`Error::TooOld`] (list again, then watch from the list's version) or
-    /// [`Error::Unavailable`] (no endpoint answered for the request timeout).
-    pub fn watch<T: Resource>(&self, params: WatchParams) -> WatchStream<T> {
-        let (sender, receiver) = mpsc::channel(256);
+    /// Watches objects of type `T` (takes [`WatchParams`] by value or by reference).
+    ///
+    /// Without a starting version the watch first lists the matching objects (one
+    /// linearizable list, so a reconnect cannot deliver them twice), yields an `Added` for
+    /// each and a `Bookmark` at the listed version, then every change after it.
+    ///
+    /// The stream ends after yielding an error it cannot recover from: [`Error::TooOld`]
+    /// (list again, then watch from the list's version), [`Error::Unavailable`] (no
+    /// endpoint answered for the request timeout) or a rejected request (e.g. a bad
+    /// selector). Must be called within a Tokio runtime: the watch runs as a task, which
+    /// ends when the stream is dropped.
+    pub fn watch<T: Resource>(&self, params: impl Into<WatchParams>) -> WatchStream<T> {
+        let (sender, receiver) = mpsc::channel(BUFFER);
         let client = self.clone();
+        let params = params.into();
         tokio::spawn(async move { client.run_watch::<T>(params, sender).await });
         WatchStream { receiver }
     }
 
-    async fn run_watch<T: Resource>(
-        self,
-        params: WatchParams,
-        sender: mpsc::Sender<Result<WatchEvent<T>, Error>>,
-    ) {
-        let mut resume = ResumePoint::new(params.resource_version);
-        let mut backoff = Duration::from_millis(50);
+    /// The initial list of a fresh watch; returns the version to watch from, or None when
+    /// the watch is over (the receiver went away or the list failed).
+    async fn initial_list<T: Resource>(
+        &self,
+        params: &WatchParams,
+        sender: &Sender<T>,
+    ) -> Option<u64> {
+        let list_params = ListParams {
+            namespace: params.namespace.clone(),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            stale_ok: false,
+        };
+        let listed = tokio::select! {
+            listed = self.list_bytes(T::KIND, &list_params) => listed,
+            _ = sender.closed() => return None,
+        };
+        let list = match listed {
+            Ok(list) => list,
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+                return None;
+            }
+        };
+        for item in &list.items {
+            if sender
+                .send(typed(item).map(WatchEvent::Added))
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+        let bookmark = Ok(WatchEvent::Bookmark(list.resource_version));
+        sender.send(bookmark).await.ok()?;
+        Some(list.resource_version)
+    }
+
+    async fn run_watch<T: Resource>(self, params: WatchParams, sender: Sender<T>) {
+        let start = match params.resource_version {
+            Some(version) => version,
+            None => match self.initial_list(&params, &sender).await {
+                Some(version) => version,
+                None => return,
+            },
+        };
+        let mut resume = ResumePoint::new(start);
+        let mut backoff = FIRST_BACKOFF;
         let mut failing_since: Option<Instant> = None;
         let mut index = self.channel(0).0;
-        let mut last_error;
         loop {
-            let channel = self.channel_at(index);
             let (resource_version, mut skip) = resume.request();
             let skip_version = resume.last();
             let request = WatchRequest {
@@ -155,68 +261,77 @@ impl Client {
                 namespace: params.namespace.clone().unwrap_or_default(),
                 label_selector: params.label_selector.clone(),
                 field_selector: params.field_selector.clone(),
-                resource_version,
+                resource_version: resource_version.to_string(),
             };
-            let mut objects = Client::objects_client(channel);
+            let mut objects = Client::objects_client(self.channel_at(index));
+            // Opening is bounded like any call, so a frozen node is passed over.
             let opened = tokio::select! {
-                opened = objects.watch(request) => opened,
+                opened = tokio::time::timeout(self.attempt_timeout(), objects.watch(request)) => {
+                    opened.unwrap_or_else(|_| Err(tonic::Status::unavailable("watch not opened in time")))
+                }
                 _ = sender.closed() => return,
             };
             let failure = match opened {
                 Ok(response) => {
                     self.mark_good(index);
+                    failing_since = None;
+                    backoff = FIRST_BACKOFF;
                     let mut stream = response.into_inner();
                     loop {
                         let message = tokio::select! {
                             message = stream.message() => message,
                             _ = sender.closed() => return,
                         };
-                        match message {
-                            Ok(Some(event)) => {
-                                failing_since = None;
-                                backoff = Duration::from_millis(50);
-                                if skip > 0
-                                    && event.r#type != "BOOKMARK"
-                                    && Some(event.resource_version) == skip_version
-                                {
-                                    skip -= 1;
-                                    continue;
-                                }
-                                resume.observe(&event.r#type, event.resource_version);
-                                let item = to_event::<T>(
-                                    &event.r#type,
-                                    &event.object,
-                                    event.resource_version,
-                                );
-                                if sender.send(item).await.is_err() {
-                                    return;
-                                }
-                            }
+                        let event = match message {
+                            Ok(Some(event)) => event,
                             Ok(None) => break tonic::Status::unavailable("watch stream ended"),
                             Err(status) => break status,
+                        };
+                        if skip > 0
+                            && event.r#type != "BOOKMARK"
+                            && event.resource_version == skip_version
+                        {
+                            skip -= 1;
+                            continue;
+                        }
+                        resume.observe(&event.r#type, event.resource_version);
+                        let item =
+                            to_event::<T>(&event.r#type, &event.object, event.resource_version);
+                        if sender.send(item).await.is_err() {
+                            return;
                         }
                     }
                 }
                 Err(status) => status,
             };
+            // Internal covers HTTP/2 resets of a node going away mid-stream.
             if !is_retriable(&failure) && failure.code() != tonic::Code::Internal {
                 let _ = sender.send(Err(failure.into())).await;
                 return;
             }
-            last_error = format!("{}: {}", failure.code(), failure.message());
             let since = *failing_since.get_or_insert_with(Instant::now);
             if since.elapsed() > self.request_timeout() {
-                let _ = sender
-                    .send(Err(Error::Unavailable(format!(
-                        "watch could not reconnect within {} ms: {last_error}",
-                        self.request_timeout().as_millis()
-                    ))))
-                    .await;
+                let message = format!(
+                    "watch could not reconnect within {} ms (tried {}; last error: {}: {})",
+                    self.request_timeout().as_millis(),
+                    self.endpoints().join(", "),
+                    failure.code(),
+                    failure.message()
+                );
+                let _ = sender.send(Err(Error::Unavailable(message))).await;
                 return;
             }
+            tracing::debug!(
+                endpoint = %self.endpoints()[index],
+                error = %failure.message(),
+                "watch broke; resuming on the next endpoint"
+            );
             index = (index + 1) % self.endpoint_count();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = sender.closed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -235,13 +350,22 @@ impl Client {
     {
         use futures::StreamExt;
         let deadline = Instant::now() + timeout;
+        let timed_out = || {
+            Error::Timeout(format!(
+                "{} {name:?} did not reach the expected state within {} ms",
+                T::KIND.plural(),
+                timeout.as_millis()
+            ))
+        };
         let params = ListParams {
             namespace: T::KIND.is_namespaced().then(|| namespace.to_string()),
             field_selector: format!("metadata.name={name}"),
             ..ListParams::default()
         };
         loop {
-            let list = self.list::<T>(&params).await?;
+            let list = tokio::time::timeout_at(deadline, self.list::<T>(&params))
+                .await
+                .map_err(|_| timed_out())??;
             let mut current = list.items.into_iter().next();
             if predicate(current.as_ref()) {
                 return Ok(current);
@@ -249,17 +373,10 @@ impl Client {
             let mut events =
                 self.watch::<T>(WatchParams::from(&params).from_version(list.resource_version));
             loop {
-                let next = tokio::time::timeout_at(deadline, events.next()).await;
-                let event = match next {
-                    Err(_) => {
-                        return Err(Error::Timeout(format!(
-                            "{} {name:?} did not reach the expected state within {} ms",
-                            T::KIND.plural(),
-                            timeout.as_millis()
-                        )));
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(Error::TooOld(_)))) => break,
+                let event = match tokio::time::timeout_at(deadline, events.next()).await {
+                    Err(_) => return Err(timed_out()),
+                    // History compacted away (or the stream ended): list again.
+                    Ok(None) | Ok(Some(Err(Error::TooOld(_)))) => break,
                     Ok(Some(Err(e))) => return Err(e),
                     Ok(Some(Ok(event))) => event,
                 };
@@ -281,7 +398,7 @@ fn to_event<T: Resource>(
     object: &[u8],
     version: u64,
 ) -> Result<WatchEvent<T>, Error> {
-    let object = || -> Result<T, Error> { typed(crate::client::decode(object)?) };
+    let object = || typed::<T>(object);
     match event_type {
         "ADDED" => Ok(WatchEvent::Added(object()?)),
         "MODIFIED" => Ok(WatchEvent::Modified(object()?)),
@@ -293,46 +410,81 @@ fn to_event<T: Resource>(
 
 #[cfg(test)]
 mod tests {
+    use skiff_api::types::Pod;
+
     use super::*;
 
     #[test]
     fn resume_1_from_a_version_follows_events() {
-        let mut resume = ResumePoint::new(Some(10));
-        assert_eq!(resume.request(), ("10".into(), 0));
+        let mut resume = ResumePoint::new(10);
+        assert_eq!(resume.request(), (10, 0));
         resume.observe("ADDED", 12);
         resume.observe("MODIFIED", 15);
-        assert_eq!(
-            resume.request(),
-            ("14".into(), 1),
-            "event 15 may have siblings"
-        );
+        assert_eq!(resume.request(), (14, 1), "event 15 may have siblings");
         resume.observe("BOOKMARK", 20);
-        assert_eq!(resume.request(), ("20".into(), 0));
+        assert_eq!(resume.request(), (20, 0));
     }
 
     #[test]
-    fn resume_2_initial_list_resumes_only_after_its_bookmark() {
-        let mut resume = ResumePoint::new(None);
-        resume.observe("ADDED", 30);
-        resume.observe("ADDED", 7);
-        // Broken mid-list: start over rather than skip objects listed with lower versions.
-        assert_eq!(resume.request(), (String::new(), 0));
-        resume.observe("BOOKMARK", 31);
-        assert_eq!(resume.request(), ("31".into(), 0));
+    fn resume_2_a_stale_bookmark_changes_nothing() {
+        let mut resume = ResumePoint::new(31);
         resume.observe("DELETED", 35);
-        assert_eq!(resume.request(), ("34".into(), 1));
+        resume.observe("BOOKMARK", 31);
+        assert_eq!(resume.request(), (34, 1));
+        resume.observe("BOOKMARK", 35);
+        assert_eq!(resume.request(), (35, 0));
     }
 
     #[test]
     fn resume_3_events_sharing_a_version_are_skipped_not_lost() {
-        let mut resume = ResumePoint::new(Some(40));
+        let mut resume = ResumePoint::new(40);
         // One batch entry at version 41 changed three objects; two arrived before the break.
         resume.observe("ADDED", 41);
         resume.observe("ADDED", 41);
-        assert_eq!(resume.request(), ("40".into(), 2));
-        assert_eq!(resume.last(), Some(41));
+        assert_eq!(resume.request(), (40, 2));
+        assert_eq!(resume.last(), 41);
         resume.observe("ADDED", 41);
         resume.observe("ADDED", 42);
-        assert_eq!(resume.request(), ("41".into(), 1));
+        assert_eq!(resume.request(), (41, 1));
+    }
+
+    #[test]
+    fn resume_4_starting_version_counts_as_delivered() {
+        let mut resume = ResumePoint::new(7);
+        // An event at the start version itself (never sent by the server) is not lost.
+        resume.observe("MODIFIED", 7);
+        assert_eq!(resume.request(), (6, 1));
+    }
+
+    #[test]
+    fn watch_1_events_decode_and_carry_their_version() {
+        let json = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"default","resourceVersion":"17"},"spec":{"containers":[]}}"#;
+        let event = to_event::<Pod>("MODIFIED", json, 17).unwrap();
+        assert_eq!(event.resource_version(), 17);
+        assert_eq!(event.object().map(|p| p.metadata.name.as_str()), Some("a"));
+        let bookmark = to_event::<Pod>("BOOKMARK", b"", 20).unwrap();
+        assert_eq!(bookmark, WatchEvent::Bookmark(20));
+        assert_eq!(bookmark.resource_version(), 20);
+        assert!(matches!(
+            to_event::<Pod>("RENAMED", json, 1),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            to_event::<Pod>("ADDED", b"{", 1),
+            Err(Error::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn watch_2_params_builders() {
+        let params = WatchParams::namespace("web")
+            .labels("app=x")
+            .from_version(9);
+        assert_eq!(params.namespace.as_deref(), Some("web"));
+        assert_eq!(params.label_selector, "app=x");
+        assert_eq!(params.resource_version, Some(9));
+        let from_list = WatchParams::from(&ListParams::namespace("db").fields("metadata.name=a"));
+        assert_eq!(from_list.field_selector, "metadata.name=a");
+        assert_eq!(from_list.resource_version, None);
     }
 }
