@@ -11,8 +11,24 @@ fn binary_builds_the_control_plane_once() {
 }
 
 #[test]
-fn free_port_is_bindable() {
-    let port = free_port();
-    assert_ne!(port, 0);
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+fn free_port_stays_below_the_ephemeral_range_and_is_never_repeated() {
+    // Bindability is checked inside free_port; re-binding here would race with the rest of
+    // the machine, so this checks what the harness relies on beyond that.
+    let ephemeral_start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        ports.len(),
+        "a port was handed out twice: {ports:?}"
+    );
+    assert!(
+        ports
+            .iter()
+            .all(|p| *p >= 10_000 && *p < ephemeral_start.max(10_001)),
+        "{ports:?}"
+    );
 }
