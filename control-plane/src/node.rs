@@ -43,6 +43,32 @@ fn unavailable(what: &str, timeout: Duration) -> ApiError {
     ))
 }
 
+/// The current leader and its address, as this node knows them.
+fn known_leader(raft: &Raft, initial_peers: &BTreeMap<NodeId, String>) -> Option<(NodeId, String)> {
+    let metrics = raft.metrics().borrow().clone();
+    let leader = metrics.current_leader?;
+    let address = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
+        .or_else(|| initial_peers.get(&leader).cloned())?;
+    Some((leader, address))
+}
+
+/// How a failed Raft write (client write or membership change) looks to a forwarder.
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ForwardError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ForwardError::NotLeader {
+            leader: leader_of(&f),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ForwardError::Invalid(e.to_string())
+        }
+        RaftError::Fatal(e) => ForwardError::Unavailable(format!("raft stopped: {e}")),
+    }
+}
+
 fn leader_of(f: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
     match (f.leader_id, &f.leader_node) {
         (Some(id), Some(node)) => Some((id, node.addr.clone())),
@@ -63,15 +89,7 @@ impl ControlPlane {
     }
 
     fn leader_address(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        let address = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-            .or_else(|| self.initial_peers.get(&leader).cloned())?;
-        Some((leader, address))
+        known_leader(&self.raft, &self.initial_peers)
     }
 
     /// Replicates a command and returns what applying it produced. Followers hand the
@@ -257,20 +275,7 @@ impl ControlPlane {
                 self.raft.change_membership(voters, false).await.map(|_| ())
             }
         };
-        match result {
-            Ok(()) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader {
-                    leader: leader_of(&f),
-                })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ForwardError::Invalid(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => {
-                Err(ForwardError::Unavailable(format!("raft stopped: {e}")))
-            }
-        }
+        result.map_err(write_error)
     }
 
     /// Every node named by the current membership, with its address and whether it votes.
@@ -379,18 +384,10 @@ async fn write_batch(raft: &Raft, mut commands: Vec<Command>) -> BatchOutcome {
     } else {
         Command::Batch(commands)
     };
-    match raft.client_write(entry).await {
-        Ok(response) => Ok(response.data.results),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ForwardError::NotLeader {
-                leader: leader_of(&f),
-            })
-        }
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(ForwardError::Invalid(e.to_string()))
-        }
-        Err(RaftError::Fatal(e)) => Err(ForwardError::Unavailable(format!("raft stopped: {e}"))),
-    }
+    raft.client_write(entry)
+        .await
+        .map(|response| response.data.results)
+        .map_err(write_error)
 }
 
 /// A follower's batcher: one forwarding RPC to the leader per batch.
@@ -405,16 +402,7 @@ pub fn spawn_forwarder(
         let peers = peers.clone();
         let initial_peers = initial_peers.clone();
         async move {
-            let metrics = raft.metrics().borrow().clone();
-            let leader = metrics.current_leader.and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-                    .or_else(|| initial_peers.get(&id).cloned())
-            });
-            let Some(address) = leader else {
+            let Some((_, address)) = known_leader(&raft, &initial_peers) else {
                 return Err(ForwardError::NotLeader { leader: None });
             };
             // An unreachable leader is treated like a moved one: the caller looks again.
