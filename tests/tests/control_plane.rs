@@ -636,3 +636,48 @@ async fn cluster_9_lagging_node_catches_up_from_a_snapshot() {
         cluster.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_10_restart_rebuilds_state_from_snapshot_plus_log() {
+    // Snapshots every 20 entries: after the restart each node starts from its latest
+    // snapshot and replays the log written after it.
+    let mut cluster =
+        ControlPlaneCluster::start_with(3, &["--snapshot-after-entries", "20"]).unwrap();
+    cluster.wait_for_leader(STARTUP).await.unwrap();
+    let mut expected = BTreeSet::new();
+    for i in 0..55 {
+        let name = format!("durable-{i}");
+        create_acknowledged(&cluster, &name).await;
+        expected.insert(name);
+    }
+    let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
+    objects(&cluster.endpoint(leader))
+        .await
+        .delete(DeleteRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: "durable-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expected.remove("durable-3");
+    assert!(
+        cluster.log_of(leader).contains("built snapshot"),
+        "{}",
+        cluster.logs()
+    );
+
+    cluster.kill_all();
+    cluster.restart_all();
+    cluster.wait_for_leader(STARTUP).await.unwrap();
+    for endpoint in cluster.endpoints() {
+        let names = skiff_tests::cluster::eventually(STARTUP, || {
+            let endpoint = endpoint.clone();
+            async move { Ok(list_pod_names(&endpoint).await?) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(names, expected, "objects on {endpoint} after restart");
+    }
+}
