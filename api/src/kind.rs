@@ -99,4 +99,27 @@ mod tests {
         }
         assert_eq!(Kind::parse("service"), None);
     }
+
+    #[test]
+    fn kind_2_api_versions_plurals_and_scope() {
+        let table = [
+            (Kind::Namespace, "v1", "namespaces", false),
+            (Kind::Pod, "v1", "pods", true),
+            (Kind::Deployment, "apps/v1", "deployments", true),
+            (Kind::Node, "v1", "nodes", false),
+            (Kind::Event, "v1", "events", true),
+        ];
+        for (kind, api_version, plural, namespaced) in table {
+            assert_eq!(kind.api_version(), api_version);
+            assert_eq!(kind.plural(), plural);
+            assert_eq!(kind.is_namespaced(), namespaced);
+            assert_eq!(kind.to_string(), kind.as_str());
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            assert_eq!(Kind::parse(kind.short_name()), Some(kind));
+            assert_eq!(Kind::parse(&kind.plural().to_uppercase()), Some(kind));
+        }
+        for unknown in ["", "pod s", "p", "services", "List"] {
+            assert_eq!(Kind::parse(unknown), None, "{unknown:?}");
+        }
+    }
 }

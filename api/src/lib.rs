@@ -10,7 +10,11 @@ pub mod types;
 pub mod validate;
 
 pub use kind::Kind;
+pub use manifest::{ManifestError, parse_manifests};
+pub use meta::ObjectMeta;
 pub use object::Object;
+pub use selector::{FieldSelector, Selector, SelectorError};
+pub use validate::{FieldError, ValidationError};
 
 /// Generated gRPC messages, clients and servers (`proto/skiff.proto`).
 pub mod proto {

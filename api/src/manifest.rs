@@ -6,28 +6,43 @@ use serde_json::Value;
 use crate::object::Object;
 
 /// What is wrong with a manifest, and where: document number (1-based), field path, message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
 pub struct ManifestError {
     pub document: Option<usize>,
+    /// Dotted path of the offending field, e.g. `spec.containers[0].imagee`; empty when the
+    /// whole document is at fault.
     pub path: String,
     pub message: String,
 }
 
-impl std::fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ManifestError {
+    /// `document 2: spec.containers[0].imagee: unknown field ...`, leaving out empty parts.
+    fn describe(&self) -> String {
+        let mut shown = String::new();
         if let Some(document) = self.document {
-            write!(f, "document {document}: ")?;
+            shown.push_str(&format!("document {document}: "));
         }
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            shown.push_str(&self.path);
+            shown.push_str(": ");
         }
-        f.write_str(&self.message)
+        shown.push_str(&self.message);
+        shown
     }
-}
 
-impl std::error::Error for ManifestError {}
+    /// Turns a serde error at `path` into a manifest error. serde_path_to_error records an
+    /// unknown key itself as the last path segment, so the path alone shows where a typo is.
+    pub(crate) fn at_path(path: &serde_path_to_error::Path, message: String) -> ManifestError {
+        let path = path.to_string();
+        ManifestError {
+            document: None,
+            // The document root displays as ".".
+            path: if path == "." { String::new() } else { path },
+            message,
+        }
+    }
 
-impl ManifestError {
     fn in_document(mut self, document: usize) -> ManifestError {
         self.document = Some(document);
         self
@@ -181,5 +196,258 @@ spec:
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n  labels: {gpu: true}\n";
         let err = parse_manifests(unquoted_bool).unwrap_err();
         assert_eq!(err.path, "metadata.labels.gpu");
+    }
+
+    /// Every kind, with the optional parts filled in, so a round trip exercises every type.
+    const EVERY_KIND: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-a
+  labels: {owner: alice}
+  annotations: {example.com/note: "hello"}
+spec: {finalizers: [kubernetes]}
+status: {phase: Active}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  namespace: team-a
+  uid: 6f1c1a4e-0000-4000-8000-000000000001
+  resourceVersion: "42"
+  creationTimestamp: "2024-01-02T03:04:05Z"
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: u-1, controller: true, blockOwnerDeletion: true}
+spec:
+  nodeName: node-1
+  nodeSelector: {gpu: "true"}
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 5
+  hostname: web-0
+  volumes:
+  - {name: scratch, emptyDir: {medium: Memory, sizeLimit: 64Mi}}
+  - {name: logs, hostPath: {path: /var/log, type: Directory}}
+  containers:
+  - name: web
+    image: nginx:1.27
+    command: [nginx]
+    args: [-g, daemon off;]
+    workingDir: /srv
+    env: [{name: MODE, value: prod}, {name: EMPTY}]
+    ports: [{name: http, containerPort: 80, protocol: TCP}]
+    volumeMounts: [{name: scratch, mountPath: /tmp, readOnly: false}]
+    resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: "1", memory: 128Mi}}
+    imagePullPolicy: IfNotPresent
+    livenessProbe: {httpGet: {path: /healthz, port: http, scheme: HTTP}, periodSeconds: 5}
+    readinessProbe: {tcpSocket: {port: 80}, initialDelaySeconds: 1, failureThreshold: 3}
+  - name: sidecar
+    image: busybox
+    livenessProbe: {exec: {command: ["true"]}}
+status:
+  phase: Running
+  podIP: 10.244.1.5
+  hostIP: 10.250.0.2
+  startTime: "2024-01-02T03:04:06Z"
+  conditions:
+  - {type: Ready, status: "True", lastTransitionTime: "2024-01-02T03:04:07Z"}
+  containerStatuses:
+  - name: web
+    ready: true
+    restartCount: 2
+    image: nginx:1.27
+    containerID: process://abc
+    started: true
+    state: {running: {startedAt: "2024-01-02T03:04:06Z"}}
+    lastState: {terminated: {exitCode: 137, signal: 9, reason: Error, finishedAt: "2024-01-02T03:04:05Z", containerID: process://abb}}
+  - name: sidecar
+    ready: false
+    restartCount: 5
+    image: busybox
+    state: {waiting: {reason: CrashLoopBackOff, message: back-off 40s}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team-a, generation: 3}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+    matchExpressions: [{key: tier, operator: NotIn, values: [db]}]
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}}
+  minReadySeconds: 2
+  revisionHistoryLimit: 5
+  paused: false
+status:
+  observedGeneration: 3
+  replicas: 3
+  updatedReplicas: 3
+  readyReplicas: 2
+  availableReplicas: 2
+  unavailableReplicas: 1
+  conditions:
+  - {type: Available, status: "False", reason: MinimumReplicasUnavailable, lastUpdateTime: "2024-01-02T03:04:05Z"}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {kubernetes.io/hostname: node-1}}
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs: [10.244.1.0/24]
+  unschedulable: true
+  taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
+status:
+  capacity: {cpu: "4", memory: 8Gi, pods: "110"}
+  allocatable: {cpu: 3800m, memory: 7Gi}
+  conditions:
+  - {type: Ready, status: "True", reason: AgentReady, lastHeartbeatTime: "2024-01-02T03:04:05Z"}
+  addresses: [{type: InternalIP, address: 10.250.0.2}, {type: Hostname, address: node-1}]
+  nodeInfo: {kernelVersion: 6.1.0, osImage: Debian, architecture: amd64, operatingSystem: linux, containerRuntimeVersion: process://0.1, kubeletVersion: skiff-0.1}
+---
+apiVersion: v1
+kind: Event
+metadata: {name: web-0.17a, namespace: team-a}
+involvedObject: {kind: Pod, namespace: team-a, name: web-0, uid: u-2, apiVersion: v1, resourceVersion: "42", fieldPath: "spec.containers{web}"}
+reason: BackOff
+message: Back-off restarting failed container
+type: Warning
+count: 4
+firstTimestamp: "2024-01-02T03:04:05Z"
+lastTimestamp: "2024-01-02T03:05:05Z"
+source: {component: skiff-agent, host: node-1}
+reportingComponent: skiff-agent
+"#;
+
+    #[test]
+    fn manifest_5_every_kind_round_trips_through_json_and_yaml() {
+        let objects = parse_manifests(EVERY_KIND).unwrap();
+        let kinds: Vec<Kind> = objects.iter().map(Object::kind).collect();
+        assert_eq!(kinds, Kind::ALL.to_vec());
+        for object in &objects {
+            let json = object.to_json();
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            assert_eq!(value["apiVersion"], object.kind().api_version());
+            assert_eq!(value["kind"], object.kind().as_str());
+            assert_eq!(&Object::from_json(None, &json).unwrap(), object);
+            assert_eq!(
+                &Object::from_json(Some(object.kind()), &json).unwrap(),
+                object
+            );
+            assert_eq!(&Object::from_value(None, value).unwrap(), object);
+            assert_eq!(&parse_manifests(&object.to_yaml()).unwrap()[0], object);
+        }
+        // Spot checks that the fields landed where they belong.
+        let pod = objects[1].as_pod().unwrap();
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.pod_ip.as_deref(), Some("10.244.1.5"));
+        assert_eq!(status.container_statuses[1].restart_count, 5);
+        let last = status.container_statuses[0].last_state.as_ref().unwrap();
+        assert_eq!(last.terminated.as_ref().unwrap().exit_code, 137);
+        assert_eq!(
+            pod.spec.volumes[1]
+                .host_path
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
+            Some("Directory")
+        );
+        let node = objects[3].as_node().unwrap();
+        assert_eq!(
+            node.status.as_ref().unwrap().allocatable["cpu"].cpu_millis(),
+            Ok(3800)
+        );
+        let event = objects[4].as_event().unwrap();
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        // Timestamps are written back exactly as Kubernetes writes them.
+        let text = String::from_utf8(objects[4].to_json()).unwrap();
+        assert!(
+            text.contains(r#""lastTimestamp":"2024-01-02T03:05:05Z""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn manifest_6_unknown_fields_are_named_with_their_path() {
+        let table = [
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, imagee: i}\n",
+                "spec.containers[0].imagee",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, lables: {a: b}}\n",
+                "metadata.lables",
+            ),
+            (
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\nspecc: {}\n",
+                "specc",
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: i, ports: [{containerPort: 80, hostPort: 80}]}]\n",
+                "spec.template.spec.containers[0].ports[0].hostPort",
+            ),
+        ];
+        for (text, path) in table {
+            let err = parse_manifests(text).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+            let field = path.rsplit('.').next().unwrap();
+            assert!(
+                err.message.contains(&format!("unknown field `{field}`")),
+                "{err}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!("document 1: {path}: {}", err.message)
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_7_kind_and_api_version_must_be_known() {
+        let unknown_kind = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+        let err = parse_manifests(unknown_kind).unwrap_err();
+        assert_eq!((err.document, err.path.as_str()), (Some(2), "kind"));
+        assert!(err.message.contains("unknown kind \"Service\""), "{err}");
+
+        let wrong_version = "apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n";
+        let err = parse_manifests(wrong_version).unwrap_err();
+        assert_eq!(err.path, "apiVersion");
+        assert!(err.message.contains("\"apps/v1\""), "{err}");
+        assert!(err.message.contains("\"v1\""), "{err}");
+
+        let missing_kind = "apiVersion: v1\nmetadata: {name: d}\n";
+        assert_eq!(parse_manifests(missing_kind).unwrap_err().path, "kind");
+        // Kind names are exact in manifests, as in Kubernetes.
+        let lowercase = "apiVersion: v1\nkind: pod\nmetadata: {name: p}\n";
+        assert!(parse_manifests(lowercase).is_err());
+        let scalar = "just text\n";
+        assert!(
+            parse_manifests(scalar)
+                .unwrap_err()
+                .message
+                .contains("mapping")
+        );
+    }
+
+    #[test]
+    fn manifest_8_empty_input_and_empty_documents() {
+        assert!(parse_manifests("").unwrap().is_empty());
+        assert!(
+            parse_manifests("---\n---\n# only a comment\n")
+                .unwrap()
+                .is_empty()
+        );
+        let text = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n";
+        assert_eq!(parse_manifests(text).unwrap().len(), 1);
+        let err = ManifestError {
+            document: None,
+            path: String::new(),
+            message: "bad".into(),
+        };
+        assert_eq!(err.to_string(), "bad");
     }
 }

@@ -97,3 +97,56 @@ pub struct LabelSelectorRequirement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn meta_1_times_are_rfc3339_seconds_in_utc() {
+        let meta = ObjectMeta {
+            name: "a".into(),
+            creation_timestamp: Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
+                    .unwrap()
+                    .checked_add_signed(chrono::Duration::milliseconds(250))
+                    .unwrap(),
+            ),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&meta).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"a","creationTimestamp":"2024-01-02T03:04:05Z"}"#
+        );
+        // Other offsets and fractions are accepted and normalised to UTC.
+        let parsed: ObjectMeta =
+            serde_json::from_str(r#"{"deletionTimestamp":"2024-01-02T05:04:05.5+02:00"}"#).unwrap();
+        assert_eq!(
+            parsed.deletion_timestamp.unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
+                .unwrap()
+                .checked_add_signed(chrono::Duration::milliseconds(500))
+                .unwrap()
+        );
+        let bad = serde_json::from_str::<ObjectMeta>(r#"{"creationTimestamp":"yesterday"}"#);
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("invalid time \"yesterday\"")
+        );
+    }
+
+    #[test]
+    fn meta_2_empty_parts_are_left_out() {
+        assert_eq!(serde_json::to_string(&ObjectMeta::default()).unwrap(), "{}");
+        let parsed: ObjectMeta = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, ObjectMeta::default());
+        assert!(serde_json::from_str::<ObjectMeta>(r#"{"nam":"x"}"#).is_err());
+        assert!(LabelSelector::default().is_empty());
+    }
+}

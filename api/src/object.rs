@@ -25,21 +25,15 @@ pub enum Object {
 }
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(value).map_err(|e| ManifestError {
-        document: None,
-        path: e.path().to_string().trim_start_matches('.').to_string(),
-        message: e.into_inner().to_string(),
-    })
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| ManifestError::at_path(e.path(), e.inner().to_string()))
 }
 
 fn decode_from<'de, T: serde::Deserialize<'de>>(
     deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
 ) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(deserializer).map_err(|e| ManifestError {
-        document: None,
-        path: e.path().to_string().trim_start_matches('.').to_string(),
-        message: e.into_inner().to_string(),
-    })
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ManifestError::at_path(e.path(), e.inner().to_string()))
 }
 
 /// Only the type fields of a document; everything else is skipped unparsed.
@@ -272,20 +266,6 @@ impl Object {
             Object::Node(_) | Object::Event(_) => {}
         }
     }
-
-    pub fn as_pod(&self) -> Option<&Pod> {
-        match self {
-            Object::Pod(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    pub fn as_deployment(&self) -> Option<&Deployment> {
-        match self {
-            Object::Deployment(d) => Some(d),
-            _ => None,
-        }
-    }
 }
 
 fn default_pod_spec(spec: &mut PodSpec) {
@@ -329,16 +309,54 @@ fn default_probe(probe: &mut Probe) {
     }
 }
 
-macro_rules! object_from {
-    ($($variant:ident),*) => {$(
-        impl From<$variant> for Object {
-            fn from(o: $variant) -> Object {
-                Object::$variant(o)
+/// Per-kind conversions: `From<Pod> for Object`, `TryFrom<Object> for Pod` (handing the
+/// object back when it is another kind), and `as_pod` / `as_pod_mut` accessors.
+macro_rules! object_conversions {
+    ($($variant:ident => $as_ref:ident, $as_mut:ident;)*) => {
+        $(
+            impl From<$variant> for Object {
+                fn from(o: $variant) -> Object {
+                    Object::$variant(o)
+                }
             }
+
+            impl TryFrom<Object> for $variant {
+                type Error = Object;
+                fn try_from(object: Object) -> Result<$variant, Object> {
+                    match object {
+                        Object::$variant(o) => Ok(o),
+                        other => Err(other),
+                    }
+                }
+            }
+        )*
+
+        impl Object {
+            $(
+                pub fn $as_ref(&self) -> Option<&$variant> {
+                    match self {
+                        Object::$variant(o) => Some(o),
+                        _ => None,
+                    }
+                }
+
+                pub fn $as_mut(&mut self) -> Option<&mut $variant> {
+                    match self {
+                        Object::$variant(o) => Some(o),
+                        _ => None,
+                    }
+                }
+            )*
         }
-    )*};
+    };
 }
-object_from!(Namespace, Pod, Deployment, Node, Event);
+object_conversions! {
+    Namespace => as_namespace, as_namespace_mut;
+    Pod => as_pod, as_pod_mut;
+    Deployment => as_deployment, as_deployment_mut;
+    Node => as_node, as_node_mut;
+    Event => as_event, as_event_mut;
+}
 
 #[cfg(test)]
 mod tests {
@@ -361,9 +379,25 @@ mod tests {
     fn object_2_unknown_field_is_named_with_its_path() {
         let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
             "spec": {"containers": [{"name": "c", "imagee": "busybox"}]}});
-        let err = Object::from_value(None, json).unwrap_err();
-        assert!(err.path.starts_with("spec.containers[0]"), "{err}");
-        assert!(err.to_string().contains("imagee"), "{err}");
+        let err = Object::from_value(None, json.clone()).unwrap_err();
+        assert_eq!(err.path, "spec.containers[0].imagee", "{err}");
+        assert!(err.message.contains("unknown field `imagee`"), "{err}");
+        // The byte decoder reports the same path.
+        let err = Object::from_json(None, json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.path, "spec.containers[0].imagee", "{err}");
+        // A stray key named like its parent still gets its own path segment.
+        let nested = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"},
+            "spec": {"spec": {}}});
+        assert_eq!(
+            Object::from_value(None, nested.clone()).unwrap_err().path,
+            "spec.spec"
+        );
+        assert_eq!(
+            Object::from_json(None, nested.to_string().as_bytes())
+                .unwrap_err()
+                .path,
+            "spec.spec"
+        );
     }
 
     #[test]
@@ -418,5 +452,81 @@ mod tests {
             spec.containers[1].image_pull_policy.as_deref(),
             Some("Always")
         );
+    }
+
+    #[test]
+    fn object_5_pod_defaults_and_image_pull_policy() {
+        let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "a", "image": "registry:5000/app", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}],
+                 "readinessProbe": {"httpGet": {"port": 80}}},
+                {"name": "b", "image": "app:latest"},
+                {"name": "c", "image": "registry:5000/app:v2"},
+                {"name": "d", "image": "app@sha256:abcd"},
+                {"name": "e", "image": "app", "imagePullPolicy": "Never"}]}});
+        let mut object = Object::from_value(None, json).unwrap();
+        object.apply_defaults();
+        let again = object.clone();
+        object.apply_defaults();
+        assert_eq!(object, again, "defaulting twice changes nothing");
+        let spec = &object.as_pod().unwrap().spec;
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"), "kept");
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        let policies: Vec<&str> = spec
+            .containers
+            .iter()
+            .map(|c| c.image_pull_policy.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            policies,
+            ["Always", "Always", "IfNotPresent", "IfNotPresent", "Never"]
+        );
+        let ports = &spec.containers[0].ports;
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(ports[1].protocol.as_deref(), Some("UDP"));
+        let probe = spec.containers[0].readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            (
+                probe.period_seconds,
+                probe.timeout_seconds,
+                probe.failure_threshold
+            ),
+            (Some(10), Some(1), Some(3))
+        );
+        assert_eq!(probe.http_get.as_ref().unwrap().path.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn object_6_typed_conversions() {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: "n1".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let object = Object::from(node.clone());
+        assert_eq!(object.kind(), Kind::Node);
+        assert!(object.as_pod().is_none());
+        assert_eq!(
+            object.as_node().map(|n| n.metadata.name.as_str()),
+            Some("n1")
+        );
+        // Built in code without type fields, the encodings still carry them.
+        let value = object.to_value();
+        assert_eq!(
+            (value["apiVersion"].as_str(), value["kind"].as_str()),
+            (Some("v1"), Some("Node"))
+        );
+        assert!(object.to_yaml().contains("kind: Node"));
+        let back = Object::from_json(None, &object.to_json()).unwrap();
+        let as_pod: Result<Pod, Object> = back.clone().try_into();
+        assert_eq!(as_pod.unwrap_err(), back);
+        let as_node: Node = back.try_into().unwrap();
+        assert_eq!(as_node.metadata, node.metadata);
+        let mut ns = Object::from(Namespace::default());
+        ns.apply_defaults();
+        let status = ns.as_namespace().unwrap().status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Active"));
     }
 }

@@ -573,4 +573,82 @@ mod tests {
         );
         assert_eq!(FieldSelector::parse("=x").unwrap_err().position, 0);
     }
+
+    #[test]
+    fn selector_5_more_invalid_selectors() {
+        let long_key = format!("{}=x", "k".repeat(64));
+        let long_value = format!("k={}", "v".repeat(64));
+        let table = [
+            ("x=a=b", 3, "expected ',' or end of input"),
+            ("!env=x", 4, "expected ',' or end of input"),
+            ("env in (a b)", 10, "expected ',' or ')'"),
+            ("env notin ()", 11, "can't be empty"),
+            ("a,,b", 2, "expected a label key"),
+            (",a", 0, "expected a label key"),
+            ("env in (a,-b)", 10, "invalid label value \"-b\""),
+            ("Example.com/app=x", 0, "invalid label key"),
+            ("env==", 5, ""),
+            (long_key.as_str(), 0, "no more than 63 characters"),
+            (long_value.as_str(), 2, "no more than 63 characters"),
+        ];
+        for (text, position, message) in table {
+            match Selector::parse(text) {
+                Ok(s) if message.is_empty() => {
+                    // `env==` is a valid selector for an empty value; it must match "".
+                    assert!(s.matches(&labels(&[("env", "")])), "{text:?}");
+                }
+                Ok(s) => panic!("{text:?} parsed as {s}"),
+                Err(err) => {
+                    assert_eq!(err.position, position, "{text:?}: {err}");
+                    assert!(err.message.contains(message), "{text:?}: {err}");
+                    assert_eq!(err.input, text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn selector_6_label_selector_display_round_trips() {
+        let selector = LabelSelector {
+            match_labels: labels(&[("app", "web")]),
+            match_expressions: vec![
+                LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "Exists".into(),
+                    values: vec![],
+                },
+                LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: "NotIn".into(),
+                    values: vec!["dev".into(), "test".into()],
+                },
+                LabelSelectorRequirement {
+                    key: "legacy".into(),
+                    operator: "DoesNotExist".into(),
+                    values: vec![],
+                },
+            ],
+        };
+        let s = Selector::from_label_selector(&selector).unwrap();
+        assert_eq!(s.to_string(), "app=web,tier,env notin (dev,test),!legacy");
+        assert_eq!(s.to_string().parse::<Selector>().unwrap(), s);
+        assert!(s.matches(&labels(&[("app", "web"), ("tier", "fe")])));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "fe"), ("env", "dev")])));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "fe"), ("legacy", "")])));
+        assert!(
+            Selector::from_label_selector(&LabelSelector::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(Selector::everything().matches(&labels(&[("any", "thing")])));
+        let exists_with_values = LabelSelector {
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "a".into(),
+                operator: "Exists".into(),
+                values: vec!["x".into()],
+            }],
+            ..Default::default()
+        };
+        assert!(Selector::from_label_selector(&exists_with_values).is_err());
+    }
 }

@@ -11,80 +11,9 @@ use crate::meta::{LabelSelector, ObjectMeta, Time, time_format};
 
 type Map = BTreeMap<String, String>;
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
+mod quantity;
 
-// ------------------------------------------------------------------ quantities
-
-/// A Kubernetes resource quantity such as `250m`, `1`, `128Mi` or `1G`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Quantity(pub String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}"
-)]
-pub struct QuantityError(pub String);
-
-impl Quantity {
-    fn split(&self) -> Result<(f64, &str), QuantityError> {
-        let s = self.0.trim();
-        let digits_end = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-            .unwrap_or(s.len());
-        let (number, suffix) = s.split_at(digits_end);
-        let number: f64 = number.parse().map_err(|_| QuantityError(self.0.clone()))?;
-        if number < 0.0 {
-            return Err(QuantityError(self.0.clone()));
-        }
-        Ok((number, suffix))
-    }
-
-    fn multiplier(suffix: &str) -> Option<f64> {
-        Some(match suffix {
-            "" => 1.0,
-            "m" => 1e-3,
-            "k" => 1e3,
-            "M" => 1e6,
-            "G" => 1e9,
-            "T" => 1e12,
-            "P" => 1e15,
-            "Ki" => 1024.0,
-            "Mi" => 1024.0 * 1024.0,
-            "Gi" => 1024.0 * 1024.0 * 1024.0,
-            "Ti" => 1024f64.powi(4),
-            "Pi" => 1024f64.powi(5),
-            s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
-            _ => return None,
-        })
-    }
-
-    /// The value as a plain number (cores for cpu, bytes for memory).
-    pub fn value(&self) -> Result<f64, QuantityError> {
-        let (number, suffix) = self.split()?;
-        Quantity::multiplier(suffix)
-            .map(|m| number * m)
-            .ok_or_else(|| QuantityError(self.0.clone()))
-    }
-
-    /// CPU in thousandths of a core.
-    pub fn cpu_millis(&self) -> Result<u64, QuantityError> {
-        Ok((self.value()? * 1000.0).round() as u64)
-    }
-
-    /// Memory (or storage) in bytes.
-    pub fn bytes(&self) -> Result<u64, QuantityError> {
-        Ok(self.value()?.ceil() as u64)
-    }
-}
-
-impl From<&str> for Quantity {
-    fn from(s: &str) -> Self {
-        Quantity(s.to_string())
-    }
-}
+pub use quantity::{Quantity, QuantityError};
 
 /// A port or a percentage: `8080`, `"http"`, `"25%"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,8 +378,8 @@ pub struct DeploymentSpec {
     pub min_ready_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<i32>,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -673,22 +602,4 @@ pub struct EventSource {
     pub component: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantity_1_parses_kubernetes_suffixes() {
-        assert_eq!(Quantity::from("250m").cpu_millis().unwrap(), 250);
-        assert_eq!(Quantity::from("2").cpu_millis().unwrap(), 2000);
-        assert_eq!(Quantity::from("0.5").cpu_millis().unwrap(), 500);
-        assert_eq!(Quantity::from("128Mi").bytes().unwrap(), 128 * 1024 * 1024);
-        assert_eq!(Quantity::from("1G").bytes().unwrap(), 1_000_000_000);
-        assert_eq!(Quantity::from("1e3").bytes().unwrap(), 1000);
-        for bad in ["", "abc", "12Qi", "-1", "1.2.3"] {
-            assert!(Quantity::from(bad).value().is_err(), "{bad}");
-        }
-    }
 }

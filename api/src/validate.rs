@@ -335,17 +335,13 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
         validate_quantities(errors, &format!("{p}.requests"), &resources.requests);
         validate_quantities(errors, &format!("{p}.limits"), &resources.limits);
         for (name, request) in &resources.requests {
-            let limit = resources.limits.get(name);
-            if let (Ok(r), Some(Ok(l))) = (request.value(), limit.map(Quantity::value))
-                && r > l
+            if let Some(limit) = resources.limits.get(name)
+                && request.compare(limit) == Ok(std::cmp::Ordering::Greater)
             {
                 errors.invalid(
                     format!("{p}.requests.{name}"),
                     &request.0,
-                    format!(
-                        "must be less than or equal to {name} limit of {}",
-                        limit.map(|q| q.0.as_str()).unwrap_or_default()
-                    ),
+                    format!("must be less than or equal to {name} limit of {limit}"),
                 );
             }
         }
@@ -575,8 +571,21 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), ValidationError
     if old.kind() != new.kind() {
         errors.push("kind", "Invalid value: field is immutable");
     }
-    if old.metadata().name != new.metadata().name {
-        errors.invalid("metadata.name", &new.metadata().name, "field is immutable");
+    let (old_meta, new_meta) = (old.metadata(), new.metadata());
+    if old_meta.name != new_meta.name {
+        errors.invalid("metadata.name", &new_meta.name, "field is immutable");
+    }
+    // An update that leaves namespace or uid out means "unchanged": clients replace objects
+    // they built themselves, and the server fills these in from the stored object.
+    if let Some(namespace) = new_meta.namespace.as_deref().filter(|ns| !ns.is_empty())
+        && old_meta.namespace.as_deref().unwrap_or_default() != namespace
+    {
+        errors.invalid("metadata.namespace", namespace, "field is immutable");
+    }
+    if let Some(uid) = new_meta.uid.as_deref().filter(|uid| !uid.is_empty())
+        && old_meta.uid.as_deref() != Some(uid)
+    {
+        errors.invalid("metadata.uid", uid, "field is immutable");
     }
     match (old, new) {
         (Object::Pod(old), Object::Pod(new)) => {
@@ -827,5 +836,334 @@ mod tests {
         pod.spec.containers[0].command = vec!["true".into()];
         let err = validate_update(&old, &Object::Pod(pod)).unwrap_err();
         assert_eq!(err.errors[0].path, "spec");
+    }
+
+    fn push(array: &mut serde_json::Value, item: serde_json::Value) {
+        array.as_array_mut().expect("an array").push(item);
+    }
+
+    fn valid_pod() -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "containers": [{"name": "web", "image": "nginx:1.27",
+                    "ports": [{"containerPort": 80}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "0.5"}},
+                    "livenessProbe": {"httpGet": {"port": 80}}}]}})
+    }
+
+    #[test]
+    fn validate_9_each_pod_rule_reports_its_path() {
+        assert!(
+            errors_of(valid_pod()).is_empty(),
+            "{:?}",
+            errors_of(valid_pod())
+        );
+        type Mutation = fn(&mut serde_json::Value);
+        let table: [(Mutation, &str, &str); 18] = [
+            (
+                |p| p["metadata"]["namespace"] = json!("Team_A"),
+                "metadata.namespace",
+                "Invalid value: \"Team_A\": a lowercase RFC 1123 label",
+            ),
+            (
+                |p| p["metadata"]["annotations"] = json!({"bad key": "v"}),
+                "metadata.annotations",
+                "Invalid value: \"bad key\"",
+            ),
+            (
+                |p| p["metadata"]["labels"] = json!({"app": "bad value"}),
+                "metadata.labels.app",
+                "Invalid value: \"bad value\"",
+            ),
+            (
+                |p| p["metadata"]["name"] = json!("x".repeat(254)),
+                "metadata.name",
+                "must be no more than 253 characters",
+            ),
+            (
+                |p| p["spec"]["volumes"][0] = json!({"name": "data"}),
+                "spec.volumes[0]",
+                "Required value: must specify a volume type",
+            ),
+            (
+                |p| p["spec"]["volumes"][0]["hostPath"] = json!({"path": "/x"}),
+                "spec.volumes[0]",
+                "Forbidden: may not specify more than 1 volume type",
+            ),
+            (
+                |p| {
+                    push(
+                        &mut p["spec"]["volumes"],
+                        json!({"name": "data", "emptyDir": {}}),
+                    )
+                },
+                "spec.volumes[1].name",
+                "Duplicate value: \"data\"",
+            ),
+            (
+                |p| {
+                    p["spec"]["volumes"][0]["name"] = json!("Data");
+                    p["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("Data");
+                },
+                "spec.volumes[0].name",
+                "Invalid value: \"Data\"",
+            ),
+            (
+                |p| p["spec"]["terminationGracePeriodSeconds"] = json!(-1),
+                "spec.terminationGracePeriodSeconds",
+                "must be greater than or equal to 0",
+            ),
+            (
+                |p| p["spec"]["nodeSelector"] = json!({"gpu/": "true"}),
+                "spec.nodeSelector",
+                "name part must be non-empty",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["name"] = json!("web.1"),
+                "spec.containers[0].name",
+                "a lowercase RFC 1123 label",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(0),
+                "spec.containers[0].ports[0].containerPort",
+                "must be between 1 and 65535, inclusive",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("499m"),
+                "spec.containers[0].resources.requests.cpu",
+                "must be less than or equal to cpu limit of 499m",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("lots"),
+                "spec.containers[0].resources.limits.memory",
+                "quantities must match the regular expression",
+            ),
+            (
+                |p| {
+                    p["spec"]["containers"][0]["livenessProbe"]["exec"] =
+                        json!({"command": ["true"]})
+                },
+                "spec.containers[0].livenessProbe",
+                "Forbidden: may not specify more than 1 handler type",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["readinessProbe"] = json!({"periodSeconds": 3}),
+                "spec.containers[0].readinessProbe",
+                "Required value: must specify a handler type",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["imagePullPolicy"] = json!("Sometimes"),
+                "spec.containers[0].imagePullPolicy",
+                "Unsupported value: \"Sometimes\"",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = json!("data"),
+                "spec.containers[0].volumeMounts[0].mountPath",
+                "must be an absolute path",
+            ),
+        ];
+        for (mutate, path, message) in table {
+            let mut pod = valid_pod();
+            mutate(&mut pod);
+            let err = validate(&object(pod)).expect_err(path);
+            assert_eq!(err.errors.len(), 1, "{path}: {err}");
+            assert_eq!(err.errors[0].path, path, "{err}");
+            assert!(err.errors[0].message.contains(message), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn validate_10_messages_read_like_kubernetes() {
+        let mut pod = valid_pod();
+        pod["metadata"]["name"] = json!("Foo_Bar");
+        push(
+            &mut pod["spec"]["containers"],
+            json!({"name": "web", "image": "busybox"}),
+        );
+        let err = validate(&object(pod)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "metadata.name: Invalid value: \"Foo_Bar\": {SUBDOMAIN_MSG}; spec.containers[1].name: Duplicate value: \"web\""
+            )
+        );
+        let generated = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "Web-"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert_eq!(errors_of(generated), vec!["metadata.generateName"]);
+        let nameless = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {}});
+        let err = validate(&object(nameless)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metadata.name: Required value: name or generateName is required"
+        );
+    }
+
+    #[test]
+    fn validate_11_annotation_limit_counts_keys_and_values() {
+        let at_limit = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n",
+            "annotations": {"k": "x".repeat(ANNOTATIONS_MAX_BYTES - 1)}}});
+        assert!(validate(&object(at_limit)).is_ok());
+        let over = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n",
+            "annotations": {"k": "x".repeat(ANNOTATIONS_MAX_BYTES - 1), "l": ""}}});
+        assert_eq!(errors_of(over), vec!["metadata.annotations"]);
+    }
+
+    #[test]
+    fn validate_12_deployment_rules() {
+        let base = || deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
+        type Mutation = fn(&mut serde_json::Value);
+        let table: [(Mutation, &str); 7] = [
+            (|d| d["spec"]["replicas"] = json!(-1), "spec.replicas"),
+            (
+                |d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": "25"}}),
+                "spec.strategy.rollingUpdate.maxSurge",
+            ),
+            (
+                |d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "150%"}}),
+                "spec.strategy.rollingUpdate.maxUnavailable",
+            ),
+            (
+                |d| d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {}}),
+                "spec.strategy.rollingUpdate",
+            ),
+            (
+                |d| d["spec"]["strategy"] = json!({"type": "BlueGreen"}),
+                "spec.strategy.type",
+            ),
+            (
+                |d| d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(""),
+                "spec.template.spec.containers[0].image",
+            ),
+            (
+                |d| {
+                    d["spec"]["selector"] = json!({"matchExpressions": [
+                        {"key": "app", "operator": "In", "values": []}]})
+                },
+                "spec.selector",
+            ),
+        ];
+        for (mutate, path) in table {
+            let mut d = base();
+            mutate(&mut d);
+            assert_eq!(errors_of(d), vec![path]);
+        }
+        let mut expressions = base();
+        expressions["spec"]["selector"] = json!({"matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["a", "b"]},
+            {"key": "legacy", "operator": "DoesNotExist"}]});
+        assert!(errors_of(expressions).is_empty());
+        let mut excluded = base();
+        excluded["spec"]["selector"] = json!({"matchLabels": {"app": "a"},
+            "matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["a"]}]});
+        assert_eq!(errors_of(excluded), vec!["spec.template.metadata.labels"]);
+        // Defaults applied by the server never make a valid deployment invalid.
+        let mut defaulted = object(base());
+        defaulted.apply_defaults();
+        assert!(validate(&defaulted).is_ok());
+    }
+
+    #[test]
+    fn validate_13_identity_is_immutable_for_every_kind() {
+        let old = object(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "uid": "u-1"}}));
+        let mut renamed = old.clone();
+        renamed.metadata_mut().name = "n2".into();
+        assert_eq!(
+            validate_update(&old, &renamed).unwrap_err().errors[0].path,
+            "metadata.name"
+        );
+        let mut new_uid = old.clone();
+        new_uid.metadata_mut().uid = Some("u-2".into());
+        assert_eq!(
+            validate_update(&old, &new_uid).unwrap_err().errors[0].path,
+            "metadata.uid"
+        );
+        // Leaving the uid out of an update keeps the stored one.
+        let mut no_uid = old.clone();
+        no_uid.metadata_mut().uid = None;
+        assert!(validate_update(&old, &no_uid).is_ok());
+
+        let pod = object(valid_pod());
+        let mut moved = pod.clone();
+        moved.metadata_mut().namespace = Some("team-b".into());
+        let err = validate_update(&pod, &moved).unwrap_err();
+        assert_eq!(err.errors[0].path, "metadata.namespace");
+        assert!(err.to_string().contains("field is immutable"), "{err}");
+        let mut status_change = pod.clone();
+        status_change.as_pod_mut().unwrap().status = Some(Default::default());
+        status_change
+            .metadata_mut()
+            .annotations
+            .insert("note".into(), "x".into());
+        assert!(validate_update(&pod, &status_change).is_ok());
+    }
+
+    #[test]
+    fn validate_14_deployment_selector_is_immutable_but_scale_is_not() {
+        let old = object(deployment(
+            json!({"matchLabels": {"app": "a"}}),
+            json!({"app": "a"}),
+        ));
+        let mut scaled = old.clone();
+        let d = scaled.as_deployment_mut().unwrap();
+        d.spec.replicas = Some(10);
+        d.spec.template.spec.containers[0].image = "i:2".into();
+        assert!(validate_update(&old, &scaled).is_ok());
+        let mut reselected = scaled.clone();
+        let d = reselected.as_deployment_mut().unwrap();
+        d.spec
+            .selector
+            .match_labels
+            .insert("tier".into(), "web".into());
+        d.spec
+            .template
+            .metadata
+            .labels
+            .insert("tier".into(), "web".into());
+        let err = validate_update(&old, &reselected).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "spec.selector");
+        assert!(
+            err.errors[0].message.ends_with("field is immutable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validate_15_pod_updates_reject_spec_changes_and_invalid_results() {
+        let old = object(valid_pod());
+        let mut regraced = old.clone();
+        regraced
+            .as_pod_mut()
+            .unwrap()
+            .spec
+            .termination_grace_period_seconds = Some(1);
+        let err = validate_update(&old, &regraced).unwrap_err();
+        assert_eq!(err.errors.len(), 1);
+        assert_eq!(err.errors[0].path, "spec");
+        assert!(
+            err.errors[0]
+                .message
+                .starts_with("Forbidden: pod updates may not change fields")
+        );
+        // A second binding to another node is a spec change too.
+        let mut bound = old.clone();
+        bound.as_pod_mut().unwrap().spec.node_name = Some("node-1".into());
+        assert!(validate_update(&old, &bound).is_ok());
+        let mut rebound = bound.clone();
+        rebound.as_pod_mut().unwrap().spec.node_name = Some("node-2".into());
+        assert!(validate_update(&bound, &rebound).is_err());
+        // The new object must itself be valid, even when only labels change.
+        let mut bad_label = old.clone();
+        bad_label
+            .metadata_mut()
+            .labels
+            .insert("a".into(), "-x".into());
+        assert_eq!(
+            validate_update(&old, &bad_label).unwrap_err().errors[0].path,
+            "metadata.labels.a"
+        );
     }
 }
