@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{BasicNode, ServerState};
-use skiff_api::Kind;
 use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
 use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
@@ -149,18 +148,7 @@ async fn leader_duties(node: Arc<ControlPlane>) {
         }
         if state == ServerState::Leader && led_term != Some(term) {
             led_term = Some(term);
-            let missing = node
-                .shared
-                .table
-                .read()
-                .expect("table lock")
-                .get(Kind::Namespace, "", "default")
-                .is_none();
-            if missing
-                && let Err(e) = node
-                    .propose(server::objects::default_namespace_command())
-                    .await
-            {
+            if let Err(e) = node.ensure_default_namespace().await {
                 tracing::warn!("could not create the default namespace: {e}");
                 led_term = None;
             }

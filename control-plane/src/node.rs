@@ -10,6 +10,8 @@ use openraft::{BasicNode, ServerState};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use skiff_api::Kind;
+
 use crate::error::ApiError;
 use crate::network::{
     AdminRequest, AdminResult, ForwardError, PeerPool, ProposeResult, RaftMethod, ReadIndexResult,
@@ -276,6 +278,27 @@ impl ControlPlane {
             }
         };
         result.map_err(write_error)
+    }
+
+    /// Creates the built-in `default` namespace unless this node already has it. Every new
+    /// leader calls this, and so does a create in `default` that arrives before it is there.
+    pub async fn ensure_default_namespace(&self) -> Result<(), ApiError> {
+        let missing = self
+            .shared
+            .table
+            .read()
+            .expect("table lock")
+            .get(Kind::Namespace, "", "default")
+            .is_none();
+        if missing {
+            self.propose(Command::EnsureNamespace {
+                name: "default".into(),
+                uid: uuid::Uuid::new_v4().to_string(),
+                now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Every node named by the current membership, with its address and whether it votes.

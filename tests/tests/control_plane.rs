@@ -86,6 +86,26 @@ async fn list_pod_names(endpoint: &str) -> Result<BTreeSet<String>, tonic::Statu
         .collect())
 }
 
+async fn delete_pod(endpoint: &str, name: &str) {
+    objects(endpoint)
+        .await
+        .delete(DeleteRequest {
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Pod names on `endpoint` once it answers (a restarted node may be Unavailable at first).
+async fn list_pod_names_once_ready(endpoint: &str) -> BTreeSet<String> {
+    skiff_tests::cluster::eventually(STARTUP, || async { Ok(list_pod_names(endpoint).await?) })
+        .await
+        .unwrap()
+}
+
 /// A write the cluster acknowledged; retried on Unavailable (e.g. during an election).
 async fn create_acknowledged(cluster: &ControlPlaneCluster, name: &str) -> Value {
     let deadline = tokio::time::Instant::now() + STARTUP;
@@ -186,16 +206,7 @@ async fn cluster_3_whole_cluster_restart_keeps_all_objects() {
         expected.insert(name);
     }
     // A delete and an update must survive too.
-    objects(&endpoint)
-        .await
-        .delete(DeleteRequest {
-            kind: "Pod".into(),
-            namespace: "default".into(),
-            name: "keep-0".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    delete_pod(&endpoint, "keep-0").await;
     expected.remove("keep-0");
     let mut updated = get_pod(&endpoint, "keep-1").await.unwrap();
     updated["metadata"]["labels"]["app"] = json!("changed");
@@ -606,26 +617,12 @@ async fn cluster_9_lagging_node_catches_up_from_a_snapshot() {
         expected.insert(name);
     }
     let endpoint = cluster.endpoint(leader);
-    objects(&endpoint)
-        .await
-        .delete(DeleteRequest {
-            kind: "Pod".into(),
-            namespace: "default".into(),
-            name: "doomed".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    delete_pod(&endpoint, "doomed").await;
 
     cluster.restart(lagging);
     let lagging_endpoint = cluster.endpoint(lagging);
     // Linearizable reads on the restarted node wait until it has caught up.
-    let names = skiff_tests::cluster::eventually(STARTUP, || {
-        let endpoint = lagging_endpoint.clone();
-        async move { Ok(list_pod_names(&endpoint).await?) }
-    })
-    .await
-    .unwrap();
+    let names = list_pod_names_once_ready(&lagging_endpoint).await;
     assert_eq!(
         names, expected,
         "deleted objects stay deleted after a snapshot install"
@@ -651,16 +648,7 @@ async fn cluster_10_restart_rebuilds_state_from_snapshot_plus_log() {
         expected.insert(name);
     }
     let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
-    objects(&cluster.endpoint(leader))
-        .await
-        .delete(DeleteRequest {
-            kind: "Pod".into(),
-            namespace: "default".into(),
-            name: "durable-3".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    delete_pod(&cluster.endpoint(leader), "durable-3").await;
     expected.remove("durable-3");
     assert!(
         cluster.log_of(leader).contains("built snapshot"),
@@ -672,12 +660,7 @@ async fn cluster_10_restart_rebuilds_state_from_snapshot_plus_log() {
     cluster.restart_all();
     cluster.wait_for_leader(STARTUP).await.unwrap();
     for endpoint in cluster.endpoints() {
-        let names = skiff_tests::cluster::eventually(STARTUP, || {
-            let endpoint = endpoint.clone();
-            async move { Ok(list_pod_names(&endpoint).await?) }
-        })
-        .await
-        .unwrap();
+        let names = list_pod_names_once_ready(&endpoint).await;
         assert_eq!(names, expected, "objects on {endpoint} after restart");
     }
 }

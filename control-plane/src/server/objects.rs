@@ -144,17 +144,7 @@ impl ObjectsServer {
     async fn ensure_namespace_for(&self, kind: Kind, namespace: &str) -> Result<(), ApiError> {
         // `default` always exists; a fresh cluster may not have written it yet.
         if kind.is_namespaced() && namespace == "default" {
-            let missing = self
-                .node
-                .shared
-                .table
-                .read()
-                .expect("table lock")
-                .get(Kind::Namespace, "", "default")
-                .is_none();
-            if missing {
-                self.node.propose(default_namespace_command()).await?;
-            }
+            self.node.ensure_default_namespace().await?;
         }
         Ok(())
     }
@@ -494,14 +484,6 @@ fn event(kind: EventType, object: &StoredObject) -> WatchEvent {
         r#type: kind.as_str().to_string(),
         object: object.json.to_vec(),
         resource_version: object.version,
-    }
-}
-
-pub fn default_namespace_command() -> Command {
-    Command::EnsureNamespace {
-        name: "default".into(),
-        uid: uuid::Uuid::new_v4().to_string(),
-        now: now_rfc3339(),
     }
 }
 
