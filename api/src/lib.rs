@@ -1,6 +1,9 @@
 //! Skiff's object model: Kubernetes-compatible types, manifests (YAML/JSON), validation,
 //! label and field selectors, and the generated gRPC code.
 
+pub mod duration;
+pub mod events;
+pub mod explain;
 pub mod kind;
 pub mod manifest;
 pub mod meta;
@@ -9,6 +12,7 @@ pub mod selector;
 pub mod types;
 pub mod validate;
 
+pub use explain::{ExplainError, explain};
 pub use kind::Kind;
 pub use manifest::{ManifestError, parse_manifests};
 pub use meta::ObjectMeta;

@@ -268,9 +268,14 @@ impl Object {
     }
 }
 
+/// The name of Skiff's scheduler, as Kubernetes names its own.
+pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
+
 fn default_pod_spec(spec: &mut PodSpec) {
     spec.restart_policy.get_or_insert_with(|| "Always".into());
     spec.termination_grace_period_seconds.get_or_insert(30);
+    spec.scheduler_name
+        .get_or_insert_with(|| DEFAULT_SCHEDULER.into());
     for container in &mut spec.containers {
         default_container(container);
     }

@@ -425,6 +425,13 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
     if let Some(hostname) = &spec.hostname {
         errors.check(format!("{path}.hostname"), hostname, is_dns1123_label);
     }
+    if let Some(scheduler) = &spec.scheduler_name {
+        errors.check(
+            format!("{path}.schedulerName"),
+            scheduler,
+            is_dns1123_subdomain,
+        );
+    }
 }
 
 fn validate_int_or_percent(errors: &mut Errors, path: &str, value: &IntOrString) -> Option<i64> {
