@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::controllers::node_lifecycle::ClusterCidr;
 use crate::raft_types::NodeId;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,10 @@ pub enum ConfigError {
     ZeroId,
     #[error("raft timing: {0}")]
     Raft(String),
+    #[error("--cluster-cidr: {0}")]
+    ClusterCidr(String),
+    #[error("invalid duration {text:?}: expected a number with a unit (ms, s, m, h), e.g. 10s")]
+    Duration { text: String },
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +45,12 @@ pub struct Config {
     /// Entries kept behind a snapshot, so briefly lagging followers catch up from the log
     /// rather than with a whole snapshot.
     pub log_entries_kept: u64,
+    /// A node silent this long becomes Ready=False.
+    pub node_grace: Duration,
+    /// A node not ready this long loses its pods (marked Failed, reason NodeLost).
+    pub pod_eviction_timeout: Duration,
+    /// Events are deleted this long after they last happened.
+    pub event_ttl: Duration,
 }
 
 impl Config {
@@ -56,6 +67,9 @@ impl Config {
             election_timeout_max: Duration::from_millis(800),
             snapshot_after_entries: 10_000,
             log_entries_kept: 1_000,
+            node_grace: Duration::from_secs(10),
+            pod_eviction_timeout: Duration::from_secs(30),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 
@@ -66,7 +80,12 @@ impl Config {
         if !self.peers.contains_key(&self.id) {
             return Err(ConfigError::MissingSelf(self.id));
         }
+        self.pod_cidr_range()?;
         Ok(())
+    }
+
+    pub fn pod_cidr_range(&self) -> Result<ClusterCidr, ConfigError> {
+        ClusterCidr::parse(&self.cluster_cidr).map_err(ConfigError::ClusterCidr)
     }
 
     /// The lowest id initializes a fresh cluster, so exactly one node does.
@@ -111,6 +130,11 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     Ok(peers)
 }
 
+/// Parses `500ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    skiff_api::duration::parse(text).map_err(|e| ConfigError::Duration { text: e.0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +165,14 @@ mod tests {
         let peers = parse_peers("1=a:1,2=b:2,3=c:3").unwrap();
         assert!(Config::new(1, "d".into(), peers.clone()).is_bootstrapper());
         assert!(!Config::new(2, "d".into(), peers).is_bootstrapper());
+    }
+
+    #[test]
+    fn config_4_durations_and_cidr() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("10").is_err());
+        let mut config = Config::new(1, "d".into(), parse_peers("1=a:1").unwrap());
+        config.cluster_cidr = "10.244.0.0/25".into();
+        assert!(matches!(config.check(), Err(ConfigError::ClusterCidr(_))));
     }
 }

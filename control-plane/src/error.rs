@@ -19,6 +19,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     TooOld(String),
+    /// The request is valid but the object is not in a state to serve it.
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,7 +51,9 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
             ApiError::Conflict(m) => tonic::Status::aborted(m),
             ApiError::Unavailable(m) => tonic::Status::unavailable(m),
-            ApiError::TooOld(m) => tonic::Status::failed_precondition(m),
+            ApiError::TooOld(m) | ApiError::FailedPrecondition(m) => {
+                tonic::Status::failed_precondition(m)
+            }
             ApiError::Internal(m) => tonic::Status::internal(m),
         }
     }

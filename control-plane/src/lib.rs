@@ -5,6 +5,7 @@
 //! `main.rs` only parses flags.
 
 pub mod config;
+pub mod controllers;
 pub mod error;
 pub mod network;
 pub mod node;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{BasicNode, ServerState};
+use skiff_api::proto::agent_server::AgentServer as AgentService;
 use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
 use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
@@ -86,6 +88,7 @@ pub async fn run(
         peers,
         request_timeout: config.request_timeout,
         initial_peers: config.peers.clone(),
+        heartbeats: Default::default(),
     });
 
     if fresh && config.is_bootstrapper() {
@@ -99,7 +102,13 @@ pub async fn run(
             tracing::warn!("cluster initialization skipped: {e}");
         }
     }
-    tokio::spawn(leader_duties(node.clone()));
+    let settings = controllers::Settings {
+        node_grace: config.node_grace,
+        pod_eviction_timeout: config.pod_eviction_timeout,
+        cluster_cidr: config.pod_cidr_range()?,
+        event_ttl: config.event_ttl,
+    };
+    tokio::spawn(leader_duties(node.clone(), settings));
 
     // Watches stream forever; they end when shutdown begins so the graceful stop can finish.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -126,6 +135,9 @@ pub async fn run(
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)
+        .add_service(AgentService::new(server::agent_proxy::AgentProxy {
+            node: node.clone(),
+        }))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = raft.shutdown().await;
@@ -134,8 +146,8 @@ pub async fn run(
 }
 
 /// Work only the leader does. Each time this node becomes leader it makes sure the
-/// built-in `default` namespace exists.
-async fn leader_duties(node: Arc<ControlPlane>) {
+/// built-in `default` namespace exists and starts the controllers for that term.
+async fn leader_duties(node: Arc<ControlPlane>, settings: controllers::Settings) {
     let mut metrics = node.raft.metrics();
     let mut led_term = None;
     loop {
@@ -151,6 +163,10 @@ async fn leader_duties(node: Arc<ControlPlane>) {
             if let Err(e) = node.ensure_default_namespace().await {
                 tracing::warn!("could not create the default namespace: {e}");
                 led_term = None;
+            } else {
+                // A fresh start each term: heartbeats heard in an earlier term are stale.
+                node.heartbeats.lock().expect("heartbeats lock").clear();
+                tokio::spawn(controllers::run_while_leading(node.clone(), settings, term));
             }
         }
         if metrics.changed().await.is_err() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use skiff_control_plane::config::{Config, parse_peers};
+use skiff_control_plane::config::{Config, parse_duration, parse_peers};
 
 // Raft and the API allocate many short-lived buffers; mimalloc handles that pattern
 // markedly better than glibc's allocator (measured with bench-writes).
@@ -45,6 +45,16 @@ struct Flags {
     /// Log entries kept behind a snapshot for followers that lag briefly.
     #[arg(long, default_value_t = 1_000)]
     log_entries_kept: u64,
+    /// A node whose agent is silent this long becomes Ready=False.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    node_grace: Duration,
+    /// A node not ready this long has its pods marked Failed (NodeLost), so their
+    /// deployments replace them elsewhere.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pod_eviction_timeout: Duration,
+    /// How long events are kept after they last happened.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: Duration,
 }
 
 #[tokio::main]
@@ -64,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     config.watch_history = flags.watch_history;
     config.snapshot_after_entries = flags.snapshot_after_entries;
     config.log_entries_kept = flags.log_entries_kept;
+    config.node_grace = flags.node_grace;
+    config.pod_eviction_timeout = flags.pod_eviction_timeout;
+    config.event_ttl = flags.event_ttl;
     config.check()?;
     let listener = tokio::net::TcpListener::bind(&flags.listen)
         .await

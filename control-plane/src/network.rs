@@ -32,6 +32,8 @@ pub enum ForwardError {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// What a proposal (or a forwarded batch of them) came to.
@@ -41,8 +43,17 @@ pub type AdminResult = Result<(), ForwardError>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminRequest {
-    AddLearner { id: NodeId, address: String },
-    ChangeMembership { voters: BTreeSet<NodeId> },
+    AddLearner {
+        id: NodeId,
+        address: String,
+    },
+    ChangeMembership {
+        voters: BTreeSet<NodeId>,
+    },
+    /// A node agent's heartbeat, recorded in the leader's memory.
+    NodeHeartbeat {
+        node_name: String,
+    },
 }
 
 /// One lazily connected channel per peer address, shared by Raft and forwarding.

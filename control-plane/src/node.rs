@@ -1,8 +1,8 @@
 //! One control-plane node: the Raft instance, its store, and the paths every request takes
 //! to the leader (writes, read barriers, membership changes) with a bounded wait.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
@@ -36,6 +36,9 @@ pub struct ControlPlane {
     pub request_timeout: Duration,
     /// The addresses given with --peers, used until membership names a node's address.
     pub initial_peers: BTreeMap<NodeId, String>,
+    /// When each node agent last reported in, as this node saw it while leading. Only the
+    /// leader's copy matters; it is memory only, so heartbeats cost no Raft writes.
+    pub heartbeats: Mutex<HashMap<String, Instant>>,
 }
 
 fn unavailable(what: &str, timeout: Duration) -> ApiError {
@@ -128,7 +131,26 @@ impl ControlPlane {
                 }
                 Err(ForwardError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
                 Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
+                Err(ForwardError::NotFound(m)) => return Err(ApiError::NotFound(m)),
             }
+        }
+    }
+
+    /// Replicates a command only if this node leads: the controllers' writes, which must
+    /// never be carried out by a newer leader on the strength of this node's stale view.
+    pub async fn propose_as_leader(&self, command: Command) -> Result<Applied, ApiError> {
+        if !self.is_leader() {
+            return Err(ApiError::Unavailable("this node no longer leads".into()));
+        }
+        match tokio::time::timeout(self.request_timeout, enqueue(&self.proposals, command)).await {
+            Ok(Ok(result)) => result.map_err(ApiError::from),
+            Ok(Err(ForwardError::NotLeader { .. })) => {
+                Err(ApiError::Unavailable("this node no longer leads".into()))
+            }
+            Ok(Err(ForwardError::Unavailable(m))) => Err(ApiError::Unavailable(m)),
+            Ok(Err(ForwardError::Invalid(m))) => Err(ApiError::InvalidArgument(m)),
+            Ok(Err(ForwardError::NotFound(m))) => Err(ApiError::NotFound(m)),
+            Err(_) => Err(unavailable("the write", self.request_timeout)),
         }
     }
 
@@ -216,10 +238,20 @@ impl ControlPlane {
         }
     }
 
-    /// Adds a learner or sets the voters, on the leader (forwarded from followers).
+    /// Adds a learner, sets the voters or records a heartbeat, on the leader (forwarded
+    /// from followers).
     pub async fn admin(&self, request: AdminRequest) -> Result<(), ApiError> {
-        // Membership changes wait for the new member to catch up: allow more time.
-        let timeout = self.request_timeout * 4;
+        let timeout = match request {
+            // Membership changes wait for the new member to catch up: allow more time.
+            AdminRequest::AddLearner { .. } | AdminRequest::ChangeMembership { .. } => {
+                self.request_timeout * 4
+            }
+            AdminRequest::NodeHeartbeat { .. } => self.request_timeout,
+        };
+        let what = match request {
+            AdminRequest::NodeHeartbeat { .. } => "the heartbeat",
+            _ => "the membership change",
+        };
         let deadline = Instant::now() + timeout;
         let result = tokio::time::timeout_at(deadline, async {
             loop {
@@ -247,18 +279,22 @@ impl ControlPlane {
                             Ok(Err(ForwardError::Invalid(m))) => {
                                 return Err(ApiError::InvalidArgument(m));
                             }
+                            Ok(Err(ForwardError::NotFound(m))) => {
+                                return Err(ApiError::NotFound(m));
+                            }
                             Ok(Err(_)) | Err(_) => {
                                 tokio::time::sleep(Duration::from_millis(50)).await
                             }
                         }
                     }
                     Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
+                    Err(ForwardError::NotFound(m)) => return Err(ApiError::NotFound(m)),
                     Err(ForwardError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
                 }
             }
         })
         .await;
-        result.unwrap_or_else(|_| Err(unavailable("the membership change", timeout)))
+        result.unwrap_or_else(|_| Err(unavailable(what, timeout)))
     }
 
     pub async fn admin_local(&self, request: AdminRequest) -> AdminResult {
@@ -276,8 +312,35 @@ impl ControlPlane {
                 }
                 self.raft.change_membership(voters, false).await.map(|_| ())
             }
+            AdminRequest::NodeHeartbeat { node_name } => return self.record_heartbeat(node_name),
         };
         result.map_err(write_error)
+    }
+
+    /// Notes a node agent's heartbeat, if this node leads and the Node exists.
+    fn record_heartbeat(&self, node_name: String) -> AdminResult {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader {
+                leader: self.leader_address(),
+            });
+        }
+        let registered = self
+            .shared
+            .table
+            .read()
+            .expect("table lock")
+            .get(Kind::Node, "", &node_name)
+            .is_some();
+        if !registered {
+            return Err(ForwardError::NotFound(format!(
+                "nodes \"{node_name}\" not found"
+            )));
+        }
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .insert(node_name, Instant::now());
+        Ok(())
     }
 
     /// Creates the built-in `default` namespace unless this node already has it. Every new

@@ -84,6 +84,16 @@ pub enum Command {
     /// Several commands in one entry, applied in order (each succeeds or fails on its
     /// own). The leader batches concurrent writes so one disk flush serves them all.
     Batch(Vec<Command>),
+    /// The scheduler's binding: set a pending pod's node and mark it scheduled. Fails if
+    /// the pod was replaced (another uid), is bound already or is being deleted.
+    Bind {
+        namespace: String,
+        name: String,
+        uid: String,
+        node_name: String,
+        /// RFC 3339 time of the decision, for the PodScheduled condition.
+        now: String,
+    },
 }
 
 /// What applying a command produced.

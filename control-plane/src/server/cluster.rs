@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use skiff_api::proto::cluster_server::Cluster;
 use skiff_api::proto::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, Member,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
+    Member, NodeHeartbeatRequest, NodeHeartbeatResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -109,5 +110,19 @@ impl Cluster for ClusterServer {
             .await?;
         let _ = self.node.read_barrier().await;
         Ok(Response::new(ClusterServer::status(self).await))
+    }
+
+    async fn node_heartbeat(
+        &self,
+        request: Request<NodeHeartbeatRequest>,
+    ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        let node_name = request.into_inner().node_name;
+        if node_name.is_empty() {
+            return Err(ApiError::InvalidArgument("node_name: Required value".into()).into());
+        }
+        self.node
+            .admin(AdminRequest::NodeHeartbeat { node_name })
+            .await?;
+        Ok(Response::new(NodeHeartbeatResponse {}))
     }
 }

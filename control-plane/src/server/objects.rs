@@ -80,6 +80,27 @@ fn validation(e: validate::ValidationError) -> ApiError {
     ApiError::InvalidArgument(e.to_string())
 }
 
+/// Prepares an object to be created, by a client or a controller alike: namespace,
+/// generated name, uid, creation time, server-owned fields cleared, defaults, validation.
+pub fn admit_new(object: &mut Object) -> Result<(), ApiError> {
+    normalize_namespace(object);
+    let meta = object.metadata_mut();
+    if meta.name.is_empty()
+        && let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty())
+    {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        meta.name = format!("{prefix}{}", &suffix[..5]);
+    }
+    meta.uid = Some(uuid::Uuid::new_v4().to_string());
+    meta.creation_timestamp = Some(chrono::Utc::now());
+    meta.resource_version = None;
+    meta.generation = None;
+    meta.deletion_timestamp = None;
+    meta.deletion_grace_period_seconds = None;
+    object.apply_defaults();
+    validate::validate(object).map_err(validation)
+}
+
 /// Which objects a list or watch wants.
 struct Filter {
     kind: Kind,
@@ -169,24 +190,7 @@ impl ObjectsServer {
     async fn do_create(&self, request: CreateRequest) -> Result<Vec<u8>, ApiError> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
-        normalize_namespace(&mut object);
-        {
-            let meta = object.metadata_mut();
-            if meta.name.is_empty()
-                && let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty())
-            {
-                let suffix = uuid::Uuid::new_v4().simple().to_string();
-                meta.name = format!("{prefix}{}", &suffix[..5]);
-            }
-            meta.uid = Some(uuid::Uuid::new_v4().to_string());
-            meta.creation_timestamp = Some(chrono::Utc::now());
-            meta.resource_version = None;
-            meta.generation = None;
-            meta.deletion_timestamp = None;
-            meta.deletion_grace_period_seconds = None;
-        }
-        object.apply_defaults();
-        validate::validate(&object).map_err(validation)?;
+        admit_new(&mut object)?;
         let namespace = object.metadata().namespace.clone().unwrap_or_default();
         self.ensure_namespace_for(kind, &namespace).await?;
         let applied = self

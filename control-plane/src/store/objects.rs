@@ -391,6 +391,13 @@ fn apply_inner(
         Command::Batch(_) => Err(ApplyError::Invalid(
             "a batch may not contain a batch".into(),
         )),
+        Command::Bind {
+            namespace,
+            name,
+            uid,
+            node_name,
+            now,
+        } => bind(table, index, namespace, name, uid, node_name, now, records),
         Command::EnsureNamespace { name, uid, now } => {
             if let Some(existing) = table.get(Kind::Namespace, "", name) {
                 return Ok(Applied {
@@ -414,6 +421,72 @@ fn apply_inner(
             Ok(put(table, index, stored, None, EventType::Added, records))
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bind(
+    table: &mut ObjectTable,
+    index: u64,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node_name: &str,
+    now: &str,
+    records: &mut Vec<WatchRecord>,
+) -> CommandResult {
+    let old = table
+        .get(Kind::Pod, &scoped_namespace(Kind::Pod, namespace), name)
+        .cloned()
+        .ok_or_else(|| not_found(Kind::Pod, name))?;
+    let mut value = old.value();
+    if value.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return Err(ApplyError::Conflict(format!(
+            "pods \"{name}\": the pod was replaced (uid is not {uid})"
+        )));
+    }
+    if let Some(bound) = &old.summary.node_name {
+        return Err(ApplyError::Conflict(format!(
+            "pod {name} is already assigned to node \"{bound}\""
+        )));
+    }
+    if value.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApplyError::Conflict(format!("pod {name} is being deleted")));
+    }
+    if value.get("spec").is_none_or(|s| !s.is_object()) {
+        value["spec"] = Value::Object(Map::new());
+    }
+    value["spec"]["nodeName"] = Value::String(node_name.to_string());
+    if value.get("status").is_none_or(|s| !s.is_object()) {
+        value["status"] = Value::Object(Map::new());
+    }
+    let status = value["status"]
+        .as_object_mut()
+        .expect("status is an object");
+    status
+        .entry("phase")
+        .or_insert_with(|| Value::String("Pending".into()));
+    let conditions = status
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    let conditions = conditions.as_array_mut().expect("conditions is an array");
+    conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+    conditions.insert(
+        0,
+        serde_json::json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now}),
+    );
+    metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(index.to_string()));
+    let stored = StoredObject::from_value(Kind::Pod, &value)?;
+    Ok(put(
+        table,
+        index,
+        stored,
+        Some(old),
+        EventType::Modified,
+        records,
+    ))
 }
 
 fn scoped_namespace(kind: Kind, namespace: &str) -> String {
@@ -913,5 +986,40 @@ mod tests {
         assert_eq!(table.list(Kind::Pod, None).count(), 2);
         assert_eq!(table.list(Kind::Pod, Some("def")).count(), 0);
         assert_eq!(table.list(Kind::Namespace, None).count(), 1);
+    }
+
+    fn bind_command(name: &str, uid: &str, node: &str) -> Command {
+        Command::Bind {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: uid.into(),
+            node_name: node.into(),
+            now: NOW.into(),
+        }
+    }
+
+    #[test]
+    fn objects_10_bind_sets_node_and_condition_once() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("web", None)).unwrap();
+        let (r, records) = apply_command(&mut table, 3, &bind_command("web", "uid-web", "n1"));
+        let bound: Value = serde_json::from_slice(&r.unwrap().object).unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(bound["status"]["phase"], "Pending");
+        assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+        assert_eq!(bound["status"]["conditions"][0]["status"], "True");
+        assert_eq!(bound["metadata"]["resourceVersion"], "3");
+        assert_eq!(records.len(), 1);
+        let stored = table.get(Kind::Pod, "default", "web").unwrap();
+        assert_eq!(stored.summary.node_name.as_deref(), Some("n1"));
+
+        // Bound already, or a different pod by the same name: no change.
+        let (r, _) = apply_command(&mut table, 4, &bind_command("web", "uid-web", "n2"));
+        assert!(matches!(r, Err(ApplyError::Conflict(_))));
+        create(&mut table, 5, &pod("other", None)).unwrap();
+        let (r, _) = apply_command(&mut table, 6, &bind_command("other", "stale-uid", "n1"));
+        assert!(matches!(r, Err(ApplyError::Conflict(_))));
+        let (r, _) = apply_command(&mut table, 7, &bind_command("missing", "u", "n1"));
+        assert!(matches!(r, Err(ApplyError::NotFound(_))));
     }
 }

@@ -1,0 +1,605 @@
+//! The deployment controller's decisions, as a pure function: a deployment and the pods it
+//! owns in, pods to create and delete and the status to report out.
+//!
+//! Skiff has no ReplicaSets: a deployment owns its pods directly, and the label
+//! `pod-template-hash` tells which template a pod was made from. A rolling update is the
+//! same arithmetic Kubernetes does over its two ReplicaSets, done over those two groups.
+
+use std::time::Duration;
+
+use skiff_api::meta::Time;
+use skiff_api::types::{
+    Deployment, DeploymentCondition, DeploymentStatus, IntOrString, Pod, PodTemplateSpec,
+};
+
+pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// Kubernetes' alphabet for generated names: no vowels, so no words, and no look-alikes.
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A short, stable name for a pod template (FNV-1a over its JSON).
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let json = serde_json::to_vec(template).expect("templates serialize");
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in json {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    let mut text = Vec::new();
+    loop {
+        text.push(SAFE_ALPHABET[(hash % SAFE_ALPHABET.len() as u32) as usize]);
+        hash /= SAFE_ALPHABET.len() as u32;
+        if hash == 0 {
+            break;
+        }
+    }
+    String::from_utf8(text).expect("ascii")
+}
+
+/// Five characters from the safe alphabet, chosen from `random`.
+pub fn random_suffix(random: u128) -> String {
+    let mut r = random;
+    (0..5)
+        .map(|_| {
+            let c = SAFE_ALPHABET[(r % SAFE_ALPHABET.len() as u128) as usize] as char;
+            r /= SAFE_ALPHABET.len() as u128;
+            c
+        })
+        .collect()
+}
+
+/// `<deployment>-<hash>-<suffix>`, shortening the deployment part to stay a valid name.
+pub fn pod_name(deployment: &str, hash: &str, suffix: &str) -> String {
+    let room = 253 - hash.len() - suffix.len() - 2;
+    let prefix: String = deployment.chars().take(room).collect();
+    let prefix = prefix.trim_end_matches(['-', '.']);
+    format!("{prefix}-{hash}-{suffix}")
+}
+
+/// One pod owned by the deployment, reduced to what the decisions need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnedPod {
+    pub name: String,
+    pub template_hash: String,
+    /// Has a deletion timestamp: on its way out, no longer counted.
+    pub terminating: bool,
+    /// Succeeded or Failed: it will not run again and is replaced.
+    pub finished: bool,
+    pub bound: bool,
+    pub ready: bool,
+    /// Ready since (the Ready condition's last transition).
+    pub ready_since: Option<Time>,
+    pub created: Option<Time>,
+}
+
+impl OwnedPod {
+    pub fn from_pod(pod: &Pod) -> OwnedPod {
+        let status = pod.status.as_ref();
+        let ready_condition = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let phase = status.and_then(|s| s.phase.as_deref());
+        OwnedPod {
+            name: pod.metadata.name.clone(),
+            template_hash: pod
+                .metadata
+                .labels
+                .get(TEMPLATE_HASH_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            finished: matches!(phase, Some("Succeeded" | "Failed")),
+            bound: pod.spec.node_name.as_deref().is_some_and(|n| !n.is_empty()),
+            ready: ready_condition.is_some_and(|c| c.status == "True"),
+            ready_since: ready_condition.and_then(|c| c.last_transition_time),
+            created: pod.metadata.creation_timestamp,
+        }
+    }
+
+    fn active(&self) -> bool {
+        !self.terminating && !self.finished
+    }
+
+    fn available(&self, min_ready_seconds: i64, now: Time) -> bool {
+        self.ready
+            && (min_ready_seconds <= 0
+                || self
+                    .ready_since
+                    .is_some_and(|t| t + chrono::Duration::seconds(min_ready_seconds) <= now))
+    }
+}
+
+/// What the controller should do for one deployment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// How many pods to create from the current template.
+    pub create: usize,
+    /// Names of pods to delete (gracefully).
+    pub delete: Vec<String>,
+    /// The status to report (unchanged times are kept from the old status).
+    pub status: DeploymentStatus,
+    /// Look again after this long even if nothing changes (minReadySeconds running out).
+    pub requeue_after: Option<Duration>,
+}
+
+/// Resolves a surge / unavailability setting against the replica count: percentages
+/// round up for surge and down for unavailability, as in Kubernetes.
+fn resolve(value: Option<&IntOrString>, replicas: usize, round_up: bool) -> usize {
+    match value {
+        None => {
+            let quarter = replicas as f64 * 0.25;
+            (if round_up {
+                quarter.ceil()
+            } else {
+                quarter.floor()
+            }) as usize
+        }
+        Some(IntOrString::Int(n)) => (*n).max(0) as usize,
+        Some(IntOrString::String(s)) => {
+            let percent: f64 = s.trim_end_matches('%').parse().unwrap_or(25.0);
+            let exact = replicas as f64 * percent / 100.0;
+            (if round_up {
+                exact.ceil()
+            } else {
+                exact.floor()
+            }) as usize
+        }
+    }
+}
+
+/// Deletion order among pods of one group: unscheduled, then not ready, then the newest
+/// (as Kubernetes' ReplicaSet controller ranks them).
+fn deletion_order(pods: &mut [&OwnedPod]) {
+    pods.sort_by(|a, b| {
+        a.bound
+            .cmp(&b.bound)
+            .then(a.ready.cmp(&b.ready))
+            .then(b.created.cmp(&a.created))
+            .then(a.name.cmp(&b.name))
+    });
+}
+
+/// Decides one reconcile step for `deployment`, given every pod it owns.
+pub fn plan(deployment: &Deployment, pods: &[OwnedPod], now: Time) -> Plan {
+    let spec = &deployment.spec;
+    let desired = spec.replicas.unwrap_or(1).max(0) as usize;
+    let hash = template_hash(&spec.template);
+    let min_ready = i64::from(spec.min_ready_seconds.unwrap_or(0));
+
+    let mut delete: Vec<String> = pods
+        .iter()
+        .filter(|p| p.finished && !p.terminating)
+        .map(|p| p.name.clone())
+        .collect();
+    let active: Vec<&OwnedPod> = pods.iter().filter(|p| p.active()).collect();
+    let (mut new, mut old): (Vec<&OwnedPod>, Vec<&OwnedPod>) =
+        active.iter().partition(|p| p.template_hash == hash);
+    let available = |p: &&OwnedPod| p.available(min_ready, now);
+
+    let strategy = spec.strategy.as_ref();
+    let recreate = strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate");
+    let paused = spec.paused.unwrap_or(false);
+    let mut create = 0;
+
+    if paused {
+        // A paused rollout keeps both groups as they are.
+    } else if recreate && !old.is_empty() {
+        delete.extend(old.iter().map(|p| p.name.clone()));
+    } else if recreate
+        && pods
+            .iter()
+            .any(|p| p.terminating && p.template_hash != hash)
+    {
+        // Recreate: the new pods wait until the old ones are gone.
+    } else if old.is_empty() {
+        if new.len() < desired {
+            create = desired - new.len();
+        } else if new.len() > desired {
+            deletion_order(&mut new);
+            delete.extend(new[..new.len() - desired].iter().map(|p| p.name.clone()));
+        }
+    } else {
+        let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+        let surge = resolve(rolling.and_then(|r| r.max_surge.as_ref()), desired, true);
+        let mut unavailable = resolve(
+            rolling.and_then(|r| r.max_unavailable.as_ref()),
+            desired,
+            false,
+        );
+        if surge == 0 && unavailable == 0 {
+            unavailable = 1;
+        }
+        let total = new.len() + old.len();
+        // Scale the new group up within the surge.
+        if total < desired + surge && new.len() < desired {
+            create = (desired + surge - total).min(desired - new.len());
+        }
+        if new.len() > desired {
+            deletion_order(&mut new);
+            delete.extend(new[..new.len() - desired].iter().map(|p| p.name.clone()));
+        }
+        // Scale the old group down, never below the minimum available.
+        let min_available = desired.saturating_sub(unavailable);
+        let new_unavailable = new.iter().filter(|p| !available(p)).count();
+        deletion_order(&mut old);
+        let (old_available, old_unavailable): (Vec<&OwnedPod>, Vec<&OwnedPod>) =
+            old.iter().partition(|p| available(p));
+        // Old pods that are not available cost no availability: remove them first.
+        let cleanup = total.saturating_sub(min_available + new_unavailable);
+        let cleaned = old_unavailable.len().min(cleanup);
+        delete.extend(old_unavailable[..cleaned].iter().map(|p| p.name.clone()));
+        let available_now = active.iter().filter(|p| available(p)).count();
+        let scale_down = available_now
+            .saturating_sub(min_available)
+            .min(old_available.len());
+        delete.extend(old_available[..scale_down].iter().map(|p| p.name.clone()));
+    }
+
+    let status = status_of(deployment, &active, &hash, desired, min_ready, now);
+    let requeue_after = (min_ready > 0)
+        .then(|| {
+            active
+                .iter()
+                .filter(|p| p.ready && !p.available(min_ready, now))
+                .filter_map(|p| p.ready_since)
+                .map(|t| t + chrono::Duration::seconds(min_ready) - now)
+                .filter_map(|d| d.to_std().ok())
+                .min()
+        })
+        .flatten();
+    Plan {
+        create,
+        delete,
+        status,
+        requeue_after,
+    }
+}
+
+fn status_of(
+    deployment: &Deployment,
+    active: &[&OwnedPod],
+    hash: &str,
+    desired: usize,
+    min_ready: i64,
+    now: Time,
+) -> DeploymentStatus {
+    let spec = &deployment.spec;
+    let count = |f: &dyn Fn(&OwnedPod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
+    let updated = count(&|p| p.template_hash == hash);
+    let ready = count(&|p| p.ready);
+    let available = count(&|p| p.available(min_ready, now));
+    let updated_available = count(&|p| p.template_hash == hash && p.available(min_ready, now));
+    let replicas = active.len() as i32;
+    let desired = desired as i32;
+    let unavailable_allowed =
+        if spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate") {
+            desired
+        } else {
+            let rolling = spec
+                .strategy
+                .as_ref()
+                .and_then(|s| s.rolling_update.as_ref());
+            resolve(
+                rolling.and_then(|r| r.max_unavailable.as_ref()),
+                desired as usize,
+                false,
+            ) as i32
+        };
+    let name = &deployment.metadata.name;
+    let has_minimum = available >= desired - unavailable_allowed;
+    let (available_reason, available_message) = if has_minimum {
+        (
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+        )
+    } else {
+        (
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
+    };
+    let complete = updated == desired && replicas == desired && updated_available == desired;
+    let (progress_reason, progress_message) = if complete {
+        (
+            "NewPodsAvailable",
+            format!("Deployment \"{name}\" has successfully progressed."),
+        )
+    } else {
+        (
+            "PodsUpdating",
+            format!(
+                "Deployment \"{name}\" is progressing: {updated_available} of {desired} updated pods available."
+            ),
+        )
+    };
+    let old = deployment.status.as_ref();
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        let previous = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+        let unchanged = previous.is_some_and(|c| {
+            c.status == status
+                && c.reason.as_deref() == Some(reason)
+                && c.message.as_deref() == Some(&message)
+        });
+        DeploymentCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_update_time: if unchanged {
+                previous.and_then(|c| c.last_update_time)
+            } else {
+                Some(now)
+            },
+            last_transition_time: match previous {
+                Some(c) if c.status == status => c.last_transition_time,
+                _ => Some(now),
+            },
+        }
+    };
+    DeploymentStatus {
+        observed_generation: deployment.metadata.generation,
+        replicas: Some(replicas),
+        updated_replicas: Some(updated),
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        unavailable_replicas: Some((desired - available).max(0)),
+        conditions: vec![
+            condition(
+                "Available",
+                has_minimum,
+                available_reason,
+                available_message.into(),
+            ),
+            condition("Progressing", true, progress_reason, progress_message),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment(replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "d-1", "generation": 2},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}
+                },
+                "strategy": strategy
+            }
+        }))
+        .unwrap()
+    }
+
+    fn rolling(surge: serde_json::Value, unavailable: serde_json::Value) -> serde_json::Value {
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+    }
+
+    fn pod(name: &str, hash: &str, ready: bool) -> OwnedPod {
+        OwnedPod {
+            name: name.into(),
+            template_hash: hash.into(),
+            bound: true,
+            ready,
+            ..OwnedPod::default()
+        }
+    }
+
+    fn now() -> Time {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn deployment_1_scales_up_from_nothing() {
+        let d = deployment(3, "v1", rolling(json!("25%"), json!("25%")));
+        let plan = plan(&d, &[], now());
+        assert_eq!(plan.create, 3);
+        assert!(plan.delete.is_empty());
+        let status = plan.status;
+        assert_eq!(status.replicas, Some(0));
+        assert_eq!(status.unavailable_replicas, Some(3));
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn deployment_2_scales_down_unready_and_unbound_first() {
+        let d = deployment(2, "v1", rolling(json!("25%"), json!("25%")));
+        let h = template_hash(&d.spec.template);
+        let mut unbound = pod("unbound", &h, false);
+        unbound.bound = false;
+        let pods = [
+            pod("ready-1", &h, true),
+            pod("not-ready", &h, false),
+            unbound,
+            pod("ready-2", &h, true),
+        ];
+        let plan = plan(&d, &pods, now());
+        assert_eq!(plan.create, 0);
+        assert_eq!(plan.delete, vec!["unbound", "not-ready"]);
+    }
+
+    #[test]
+    fn deployment_3_replaces_failed_and_ignores_terminating() {
+        let d = deployment(3, "v1", rolling(json!("25%"), json!("25%")));
+        let h = template_hash(&d.spec.template);
+        let mut failed = pod("failed", &h, false);
+        failed.finished = true;
+        let mut going = pod("going", &h, true);
+        going.terminating = true;
+        let pods = [pod("a", &h, true), failed, going];
+        let plan = plan(&d, &pods, now());
+        // The failed pod is deleted and, with the terminating one, replaced.
+        assert_eq!(plan.delete, vec!["failed"]);
+        assert_eq!(plan.create, 2);
+        assert_eq!(plan.status.replicas, Some(1));
+    }
+
+    #[test]
+    fn deployment_4_rolling_update_steps_respect_surge_and_unavailable() {
+        // 4 replicas, maxSurge 1, maxUnavailable 0: one new pod at a time, an old pod
+        // goes only when a new one is ready.
+        let d = deployment(4, "v2", rolling(json!(1), json!(0)));
+        let h = template_hash(&d.spec.template);
+        let old: Vec<OwnedPod> = (0..4)
+            .map(|i| pod(&format!("old-{i}"), "v1hash", true))
+            .collect();
+
+        let step = plan(&d, &old, now());
+        assert_eq!((step.create, step.delete.len()), (1, 0));
+
+        let mut pods = old.clone();
+        pods.push(pod("new-0", &h, false));
+        let step = plan(&d, &pods, now());
+        assert_eq!(
+            (step.create, step.delete.len()),
+            (0, 0),
+            "wait for the new pod"
+        );
+
+        pods[4].ready = true;
+        let step = plan(&d, &pods, now());
+        assert_eq!(step.create, 0);
+        assert_eq!(step.delete.len(), 1);
+        assert!(step.delete[0].starts_with("old-"));
+        assert_eq!(step.status.updated_replicas, Some(1));
+        assert_eq!(step.status.replicas, Some(5));
+
+        // One old pod gone: room to surge again.
+        pods.retain(|p| p.name != step.delete[0]);
+        let step = plan(&d, &pods, now());
+        assert_eq!((step.create, step.delete.len()), (1, 0));
+    }
+
+    #[test]
+    fn deployment_5_rolling_update_with_unavailability_budget() {
+        // 4 replicas, maxSurge 0, maxUnavailable 2: two old pods go at once, two new come.
+        let d = deployment(4, "v2", rolling(json!(0), json!(2)));
+        let h = template_hash(&d.spec.template);
+        let mut pods: Vec<OwnedPod> = (0..4)
+            .map(|i| pod(&format!("old-{i}"), "v1hash", true))
+            .collect();
+        let step = plan(&d, &pods, now());
+        assert_eq!((step.create, step.delete.len()), (0, 2));
+        pods.retain(|p| !step.delete.contains(&p.name));
+        let step = plan(&d, &pods, now());
+        assert_eq!((step.create, step.delete.len()), (2, 0));
+        pods.push(pod("new-0", &h, false));
+        pods.push(pod("new-1", &h, false));
+        let step = plan(&d, &pods, now());
+        assert_eq!(
+            (step.create, step.delete.len()),
+            (0, 0),
+            "two unavailable already"
+        );
+        for p in pods.iter_mut().filter(|p| p.name.starts_with("new")) {
+            p.ready = true;
+        }
+        let step = plan(&d, &pods, now());
+        assert_eq!((step.create, step.delete.len()), (0, 2));
+    }
+
+    #[test]
+    fn deployment_6_unready_old_pods_go_first_during_rollout() {
+        let d = deployment(3, "v2", rolling(json!(1), json!(0)));
+        let pods = [
+            pod("old-ready-0", "v1hash", true),
+            pod("old-ready-1", "v1hash", true),
+            pod("old-broken", "v1hash", false),
+        ];
+        // The surge pod is not available yet, so nothing may go.
+        let step = plan(&d, &pods, now());
+        assert_eq!((step.create, step.delete.len()), (1, 0));
+        // Once it is, the broken old pod goes before any ready one.
+        let mut pods = pods.to_vec();
+        pods.push(pod("new-0", &template_hash(&d.spec.template), true));
+        let step = plan(&d, &pods, now());
+        assert_eq!(step.create, 0);
+        assert_eq!(step.delete, vec!["old-broken"]);
+    }
+
+    #[test]
+    fn deployment_7_recreate_removes_old_before_creating() {
+        let d = deployment(2, "v2", json!({"type": "Recreate"}));
+        let old = [pod("old-0", "v1hash", true), pod("old-1", "v1hash", true)];
+        let step = plan(&d, &old, now());
+        assert_eq!((step.create, step.delete.len()), (0, 2));
+        let mut going = old.clone();
+        for p in &mut going {
+            p.terminating = true;
+        }
+        let step = plan(&d, &going, now());
+        assert_eq!(
+            (step.create, step.delete.len()),
+            (0, 0),
+            "old pods still stopping"
+        );
+        let step = plan(&d, &[], now());
+        assert_eq!(step.create, 2);
+    }
+
+    #[test]
+    fn deployment_8_status_when_complete() {
+        let mut d = deployment(2, "v1", rolling(json!("25%"), json!("25%")));
+        let h = template_hash(&d.spec.template);
+        let pods = [pod("a", &h, true), pod("b", &h, true)];
+        let first = plan(&d, &pods, now());
+        assert_eq!(first.create + first.delete.len(), 0);
+        let s = &first.status;
+        assert_eq!(
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.ready_replicas,
+                s.available_replicas
+            ),
+            (Some(2), Some(2), Some(2), Some(2))
+        );
+        assert_eq!(
+            s.conditions[0].reason.as_deref(),
+            Some("MinimumReplicasAvailable")
+        );
+        assert_eq!(s.conditions[1].reason.as_deref(), Some("NewPodsAvailable"));
+        // Planning again later with the same pods reports the same status, times included.
+        d.status = Some(first.status.clone());
+        let later = plan(&d, &pods, now() + chrono::Duration::seconds(60));
+        assert_eq!(later.status, first.status);
+    }
+
+    #[test]
+    fn deployment_9_min_ready_seconds_delays_availability() {
+        let mut d = deployment(1, "v1", rolling(json!("25%"), json!("25%")));
+        d.spec.min_ready_seconds = Some(10);
+        let h = template_hash(&d.spec.template);
+        let mut p = pod("a", &h, true);
+        p.ready_since = Some(now() - chrono::Duration::seconds(4));
+        let step = plan(&d, &[p], now());
+        assert_eq!(step.status.available_replicas, Some(0));
+        assert_eq!(step.requeue_after, Some(Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn deployment_10_names_and_hashes() {
+        let d1 = deployment(1, "v1", json!(null));
+        let d2 = deployment(1, "v2", json!(null));
+        let (h1, h2) = (
+            template_hash(&d1.spec.template),
+            template_hash(&d2.spec.template),
+        );
+        assert_ne!(h1, h2);
+        assert_eq!(h1, template_hash(&d1.spec.template));
+        assert!(h1.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
+        let suffix = random_suffix(123_456_789);
+        assert_eq!(suffix.len(), 5);
+        assert_eq!(pod_name("web", &h1, &suffix), format!("web-{h1}-{suffix}"));
+        let long = "a".repeat(300);
+        let name = pod_name(&long, &h1, &suffix);
+        assert!(name.len() <= 253);
+        assert_eq!(skiff_api::validate::is_dns1123_subdomain(&name), Ok(()));
+    }
+}

@@ -1,0 +1,159 @@
+//! Logs, exec and port-forward through any control-plane node: the call is passed on to the
+//! agent of the pod's node (its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`), so a
+//! client needs only a control-plane endpoint.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use skiff_api::Kind;
+use skiff_api::proto::agent_client::AgentClient;
+use skiff_api::proto::agent_server::Agent;
+use skiff_api::proto::{
+    ExecRequest, ExecResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+};
+use skiff_api::types::{Node, Pod};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::ApiError;
+use crate::node::ControlPlane;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct AgentProxy {
+    pub node: Arc<ControlPlane>,
+}
+
+impl AgentProxy {
+    fn stored<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<T, ApiError> {
+        let stored = self
+            .node
+            .shared
+            .table
+            .read()
+            .expect("table lock")
+            .get(kind, namespace, name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("{} \"{name}\" not found", kind.plural())))?;
+        serde_json::from_slice(&stored.json)
+            .map_err(|e| ApiError::Internal(format!("stored {kind} is unreadable: {e}")))
+    }
+
+    /// A connection to the agent running `namespace/pod`.
+    async fn agent_for(&self, namespace: &str, pod: &str) -> Result<AgentClient<Channel>, Status> {
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
+        let pod: Pod = self.stored(Kind::Pod, namespace, pod)?;
+        let node_name = pod.spec.node_name.clone().ok_or_else(|| {
+            ApiError::FailedPrecondition(format!(
+                "pod {} is not scheduled to a node yet",
+                pod.metadata.name
+            ))
+        })?;
+        let node: Node = self.stored(Kind::Node, "", &node_name)?;
+        let status = node.status.unwrap_or_default();
+        let address = status
+            .addresses
+            .iter()
+            .find(|a| a.type_ == "InternalIP")
+            .map(|a| a.address.clone());
+        let port = status
+            .daemon_endpoints
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|e| e.port);
+        let (Some(address), Some(port)) = (address, port) else {
+            return Err(ApiError::FailedPrecondition(format!(
+                "node {node_name} does not say where its agent listens"
+            ))
+            .into());
+        };
+        let host = if address.contains(':') {
+            format!("[{address}]")
+        } else {
+            address
+        };
+        let channel = Endpoint::from_shared(format!("http://{host}:{port}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach the agent of node {node_name} at {host}:{port}: {e}"
+                ))
+            })?;
+        Ok(AgentClient::new(channel))
+    }
+}
+
+/// Passes a response stream on.
+fn relay<T: Send + 'static>(stream: Streaming<T>) -> BoxStream<T> {
+    Box::pin(stream)
+}
+
+/// The caller's stream with its first message put back in front.
+fn replay<T: Send + 'static>(
+    first: T,
+    rest: Streaming<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::once(async move { first }).chain(rest.filter_map(|m| async move { m.ok() }))
+}
+
+#[tonic::async_trait]
+impl Agent for AgentProxy {
+    type LogsStream = BoxStream<LogsChunk>;
+    type ExecStream = BoxStream<ExecResponse>;
+    type PortForwardStream = BoxStream<PortForwardResponse>;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let request = request.into_inner();
+        let mut agent = self.agent_for(&request.namespace, &request.pod).await?;
+        let stream = agent.logs(request).await?.into_inner();
+        Ok(Response::new(relay(stream)))
+    }
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut input = request.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the first exec message must name the pod"))?;
+        let start = first
+            .start
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("the first exec message must name the pod"))?;
+        let mut agent = self.agent_for(&start.namespace, &start.pod).await?;
+        let stream = agent.exec(replay(first, input)).await?.into_inner();
+        Ok(Response::new(relay(stream)))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortForwardRequest>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let mut input = request.into_inner();
+        let first = input.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the first message must name the pod and port")
+        })?;
+        let mut agent = self.agent_for(&first.namespace, &first.pod).await?;
+        let stream = agent.port_forward(replay(first, input)).await?.into_inner();
+        Ok(Response::new(relay(stream)))
+    }
+}
