@@ -616,6 +616,27 @@ impl Client {
         )
     }
 
+    /// Reads the object, lets `change` edit it and writes it back, starting over when
+    /// someone else changed it in between (client-go's `RetryOnConflict`). `change`
+    /// returns false to leave the object as it is.
+    pub async fn modify<T: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut change: impl FnMut(&mut T) -> bool,
+    ) -> Result<T, Error> {
+        loop {
+            let mut object: T = self.get(namespace, name).await?;
+            if !change(&mut object) {
+                return Ok(object);
+            }
+            match self.update(&object).await {
+                Err(e) if e.is_conflict() => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Replaces status only (same resourceVersion rule as [`Client::update`]).
     pub async fn update_status<T: Resource>(&self, object: &T) -> Result<T, Error> {
         typed(

@@ -38,8 +38,11 @@
 //! ```
 
 mod client;
+mod deployments;
 mod endpoints;
 mod error;
+mod nodes;
+mod pods;
 mod resource;
 mod watch;
 
@@ -47,6 +50,8 @@ pub use client::{
     Client, ClientBuilder, DeleteParams, Deleted, ListParams, MetadataPatch, ObjectList,
 };
 pub use error::Error;
+pub use nodes::Drained;
+pub use pods::{ExecEvent, ExecOutput, ExecSession, LogParams, PortForward};
 pub use resource::{Resource, version_of};
 pub use skiff_api as api;
 pub use watch::{WatchEvent, WatchParams, WatchStream};
