@@ -1,2 +1,8 @@
-//! The Skiff pod network: bridge, veth, IPAM and host routes over netlink (issue 5).
-//! This crate reserves its place in the workspace so the layout matches the design.
+//! The Skiff pod network: bridge, veth, IPAM and host routes over netlink.
+
+pub mod ipam;
+pub mod link;
+pub mod masquerade;
+pub mod netns;
+pub mod network;
+pub mod routes;

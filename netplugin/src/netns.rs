@@ -1,0 +1,159 @@
+//! Named network namespaces without `ip netns` or a helper process: a namespace is made on
+//! a thread of its own (`unshare(CLONE_NEWNET)` changes only the calling thread) and pinned
+//! by bind-mounting that thread's namespace file onto a path, as `ip netns add` does.
+//! Work inside a namespace runs on a fresh thread that joined it, so no pooled thread is
+//! ever left in another namespace; processes spawned from that thread start inside it.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace {path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("network namespace {path}: {what}: {errno}")]
+    Sys {
+        path: PathBuf,
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
+    #[error("the namespace thread panicked")]
+    Panicked,
+}
+
+fn sys(path: &Path, what: &'static str) -> impl FnOnce(nix::errno::Errno) -> NetnsError {
+    let path = path.to_path_buf();
+    move |errno| NetnsError::Sys { path, what, errno }
+}
+
+fn io_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> NetnsError {
+    let path = path.to_path_buf();
+    move |source| NetnsError::Io { path, what, source }
+}
+
+/// Creates a new, empty network namespace pinned at `path` (its parent must exist). `lo` is
+/// down, as in any new namespace.
+pub fn create(path: &Path) -> Result<(), NetnsError> {
+    File::create(path).map_err(io_err(path, "create the pin file"))?;
+    let target = path.to_path_buf();
+    let made = std::thread::spawn(move || -> Result<(), NetnsError> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&target, "unshare"))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(&target, "bind mount"))
+    })
+    .join()
+    .map_err(|_| NetnsError::Panicked)?;
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Unpins and deletes the namespace at `path` (it goes away once nothing uses it).
+/// A path that does not exist is fine.
+pub fn remove(path: &Path) -> Result<(), NetnsError> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(sys(path, "unmount")(e)),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, "remove the pin file")(e)),
+    }
+}
+
+/// Runs `work` on a new thread inside the namespace at `path` and returns its result.
+/// Sockets it opens stay in that namespace; children it spawns start in it.
+pub fn run_in<T, F>(path: &Path, work: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let path = path.to_path_buf();
+    std::thread::spawn(move || -> Result<T, NetnsError> {
+        let file = File::open(&path).map_err(io_err(&path, "open"))?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(&path, "setns"))?;
+        Ok(work())
+    })
+    .join()
+    .map_err(|_| NetnsError::Panicked)?
+}
+
+/// Like [`run_in`] for async work: a current-thread tokio runtime on the namespace's thread
+/// runs the future (an rtnetlink connection made there talks to that namespace).
+pub async fn run_async_in<T, F, Fut>(path: &Path, make: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let path = path.to_path_buf();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = (|| {
+            let file = File::open(&path).map_err(io_err(&path, "open"))?;
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(&path, "setns"))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io_err(&path, "start a runtime"))?;
+            Ok(runtime.block_on(make()))
+        })();
+        let _ = tx.send(result);
+    });
+    rx.await.map_err(|_| NetnsError::Panicked)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inode(path: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn netns_1_create_run_in_remove() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(
+                std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
+                "needs root"
+            );
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("ns1");
+        create(&pin).unwrap();
+        let host = inode("/proc/self/ns/net");
+        let inside = run_in(&pin, || inode("/proc/thread-self/ns/net")).unwrap();
+        assert_ne!(inside, host);
+        // The same namespace every time, and this thread never left home.
+        assert_eq!(
+            run_in(&pin, || inode("/proc/thread-self/ns/net")).unwrap(),
+            inside
+        );
+        assert_eq!(inode("/proc/thread-self/ns/net"), host);
+        remove(&pin).unwrap();
+        assert!(!pin.exists());
+        remove(&pin).unwrap();
+        assert!(run_in(&pin, || ()).is_err());
+    }
+}
