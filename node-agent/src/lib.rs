@@ -1,2 +1,56 @@
-//! The Skiff node agent. Its pod lifecycle, runtimes and gRPC service are built under
-//! issue 4; this crate reserves its place in the workspace so the layout matches the design.
+//! The Skiff node agent (`skiff-agent`): registers its node, heartbeats, watches the pods
+//! bound to it and runs them through a [`runtime::Runtime`], writing their status back.
+
+pub mod agent;
+pub mod config;
+pub mod events;
+pub mod logs;
+pub mod network;
+pub mod node;
+pub mod pod;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use skiff_api::proto::agent_server::AgentServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+pub use agent::AgentError;
+pub use config::AgentConfig;
+
+/// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec
+/// and port-forward on `listener`, until `shutdown` resolves. Pods keep running afterwards;
+/// the next start adopts them.
+pub async fn serve<R: runtime::Runtime>(
+    config: AgentConfig,
+    runtime: Arc<R>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let registry = Arc::new(registry::Registry::default());
+    let service = AgentServer::new(server::AgentService {
+        runtime: runtime.clone(),
+        registry: registry.clone(),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let api = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    let result = agent::run_agent(config, runtime, registry, shutdown).await;
+    let _ = stop.send(());
+    match api.await {
+        Ok(Err(e)) => tracing::warn!("agent api: {e}"),
+        Err(e) => tracing::warn!("agent api task: {e}"),
+        Ok(Ok(())) => {}
+    }
+    result
+}

@@ -1,0 +1,154 @@
+//! `skiff-agent`: parses flags and runs the node agent until SIGINT/SIGTERM. Pods keep
+//! running when it stops; the next start adopts them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use skiff_agent::config::{AgentConfig, parse_labels, parse_servers};
+use skiff_agent::logs::Rotation;
+use skiff_agent::pod::restart::BackoffPolicy;
+use skiff_agent::runtime::process::{ProcessRuntime, dispatch_internal};
+
+#[derive(Parser)]
+#[command(
+    name = "skiff-agent",
+    about = "The Skiff node agent: runs the pods bound to this node"
+)]
+struct Flags {
+    /// This node's name (a DNS subdomain), as it appears in `skiff get nodes`.
+    #[arg(long)]
+    name: String,
+    /// Control-plane endpoints, HOST:PORT[,HOST:PORT…].
+    #[arg(long)]
+    servers: String,
+    /// The address other nodes and the control plane reach this node on.
+    #[arg(long)]
+    node_ip: String,
+    /// Node labels, k=v,k2=v2 (matched by pods' nodeSelector).
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Where sandboxes, container state, volumes and logs live.
+    #[arg(long, default_value = "/var/lib/skiff-agent")]
+    data_dir: PathBuf,
+    /// Address for logs, exec and port-forward (the control plane proxies to it).
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    listen: String,
+    /// Container runtime.
+    #[arg(long, default_value = "process", value_parser = ["process"])]
+    runtime: String,
+    /// Allocatable cpu (e.g. "4" or "3500m"); the host's core count otherwise.
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Allocatable memory (e.g. "8Gi"); the host's memory otherwise.
+    #[arg(long)]
+    memory: Option<String>,
+    /// Pods this node takes at most.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// How often the agent tells the control plane it is alive.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// First delay before restarting a crashing container; doubles up to --backoff-cap.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    backoff_base: Duration,
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    backoff_cap: Duration,
+    /// A container running this long has its back-off reset.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    backoff_reset: Duration,
+    /// A container's log file is rotated at this size.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    log_max_bytes: u64,
+    /// Log files kept per container, the current one included.
+    #[arg(long, default_value_t = 5)]
+    log_max_files: u32,
+    /// Wire pods into the flat pod network (bridge skiff0, a veth per pod, routes to other
+    /// nodes). `false` leaves the host's network alone: pods then have only `lo`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_network: bool,
+    /// Masquerade traffic from pods to destinations outside --cluster-cidr (nftables, via
+    /// Debian's nft). Pod-to-pod traffic is never masqueraded.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    masquerade: bool,
+    /// Every node's pod CIDR lies in this range (the control plane's --cluster-cidr).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Routes to other nodes follow Node changes at once, and are checked (and repaired if
+    /// changed by hand) at least this often.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    route_resync: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    skiff_api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+fn main() -> anyhow::Result<()> {
+    // The same binary is the runtime's sandbox maker, shim and nsexec.
+    if let Some(code) = dispatch_internal() {
+        std::process::exit(code);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let mut config = AgentConfig::new(
+        &flags.name,
+        parse_servers(&flags.servers),
+        &flags.node_ip,
+        flags.data_dir.clone(),
+    );
+    config.labels = parse_labels(&flags.labels)?;
+    config.listen = flags.listen.clone();
+    config.cpu = flags.cpu;
+    config.memory = flags.memory;
+    config.max_pods = flags.max_pods;
+    config.heartbeat_interval = flags.heartbeat_interval;
+    config.backoff = BackoffPolicy {
+        base: flags.backoff_base,
+        cap: flags.backoff_cap,
+        reset_after: flags.backoff_reset,
+    };
+    config.log_rotation = Rotation {
+        max_bytes: flags.log_max_bytes,
+        max_files: flags.log_max_files.max(1),
+    };
+    config.pod_network = flags.pod_network;
+    config.masquerade = flags.masquerade;
+    config.cluster_cidr = flags.cluster_cidr;
+    config.route_resync = flags.route_resync;
+    config.check()?;
+
+    // Two workers: the agent mostly waits, and a small footprint matters on every node.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    tokio.block_on(async move {
+        let helper = std::env::current_exe().context("cannot find the agent's own executable")?;
+        let runtime =
+            ProcessRuntime::new(config.data_dir.join("process"), helper, config.log_rotation)
+                .context("process runtime")?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! Pod lifecycle on the node: the per-pod worker and its pure rules (restarts, status,
+//! probe thresholds).
+
+pub mod probe;
+pub mod restart;
+pub mod status;
+pub mod worker;

@@ -1,0 +1,201 @@
+//! The container runtime interface, in the spirit of Kubernetes' CRI: the agent drives pod
+//! sandboxes and containers only through [`Runtime`], so runtimes are interchangeable
+//! (`process` now, an image-based `oci` runtime later). Container ids carry the runtime's
+//! name: `process://<id>`.
+//!
+//! A sandbox is what the containers of one pod share: a network namespace (with `lo` up;
+//! the pod network adds `eth0`) and a UTS namespace with the pod's hostname. Containers
+//! run in their own mount namespace with the pod's volumes at their mount paths.
+
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("sandbox {0} not found")]
+    SandboxNotFound(String),
+    #[error("container {0} not found")]
+    ContainerNotFound(String),
+    /// The container's spec cannot be run (bad command, missing working dir, bad mount).
+    #[error("invalid container config: {0}")]
+    Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    System(String),
+}
+
+impl RuntimeError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// What a pod's sandbox is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    /// The pod's uid: sandbox ids are derived from it, so an agent restart finds them.
+    pub pod_uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// Set as the UTS namespace's hostname (the pod name unless `spec.hostname` is set).
+    pub hostname: String,
+    /// Share the node's network and UTS namespaces (`hostNetwork: true`).
+    #[serde(default)]
+    pub host_network: bool,
+}
+
+/// A sandbox that exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub pod_uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// A bind-mounted network namespace file (`setns`-able), for the pod network.
+    pub netns_path: PathBuf,
+    /// The directory where the pod's emptyDir volumes live (deleted with the sandbox).
+    pub volumes_dir: PathBuf,
+}
+
+/// A volume as the container sees it: `host_path` bind-mounted at `container_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: PathBuf,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The container's name in the pod.
+    pub name: String,
+    /// How many times this container was started before (part of its id, so the previous
+    /// instance's logs stay readable).
+    pub attempt: u32,
+    pub image: String,
+    /// The program and its arguments (Kubernetes' command + args, already combined).
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running {
+        pid: u32,
+        started_at: chrono::DateTime<chrono::Utc>,
+    },
+    Exited {
+        /// The exit code; 128 + n when killed by signal n (as shells report it).
+        exit_code: i32,
+        signal: Option<i32>,
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
+        finished_at: chrono::DateTime<chrono::Utc>,
+        /// "Completed" (code 0), "Error", or why it could not start ("StartError").
+        reason: String,
+        message: Option<String>,
+    },
+}
+
+/// A container that exists in the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// `<runtime>://<id>`.
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub state: ContainerState,
+    /// Where its output is logged (see the `logs` module for the format).
+    pub log_path: PathBuf,
+}
+
+/// A command started inside a container by `exec`: its pipes and its exit.
+pub struct ExecProcess {
+    pub child: tokio::process::Child,
+}
+
+/// The runtime interface. Every method is idempotent where Kubernetes' CRI is: removing
+/// something already gone succeeds.
+pub trait Runtime: Send + Sync + 'static {
+    /// `process`, `oci`: the prefix of container ids.
+    fn name(&self) -> &'static str;
+
+    fn create_sandbox(
+        &self,
+        config: &SandboxConfig,
+    ) -> impl Future<Output = Result<SandboxInfo>> + Send;
+
+    /// Stops every container left in the sandbox, removes the namespaces and the volumes dir.
+    fn remove_sandbox(&self, sandbox_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every sandbox that exists (after an agent restart: what to adopt or clean up).
+    fn list_sandboxes(&self) -> impl Future<Output = Result<Vec<SandboxInfo>>> + Send;
+
+    fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+    ) -> impl Future<Output = Result<ContainerInfo>> + Send;
+
+    /// Starts a created container. A program that cannot be started gives an Exited state
+    /// with reason "StartError" rather than an error.
+    fn start_container(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// SIGTERM to the container's process group, SIGKILL after `grace`; returns once it exited.
+    fn stop_container(
+        &self,
+        container_id: &str,
+        grace: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets an exited container (its log file stays until the sandbox goes).
+    fn remove_container(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    fn container_status(
+        &self,
+        container_id: &str,
+    ) -> impl Future<Output = Result<ContainerInfo>> + Send;
+
+    /// Containers of one sandbox, or all.
+    fn list_containers(
+        &self,
+        sandbox_id: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;
+
+    /// Starts `argv` inside a running container (its namespaces, env and working dir), with
+    /// piped stdin/stdout/stderr.
+    fn exec(
+        &self,
+        container_id: &str,
+        argv: &[String],
+    ) -> impl Future<Output = Result<ExecProcess>> + Send;
+
+    /// A TCP connection to `port` on the sandbox's loopback, made inside its network namespace
+    /// (port-forward and probes).
+    fn connect(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<tokio::net::TcpStream>> + Send;
+}

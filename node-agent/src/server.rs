@@ -1,0 +1,303 @@
+//! The agent's gRPC service: logs, exec and port-forward for the pods on this node. The
+//! control plane proxies clients' calls here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use skiff_api::proto::agent_server::Agent;
+use skiff_api::proto::{
+    ExecRequest, ExecResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::logs::{self, Follower};
+use crate::registry::{LookupError, Registry};
+use crate::runtime::Runtime;
+
+const CHUNK: usize = 32 * 1024;
+/// How often a followed log is looked at for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct AgentService<R> {
+    pub runtime: Arc<R>,
+    pub registry: Arc<Registry>,
+}
+
+impl From<LookupError> for Status {
+    fn from(e: LookupError) -> Status {
+        match e {
+            LookupError::NoPod { .. } => Status::not_found(e.to_string()),
+            LookupError::Ambiguous { .. } | LookupError::NoContainer { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+        }
+    }
+}
+
+/// Sends `data` as log chunks; false once the client has gone.
+async fn send_chunks(tx: &mpsc::Sender<Result<LogsChunk, Status>>, data: &[u8]) -> bool {
+    for chunk in data.chunks(CHUNK) {
+        let message = LogsChunk {
+            data: chunk.to_vec(),
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Forwards one of an exec'd command's output pipes until it closes (or the client goes).
+async fn pump_output(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    tx: mpsc::Sender<Result<ExecResponse, Status>>,
+    wrap: impl Fn(Vec<u8>) -> ExecResponse,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 || tx.send(Ok(wrap(buf[..n].to_vec()))).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, BoxStream<T>) {
+    let (tx, rx) = mpsc::channel(16);
+    (tx, Box::pin(ReceiverStream::new(rx)))
+}
+
+impl<R: Runtime> AgentService<R> {
+    fn log_path(&self, request: &LogsRequest) -> Result<std::path::PathBuf, Status> {
+        let (_, name, entry) =
+            self.registry
+                .container(&request.namespace, &request.pod, &request.container)?;
+        let index = if request.previous {
+            if entry.current.is_some() {
+                entry.logs.len().checked_sub(2)
+            } else {
+                // Exited and not restarted yet: the latest attempt is the previous one.
+                entry.logs.len().checked_sub(1)
+            }
+        } else {
+            entry.logs.len().checked_sub(1)
+        };
+        index
+            .and_then(|i| entry.logs.get(i).cloned())
+            .ok_or_else(|| {
+                Status::not_found(if request.previous {
+                    format!(
+                        "previous terminated container \"{name}\" in pod \"{}\" not found",
+                        request.pod
+                    )
+                } else {
+                    format!(
+                        "container \"{name}\" in pod \"{}\" has not started yet",
+                        request.pod
+                    )
+                })
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl<R: Runtime> Agent for AgentService<R> {
+    type LogsStream = BoxStream<LogsChunk>;
+    type ExecStream = BoxStream<ExecResponse>;
+    type PortForwardStream = BoxStream<PortForwardResponse>;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let request = request.into_inner();
+        let path = self.log_path(&request)?;
+        let tail = usize::try_from(request.tail_lines).ok();
+        // Follow from the end of what is read now (lines written in between may repeat).
+        let mut follower = Follower::from_end(&path);
+        let existing = logs::read(&path, tail, request.timestamps)
+            .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
+        let (tx, stream) = channel();
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            if !send_chunks(&tx, &existing).await {
+                return;
+            }
+            if !request.follow {
+                return;
+            }
+            loop {
+                let fresh = match follower.poll(request.timestamps) {
+                    Ok(data) => data,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if !send_chunks(&tx, &fresh).await {
+                    return;
+                }
+                // Following ends with the container instance, as kubectl's does.
+                let running = registry
+                    .container(&request.namespace, &request.pod, &request.container)
+                    .is_ok_and(|(_, _, c)| c.current.is_some() && c.logs.last() == Some(&path));
+                if !running && fresh.is_empty() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut input = request.into_inner();
+        let start = input
+            .message()
+            .await?
+            .and_then(|m| m.start)
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "the first exec message must name the pod, container and command",
+                )
+            })?;
+        if start.command.is_empty() {
+            return Err(Status::invalid_argument("command: Required value"));
+        }
+        let (_, name, entry) =
+            self.registry
+                .container(&start.namespace, &start.pod, &start.container)?;
+        let container_id = entry.current.ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "container {name} is not running in pod {}",
+                start.pod
+            ))
+        })?;
+        let mut process = self
+            .runtime
+            .exec(&container_id, &start.command)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut stdin = process.child.stdin.take();
+        if !start.stdin {
+            stdin = None;
+        }
+        let stdout = process
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| Status::internal("exec: no stdout pipe"))?;
+        let stderr = process
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| Status::internal("exec: no stderr pipe"))?;
+        let (tx, stream) = channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = input.next().await {
+                let Some(pipe) = stdin.as_mut() else { break };
+                if !message.stdin.is_empty() && pipe.write_all(&message.stdin).await.is_err() {
+                    break;
+                }
+                if message.close_stdin {
+                    break;
+                }
+            }
+            // Dropping stdin closes it: the command sees end of file.
+        });
+        tokio::spawn(async move {
+            let out = pump_output(stdout, tx.clone(), |data| ExecResponse {
+                stdout: data,
+                ..ExecResponse::default()
+            });
+            let err = pump_output(stderr, tx.clone(), |data| ExecResponse {
+                stderr: data,
+                ..ExecResponse::default()
+            });
+            tokio::join!(out, err);
+            let code = match process.child.wait().await {
+                Ok(status) => status.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+                }),
+                Err(_) => 126,
+            };
+            let _ = tx
+                .send(Ok(ExecResponse {
+                    exit_code: Some(code),
+                    ..ExecResponse::default()
+                }))
+                .await;
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortForwardRequest>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let mut input = request.into_inner();
+        let first = input.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the first message must name the pod and port")
+        })?;
+        let port = u16::try_from(first.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("port: Invalid value: {}", first.port))
+            })?;
+        let pod = self.registry.pod(&first.namespace, &first.pod)?;
+        let stream = self
+            .runtime
+            .connect(&pod.sandbox_id, port, Duration::from_secs(5))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot connect to port {port} in pod {}: {e}",
+                    first.pod
+                ))
+            })?;
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, out) = channel();
+        tokio::spawn(async move {
+            if !first.data.is_empty() && writer.write_all(&first.data).await.is_err() {
+                return;
+            }
+            while let Some(Ok(message)) = input.next().await {
+                if writer.write_all(&message.data).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let message = PortForwardResponse {
+                            data: buf[..n].to_vec(),
+                        };
+                        if tx.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(out))
+    }
+}
