@@ -1,1 +1,12 @@
-//! The `skiff` command line (issue 6). This crate reserves its place in the workspace.
+//! The `skiff` command line: kubectl's habits on Skiff's API, built on the `skiff-client`
+//! SDK. `main.rs` only parses flags; every verb lives here so it can be tested.
+
+pub mod apply;
+pub mod describe;
+pub mod endpoints;
+pub mod get;
+pub mod jsonpath;
+pub mod netcheck;
+pub mod table;
+pub mod verbs;
+pub mod wait;

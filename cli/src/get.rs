@@ -1,0 +1,400 @@
+//! `skiff get TYPE [NAME…]`: tables like kubectl's, or the objects as JSON / YAML / names.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
+use skiff_client::{Client, ListParams, Resource};
+
+use crate::table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("the server doesn't have a resource type \"{0}\"")]
+    UnknownType(String),
+    #[error(
+        "unable to match a printer suitable for the output format \"{0}\", allowed formats are: json,name,wide,yaml"
+    )]
+    UnknownOutput(String),
+    #[error("Error from server (NotFound): {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Api(skiff_client::Error),
+    #[error("{0}")]
+    Print(String),
+}
+
+impl From<skiff_client::Error> for GetError {
+    fn from(e: skiff_client::Error) -> GetError {
+        match e {
+            skiff_client::Error::NotFound(message) => GetError::NotFound(message),
+            other => GetError::Api(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pods,
+    Nodes,
+    Deployments,
+    Namespaces,
+    Events,
+}
+
+impl Kind {
+    /// kubectl's names and short names.
+    pub fn parse(text: &str) -> Result<Kind, GetError> {
+        Ok(match text.to_ascii_lowercase().as_str() {
+            "pods" | "pod" | "po" => Kind::Pods,
+            "nodes" | "node" | "no" => Kind::Nodes,
+            "deployments" | "deployment" | "deploy" => Kind::Deployments,
+            "namespaces" | "namespace" | "ns" => Kind::Namespaces,
+            "events" | "event" | "ev" => Kind::Events,
+            _ => return Err(GetError::UnknownType(text.to_string())),
+        })
+    }
+
+    /// kubectl's resource name in messages (`pod`, `deployment.apps`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::Pods => "pod",
+            Kind::Nodes => "node",
+            Kind::Deployments => "deployment.apps",
+            Kind::Namespaces => "namespace",
+            Kind::Events => "event",
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Kind::Pods | Kind::Deployments | Kind::Events)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+    Name,
+    /// `jsonpath=TEMPLATE`
+    JsonPath(String),
+    /// `custom-columns=NAME:.path,…`
+    CustomColumns(String),
+}
+
+impl Output {
+    pub fn parse(text: Option<&str>) -> Result<Output, GetError> {
+        Ok(match text {
+            None => Output::Table,
+            Some("wide") => Output::Wide,
+            Some("json") => Output::Json,
+            Some("yaml") => Output::Yaml,
+            Some("name") => Output::Name,
+            Some(other) => match other.split_once('=') {
+                Some(("jsonpath", template)) => Output::JsonPath(template.to_string()),
+                Some(("custom-columns", spec)) => Output::CustomColumns(spec.to_string()),
+                _ => return Err(GetError::UnknownOutput(other.to_string())),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GetArgs {
+    pub kind: Kind,
+    pub names: Vec<String>,
+    pub namespace: String,
+    pub all_namespaces: bool,
+    pub selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// Add a LABELS column (tables only).
+    pub show_labels: bool,
+    /// Add a column per label key (tables only).
+    pub label_columns: Vec<String>,
+    pub output: Output,
+}
+
+async fn fetch<T: Resource>(
+    client: &Client,
+    args: &GetArgs,
+    scoped: bool,
+) -> Result<Vec<T>, GetError> {
+    let namespace = if scoped { args.namespace.as_str() } else { "" };
+    if !args.names.is_empty() {
+        let mut objects = Vec::new();
+        for name in &args.names {
+            objects.push(client.get::<T>(namespace, name).await?);
+        }
+        return Ok(objects);
+    }
+    let mut params = if scoped && !args.all_namespaces {
+        ListParams::namespace(namespace)
+    } else {
+        ListParams::all_namespaces()
+    };
+    if let Some(selector) = &args.selector {
+        params = params.labels(selector.clone());
+    }
+    if let Some(selector) = &args.field_selector {
+        params = params.fields(selector.clone());
+    }
+    Ok(client.list::<T>(&params).await?.items)
+}
+
+fn print<T: Serialize>(
+    objects: &[T],
+    args: &GetArgs,
+    names: Vec<String>,
+) -> Result<String, GetError> {
+    let single = args.names.len() == 1;
+    let value = |objects: &[T]| -> Result<serde_json::Value, GetError> {
+        let items = objects
+            .iter()
+            .map(|o| serde_json::to_value(o).map_err(|e| GetError::Print(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(if single {
+            items.into_iter().next().unwrap_or_default()
+        } else {
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+        })
+    };
+    match &args.output {
+        Output::Json => serde_json::to_string_pretty(&value(objects)?)
+            .map(|s| s + "\n")
+            .map_err(|e| GetError::Print(e.to_string())),
+        Output::Yaml => {
+            serde_yaml_ng::to_string(&value(objects)?).map_err(|e| GetError::Print(e.to_string()))
+        }
+        Output::Name => Ok(names
+            .iter()
+            .map(|n| format!("{}/{n}\n", args.kind.singular()))
+            .collect()),
+        Output::JsonPath(template) => crate::jsonpath::jsonpath(template, &value(objects)?)
+            .map_err(|e| GetError::Print(e.to_string())),
+        Output::CustomColumns(spec) => {
+            let items = objects
+                .iter()
+                .map(|o| serde_json::to_value(o).map_err(|e| GetError::Print(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::jsonpath::custom_columns(spec, &items)
+                .map_err(|e| GetError::Print(e.to_string()))
+        }
+        Output::Table | Output::Wide => unreachable!("tables are printed by the caller"),
+    }
+}
+
+/// One kind's objects as `args` asks: (text, no objects?, each object's labels).
+async fn show<T: Resource>(
+    client: &Client,
+    args: &GetArgs,
+    table: impl Fn(&[T]) -> String,
+) -> Result<(String, bool, Vec<BTreeMap<String, String>>), GetError> {
+    let objects: Vec<T> = fetch(client, args, args.kind.namespaced()).await?;
+    let names = objects.iter().map(|o| o.metadata().name.clone()).collect();
+    let text = if matches!(args.output, Output::Table | Output::Wide) {
+        table(&objects)
+    } else {
+        print(&objects, args, names)?
+    };
+    let labels = objects
+        .iter()
+        .map(|o| o.metadata().labels.clone())
+        .collect();
+    Ok((text, objects.is_empty(), labels))
+}
+
+/// The text `skiff get` prints (kubectl's "No resources found" included).
+pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
+    let now = chrono::Utc::now();
+    let wide = args.output == Output::Wide;
+    let all = args.all_namespaces;
+    let table_output = matches!(args.output, Output::Table | Output::Wide);
+    let (text, empty, labels) = match args.kind {
+        Kind::Pods => show::<Pod>(client, args, |o| table::pods(o, wide, all, now)).await?,
+        Kind::Nodes => show::<Node>(client, args, |o| table::nodes(o, wide, now)).await?,
+        Kind::Deployments => {
+            show::<Deployment>(client, args, |o| table::deployments(o, all, now)).await?
+        }
+        Kind::Namespaces => show::<Namespace>(client, args, |o| table::namespaces(o, now)).await?,
+        Kind::Events => show::<Event>(client, args, |o| table::events(o, all, now)).await?,
+    };
+    let text = if table_output && !empty && (args.show_labels || !args.label_columns.is_empty()) {
+        table::with_label_columns(&text, &labels, &args.label_columns, args.show_labels)
+    } else {
+        text
+    };
+    if empty && table_output {
+        let scope = if args.kind.namespaced() && !all {
+            format!(" in {} namespace", args.namespace)
+        } else {
+            String::new()
+        };
+        return Ok(format!("No resources found{scope}.\n"));
+    }
+    Ok(text)
+}
+
+/// `skiff get … -w`: after the listing, one table row per change, until the stream ends.
+pub async fn watch(
+    client: &Client,
+    args: &GetArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), GetError> {
+    let now = || chrono::Utc::now();
+    let wide = args.output == Output::Wide;
+    let all = args.all_namespaces;
+    match args.kind {
+        Kind::Pods => follow::<Pod>(client, args, out, |o| table::pods(o, wide, all, now())).await,
+        Kind::Nodes => follow::<Node>(client, args, out, |o| table::nodes(o, wide, now())).await,
+        Kind::Deployments => {
+            follow::<Deployment>(client, args, out, |o| table::deployments(o, all, now())).await
+        }
+        Kind::Namespaces => {
+            follow::<Namespace>(client, args, out, |o| table::namespaces(o, now())).await
+        }
+        Kind::Events => follow::<Event>(client, args, out, |o| table::events(o, all, now())).await,
+    }
+}
+
+async fn follow<T: Resource>(
+    client: &Client,
+    args: &GetArgs,
+    out: &mut impl std::io::Write,
+    table: impl Fn(&[T]) -> String,
+) -> Result<(), GetError> {
+    use futures::StreamExt;
+    let scoped = args.kind.namespaced() && !args.all_namespaces;
+    let mut params = if scoped {
+        skiff_client::WatchParams::namespace(&args.namespace)
+    } else {
+        skiff_client::WatchParams::all_namespaces()
+    };
+    if let Some(selector) = &args.selector {
+        params = params.labels(selector.clone());
+    }
+    if let Some(selector) = &args.field_selector {
+        params = params.fields(selector.clone());
+    }
+    let wanted = |o: &T| args.names.is_empty() || args.names.contains(&o.metadata().name);
+    // Without a version the watch starts with every object (then a bookmark): the listing.
+    let mut events = client.watch::<T>(params);
+    let mut header_printed = false;
+    while let Some(event) = events.next().await {
+        let object = match event.map_err(GetError::from)? {
+            skiff_client::WatchEvent::Added(o)
+            | skiff_client::WatchEvent::Modified(o)
+            | skiff_client::WatchEvent::Deleted(o) => o,
+            skiff_client::WatchEvent::Bookmark(_) => continue,
+        };
+        if !wanted(&object) {
+            continue;
+        }
+        let rendered = table(std::slice::from_ref(&object));
+        let mut lines = rendered.lines();
+        let header = lines.next().unwrap_or_default();
+        if !header_printed {
+            writeln!(out, "{header}").map_err(|e| GetError::Print(e.to_string()))?;
+            header_printed = true;
+        }
+        for line in lines {
+            writeln!(out, "{line}").map_err(|e| GetError::Print(e.to_string()))?;
+        }
+        out.flush().map_err(|e| GetError::Print(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(output: Output, names: &[&str]) -> GetArgs {
+        GetArgs {
+            kind: Kind::Pods,
+            names: names.iter().map(|s| s.to_string()).collect(),
+            namespace: "default".into(),
+            all_namespaces: false,
+            selector: None,
+            field_selector: None,
+            show_labels: false,
+            label_columns: vec![],
+            output,
+        }
+    }
+
+    fn pods() -> Vec<Pod> {
+        ["a", "b"]
+            .iter()
+            .map(|name| {
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn get_2_name_json_yaml_golden() {
+        let pods = pods();
+        let names = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            print(&pods, &args(Output::Name, &[]), names.clone()).unwrap(),
+            "pod/a\npod/b\n"
+        );
+        // One named object prints the object itself.
+        assert_eq!(
+            print(&pods[..1], &args(Output::Json, &["a"]), names[..1].to_vec()).unwrap(),
+            "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"metadata\": {\n    \"name\": \"a\",\n    \"namespace\": \"default\"\n  },\n  \"spec\": {\n    \"containers\": [\n      {\n        \"image\": \"busybox\",\n        \"name\": \"c\"\n      }\n    ]\n  }\n}\n"
+        );
+        // Several print as a List.
+        assert_eq!(
+            print(&pods, &args(Output::Yaml, &[]), names).unwrap(),
+            "\
+apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: a
+    namespace: default
+  spec:
+    containers:
+    - image: busybox
+      name: c
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: b
+    namespace: default
+  spec:
+    containers:
+    - image: busybox
+      name: c
+kind: List
+"
+        );
+    }
+
+    #[test]
+    fn get_1_types_and_outputs() {
+        assert_eq!(Kind::parse("po").unwrap(), Kind::Pods);
+        assert_eq!(Kind::parse("Deploy").unwrap(), Kind::Deployments);
+        assert_eq!(
+            Kind::parse("pdos").unwrap_err().to_string(),
+            "the server doesn't have a resource type \"pdos\""
+        );
+        assert_eq!(Output::parse(Some("wide")).unwrap(), Output::Wide);
+        assert!(
+            Output::parse(Some("xml"))
+                .unwrap_err()
+                .to_string()
+                .contains("\"xml\"")
+        );
+    }
+}

@@ -1,0 +1,684 @@
+//! The verbs that are one SDK call or a short sequence of them: logs, exec, delete by name
+//! or selector, scale, label / annotate, cordon / uncordon / drain, cluster status. Each
+//! returns what `skiff` prints (or streams output itself, for logs and exec).
+
+use std::io::Write;
+
+use futures::StreamExt;
+use skiff_api::proto::ClusterStatusResponse;
+use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
+use skiff_client::{
+    Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, Resource,
+};
+
+use crate::table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerbError {
+    #[error("Error from server (NotFound): {0}")]
+    NotFound(String),
+    #[error("Error from server (Conflict): {0}")]
+    Conflict(String),
+    #[error("Error from server (Invalid): {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Api(skiff_client::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl From<skiff_client::Error> for VerbError {
+    fn from(e: skiff_client::Error) -> VerbError {
+        match e {
+            skiff_client::Error::NotFound(m) => VerbError::NotFound(m),
+            skiff_client::Error::Conflict(m) => VerbError::Conflict(m),
+            skiff_client::Error::Invalid(m) => VerbError::Invalid(m),
+            other => VerbError::Api(other),
+        }
+    }
+}
+
+/// `skiff logs POD [-c C] [-f] [--tail N] [--previous] [--timestamps]`, streamed to `out`.
+pub async fn logs(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    params: &LogParams,
+    out: &mut impl Write,
+) -> Result<(), VerbError> {
+    let mut stream = Box::pin(client.logs(namespace, pod, params).await?);
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `skiff exec POD [-c C] [-i] -- CMD…`: streams output, forwards stdin with `-i`, and
+/// returns the command's exit code.
+pub async fn exec(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    command: &[String],
+    stdin: bool,
+) -> Result<i32, VerbError> {
+    if command.is_empty() {
+        return Err(VerbError::Usage(
+            "you must specify at least one command for the container (skiff exec POD -- CMD)"
+                .into(),
+        ));
+    }
+    let mut session = client
+        .exec(namespace, pod, container, command, stdin)
+        .await?;
+    if stdin {
+        // Standard input goes to the command from a thread (std's stdin blocks).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        std::thread::spawn(move || {
+            let mut input = std::io::stdin();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match std::io::Read::read(&mut input, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                data = rx.recv() => match data {
+                    Some(data) => session.write_stdin(data).await?,
+                    None => {
+                        session.close_stdin().await;
+                        break;
+                    }
+                },
+                event = session.next() => match handle(event)? {
+                    Some(code) => return Ok(code),
+                    None => continue,
+                },
+            }
+        }
+    } else {
+        session.close_stdin().await;
+    }
+    loop {
+        if let Some(code) = handle(session.next().await)? {
+            return Ok(code);
+        }
+    }
+}
+
+/// Writes one exec event; `Some(code)` once the command exited.
+fn handle(event: Option<Result<ExecEvent, skiff_client::Error>>) -> Result<Option<i32>, VerbError> {
+    match event {
+        Some(Ok(ExecEvent::Stdout(data))) => {
+            std::io::stdout().write_all(&data)?;
+            std::io::stdout().flush()?;
+            Ok(None)
+        }
+        Some(Ok(ExecEvent::Stderr(data))) => {
+            std::io::stderr().write_all(&data)?;
+            Ok(None)
+        }
+        Some(Ok(ExecEvent::Exit(code))) => Ok(Some(code)),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(VerbError::Usage(
+            "the exec stream ended without an exit code".into(),
+        )),
+    }
+}
+
+/// Evaluates `$body` with `$t` standing for the Rust type of the kind `$kind` names, so one
+/// generic call serves every kind.
+macro_rules! with_kind_type {
+    ($kind:expr, $t:ident => $body:expr) => {
+        match $kind {
+            crate::get::Kind::Pods => {
+                type $t = Pod;
+                $body
+            }
+            crate::get::Kind::Deployments => {
+                type $t = Deployment;
+                $body
+            }
+            crate::get::Kind::Events => {
+                type $t = Event;
+                $body
+            }
+            crate::get::Kind::Namespaces => {
+                type $t = Namespace;
+                $body
+            }
+            crate::get::Kind::Nodes => {
+                type $t = Node;
+                $body
+            }
+        }
+    };
+}
+
+/// Which objects `skiff delete TYPE …` deletes.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Names(Vec<String>),
+    Selector(String),
+    All,
+}
+
+/// `skiff delete TYPE …`: `pod "x" deleted` per object.
+pub async fn delete(
+    client: &Client,
+    kind: crate::get::Kind,
+    namespace: &str,
+    selection: &Selection,
+    params: &DeleteParams,
+    wait: Option<std::time::Duration>,
+) -> Result<String, VerbError> {
+    let ns = if kind.namespaced() { namespace } else { "" };
+    let names: Vec<String> = match selection {
+        Selection::Names(names) => names.clone(),
+        Selection::Selector(_) | Selection::All => {
+            let mut list = if kind.namespaced() {
+                ListParams::namespace(namespace)
+            } else {
+                ListParams::all_namespaces()
+            };
+            if let Selection::Selector(s) = selection {
+                list = list.labels(s.clone());
+            }
+            with_kind_type!(kind, T => names_of::<T>(client, &list).await?)
+        }
+    };
+    if names.is_empty() {
+        return Ok(if kind.namespaced() {
+            format!("No resources found in {namespace} namespace.\n")
+        } else {
+            "No resources found.\n".into()
+        });
+    }
+    let mut out = String::new();
+    for name in &names {
+        with_kind_type!(kind, T => delete_one::<T>(client, ns, name, params).await?);
+        out.push_str(&format!("{} \"{name}\" deleted\n", kind.singular()));
+    }
+    // Like kubectl's --wait: return once the objects are gone (pods stop gracefully first).
+    if let Some(timeout) = wait {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for name in &names {
+            let gone =
+                with_kind_type!(kind, T => wait_gone::<T>(client, ns, name, deadline).await?);
+            if !gone {
+                print!("{out}");
+                return Err(VerbError::Usage(format!(
+                    "timed out waiting for the deletion of {}/{name}",
+                    kind.singular()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Polls until the object is gone (true) or the deadline passes (false).
+async fn wait_gone<T: Resource>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    deadline: tokio::time::Instant,
+) -> Result<bool, VerbError> {
+    loop {
+        match client.get::<T>(namespace, name).await {
+            Err(e) if e.is_not_found() => return Ok(true),
+            Err(e) => return Err(e.into()),
+            Ok(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn names_of<T: Resource>(
+    client: &Client,
+    list: &ListParams,
+) -> Result<Vec<String>, VerbError> {
+    Ok(client
+        .list::<T>(list)
+        .await?
+        .items
+        .iter()
+        .map(|o| o.metadata().name.clone())
+        .collect())
+}
+
+async fn delete_one<T: Resource>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), VerbError> {
+    client.delete::<T>(namespace, name, params).await?;
+    Ok(())
+}
+
+/// `skiff scale deploy/NAME --replicas=N`.
+pub async fn scale(
+    client: &Client,
+    namespace: &str,
+    target: &str,
+    replicas: i32,
+) -> Result<String, VerbError> {
+    let name = deployment_name(target, "scale")?;
+    if replicas < 0 {
+        return Err(VerbError::Usage("--replicas must be 0 or more".into()));
+    }
+    client.scale(namespace, name, replicas).await?;
+    Ok(format!("deployment.apps/{name} scaled\n"))
+}
+
+/// NAME from `deploy/NAME` (or `deployment/`, `deployments/`, `deployment.apps/`), the way
+/// the deployment verbs name their target.
+pub fn deployment_name<'a>(target: &'a str, verb: &str) -> Result<&'a str, VerbError> {
+    match target.split_once('/') {
+        Some(("deploy" | "deployment" | "deployments" | "deployment.apps", name)) => Ok(name),
+        _ => Err(VerbError::Usage(format!(
+            "{verb} works on deployments: name one as deploy/NAME, not {target:?}"
+        ))),
+    }
+}
+
+/// The annotation `rollout restart` stamps on the pod template, as kubectl does.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// `skiff rollout restart deploy/NAME`: a template change makes the deployment controller
+/// replace every pod by a rolling update.
+pub async fn rollout_restart(
+    client: &Client,
+    namespace: &str,
+    target: &str,
+) -> Result<String, VerbError> {
+    let name = deployment_name(target, "rollout restart")?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    client
+        .modify(namespace, name, |d: &mut Deployment| {
+            d.spec
+                .template
+                .metadata
+                .annotations
+                .insert(RESTARTED_AT.to_string(), now.clone());
+            true
+        })
+        .await?;
+    Ok(format!("deployment.apps/{name} restarted\n"))
+}
+
+/// Parses `k=v` (set) and `k-` (remove) arguments of `label` / `annotate`.
+pub fn metadata_patch(
+    pairs: &[String],
+    labels: bool,
+    overwrite: bool,
+) -> Result<MetadataPatch, VerbError> {
+    let mut patch = MetadataPatch::default().overwrite(overwrite);
+    for pair in pairs {
+        patch = if let Some(key) = pair.strip_suffix('-') {
+            if labels {
+                patch.remove_label(key)
+            } else {
+                patch.remove_annotation(key)
+            }
+        } else if let Some((key, value)) = pair.split_once('=') {
+            if labels {
+                patch.set_label(key, value)
+            } else {
+                patch.set_annotation(key, value)
+            }
+        } else {
+            return Err(VerbError::Usage(format!(
+                "{pair:?} is neither KEY=VALUE nor KEY-"
+            )));
+        };
+    }
+    Ok(patch)
+}
+
+/// `skiff label|annotate TYPE NAME k=v … [--overwrite]`.
+pub async fn patch_metadata(
+    client: &Client,
+    kind: crate::get::Kind,
+    namespace: &str,
+    name: &str,
+    patch: &MetadataPatch,
+    labels: bool,
+) -> Result<String, VerbError> {
+    let ns = if kind.namespaced() { namespace } else { "" };
+    with_kind_type!(kind, T => patch_one::<T>(client, ns, name, patch).await?);
+    let verb = if labels { "labeled" } else { "annotated" };
+    Ok(format!("{}/{name} {verb}\n", kind.singular()))
+}
+
+async fn patch_one<T: Resource>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    patch: &MetadataPatch,
+) -> Result<(), VerbError> {
+    client.patch_metadata::<T>(namespace, name, patch).await?;
+    Ok(())
+}
+
+/// `skiff cordon|uncordon|drain NODE`.
+pub async fn node_verb(client: &Client, verb: &str, node: &str) -> Result<String, VerbError> {
+    Ok(match verb {
+        "cordon" => {
+            client.cordon(node).await?;
+            format!("node/{node} cordoned\n")
+        }
+        "uncordon" => {
+            client.uncordon(node).await?;
+            format!("node/{node} uncordoned\n")
+        }
+        _ => {
+            let drained = client.drain(node, None).await?;
+            let mut out = format!("node/{node} cordoned\n");
+            for pod in drained.evicted {
+                let (_, name) = pod.split_once('/').unwrap_or(("", &pod));
+                out.push_str(&format!("evicting pod {pod}\npod/{name} evicted\n"));
+            }
+            out.push_str(&format!("node/{node} drained\n"));
+            out
+        }
+    })
+}
+
+/// `skiff cluster status`: the members, the leader, each member's health.
+pub fn cluster_status_text(status: &ClusterStatusResponse) -> String {
+    let mut out = format!(
+        "leader: {}   term: {}   applied index: {} (answered by member {})\n",
+        status
+            .leader_id
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| "none".into()),
+        status.term,
+        status.last_applied,
+        status.node_id
+    );
+    let rows: Vec<Vec<String>> = status
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.address.clone(),
+                if m.voter { "voter" } else { "learner" }.into(),
+                if m.healthy {
+                    m.state.clone()
+                } else {
+                    "Unreachable".into()
+                },
+                m.term.to_string(),
+                m.last_applied.to_string(),
+                if m.error.is_empty() {
+                    "-".into()
+                } else {
+                    m.error.clone()
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["ID", "ADDRESS", "ROLE", "STATE", "TERM", "APPLIED", "ERROR"],
+        &rows,
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::proto::Member;
+
+    #[test]
+    fn verbs_1_metadata_patch_arguments() {
+        let pairs = ["tier=web".to_string(), "old-".to_string()];
+        assert!(metadata_patch(&pairs, true, false).is_ok());
+        let err = metadata_patch(&["oops".to_string()], true, false).unwrap_err();
+        assert_eq!(err.to_string(), "\"oops\" is neither KEY=VALUE nor KEY-");
+    }
+
+    #[test]
+    fn verbs_2_cluster_status_golden() {
+        let status = ClusterStatusResponse {
+            node_id: 2,
+            leader_id: Some(1),
+            term: 3,
+            last_applied: 42,
+            members: vec![
+                Member {
+                    id: 1,
+                    address: "10.250.0.2:7000".into(),
+                    voter: true,
+                    healthy: true,
+                    state: "Leader".into(),
+                    term: 3,
+                    last_applied: 42,
+                    last_log_index: 42,
+                    error: String::new(),
+                },
+                Member {
+                    id: 3,
+                    address: "10.250.0.4:7000".into(),
+                    voter: true,
+                    healthy: false,
+                    state: "Unknown".into(),
+                    term: 0,
+                    last_applied: 0,
+                    last_log_index: 0,
+                    error: "connection refused".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            cluster_status_text(&status),
+            "\
+leader: 1   term: 3   applied index: 42 (answered by member 2)
+ID   ADDRESS           ROLE    STATE         TERM   APPLIED   ERROR
+1    10.250.0.2:7000   voter   Leader        3      42        -
+3    10.250.0.4:7000   voter   Unreachable   0      0         connection refused
+"
+        );
+    }
+}
+
+/// `LOCAL:REMOTE` (or one port for both) of `skiff port-forward`.
+pub fn parse_ports(text: &str) -> Result<(u16, u16), VerbError> {
+    let bad = || VerbError::Usage(format!("{text:?} is not LOCAL:REMOTE or PORT"));
+    let (local, remote) = text.split_once(':').unwrap_or((text, text));
+    let remote: u16 = remote.parse().map_err(|_| bad())?;
+    let local: u16 = if local.is_empty() {
+        0
+    } else {
+        local.parse().map_err(|_| bad())?
+    };
+    if remote == 0 {
+        return Err(bad());
+    }
+    Ok((local, remote))
+}
+
+/// `skiff port-forward POD LOCAL:REMOTE`: every connection to the local port becomes a byte
+/// stream into the pod's port (through the control plane and the node's agent). Runs until
+/// `stop` resolves; prints the kubectl line once listening.
+pub async fn port_forward(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    address: &str,
+    ports: (u16, u16),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), VerbError> {
+    let (local, remote) = ports;
+    // The pod must exist (a clear NotFound now rather than on the first connection).
+    client.get::<Pod>(namespace, pod).await?;
+    let listener = tokio::net::TcpListener::bind((address, local)).await?;
+    let bound = listener.local_addr()?;
+    println!("Forwarding from {bound} -> {remote}");
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = &mut stop => return Ok(()),
+        };
+        println!("Handling connection for {}", bound.port());
+        let client = client.clone();
+        let (namespace, pod) = (namespace.to_string(), pod.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = forward_one(&client, &namespace, &pod, remote, socket).await {
+                eprintln!("error forwarding port {remote} to pod {pod}: {e}");
+            }
+        });
+    }
+}
+
+async fn forward_one(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    socket: tokio::net::TcpStream,
+) -> Result<(), VerbError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut forward = client.port_forward(namespace, pod, port).await?;
+    let (mut reader, mut writer) = socket.into_split();
+    // Take the sender out, so the pod's side sees end-of-stream when the local client
+    // stops sending.
+    let to_pod = std::mem::replace(&mut forward.to_pod, tokio::sync::mpsc::channel(1).0);
+    let upstream = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to_pod.send(buf[..n].to_vec()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    while let Some(chunk) = forward.read().await {
+        writer.write_all(&chunk?).await?;
+    }
+    upstream.abort();
+    Ok(())
+}
+
+/// What `skiff run` builds.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    pub name: String,
+    pub image: String,
+    pub labels: Vec<String>,
+    pub env: Vec<String>,
+    pub port: Option<u16>,
+    pub restart: Option<String>,
+    pub command: Vec<String>,
+}
+
+/// The pod `skiff run` creates (label `run=NAME` unless labels are given, like kubectl).
+pub fn run_pod(args: &RunArgs) -> Result<Pod, VerbError> {
+    let mut labels = serde_json::Map::new();
+    if args.labels.is_empty() {
+        labels.insert("run".into(), args.name.clone().into());
+    }
+    for pair in &args.labels {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| VerbError::Usage(format!("--labels: {pair:?} is not KEY=VALUE")))?;
+        labels.insert(k.into(), v.into());
+    }
+    let env: Vec<serde_json::Value> = args
+        .env
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+                .ok_or_else(|| VerbError::Usage(format!("--env: {pair:?} is not NAME=VALUE")))
+        })
+        .collect::<Result<_, _>>()?;
+    let restart = args.restart.clone().unwrap_or_else(|| "Always".into());
+    if !matches!(restart.as_str(), "Always" | "OnFailure" | "Never") {
+        return Err(VerbError::Usage(format!(
+            "--restart: {restart:?} must be Always, OnFailure or Never"
+        )));
+    }
+    let mut container = serde_json::json!({"name": args.name, "image": args.image});
+    if !args.command.is_empty() {
+        container["command"] = serde_json::json!(args.command);
+    }
+    if !env.is_empty() {
+        container["env"] = serde_json::json!(env);
+    }
+    if let Some(port) = args.port {
+        container["ports"] = serde_json::json!([{"containerPort": port}]);
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": args.name, "labels": labels},
+        "spec": {"restartPolicy": restart, "containers": [container]}
+    }))
+    .map_err(|e| VerbError::Usage(format!("cannot build the pod: {e}")))
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn verbs_3_port_arguments() {
+        assert_eq!(parse_ports("8080:80").unwrap(), (8080, 80));
+        assert_eq!(parse_ports("80").unwrap(), (80, 80));
+        assert_eq!(parse_ports(":80").unwrap(), (0, 80));
+        assert!(parse_ports("x:80").is_err());
+        assert!(parse_ports("80:0").is_err());
+    }
+
+    #[test]
+    fn verbs_4_run_builds_kubectls_pod() {
+        let pod = run_pod(&RunArgs {
+            name: "web".into(),
+            image: "busybox".into(),
+            env: vec!["A=1".into()],
+            port: Some(8080),
+            restart: Some("Never".into()),
+            command: vec!["/bin/busybox".into(), "httpd".into(), "-f".into()],
+            ..RunArgs::default()
+        })
+        .unwrap();
+        assert_eq!(pod.metadata.labels["run"], "web");
+        assert_eq!(pod.spec.restart_policy.as_deref(), Some("Never"));
+        let c = &pod.spec.containers[0];
+        assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "busybox"));
+        assert_eq!(c.command, ["/bin/busybox", "httpd", "-f"]);
+        assert_eq!(c.env[0].value.as_deref(), Some("1"));
+        assert!(
+            run_pod(&RunArgs {
+                restart: Some("Sometimes".into()),
+                ..RunArgs::default()
+            })
+            .is_err()
+        );
+        assert!(
+            run_pod(&RunArgs {
+                labels: vec!["novalue".into()],
+                ..RunArgs::default()
+            })
+            .is_err()
+        );
+    }
+}
