@@ -139,6 +139,9 @@ pub struct ControlPlaneClusterBuilder {
     pub release: bool,
     /// Where the cluster's temp dir goes; the system temp dir when `None`.
     pub parent_dir: Option<PathBuf>,
+    /// Member i runs inside network namespace `hosts[i-1].0` on address `hosts[i-1].1`
+    /// (test hosts); empty: every member on 127.0.0.1 in this namespace.
+    pub hosts: Vec<(PathBuf, std::net::Ipv4Addr)>,
 }
 
 impl ControlPlaneClusterBuilder {
@@ -148,7 +151,14 @@ impl ControlPlaneClusterBuilder {
             extra_args: Vec::new(),
             release: !cfg!(debug_assertions),
             parent_dir: None,
+            hosts: Vec::new(),
         }
+    }
+
+    /// Runs member i inside test host `hosts[i-1]` (its netns pin and address).
+    pub fn on_hosts(mut self, hosts: Vec<(PathBuf, std::net::Ipv4Addr)>) -> Self {
+        self.hosts = hosts;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -174,8 +184,22 @@ impl ControlPlaneClusterBuilder {
             Some(parent) => builder.tempdir_in(parent)?,
             None => builder.tempdir()?,
         };
+        if !self.hosts.is_empty() && self.hosts.len() != self.nodes {
+            bail!("{} hosts for {} members", self.hosts.len(), self.nodes);
+        }
         let members = (1..=self.nodes as u64)
-            .map(|id| (id, Member::new(free_port())))
+            .map(|id| {
+                let member = match self.hosts.get(id as usize - 1) {
+                    // A host of its own: any port is free there.
+                    Some((netns, ip)) => Member {
+                        host: ip.to_string(),
+                        netns: Some(netns.clone()),
+                        ..Member::new(7000)
+                    },
+                    None => Member::new(free_port()),
+                };
+                (id, member)
+            })
             .collect();
         let mut cluster = ControlPlaneCluster {
             members,
@@ -192,7 +216,10 @@ impl ControlPlaneClusterBuilder {
 }
 
 struct Member {
+    host: String,
     port: u16,
+    /// The test host's network namespace it runs in, if any.
+    netns: Option<PathBuf>,
     // A Mutex so that `is_running(&self)` can reap a process that exited by itself.
     child: Mutex<Option<Child>>,
 }
@@ -200,7 +227,9 @@ struct Member {
 impl Member {
     fn new(port: u16) -> Self {
         Member {
+            host: "127.0.0.1".into(),
             port,
+            netns: None,
             child: Mutex::new(None),
         }
     }
@@ -255,6 +284,11 @@ impl ControlPlaneCluster {
         }
     }
 
+    /// The process id of a running member.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.members[&id].child().as_ref().map(|c| c.id())
+    }
+
     pub fn running_ids(&self) -> Vec<u64> {
         self.ids()
             .into_iter()
@@ -262,9 +296,10 @@ impl ControlPlaneCluster {
             .collect()
     }
 
-    /// `127.0.0.1:PORT` of a member (running or not).
+    /// `HOST:PORT` of a member (running or not).
     pub fn endpoint(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.members[&id].port)
+        let member = &self.members[&id];
+        format!("{}:{}", member.host, member.port)
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -290,7 +325,7 @@ impl ControlPlaneCluster {
     pub fn peers_flag(&self) -> String {
         self.members
             .iter()
-            .map(|(id, m)| format!("{id}=127.0.0.1:{}", m.port))
+            .map(|(id, m)| format!("{id}={}:{}", m.host, m.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -324,7 +359,8 @@ impl ControlPlaneCluster {
             .open(self.log_path(id))
             .context("open node log")?;
         writeln!(log, "===== skiff-control-plane {}", args.join(" "))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(&args)
             .env(
                 "RUST_LOG",
@@ -332,9 +368,12 @@ impl ControlPlaneCluster {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .with_context(|| format!("spawn {}", self.binary.display()))?;
+            .stderr(Stdio::from(log));
+        let child = match &self.members[&id].netns {
+            Some(netns) => skiff_netplugin::netns::run_in(netns, move || command.spawn())?,
+            None => command.spawn(),
+        }
+        .with_context(|| format!("spawn {}", self.binary.display()))?;
         *self.members[&id].child() = Some(child);
         Ok(())
     }

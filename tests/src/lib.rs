@@ -1,5 +1,10 @@
 //! Test support for Skiff: control-plane (and etcd) clusters of real processes on loopback
 //! ports, with cleanup on drop.
 
+pub mod agent;
 pub mod cluster;
 pub mod etcd;
+pub mod host;
+pub mod hosts;
+pub mod multihost;
+pub mod nodes;

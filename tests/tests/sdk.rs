@@ -14,6 +14,7 @@ use skiff_tests::cluster::ControlPlaneCluster;
 
 const READY: Duration = Duration::from_secs(30);
 
+/// A pod no scheduler of Skiff's touches, so these tests see only their own writes.
 fn pod(name: &str, app: &str) -> Pod {
     Pod {
         metadata: ObjectMeta {
@@ -27,6 +28,7 @@ fn pod(name: &str, app: &str) -> Pod {
                 image: "busybox".into(),
                 ..Default::default()
             }],
+            scheduler_name: Some("manual".into()),
             ..Default::default()
         },
         ..Default::default()

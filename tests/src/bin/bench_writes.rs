@@ -264,20 +264,6 @@ async fn wait_skiff_ready(
     Ok(())
 }
 
-fn machine_info() -> String {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    format!("nproc {cpus}, {model}")
-}
-
 fn etcd_version() -> String {
     std::process::Command::new("etcd")
         .arg("--version")
@@ -346,7 +332,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         "# command: {}",
         std::env::args().collect::<Vec<_>>().join(" ")
     );
-    println!("# machine: {}", machine_info());
+    println!("# machine: {}", skiff_tests::host::machine_info());
     println!(
         "# 3-node clusters on loopback, fsync on; {} B objects; {} s per level after {} s warm-up",
         flags.value_bytes,

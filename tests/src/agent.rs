@@ -1,0 +1,257 @@
+//! Real `skiff-agent` processes for tests, against a control plane on loopback (node IP
+//! 127.0.0.1, pod network off). Dropping one kills it and sweeps whatever its pods left: processes started
+//! under its data dir (shims and their containers) and mounts there (namespace files,
+//! volumes), also when a test fails.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use crate::cluster::{binary, free_port};
+
+pub struct AgentProcess {
+    pub name: String,
+    pub port: u16,
+    root: TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// The test host's network namespace it runs in, if any.
+    netns: Option<PathBuf>,
+}
+
+impl AgentProcess {
+    /// Starts `skiff-agent --name NAME` against `servers`, with `extra` flags after ours.
+    pub fn start(name: &str, servers: &[String], extra: &[&str]) -> anyhow::Result<AgentProcess> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("skiff-agent-{name}-"))
+            .tempdir()
+            .context("agent temp dir")?;
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--servers".into(),
+            servers.join(","),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            root.path().join("data").display().to_string(),
+            // This agent runs in the machine's own network namespace, which tests never
+            // change: no bridge, veths or routes (multi-host tests use test hosts instead).
+            "--pod-network".into(),
+            "false".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut agent = AgentProcess {
+            name: name.into(),
+            port,
+            root,
+            args,
+            child: None,
+            netns: None,
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Starts `skiff-agent --name NAME` inside a test host (its netns pin and address) with
+    /// the pod network on, against `servers`, with `extra` flags after ours.
+    pub fn start_on_host(
+        name: &str,
+        servers: &[String],
+        netns: &Path,
+        ip: std::net::Ipv4Addr,
+        extra: &[&str],
+    ) -> anyhow::Result<AgentProcess> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("skiff-agent-{name}-"))
+            .tempdir()
+            .context("agent temp dir")?;
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--servers".into(),
+            servers.join(","),
+            "--node-ip".into(),
+            ip.to_string(),
+            "--listen".into(),
+            format!("{ip}:10250"),
+            "--data-dir".into(),
+            root.path().join("data").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut agent = AgentProcess {
+            name: name.into(),
+            port: 10250,
+            root,
+            args,
+            child: None,
+            netns: Some(netns.to_path_buf()),
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("agent.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        writeln!(log, "===== skiff-agent {}", self.args.join(" "))?;
+        let mut command = Command::new(binary("skiff-agent"));
+        command
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        let child = match &self.netns {
+            Some(netns) => skiff_netplugin::netns::run_in(netns, move || command.spawn())?,
+            None => command.spawn(),
+        }
+        .context("spawn skiff-agent")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9` of the agent alone: its pods' processes live on.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn().expect("restart skiff-agent");
+    }
+
+    /// Processes (other than the agent itself) and mounts that live under its data dir.
+    pub fn leftovers(&self) -> Vec<String> {
+        leftovers(&self.data_dir(), self.pid())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        sweep(&self.data_dir());
+        if std::thread::panicking() {
+            eprintln!("----- agent {} log\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Each process's parent, and the processes whose command line mentions `dir`.
+fn processes(dir: &Path) -> (HashMap<u32, u32>, BTreeSet<u32>) {
+    let needle = dir.display().to_string();
+    let mut parents = HashMap::new();
+    let mut mentioning = BTreeSet::new();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest)
+            && let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if pid != me && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            mentioning.insert(pid);
+        }
+    }
+    (parents, mentioning)
+}
+
+/// The processes started under `dir` (but not `except`) and their descendants.
+fn owned_processes(dir: &Path, except: Option<u32>) -> BTreeSet<u32> {
+    let (parents, mut owned) = processes(dir);
+    if let Some(pid) = except {
+        owned.remove(&pid);
+    }
+    loop {
+        let more: Vec<u32> = parents
+            .iter()
+            .filter(|(pid, ppid)| owned.contains(ppid) && !owned.contains(pid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            return owned;
+        }
+        owned.extend(more);
+    }
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What is still running or mounted under `dir`, described for an assertion message.
+pub fn leftovers(dir: &Path, except: Option<u32>) -> Vec<String> {
+    let mut found: Vec<String> = owned_processes(dir, except)
+        .into_iter()
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "process {pid}: {}",
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
+        })
+        .collect();
+    found.extend(mounts_under(dir).into_iter().map(|m| format!("mount {m}")));
+    found
+}
+
+/// Kills every process started under `dir` (and their children), then unmounts what is
+/// mounted there.
+pub fn sweep(dir: &Path) {
+    for pid in owned_processes(dir, None) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let mut mounts = mounts_under(dir);
+    // Deepest first.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
