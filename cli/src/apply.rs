@@ -155,7 +155,7 @@ fn read_file(path: &str) -> Result<Source, ApplyError> {
 }
 
 /// Parses one file's text and validates each object as the server would on create.
-fn parse_source(name: &str, text: &str) -> Result<Source, ApplyError> {
+pub fn parse_source(name: &str, text: &str) -> Result<Source, ApplyError> {
     let objects = parse_manifests(text).map_err(|error| ApplyError::Manifest {
         file: name.into(),
         error,

@@ -6,6 +6,7 @@ pub mod describe;
 pub mod endpoints;
 pub mod get;
 pub mod jsonpath;
+pub mod local;
 pub mod netcheck;
 pub mod table;
 pub mod verbs;

@@ -1,11 +1,12 @@
 //! `skiff`: parses flags and runs a verb from the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use skiff_cli::netcheck::{self, CheckOptions};
-use skiff_cli::{apply, describe, endpoints, get, verbs, wait};
+use skiff_cli::{apply, describe, endpoints, get, local, verbs, wait};
 use skiff_client::{Client, DeleteParams, LogParams};
 
 #[derive(Parser)]
@@ -26,6 +27,40 @@ struct Flags {
 
 #[derive(Subcommand)]
 enum Verb {
+    /// Start a local cluster: network-namespace hosts on one bridge, 3 control-plane
+    /// members and 2 workers by default, plus a demo deployment (needs root).
+    ///
+    /// Writes the cluster into ~/.skiff/config as the current one, so plain `skiff get
+    /// nodes` works afterwards. Examples: sudo skiff up; sudo skiff up --workers 4 --no-demo
+    Up {
+        /// Control-plane members (one host each).
+        #[arg(long, default_value_t = 3)]
+        control_planes: usize,
+        /// Worker hosts (one agent each).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The cluster's name (its namespaces are skiff-NAME-*).
+        #[arg(long, default_value = "local")]
+        name: String,
+        /// Where data, logs and the cluster's state live (DIR/NAME).
+        #[arg(long, default_value = local::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Skip the demo deployment.
+        #[arg(long)]
+        no_demo: bool,
+        /// How long to wait for the nodes and the demo pods.
+        #[arg(long, default_value_t = 90)]
+        timeout_secs: u64,
+    },
+    /// Stop a local cluster and remove every namespace, link, process and data dir it made.
+    ///
+    /// Example: sudo skiff down
+    Down {
+        #[arg(long, default_value = "local")]
+        name: String,
+        #[arg(long, default_value = local::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
     /// List objects as tables like kubectl's.
     ///
     /// Examples: skiff get pods -o wide; skiff get po -A -l app=web; skiff get nodes;
@@ -306,6 +341,52 @@ enum NetVerb {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    // These run their own runtime, inside a namespace.
+    let local = match &flags.verb {
+        Verb::Up {
+            control_planes,
+            workers,
+            name,
+            dir,
+            no_demo,
+            timeout_secs,
+        } => Some(
+            local::up(
+                &local::UpOptions {
+                    name: name.clone(),
+                    control_planes: *control_planes,
+                    workers: *workers,
+                    dir: dir.clone(),
+                    demo: !no_demo,
+                    timeout: Duration::from_secs(*timeout_secs),
+                    config: endpoints::config_path(),
+                },
+                &mut std::io::stdout(),
+            )
+            .map(|_| ()),
+        ),
+        Verb::Down { name, dir } => Some(local::down(name, dir, &mut std::io::stdout()).and_then(
+            |report| {
+                if report.leftovers.is_empty() {
+                    Ok(())
+                } else {
+                    Err(local::LocalError::Invalid(
+                        "some things could not be removed (listed above)".into(),
+                    ))
+                }
+            },
+        )),
+        _ => None,
+    };
+    if let Some(result) = local {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -350,11 +431,21 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    let servers = endpoints::resolve(
+    let target = endpoints::resolve_target(
         flags.server.as_deref(),
         std::env::var("SKIFF_SERVER").ok().as_deref(),
         &endpoints::config_path(),
     )?;
+    if let Some(netns) = &target.netns {
+        // A `skiff up` cluster: its addresses exist only inside that namespace. The runtime
+        // is single-threaded, so this thread is where every connection is made.
+        skiff_netplugin::netns::enter(netns).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (the config's cluster lives in a network namespace: is it still up, and are you root?)"
+            )
+        })?;
+    }
+    let servers = target.servers;
     let client = Client::builder(servers)
         .request_timeout(Duration::from_secs(flags.request_timeout_secs))
         .build()?;
@@ -624,7 +715,9 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Verb::Completion { .. } | Verb::Explain { .. } => unreachable!("handled before connecting"),
+        Verb::Completion { .. } | Verb::Explain { .. } | Verb::Up { .. } | Verb::Down { .. } => {
+            unreachable!("handled before connecting")
+        }
         Verb::Cluster {
             what: ClusterVerb::Status,
         } => {

@@ -1,5 +1,6 @@
 //! The Skiff pod network: bridge, veth, IPAM and host routes over netlink.
 
+pub mod hosts;
 pub mod ipam;
 pub mod link;
 pub mod masquerade;

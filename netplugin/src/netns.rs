@@ -95,6 +95,14 @@ where
     .map_err(|_| NetnsError::Panicked)?
 }
 
+/// Moves the calling thread into the namespace at `path`; threads it starts afterwards
+/// begin there too. For a program that lives in one namespace (the CLI reaching a
+/// `skiff up` cluster), called before it starts any other thread.
+pub fn enter(path: &Path) -> Result<(), NetnsError> {
+    let file = File::open(path).map_err(io_err(path, "open"))?;
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(path, "setns"))
+}
+
 /// Like [`run_in`] for async work: a current-thread tokio runtime on the namespace's thread
 /// runs the future (an rtnetlink connection made there talks to that namespace).
 pub async fn run_async_in<T, F, Fut>(path: &Path, make: F) -> Result<T, NetnsError>

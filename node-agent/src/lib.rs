@@ -2,6 +2,7 @@
 //! bound to it and runs them through a [`runtime::Runtime`], writing their status back.
 
 pub mod agent;
+pub mod cleanup;
 pub mod config;
 pub mod events;
 pub mod logs;

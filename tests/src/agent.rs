@@ -3,7 +3,6 @@
 //! under its data dir (shims and their containers) and mounts there (namespace files,
 //! volumes), also when a test fails.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -169,89 +168,13 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Each process's parent, and the processes whose command line mentions `dir`.
-fn processes(dir: &Path) -> (HashMap<u32, u32>, BTreeSet<u32>) {
-    let needle = dir.display().to_string();
-    let mut parents = HashMap::new();
-    let mut mentioning = BTreeSet::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest)
-            && let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok())
-        {
-            parents.insert(pid, ppid);
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if pid != me && String::from_utf8_lossy(&cmdline).contains(&needle) {
-            mentioning.insert(pid);
-        }
-    }
-    (parents, mentioning)
-}
-
-/// The processes started under `dir` (but not `except`) and their descendants.
-fn owned_processes(dir: &Path, except: Option<u32>) -> BTreeSet<u32> {
-    let (parents, mut owned) = processes(dir);
-    if let Some(pid) = except {
-        owned.remove(&pid);
-    }
-    loop {
-        let more: Vec<u32> = parents
-            .iter()
-            .filter(|(pid, ppid)| owned.contains(ppid) && !owned.contains(pid))
-            .map(|(pid, _)| *pid)
-            .collect();
-        if more.is_empty() {
-            return owned;
-        }
-        owned.extend(more);
-    }
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 /// What is still running or mounted under `dir`, described for an assertion message.
 pub fn leftovers(dir: &Path, except: Option<u32>) -> Vec<String> {
-    let mut found: Vec<String> = owned_processes(dir, except)
-        .into_iter()
-        .map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            format!(
-                "process {pid}: {}",
-                String::from_utf8_lossy(&cmd).replace('\0', " ")
-            )
-        })
-        .collect();
-    found.extend(mounts_under(dir).into_iter().map(|m| format!("mount {m}")));
-    found
+    skiff_agent::cleanup::leftovers(dir, except)
 }
 
 /// Kills every process started under `dir` (and their children), then unmounts what is
 /// mounted there.
 pub fn sweep(dir: &Path) {
-    for pid in owned_processes(dir, None) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let mut mounts = mounts_under(dir);
-    // Deepest first.
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for mount in mounts {
-        let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
-    }
+    skiff_agent::cleanup::sweep(dir);
 }

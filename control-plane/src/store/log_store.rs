@@ -113,16 +113,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE)
     }
 
-    /// openraft awaits this inside its core loop before applying, so a flush here would
-    /// stall every commit. The committed id is only a recovery hint, and sled persists
-    /// writes in order: it becomes durable with the next log flush (or sled's periodic
-    /// flush), never ahead of the entries it covers, and losing it only means waiting for
-    /// the leader to re-announce the commit point.
+    /// Durable before it returns: openraft applies (and we acknowledge) entries only after
+    /// this, and a leader restarted in the same term serves linearizable reads from the
+    /// committed id it reads back at start-up (openraft 0.9 appends no new blank entry
+    /// then). A stale committed id there would let a read miss an acknowledged write
+    /// (cluster_10 caught that: a deleted object came back on reads after a crash).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.meta
-            .insert(COMMITTED, encode(&committed))
-            .map_err(io_write)?;
-        Ok(())
+        self.write_meta_durably(COMMITTED, &committed).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
