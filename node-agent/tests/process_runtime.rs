@@ -463,3 +463,26 @@ async fn process_runtime_4_host_network_pods_share_the_node_namespaces() {
     rt.remove_sandbox(&sb.id).await.unwrap();
     assert_eq!(mounts_under(f.dir.path()), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn process_runtime_5_without_working_dir_a_container_starts_in_root() {
+    if !runnable() {
+        return;
+    }
+    let f = fixture();
+    let rt = &f.runtime;
+    let sb = rt.create_sandbox(&sandbox("uid-5", "cwd")).await.unwrap();
+    let c = rt
+        .create_container(&sb.id, &container("main", "busybox pwd"))
+        .await
+        .unwrap();
+    rt.start_container(&c.id).await.unwrap();
+    let state = wait_exited(rt, &c.id).await;
+    assert_eq!(exit_code(&state), Some(0), "{state:?}");
+    let seen = String::from_utf8(logs::read(&c.log_path, None, false).unwrap()).unwrap();
+    assert_eq!(
+        seen, "/\n",
+        "Kubernetes' default working dir, not the agent's"
+    );
+    rt.remove_sandbox(&sb.id).await.unwrap();
+}

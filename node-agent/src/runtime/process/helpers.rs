@@ -185,9 +185,9 @@ fn run_shim(dir: &Path) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(dir) = &spec.working_dir {
-        command.current_dir(dir);
-    }
+    // Kubernetes' default without workingDir (and without an image WORKDIR) is `/`; the
+    // shim's own directory is agent state, not a place for a container's files.
+    command.current_dir(spec.working_dir.as_deref().unwrap_or(Path::new("/")));
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return fail(format!("cannot run {:?}: {e}", spec.argv[0]), &mut report),
