@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod etcd;
 pub mod host;
 pub mod hosts;
+pub mod linearizability;
 pub mod multihost;
 pub mod nodes;
