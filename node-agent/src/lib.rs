@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cleanup;
 pub mod config;
 pub mod events;
+pub mod image;
 pub mod logs;
 pub mod network;
 pub mod node;

@@ -1,0 +1,883 @@
+//! The content-addressed image store: import, list, get, remove with garbage collection,
+//! and the overlayfs lowerdirs of an image. See the module docs of [`crate::image`] for the
+//! layout on disk and the locking.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::archive::{self, ArchiveFiles, SourceImage};
+use super::config::ImageConfig;
+use super::digest::{Digest, HashingReader, is_sha256_hex};
+use super::reference::Reference;
+use super::unpack::{open_layer, remove_tree, unpack_layer};
+use super::{ImageError, Result};
+
+const INDEX: &str = "index.json";
+const INDEX_VERSION: u32 = 1;
+const LOCK: &str = "lock";
+const TMP: &str = "tmp";
+/// An id prefix shorter than this is not taken for an id (it would match too much).
+const MIN_ID_PREFIX: usize = 4;
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// The blob's digest (of the bytes as stored: compressed or not).
+    pub digest: Digest,
+    /// The digest of the uncompressed tar: names the unpacked layer.
+    pub diff_id: Digest,
+    /// Bytes of the blob.
+    pub size: u64,
+    /// Bytes of the uncompressed tar.
+    pub unpacked_size: u64,
+    pub media_type: String,
+}
+
+/// An image in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// The references (tags, or `name@digest`) that point at it; empty for an image
+    /// imported without a name. Not stored with the image: the index maps references to
+    /// images.
+    #[serde(skip)]
+    pub references: Vec<Reference>,
+    /// The digest of its image manifest (made for `docker save` images, which have none).
+    pub digest: Digest,
+    /// The image id: the digest of its config, as Docker shows it.
+    pub id: Digest,
+    /// The index (multi-platform image) the manifest was chosen from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<Digest>,
+    /// Bottom layer first, as in the manifest.
+    pub layers: Vec<LayerRecord>,
+    /// Bytes of its blobs (manifest, config, layers as stored).
+    pub size: u64,
+    /// Bytes of its uncompressed layers.
+    pub unpacked_size: u64,
+    /// When the image was built (the config's `created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    pub architecture: String,
+    pub os: String,
+    /// Bytes of the manifest and config blobs.
+    pub manifest_size: u64,
+    pub config_size: u64,
+}
+
+/// What an import did for one image of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedImage {
+    /// The image as the store now has it (with all its references).
+    pub image: Image,
+    /// The names the archive gave it.
+    pub names: Vec<Reference>,
+    /// False when the store already had this image (an import is idempotent).
+    pub new: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub images: Vec<ImportedImage>,
+}
+
+/// What a removal did, as `docker rmi` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub untagged: Vec<Reference>,
+    /// Manifest digests of the images that are gone.
+    pub deleted: Vec<Digest>,
+}
+
+/// `index.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Index {
+    version: u32,
+    /// Normalized reference → manifest digest.
+    refs: BTreeMap<String, Digest>,
+    /// Manifest digest → image.
+    images: BTreeMap<Digest, Image>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            version: INDEX_VERSION,
+            refs: BTreeMap::new(),
+            images: BTreeMap::new(),
+        }
+    }
+}
+
+impl Index {
+    fn references_of(&self, digest: &Digest) -> Vec<Reference> {
+        self.refs
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .filter_map(|(r, _)| Reference::parse(r).ok())
+            .collect()
+    }
+
+    fn image(&self, digest: &Digest) -> Option<Image> {
+        let mut image = self.images.get(digest)?.clone();
+        image.references = self.references_of(digest);
+        Some(image)
+    }
+}
+
+/// What a user's string names in the store.
+enum Target {
+    /// A stored reference (its normalized form).
+    Ref(String),
+    /// An image, by its manifest digest.
+    Image(Digest),
+}
+
+/// A directory under `tmp/`, flock'ed while it lives (so a sweep can tell a live import's
+/// staging from a crashed one's) and removed when dropped. Made while holding the store
+/// lock, as sweeps run under it.
+struct Staging {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Staging {
+    fn new(tmp: &Path, kind: &str) -> Result<Staging> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = tmp.join(format!("{kind}-{}-{nanos:x}-{n}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(ImageError::io(format!("mkdir {}", dir.display()), e)),
+            }
+            let file = File::open(&dir)
+                .map_err(|e| ImageError::io(format!("open {}", dir.display()), e))?;
+            let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, e)| ImageError::io(format!("lock {}", dir.display()), e.into()))?;
+            return Ok(Staging { dir, _lock: lock });
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = remove_tree(&self.dir) {
+            tracing::warn!("image store: staging dir left behind: {e}");
+        }
+    }
+}
+
+/// The node's image store. Cheap to share: it holds only its root path; all state is on
+/// disk, guarded as the module docs describe.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root`: removes what crashed imports left
+    /// in `tmp/`, checks the index, and collects blobs and layers no image references
+    /// (left by a crash between moving content in and writing the index).
+    pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore> {
+        let store = ImageStore { root: root.into() };
+        for dir in [
+            store.root.clone(),
+            store.root.join("blobs/sha256"),
+            store.root.join("layers"),
+            store.root.join(TMP),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;
+        }
+        let _lock = store.lock()?;
+        store.sweep_tmp()?;
+        let index = store.read_index()?;
+        store.gc_locked(&index)?;
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `blobs/sha256/<hex>`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// `layers/<hex>` of a diff_id: the unpacked layer.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join(TMP)
+    }
+
+    /// The store's exclusive lock, held until the returned guard is dropped.
+    fn lock(&self) -> Result<Flock<File>> {
+        let path = self.root.join(LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ImageError::io(format!("lock {}", path.display()), e.into()))
+    }
+
+    fn read_index(&self) -> Result<Index> {
+        let path = self.root.join(INDEX);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Index::default()),
+            Err(e) => return Err(ImageError::io(format!("read {}", path.display()), e)),
+        };
+        let corrupt = |reason: String| ImageError::CorruptIndex {
+            path: path.display().to_string(),
+            reason,
+        };
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if index.version != INDEX_VERSION {
+            return Err(corrupt(format!("unknown version {}", index.version)));
+        }
+        Ok(index)
+    }
+
+    /// Replaces `index.json`: temporary file, fsync, rename, fsync of the directory.
+    fn write_index(&self, index: &Index) -> Result<()> {
+        let path = self.root.join(INDEX);
+        let tmp = self.root.join("index.json.tmp");
+        let bytes = serde_json::to_vec_pretty(index)
+            .map_err(|e| ImageError::io("encode the index", io::Error::other(e)))?;
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.root)?.sync_all()
+        };
+        write().map_err(|e| ImageError::io(format!("write {}", path.display()), e))
+    }
+
+    /// Removes staging dirs no live import holds (their flock is free).
+    fn sweep_tmp(&self) -> Result<()> {
+        let tmp = self.tmp();
+        let entries =
+            fs::read_dir(&tmp).map_err(|e| ImageError::io(format!("read {}", tmp.display()), e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&path)
+                } else {
+                    fs::remove_file(&path)
+                        .map_err(|e| ImageError::io(format!("remove {}", path.display()), e))
+                };
+                if let Err(e) = removed {
+                    tracing::warn!("image store: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes blobs and unpacked layers that no image of `index` uses. Layers are moved
+    /// into `tmp/` first, so a crash never leaves half a layer at its name.
+    fn gc_locked(&self, index: &Index) -> Result<()> {
+        let mut blobs: HashSet<&str> = HashSet::new();
+        let mut layers: HashSet<&str> = HashSet::new();
+        for image in index.images.values() {
+            blobs.insert(image.digest.hex());
+            blobs.insert(image.id.hex());
+            for layer in &image.layers {
+                blobs.insert(layer.digest.hex());
+                layers.insert(layer.diff_id.hex());
+            }
+        }
+        let blob_dir = self.root.join("blobs/sha256");
+        for entry in read_dir_names(&blob_dir)? {
+            if !blobs.contains(entry.as_str()) {
+                let path = blob_dir.join(&entry);
+                fs::remove_file(&path)
+                    .map_err(|e| ImageError::io(format!("remove {}", path.display()), e))?;
+            }
+        }
+        let layer_dir = self.root.join("layers");
+        for entry in read_dir_names(&layer_dir)? {
+            if !layers.contains(entry.as_str()) {
+                let doomed = Staging::new(&self.tmp(), "gc")?;
+                let target = doomed.dir.join("layer");
+                let path = layer_dir.join(&entry);
+                fs::rename(&path, &target)
+                    .map_err(|e| ImageError::io(format!("move {}", path.display()), e))?;
+                // Dropping `doomed` removes it.
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects unreferenced blobs and layers now (the store also does this after every
+    /// removal and when opened).
+    pub fn gc(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        self.gc_locked(&index)
+    }
+
+    /// Imports every image of a `docker save` archive or an OCI image-layout tarball
+    /// (either may be gzip-compressed). Every blob's digest and size, and every layer's
+    /// diff_id, is verified first; anything wrong refuses the whole archive and leaves the
+    /// store as it was. Images already present are not copied again. A name the archive
+    /// gives moves to its image; an image left without any name by that is deleted.
+    pub fn import(&self, archive: &Path) -> Result<Imported> {
+        // Made under the store lock: a sweep (which holds it) must never see the staging
+        // dir between its creation and its flock.
+        let staging = {
+            let _lock = self.lock()?;
+            Staging::new(&self.tmp(), "import")?
+        };
+        let files = ArchiveFiles::extract(archive, &staging.dir.join("archive"))?;
+        let sources = archive::images(&files)?;
+        let staged_layers = staging.dir.join("layers");
+        fs::create_dir(&staged_layers)
+            .map_err(|e| ImageError::io(format!("mkdir {}", staged_layers.display()), e))?;
+
+        // Each distinct layer blob is decompressed once: hashed, and unpacked if the store
+        // does not have its layer yet.
+        let mut checked: HashMap<Digest, (Digest, u64)> = HashMap::new();
+        let mut unpacked: HashSet<Digest> = HashSet::new();
+        for source in &sources {
+            for (i, layer) in source.layers.iter().enumerate() {
+                let expected = &source.diff_ids[i];
+                let (got, _) = match checked.get(&layer.digest) {
+                    Some(result) => result.clone(),
+                    None => {
+                        let result =
+                            if unpacked.contains(expected) || self.layer_path(expected).exists() {
+                                hash_layer(&layer.path, &layer.what)?
+                            } else {
+                                let dir = staged_layers.join(expected.hex());
+                                fs::create_dir(&dir).map_err(|e| {
+                                    ImageError::io(format!("mkdir {}", dir.display()), e)
+                                })?;
+                                let result = unpack_and_hash(&layer.path, &dir, &layer.what)?;
+                                if result.0 == *expected {
+                                    unpacked.insert(expected.clone());
+                                }
+                                result
+                            };
+                        checked.insert(layer.digest.clone(), result.clone());
+                        result
+                    }
+                };
+                if got != *expected {
+                    return Err(ImageError::DiffIdMismatch {
+                        index: i,
+                        what: layer.what.clone(),
+                        expected: expected.to_string(),
+                        got: got.to_string(),
+                    });
+                }
+            }
+        }
+        self.commit(&staging, &sources, &checked)
+    }
+
+    /// Moves the verified content into the store and records the images, under the lock.
+    /// On any failure, what was moved in is removed again.
+    fn commit(
+        &self,
+        staging: &Staging,
+        sources: &[SourceImage],
+        checked: &HashMap<Digest, (Digest, u64)>,
+    ) -> Result<Imported> {
+        // Staged content must be on disk before a rename makes it part of the store.
+        let root = File::open(&self.root)
+            .map_err(|e| ImageError::io(format!("open {}", self.root.display()), e))?;
+        nix::unistd::syncfs(&root)
+            .map_err(|e| ImageError::io(format!("syncfs {}", self.root.display()), e.into()))?;
+
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let before = index.clone();
+        let mut added: Vec<PathBuf> = Vec::new();
+        let result = self.commit_locked(staging, sources, checked, &mut index, &mut added);
+        let written = result.and_then(|imported| {
+            if index != before {
+                self.write_index(&index)?;
+            }
+            Ok(imported)
+        });
+        match written {
+            Ok(imported) => {
+                // Images that lost their last name may have left content behind.
+                if before.images.keys().any(|d| !index.images.contains_key(d))
+                    && let Err(e) = self.gc_locked(&index)
+                {
+                    // The import stands; the next removal or open collects the rest.
+                    tracing::warn!("image store: garbage collection: {e}");
+                }
+                Ok(imported)
+            }
+            Err(e) => {
+                for path in added.iter().rev() {
+                    let undone = if path.is_dir() {
+                        remove_tree(path)
+                    } else {
+                        fs::remove_file(path)
+                            .map_err(|e| ImageError::io(format!("remove {}", path.display()), e))
+                    };
+                    if let Err(undo) = undone {
+                        tracing::warn!("image store: undoing a failed import: {undo}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_locked(
+        &self,
+        staging: &Staging,
+        sources: &[SourceImage],
+        checked: &HashMap<Digest, (Digest, u64)>,
+        index: &mut Index,
+        added: &mut Vec<PathBuf>,
+    ) -> Result<Imported> {
+        let mut images = Vec::new();
+        let mut displaced: BTreeSet<Digest> = BTreeSet::new();
+        for source in sources {
+            let manifest_path = match &source.manifest_path {
+                Some(path) => path.clone(),
+                None => {
+                    let path = staging
+                        .dir
+                        .join(format!("manifest-{}", source.manifest_digest.hex()));
+                    write_synced(&path, &source.manifest)?;
+                    path
+                }
+            };
+            self.put_blob(&source.manifest_digest, &manifest_path, added)?;
+            self.put_blob(&source.config_digest, &source.config_path, added)?;
+            let mut layers = Vec::new();
+            for (layer, diff_id) in source.layers.iter().zip(&source.diff_ids) {
+                self.put_blob(&layer.digest, &layer.path, added)?;
+                self.put_layer(diff_id, &layer.digest, staging, added)?;
+                let unpacked_size = checked.get(&layer.digest).map(|c| c.1).unwrap_or(0);
+                layers.push(LayerRecord {
+                    digest: layer.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    size: layer.size,
+                    unpacked_size,
+                    media_type: layer.media_type.clone(),
+                });
+            }
+            let created = source
+                .config
+                .created
+                .as_deref()
+                .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                .map(|c| c.with_timezone(&Utc));
+            let manifest_size = source.manifest.len() as u64;
+            let image = Image {
+                references: Vec::new(),
+                digest: source.manifest_digest.clone(),
+                id: source.config_digest.clone(),
+                index_digest: source.index_digest.clone(),
+                size: manifest_size
+                    + source.config_size
+                    + layers.iter().map(|l| l.size).sum::<u64>(),
+                unpacked_size: layers.iter().map(|l| l.unpacked_size).sum(),
+                layers,
+                created,
+                architecture: source.config.architecture.clone(),
+                os: source.config.os.clone(),
+                manifest_size,
+                config_size: source.config_size,
+            };
+            let new = !index.images.contains_key(&image.digest);
+            index.images.insert(image.digest.clone(), image);
+            for name in &source.names {
+                if let Some(old) = index
+                    .refs
+                    .insert(name.to_string(), source.manifest_digest.clone())
+                    && old != source.manifest_digest
+                {
+                    displaced.insert(old);
+                }
+            }
+            images.push((source.manifest_digest.clone(), source.names.clone(), new));
+        }
+        // Docker would keep an image whose name moved away as a dangling `<none>`; a node
+        // has no use for it, so it goes (unless this archive brought it too).
+        for old in displaced {
+            let named = index.refs.values().any(|d| *d == old);
+            let imported = sources.iter().any(|s| s.manifest_digest == old);
+            if !named && !imported {
+                index.images.remove(&old);
+            }
+        }
+        let images = images
+            .into_iter()
+            .filter_map(|(digest, names, new)| {
+                Some(ImportedImage {
+                    image: index.image(&digest)?,
+                    names,
+                    new,
+                })
+            })
+            .collect();
+        Ok(Imported { images })
+    }
+
+    /// Moves a staged blob to its place, unless the store has it already (its content is
+    /// the digest's: only verified blobs get in).
+    fn put_blob(&self, digest: &Digest, staged: &Path, added: &mut Vec<PathBuf>) -> Result<()> {
+        let target = self.blob_path(digest);
+        if target.exists() {
+            return Ok(());
+        }
+        fs::rename(staged, &target)
+            .map_err(|e| ImageError::io(format!("move blob {digest} into the store"), e))?;
+        added.push(target);
+        Ok(())
+    }
+
+    /// Moves the staged unpacked layer to its place unless the store has it; if neither
+    /// has it (a concurrent removal collected it after the check), unpacks it again from
+    /// the stored blob.
+    fn put_layer(
+        &self,
+        diff_id: &Digest,
+        blob: &Digest,
+        staging: &Staging,
+        added: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let target = self.layer_path(diff_id);
+        if target.exists() {
+            return Ok(());
+        }
+        let staged = staging.dir.join("layers").join(diff_id.hex());
+        if !staged.exists() {
+            self.unpack_blob(diff_id, blob, &staged)?;
+        }
+        fs::rename(&staged, &target)
+            .map_err(|e| ImageError::io(format!("move layer {diff_id} into the store"), e))?;
+        added.push(target);
+        Ok(())
+    }
+
+    /// Unpacks a stored layer blob into `dir`, checking its diff_id.
+    fn unpack_blob(&self, diff_id: &Digest, blob: &Digest, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir)
+            .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;
+        let what = format!("blob {blob}");
+        let (got, _) = unpack_and_hash(&self.blob_path(blob), dir, &what)?;
+        if got != *diff_id {
+            return Err(ImageError::DiffIdMismatch {
+                index: 0,
+                what,
+                expected: diff_id.to_string(),
+                got: got.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every image, with its references, sorted by first reference (unnamed ones last).
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let index = self.read_index()?;
+        let mut images: Vec<Image> = index.images.keys().filter_map(|d| index.image(d)).collect();
+        images.sort_by(|a, b| {
+            let key = |i: &Image| {
+                (
+                    i.references.is_empty(),
+                    i.references.first().map(|r| r.to_string()),
+                    i.digest.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        Ok(images)
+    }
+
+    /// The image a string names: a reference (`busybox`, `name@sha256:…`), a digest or id
+    /// (`sha256:…`), or a unique prefix (at least 4 hex digits) of an id or digest.
+    pub fn get(&self, image: &str) -> Result<Image> {
+        let index = self.read_index()?;
+        let digest = match resolve(&index, image)? {
+            Target::Ref(key) => index.refs[&key].clone(),
+            Target::Image(digest) => digest,
+        };
+        index
+            .image(&digest)
+            .ok_or_else(|| ImageError::NotFound(image.to_string()))
+    }
+
+    /// Removes a reference (untag); an image left without references is deleted. A digest
+    /// or id deletes the image with all its references. Blobs and unpacked layers no image
+    /// uses any more are deleted too. The caller must not remove an image a container
+    /// still runs from: its layers would go from under the overlay mount.
+    pub fn remove(&self, image: &str) -> Result<Removed> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let mut removed = Removed::default();
+        let digest = match resolve(&index, image)? {
+            Target::Ref(key) => {
+                let digest = index.refs.remove(&key).expect("resolved reference");
+                removed.untagged.extend(Reference::parse(&key).ok());
+                digest
+            }
+            Target::Image(digest) => {
+                removed.untagged = index.references_of(&digest);
+                index.refs.retain(|_, d| *d != digest);
+                digest
+            }
+        };
+        if !index.refs.values().any(|d| *d == digest) {
+            index.images.remove(&digest);
+            removed.deleted.push(digest);
+        }
+        self.write_index(&index)?;
+        if let Err(e) = self.gc_locked(&index) {
+            // The removal stands; the next removal or open collects the rest.
+            tracing::warn!("image store: garbage collection: {e}");
+        }
+        Ok(removed)
+    }
+
+    /// The image's parsed config (Entrypoint, Cmd, Env, ...).
+    pub fn image_config(&self, image: &Image) -> Result<ImageConfig> {
+        let path = self.blob_path(&image.id);
+        let bytes =
+            fs::read(&path).map_err(|e| ImageError::io(format!("read {}", path.display()), e))?;
+        ImageConfig::parse(&bytes)
+    }
+
+    /// The image's unpacked layers as overlayfs wants its `lowerdir=` list: top layer
+    /// first. A layer dir that went missing is unpacked again from its blob.
+    pub fn lowerdirs(&self, image: &Image) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::with_capacity(image.layers.len());
+        for layer in image.layers.iter().rev() {
+            let path = self.layer_path(&layer.diff_id);
+            if !path.exists() {
+                let _lock = self.lock()?;
+                if !path.exists() {
+                    let staging = Staging::new(&self.tmp(), "repair")?;
+                    let staged = staging.dir.join("layer");
+                    self.unpack_blob(&layer.diff_id, &layer.digest, &staged)?;
+                    fs::rename(&staged, &path).map_err(|e| {
+                        ImageError::io(format!("move layer {} into the store", layer.diff_id), e)
+                    })?;
+                }
+            }
+            dirs.push(path);
+        }
+        Ok(dirs)
+    }
+}
+
+fn resolve(index: &Index, input: &str) -> Result<Target> {
+    let not_found = || ImageError::NotFound(input.to_string());
+    let by_digest = |d: &Digest| {
+        index
+            .images
+            .values()
+            .find(|i| i.digest == *d || i.id == *d || i.index_digest.as_ref() == Some(d))
+            .map(|i| Target::Image(i.digest.clone()))
+    };
+    if let Some(hex) = input.strip_prefix("sha256:")
+        && is_sha256_hex(hex)
+    {
+        let digest = Digest::from_hex(hex).expect("checked");
+        return by_digest(&digest).ok_or_else(not_found);
+    }
+    let parsed = Reference::parse(input);
+    if let Ok(reference) = &parsed {
+        let key = reference.to_string();
+        if index.refs.contains_key(&key) {
+            return Ok(Target::Ref(key));
+        }
+        if let Some(digest) = reference.digest() {
+            return by_digest(digest).ok_or_else(not_found);
+        }
+    }
+    let prefix = input.strip_prefix("sha256:").unwrap_or(input);
+    let hex_like = prefix.len() >= MIN_ID_PREFIX
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex_like {
+        let matches: BTreeSet<&Digest> = index
+            .images
+            .values()
+            .filter(|i| i.id.hex().starts_with(prefix) || i.digest.hex().starts_with(prefix))
+            .map(|i| &i.digest)
+            .collect();
+        return match matches.len() {
+            0 => Err(not_found()),
+            1 => Ok(Target::Image(
+                matches.into_iter().next().expect("one").clone(),
+            )),
+            _ => Err(ImageError::Ambiguous(input.to_string())),
+        };
+    }
+    match parsed {
+        Ok(_) => Err(not_found()),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| ImageError::io(format!("read {}", dir.display()), e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || -> io::Result<()> {
+        let mut file = File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|e| ImageError::io(format!("write {}", path.display()), e))
+}
+
+/// The diff_id (and length) of a layer blob: sha256 of its uncompressed tar.
+fn hash_layer(path: &Path, what: &str) -> Result<(Digest, u64)> {
+    HashingReader::new(open_layer(path, what)?)
+        .finish()
+        .map_err(|e| ImageError::BadLayer {
+            layer: what.to_string(),
+            reason: format!("decompressing: {e}"),
+        })
+}
+
+/// Unpacks a layer blob into `dir` and returns its diff_id (and uncompressed length), from
+/// one pass over the blob.
+fn unpack_and_hash(path: &Path, dir: &Path, what: &str) -> Result<(Digest, u64)> {
+    let mut reader = HashingReader::new(open_layer(path, what)?);
+    unpack_layer(&mut reader, dir, what)?;
+    reader.finish().map_err(|e| ImageError::BadLayer {
+        layer: what.to_string(),
+        reason: format!("decompressing: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(config: &[u8], manifest: &[u8]) -> Image {
+        Image {
+            references: vec![],
+            digest: Digest::of(manifest),
+            id: Digest::of(config),
+            index_digest: None,
+            layers: vec![],
+            size: 0,
+            unpacked_size: 0,
+            created: None,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            manifest_size: 0,
+            config_size: 0,
+        }
+    }
+
+    fn index() -> (Index, Image, Image) {
+        let a = image(b"config a", b"manifest a");
+        let b = image(b"config b", b"manifest b");
+        let mut index = Index::default();
+        index.images.insert(a.digest.clone(), a.clone());
+        index.images.insert(b.digest.clone(), b.clone());
+        index
+            .refs
+            .insert("docker.io/library/busybox:latest".into(), a.digest.clone());
+        index
+            .refs
+            .insert("docker.io/library/b:1".into(), b.digest.clone());
+        (index, a, b)
+    }
+
+    fn target(index: &Index, input: &str) -> Result<String> {
+        resolve(index, input).map(|t| match t {
+            Target::Ref(r) => format!("ref {r}"),
+            Target::Image(d) => format!("image {d}"),
+        })
+    }
+
+    #[test]
+    fn store_1_resolves_references_ids_and_digests() {
+        let (index, a, b) = index();
+        assert_eq!(
+            target(&index, "busybox").unwrap(),
+            "ref docker.io/library/busybox:latest"
+        );
+        assert_eq!(target(&index, "b:1").unwrap(), "ref docker.io/library/b:1");
+        assert_eq!(
+            target(&index, &a.id.to_string()).unwrap(),
+            format!("image {}", a.digest)
+        );
+        assert_eq!(
+            target(&index, &b.digest.to_string()).unwrap(),
+            format!("image {}", b.digest)
+        );
+        assert_eq!(
+            target(&index, b.id.short()).unwrap(),
+            format!("image {}", b.digest)
+        );
+        assert_eq!(
+            target(&index, &format!("whatever@{}", a.digest)).unwrap(),
+            format!("image {}", a.digest)
+        );
+        assert!(matches!(
+            resolve(&index, "nope"),
+            Err(ImageError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve(&index, "b:2"),
+            Err(ImageError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve(&index, "Bad"),
+            Err(ImageError::InvalidReference { .. })
+        ));
+        assert!(matches!(
+            resolve(&index, &format!("sha256:{}", "0".repeat(64))),
+            Err(ImageError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn store_2_index_round_trips_as_json() {
+        let (index, ..) = index();
+        let json = serde_json::to_string(&index).unwrap();
+        let back: Index = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, index);
+    }
+}
