@@ -76,7 +76,7 @@ pub async fn run(
     .map_err(|e| RunError::Raft(e.to_string()))?;
     let node = Arc::new(ControlPlane {
         id: config.id,
-        proposals: node::spawn_raft_batcher(raft.clone()),
+        proposals: node::spawn_raft_batcher(raft.clone(), config.request_timeout),
         forwards: node::spawn_forwarder(
             raft.clone(),
             peers.clone(),

@@ -457,23 +457,34 @@ where
 /// The leader's batcher: one log entry per batch. openraft appends (and flushes) each
 /// client write on its own, so one entry per batch lets one flush on each node serve
 /// every write in it.
-pub fn spawn_raft_batcher(raft: Raft) -> mpsc::Sender<Proposal> {
+pub fn spawn_raft_batcher(raft: Raft, timeout: Duration) -> mpsc::Sender<Proposal> {
     spawn_batcher(LEADER_BATCHES_IN_FLIGHT, move |commands| {
         let raft = raft.clone();
-        async move { write_batch(&raft, commands).await }
+        async move { write_batch(&raft, commands, timeout).await }
     })
 }
 
-async fn write_batch(raft: &Raft, mut commands: Vec<Command>) -> BatchOutcome {
+/// Appends one batch and waits for it to be applied — at most `timeout`. The bound matters:
+/// openraft 0.9 never answers a write whose entry a snapshot install purged (a leader cut
+/// off, then caught up by snapshot after the heal; openraft#1761), and with one batch in
+/// flight such a write would block every later write on this node for good, even once it
+/// leads again (the chaos suite caught that). Callers see Unavailable: the write may or
+/// may not have been applied, as with any timeout.
+async fn write_batch(raft: &Raft, mut commands: Vec<Command>, timeout: Duration) -> BatchOutcome {
     let entry = if commands.len() == 1 {
         commands.pop().expect("one command")
     } else {
         Command::Batch(commands)
     };
-    raft.client_write(entry)
-        .await
-        .map(|response| response.data.results)
-        .map_err(write_error)
+    match tokio::time::timeout(timeout, raft.client_write(entry)).await {
+        Ok(written) => written
+            .map(|response| response.data.results)
+            .map_err(write_error),
+        Err(_) => Err(ForwardError::Unavailable(format!(
+            "the write was not committed within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 /// A follower's batcher: one forwarding RPC to the leader per batch.
