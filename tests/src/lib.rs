@@ -2,6 +2,7 @@
 //! ports, with cleanup on drop.
 
 pub mod agent;
+pub mod chaos;
 pub mod cluster;
 pub mod etcd;
 pub mod host;

@@ -11,6 +11,10 @@ use crate::agent::AgentProcess;
 use crate::cluster::{ControlPlaneCluster, eventually};
 use crate::hosts::TestHosts;
 
+/// Every member's `--node-grace`: a node silent this long becomes NotReady.
+pub const NODE_GRACE: Duration = Duration::from_secs(3);
+const NODE_GRACE_FLAG: &str = "3s";
+
 pub struct MultiHost {
     // Dropped in this order: agents (and their pods), the control plane, the hosts.
     pub agents: Vec<AgentProcess>,
@@ -36,17 +40,31 @@ impl MultiHost {
         release: bool,
         agent_args: &[&str],
     ) -> anyhow::Result<MultiHost> {
+        Self::try_start_with_control_plane(n, release, agent_args, &[])
+    }
+
+    /// Like [`MultiHost::try_start_with`], with `control_plane_args` after every member's
+    /// flags (e.g. `--pod-eviction-timeout 4s`; `--node-grace` is always 3s here).
+    pub fn try_start_with_control_plane(
+        n: usize,
+        release: bool,
+        agent_args: &[&str],
+        control_plane_args: &[&str],
+    ) -> anyhow::Result<MultiHost> {
         let hosts = TestHosts::start(n)?;
         let members = n.min(3);
         let placement = (1..=members)
             .map(|i| (hosts.netns_path(i), hosts.ip(i)))
             .collect();
-        let cluster = ControlPlaneCluster::builder(members)
+        let mut builder = ControlPlaneCluster::builder(members)
             .on_hosts(placement)
             .release(release)
             .arg("--node-grace")
-            .arg("3s")
-            .start()?;
+            .arg(NODE_GRACE_FLAG);
+        for arg in control_plane_args {
+            builder = builder.arg(*arg);
+        }
+        let cluster = builder.start()?;
         let agents = (1..=n)
             .map(|i| MultiHost::agent(&hosts, &cluster, i, agent_args))
             .collect::<anyhow::Result<_>>()?;
