@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use skiff_agent::config::{AgentConfig, parse_labels, parse_servers};
+use skiff_agent::image::ImageStore;
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
+use skiff_agent::runtime::oci::{self, OciRuntime};
 use skiff_agent::runtime::process::{ProcessRuntime, dispatch_internal};
 
 #[derive(Parser)]
@@ -36,9 +38,13 @@ struct Flags {
     /// Address for logs, exec and port-forward (the control plane proxies to it).
     #[arg(long, default_value = "0.0.0.0:10250")]
     listen: String,
-    /// Container runtime.
-    #[arg(long, default_value = "process", value_parser = ["process"])]
+    /// Container runtime: `process` runs host programs; `oci` runs images from the node's
+    /// image store (<data-dir>/images) with runc, and needs root, runc and overlayfs.
+    #[arg(long, default_value = "process", value_parser = ["process", "oci"])]
     runtime: String,
+    /// The runc binary for `--runtime oci` (default: runc on PATH, else /usr/sbin/runc).
+    #[arg(long)]
+    runc: Option<PathBuf>,
     /// Allocatable cpu (e.g. "4" or "3500m"); the host's core count otherwise.
     #[arg(long)]
     cpu: Option<String>,
@@ -124,6 +130,11 @@ fn main() -> anyhow::Result<()> {
     config.cluster_cidr = flags.cluster_cidr;
     config.route_resync = flags.route_resync;
     config.check()?;
+    let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
+    if flags.runtime == "oci" {
+        // Refuse at start rather than fail every pod later.
+        oci::check_host(&runc).context("--runtime oci cannot work on this host")?;
+    }
 
     // Two workers: the agent mostly waits, and a small footprint matters on every node.
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -133,13 +144,26 @@ fn main() -> anyhow::Result<()> {
         .context("tokio runtime")?;
     tokio.block_on(async move {
         let helper = std::env::current_exe().context("cannot find the agent's own executable")?;
-        let runtime =
-            ProcessRuntime::new(config.data_dir.join("process"), helper, config.log_rotation)
-                .context("process runtime")?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+        if flags.runtime == "oci" {
+            let images = ImageStore::open(config.data_dir.join("images")).context("image store")?;
+            let runtime = OciRuntime::new(
+                config.data_dir.join("oci"),
+                helper,
+                config.log_rotation,
+                images,
+                runc,
+            )
+            .context("oci runtime")?;
+            skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+        } else {
+            let runtime =
+                ProcessRuntime::new(config.data_dir.join("process"), helper, config.log_rotation)
+                    .context("process runtime")?;
+            skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+        }
         Ok(())
     })
 }

@@ -20,9 +20,11 @@ use super::probe::{self, Timing, Verdict};
 use super::restart::{Backoff, BackoffPolicy, RestartPolicy};
 use super::status::{ContainerView, Current, Ended, PodFacts, pod_status};
 use crate::events::Recorder;
+use crate::image::ContainerSpec;
 use crate::registry::{ContainerEntry, Registry};
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerState, Mount, Runtime, SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, Mount, Resources, Runtime,
+    SandboxConfig, SandboxInfo,
 };
 
 /// How often running containers are looked at for exits.
@@ -443,14 +445,20 @@ impl<R: Runtime> PodWorker<R> {
         };
         let runtime = self.shared.runtime.clone();
         let slot = &mut self.slots[index];
-        let config = match container_config(pod, &slot.spec, slot.attempts, &sandbox) {
+        let config = match container_config(pod, &slot.spec, slot.attempts, &sandbox)
+            .and_then(|c| Ok((c, container_options(&slot.spec)?)))
+        {
             Ok(c) => c,
             Err(message) => {
                 slot.failing = Some(("CreateContainerConfigError".into(), message));
                 return;
             }
         };
-        let info = match runtime.create_container(&sandbox.id, &config).await {
+        let (config, options) = config;
+        let info = match runtime
+            .create_container_with(&sandbox.id, &config, &options)
+            .await
+        {
             Ok(info) => info,
             Err(e) => {
                 slot.failing = Some(("CreateContainerError".into(), e.to_string()));
@@ -683,6 +691,34 @@ fn deletion_grace(pod: &Pod) -> Duration {
     requested.min(by_deadline + Duration::from_secs(1))
 }
 
+/// What an image runtime needs beyond [`container_config`]: command, args and env as the
+/// pod gives them, and resources (requests default to limits, as in Kubernetes).
+pub fn container_options(container: &Container) -> Result<ContainerOptions, String> {
+    let mut resources = Resources::default();
+    if let Some(r) = &container.resources {
+        let cpu = |q: &skiff_api::types::Quantity| {
+            q.cpu_millis()
+                .map_err(|e| format!("container {:?}: cpu: {e}", container.name))
+        };
+        let bytes = |q: &skiff_api::types::Quantity| {
+            q.bytes()
+                .map_err(|e| format!("container {:?}: memory: {e}", container.name))
+        };
+        resources.cpu_limit_millis = r.limits.get("cpu").map(cpu).transpose()?;
+        resources.cpu_request_millis = r
+            .requests
+            .get("cpu")
+            .map(cpu)
+            .transpose()?
+            .or(resources.cpu_limit_millis);
+        resources.memory_limit_bytes = r.limits.get("memory").map(bytes).transpose()?;
+    }
+    Ok(ContainerOptions {
+        spec: ContainerSpec::from(container),
+        resources,
+    })
+}
+
 /// The runtime's view of a container: argv, env, mounts resolved against the sandbox.
 pub fn container_config(
     pod: &Pod,
@@ -690,14 +726,10 @@ pub fn container_config(
     attempt: u32,
     sandbox: &SandboxInfo,
 ) -> Result<ContainerConfig, String> {
+    // May be empty: an image runtime takes the image's Entrypoint/Cmd; the process runtime
+    // refuses it.
     let mut argv: Vec<String> = container.command.clone();
     argv.extend(container.args.iter().cloned());
-    if argv.is_empty() {
-        return Err(format!(
-            "container {:?}: the process runtime needs a command (it runs host programs, not images)",
-            container.name
-        ));
-    }
     let env: BTreeMap<String, String> = container
         .env
         .iter()
@@ -846,11 +878,40 @@ mod tests {
         pod.spec.containers[0].volume_mounts[0].name = "nope".into();
         let err = container_config(&pod, &pod.spec.containers[0], 0, &sandbox()).unwrap_err();
         assert!(err.contains("\"nope\""), "{err}");
+        // No command is the image's business (Entrypoint/Cmd); the process runtime refuses it.
         let mut pod = self::pod();
         pod.spec.containers[0].command.clear();
         pod.spec.containers[0].args.clear();
-        let err = container_config(&pod, &pod.spec.containers[0], 0, &sandbox()).unwrap_err();
-        assert!(err.contains("needs a command"), "{err}");
+        let c = container_config(&pod, &pod.spec.containers[0], 0, &sandbox()).unwrap();
+        assert!(c.argv.is_empty());
+    }
+
+    #[test]
+    fn worker_4_container_options_keep_command_args_and_resources() {
+        let mut pod = pod();
+        pod.spec.containers[0].resources = Some(
+            serde_json::from_value(serde_json::json!({
+                "limits": {"cpu": "500m", "memory": "16Mi"}
+            }))
+            .unwrap(),
+        );
+        let o = container_options(&pod.spec.containers[0]).unwrap();
+        assert_eq!(o.spec.command, vec!["/bin/busybox"]);
+        assert_eq!(o.spec.args, vec!["httpd", "-f"]);
+        assert_eq!(o.spec.env[0], ("A".to_string(), "1".to_string()));
+        assert_eq!(
+            o.resources,
+            Resources {
+                cpu_request_millis: Some(500),
+                cpu_limit_millis: Some(500),
+                memory_limit_bytes: Some(16 << 20),
+            }
+        );
+        pod.spec.containers[0].resources =
+            Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": "250m"}})).unwrap());
+        let o = container_options(&pod.spec.containers[0]).unwrap();
+        assert_eq!(o.resources.cpu_request_millis, Some(250));
+        assert_eq!(o.resources.cpu_limit_millis, None);
     }
 
     #[test]

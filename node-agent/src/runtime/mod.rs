@@ -1,13 +1,15 @@
 //! The container runtime interface, in the spirit of Kubernetes' CRI: the agent drives pod
 //! sandboxes and containers only through [`Runtime`], so runtimes are interchangeable
-//! (`process` now, an image-based `oci` runtime later). Container ids carry the runtime's
-//! name: `process://<id>`.
+//! (`process` runs host programs, `oci` runs images through runc). Container ids carry the
+//! runtime's name: `process://<id>`, `oci://<id>`.
 //!
 //! A sandbox is what the containers of one pod share: a network namespace (with `lo` up;
 //! the pod network adds `eth0`) and a UTS namespace with the pod's hostname. Containers
 //! run in their own mount namespace with the pod's volumes at their mount paths.
 
+pub mod oci;
 pub mod process;
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -129,6 +131,26 @@ pub struct ContainerInfo {
     pub log_path: PathBuf,
 }
 
+/// Compute resources of one container, from its `resources` (requests default to limits,
+/// as in Kubernetes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_request_millis: Option<u64>,
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// What the pod says about a container beyond [`ContainerConfig`]'s host-process view: its
+/// command and args apart and its env in order (an image's Entrypoint, Cmd and Env fill in
+/// what they leave out), and its resources. Kept apart from [`ContainerConfig`] so callers
+/// that build that struct by its fields keep compiling; runtimes that run host programs
+/// ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    pub spec: crate::image::ContainerSpec,
+    pub resources: Resources,
+}
+
 /// A command started inside a container by `exec`: its pipes and its exit.
 pub struct ExecProcess {
     pub child: tokio::process::Child,
@@ -156,6 +178,18 @@ pub trait Runtime: Send + Sync + 'static {
         sandbox_id: &str,
         config: &ContainerConfig,
     ) -> impl Future<Output = Result<ContainerInfo>> + Send;
+
+    /// [`Runtime::create_container`] with what an image-based runtime needs as well; the
+    /// default ignores `options` (the process runtime runs `config.argv` as given).
+    fn create_container_with(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        options: &ContainerOptions,
+    ) -> impl Future<Output = Result<ContainerInfo>> + Send {
+        let _ = options;
+        self.create_container(sandbox_id, config)
+    }
 
     /// Starts a created container. A program that cannot be started gives an Exited state
     /// with reason "StartError" rather than an error.

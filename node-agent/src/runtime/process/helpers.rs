@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 
 use super::layout::{Exited, ShimSpec, Started, read_json, write_json};
 use crate::logs::{LogWriter, Stream};
+use crate::runtime::sandbox;
 
 pub const SANDBOX: &str = "__sandbox";
 pub const SHIM: &str = "__shim";
@@ -40,9 +41,11 @@ pub fn dispatch_internal() -> Option<i32> {
     let command = args.get(1)?.as_str();
     let rest = &args[2..];
     let result = match command {
-        SANDBOX if rest.len() == 2 => make_sandbox(Path::new(&rest[0]), &rest[1]).map(|()| 0),
+        SANDBOX if rest.len() == 2 => {
+            sandbox::make_namespaces(Path::new(&rest[0]), &rest[1]).map(|()| 0)
+        }
         SANDBOX if rest.len() == 3 && rest[2] == HOST_NETWORK => {
-            pin_namespaces(Path::new(&rest[0])).map(|()| 0)
+            sandbox::pin_namespaces(Path::new(&rest[0])).map(|()| 0)
         }
         SHIM if rest.len() == 1 => run_shim(Path::new(&rest[0])).map(|()| 0),
         NSEXEC if rest.len() >= 3 && rest[1] == "--" => nsexec(&rest[0], &rest[2..]),
@@ -56,53 +59,6 @@ pub fn dispatch_internal() -> Option<i32> {
             // 127 like a shell's "cannot run": an exec caller sees the helper failed.
             127
         }
-    })
-}
-
-fn make_sandbox(dir: &Path, hostname: &str) -> Result<(), String> {
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS)
-        .map_err(|e| format!("unshare net+uts: {e}"))?;
-    nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
-    loopback_up()?;
-    pin_namespaces(dir)
-}
-
-/// Bind-mounts this process's network and UTS namespaces on `DIR/netns` and `DIR/utsns`.
-fn pin_namespaces(dir: &Path) -> Result<(), String> {
-    for (ns, file) in [("net", "netns"), ("uts", "utsns")] {
-        let source = format!("/proc/self/ns/{ns}");
-        let target = dir.join(file);
-        File::create(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
-        mount(
-            Some(source.as_str()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| format!("bind {source} on {}: {e}", target.display()))?;
-    }
-    Ok(())
-}
-
-/// Brings `lo` (always index 1 in a new namespace) up through netlink.
-fn loopback_up() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| format!("netlink runtime: {e}"))?;
-    runtime.block_on(async {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
-        let task = tokio::spawn(connection);
-        let result = handle
-            .link()
-            .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
-            .execute()
-            .await
-            .map_err(|e| format!("set lo up: {e}"));
-        task.abort();
-        result
     })
 }
 
@@ -169,8 +125,9 @@ fn run_shim(dir: &Path) -> Result<(), String> {
         let _ = writeln!(report, "error {message}");
         Ok(())
     };
-    if let Err(message) =
-        enter_pod_namespaces(&spec.netns, &spec.utsns).and_then(|()| mount_volumes(&spec))
+    if spec.oci.is_none()
+        && let Err(message) =
+            enter_pod_namespaces(&spec.netns, &spec.utsns).and_then(|()| mount_volumes(&spec))
     {
         return fail(message, &mut report);
     }
@@ -228,7 +185,13 @@ fn run_shim(dir: &Path) -> Result<(), String> {
     for pump in pumps {
         let _ = pump.join();
     }
-    let exited = Exited::from_status(status.code(), status.signal(), started_at);
+    let mut exited = Exited::from_status(status.code(), status.signal(), started_at);
+    if let Some(oci) = &spec.oci
+        && exited.exit_code != 0
+        && crate::runtime::oci::cgroup::oom_killed(&oci.memory_cgroup)
+    {
+        exited.reason = "OOMKilled".into();
+    }
     write_json(&exit_path, &exited).map_err(|e| e.to_string())
 }
 

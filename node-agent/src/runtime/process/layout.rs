@@ -39,6 +39,18 @@ pub struct ShimSpec {
     pub log_max_files: u32,
     /// Kept so the container's image and attempt survive an agent restart.
     pub image: String,
+    /// Set for the `oci` runtime: `argv` is `runc run` (which makes the container's
+    /// namespaces and mounts itself), so the shim only runs it, logs and records the exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciShim>,
+}
+
+/// What the shim of an `oci` container needs beyond running `runc run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciShim {
+    /// The container's memory cgroup directory, still there after `runc run --keep`
+    /// returns: its OOM-kill counter tells an `OOMKilled` exit from another SIGKILL.
+    pub memory_cgroup: PathBuf,
 }
 
 impl ShimSpec {
@@ -145,10 +157,10 @@ pub fn container_id(sandbox_id: &str, name: &str, attempt: u32) -> String {
     format!("{sandbox_id}_{name}_{attempt}")
 }
 
-/// Splits an id back into (sandbox id, directory name in `containers/`); accepts the
-/// `process://` prefix.
+/// Splits an id back into (sandbox id, directory name in `containers/`); accepts a
+/// runtime prefix (`process://`, `oci://`).
 pub fn split_container_id(id: &str) -> Option<(&str, &str)> {
-    let id = id.strip_prefix("process://").unwrap_or(id);
+    let id = id.split_once("://").map_or(id, |(_, rest)| rest);
     let (sandbox, rest) = id.split_once('_')?;
     let (name, attempt) = rest.rsplit_once('_')?;
     if sandbox.is_empty() || name.is_empty() || attempt.parse::<u32>().is_err() {

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::mount::{MntFlags, umount2};
-use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
@@ -22,6 +20,7 @@ use self::layout::{
     Exited, Layout, ShimSpec, Started, container_id, read_json, sandbox_id, split_container_id,
     write_json,
 };
+use super::sandbox::teardown_sandbox_dir;
 use super::{
     ContainerConfig, ContainerInfo, ContainerState, ExecProcess, Result, Runtime, RuntimeError,
     SandboxConfig, SandboxInfo,
@@ -38,6 +37,8 @@ const EXIT_POLL: Duration = Duration::from_millis(10);
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
 pub struct ProcessRuntime {
+    /// The id prefix: `process`, or `oci` when this is the `oci` runtime's core.
+    name: &'static str,
     layout: Layout,
     /// The `skiff-agent` executable, run again as sandbox maker, shim and nsexec.
     helper: PathBuf,
@@ -65,7 +66,19 @@ impl ProcessRuntime {
         helper: impl Into<PathBuf>,
         rotation: Rotation,
     ) -> Result<ProcessRuntime> {
+        ProcessRuntime::named("process", root, helper, rotation)
+    }
+
+    /// The same runtime with another id prefix: the `oci` runtime keeps its sandboxes and
+    /// container records (and runs its shims) through it.
+    pub(crate) fn named(
+        name: &'static str,
+        root: impl Into<PathBuf>,
+        helper: impl Into<PathBuf>,
+        rotation: Rotation,
+    ) -> Result<ProcessRuntime> {
         let runtime = ProcessRuntime {
+            name,
             layout: Layout::new(root),
             helper: helper.into(),
             rotation,
@@ -86,13 +99,17 @@ impl ProcessRuntime {
         Ok(runtime)
     }
 
-    fn sandbox_info(&self, sandbox_id: &str) -> Result<SandboxInfo> {
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn sandbox_info(&self, sandbox_id: &str) -> Result<SandboxInfo> {
         read_json(&self.layout.sandbox(sandbox_id).join("sandbox.json"))
             .map_err(io("read sandbox"))?
             .ok_or_else(|| RuntimeError::SandboxNotFound(sandbox_id.to_string()))
     }
 
-    fn container_dir(&self, container_id: &str) -> Result<(String, PathBuf)> {
+    pub(crate) fn container_dir(&self, container_id: &str) -> Result<(String, PathBuf)> {
         let (sandbox, local) = split_container_id(container_id)
             .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.to_string()))?;
         let dir = self.layout.container(sandbox, local);
@@ -104,7 +121,7 @@ impl ProcessRuntime {
 
     /// Reads a container's records into its state, recording an exit for a container whose
     /// shim died without writing one (and killing what is left of it).
-    fn read_container(&self, sandbox: &str, dir: &Path) -> Result<ContainerInfo> {
+    pub(crate) fn read_container(&self, sandbox: &str, dir: &Path) -> Result<ContainerInfo> {
         let local = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -156,7 +173,7 @@ impl ProcessRuntime {
             (None, None) => ContainerState::Created,
         };
         Ok(ContainerInfo {
-            id: format!("process://{}", container_id(sandbox, &name, attempt)),
+            id: format!("{}://{}", self.name, container_id(sandbox, &name, attempt)),
             sandbox_id: sandbox.to_string(),
             name,
             attempt,
@@ -276,7 +293,12 @@ impl ProcessRuntime {
     }
 
     /// Waits for the container's exit record up to `deadline`.
-    async fn wait_exit(&self, sandbox: &str, dir: &Path, deadline: Instant) -> Result<bool> {
+    pub(crate) async fn wait_exit(
+        &self,
+        sandbox: &str,
+        dir: &Path,
+        deadline: Instant,
+    ) -> Result<bool> {
         loop {
             if matches!(
                 self.read_container(sandbox, dir)?.state,
@@ -304,32 +326,9 @@ fn kill_group(pid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid), signal);
 }
 
-/// Unmounts the namespace files and deletes the directory (volumes and logs with it).
-fn teardown_sandbox_dir(dir: &Path) -> Result<()> {
-    for file in ["netns", "utsns"] {
-        let path = dir.join(file);
-        if path.exists() {
-            match umount2(&path, MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => {
-                    return Err(RuntimeError::System(format!(
-                        "unmount {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-    }
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RuntimeError::io(format!("remove {}", dir.display()), e)),
-    }
-}
-
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
-        "process"
+        self.name
     }
 
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
@@ -416,7 +415,7 @@ impl Runtime for ProcessRuntime {
         let sandbox = self.sandbox_info(sandbox_id)?;
         if config.argv.is_empty() || config.argv[0].is_empty() {
             return Err(RuntimeError::Invalid(format!(
-                "container {:?} has no command",
+                "container {:?}: the process runtime needs a command (it runs host programs, not images)",
                 config.name
             )));
         }
@@ -447,6 +446,7 @@ impl Runtime for ProcessRuntime {
             log_max_bytes: self.rotation.max_bytes,
             log_max_files: self.rotation.max_files,
             image: config.image.clone(),
+            oci: None,
         };
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         write_json(&dir.join("spec.json"), &spec).map_err(io("write spec.json"))?;
@@ -594,28 +594,7 @@ impl Runtime for ProcessRuntime {
         timeout: Duration,
     ) -> Result<tokio::net::TcpStream> {
         let netns = self.sandbox_info(sandbox_id)?.netns_path;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // A thread of its own: setns changes the calling thread's namespace for good, and
-        // the socket keeps the namespace it was made in.
-        std::thread::spawn(move || {
-            let result = (|| {
-                let file = std::fs::File::open(&netns)?;
-                setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-                let stream = std::net::TcpStream::connect_timeout(
-                    &(std::net::Ipv4Addr::LOCALHOST, port).into(),
-                    timeout,
-                )?;
-                stream.set_nonblocking(true)?;
-                stream.set_nodelay(true)?;
-                Ok::<_, std::io::Error>(stream)
-            })();
-            let _ = tx.send(result);
-        });
-        let stream = rx
-            .await
-            .map_err(|_| RuntimeError::System("connect thread ended".into()))?
-            .map_err(io(format!("connect to port {port} in the pod")))?;
-        tokio::net::TcpStream::from_std(stream).map_err(io("register socket"))
+        super::sandbox::connect_in_netns(&netns, port, timeout).await
     }
 }
 

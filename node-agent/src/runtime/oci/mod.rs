@@ -1,0 +1,566 @@
+//! The `oci` runtime: containers from images in the node's [`ImageStore`], run by Debian's
+//! `runc` from an OCI bundle.
+//!
+//! - Sandbox: the `process` runtime's (one implementation, [`crate::runtime::sandbox`]),
+//!   plus the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in `<sandbox>/etc/`.
+//! - Create: the image's layers (unpacked once per diff_id by the store) under a
+//!   per-container overlayfs (`upper/`, `work/` beside the bundle) mounted at
+//!   `bundle/rootfs`, and `bundle/config.json` ([`spec::runtime_spec`]): new mount, PID
+//!   and IPC namespaces, the sandbox's network and UTS namespaces joined by path, and
+//!   `cgroupsPath` `/skiff-<container id>`.
+//! - Start: the same detached shim as the `process` runtime (logs, exit records, adoption
+//!   by a restarted agent), running `runc run --keep` in the foreground: runc passes the
+//!   shim's pipes to the container and exits with its status. `--keep` leaves the cgroup
+//!   in place after the container died, so the shim reads its OOM-kill counter without a
+//!   race; `runc delete` at removal takes the cgroup away.
+//! - Stop: `runc kill` SIGTERM, SIGKILL after the grace period. Remove: `runc delete
+//!   --force`, unmount the rootfs, delete the container's directory.
+//!
+//! ```text
+//! <root>/runc/                              runc's state (--root)
+//! <root>/sandboxes/<sandbox>/etc/{hosts,hostname,resolv.conf}
+//! <root>/sandboxes/<sandbox>/containers/<name>_<attempt>/
+//!     spec.json started.json exit.json shim.log    as for the process runtime
+//!     upper/ work/                                  the overlay's writable layer
+//!     bundle/config.json bundle/rootfs/             the OCI bundle
+//! ```
+
+pub mod cgroup;
+pub mod spec;
+pub mod user;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use self::cgroup::Hierarchy;
+use super::process::ProcessRuntime;
+use super::process::layout::{OciShim, ShimSpec, container_id, split_container_id, write_json};
+use super::{
+    ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
+    RuntimeError, SandboxConfig, SandboxInfo,
+};
+use crate::image::{ContainerSpec, ImageStore, resolve_process};
+use crate::logs::Rotation;
+
+/// Where Debian installs runc.
+pub const DEFAULT_RUNC: &str = "/usr/sbin/runc";
+/// Written by runc once the container's process runs (its pid on the host).
+const PID_FILE: &str = "container.pid";
+/// How long runc may take to set a container up before start gives up waiting.
+const START_WAIT: Duration = Duration::from_secs(30);
+/// How often a starting container is looked at.
+const START_POLL: Duration = Duration::from_millis(5);
+/// How long a SIGKILLed container may take to be reported gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Why the `oci` runtime cannot work on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("the oci runtime needs root (mounts, namespaces, cgroups)")]
+    NotRoot,
+    #[error("the oci runtime needs runc: {0} (apt-get install runc)")]
+    NoRunc(String),
+    #[error("the oci runtime needs overlayfs, which this kernel does not offer (modprobe overlay)")]
+    NoOverlay,
+    #[error("the oci runtime needs cgroups mounted at /sys/fs/cgroup")]
+    NoCgroups,
+}
+
+/// Checks that `runc` runs and that the host has what containers need; the error names
+/// the first thing missing.
+pub fn check_host(runc: &Path) -> std::result::Result<(), Unavailable> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Unavailable::NotRoot);
+    }
+    match std::process::Command::new(runc)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Err(Unavailable::NoRunc(format!(
+                "{} --version failed: {}",
+                runc.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Err(e) => return Err(Unavailable::NoRunc(format!("{}: {e}", runc.display()))),
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
+        // Not listed until the module is loaded: an overlay mount attempt would load it, so
+        // only a missing module file counts as missing.
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let module = Path::new("/lib/modules")
+            .join(release)
+            .join("kernel/fs/overlayfs");
+        if !module.exists() {
+            return Err(Unavailable::NoOverlay);
+        }
+    }
+    if !Path::new("/sys/fs/cgroup").is_dir()
+        || std::fs::read_dir("/sys/fs/cgroup").is_ok_and(|mut d| d.next().is_none())
+    {
+        return Err(Unavailable::NoCgroups);
+    }
+    Ok(())
+}
+
+/// The `runc` on PATH, else Debian's path.
+pub fn find_runc() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("runc"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNC))
+}
+
+pub struct OciRuntime {
+    /// Sandboxes, container records and shims: the process runtime's, with `oci://` ids.
+    core: ProcessRuntime,
+    runc: PathBuf,
+    runc_root: PathBuf,
+    images: ImageStore,
+    rotation: Rotation,
+    hierarchy: Hierarchy,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let what = what.into();
+    move |e| RuntimeError::io(what, e)
+}
+
+impl OciRuntime {
+    /// A runtime keeping its state under `root`, running `helper` (the `skiff-agent`
+    /// binary) as sandbox maker and shim, `runc` for containers, with images from `images`.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        helper: impl Into<PathBuf>,
+        rotation: Rotation,
+        images: ImageStore,
+        runc: impl Into<PathBuf>,
+    ) -> Result<OciRuntime> {
+        let root = root.into();
+        let runc_root = root.join("runc");
+        std::fs::create_dir_all(&runc_root)
+            .map_err(io(format!("create {}", runc_root.display())))?;
+        Ok(OciRuntime {
+            core: ProcessRuntime::named("oci", &root, helper, rotation)?,
+            runc: runc.into(),
+            runc_root,
+            images,
+            rotation,
+            hierarchy: Hierarchy::detect(),
+        })
+    }
+
+    /// runc's name for a container: its local id (`<sandbox>_<name>_<attempt>`).
+    fn runc_id(container_id: &str) -> Result<String> {
+        let (sandbox, local) = split_container_id(container_id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.to_string()))?;
+        Ok(format!("{sandbox}_{local}"))
+    }
+
+    /// The cgroup runc puts a container in (also how tests find its limits).
+    pub fn cgroups_path(container_id: &str) -> Result<String> {
+        Ok(format!("/skiff-{}", OciRuntime::runc_id(container_id)?))
+    }
+
+    /// The container's cgroup directory for `controller` on this host.
+    pub fn cgroup_dir(&self, container_id: &str, controller: &str) -> Result<PathBuf> {
+        Ok(self
+            .hierarchy
+            .dir(controller, &OciRuntime::cgroups_path(container_id)?))
+    }
+
+    /// Where runc keeps its state (one directory per container it knows).
+    pub fn runc_root(&self) -> &Path {
+        &self.runc_root
+    }
+
+    fn runc(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.runc);
+        command.arg("--root").arg(&self.runc_root);
+        command
+    }
+
+    /// Runs a runc subcommand to completion; its stderr on failure.
+    async fn runc_call(&self, args: &[&str]) -> std::result::Result<(), String> {
+        let output = self
+            .runc()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("run {}: {e}", self.runc.display()))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    /// Writes the pod's `/etc` files (kept across calls: containers bind-mount them).
+    fn write_etc_files(&self, sandbox: &SandboxInfo, hostname: &str) -> Result<()> {
+        let dir = self.core.layout().sandbox(&sandbox.id).join("etc");
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        );
+        // The node's resolvers: pods have no cluster DNS yet.
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (file, text) in [
+            ("hosts", hosts),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv),
+        ] {
+            let path = dir.join(file);
+            if !path.exists() {
+                std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the bundle and the records of a new container; on error nothing is left.
+    fn prepare(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+        options: &ContainerOptions,
+        dir: &Path,
+        id: &str,
+    ) -> Result<()> {
+        let image = self
+            .images
+            .get(&config.image)
+            .map_err(|e| RuntimeError::Invalid(format!("image {:?}: {e}", config.image)))?;
+        let image_config = self
+            .images
+            .image_config(&image)
+            .map_err(|e| RuntimeError::Invalid(format!("image {:?}: {e}", config.image)))?;
+        let lowerdirs = self
+            .images
+            .lowerdirs(&image)
+            .map_err(|e| RuntimeError::Invalid(format!("image {:?}: {e}", config.image)))?;
+        let mut process = resolve_process(&image_config, &options.spec)
+            .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
+        let sandbox_dir = self.core.layout().sandbox(&sandbox.id);
+        if let Ok(hostname) = std::fs::read_to_string(sandbox_dir.join("hostname"))
+            && !process.env.iter().any(|(k, _)| k == "HOSTNAME")
+        {
+            process.env.push(("HOSTNAME".into(), hostname));
+        }
+        for m in &config.mounts {
+            if m.host_path.starts_with(&sandbox.volumes_dir) {
+                std::fs::create_dir_all(&m.host_path)
+                    .map_err(io(format!("create emptyDir {}", m.host_path.display())))?;
+            } else if !m.host_path.exists() {
+                return Err(RuntimeError::Invalid(format!(
+                    "volume source {} does not exist",
+                    m.host_path.display()
+                )));
+            }
+            if !m.container_path.is_absolute() {
+                return Err(RuntimeError::Invalid(format!(
+                    "mountPath {} is not absolute",
+                    m.container_path.display()
+                )));
+            }
+        }
+
+        let bundle = dir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for d in [&rootfs, &upper, &work] {
+            std::fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
+        }
+        let lower = lowerdirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let data = format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| RuntimeError::System(format!("mount overlay at {}: {e}", rootfs.display())))?;
+        let (uid, gid) = user::resolve_user(process.user.as_deref(), &rootfs)
+            .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
+        let cgroups_path = OciRuntime::cgroups_path(id)?;
+        let spec = spec::runtime_spec(&spec::SpecInputs {
+            process: &process,
+            uid,
+            gid,
+            rootfs: &rootfs,
+            netns: &sandbox_dir.join("netns"),
+            utsns: &sandbox_dir.join("utsns"),
+            etc_dir: &sandbox_dir.join("etc"),
+            mounts: &config.mounts,
+            resources: options.resources,
+            cgroups_path: &cgroups_path,
+            limit_swap: self.hierarchy.limits_swap(),
+        });
+        let bytes =
+            serde_json::to_vec_pretty(&spec).map_err(|e| RuntimeError::System(e.to_string()))?;
+        std::fs::write(bundle.join("config.json"), bytes).map_err(io("write config.json"))?;
+
+        let runc_id = OciRuntime::runc_id(id)?;
+        let argv = vec![
+            self.runc.display().to_string(),
+            "--root".into(),
+            self.runc_root.display().to_string(),
+            "run".into(),
+            "--keep".into(),
+            "--pid-file".into(),
+            dir.join(PID_FILE).display().to_string(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+            runc_id,
+        ];
+        let shim = ShimSpec {
+            argv,
+            env: BTreeMap::from([(
+                "PATH".to_string(),
+                crate::image::config::DEFAULT_PATH.to_string(),
+            )]),
+            working_dir: None,
+            mounts: Vec::new(),
+            netns: sandbox_dir.join("netns"),
+            utsns: sandbox_dir.join("utsns"),
+            log_path: self
+                .core
+                .layout()
+                .log(&sandbox.id, &config.name, config.attempt),
+            log_max_bytes: self.rotation.max_bytes,
+            log_max_files: self.rotation.max_files,
+            image: config.image.clone(),
+            oci: Some(OciShim {
+                memory_cgroup: self.hierarchy.dir("memory", &cgroups_path),
+            }),
+        };
+        // Written last: its presence makes the container exist.
+        write_json(&dir.join("spec.json"), &shim).map_err(io("write spec.json"))
+    }
+
+    /// Unmounts the rootfs and deletes the container's directory.
+    fn discard(dir: &Path) -> Result<()> {
+        let rootfs = dir.join("bundle/rootfs");
+        match umount2(&rootfs, MntFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            // Busy (a process of ours still inside it): detach, the kernel finishes later.
+            Err(_) => {
+                let _ = umount2(&rootfs, MntFlags::MNT_DETACH);
+            }
+        }
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io(format!("remove {}", dir.display()), e)),
+        }
+    }
+
+    async fn kill(&self, container_id: &str, signal: &str) -> Result<()> {
+        let runc_id = OciRuntime::runc_id(container_id)?;
+        if let Err(e) = self.runc_call(&["kill", &runc_id, signal]).await {
+            // Gone or stopped already: the exit record follows.
+            tracing::debug!(container = container_id, "runc kill {signal}: {e}");
+        }
+        Ok(())
+    }
+
+    async fn wait_exit(&self, container_id: &str, deadline: Instant) -> Result<bool> {
+        let (sandbox, dir) = self.core.container_dir(container_id)?;
+        self.core.wait_exit(&sandbox, &dir, deadline).await
+    }
+}
+
+impl Runtime for OciRuntime {
+    fn name(&self) -> &'static str {
+        "oci"
+    }
+
+    async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
+        let info = self.core.create_sandbox(config).await?;
+        if let Err(e) = self.write_etc_files(&info, &config.hostname) {
+            let _ = self.core.remove_sandbox(&info.id).await;
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    async fn remove_sandbox(&self, sandbox_id: &str) -> Result<()> {
+        for container in self.core.list_containers(Some(sandbox_id)).await? {
+            self.remove_container(&container.id).await?;
+        }
+        self.core.remove_sandbox(sandbox_id).await
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> {
+        self.core.list_sandboxes().await
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+    ) -> Result<ContainerInfo> {
+        // Without the pod's spec apart, argv counts as the container's command.
+        let options = ContainerOptions {
+            spec: ContainerSpec {
+                command: config.argv.clone(),
+                args: Vec::new(),
+                env: config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                working_dir: config.working_dir.as_ref().map(|p| p.display().to_string()),
+            },
+            resources: Default::default(),
+        };
+        self.create_container_with(sandbox_id, config, &options)
+            .await
+    }
+
+    async fn create_container_with(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        options: &ContainerOptions,
+    ) -> Result<ContainerInfo> {
+        let sandbox = self.core.sandbox_info(sandbox_id)?;
+        let id = container_id(&sandbox.id, &config.name, config.attempt);
+        let (_, local) = split_container_id(&id)
+            .ok_or_else(|| RuntimeError::Invalid(format!("container name {:?}", config.name)))?;
+        let dir = self.core.layout().container(&sandbox.id, local);
+        if dir.join("spec.json").exists() {
+            return Err(RuntimeError::Invalid(format!(
+                "container {id} exists already"
+            )));
+        }
+        if let Err(e) = self.prepare(&sandbox, config, options, &dir, &id) {
+            let _ = OciRuntime::discard(&dir);
+            return Err(e);
+        }
+        self.core.read_container(&sandbox.id, &dir)
+    }
+
+    async fn start_container(&self, container_id: &str) -> Result<()> {
+        self.core.start_container(container_id).await?;
+        // The shim reports once runc runs; the container exists (for exec, stop, its
+        // cgroup) once runc wrote its pid file, or it failed and the shim records the exit.
+        let (sandbox, dir) = self.core.container_dir(container_id)?;
+        let deadline = Instant::now() + START_WAIT;
+        while !dir.join(PID_FILE).exists() {
+            let state = self.core.read_container(&sandbox, &dir)?.state;
+            if matches!(state, ContainerState::Exited { .. }) || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(START_POLL).await;
+        }
+        Ok(())
+    }
+
+    async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<()> {
+        let ContainerState::Running { .. } = self.core.container_status(container_id).await?.state
+        else {
+            return Ok(());
+        };
+        if !grace.is_zero() {
+            self.kill(container_id, "TERM").await?;
+            if self.wait_exit(container_id, Instant::now() + grace).await? {
+                return Ok(());
+            }
+        }
+        self.kill(container_id, "KILL").await?;
+        if self
+            .wait_exit(container_id, Instant::now() + KILL_WAIT)
+            .await?
+        {
+            return Ok(());
+        }
+        // runc no longer knows the container (its state lost): stop its shim's group.
+        self.core.stop_container(container_id, Duration::ZERO).await
+    }
+
+    async fn remove_container(&self, container_id: &str) -> Result<()> {
+        let dir = match self.core.container_dir(container_id) {
+            Ok((_, dir)) => dir,
+            Err(RuntimeError::ContainerNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_container(container_id, Duration::ZERO).await?;
+        let runc_id = OciRuntime::runc_id(container_id)?;
+        if let Err(e) = self.runc_call(&["delete", "--force", &runc_id]).await
+            && !e.contains("does not exist")
+            && !e.contains("not exist")
+        {
+            return Err(RuntimeError::System(format!("runc delete {runc_id}: {e}")));
+        }
+        OciRuntime::discard(&dir)
+    }
+
+    async fn container_status(&self, container_id: &str) -> Result<ContainerInfo> {
+        self.core.container_status(container_id).await
+    }
+
+    async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerInfo>> {
+        self.core.list_containers(sandbox_id).await
+    }
+
+    async fn exec(&self, container_id: &str, argv: &[String]) -> Result<ExecProcess> {
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("exec needs a command".into()));
+        }
+        let info = self.core.container_status(container_id).await?;
+        if !matches!(info.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::Invalid(format!(
+                "container {:?} is not running",
+                info.name
+            )));
+        }
+        let runc_id = OciRuntime::runc_id(container_id)?;
+        // runc exec takes the container's env, user, cwd and capabilities from its spec.
+        let child = self
+            .runc()
+            .arg("exec")
+            .arg(&runc_id)
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("run {}", self.runc.display())))?;
+        Ok(ExecProcess { child })
+    }
+
+    async fn connect(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<tokio::net::TcpStream> {
+        self.core.connect(sandbox_id, port, timeout).await
+    }
+}
