@@ -62,9 +62,14 @@ impl Config {
             cluster_cidr: "10.244.0.0/16".into(),
             request_timeout: Duration::from_secs(5),
             watch_history: 100_000,
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(400),
-            election_timeout_max: Duration::from_millis(800),
+            // A follower of a dead leader waits out the leader's lease (openraft 0.9: the
+            // maximum election timeout) plus a random election timeout before it stands, so
+            // failover takes max + [min, max]: 400 + 200..400 ms keeps writes back within
+            // the 1 s target (400/800 gave 1.2-1.6 s in the chaos suite). A spurious
+            // election needs a 600 ms stall of 50 ms heartbeats.
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(200),
+            election_timeout_max: Duration::from_millis(400),
             snapshot_after_entries: 10_000,
             log_entries_kept: 1_000,
             node_grace: Duration::from_secs(10),
