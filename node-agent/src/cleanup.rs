@@ -86,6 +86,12 @@ pub fn sweep(dir: &Path) {
         );
     }
     let mut mounts = mounts_under(dir);
+    // A container whose shim died is no longer a descendant of anything under `dir`, but it
+    // still lives in its pod's network namespace, pinned here: kill what is inside those
+    // (for a volume mount this matches nothing).
+    for mount in &mounts {
+        skiff_netplugin::hosts::kill_inside(Path::new(mount));
+    }
     // Deepest first.
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for mount in mounts {
