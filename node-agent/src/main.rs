@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use skiff_agent::config::{AgentConfig, parse_labels, parse_servers};
-use skiff_agent::image::ImageStore;
+use skiff_agent::image::pull::parse_registry_auth;
+use skiff_agent::image::{ImageStore, PullOptions};
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
 use skiff_agent::runtime::oci::{self, OciRuntime};
@@ -45,6 +46,20 @@ struct Flags {
     /// The runc binary for `--runtime oci` (default: runc on PATH, else /usr/sbin/runc).
     #[arg(long)]
     runc: Option<PathBuf>,
+    /// A registry (HOST:PORT, as in image names) pulled from over plain HTTP; repeatable.
+    /// Loopback registries (localhost, 127.0.0.0/8, [::1]) always are; others use HTTPS.
+    /// Pulls happen only with `--runtime oci`.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// Basic-auth credentials for a registry (HOST[:PORT] as in image names); repeatable.
+    /// Other registries are pulled from anonymously. Visible in `ps`: prefer
+    /// --registry-auth-file on shared hosts.
+    #[arg(long = "registry-auth", value_name = "HOST=USER:PASSWORD")]
+    registry_auth: Vec<String>,
+    /// A file of registry credentials: one HOST=USER:PASSWORD per line (blank lines and
+    /// lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    registry_auth_file: Option<PathBuf>,
     /// Allocatable cpu (e.g. "4" or "3500m"); the host's core count otherwise.
     #[arg(long)]
     cpu: Option<String>,
@@ -104,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
+    let pull_options = pull_options(&flags)?;
     let mut config = AgentConfig::new(
         &flags.name,
         parse_servers(&flags.servers),
@@ -156,7 +172,8 @@ fn main() -> anyhow::Result<()> {
                 images,
                 runc,
             )
-            .context("oci runtime")?;
+            .context("oci runtime")?
+            .with_pull_options(pull_options);
             skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
         } else {
             let runtime =
@@ -166,6 +183,32 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `--insecure-registry`, `--registry-auth` and `--registry-auth-file` as pull options.
+fn pull_options(flags: &Flags) -> anyhow::Result<PullOptions> {
+    let mut options = PullOptions {
+        insecure_registries: flags.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let mut entries: Vec<String> = Vec::new();
+    if let Some(path) = &flags.registry_auth_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--registry-auth-file {}", path.display()))?;
+        entries.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    entries.extend(flags.registry_auth.iter().cloned());
+    for entry in entries {
+        let (host, credentials) =
+            parse_registry_auth(&entry).map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?;
+        options.auth.insert(host, credentials);
+    }
+    Ok(options)
 }
 
 async fn shutdown_signal() {

@@ -138,6 +138,14 @@ impl ArchiveFiles {
         Ok(out)
     }
 
+    /// Files already staged and hashed (a registry pull): archive path → member.
+    pub fn from_members(files: BTreeMap<String, Member>) -> ArchiveFiles {
+        ArchiveFiles {
+            files,
+            links: BTreeMap::new(),
+        }
+    }
+
     /// The file at `name`, following links (a few hops: docker save links identical
     /// layers to one another).
     pub fn get(&self, name: &str) -> Option<&Member> {

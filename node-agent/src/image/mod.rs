@@ -26,6 +26,7 @@
 mod archive;
 pub mod config;
 pub mod digest;
+pub mod pull;
 pub mod reference;
 pub mod store;
 mod types;
@@ -33,6 +34,7 @@ pub mod unpack;
 
 pub use config::{ContainerSpec, ExposedPort, ImageConfig, ProcessSpec, resolve_process};
 pub use digest::Digest;
+pub use pull::{Credentials, PullOptions};
 pub use reference::Reference;
 pub use store::{Image, ImageStore, Imported, ImportedImage, LayerRecord, Removed};
 
@@ -75,6 +77,9 @@ pub enum ImageError {
     /// A manifest, index or `manifest.json` names a blob or file the archive lacks.
     #[error("{what} names {blob}, which is not in the archive")]
     MissingBlob { what: String, blob: String },
+    /// A registry refused or failed a pull: its reason, as it gave it.
+    #[error("{message}")]
+    Registry { reference: String, message: String },
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A layer entry that would land outside the layer directory, or go through a symlink.

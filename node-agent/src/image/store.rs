@@ -143,8 +143,8 @@ enum Target {
 /// A directory under `tmp/`, flock'ed while it lives (so a sweep can tell a live import's
 /// staging from a crashed one's) and removed when dropped. Made while holding the store
 /// lock, as sweeps run under it.
-struct Staging {
-    dir: PathBuf,
+pub(super) struct Staging {
+    pub(super) dir: PathBuf,
     _lock: Flock<File>,
 }
 
@@ -357,7 +357,28 @@ impl ImageStore {
             Staging::new(&self.tmp(), "import")?
         };
         let files = ArchiveFiles::extract(archive, &staging.dir.join("archive"))?;
-        let sources = archive::images(&files)?;
+        self.import_files(&staging, &files)
+    }
+
+    /// Imports blobs a pull staged under `staging` (an OCI layout of what it fetched):
+    /// the same verification and commit as an archive's.
+    pub(super) fn import_staged(
+        &self,
+        staging: &Staging,
+        files: &ArchiveFiles,
+    ) -> Result<Imported> {
+        self.import_files(staging, files)
+    }
+
+    /// A staging dir for a pull, made under the store lock like an import's.
+    pub(super) fn pull_staging(&self) -> Result<Staging> {
+        let _lock = self.lock()?;
+        Staging::new(&self.tmp(), "pull")
+    }
+
+    /// Verifies the images of extracted (or pulled) files and commits them.
+    fn import_files(&self, staging: &Staging, files: &ArchiveFiles) -> Result<Imported> {
+        let sources = archive::images(files)?;
         let staged_layers = staging.dir.join("layers");
         fs::create_dir(&staged_layers)
             .map_err(|e| ImageError::io(format!("mkdir {}", staged_layers.display()), e))?;
@@ -400,7 +421,7 @@ impl ImageStore {
                 }
             }
         }
-        self.commit(&staging, &sources, &checked)
+        self.commit(staging, &sources, &checked)
     }
 
     /// Moves the verified content into the store and records the images, under the lock.

@@ -2,6 +2,7 @@
 //! probe thresholds).
 
 pub mod probe;
+pub mod pull;
 pub mod restart;
 pub mod status;
 pub mod worker;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::probe::{self, Timing, Verdict};
+use super::pull::{Decision, PullBackoff, PullPolicy, PullWait, decide, never_pull_message};
 use super::restart::{Backoff, BackoffPolicy, RestartPolicy};
 use super::status::{ContainerView, Current, Ended, PodFacts, pod_status};
 use crate::events::Recorder;
@@ -75,6 +76,10 @@ struct Slot {
     probes: Vec<JoinHandle<()>>,
     /// Why it cannot start, as a waiting reason and message.
     failing: Option<(String, String)>,
+    /// A pull of its image under way (`oci` runtime): the image's digest, or the reason.
+    pulling: Option<(JoinHandle<Result<String, String>>, std::time::Instant)>,
+    /// Failed pulls and their back-off.
+    pull_backoff: PullBackoff,
 }
 
 impl Slot {
@@ -90,6 +95,8 @@ impl Slot {
             ready: false,
             probes: Vec::new(),
             failing: None,
+            pulling: None,
+            pull_backoff: PullBackoff::default(),
         }
     }
 
@@ -435,8 +442,137 @@ impl<R: Runtime> PodWorker<R> {
             }
         }
         slot.restart_at = None;
+        if let Some(wait) = self.ensure_image(pod, index).await {
+            return Some(wait);
+        }
         self.start_container(pod, index).await;
         None
+    }
+
+    /// With the `oci` runtime, makes sure the container's image is in the store as its
+    /// `imagePullPolicy` says, pulling it in the background. `None`: go ahead and create
+    /// the container; `Some(wait)`: not yet (pulling, backing off, or never to be pulled),
+    /// with the waiting reason set on the slot. Other runtimes ignore images.
+    async fn ensure_image(&mut self, pod: &Pod, index: usize) -> Option<Duration> {
+        let oci = (self.shared.runtime.as_ref() as &dyn std::any::Any)
+            .downcast_ref::<crate::runtime::oci::OciRuntime>()?;
+        let store = oci.images().clone();
+        let options = oci.pull_options().clone();
+        let backoff = self.shared.backoff;
+        let events = self.shared.events.clone();
+        let slot = &mut self.slots[index];
+        let image = slot.spec.image.clone();
+        let now = std::time::Instant::now();
+
+        if let Some((task, started)) = &slot.pulling {
+            if !task.is_finished() {
+                return Some(POLL);
+            }
+            let started = *started;
+            let (task, _) = slot.pulling.take()?;
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(format!("pull interrupted: {e}")));
+            match result {
+                Ok(digest) => {
+                    slot.pull_backoff.on_success();
+                    slot.failing = None;
+                    events.pod(
+                        pod,
+                        "Normal",
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image \"{image}\" in {:.3}s (digest {digest})",
+                            started.elapsed().as_secs_f64()
+                        ),
+                    );
+                    return None;
+                }
+                Err(message) => {
+                    slot.pull_backoff.on_failure(now, message.clone(), &backoff);
+                    events.pod(
+                        pod,
+                        "Warning",
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {message}"),
+                    );
+                    events.pod(pod, "Warning", "Failed", "Error: ErrImagePull".into());
+                }
+            }
+        }
+
+        match slot.pull_backoff.wait(now, &image) {
+            PullWait::ErrImagePull { message, until } => {
+                slot.failing = Some(("ErrImagePull".into(), message));
+                return Some(until.saturating_duration_since(now).max(POLL / 2));
+            }
+            PullWait::BackOff {
+                message,
+                retry_at,
+                announce,
+            } => {
+                if announce {
+                    events.pod(
+                        pod,
+                        "Normal",
+                        "BackOff",
+                        format!("Back-off pulling image \"{image}\""),
+                    );
+                    events.pod(pod, "Warning", "Failed", "Error: ImagePullBackOff".into());
+                }
+                slot.failing = Some(("ImagePullBackOff".into(), message));
+                return Some(retry_at.saturating_duration_since(now).max(POLL / 2));
+            }
+            PullWait::Retry => {}
+        }
+
+        let policy = PullPolicy::parse(slot.spec.image_pull_policy.as_deref(), &image);
+        let present = {
+            let store = store.clone();
+            let image = image.clone();
+            tokio::task::spawn_blocking(move || store.get(&image).is_ok())
+                .await
+                .unwrap_or(false)
+        };
+        match decide(policy, present) {
+            Decision::UseLocal => None,
+            Decision::NeverPull => {
+                slot.failing = Some(("ErrImageNeverPull".into(), never_pull_message(&image)));
+                events.pod(
+                    pod,
+                    "Warning",
+                    "ErrImageNeverPull",
+                    never_pull_message(&image),
+                );
+                Some(Duration::from_secs(2))
+            }
+            Decision::Pull => {
+                let reference = match crate::image::Reference::parse(&image) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let message = format!("Failed to apply default image tag \"{image}\": {e}");
+                        slot.failing = Some(("InvalidImageName".into(), message.clone()));
+                        events.pod(pod, "Warning", "InspectFailed", message);
+                        return Some(Duration::from_secs(2));
+                    }
+                };
+                events.pod(
+                    pod,
+                    "Normal",
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                );
+                let task = tokio::spawn(async move {
+                    store
+                        .pull(&reference, &options)
+                        .await
+                        .map(|image| image.digest.to_string())
+                        .map_err(|e| e.to_string())
+                });
+                slot.pulling = Some((task, now));
+                Some(POLL)
+            }
+        }
     }
 
     async fn start_container(&mut self, pod: &Pod, index: usize) {

@@ -43,7 +43,7 @@ use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
     RuntimeError, SandboxConfig, SandboxInfo,
 };
-use crate::image::{ContainerSpec, ImageStore, resolve_process};
+use crate::image::{ContainerSpec, ImageStore, PullOptions, resolve_process};
 use crate::logs::Rotation;
 
 /// Where Debian installs runc.
@@ -132,6 +132,8 @@ pub struct OciRuntime {
     runc: PathBuf,
     runc_root: PathBuf,
     images: ImageStore,
+    /// How the pod workers pull images into `images` (registries, credentials).
+    pull: PullOptions,
     rotation: Rotation,
     hierarchy: Hierarchy,
 }
@@ -160,9 +162,25 @@ impl OciRuntime {
             runc: runc.into(),
             runc_root,
             images,
+            pull: PullOptions::default(),
             rotation,
             hierarchy: Hierarchy::detect(),
         })
+    }
+
+    /// Sets how images are pulled (the agent's `--insecure-registry`, `--registry-auth`).
+    pub fn with_pull_options(mut self, pull: PullOptions) -> OciRuntime {
+        self.pull = pull;
+        self
+    }
+
+    /// The image store containers are made from (pod workers pull into it).
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn pull_options(&self) -> &PullOptions {
+        &self.pull
     }
 
     /// runc's name for a container: its local id (`<sandbox>_<name>_<attempt>`).

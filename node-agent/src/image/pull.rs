@@ -1,0 +1,508 @@
+//! Pulling images from an OCI distribution registry (Docker's registry v2 API) with the
+//! `oci-client` crate: the manifest (through an index, this host's platform), the config
+//! and the layers are fetched into a staging dir of the store as an OCI image layout, then
+//! verified and committed exactly as an imported archive is (digests, sizes, diff_ids; the
+//! store is unchanged on any failure).
+//!
+//! Transport: plain HTTP for loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) and
+//! for those named in [`PullOptions::insecure_registries`], HTTPS (rustls) otherwise.
+//! Anonymous access, or HTTP basic credentials per registry (which oci-client also uses to
+//! get a bearer token when the registry asks for one).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use serde::Deserialize;
+
+use super::archive::{ArchiveFiles, Member};
+use super::digest::{Digest, HashingReader};
+use super::reference::Reference;
+use super::store::{Image, ImageStore};
+use super::types::*;
+use super::{ImageError, Result};
+
+/// Manifests larger than this are refused.
+const MAX_MANIFEST: usize = 4 << 20;
+
+/// Basic-auth credentials for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}:***)", self.username)
+    }
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullOptions {
+    /// `HOST:PORT` (or `HOST`) of registries spoken to over plain HTTP (loopback ones
+    /// always are).
+    pub insecure_registries: Vec<String>,
+    /// Registry `HOST[:PORT]` → basic-auth credentials; others are accessed anonymously.
+    pub auth: BTreeMap<String, Credentials>,
+    /// Connect and read timeouts (default 10 s and 60 s).
+    pub connect_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+}
+
+impl PullOptions {
+    /// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
+    pub fn plain_http(&self, registry: &str) -> bool {
+        is_loopback(registry) || self.insecure_registries.iter().any(|r| r == registry)
+    }
+
+    fn registry_auth(&self, registry: &str) -> RegistryAuth {
+        match self.auth.get(registry) {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+}
+
+/// `--registry-auth HOST=USER:PASSWORD` → (host, credentials).
+pub fn parse_registry_auth(text: &str) -> std::result::Result<(String, Credentials), String> {
+    let (host, userpass) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected HOST=USER:PASSWORD"))?;
+    let (username, password) = userpass
+        .split_once(':')
+        .ok_or_else(|| format!("registry auth for {host:?}: expected USER:PASSWORD"))?;
+    if host.is_empty() || username.is_empty() {
+        return Err(format!("{text:?}: expected HOST=USER:PASSWORD"));
+    }
+    Ok((
+        host.to_string(),
+        Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        },
+    ))
+}
+
+/// `localhost`, `127.x.y.z`, `[::1]`, with or without a port.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        registry.split(':').next().unwrap_or_default()
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The part of a manifest or index the pull follows.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    #[serde(default)]
+    schema_version: Option<i64>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+}
+
+const ACCEPTED: &[&str] = &[
+    MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST,
+];
+
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An oci-client error as the registry's reason, the way a user wants to read it.
+pub fn describe_error(error: &OciDistributionError, reference: &Reference) -> String {
+    match error {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let reasons: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| {
+                    let message = if e.message.is_empty() {
+                        format!("{:?}", e.code)
+                    } else {
+                        e.message.clone()
+                    };
+                    match (&e.code, reference.tag(), reference.digest()) {
+                        (OciErrorCode::ManifestUnknown, _, Some(digest)) => {
+                            format!("{message}: {digest} not found in {}", reference.name())
+                        }
+                        (OciErrorCode::ManifestUnknown, Some(tag), None) => {
+                            format!("{message}: tag {tag} not found in {}", reference.name())
+                        }
+                        (OciErrorCode::NameUnknown, _, _) => {
+                            format!("{message}: {}", reference.name())
+                        }
+                        _ if !e.detail.is_null() => format!("{message} ({})", e.detail),
+                        _ => message,
+                    }
+                })
+                .collect();
+            if reasons.is_empty() {
+                error.to_string()
+            } else {
+                reasons.join("; ")
+            }
+        }
+        OciDistributionError::UnauthorizedError { .. } => format!(
+            "unauthorized: authentication required for {} (check --registry-auth)",
+            reference.registry()
+        ),
+        OciDistributionError::AuthenticationFailure(reason) => {
+            format!(
+                "authentication to {} failed: {reason}",
+                reference.registry()
+            )
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => match reference.tag() {
+            Some(tag) => format!(
+                "manifest unknown: tag {tag} not found in {}",
+                reference.name()
+            ),
+            None => format!("manifest unknown: {reference}"),
+        },
+        other => {
+            // Connection errors hide the cause in their sources.
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !text.contains(&s_text) {
+                    text.push_str(": ");
+                    text.push_str(&s_text);
+                }
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+fn registry_error(reference: &Reference, message: String) -> ImageError {
+    ImageError::Registry {
+        reference: reference.to_string(),
+        message,
+    }
+}
+
+/// Hashes a staged file.
+fn member_of(path: &Path) -> Result<Member> {
+    let file =
+        File::open(path).map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
+    let (digest, size) = HashingReader::new(file)
+        .finish()
+        .map_err(|e| ImageError::io(format!("read {}", path.display()), e))?;
+    Ok(Member {
+        path: path.to_path_buf(),
+        digest,
+        size,
+    })
+}
+
+impl ImageStore {
+    /// Pulls `reference` from its registry into the store and returns the image (with the
+    /// reference now pointing at it). Every blob is verified as an import's is; on any
+    /// failure the store is unchanged. Errors from the registry are
+    /// [`ImageError::Registry`] with the registry's reason.
+    pub async fn pull(&self, reference: &Reference, options: &PullOptions) -> Result<Image> {
+        install_crypto_provider();
+        let staging = {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.pull_staging())
+                .await
+                .map_err(|e| ImageError::Unsupported(format!("pull task: {e}")))??
+        };
+        let blobs = staging.dir.join("blobs/sha256");
+        tokio::fs::create_dir_all(&blobs)
+            .await
+            .map_err(|e| ImageError::io(format!("mkdir {}", blobs.display()), e))?;
+
+        let registry = reference.registry().to_string();
+        let config = ClientConfig {
+            protocol: if options.plain_http(&registry) {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(options.connect_timeout.unwrap_or(Duration::from_secs(10))),
+            read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
+            user_agent: concat!("skiff-agent/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = oci_client::Client::try_from(config)
+            .map_err(|e| registry_error(reference, format!("registry client: {e}")))?;
+        let auth = options.registry_auth(&registry);
+        let oci_ref = match (reference.digest(), reference.tag()) {
+            (Some(digest), _) => oci_client::Reference::with_digest(
+                registry.clone(),
+                reference.repository().to_string(),
+                digest.to_string(),
+            ),
+            (None, tag) => oci_client::Reference::with_tag(
+                registry.clone(),
+                reference.repository().to_string(),
+                tag.unwrap_or("latest").to_string(),
+            ),
+        };
+        let fail =
+            |e: OciDistributionError| registry_error(reference, describe_error(&e, reference));
+
+        // The top manifest (or index), kept as fetched: its digest is what we hash.
+        let (bytes, _) = client
+            .pull_manifest_raw(&oci_ref, &auth, ACCEPTED)
+            .await
+            .map_err(fail)?;
+        let top_digest = Digest::of(&bytes);
+        if let Some(pinned) = reference.digest()
+            && *pinned != top_digest
+        {
+            return Err(ImageError::DigestMismatch {
+                what: format!("manifest of {reference}"),
+                expected: pinned.to_string(),
+                got: top_digest.to_string(),
+            });
+        }
+        let mut document = parse_document(&bytes, reference)?;
+        let top_media_type = media_type_of(&document);
+        write_blob(&blobs, &top_digest, &bytes).await?;
+        let top_size = bytes.len() as i64;
+
+        // Through an index to this host's platform; the rest of the index's images are not
+        // fetched (the layout's checks read only the chosen one).
+        let mut depth = 0;
+        while let Some(manifests) = document.manifests.take() {
+            depth += 1;
+            if depth > 3 {
+                return Err(registry_error(reference, "indexes nested too deep".into()));
+            }
+            let arch = host_architecture();
+            let chosen = manifests
+                .iter()
+                .find(|d| {
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                })
+                .or(match manifests.as_slice() {
+                    [only] if only.platform.is_none() => Some(only),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    let found: Vec<String> = manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref())
+                        .map(|p| format!("{}/{}", p.os, p.architecture))
+                        .collect();
+                    registry_error(
+                        reference,
+                        format!(
+                            "no image for linux/{arch} in the index (it has {})",
+                            found.join(", ")
+                        ),
+                    )
+                })?
+                .clone();
+            let digest = Digest::parse(&chosen.digest)?;
+            let by_digest = oci_client::Reference::with_digest(
+                registry.clone(),
+                reference.repository().to_string(),
+                digest.to_string(),
+            );
+            let (bytes, _) = client
+                .pull_manifest_raw(&by_digest, &auth, ACCEPTED)
+                .await
+                .map_err(fail)?;
+            // Checked again by the import; a wrong one is not worth parsing.
+            let got = Digest::of(&bytes);
+            if got != digest {
+                return Err(ImageError::DigestMismatch {
+                    what: format!("manifest {digest} of {reference}"),
+                    expected: digest.to_string(),
+                    got: got.to_string(),
+                });
+            }
+            document = parse_document(&bytes, reference)?;
+            write_blob(&blobs, &digest, &bytes).await?;
+        }
+
+        let config = document
+            .config
+            .clone()
+            .ok_or_else(|| registry_error(reference, "the manifest has no config".into()))?;
+        let layers = document.layers.clone().unwrap_or_default();
+        for descriptor in std::iter::once(&config).chain(layers.iter()) {
+            let digest = Digest::parse(&descriptor.digest)?;
+            let path = blobs.join(digest.hex());
+            if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                continue;
+            }
+            if !descriptor.urls.is_empty() {
+                return Err(ImageError::Unsupported(format!(
+                    "foreign layer {digest} of {reference}"
+                )));
+            }
+            let file = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| ImageError::io(format!("create {}", path.display()), e))?;
+            let oci_descriptor = OciDescriptor {
+                media_type: descriptor.media_type.clone(),
+                digest: digest.to_string(),
+                size: descriptor.size,
+                ..Default::default()
+            };
+            client
+                .pull_blob(&by_repo(&registry, reference), &oci_descriptor, file)
+                .await
+                .map_err(fail)?;
+        }
+
+        // The layout: `oci-layout`, `index.json` naming the reference, the blobs.
+        let layout = staging.dir.join(OCI_LAYOUT);
+        write_file(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            ANNOTATION_CONTAINERD_NAME.to_string(),
+            reference.to_string(),
+        );
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_INDEX,
+            "manifests": [{
+                "mediaType": top_media_type,
+                "digest": top_digest.to_string(),
+                "size": top_size,
+                "annotations": annotations,
+            }],
+        });
+        let index_path = staging.dir.join(OCI_INDEX);
+        let index_bytes = serde_json::to_vec(&index)
+            .map_err(|e| ImageError::InvalidArchive(format!("index.json: {e}")))?;
+        write_file(&index_path, &index_bytes).await?;
+
+        let store = self.clone();
+        let wanted = reference.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut members = BTreeMap::new();
+            members.insert(OCI_LAYOUT.to_string(), member_of(&layout)?);
+            members.insert(OCI_INDEX.to_string(), member_of(&index_path)?);
+            let dir = staging.dir.join("blobs/sha256");
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| ImageError::io(format!("list {}", dir.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| ImageError::io(format!("list {}", dir.display()), e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                members.insert(format!("blobs/sha256/{name}"), member_of(&entry.path())?);
+            }
+            let files = ArchiveFiles::from_members(members);
+            let imported = store.import_staged(&staging, &files)?;
+            imported
+                .images
+                .into_iter()
+                .map(|i| i.image)
+                .find(|i| i.references.contains(&wanted))
+                .ok_or_else(|| ImageError::NotFound(wanted.to_string()))
+        })
+        .await
+        .map_err(|e| ImageError::Unsupported(format!("pull task: {e}")))?
+    }
+}
+
+/// The repository (blob URLs ignore the tag or digest of the reference).
+fn by_repo(registry: &str, reference: &Reference) -> oci_client::Reference {
+    oci_client::Reference::with_tag(
+        registry.to_string(),
+        reference.repository().to_string(),
+        "latest".to_string(),
+    )
+}
+
+fn parse_document(bytes: &[u8], reference: &Reference) -> Result<Document> {
+    if bytes.len() > MAX_MANIFEST {
+        return Err(registry_error(
+            reference,
+            format!("manifest of {} bytes is too large", bytes.len()),
+        ));
+    }
+    let document: Document = serde_json::from_slice(bytes)
+        .map_err(|e| registry_error(reference, format!("invalid manifest: {e}")))?;
+    if document.schema_version == Some(1) {
+        return Err(ImageError::Unsupported(format!(
+            "{reference}: docker image manifest schema 1"
+        )));
+    }
+    Ok(document)
+}
+
+fn media_type_of(document: &Document) -> String {
+    match &document.media_type {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ if document.manifests.is_some() => MEDIA_OCI_INDEX.to_string(),
+        _ => MEDIA_OCI_MANIFEST.to_string(),
+    }
+}
+
+async fn write_blob(dir: &Path, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    write_file(&dir.join(digest.hex()), bytes).await
+}
+
+async fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    tokio::fs::write(path, bytes)
+        .await
+        .map_err(|e| ImageError::io(format!("write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_1_loopback_and_insecure_registries_use_http() {
+        let options = PullOptions {
+            insecure_registries: vec!["registry.lan:5000".into()],
+            ..Default::default()
+        };
+        assert!(options.plain_http("127.0.0.1:5000"));
+        assert!(options.plain_http("localhost:5000"));
+        assert!(options.plain_http("[::1]:5000"));
+        assert!(options.plain_http("registry.lan:5000"));
+        assert!(!options.plain_http("registry.lan"));
+        assert!(!options.plain_http("docker.io"));
+        assert!(!options.plain_http("127.example.com"));
+    }
+
+    #[test]
+    fn pull_2_registry_auth_flag() {
+        let (host, c) = parse_registry_auth("127.0.0.1:5000=alice:pa:ss").unwrap();
+        assert_eq!(host, "127.0.0.1:5000");
+        assert_eq!(c.username, "alice");
+        assert_eq!(c.password, "pa:ss");
+        assert!(parse_registry_auth("nohost").is_err());
+        assert!(parse_registry_auth("h=nouser").is_err());
+        assert!(!format!("{c:?}").contains("pa:ss"));
+    }
+}
