@@ -5,6 +5,7 @@ pub mod apply;
 pub mod describe;
 pub mod endpoints;
 pub mod get;
+pub mod image;
 pub mod jsonpath;
 pub mod local;
 pub mod netcheck;

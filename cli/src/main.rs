@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use skiff_cli::netcheck::{self, CheckOptions};
-use skiff_cli::{apply, describe, endpoints, get, local, verbs, wait};
+use skiff_cli::{apply, describe, endpoints, get, image, local, verbs, wait};
 use skiff_client::{Client, DeleteParams, LogParams};
 
 #[derive(Parser)]
@@ -286,6 +286,50 @@ enum Verb {
     Net {
         #[command(subcommand)]
         what: NetVerb,
+    },
+    /// The nodes' image stores: import archives, list and remove images.
+    Image {
+        #[command(subcommand)]
+        what: ImageVerb,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageVerb {
+    /// Load a `docker save` archive or an OCI image-layout tarball (gzipped or not) into
+    /// one node's store or every Ready node's.
+    ///
+    /// Examples: skiff image import busybox.tar --node node-1; skiff image import app.tar --all-nodes
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["node", "all_nodes"])))]
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        node: Option<String>,
+        /// Every Ready node.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// List the images of one node, or of every Ready node.
+    ///
+    /// Examples: skiff image ls; skiff image ls --node node-1
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Untag a reference (deleting the image when that was its last), or delete the image
+    /// an id or digest (or a unique prefix of one) names.
+    ///
+    /// Examples: skiff image rm busybox --node node-1; skiff image rm 0123456789ab --all-nodes
+    #[command(alias = "remove")]
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["node", "all_nodes"])))]
+    Rm {
+        reference: String,
+        #[arg(long)]
+        node: Option<String>,
+        /// Every Ready node.
+        #[arg(long)]
+        all_nodes: bool,
     },
 }
 
@@ -724,6 +768,42 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             let status = client.cluster_status().await?;
             print!("{}", verbs::cluster_status_text(&status));
             Ok(ExitCode::SUCCESS)
+        }
+        Verb::Image { what } => {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            let ok = match what {
+                ImageVerb::Import {
+                    file,
+                    node,
+                    all_nodes,
+                } => {
+                    let target = image::Target::from_flags(node, all_nodes)?;
+                    image::import(&client, &file, &target, &mut out, &mut err).await?
+                }
+                ImageVerb::Ls { node } => {
+                    image::ls(
+                        &client,
+                        node.as_deref(),
+                        chrono::Utc::now(),
+                        &mut out,
+                        &mut err,
+                    )
+                    .await?
+                }
+                ImageVerb::Rm {
+                    reference,
+                    node,
+                    all_nodes,
+                } => {
+                    let target = image::Target::from_flags(node, all_nodes)?;
+                    image::rm(&client, &reference, &target, &mut out, &mut err).await?
+                }
+            };
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Verb::Net {
             what:

@@ -41,6 +41,7 @@ mod client;
 mod deployments;
 mod endpoints;
 mod error;
+mod images;
 mod nodes;
 mod pods;
 mod resource;
@@ -50,6 +51,7 @@ pub use client::{
     Client, ClientBuilder, DeleteParams, Deleted, ListParams, MetadataPatch, ObjectList,
 };
 pub use error::Error;
+pub use images::{Image, ImportedImageInfo, RemovedImages};
 pub use nodes::Drained;
 pub use pods::{ExecEvent, ExecOutput, ExecSession, LogParams, PortForward};
 pub use resource::{Resource, version_of};

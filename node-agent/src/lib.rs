@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod config;
 pub mod events;
 pub mod image;
+pub mod image_service;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -24,9 +25,27 @@ use tonic::transport::server::TcpIncoming;
 pub use agent::AgentError;
 pub use config::AgentConfig;
 
-/// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec
-/// and port-forward on `listener`, until `shutdown` resolves. Pods keep running afterwards;
-/// the next start adopts them.
+/// The node's image store: the `oci` runtime's own (one instance for containers, pulls and
+/// the image RPCs), else the store at `<data-dir>/images`, where that runtime keeps it.
+fn image_store<R: runtime::Runtime>(
+    config: &AgentConfig,
+    runtime: &Arc<R>,
+) -> Result<image::ImageStore, String> {
+    if let Some(oci) =
+        (runtime.as_ref() as &dyn std::any::Any).downcast_ref::<runtime::oci::OciRuntime>()
+    {
+        return Ok(oci.images().clone());
+    }
+    let root = config.data_dir.join("images");
+    image::ImageStore::open(&root).map_err(|e| {
+        tracing::warn!("image store {}: {e}", root.display());
+        e.to_string()
+    })
+}
+
+/// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec,
+/// port-forward and the image store on `listener`, until `shutdown` resolves. Pods keep
+/// running afterwards; the next start adopts them.
 pub async fn serve<R: runtime::Runtime>(
     config: AgentConfig,
     runtime: Arc<R>,
@@ -37,6 +56,7 @@ pub async fn serve<R: runtime::Runtime>(
     let service = AgentServer::new(server::AgentService {
         runtime: runtime.clone(),
         registry: registry.clone(),
+        images: image_service::ImageService::new(image_store(&config, &runtime), &config.data_dir),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

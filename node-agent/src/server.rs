@@ -1,5 +1,5 @@
-//! The agent's gRPC service: logs, exec and port-forward for the pods on this node. The
-//! control plane proxies clients' calls here.
+//! The agent's gRPC service: logs, exec and port-forward for the pods on this node, and the
+//! node's image store (`image_service.rs`). The control plane proxies clients' calls here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::Stream;
 use skiff_api::proto::agent_server::Agent;
 use skiff_api::proto::{
-    ExecRequest, ExecResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+    ExecRequest, ExecResponse, ImportImageRequest, ImportImageResponse, ListImagesRequest,
+    ListImagesResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+    RemoveImageRequest, RemoveImageResponse,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -16,6 +18,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::image_service::ImageService;
 use crate::logs::{self, Follower};
 use crate::registry::{LookupError, Registry};
 use crate::runtime::Runtime;
@@ -29,6 +32,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct AgentService<R> {
     pub runtime: Arc<R>,
     pub registry: Arc<Registry>,
+    /// The node's image store (`<data-dir>/images`).
+    pub images: ImageService,
 }
 
 impl From<LookupError> for Status {
@@ -299,5 +304,29 @@ impl<R: Runtime> Agent for AgentService<R> {
             }
         });
         Ok(Response::new(out))
+    }
+
+    async fn import_image(
+        &self,
+        request: Request<Streaming<ImportImageRequest>>,
+    ) -> Result<Response<ImportImageResponse>, Status> {
+        Ok(Response::new(
+            self.images.import(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_images(
+        &self,
+        _request: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        Ok(Response::new(self.images.list().await?))
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<RemoveImageRequest>,
+    ) -> Result<Response<RemoveImageResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.images.remove(request.reference).await?))
     }
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod host;
 pub mod hosts;
+pub mod images;
 pub mod linearizability;
 pub mod multihost;
 pub mod nodes;

@@ -1,6 +1,7 @@
-//! Logs, exec and port-forward through any control-plane node: the call is passed on to the
-//! agent of the pod's node (its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`), so a
-//! client needs only a control-plane endpoint.
+//! Logs, exec, port-forward and the nodes' image stores through any control-plane node: the
+//! call is passed on to the agent of the pod's node, or of the node the image call names
+//! (its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`), so a client needs only a
+//! control-plane endpoint.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use skiff_api::Kind;
 use skiff_api::proto::agent_client::AgentClient;
 use skiff_api::proto::agent_server::Agent;
 use skiff_api::proto::{
-    ExecRequest, ExecResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+    ExecRequest, ExecResponse, ImportImageRequest, ImportImageResponse, ListImagesRequest,
+    ListImagesResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
+    RemoveImageRequest, RemoveImageResponse,
 };
 use skiff_api::types::{Node, Pod};
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +22,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ApiError;
 use crate::node::ControlPlane;
+
+/// Image chunks and lists are larger than tonic's 4 MiB default allows.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -60,7 +66,15 @@ impl AgentProxy {
                 pod.metadata.name
             ))
         })?;
-        let node: Node = self.stored(Kind::Node, "", &node_name)?;
+        self.agent_on(&node_name).await
+    }
+
+    /// A connection to the agent of node `node_name`.
+    async fn agent_on(&self, node_name: &str) -> Result<AgentClient<Channel>, Status> {
+        if node_name.is_empty() {
+            return Err(Status::invalid_argument("node: Required value"));
+        }
+        let node: Node = self.stored(Kind::Node, "", node_name)?;
         let status = node.status.unwrap_or_default();
         let address = status
             .addresses
@@ -93,7 +107,9 @@ impl AgentProxy {
                     "cannot reach the agent of node {node_name} at {host}:{port}: {e}"
                 ))
             })?;
-        Ok(AgentClient::new(channel))
+        Ok(AgentClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
 
@@ -155,5 +171,35 @@ impl Agent for AgentProxy {
         let mut agent = self.agent_for(&first.namespace, &first.pod).await?;
         let stream = agent.port_forward(replay(first, input)).await?.into_inner();
         Ok(Response::new(relay(stream)))
+    }
+
+    async fn import_image(
+        &self,
+        request: Request<Streaming<ImportImageRequest>>,
+    ) -> Result<Response<ImportImageResponse>, Status> {
+        let mut input = request.into_inner();
+        let first = input.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the first import message must name the node")
+        })?;
+        let mut agent = self.agent_on(&first.node).await?;
+        agent.import_image(replay(first, input)).await
+    }
+
+    async fn list_images(
+        &self,
+        request: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        let request = request.into_inner();
+        let mut agent = self.agent_on(&request.node).await?;
+        agent.list_images(request).await
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<RemoveImageRequest>,
+    ) -> Result<Response<RemoveImageResponse>, Status> {
+        let request = request.into_inner();
+        let mut agent = self.agent_on(&request.node).await?;
+        agent.remove_image(request).await
     }
 }
