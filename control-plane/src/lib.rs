@@ -64,6 +64,12 @@ pub async fn run(
     let (log, sm, shared) = store::open(&config.data_dir, config.watch_history)
         .map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
+    if log
+        .forget_own_leadership(config.id)
+        .map_err(|e| RunError::Store(e.to_string()))?
+    {
+        tracing::info!("was leader when stopped: standing for election instead of resuming");
+    }
     let peers = Arc::new(PeerPool::default());
     let raft = raft_types::Raft::new(
         config.id,

@@ -172,3 +172,32 @@ async fn store_4_log_entries_round_trip() {
     assert_eq!(state.last_purged_log_id, Some(log_id(2)));
     assert_eq!(state.last_log_id, Some(log_id(5)));
 }
+
+#[tokio::test]
+async fn store_5_a_leader_that_stopped_stands_for_election_again() {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-store-")
+        .tempdir()
+        .unwrap();
+    {
+        let (mut log, _sm, _) = open(dir.path(), 1000).unwrap();
+        log.save_vote(&openraft::Vote::new_committed(7, 1))
+            .await
+            .unwrap();
+    }
+    let (mut log, sm, _) = open(dir.path(), 1000).unwrap();
+    // Someone else's leadership is kept: this node was its follower.
+    assert!(!log.forget_own_leadership(2).unwrap());
+    assert_eq!(
+        log.read_vote().await.unwrap(),
+        Some(openraft::Vote::new_committed(7, 1))
+    );
+    // Its own becomes a candidacy in the same term, durably.
+    assert!(log.forget_own_leadership(1).unwrap());
+    drop((log, sm));
+    let (mut log, _sm, _) = open(dir.path(), 1000).unwrap();
+    let vote = log.read_vote().await.unwrap().unwrap();
+    assert_eq!(vote, openraft::Vote::new(7, 1));
+    assert!(!vote.is_committed());
+    assert!(!log.forget_own_leadership(1).unwrap());
+}
