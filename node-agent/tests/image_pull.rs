@@ -24,22 +24,13 @@ use common::*;
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
-fn required() -> bool {
-    std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_some()
-}
-
 fn runnable() -> bool {
-    for (path, package) in [(REGISTRY, "docker-registry"), (BUSYBOX, "busybox-static")] {
-        if !Path::new(path).exists() {
-            assert!(
-                !required(),
-                "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {path} (apt-get install {package})"
-            );
-            eprintln!("skipped: needs {path} (apt-get install {package})");
-            return false;
-        }
-    }
-    true
+    runs_without(
+        [(REGISTRY, "docker-registry"), (BUSYBOX, "busybox-static")]
+            .into_iter()
+            .find(|(path, _)| !Path::new(path).exists())
+            .map(|(path, package)| format!("{path} (apt-get install {package})")),
+    )
 }
 
 /// A `docker-registry` process on a free loopback port; killed on drop.

@@ -29,15 +29,10 @@ fn required() -> bool {
 
 /// Whether the image can be built at all.
 fn runnable() -> bool {
-    if Path::new(BUSYBOX).exists() {
-        return true;
-    }
-    assert!(
-        !required(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {BUSYBOX} (apt-get install busybox-static)"
-    );
-    eprintln!("skipped: needs {BUSYBOX} (apt-get install busybox-static)");
-    false
+    runs_without(
+        (!Path::new(BUSYBOX).exists())
+            .then(|| format!("{BUSYBOX} (apt-get install busybox-static)")),
+    )
 }
 
 /// Whether the root-only checks run.

@@ -11,22 +11,17 @@ use skiff_agent::runtime::process::ProcessRuntime;
 use skiff_agent::runtime::{ContainerConfig, ContainerState, Mount, Runtime, SandboxConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BUSYBOX: &str = "/bin/busybox";
+mod common;
+use common::{BUSYBOX, runs_without};
 
 fn runnable() -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        "root (namespaces, mounts)"
+    runs_without(if !nix::unistd::Uid::effective().is_root() {
+        Some("root (namespaces, mounts)".to_string())
     } else if !Path::new(BUSYBOX).exists() {
-        "/bin/busybox (apt-get install busybox-static)"
+        Some("/bin/busybox (apt-get install busybox-static)".to_string())
     } else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {missing}"
-    );
-    eprintln!("skipped: needs {missing}");
-    false
+        None
+    })
 }
 
 struct Fixture {

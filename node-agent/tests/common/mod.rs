@@ -16,6 +16,21 @@ use sha2::{Digest as _, Sha256};
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
+/// Whether a test runs, given what it found `missing` (None: nothing). Without it the test
+/// skips with a message — unless SKIFF_REQUIRE_PRIVILEGED is set (CI), which turns the
+/// missing prerequisite into a failure naming it.
+pub fn runs_without(missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
+        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {missing}"
+    );
+    eprintln!("skipped: needs {missing}");
+    false
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
