@@ -9,11 +9,19 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// they cannot, they skip — unless SKIFF_REQUIRE_PRIVILEGED is set (CI sets it), in which
 /// case a missing prerequisite fails the test instead of hiding it.
 pub fn privileged_tests_can_run() -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        "root (network namespaces, mounts, links)"
+    runs_without(if !nix::unistd::Uid::effective().is_root() {
+        Some("root (network namespaces, mounts, links)")
     } else if !Path::new(BUSYBOX).exists() {
-        "/bin/busybox (apt-get install busybox-static)"
+        Some("/bin/busybox (apt-get install busybox-static)")
     } else {
+        None
+    })
+}
+
+/// Whether a test runs, given what it found `missing` (None: nothing): it skips with a
+/// message, or fails naming it when SKIFF_REQUIRE_PRIVILEGED is set.
+pub fn runs_without(missing: Option<&str>) -> bool {
+    let Some(missing) = missing else {
         return true;
     };
     assert!(

@@ -75,17 +75,8 @@ fn missing_prerequisite() -> Option<&'static str> {
     }
 }
 
-/// Like `host::privileged_tests_can_run`: skip, or fail under SKIFF_REQUIRE_PRIVILEGED.
 fn runnable() -> bool {
-    let Some(missing) = missing_prerequisite() else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {missing}"
-    );
-    eprintln!("skipped: needs {missing}");
-    false
+    skiff_tests::host::runs_without(missing_prerequisite())
 }
 
 /// `docker-compose -p PROJECT -f deploy/docker/docker-compose.yml ARGS`.

@@ -15,15 +15,9 @@ use skiff_netplugin::netns;
 use skiff_tests::hosts::{NETNS_DIR, TestHosts, sweep_stale};
 
 fn runnable() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs root (network namespaces)"
-    );
-    eprintln!("skipped: needs root (network namespaces)");
-    false
+    skiff_tests::host::runs_without(
+        (!nix::unistd::Uid::effective().is_root()).then_some("root (network namespaces)"),
+    )
 }
 
 fn sleeper() -> Command {
