@@ -40,6 +40,7 @@ pub async fn run_agent<R: Runtime>(
     config: AgentConfig,
     runtime: Arc<R>,
     registry: Arc<Registry>,
+    images: Option<crate::image::NodeImages>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     config.check()?;
@@ -85,6 +86,7 @@ pub async fn run_agent<R: Runtime>(
         node_ip: config.node_ip.clone(),
         backoff: config.backoff,
         registry,
+        images,
     });
     tokio::select! {
         _ = &mut shutdown => {}

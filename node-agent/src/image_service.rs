@@ -43,7 +43,7 @@ impl Drop for Upload {
 
 /// The store's error as a gRPC status: NotFound → NOT_FOUND; what the caller got wrong
 /// (reference, ambiguous prefix, a corrupt or unusable archive) → INVALID_ARGUMENT with the
-/// store's message; Unsupported → UNIMPLEMENTED; I/O and a broken store → INTERNAL.
+/// store's message; an image containers run from → FAILED_PRECONDITION; Unsupported → UNIMPLEMENTED; I/O and a broken store → INTERNAL.
 pub fn status_of(e: ImageError) -> Status {
     let message = e.to_string();
     match e {
@@ -51,6 +51,7 @@ pub fn status_of(e: ImageError) -> Status {
         ImageError::Unsupported(_) => Status::unimplemented(message),
         ImageError::Io { .. } | ImageError::CorruptIndex { .. } => Status::internal(message),
         ImageError::Registry { .. } => Status::unavailable(message),
+        ImageError::InUse { .. } => Status::failed_precondition(message),
         // Reference, ambiguous prefix, and everything wrong with an archive.
         _ => Status::invalid_argument(message),
     }

@@ -25,16 +25,15 @@ use tonic::transport::server::TcpIncoming;
 pub use agent::AgentError;
 pub use config::AgentConfig;
 
-/// The node's image store: the `oci` runtime's own (one instance for containers, pulls and
-/// the image RPCs), else the store at `<data-dir>/images`, where that runtime keeps it.
-fn image_store<R: runtime::Runtime>(
+/// The node's image store: the one the runtime runs containers from, else the store at
+/// `<data-dir>/images`, where the `oci` runtime keeps it (so images can be imported ahead of
+/// a switch of runtime).
+fn image_store(
     config: &AgentConfig,
-    runtime: &Arc<R>,
+    images: Option<&image::NodeImages>,
 ) -> Result<image::ImageStore, String> {
-    if let Some(oci) =
-        (runtime.as_ref() as &dyn std::any::Any).downcast_ref::<runtime::oci::OciRuntime>()
-    {
-        return Ok(oci.images().clone());
+    if let Some(images) = images {
+        return Ok(images.store.clone());
     }
     let root = config.data_dir.join("images");
     image::ImageStore::open(&root).map_err(|e| {
@@ -44,11 +43,13 @@ fn image_store<R: runtime::Runtime>(
 }
 
 /// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec,
-/// port-forward and the image store on `listener`, until `shutdown` resolves. Pods keep
-/// running afterwards; the next start adopts them.
+/// port-forward and the image store on `listener`, until `shutdown` resolves. `images`:
+/// the store `runtime` runs containers from and how to pull into it (None for runtimes of
+/// host programs). Pods keep running afterwards; the next start adopts them.
 pub async fn serve<R: runtime::Runtime>(
     config: AgentConfig,
     runtime: Arc<R>,
+    images: Option<image::NodeImages>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
@@ -56,7 +57,10 @@ pub async fn serve<R: runtime::Runtime>(
     let service = AgentServer::new(server::AgentService {
         runtime: runtime.clone(),
         registry: registry.clone(),
-        images: image_service::ImageService::new(image_store(&config, &runtime), &config.data_dir),
+        images: image_service::ImageService::new(
+            image_store(&config, images.as_ref()),
+            &config.data_dir,
+        ),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -67,7 +71,7 @@ pub async fn serve<R: runtime::Runtime>(
                 let _ = stopped.await;
             }),
     );
-    let result = agent::run_agent(config, runtime, registry, shutdown).await;
+    let result = agent::run_agent(config, runtime, registry, images, shutdown).await;
     let _ = stop.send(());
     match api.await {
         Ok(Err(e)) => tracing::warn!("agent api: {e}"),

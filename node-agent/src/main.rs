@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use skiff_agent::config::{AgentConfig, parse_labels, parse_servers};
 use skiff_agent::image::pull::parse_registry_auth;
-use skiff_agent::image::{ImageStore, PullOptions};
+use skiff_agent::image::{ImageStore, NodeImages, PullOptions};
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
 use skiff_agent::runtime::oci::{self, OciRuntime};
@@ -39,10 +39,11 @@ struct Flags {
     /// Address for logs, exec and port-forward (the control plane proxies to it).
     #[arg(long, default_value = "0.0.0.0:10250")]
     listen: String,
-    /// Container runtime: `process` runs host programs; `oci` runs images from the node's
-    /// image store (<data-dir>/images) with runc, and needs root, runc and overlayfs.
-    #[arg(long, default_value = "process", value_parser = ["process", "oci"])]
-    runtime: String,
+    /// Container runtime: `oci` runs images from the node's image store (<data-dir>/images)
+    /// with runc, and needs root, runc, overlayfs and cgroups; `process` runs host programs.
+    /// Default: `oci` where this host can run it, else `process` with a warning.
+    #[arg(long, value_parser = ["process", "oci"])]
+    runtime: Option<String>,
     /// The runc binary for `--runtime oci` (default: runc on PATH, else /usr/sbin/runc).
     #[arg(long)]
     runc: Option<PathBuf>,
@@ -147,10 +148,29 @@ fn main() -> anyhow::Result<()> {
     config.route_resync = flags.route_resync;
     config.check()?;
     let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
-    if flags.runtime == "oci" {
+    let use_oci = match flags.runtime.as_deref() {
         // Refuse at start rather than fail every pod later.
-        oci::check_host(&runc).context("--runtime oci cannot work on this host")?;
-    }
+        Some("oci") => {
+            oci::check_host(&runc).context("--runtime oci cannot work on this host")?;
+            true
+        }
+        Some(_) => false,
+        None => match oci::check_host(&runc) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "the oci runtime cannot work on this host ({e}): running pods with the \
+                     process runtime, which runs host programs and ignores images \
+                     (--runtime process silences this)"
+                );
+                false
+            }
+        },
+    };
+    tracing::info!(
+        runtime = if use_oci { "oci" } else { "process" },
+        "container runtime"
+    );
 
     // Two workers: the agent mostly waits, and a small footprint matters on every node.
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -163,23 +183,34 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        if flags.runtime == "oci" {
+        if use_oci {
             let images = ImageStore::open(config.data_dir.join("images")).context("image store")?;
             let runtime = OciRuntime::new(
                 config.data_dir.join("oci"),
                 helper,
                 config.log_rotation,
-                images,
+                images.clone(),
                 runc,
             )
-            .context("oci runtime")?
-            .with_pull_options(pull_options);
-            skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+            .context("oci runtime")?;
+            let images = NodeImages {
+                store: images,
+                pull: pull_options,
+            };
+            skiff_agent::serve(
+                config,
+                Arc::new(runtime),
+                Some(images),
+                listener,
+                shutdown_signal(),
+            )
+            .await?;
         } else {
             let runtime =
                 ProcessRuntime::new(config.data_dir.join("process"), helper, config.log_rotation)
                     .context("process runtime")?;
-            skiff_agent::serve(config, Arc::new(runtime), listener, shutdown_signal()).await?;
+            skiff_agent::serve(config, Arc::new(runtime), None, listener, shutdown_signal())
+                .await?;
         }
         Ok(())
     })

@@ -935,3 +935,78 @@ fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
         &["unsupported: zstd-compressed layer", &layer_name],
     );
 }
+
+#[test]
+fn image_store_14_leased_images_are_kept_until_released() {
+    if !runnable() {
+        return;
+    }
+    let f = Fixture::new();
+    let old = f
+        .import("v1.tar", &f.docker(false, &["app:1", "app:stable"]))
+        .images
+        .remove(0)
+        .image;
+    let leased = f.store.lease("pod-a_web_0", "app:1").unwrap();
+    assert_eq!(leased.digest, old.digest);
+    assert!(matches!(
+        f.store.lease("pod-b_web_0", "app:nope"),
+        Err(ImageError::NotFound(_))
+    ));
+
+    // Untagging one of two names is fine; removing the last one, or by id, is refused and
+    // changes nothing.
+    f.store.remove("app:stable").unwrap();
+    let before = f.store.list().unwrap();
+    let index_before = std::fs::read(f.dir.path().join("images/index.json")).unwrap();
+    for name in ["app:1", old.id.to_string().as_str()] {
+        match f.store.remove(name) {
+            Err(e @ ImageError::InUse { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("pod-a_web_0"), "{message}");
+            }
+            other => panic!("remove {name} of a leased image: {other:?}"),
+        }
+    }
+    assert_eq!(f.store.list().unwrap(), before);
+    assert_eq!(
+        std::fs::read(f.dir.path().join("images/index.json")).unwrap(),
+        index_before,
+        "a refused removal leaves the index byte for byte"
+    );
+
+    // An import moving the name away keeps the leased image (dangling) with its layers.
+    let config = config_json(host_arch(), &diff_ids(&f.layers), &["sh", "-c", "new"]);
+    let new = f
+        .import("v2.tar", &docker_files(&f.layers, &config, &["app:1"]))
+        .images
+        .remove(0)
+        .image;
+    let list = f.store.list().unwrap();
+    assert_eq!(list.len(), 2, "the leased image stays: {list:?}");
+    assert!(f.store.blob_path(&old.id).exists());
+    assert_eq!(
+        f.store.leases().unwrap().get("pod-a_web_0"),
+        Some(&old.digest)
+    );
+
+    // Its last lease ends: it goes, the new image stays.
+    f.store.lease("pod-b_web_0", "app:1").unwrap();
+    f.store.release("pod-a_web_0").unwrap();
+    f.store.release("pod-a_web_0").unwrap();
+    let list = f.store.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].digest, new.digest);
+    assert!(!f.store.blob_path(&old.id).exists());
+
+    // Leases of containers that are gone end at a sweep; a removal then goes through.
+    let ended = f
+        .store
+        .retain_leases(|holder| holder != "pod-b_web_0")
+        .unwrap();
+    assert_eq!(ended, vec!["pod-b_web_0".to_string()]);
+    assert!(f.store.leases().unwrap().is_empty());
+    f.store.remove("app:1").unwrap();
+    assert!(f.store.list().unwrap().is_empty());
+    assert_eq!(f.count("layers"), 0);
+}

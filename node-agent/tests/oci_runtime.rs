@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use skiff_agent::image::{ContainerSpec, ImageStore};
+use skiff_agent::image::{ContainerSpec, ImageError, ImageStore};
 use skiff_agent::logs::Rotation;
 use skiff_agent::runtime::oci::{self, OciRuntime};
 use skiff_agent::runtime::{
@@ -531,8 +531,20 @@ async fn oci_runtime_5_a_new_runtime_adopts_running_containers() {
         &sh("trap 'exit 4' TERM; echo up; while true; do sleep 0.1; done"),
     )
     .await;
-    // The agent goes away (its runtime with it) and a new one starts on the same dir.
+    // The agent goes away (its runtime with it) and a new one starts on the same dir. A
+    // lease whose container is gone (a crash between removal and release) ends then; the
+    // live container's lease stays, so its image cannot be removed under it.
+    let store = ImageStore::open(f.dir.path().join("images")).unwrap();
+    store.lease("gone_web_0", IMAGE).unwrap();
     f.runtime = Some(new_runtime(f.dir.path()));
+    let holders: Vec<String> = store.leases().unwrap().into_keys().collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(id.ends_with(&holders[0]), "{id} holds {holders:?}");
+    match store.remove(IMAGE) {
+        Err(ImageError::InUse { containers, .. }) => assert_eq!(containers, holders),
+        other => panic!("removing an image in use: {other:?}"),
+    }
+    assert_eq!(store.list().unwrap().len(), 1);
     let rt = f.rt();
     let listed = rt.list_containers(None).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -546,4 +558,7 @@ async fn oci_runtime_5_a_new_runtime_adopts_running_containers() {
     assert_eq!(exit_of(&wait_exited(rt, &id).await), (4, "Error".into()));
     assert!(log_of(rt, &id).await.contains("up"));
     rt.remove_sandbox(&sandbox.id).await.unwrap();
+    assert!(store.leases().unwrap().is_empty());
+    store.remove(IMAGE).unwrap();
+    assert!(store.list().unwrap().is_empty());
 }

@@ -38,6 +38,14 @@ pub use pull::{Credentials, PullOptions};
 pub use reference::Reference;
 pub use store::{Image, ImageStore, Imported, ImportedImage, LayerRecord, Removed};
 
+/// What pod workers need of images when the runtime runs containers from them: the store
+/// the runtime makes containers from, and how to pull into it.
+#[derive(Debug, Clone)]
+pub struct NodeImages {
+    pub store: ImageStore,
+    pub pull: PullOptions,
+}
+
 /// Everything that can go wrong with images. Messages name the file, digest or reference
 /// at fault and, for mismatches, what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +103,12 @@ pub enum ImageError {
         "no command specified: the image has no Entrypoint or Cmd and the container sets neither command nor args"
     )]
     NoCommand,
+    /// The image would be deleted while containers run from it.
+    #[error("image {image} is in use by {} container(s): {}; remove them first", containers.len(), containers.join(", "))]
+    InUse {
+        image: String,
+        containers: Vec<String>,
+    },
     #[error("image store index {path}: {reason}")]
     CorruptIndex { path: String, reason: String },
     #[error("{what}: {source}")]

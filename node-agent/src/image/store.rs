@@ -104,6 +104,14 @@ struct Index {
     refs: BTreeMap<String, Digest>,
     /// Manifest digest → image.
     images: BTreeMap<Digest, Image>,
+    /// Container (lease holder) → the manifest digest of the image it runs from. A leased
+    /// image is never deleted: its layers are under the container's overlay mount.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    leases: BTreeMap<String, Digest>,
+    /// Images that lost their last name to an import while leased: deleted when their last
+    /// lease ends.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    dangling: BTreeSet<Digest>,
 }
 
 impl Default for Index {
@@ -112,6 +120,8 @@ impl Default for Index {
             version: INDEX_VERSION,
             refs: BTreeMap::new(),
             images: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            dangling: BTreeSet::new(),
         }
     }
 }
@@ -123,6 +133,28 @@ impl Index {
             .filter(|(_, d)| *d == digest)
             .filter_map(|(r, _)| Reference::parse(r).ok())
             .collect()
+    }
+
+    /// The holders of leases on an image.
+    fn holders_of(&self, digest: &Digest) -> Vec<String> {
+        self.leases
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Deletes `digest` from the index unless leased, when it is kept as dangling instead.
+    /// True when deleted.
+    fn delete_unless_leased(&mut self, digest: &Digest) -> bool {
+        if self.leases.values().any(|d| d == digest) {
+            self.dangling.insert(digest.clone());
+            false
+        } else {
+            self.images.remove(digest);
+            self.dangling.remove(digest);
+            true
+        }
     }
 
     fn image(&self, digest: &Digest) -> Option<Image> {
@@ -550,13 +582,17 @@ impl ImageStore {
             images.push((source.manifest_digest.clone(), source.names.clone(), new));
         }
         // Docker would keep an image whose name moved away as a dangling `<none>`; a node
-        // has no use for it, so it goes (unless this archive brought it too).
+        // has no use for it, so it goes (unless this archive brought it too, or a container
+        // still runs from it: then it goes with that container).
         for old in displaced {
             let named = index.refs.values().any(|d| *d == old);
             let imported = sources.iter().any(|s| s.manifest_digest == old);
             if !named && !imported {
-                index.images.remove(&old);
+                index.delete_unless_leased(&old);
             }
+        }
+        for source in sources {
+            index.dangling.remove(&source.manifest_digest);
         }
         let images = images
             .into_iter()
@@ -657,8 +693,9 @@ impl ImageStore {
 
     /// Removes a reference (untag); an image left without references is deleted. A digest
     /// or id deletes the image with all its references. Blobs and unpacked layers no image
-    /// uses any more are deleted too. The caller must not remove an image a container
-    /// still runs from: its layers would go from under the overlay mount.
+    /// uses any more are deleted too. An image a container runs from (see
+    /// [`ImageStore::lease`]) is not deleted: the removal is refused with
+    /// [`ImageError::InUse`] and changes nothing, as `docker rmi` refuses without `--force`.
     pub fn remove(&self, image: &str) -> Result<Removed> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
@@ -676,15 +713,88 @@ impl ImageStore {
             }
         };
         if !index.refs.values().any(|d| *d == digest) {
+            let holders = index.holders_of(&digest);
+            if !holders.is_empty() {
+                return Err(ImageError::InUse {
+                    image: image.to_string(),
+                    containers: holders,
+                });
+            }
             index.images.remove(&digest);
+            index.dangling.remove(&digest);
             removed.deleted.push(digest);
         }
         self.write_index(&index)?;
-        if let Err(e) = self.gc_locked(&index) {
-            // The removal stands; the next removal or open collects the rest.
+        self.gc_after_change(&index);
+        Ok(removed)
+    }
+
+    fn gc_after_change(&self, index: &Index) {
+        if let Err(e) = self.gc_locked(index) {
+            // The change stands; the next removal or open collects the rest.
             tracing::warn!("image store: garbage collection: {e}");
         }
-        Ok(removed)
+    }
+
+    /// Resolves `image` as [`ImageStore::get`] does and records that `holder` (a container)
+    /// runs from it, atomically: the image cannot be removed or collected until
+    /// [`ImageStore::release`]. Leasing again replaces the holder's lease. Leases are on
+    /// disk, so they outlive the agent like its containers do.
+    pub fn lease(&self, holder: &str, image: &str) -> Result<Image> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let digest = match resolve(&index, image)? {
+            Target::Ref(key) => index.refs[&key].clone(),
+            Target::Image(digest) => digest,
+        };
+        let found = index
+            .image(&digest)
+            .ok_or_else(|| ImageError::NotFound(image.to_string()))?;
+        if index.leases.get(holder) != Some(&digest) {
+            index.leases.insert(holder.to_string(), digest);
+            self.write_index(&index)?;
+        }
+        Ok(found)
+    }
+
+    /// Ends `holder`'s lease (if any); a dangling image it was the last user of is deleted.
+    pub fn release(&self, holder: &str) -> Result<()> {
+        self.release_where(|h| h == holder).map(|_| ())
+    }
+
+    /// Ends the leases whose holder `keep` rejects (containers that no longer exist, after
+    /// a crash between removing a container and releasing its lease); returns them.
+    pub fn retain_leases(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        self.release_where(|h| !keep(h))
+    }
+
+    /// The containers holding a lease, with the manifest digest each runs from.
+    pub fn leases(&self) -> Result<BTreeMap<String, Digest>> {
+        Ok(self.read_index()?.leases)
+    }
+
+    fn release_where(&self, ended: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let holders: Vec<String> = index.leases.keys().filter(|h| ended(h)).cloned().collect();
+        if holders.is_empty() {
+            return Ok(holders);
+        }
+        index.leases.retain(|h, _| !holders.contains(h));
+        let unused: Vec<Digest> = index
+            .dangling
+            .iter()
+            .filter(|d| !index.leases.values().any(|l| l == *d))
+            .cloned()
+            .collect();
+        for digest in &unused {
+            index.delete_unless_leased(digest);
+        }
+        self.write_index(&index)?;
+        if !unused.is_empty() {
+            self.gc_after_change(&index);
+        }
+        Ok(holders)
     }
 
     /// The image's parsed config (Entrypoint, Cmd, Env, ...).

@@ -42,6 +42,8 @@ pub struct Shared<R> {
     pub node_ip: String,
     pub backoff: BackoffPolicy,
     pub registry: Arc<Registry>,
+    /// The image store and pull settings, when the runtime runs containers from images.
+    pub images: Option<crate::image::NodeImages>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,15 +451,16 @@ impl<R: Runtime> PodWorker<R> {
         None
     }
 
-    /// With the `oci` runtime, makes sure the container's image is in the store as its
-    /// `imagePullPolicy` says, pulling it in the background. `None`: go ahead and create
-    /// the container; `Some(wait)`: not yet (pulling, backing off, or never to be pulled),
-    /// with the waiting reason set on the slot. Other runtimes ignore images.
+    /// With a runtime that runs images, makes sure the container's image is in the store
+    /// as its `imagePullPolicy` says, pulling it in the background. `None`: go ahead and
+    /// create the container; `Some(wait)`: not yet (pulling, backing off, or never to be
+    /// pulled), with the waiting reason set on the slot. Runtimes of host programs ignore
+    /// images.
     async fn ensure_image(&mut self, pod: &Pod, index: usize) -> Option<Duration> {
-        let oci = (self.shared.runtime.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<crate::runtime::oci::OciRuntime>()?;
-        let store = oci.images().clone();
-        let options = oci.pull_options().clone();
+        let crate::image::NodeImages {
+            store,
+            pull: options,
+        } = self.shared.images.clone()?;
         let backoff = self.shared.backoff;
         let events = self.shared.events.clone();
         let slot = &mut self.slots[index];

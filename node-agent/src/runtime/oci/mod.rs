@@ -43,7 +43,7 @@ use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
     RuntimeError, SandboxConfig, SandboxInfo,
 };
-use crate::image::{ContainerSpec, ImageStore, PullOptions, resolve_process};
+use crate::image::{ContainerSpec, ImageStore, resolve_process};
 use crate::logs::Rotation;
 
 /// Where Debian installs runc.
@@ -132,8 +132,6 @@ pub struct OciRuntime {
     runc: PathBuf,
     runc_root: PathBuf,
     images: ImageStore,
-    /// How the pod workers pull images into `images` (registries, credentials).
-    pull: PullOptions,
     rotation: Rotation,
     hierarchy: Hierarchy,
 }
@@ -157,30 +155,26 @@ impl OciRuntime {
         let runc_root = root.join("runc");
         std::fs::create_dir_all(&runc_root)
             .map_err(io(format!("create {}", runc_root.display())))?;
+        let core = ProcessRuntime::named("oci", &root, helper, rotation)?;
+        // Leases of containers that went without releasing theirs (a crash in between).
+        let layout = core.layout().clone();
+        let ended = images
+            .retain_leases(|holder| {
+                split_container_id(holder)
+                    .is_some_and(|(sandbox, local)| layout.container(sandbox, local).exists())
+            })
+            .map_err(|e| RuntimeError::System(format!("image leases: {e}")))?;
+        if !ended.is_empty() {
+            tracing::info!(?ended, "ended the image leases of containers that are gone");
+        }
         Ok(OciRuntime {
-            core: ProcessRuntime::named("oci", &root, helper, rotation)?,
+            core,
             runc: runc.into(),
             runc_root,
             images,
-            pull: PullOptions::default(),
             rotation,
             hierarchy: Hierarchy::detect(),
         })
-    }
-
-    /// Sets how images are pulled (the agent's `--insecure-registry`, `--registry-auth`).
-    pub fn with_pull_options(mut self, pull: PullOptions) -> OciRuntime {
-        self.pull = pull;
-        self
-    }
-
-    /// The image store containers are made from (pod workers pull into it).
-    pub fn images(&self) -> &ImageStore {
-        &self.images
-    }
-
-    pub fn pull_options(&self) -> &PullOptions {
-        &self.pull
     }
 
     /// runc's name for a container: its local id (`<sandbox>_<name>_<attempt>`).
@@ -260,9 +254,10 @@ impl OciRuntime {
         dir: &Path,
         id: &str,
     ) -> Result<()> {
+        // Leased until the container is removed: its layers stay under the overlay mount.
         let image = self
             .images
-            .get(&config.image)
+            .lease(&OciRuntime::runc_id(id)?, &config.image)
             .map_err(|e| RuntimeError::Invalid(format!("image {:?}: {e}", config.image)))?;
         let image_config = self
             .images
@@ -380,8 +375,8 @@ impl OciRuntime {
         write_json(&dir.join("spec.json"), &shim).map_err(io("write spec.json"))
     }
 
-    /// Unmounts the rootfs and deletes the container's directory.
-    fn discard(dir: &Path) -> Result<()> {
+    /// Unmounts the rootfs, deletes the container's directory, and ends its image lease.
+    fn discard(&self, dir: &Path, container_id: &str) -> Result<()> {
         let rootfs = dir.join("bundle/rootfs");
         match umount2(&rootfs, MntFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
@@ -391,10 +386,13 @@ impl OciRuntime {
             }
         }
         match std::fs::remove_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::io(format!("remove {}", dir.display()), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RuntimeError::io(format!("remove {}", dir.display()), e)),
         }
+        self.images
+            .release(&OciRuntime::runc_id(container_id)?)
+            .map_err(|e| RuntimeError::System(format!("release the image lease: {e}")))
     }
 
     async fn kill(&self, container_id: &str, signal: &str) -> Result<()> {
@@ -477,7 +475,7 @@ impl Runtime for OciRuntime {
             )));
         }
         if let Err(e) = self.prepare(&sandbox, config, options, &dir, &id) {
-            let _ = OciRuntime::discard(&dir);
+            let _ = self.discard(&dir, &id);
             return Err(e);
         }
         self.core.read_container(&sandbox.id, &dir)
@@ -535,7 +533,7 @@ impl Runtime for OciRuntime {
         {
             return Err(RuntimeError::System(format!("runc delete {runc_id}: {e}")));
         }
-        OciRuntime::discard(&dir)
+        self.discard(&dir, container_id)
     }
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerInfo> {
