@@ -23,8 +23,18 @@ pub struct AgentProcess {
     netns: Option<PathBuf>,
 }
 
+/// Appends `extra`, and `--runtime process` unless `extra` picks a runtime: test pods run
+/// host programs unless a test is about images.
+fn with_flags(args: &mut Vec<String>, extra: &[&str]) {
+    if !extra.contains(&"--runtime") {
+        args.extend(["--runtime".to_string(), "process".to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+}
+
 impl AgentProcess {
-    /// Starts `skiff-agent --name NAME` against `servers`, with `extra` flags after ours.
+    /// Starts `skiff-agent --name NAME` against `servers`, with `extra` flags after ours
+    /// (`--runtime process` unless they say otherwise).
     pub fn start(name: &str, servers: &[String], extra: &[&str]) -> anyhow::Result<AgentProcess> {
         let root = tempfile::Builder::new()
             .prefix(&format!("skiff-agent-{name}-"))
@@ -47,7 +57,7 @@ impl AgentProcess {
             "--pod-network".into(),
             "false".into(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        with_flags(&mut args, extra);
         let mut agent = AgentProcess {
             name: name.into(),
             port,
@@ -85,7 +95,7 @@ impl AgentProcess {
             "--data-dir".into(),
             root.path().join("data").display().to_string(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        with_flags(&mut args, extra);
         let mut agent = AgentProcess {
             name: name.into(),
             port: 10250,
