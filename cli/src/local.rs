@@ -31,6 +31,8 @@ pub const AGENT_PORT: u16 = 10250;
 /// The demo deployment `skiff up` applies.
 pub const DEMO_MANIFEST: &str = include_str!("../../examples/demo.yaml");
 const BUSYBOX: &str = "/bin/busybox";
+/// The image `skiff up` builds from [`BUSYBOX`] and imports into every node.
+pub const BUSYBOX_IMAGE: &str = "busybox:latest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -500,6 +502,14 @@ async fn bring_up(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if Path::new(BUSYBOX).is_file() {
+        let nodes: Vec<String> = report_ready_nodes(client).await?;
+        import_busybox(client, &nodes).await?;
+        report.push_str(&format!(
+            "Imported {BUSYBOX_IMAGE} (built from this host's {BUSYBOX}) into {}\n",
+            nodes.join(", ")
+        ));
+    }
     if !demo {
         return Ok(report);
     }
@@ -547,6 +557,34 @@ async fn bring_up(
     report.push_str("\n$ skiff get pods -o wide\n");
     report.push_str(&table);
     Ok(report)
+}
+
+async fn report_ready_nodes(client: &Client) -> Result<Vec<String>, String> {
+    let nodes = client
+        .list::<Node>(&ListParams::all_namespaces())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(nodes
+        .items
+        .iter()
+        .filter(|n| n.is_ready())
+        .map(|n| n.metadata.name.clone())
+        .collect())
+}
+
+/// Puts a busybox image into every node's image store, so that pods (the demo's too) can
+/// name `busybox` with no registry in reach: the `oci` runtime runs images only.
+async fn import_busybox(client: &Client, nodes: &[String]) -> Result<(), String> {
+    let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("read {BUSYBOX}: {e}"))?;
+    let archive = skiff_agent::image::build::busybox_archive(&busybox, BUSYBOX_IMAGE)
+        .map_err(|e| format!("build the busybox image: {e}"))?;
+    for node in nodes {
+        client
+            .import_image(node, std::io::Cursor::new(archive.clone()))
+            .await
+            .map_err(|e| format!("import {BUSYBOX_IMAGE} into node {node}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn pod_ready(pod: &Pod) -> bool {
