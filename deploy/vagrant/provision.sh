@@ -50,7 +50,8 @@ options:
   --root DIR         install into DIR instead of / (never starts anything; default: /)
   --no-start         install only; do not run systemctl
   -h, --help         show this text
-A worker also gets Debian's busybox-static (the workloads' toolbox) when apt-get is there.
+A worker also gets Debian's runc (for the agent's oci runtime) and busybox-static (the
+workloads' toolbox) when apt-get is there.
 EOF
 }
 
@@ -340,16 +341,21 @@ mv -f "$R$ENV_FILE.new.$$" "$R$ENV_FILE"
 say "installed $R/usr/local/bin/$DAEMON, $R/usr/local/bin/skiff, $R/etc/systemd/system/$UNIT, $R$ENV_FILE, $R$DATA_DIR"
 
 if [ "$ROLE" = worker ]; then
+	# runc: the agent's default `oci` runtime needs it (without it, pods run host programs).
+	packages=""
+	[ -x /bin/busybox ] || packages="busybox-static"
+	command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || packages="$packages runc"
 	if [ -n "$R" ]; then
-		say "not installing busybox-static: --root is not /"
-	elif [ -x /bin/busybox ]; then
+		say "not installing busybox-static or runc: --root is not /"
+	elif [ -z "$packages" ]; then
 		:
 	elif command -v apt-get >/dev/null 2>&1; then
-		say "installing busybox-static (the workloads' toolbox)"
+		say "installing ${packages# } (runc runs the pods' images; busybox is the workloads' toolbox)"
 		DEBIAN_FRONTEND=noninteractive apt-get update -q
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static
+		# shellcheck disable=SC2086 # one word per package
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $packages
 	else
-		say "no apt-get here: install a static busybox as /bin/busybox for the usual workloads"
+		say "no apt-get here: install runc and a static busybox (/bin/busybox)"
 	fi
 fi
 
