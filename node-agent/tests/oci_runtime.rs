@@ -476,7 +476,20 @@ async fn oci_runtime_4_stop_exit_codes_and_nothing_left_after_remove() {
         (0, "Completed".into())
     );
     assert_eq!(exit_of(&wait_exited(rt, &seven).await), (7, "Error".into()));
-    assert_ne!(exit_of(&wait_exited(rt, &missing).await).0, 0);
+    // runc could not start it: StartError with runc's reason, as Kubernetes shows it.
+    match wait_exited(rt, &missing).await {
+        ContainerState::Exited {
+            exit_code,
+            reason,
+            message,
+            ..
+        } => {
+            assert_eq!((exit_code, reason.as_str()), (128, "StartError"));
+            let message = message.unwrap_or_default();
+            assert!(message.contains("/no/such/program"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
 
     let cgroups: Vec<PathBuf> = [&graceful, &stubborn, &ok]
         .iter()

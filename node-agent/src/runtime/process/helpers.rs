@@ -161,6 +161,7 @@ fn run_shim(dir: &Path) -> Result<(), String> {
     let _ = report.flush();
 
     let log = Arc::new(Mutex::new(log));
+    let watch_runc = spec.oci.is_some();
     let pumps: Vec<_> = [
         child
             .stdout
@@ -175,15 +176,25 @@ fn run_shim(dir: &Path) -> Result<(), String> {
     .flatten()
     .map(|(reader, stream)| {
         let log = log.clone();
-        std::thread::spawn(move || pump(reader, stream, &log))
+        std::thread::spawn(move || pump(reader, stream, &log, watch_runc))
     })
     .collect();
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
     // Whatever the container left in its process group goes with it (and lets the pumps
     // see end-of-file).
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let mut runc_failure = None;
     for pump in pumps {
-        let _ = pump.join();
+        if let Ok(Some(failure)) = pump.join() {
+            runc_failure = Some(failure);
+        }
+    }
+    if let Some(failure) = runc_failure
+        && !status.success()
+    {
+        // runc could not start the program (not found, not executable, bad user...): as in
+        // Kubernetes, StartError with runc's reason, not an Error exit of the program.
+        return write_json(&exit_path, &Exited::start_error(failure)).map_err(|e| e.to_string());
     }
     let mut exited = Exited::from_status(status.code(), status.signal(), started_at);
     if let Some(oci) = &spec.oci
@@ -198,18 +209,43 @@ fn run_shim(dir: &Path) -> Result<(), String> {
 /// Longest log entry; a longer line is split into partial entries.
 const MAX_ENTRY: usize = 16 * 1024;
 
-fn pump(reader: Box<dyn Read + Send>, stream: Stream, log: &Mutex<LogWriter>) {
+/// runc's report that it could not start the container's process, on its stderr:
+/// `runc run failed: <reason>` (plain, or inside a logfmt `msg="…"`).
+fn runc_start_failure(line: &[u8]) -> Option<String> {
+    const MARK: &str = "runc run failed: ";
+    let text = String::from_utf8_lossy(line);
+    let at = text.find(MARK)?;
+    let reason = text[at + MARK.len()..].trim_end();
+    let reason = reason
+        .strip_suffix('"')
+        .unwrap_or(reason)
+        .replace("\\\"", "\"");
+    Some(reason)
+}
+
+/// Copies `reader` into the log, line by line. With `watch_runc`, returns runc's start
+/// failure if stderr carried one.
+fn pump(
+    reader: Box<dyn Read + Send>,
+    stream: Stream,
+    log: &Mutex<LogWriter>,
+    watch_runc: bool,
+) -> Option<String> {
     let mut reader = BufReader::with_capacity(MAX_ENTRY, reader);
     let mut line = Vec::with_capacity(1024);
+    let mut failure = None;
     loop {
         line.clear();
         let n = match (&mut reader)
             .take(MAX_ENTRY as u64)
             .read_until(b'\n', &mut line)
         {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return failure,
             Ok(n) => n,
         };
+        if watch_runc && matches!(stream, Stream::Stderr) {
+            failure = runc_start_failure(&line).or(failure);
+        }
         let partial = line[n - 1] != b'\n';
         let mut writer = log.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = writer.write_entry(stream, &line, partial) {
@@ -254,4 +290,28 @@ fn nsexec(pid: &str, argv: &[String]) -> Result<i32, String> {
     // Only returns on failure.
     let error = command.exec();
     Err(format!("cannot run {:?}: {error}", argv[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_1_runc_start_failures_are_recognised() {
+        assert_eq!(
+            runc_start_failure(
+                b"runc run failed: unable to start container process: exec: \"/nope\": stat /nope: no such file or directory\n"
+            )
+            .as_deref(),
+            Some("unable to start container process: exec: \"/nope\": stat /nope: no such file or directory")
+        );
+        assert_eq!(
+            runc_start_failure(
+                b"time=\"2026-11-23T10:00:00Z\" level=error msg=\"runc run failed: unable to start container process: exec: \\\"/nope\\\": permission denied\"\n"
+            )
+            .as_deref(),
+            Some("unable to start container process: exec: \"/nope\": permission denied")
+        );
+        assert_eq!(runc_start_failure(b"hello from the program\n"), None);
+    }
 }
