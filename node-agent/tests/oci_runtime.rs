@@ -137,6 +137,7 @@ fn options(command: &[&str], args: &[&str]) -> ContainerOptions {
             ..Default::default()
         },
         resources: Resources::default(),
+        pod_ip: None,
     }
 }
 
@@ -260,7 +261,22 @@ async fn oci_runtime_1_image_containers_share_the_pod_network_and_nothing_else()
         container_path: PathBuf::from("/scratch"),
         read_only: false,
     }];
-    let client = run(rt, &sandbox.id, &client_config, &sh("exec sleep 3600")).await;
+    // Created once the pod has its address: /etc/hosts names the pod on it, in both
+    // containers (they share the file).
+    let mut client_options = sh("exec sleep 3600");
+    client_options.pod_ip = Some("10.244.7.9".parse().unwrap());
+    let client = run(rt, &sandbox.id, &client_config, &client_options).await;
+    for container in [&web, &client] {
+        let (code, hosts, err) = exec(rt, container, &["cat", "/etc/hosts"]).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.split_whitespace().eq(["10.244.7.9", "web-pod"])),
+            "{hosts}"
+        );
+        assert!(!hosts.contains("127.0.1.1"), "{hosts}");
+    }
     let (code, _, err) = exec(rt, &client, &["sh", "-c", "echo vol > /scratch/f"]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(

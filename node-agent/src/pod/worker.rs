@@ -583,16 +583,20 @@ impl<R: Runtime> PodWorker<R> {
             return;
         };
         let runtime = self.shared.runtime.clone();
+        let pod_ip = self.pod_ip.map(std::net::IpAddr::V4);
         let slot = &mut self.slots[index];
-        let config = match container_config(pod, &slot.spec, slot.attempts, &sandbox)
-            .and_then(|c| Ok((c, container_options(&slot.spec)?)))
-        {
-            Ok(c) => c,
-            Err(message) => {
-                slot.failing = Some(("CreateContainerConfigError".into(), message));
-                return;
-            }
-        };
+        let config =
+            match container_config(pod, &slot.spec, slot.attempts, &sandbox).and_then(|c| {
+                let mut options = container_options(&slot.spec)?;
+                options.pod_ip = pod_ip;
+                Ok((c, options))
+            }) {
+                Ok(c) => c,
+                Err(message) => {
+                    slot.failing = Some(("CreateContainerConfigError".into(), message));
+                    return;
+                }
+            };
         let (config, options) = config;
         let info = match runtime
             .create_container_with(&sandbox.id, &config, &options)
@@ -855,6 +859,7 @@ pub fn container_options(container: &Container) -> Result<ContainerOptions, Stri
     Ok(ContainerOptions {
         spec: ContainerSpec::from(container),
         resources,
+        pod_ip: None,
     })
 }
 

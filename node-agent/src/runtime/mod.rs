@@ -149,6 +149,9 @@ pub struct Resources {
 pub struct ContainerOptions {
     pub spec: crate::image::ContainerSpec,
     pub resources: Resources,
+    /// The pod's address, once the pod network gave it one: `/etc/hosts` maps the pod's
+    /// hostname to it, as kubelet's managed hosts file does.
+    pub pod_ip: Option<std::net::IpAddr>,
 }
 
 /// A command started inside a container by `exec`: its pipes and its exit.

@@ -136,6 +136,25 @@ pub struct OciRuntime {
     hierarchy: Hierarchy,
 }
 
+/// The pod's `/etc/hosts`: its hostname on the pod's address once it has one (before that,
+/// on 127.0.1.1 as Debian does).
+fn hosts_file(hostname: &str, ip: Option<std::net::IpAddr>) -> String {
+    let address = ip.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
+    format!(
+        "# Skiff-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{hostname}\n"
+    )
+}
+
+/// Puts the pod's address into its hosts file, in place: running containers bind-mount
+/// that inode, and the address is the sandbox's for its whole life.
+fn update_hosts(path: &Path, hostname: &str, ip: std::net::IpAddr) -> Result<()> {
+    let text = hosts_file(hostname.trim(), Some(ip));
+    if std::fs::read_to_string(path).is_ok_and(|current| current == text) {
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let what = what.into();
     move |e| RuntimeError::io(what, e)
@@ -227,9 +246,7 @@ impl OciRuntime {
     fn write_etc_files(&self, sandbox: &SandboxInfo, hostname: &str) -> Result<()> {
         let dir = self.core.layout().sandbox(&sandbox.id).join("etc");
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        );
+        let hosts = hosts_file(hostname, None);
         // The node's resolvers: pods have no cluster DNS yet.
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         for (file, text) in [
@@ -270,10 +287,13 @@ impl OciRuntime {
         let mut process = resolve_process(&image_config, &options.spec)
             .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
         let sandbox_dir = self.core.layout().sandbox(&sandbox.id);
-        if let Ok(hostname) = std::fs::read_to_string(sandbox_dir.join("hostname"))
-            && !process.env.iter().any(|(k, _)| k == "HOSTNAME")
-        {
-            process.env.push(("HOSTNAME".into(), hostname));
+        if let Ok(hostname) = std::fs::read_to_string(sandbox_dir.join("hostname")) {
+            if let Some(ip) = options.pod_ip {
+                update_hosts(&sandbox_dir.join("etc/hosts"), &hostname, ip)?;
+            }
+            if !process.env.iter().any(|(k, _)| k == "HOSTNAME") {
+                process.env.push(("HOSTNAME".into(), hostname));
+            }
         }
         for m in &config.mounts {
             if m.host_path.starts_with(&sandbox.volumes_dir) {
@@ -453,6 +473,7 @@ impl Runtime for OciRuntime {
                 working_dir: config.working_dir.as_ref().map(|p| p.display().to_string()),
             },
             resources: Default::default(),
+            pod_ip: None,
         };
         self.create_container_with(sandbox_id, config, &options)
             .await
