@@ -66,43 +66,35 @@ fn append(
     builder.append_data(&mut header, path, data)
 }
 
-/// The layer tar of `entries`.
-pub fn layer(entries: &[Entry]) -> std::io::Result<Vec<u8>> {
+fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry) -> std::io::Result<()> {
+    match entry {
+        Entry::Dir { path } => append(builder, tar::EntryType::Directory, path, 0o755, &[], None),
+        Entry::File { path, mode, data } => {
+            append(builder, tar::EntryType::Regular, path, *mode, data, None)
+        }
+        Entry::Symlink { path, target } => append(
+            builder,
+            tar::EntryType::Symlink,
+            path,
+            0o777,
+            &[],
+            Some(target),
+        ),
+    }
+}
+
+/// A tar of `entries`, in order.
+pub fn tar(entries: &[Entry]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
-        match entry {
-            Entry::Dir { path } => append(
-                &mut builder,
-                tar::EntryType::Directory,
-                path,
-                0o755,
-                &[],
-                None,
-            )?,
-            Entry::File { path, mode, data } => append(
-                &mut builder,
-                tar::EntryType::Regular,
-                path,
-                *mode,
-                data,
-                None,
-            )?,
-            Entry::Symlink { path, target } => append(
-                &mut builder,
-                tar::EntryType::Symlink,
-                path,
-                0o777,
-                &[],
-                Some(target),
-            )?,
-        }
+        append_entry(&mut builder, entry)?;
     }
     builder.into_inner()
 }
 
 /// A `docker save` archive of one image named `tag`, made of one layer of `entries`.
 pub fn docker_archive(entries: &[Entry], config: &Config, tag: &str) -> std::io::Result<Vec<u8>> {
-    let layer = layer(entries)?;
+    let layer = tar(entries)?;
     let config = serde_json::to_vec(&json!({
         "architecture": host_architecture(),
         "os": "linux",
@@ -126,41 +118,19 @@ pub fn docker_archive(entries: &[Entry], config: &Config, tag: &str) -> std::io:
         "Layers": [format!("{layer_dir}/layer.tar")],
     }]))
     .map_err(std::io::Error::other)?;
-    let mut archive = tar::Builder::new(Vec::new());
     let file = |path: String, data: Vec<u8>| Entry::File {
         path,
         mode: 0o644,
         data,
     };
-    for entry in [
+    tar(&[
         file(format!("{config_hex}.json"), config),
         Entry::Dir {
             path: format!("{layer_dir}/"),
         },
         file(format!("{layer_dir}/layer.tar"), layer),
         file("manifest.json".into(), manifest),
-    ] {
-        match entry {
-            Entry::Dir { path } => append(
-                &mut archive,
-                tar::EntryType::Directory,
-                &path,
-                0o755,
-                &[],
-                None,
-            )?,
-            Entry::File { path, mode, data } => append(
-                &mut archive,
-                tar::EntryType::Regular,
-                &path,
-                mode,
-                &data,
-                None,
-            )?,
-            Entry::Symlink { .. } => unreachable!("no links in the archive itself"),
-        }
-    }
-    archive.into_inner()
+    ])
 }
 
 /// Applets the busybox image links in `/bin` (what a shell, a web server and debugging
