@@ -73,11 +73,18 @@ pub fn leftovers(dir: &Path, except: Option<u32>) -> Vec<String> {
         })
         .collect();
     found.extend(mounts_under(dir).into_iter().map(|m| format!("mount {m}")));
+    found.extend(
+        agent_data_dirs(dir)
+            .iter()
+            .flat_map(|d| crate::runtime::oci::cgroup::leftovers(d))
+            .map(|c| format!("cgroup {}", c.display())),
+    );
     found
 }
 
-/// Kills every process started under `dir` (and their children), then unmounts what is
-/// mounted there.
+/// Kills every process started under `dir` (and their children), unmounts what is mounted
+/// there, and removes the `oci` runtime's container cgroups of the agent data dirs in or
+/// at `dir`.
 pub fn sweep(dir: &Path) {
     for pid in owned_processes(dir, None) {
         let _ = nix::sys::signal::kill(
@@ -97,4 +104,38 @@ pub fn sweep(dir: &Path) {
     for mount in mounts {
         let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    for data_dir in agent_data_dirs(dir) {
+        // Killed processes leave their cgroup once the kernel reaped them: retry briefly.
+        for _ in 0..20 {
+            if crate::runtime::oci::cgroup::remove_leftovers(&data_dir) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// `dir` and the directories up to two levels below it that hold an `oci/` runtime root
+/// (`skiff down` sweeps a cluster dir of agent data dirs, tests an agent's temp root).
+fn agent_data_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut level = vec![dir.to_path_buf()];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for d in level {
+            if d.join("oci/sandboxes").is_dir() {
+                found.push(d.clone());
+            }
+            next.extend(
+                std::fs::read_dir(&d)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        level = next;
+    }
+    found
 }

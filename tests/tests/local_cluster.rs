@@ -32,6 +32,25 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The container cgroups (`skiff-*`, the oci runtime's) on this host.
+fn container_cgroups() -> std::collections::BTreeSet<String> {
+    let v1 = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    std::iter::once(PathBuf::from("/sys/fs/cgroup"))
+        .chain(v1)
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("skiff-"))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 /// Everything of cluster `name` that could outlive it: pinned namespaces, processes
 /// started from its dir, mounts under it, the dir itself.
 fn remains(name: &str, dir: &Path) -> Vec<String> {
@@ -99,6 +118,7 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
         dir: dir.clone(),
     };
 
+    let cgroups_before = container_cgroups();
     let up = skiff(&config, &["up", "--name", &name, "--dir", &dir_text]);
     let report = text(&up);
     assert!(up.status.success(), "{report}");
@@ -161,6 +181,37 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
         }
     }
 
+    // This host can run the oci runtime, the agents' default: the demo runs from the
+    // busybox image `up` imported, in its own PID namespace.
+    let ids = skiff(
+        &config,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=demo",
+            "-o",
+            "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID}{\"\\n\"}{end}",
+        ],
+    );
+    let ids_text = String::from_utf8_lossy(&ids.stdout).into_owned();
+    assert_eq!(
+        ids_text.lines().filter(|l| l.starts_with("oci://")).count(),
+        3,
+        "{}",
+        text(&ids)
+    );
+    let ps = skiff(&config, &["exec", &pods[0].0, "--", "ps", "-o", "pid,args"]);
+    let ps_text = String::from_utf8_lossy(&ps.stdout).into_owned();
+    assert!(ps.status.success(), "{}", text(&ps));
+    assert!(
+        ps_text
+            .lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("httpd")),
+        "{ps_text}"
+    );
+    assert!(ps_text.lines().count() <= 3, "only httpd and ps: {ps_text}");
+
     // A second `up` says the cluster runs, and changes nothing.
     let again = skiff(&config, &["up", "--name", &name, "--dir", &dir_text]);
     let again_text = text(&again);
@@ -185,6 +236,11 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
     drop(guard);
     let left = remains(&name, &dir);
     assert!(left.is_empty(), "left behind: {left:#?}");
+    let cgroups_left: Vec<String> = container_cgroups()
+        .difference(&cgroups_before)
+        .cloned()
+        .collect();
+    assert!(cgroups_left.is_empty(), "cgroups left: {cgroups_left:#?}");
     let config_text = std::fs::read_to_string(&config).unwrap();
     assert!(!config_text.contains(&name), "{config_text}");
     // Down again is fine: nothing to stop.

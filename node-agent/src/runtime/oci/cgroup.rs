@@ -66,6 +66,52 @@ fn oom_kill_count(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The cgroups of containers of the sandboxes under `data_dir`'s `oci/sandboxes` (runc
+/// names them `skiff-<sandbox>_<container>_<attempt>`): what a killed agent leaves in the
+/// cgroup filesystem.
+pub fn leftovers(data_dir: &Path) -> Vec<PathBuf> {
+    let sandboxes: Vec<String> = std::fs::read_dir(data_dir.join("oci/sandboxes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| format!("skiff-{}_", e.file_name().to_string_lossy()))
+        .collect();
+    if sandboxes.is_empty() {
+        return Vec::new();
+    }
+    let parents: Vec<PathBuf> = match Hierarchy::detect() {
+        Hierarchy::V2 => vec![PathBuf::from(ROOT)],
+        Hierarchy::V1 => std::fs::read_dir(ROOT)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect(),
+    };
+    parents
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            sandboxes
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes [`leftovers`] whose processes are gone (the kernel refuses the others); true
+/// when none is left.
+pub fn remove_leftovers(data_dir: &Path) -> bool {
+    let mut clean = true;
+    for dir in leftovers(data_dir) {
+        clean &= std::fs::remove_dir(&dir).is_ok();
+    }
+    clean
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
