@@ -11,3 +11,4 @@ pub mod images;
 pub mod linearizability;
 pub mod multihost;
 pub mod nodes;
+pub mod registry;

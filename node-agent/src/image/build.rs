@@ -107,7 +107,14 @@ pub fn docker_archive(entries: &[Entry], config: &Config, tag: &str) -> std::io:
         "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]},
     }))
     .map_err(std::io::Error::other)?;
-    let config_hex = Digest::of(&config).hex().to_string();
+    docker_save(&config, &layer, tag)
+}
+
+/// A `docker save` archive (the pre-25 layout: `<config hex>.json`, `<id>/layer.tar`,
+/// `manifest.json`) of the image with config `config` (JSON) and the one uncompressed
+/// layer `layer`, named `tag`.
+pub fn docker_save(config: &[u8], layer: &[u8], tag: &str) -> std::io::Result<Vec<u8>> {
+    let config_hex = Digest::of(config).hex().to_string();
     // `docker save` names layer directories by a v1 id; any unique name does.
     let layer_dir = Digest::of(format!("layer-of-{config_hex}").as_bytes())
         .hex()
@@ -124,11 +131,11 @@ pub fn docker_archive(entries: &[Entry], config: &Config, tag: &str) -> std::io:
         data,
     };
     tar(&[
-        file(format!("{config_hex}.json"), config),
+        file(format!("{config_hex}.json"), config.to_vec()),
         Entry::Dir {
             path: format!("{layer_dir}/"),
         },
-        file(format!("{layer_dir}/layer.tar"), layer),
+        file(format!("{layer_dir}/layer.tar"), layer.to_vec()),
         file("manifest.json".into(), manifest),
     ])
 }

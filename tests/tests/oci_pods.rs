@@ -1,0 +1,707 @@
+//! Pods on the `oci` runtime end to end: a three-node control plane, one real
+//! `skiff-agent --runtime oci` (runc, overlayfs), driven only through the SDK and the `skiff`
+//! binary. The busybox image is built here from Debian's /bin/busybox
+//! (`skiff_tests::images`), imported as a `docker save` archive and as an OCI image layout,
+//! or pushed to a loopback `docker-registry` (`skiff_tests::registry`) and pulled by the
+//! agent. Proves at pod level: imported images run as isolated containers (own PID
+//! namespace and root filesystem), a missing tag shows `ErrImagePull` then
+//! `ImagePullBackOff` and runs once pushed, a memory limit ends in `OOMKilled`, and a
+//! corrupt archive is refused without changing the node's images.
+//!
+//! Needs root, /bin/busybox, runc (/usr/sbin/runc), overlayfs and cgroups; the registry
+//! test also /usr/bin/docker-registry. Skipped without them, unless SKIFF_REQUIRE_PRIVILEGED
+//! is set, when a missing prerequisite fails the test naming it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+use skiff_api::types::{ContainerStatus, Event, Node, Pod};
+use skiff_client::{Client, DeleteParams, ListParams};
+use skiff_tests::agent::AgentProcess;
+use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually};
+use skiff_tests::host::{BUSYBOX, runs_without};
+use skiff_tests::images::BusyboxImage;
+use skiff_tests::registry::Registry;
+
+const READY: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
+const NODE: &str = "node-1";
+
+/// Root and busybox (every agent test), then what `--runtime oci` needs (the agent
+/// refuses to start without it), then the registry when `registry` is set.
+fn runnable(registry: bool) -> bool {
+    if !skiff_tests::host::privileged_tests_can_run() {
+        return false;
+    }
+    let runc = skiff_agent::runtime::oci::find_runc();
+    let missing = skiff_agent::runtime::oci::check_host(&runc)
+        .err()
+        .map(|e| format!("what --runtime oci needs: {e} (apt-get install runc)"))
+        .or_else(|| {
+            registry
+                .then(skiff_tests::registry::missing)
+                .flatten()
+                .map(str::to_string)
+        });
+    runs_without(missing.as_deref())
+}
+
+/// A test's cluster and agent. Dropping the agent kills it and sweeps what its pods left:
+/// processes, mounts and container cgroups (`skiff_agent::cleanup::sweep`).
+struct Setup {
+    client: Client,
+    /// `--server` for the CLI.
+    servers: String,
+    agent: AgentProcess,
+    _cluster: ControlPlaneCluster,
+    started: std::time::Instant,
+    name: &'static str,
+}
+
+async fn setup(name: &'static str) -> Setup {
+    // Built first (once per test process), so that a test's time is its own.
+    for program in ["skiff-control-plane", "skiff-agent", "skiff"] {
+        binary(program);
+    }
+    let started = std::time::Instant::now();
+    let cluster = ControlPlaneCluster::start(3).expect("start control plane");
+    let client = Client::connect(cluster.endpoints()).unwrap();
+    client.wait_ready(READY).await.expect("cluster ready");
+    let agent = AgentProcess::start(
+        NODE,
+        &cluster.endpoints(),
+        // Explicitly: the default runtime may change. A short back-off for failed pulls.
+        &[
+            "--runtime",
+            "oci",
+            "--backoff-base",
+            "1s",
+            "--backoff-cap",
+            "2s",
+        ],
+    )
+    .expect("start agent");
+    eventually(READY, || async {
+        let node = client.get::<Node>("", NODE).await?;
+        anyhow::ensure!(skiff_tests::nodes::is_ready(&node), "node not ready");
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    Setup {
+        client,
+        servers: cluster.endpoints().join(","),
+        agent,
+        _cluster: cluster,
+        started,
+        name,
+    }
+}
+
+impl Setup {
+    fn skiff(&self, args: &[&str]) -> (i32, String, String) {
+        skiff(&self.servers, args)
+    }
+
+    /// `skiff exec POD -- ARGV…`: (exit code, stdout, stderr).
+    fn exec(&self, pod: &str, argv: &[&str]) -> (i32, String, String) {
+        let args: Vec<&str> = ["exec", pod, "--"].iter().chain(argv).copied().collect();
+        self.skiff(&args)
+    }
+
+    /// `skiff image import FILE --node node-1`, which must succeed; its output.
+    fn import(&self, file: &Path) -> String {
+        let (code, out, err) = self.skiff(&[
+            "image",
+            "import",
+            &file.display().to_string(),
+            "--node",
+            NODE,
+        ]);
+        assert_eq!(
+            code,
+            0,
+            "import {}: {err}\n{}",
+            file.display(),
+            self.agent.log()
+        );
+        out
+    }
+
+    async fn create(&self, pod: serde_json::Value) {
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        self.client.create(&pod).await.unwrap();
+    }
+
+    /// Polls the pod until `check` holds (failing with the last status and the agent's
+    /// log).
+    async fn wait_pod(&self, name: &str, what: &str, check: impl Fn(&Pod) -> bool) -> Pod {
+        eventually(SETTLE, || async {
+            let pod = self.client.get::<Pod>("default", name).await?;
+            anyhow::ensure!(check(&pod), "{name}: {what}: status {:#?}", pod.status);
+            Ok(pod)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n----- agent log\n{}", self.agent.log()))
+    }
+
+    /// The pod's events.
+    async fn events_of(&self, pod: &str) -> Vec<Event> {
+        self.client
+            .list::<Event>(&ListParams::namespace("default"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+            .collect()
+    }
+
+    /// Deletes every pod, waits until the API has none and the agent left nothing running
+    /// or mounted, no runc state and no container cgroup (the agent's leftovers include
+    /// those).
+    async fn delete_all_and_check_clean(&self) {
+        let pods = self
+            .client
+            .list::<Pod>(&ListParams::namespace("default"))
+            .await
+            .unwrap();
+        for pod in pods.items {
+            let _ = self
+                .client
+                .delete::<Pod>(
+                    "default",
+                    &pod.metadata.name,
+                    &DeleteParams::grace_period(1),
+                )
+                .await;
+        }
+        let runc_state = self.agent.data_dir().join("oci").join("runc");
+        eventually(SETTLE, || async {
+            let left = self
+                .client
+                .list::<Pod>(&ListParams::namespace("default"))
+                .await?
+                .items
+                .len();
+            anyhow::ensure!(left == 0, "{left} pods left");
+            let leftovers = self.agent.leftovers();
+            anyhow::ensure!(leftovers.is_empty(), "leftovers: {leftovers:#?}");
+            let runc: Vec<PathBuf> = std::fs::read_dir(&runc_state)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            anyhow::ensure!(runc.is_empty(), "runc state left: {runc:?}");
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.agent.log()));
+        eprintln!(
+            "{}: passed in {:.1}s",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn skiff(servers: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary("skiff"))
+        .arg("--server")
+        .arg(servers)
+        .args(args)
+        .env_remove("SKIFF_SERVER")
+        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
+        .output()
+        .expect("run skiff");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A file in the host's /tmp, removed on drop.
+struct Marker(PathBuf);
+
+impl Marker {
+    fn new() -> Marker {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = PathBuf::from(format!(
+            "/tmp/skiff-oci-pods-marker-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::write(&path, "the host's /tmp\n").unwrap();
+        Marker(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> &'a ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.iter().find(|c| c.name == name))
+        .unwrap_or_else(|| panic!("no status for container {name}: {:#?}", pod.status))
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == Some("Running")
+        && pod.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+/// The waiting (reason, message) of the pod's first container, if it is waiting.
+fn waiting(pod: &Pod) -> Option<(String, String)> {
+    let waiting = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?;
+    Some((
+        waiting.reason.clone().unwrap_or_default(),
+        waiting.message.clone().unwrap_or_default(),
+    ))
+}
+
+/// A pod of one container `web` running busybox httpd on port 8080 from `image` (found on
+/// the image's PATH through its applet links), ready once the port accepts connections.
+fn httpd_pod(name: &str, image: &str, pull_policy: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "web",
+            "image": image,
+            "imagePullPolicy": pull_policy,
+            "command": ["httpd", "-f", "-p", "8080"],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        }]}
+    })
+}
+
+fn busybox_image() -> BusyboxImage {
+    BusyboxImage::with_applets(&std::fs::read(BUSYBOX).expect("read /bin/busybox"))
+}
+
+/// 12 hex digits of a `sha256:…` digest, as `skiff image` shows ids.
+fn short(digest: &str) -> &str {
+    &digest["sha256:".len().."sha256:".len() + 12]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pods_1_imported_images_run_in_their_own_pid_namespace_and_root() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_1").await;
+    let image = busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let docker = dir.path().join("busybox-docker.tar");
+    std::fs::write(&docker, image.docker_archive("skiff-test/busybox:docker")).unwrap();
+    let layout = image.oci_layout("skiff-test/busybox:oci");
+    let oci = dir.path().join("busybox-oci.tar");
+    std::fs::write(&oci, &layout.archive).unwrap();
+
+    // Both archives import, under their names; the same config: the same image id.
+    let id = image.config_digest();
+    let docker_ref = "docker.io/skiff-test/busybox:docker";
+    let oci_ref = "docker.io/skiff-test/busybox:oci";
+    assert_eq!(
+        s.import(&docker),
+        format!("{NODE}: imported {docker_ref} (sha256:{})\n", short(&id))
+    );
+    assert_eq!(
+        s.import(&oci),
+        format!("{NODE}: imported {oci_ref} (sha256:{})\n", short(&id))
+    );
+    let (code, listed, err) = s.skiff(&["image", "ls", "--node", NODE]);
+    assert_eq!(code, 0, "{err}");
+    let rows: BTreeSet<(String, String)> = listed
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[1].to_string(), cols[2].to_string())
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [docker_ref, oci_ref]
+        .iter()
+        .map(|r| (r.to_string(), short(&id).to_string()))
+        .collect();
+    assert_eq!(rows, expected, "{listed}");
+    let images = s.client.list_images(NODE).await.unwrap();
+    let from_layout = images
+        .iter()
+        .find(|i| i.references == [oci_ref])
+        .unwrap_or_else(|| panic!("{images:?}"));
+    assert_eq!(from_layout.digest, layout.manifest_digest);
+
+    // A pod from each; Never: nothing is pulled from anywhere.
+    for (pod, image) in [
+        ("from-docker", "skiff-test/busybox:docker"),
+        ("from-oci", "skiff-test/busybox:oci"),
+    ] {
+        s.create(httpd_pod(pod, image, "Never")).await;
+    }
+    let marker = Marker::new();
+    let host_root: BTreeSet<String> = std::fs::read_dir("/")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for pod in ["from-docker", "from-oci"] {
+        let status = s
+            .wait_pod(pod, "running and ready", running_and_ready)
+            .await;
+        let web = container(&status, "web");
+        let id = web.container_id.as_deref().unwrap_or_default();
+        assert!(id.starts_with("oci://"), "{pod}: container id {id:?}");
+        assert!(web.ready && web.restart_count == 0, "{web:#?}");
+
+        // `ps` sees only the container: httpd as PID 1, and ps itself.
+        let (code, ps, err) = s.exec(pod, &["ps", "-o", "pid,args"]);
+        assert_eq!(code, 0, "{pod}: ps: {err}\n{}", s.agent.log());
+        let lines: Vec<&str> = ps.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["PID", "COMMAND"],
+            "{ps}"
+        );
+        let processes: Vec<(u32, String)> = lines[1..]
+            .iter()
+            .map(|l| {
+                let (pid, args) = l.trim_start().split_once(' ').unwrap_or((l, ""));
+                (pid.parse().unwrap(), args.trim().to_string())
+            })
+            .collect();
+        assert_eq!(processes.len(), 2, "{pod}: only httpd and ps:\n{ps}");
+        assert_eq!(processes[0], (1, "httpd -f -p 8080".to_string()), "{ps}");
+        assert_eq!(processes[1].1, "ps -o pid,args", "{ps}");
+        for word in ["skiff", "runc", "shim", BUSYBOX] {
+            assert!(!ps.contains(word), "{pod}: {word} visible:\n{ps}");
+        }
+        let (code, cmdline, err) = s.exec(pod, &["cat", "/proc/1/cmdline"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(cmdline, "httpd\0-f\0-p\08080\0");
+
+        // `/` is the image's: none of the host's own top-level entries, not its /tmp.
+        let (code, ls, err) = s.exec(pod, &["ls", "-a", "/"]);
+        assert_eq!(code, 0, "{err}");
+        let root: BTreeSet<String> = ls.split_whitespace().map(str::to_string).collect();
+        assert!(root.contains("bin") && root.contains("proc"), "{ls}");
+        // What a container root always has (the runtime's mounts and files).
+        let runtime_made = ["dev", "etc", "proc", "sys", "tmp", "run", ".", ".."];
+        let from_host: Vec<&String> = root
+            .iter()
+            .filter(|e| host_root.contains(*e) && e.as_str() != "bin")
+            .filter(|e| !runtime_made.contains(&e.as_str()))
+            .collect();
+        assert!(
+            from_host.is_empty(),
+            "{pod}: the host's {from_host:?} in /: {ls}"
+        );
+        assert!(!root.contains("usr"), "{ls}");
+        let (code, out, err) = s.exec(pod, &["cat", &marker.path()]);
+        assert_ne!(
+            code,
+            0,
+            "{pod}: the host's {} is visible: {out}",
+            marker.path()
+        );
+        assert!(err.contains("No such file or directory"), "{err}");
+        let (code, _, _) = s.exec(pod, &["ls", "/usr"]);
+        assert_ne!(code, 0, "{pod}: /usr exists");
+    }
+    // An image a container runs from cannot be removed from under it; once its pod is
+    // gone it can.
+    let (code, out, err) = s.skiff(&["image", "rm", docker_ref, "--node", NODE]);
+    assert_ne!(code, 0, "removed an image in use: {out}");
+    assert!(err.contains("in use by 1 container"), "{err}");
+    s.delete_all_and_check_clean().await;
+    let (code, out, err) = s.skiff(&["image", "rm", docker_ref, "--node", NODE]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pods_2_missing_tag_backs_off_then_runs_once_pushed() {
+    if !runnable(true) {
+        return;
+    }
+    let registry = Registry::start().await.expect("start docker-registry");
+    let s = setup("oci_pods_2").await;
+    let host = registry.host();
+    let image_name = format!("{host}/skiff-test/busybox:v1");
+    let reason = format!("manifest unknown: tag v1 not found in {host}/skiff-test/busybox");
+    s.create(httpd_pod("pulled", &image_name, "Always")).await;
+
+    // Every waiting state the pod goes through, in order, until ImagePullBackOff follows
+    // ErrImagePull (a watch sees every status the agent writes).
+    let seen: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let backed_off = |pod: Option<&Pod>| {
+        let Some(pod) = pod else { return false };
+        let mut seen = seen.lock().unwrap();
+        if let Some(state) = waiting(pod)
+            && seen.last() != Some(&state)
+        {
+            seen.push(state);
+        }
+        let first_error = seen.iter().position(|(r, _)| r == "ErrImagePull");
+        first_error.is_some_and(|i| seen[i..].iter().any(|(r, _)| r == "ImagePullBackOff"))
+    };
+    let pod = s
+        .client
+        .wait_for::<Pod, _>("default", "pulled", backed_off, SETTLE)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: waiting states seen {:#?}\n{}",
+                seen.lock().unwrap(),
+                s.agent.log()
+            )
+        })
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    // ErrImagePull with the registry's reason, then the back-off naming the image.
+    let err_image_pull = seen.iter().find(|(r, _)| r == "ErrImagePull").unwrap();
+    assert_eq!(err_image_pull.1, reason, "{seen:#?}");
+    let back_off = seen.iter().find(|(r, _)| r == "ImagePullBackOff").unwrap();
+    assert_eq!(
+        back_off.1,
+        format!("Back-off pulling image \"{image_name}\": {reason}"),
+        "{seen:#?}"
+    );
+    let reasons: BTreeSet<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    let expected = BTreeSet::from(["ContainerCreating", "ErrImagePull", "ImagePullBackOff"]);
+    assert!(reasons.is_subset(&expected), "{seen:#?}");
+    assert_eq!(phase(&pod), Some("Pending"), "{:#?}", pod.status);
+    assert!(!container(&pod, "web").ready);
+    assert_eq!(container(&pod, "web").container_id, None);
+
+    // Warning events carry the registry's reason.
+    let failed = format!("Failed to pull image \"{image_name}\": {reason}");
+    eventually(SETTLE, || async {
+        let events = s.events_of("pulled").await;
+        let warnings: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .map(|e| {
+                (
+                    e.reason.as_deref().unwrap_or_default(),
+                    e.message.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        for wanted in [
+            ("Failed", failed.as_str()),
+            ("Failed", "Error: ErrImagePull"),
+            ("Failed", "Error: ImagePullBackOff"),
+        ] {
+            anyhow::ensure!(warnings.contains(&wanted), "no {wanted:?} in {warnings:#?}");
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.agent.log()));
+
+    // Pushed: the next try pulls it and the pod runs (back-off at most 2 s).
+    let digest = registry
+        .push("skiff-test/busybox", "v1", &busybox_image())
+        .await
+        .expect("push");
+    let pod = s
+        .wait_pod("pulled", "running and ready once pushed", running_and_ready)
+        .await;
+    let web = container(&pod, "web");
+    assert!(
+        web.container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("oci://")),
+        "{web:#?}"
+    );
+    assert_eq!(web.restart_count, 0, "{web:#?}");
+    let (code, cmdline, err) = s.exec("pulled", &["cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        (code, cmdline.as_str()),
+        (0, "httpd\0-f\0-p\08080\0"),
+        "{err}"
+    );
+    // The node's store has it, as pushed.
+    let images = s.client.list_images(NODE).await.unwrap();
+    let pulled = images
+        .iter()
+        .find(|i| i.references.contains(&image_name))
+        .unwrap_or_else(|| panic!("{image_name} not in {images:#?}"));
+    assert_eq!(pulled.digest, digest);
+    let (code, listed, err) = s.skiff(&["image", "ls", "--node", NODE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains(&image_name), "{listed}");
+    eventually(SETTLE, || async {
+        let events = s.events_of("pulled").await;
+        anyhow::ensure!(
+            events.iter().any(|e| e.reason.as_deref() == Some("Pulled")
+                && e.message.as_deref().is_some_and(|m| m.contains(&digest))),
+            "no Pulled event naming {digest}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    s.delete_all_and_check_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pods_3_memory_limit_is_reported_as_oomkilled() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("busybox.tar");
+    std::fs::write(
+        &archive,
+        busybox_image().docker_archive("skiff-test/busybox:oom"),
+    )
+    .unwrap();
+    s.import(&archive);
+    let limited = |name: &str, script: &str| {
+        json!({
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main",
+                    "image": "skiff-test/busybox:oom",
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                    "resources": {"limits": {"memory": "16Mi"}},
+                }]
+            }
+        })
+    };
+    // A string doubling without end: the shell's heap outgrows 16 MiB within moments.
+    s.create(limited(
+        "hog",
+        "x=0123456789abcdef; while true; do x=$x$x; done",
+    ))
+    .await;
+    // An ordinary failure under the same limit is not OOMKilled.
+    s.create(limited("fails", "exit 3")).await;
+    let terminated = |pod: &Pod| {
+        pod.status.as_ref().is_some_and(|s| {
+            s.container_statuses
+                .iter()
+                .any(|c| c.state.as_ref().is_some_and(|st| st.terminated.is_some()))
+        })
+    };
+    let hog = s.wait_pod("hog", "terminated", terminated).await;
+    let main = container(&hog, "main");
+    let ended = main.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(ended.reason.as_deref(), Some("OOMKilled"), "{main:#?}");
+    assert_eq!(ended.exit_code, 137, "{main:#?}");
+    assert!(
+        ended
+            .container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("oci://")),
+        "{main:#?}"
+    );
+    assert_eq!(main.restart_count, 0, "restartPolicy Never");
+    let hog = s
+        .wait_pod("hog", "Failed", |p| phase(p) == Some("Failed"))
+        .await;
+    assert_eq!(container(&hog, "main").restart_count, 0);
+
+    let fails = s.wait_pod("fails", "terminated", terminated).await;
+    let main = container(&fails, "main");
+    let ended = main.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (ended.exit_code, ended.reason.as_deref()),
+        (3, Some("Error")),
+        "{main:#?}"
+    );
+    s.delete_all_and_check_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pods_4_corrupt_archive_is_refused_and_changes_nothing() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_4").await;
+    let image = busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("busybox.tar");
+    let archive = image.docker_archive("skiff-test/busybox:good");
+    std::fs::write(&good, &archive).unwrap();
+    s.import(&good);
+    let (code, before, err) = s.skiff(&["image", "ls", "--node", NODE]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(before.lines().count(), 2, "{before}");
+
+    // Cut in the middle of the layer (most of the archive is busybox), and an OCI layout
+    // (another image, never imported) cut in the middle of its gzip layer blob.
+    let truncated = dir.path().join("truncated.tar");
+    std::fs::write(&truncated, &archive[..archive.len() / 2]).unwrap();
+    let layout = image.oci_layout("skiff-test/busybox:cut").archive;
+    let truncated_layout = dir.path().join("truncated-oci.tar");
+    std::fs::write(&truncated_layout, &layout[..layout.len() / 2]).unwrap();
+    let gzip_layer = skiff_tests::images::sha256(&image.layer_gzip);
+    let cut_members = [
+        "/layer.tar has ".to_string(),
+        format!(" blobs/sha256/{} has ", &gzip_layer["sha256:".len()..]),
+    ];
+    for (file, member) in [&truncated, &truncated_layout].into_iter().zip(cut_members) {
+        let shown = file.display().to_string();
+        let (code, out, err) = s.skiff(&["image", "import", &shown, "--node", NODE]);
+        assert_ne!(code, 0, "{shown} imported: {out}");
+        assert!(out.is_empty(), "{out}");
+        // E.g. `Error from server (Invalid): invalid image archive: the uploaded archive:
+        // truncated archive: member <id>/layer.tar has 995072 of 1990144 bytes`. (Not the
+        // agent's spool file's path: it means nothing to the user.)
+        assert!(
+            err.starts_with(
+                "Error from server (Invalid): invalid image archive: the uploaded archive: "
+            ) && err.contains(": truncated archive: member ")
+                && err.contains(&member)
+                && err.trim_end().ends_with(" bytes"),
+            "{shown}: {err}"
+        );
+        let (code, after, err) = s.skiff(&["image", "ls", "--node", NODE]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(after, before, "after importing {shown}");
+        let uploads: Vec<PathBuf> = std::fs::read_dir(s.agent.data_dir().join("image-uploads"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(uploads.is_empty(), "uploads left: {uploads:?}");
+    }
+    // The image still runs.
+    s.create(httpd_pod("still-good", "skiff-test/busybox:good", "Never"))
+        .await;
+    s.wait_pod("still-good", "running and ready", running_and_ready)
+        .await;
+    s.delete_all_and_check_clean().await;
+}
