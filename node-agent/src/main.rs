@@ -12,7 +12,7 @@ use skiff_agent::image::pull::parse_registry_auth;
 use skiff_agent::image::{ImageStore, NodeImages, PullOptions};
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
-use skiff_agent::runtime::oci::{self, OciRuntime};
+use skiff_agent::runtime::oci::{self, OciRuntime, RuntimeChoice};
 use skiff_agent::runtime::process::{ProcessRuntime, dispatch_internal};
 
 #[derive(Parser)]
@@ -148,25 +148,19 @@ fn main() -> anyhow::Result<()> {
     config.route_resync = flags.route_resync;
     config.check()?;
     let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
-    let use_oci = match flags.runtime.as_deref() {
-        // Refuse at start rather than fail every pod later.
-        Some("oci") => {
-            oci::check_host(&runc).context("--runtime oci cannot work on this host")?;
-            true
-        }
-        Some(_) => false,
-        None => match oci::check_host(&runc) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    "the oci runtime cannot work on this host ({e}): running pods with the \
-                     process runtime, which runs host programs and ignores images \
-                     (--runtime process silences this)"
-                );
-                false
-            }
-        },
-    };
+    let choice = oci::choose_runtime(flags.runtime.as_deref(), || oci::check_host(&runc))
+        .context("--runtime oci cannot work on this host")?;
+    if let RuntimeChoice::Process {
+        oci_unavailable: Some(e),
+    } = &choice
+    {
+        tracing::warn!(
+            "the oci runtime cannot work on this host ({e}): running pods with the process \
+             runtime, which runs host programs and ignores images (--runtime process \
+             silences this)"
+        );
+    }
+    let use_oci = choice == RuntimeChoice::Oci;
     tracing::info!(
         runtime = if use_oci { "oci" } else { "process" },
         "container runtime"

@@ -58,7 +58,7 @@ const START_POLL: Duration = Duration::from_millis(5);
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the `oci` runtime cannot work on this host.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
     #[error("the oci runtime needs root (mounts, namespaces, cgroups)")]
     NotRoot,
@@ -68,6 +68,37 @@ pub enum Unavailable {
     NoOverlay,
     #[error("the oci runtime needs cgroups mounted at /sys/fs/cgroup")]
     NoCgroups,
+}
+
+/// The runtime an agent runs pods with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    Oci,
+    /// With why `oci` was not taken, when it was not asked for by name.
+    Process {
+        oci_unavailable: Option<Unavailable>,
+    },
+}
+
+/// `--runtime` as given (`requested`), else `oci` where the host can run it (`host`: what
+/// [`check_host`] found), else `process`. Asking for `oci` on a host that cannot run it is
+/// an error, so that the agent refuses to start rather than fail every pod.
+pub fn choose_runtime(
+    requested: Option<&str>,
+    host: impl FnOnce() -> std::result::Result<(), Unavailable>,
+) -> std::result::Result<RuntimeChoice, Unavailable> {
+    match requested {
+        Some("process") => Ok(RuntimeChoice::Process {
+            oci_unavailable: None,
+        }),
+        Some(_) => host().map(|()| RuntimeChoice::Oci),
+        None => Ok(match host() {
+            Ok(()) => RuntimeChoice::Oci,
+            Err(e) => RuntimeChoice::Process {
+                oci_unavailable: Some(e),
+            },
+        }),
+    }
 }
 
 /// Checks that `runc` runs and that the host has what containers need; the error names
@@ -599,5 +630,36 @@ impl Runtime for OciRuntime {
         timeout: Duration,
     ) -> Result<tokio::net::TcpStream> {
         self.core.connect(sandbox_id, port, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_1_the_runtime_is_oci_where_the_host_can_run_it() {
+        let able = || Ok(());
+        let unable = || Err(Unavailable::NoRunc("not found".into()));
+        assert_eq!(choose_runtime(None, able), Ok(RuntimeChoice::Oci));
+        assert_eq!(
+            choose_runtime(None, unable),
+            Ok(RuntimeChoice::Process {
+                oci_unavailable: Some(Unavailable::NoRunc("not found".into()))
+            })
+        );
+        assert_eq!(choose_runtime(Some("oci"), able), Ok(RuntimeChoice::Oci));
+        assert_eq!(
+            choose_runtime(Some("oci"), unable),
+            Err(Unavailable::NoRunc("not found".into()))
+        );
+        for host in [able as fn() -> _, unable] {
+            assert_eq!(
+                choose_runtime(Some("process"), host),
+                Ok(RuntimeChoice::Process {
+                    oci_unavailable: None
+                })
+            );
+        }
     }
 }
