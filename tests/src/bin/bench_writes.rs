@@ -93,10 +93,13 @@ impl Conn {
 
 /// A Pod in `default` whose JSON is `size` bytes (or its minimum), padded with ASCII in the
 /// `bench/payload` annotation. Formatted directly so the size is exact and cheap to make.
+/// A Pod of about `size` bytes of JSON. It names a scheduler that does not run, so the
+/// scheduler leaves it alone (as kube-scheduler leaves another scheduler's pods): the run
+/// measures the store's writes, not the scheduler's status write and event per new pod.
 fn pod_json(name: &str, size: usize) -> String {
     let render = |pad: &str| {
         format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default","annotations":{{"bench/payload":"{pad}"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default","annotations":{{"bench/payload":"{pad}"}}}},"spec":{{"schedulerName":"bench-unscheduled","containers":[{{"name":"c","image":"busybox"}}]}}}}"#
         )
     };
     let bare = render("").len();
