@@ -44,6 +44,10 @@ struct Flags {
     /// Measure an already running Skiff cluster (HOST:PORT,...) instead of starting one.
     #[arg(long, value_delimiter = ',')]
     skiff_endpoints: Vec<String>,
+    /// Send every Skiff write to the leader (no follower forwarding), to tell the cost of
+    /// forwarding from that of the Raft path.
+    #[arg(long)]
+    skiff_leader_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -267,6 +271,21 @@ async fn wait_skiff_ready(
     Ok(())
 }
 
+/// The leader's address, as `endpoint` reports it.
+async fn skiff_leader(endpoint: &str) -> anyhow::Result<String> {
+    let status = ClusterClient::new(channel(endpoint)?)
+        .status(ClusterStatusRequest {})
+        .await?
+        .into_inner();
+    let leader = status.leader_id.context("no leader")?;
+    status
+        .members
+        .iter()
+        .find(|m| m.id == leader)
+        .map(|m| m.address.clone())
+        .with_context(|| format!("leader {leader} is not among the members"))
+}
+
 fn etcd_version() -> String {
     std::process::Command::new("etcd")
         .arg("--version")
@@ -300,6 +319,11 @@ async fn start_skiff(
         let logs = cluster.as_ref().map(|c| c.logs()).unwrap_or_default();
         bail!("{e:#}\n{logs}");
     }
+    let endpoints = if flags.skiff_leader_only {
+        vec![skiff_leader(&endpoints[0]).await?]
+    } else {
+        endpoints
+    };
     let conns = endpoints
         .iter()
         .map(|e| Ok(Conn::Skiff(ObjectsClient::new(channel(e)?))))
@@ -307,7 +331,11 @@ async fn start_skiff(
     Ok((
         cluster,
         Target {
-            name: "skiff",
+            name: if flags.skiff_leader_only {
+                "skiff-leader"
+            } else {
+                "skiff"
+            },
             conns,
         },
     ))
