@@ -148,20 +148,12 @@ impl ImageService {
         }
         file.flush().await.map_err(|e| internal("writing the", e))?;
         drop(file);
-        // The spool file's path means nothing to the caller: errors name "the archive".
-        let spooled = upload.path.display().to_string();
         let imported = blocking(move || {
-            let result = store.import(&upload.path);
+            let result = store.import_named(&upload.path, "the uploaded archive");
             drop(upload);
             result
         })
-        .await
-        .map_err(|status| {
-            Status::new(
-                status.code(),
-                status.message().replace(&spooled, "the uploaded archive"),
-            )
-        })?;
+        .await?;
         Ok(ImportImageResponse {
             images: imported
                 .images

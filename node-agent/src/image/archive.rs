@@ -65,9 +65,9 @@ fn resolve_symlink(link: &str, target: &Path) -> Option<String> {
 }
 
 impl ArchiveFiles {
-    /// Streams `archive` into `dir` (created), one staging file per regular member.
-    pub fn extract(archive: &Path, dir: &Path) -> Result<ArchiveFiles> {
-        let shown = archive.display().to_string();
+    /// Streams `archive` into `dir` (created), one staging file per regular member. Errors
+    /// name the archive as `shown`.
+    pub fn extract(archive: &Path, shown: &str, dir: &Path) -> Result<ArchiveFiles> {
         let invalid = |reason: String| ImageError::InvalidArchive(format!("{shown}: {reason}"));
         std::fs::create_dir_all(dir)
             .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;

@@ -382,13 +382,19 @@ impl ImageStore {
     /// store as it was. Images already present are not copied again. A name the archive
     /// gives moves to its image; an image left without any name by that is deleted.
     pub fn import(&self, archive: &Path) -> Result<Imported> {
+        self.import_named(archive, &archive.display().to_string())
+    }
+
+    /// [`ImageStore::import`], with errors naming the archive as `shown` (an upload's spool
+    /// file means nothing to the one who sent it).
+    pub fn import_named(&self, archive: &Path, shown: &str) -> Result<Imported> {
         // Made under the store lock: a sweep (which holds it) must never see the staging
         // dir between its creation and its flock.
         let staging = {
             let _lock = self.lock()?;
             Staging::new(&self.tmp(), "import")?
         };
-        let files = ArchiveFiles::extract(archive, &staging.dir.join("archive"))?;
+        let files = ArchiveFiles::extract(archive, shown, &staging.dir.join("archive"))?;
         self.import_files(&staging, &files)
     }
 
@@ -484,11 +490,8 @@ impl ImageStore {
         match written {
             Ok(imported) => {
                 // Images that lost their last name may have left content behind.
-                if before.images.keys().any(|d| !index.images.contains_key(d))
-                    && let Err(e) = self.gc_locked(&index)
-                {
-                    // The import stands; the next removal or open collects the rest.
-                    tracing::warn!("image store: garbage collection: {e}");
+                if before.images.keys().any(|d| !index.images.contains_key(d)) {
+                    self.gc_after_change(&index);
                 }
                 Ok(imported)
             }
