@@ -50,14 +50,7 @@ fn owned_processes(dir: &Path, except: Option<u32>) -> BTreeSet<u32> {
 }
 
 fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
+    crate::runtime::sandbox::mounts_under(dir).unwrap_or_default()
 }
 
 /// What is still running or mounted under `dir`, described for an assertion message.
@@ -118,24 +111,18 @@ pub fn sweep(dir: &Path) {
 /// `dir` and the directories up to two levels below it that hold an `oci/` runtime root
 /// (`skiff down` sweeps a cluster dir of agent data dirs, tests an agent's temp root).
 fn agent_data_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut level = vec![dir.to_path_buf()];
-    for _ in 0..3 {
-        let mut next = Vec::new();
-        for d in level {
-            if d.join("oci/sandboxes").is_dir() {
-                found.push(d.clone());
+    fn visit(dir: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+        if dir.join("oci/sandboxes").is_dir() {
+            found.push(dir.to_path_buf());
+        } else if depth > 0 {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    visit(&entry.path(), depth - 1, found);
+                }
             }
-            next.extend(
-                std::fs::read_dir(&d)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
         }
-        level = next;
     }
+    let mut found = Vec::new();
+    visit(dir, 2, &mut found);
     found
 }

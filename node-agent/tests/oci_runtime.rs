@@ -221,14 +221,7 @@ async fn exec_until_ok(rt: &OciRuntime, id: &str, argv: &[&str]) -> String {
 }
 
 fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
+    skiff_agent::runtime::sandbox::mounts_under(dir).expect("read /proc/self/mountinfo")
 }
 
 /// Removes a host file on drop.

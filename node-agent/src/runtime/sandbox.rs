@@ -120,14 +120,22 @@ pub async fn connect_in_netns(
     tokio::net::TcpStream::from_std(stream).map_err(|e| RuntimeError::io("register socket", e))
 }
 
-/// Mount points strictly below `dir`, in mount order.
-pub fn mounts_below(dir: &Path) -> Vec<String> {
-    let prefix = format!("{}/", dir.display());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
+/// Mount points at `dir` or below it, in mount order.
+pub fn mounts_under(dir: &Path) -> std::io::Result<Vec<String>> {
+    let dir = dir.display().to_string();
+    let below = format!("{dir}/");
+    Ok(std::fs::read_to_string("/proc/self/mountinfo")?
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
+        .filter(|m| *m == dir || m.starts_with(&below))
         .map(str::to_string)
-        .collect()
+        .collect())
+}
+
+/// Mount points strictly below `dir`, in mount order.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir_text = dir.display().to_string();
+    let mut mounts = mounts_under(dir).unwrap_or_default();
+    mounts.retain(|m| *m != dir_text);
+    mounts
 }
