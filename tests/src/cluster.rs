@@ -25,6 +25,24 @@ use skiff_api::proto::ClusterStatusRequest;
 use skiff_api::proto::cluster_client::ClusterClient;
 use tempfile::TempDir;
 
+/// Runs `skiff --server SERVERS ARGS…` with no endpoint from the environment or a config
+/// file: (exit code, stdout, stderr).
+pub fn skiff_cli(servers: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary("skiff"))
+        .arg("--server")
+        .arg(servers)
+        .args(args)
+        .env_remove("SKIFF_SERVER")
+        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
+        .output()
+        .expect("run skiff");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The path of a workspace binary built with the current profile, built once per process.
 /// Integration tests live in another package than the binaries, so cargo does not build
 /// them for us. Panics when the build fails (the compiler's messages are on stderr).

@@ -7,30 +7,13 @@ use std::time::{Duration, Instant};
 use skiff_api::types::Node;
 use skiff_client::Client;
 use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually};
+use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
 
 use skiff_tests::host::BUSYBOX;
 const SETTLE: Duration = Duration::from_secs(30);
 
 fn runnable() -> bool {
     skiff_tests::host::privileged_tests_can_run()
-}
-
-/// Runs `skiff --server … ARGS`: (exit code, stdout, stderr).
-fn skiff(servers: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary("skiff"))
-        .arg("--server")
-        .arg(servers)
-        .args(args)
-        .env_remove("SKIFF_SERVER")
-        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
-        .output()
-        .expect("run skiff");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 async fn eventually_skiff(

@@ -5,35 +5,18 @@
 //! agent tests; skipped otherwise unless SKIFF_REQUIRE_PRIVILEGED is set.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use skiff_api::types::Node;
 use skiff_client::Client;
 use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually};
+use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli as skiff};
 use skiff_tests::host::BUSYBOX;
 use skiff_tests::images::busybox_docker_archive;
 
 const READY: Duration = Duration::from_secs(30);
 const TAG: &str = "skiff-test/busybox:e2e";
 const REFERENCE: &str = "docker.io/skiff-test/busybox:e2e";
-
-fn skiff(servers: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary("skiff"))
-        .arg("--server")
-        .arg(servers)
-        .args(args)
-        .env_remove("SKIFF_SERVER")
-        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
-        .output()
-        .expect("run skiff");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn uploads_left(agent: &AgentProcess) -> Vec<String> {
     match std::fs::read_dir(agent.data_dir().join("image-uploads")) {

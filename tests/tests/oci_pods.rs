@@ -14,7 +14,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use serde_json::json;
 use skiff_api::types::{ContainerStatus, Event, Node, Pod};
 use skiff_client::{Client, DeleteParams, ListParams};
 use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually};
+use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
 use skiff_tests::host::{BUSYBOX, runs_without};
 use skiff_tests::images::BusyboxImage;
 use skiff_tests::registry::Registry;
@@ -205,22 +204,6 @@ impl Setup {
             self.started.elapsed().as_secs_f64()
         );
     }
-}
-
-fn skiff(servers: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary("skiff"))
-        .arg("--server")
-        .arg(servers)
-        .args(args)
-        .env_remove("SKIFF_SERVER")
-        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
-        .output()
-        .expect("run skiff");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// A file in the host's /tmp, removed on drop.

@@ -41,12 +41,9 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// GOARCH of this machine, as image configs name architectures.
 pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+    skiff_agent::image::build::host_architecture()
 }
 
 // ---------------------------------------------------------------------------------------
