@@ -8,6 +8,7 @@ pub mod kind;
 pub mod manifest;
 pub mod meta;
 pub mod object;
+pub mod outcome;
 pub mod selector;
 pub mod types;
 pub mod validate;

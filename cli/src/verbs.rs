@@ -470,6 +470,7 @@ mod tests {
                     last_applied: 42,
                     last_log_index: 42,
                     error: String::new(),
+                    ..Member::default()
                 },
                 Member {
                     id: 3,
@@ -481,6 +482,7 @@ mod tests {
                     last_applied: 0,
                     last_log_index: 0,
                     error: "connection refused".into(),
+                    ..Member::default()
                 },
             ],
         };

@@ -18,6 +18,14 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::is_retriable;
+use skiff_api::outcome;
+
+/// Whether a failed call may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    Always,
+    IfNotApplied,
+}
 use crate::resource::Resource;
 use crate::{Error, endpoints};
 
@@ -276,12 +284,29 @@ impl Client {
     /// Runs `call` against the endpoints in turn, starting with the one that answered
     /// last, until one answers with something other than "unavailable" or the request
     /// timeout runs out. Each attempt gets a share of the budget, so one hung node (alive
-    /// enough to accept connections, too stuck to answer) cannot use it all up.
-    ///
-    /// Writes are retried too: like etcd's clients, a write that failed with Unavailable
-    /// (or timed out) may nevertheless have been committed, so a retried create can answer
-    /// AlreadyExists and a retried update Conflict.
-    pub(crate) async fn with_failover<R, F, Fut>(&self, mut call: F) -> Result<R, Error>
+    /// enough to accept connections, too stuck to answer) cannot use it all up. For reads
+    /// and other calls that are safe to repeat.
+    pub(crate) async fn with_failover<R, F, Fut>(&self, call: F) -> Result<R, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<R, tonic::Status>>,
+    {
+        self.failover(Repeat::Always, call).await
+    }
+
+    /// Like [`Client::with_failover`] for a write: it is sent again only when it provably
+    /// was not applied (the server says so, or no connection was made), which covers a
+    /// leader election. Any other failure is [`Error::Unknown`]: retrying a create that
+    /// committed would answer AlreadyExists, an update that committed Conflict.
+    pub(crate) async fn with_failover_write<R, F, Fut>(&self, call: F) -> Result<R, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<R, tonic::Status>>,
+    {
+        self.failover(Repeat::IfNotApplied, call).await
+    }
+
+    async fn failover<R, F, Fut>(&self, repeat: Repeat, mut call: F) -> Result<R, Error>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<R, tonic::Status>>,
@@ -300,7 +325,13 @@ impl Client {
             if now >= deadline {
                 break;
             }
-            let attempt_deadline = now + attempt_budget(timeout, endpoint_count, deadline - now);
+            // A write waits for its answer as long as the deadline allows: the server bounds
+            // its own wait and says whether the write was applied; cutting it short would
+            // leave the outcome unknown.
+            let attempt_deadline = match repeat {
+                Repeat::Always => now + attempt_budget(timeout, endpoint_count, deadline - now),
+                Repeat::IfNotApplied => deadline,
+            };
             let (index, channel) = self.channel(attempt);
             let url = self.inner.channels[index].0.as_str();
             if !tried.contains(&url) {
@@ -312,6 +343,12 @@ impl Client {
                     return Ok(result);
                 }
                 Ok(Err(status)) if is_retriable(&status) => {
+                    let safe = repeat == Repeat::Always
+                        || outcome::marked_not_applied(&status)
+                        || outcome::never_sent(&status);
+                    if !safe {
+                        return Err(Error::Unknown(format!("{url}: {}", status.message())));
+                    }
                     last = format!("{url}: {}", status.message());
                 }
                 Ok(Err(status)) => {
@@ -320,10 +357,13 @@ impl Client {
                     return Err(status.into());
                 }
                 Err(_) => {
-                    last = format!(
-                        "{url}: no answer within {} ms",
-                        (attempt_deadline - now).as_millis()
-                    );
+                    let waited = (attempt_deadline - now).as_millis();
+                    if repeat == Repeat::IfNotApplied {
+                        return Err(Error::Unknown(format!(
+                            "{url}: no answer within {waited} ms"
+                        )));
+                    }
+                    last = format!("{url}: no answer within {waited} ms");
                 }
             }
         }
@@ -338,7 +378,7 @@ impl Client {
 
     async fn create_bytes(&self, kind: Kind, object: &[u8]) -> Result<Vec<u8>, Error> {
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = CreateRequest {
                     kind: kind.as_str().into(),
                     object: object.to_vec(),
@@ -395,7 +435,7 @@ impl Client {
         part: UpdatePart,
     ) -> Result<Vec<u8>, Error> {
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = UpdateRequest {
                     kind: kind.as_str().into(),
                     object: object.to_vec(),
@@ -429,7 +469,7 @@ impl Client {
                 .collect()
         };
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = PatchRequest {
                     kind: kind.as_str().into(),
                     namespace: scoped(kind, namespace).into(),
@@ -453,7 +493,7 @@ impl Client {
         params: &DeleteParams,
     ) -> Result<DeleteResponse, Error> {
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = DeleteRequest {
                     kind: kind.as_str().into(),
                     namespace: scoped(kind, namespace).into(),
@@ -690,7 +730,7 @@ impl Client {
         address: &str,
     ) -> Result<ClusterStatusResponse, Error> {
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = AddLearnerRequest {
                     id,
                     address: address.into(),
@@ -707,7 +747,7 @@ impl Client {
         voters: Vec<u64>,
     ) -> Result<ClusterStatusResponse, Error> {
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = ChangeMembershipRequest {
                     voters: voters.clone(),
                 };

@@ -14,8 +14,14 @@ pub enum Error {
     /// A watch asked for history the server no longer has: list again.
     #[error("too old: {0}")]
     TooOld(String),
+    /// Nothing answered, or the cluster had no quorum; a write that failed so was not
+    /// applied.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A write whose outcome is not known: it reached a leader and may have been applied.
+    /// It is not retried (a retry could apply it twice); read the object to find out.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("cannot decode the server's answer: {0}")]
@@ -47,6 +53,10 @@ impl Error {
 
     pub fn is_too_old(&self) -> bool {
         matches!(self, Error::TooOld(_))
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Error::Unknown(_))
     }
 
     pub fn is_timeout(&self) -> bool {

@@ -110,7 +110,7 @@ impl Client {
             reference: reference.into(),
         };
         let response = self
-            .with_failover(|channel| {
+            .with_failover_write(|channel| {
                 let request = request.clone();
                 async move { agent(channel).remove_image(request).await }
             })

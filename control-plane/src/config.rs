@@ -23,7 +23,40 @@ pub enum ConfigError {
     ClusterCidr(String),
     #[error("invalid duration {text:?}: expected a number with a unit (ms, s, m, h), e.g. 10s")]
     Duration { text: String },
+    #[error("--initial-cluster-state: expected new or existing, got {0:?}")]
+    InitialClusterState(String),
+    #[error("--max-request-bytes must be at least 64 KiB, got {0}")]
+    MaxRequestBytes(usize),
 }
+
+/// etcd's `--initial-cluster-state`: whether a fresh data dir starts a new cluster with the
+/// `--peers` membership, or joins one that already runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialClusterState {
+    /// Every initial member initializes with the identical `--peers` membership (safe in
+    /// openraft: identical membership at log index 0), unless the peers show the cluster
+    /// already ran with this member in it — then its data was lost, and it is refused.
+    #[default]
+    New,
+    /// Never initialize: wait for the cluster. A member that was a voter rejoins as a
+    /// learner and is promoted again once it caught up; until then it grants no votes.
+    Existing,
+}
+
+impl std::str::FromStr for InitialClusterState {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "new" => Ok(InitialClusterState::New),
+            "existing" => Ok(InitialClusterState::Existing),
+            other => Err(ConfigError::InitialClusterState(other.to_string())),
+        }
+    }
+}
+
+/// The largest API request accepted by default, as DESIGN.md has it (~3 MiB; etcd's
+/// default is 1.5 MiB). Replication handles entries of this size on slow links.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +84,10 @@ pub struct Config {
     pub pod_eviction_timeout: Duration,
     /// Events are deleted this long after they last happened.
     pub event_ttl: Duration,
+    /// What a fresh data dir does: start the cluster, or join the running one.
+    pub initial_cluster_state: InitialClusterState,
+    /// The largest public API request (gRPC message) accepted.
+    pub max_request_bytes: usize,
 }
 
 impl Config {
@@ -75,6 +112,8 @@ impl Config {
             node_grace: Duration::from_secs(10),
             pod_eviction_timeout: Duration::from_secs(30),
             event_ttl: Duration::from_secs(3600),
+            initial_cluster_state: InitialClusterState::New,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -85,17 +124,15 @@ impl Config {
         if !self.peers.contains_key(&self.id) {
             return Err(ConfigError::MissingSelf(self.id));
         }
+        if self.max_request_bytes < 64 * 1024 {
+            return Err(ConfigError::MaxRequestBytes(self.max_request_bytes));
+        }
         self.pod_cidr_range()?;
         Ok(())
     }
 
     pub fn pod_cidr_range(&self) -> Result<ClusterCidr, ConfigError> {
         ClusterCidr::parse(&self.cluster_cidr).map_err(ConfigError::ClusterCidr)
-    }
-
-    /// The lowest id initializes a fresh cluster, so exactly one node does.
-    pub fn is_bootstrapper(&self) -> bool {
-        self.peers.keys().next() == Some(&self.id)
     }
 
     pub fn raft_config(&self) -> Result<openraft::Config, ConfigError> {
@@ -166,10 +203,19 @@ mod tests {
     }
 
     #[test]
-    fn config_3_only_lowest_id_bootstraps() {
-        let peers = parse_peers("1=a:1,2=b:2,3=c:3").unwrap();
-        assert!(Config::new(1, "d".into(), peers.clone()).is_bootstrapper());
-        assert!(!Config::new(2, "d".into(), peers).is_bootstrapper());
+    fn initial_cluster_state_is_new_or_existing() {
+        assert_eq!(
+            "new".parse::<InitialClusterState>().unwrap(),
+            InitialClusterState::New
+        );
+        assert_eq!(
+            "existing".parse::<InitialClusterState>().unwrap(),
+            InitialClusterState::Existing
+        );
+        assert!(matches!(
+            "old".parse::<InitialClusterState>(),
+            Err(ConfigError::InitialClusterState(_))
+        ));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Errors of the public API, and their one mapping onto gRPC status codes.
 
+use skiff_api::outcome;
+
 use crate::raft_types::ApplyError;
 use crate::watch::TooOld;
 
@@ -14,9 +16,14 @@ pub enum ApiError {
     /// A resourceVersion precondition failed.
     #[error("{0}")]
     Conflict(String),
-    /// No quorum, no leader, or the node is shutting down.
+    /// No quorum, no leader, or the node is shutting down; a write that fails so was not
+    /// applied.
     #[error("{0}")]
     Unavailable(String),
+    /// A write that reached a leader and whose outcome is not known: it may have been
+    /// applied.
+    #[error("{0}")]
+    Unknown(String),
     #[error("{0}")]
     TooOld(String),
     /// The request is valid but the object is not in a state to serve it.
@@ -50,7 +57,15 @@ impl From<ApiError> for tonic::Status {
             ApiError::NotFound(m) => tonic::Status::not_found(m),
             ApiError::AlreadyExists(m) => tonic::Status::already_exists(m),
             ApiError::Conflict(m) => tonic::Status::aborted(m),
-            ApiError::Unavailable(m) => tonic::Status::unavailable(m),
+            ApiError::Unavailable(m) => {
+                outcome::mark(tonic::Status::unavailable(m), outcome::NOT_APPLIED)
+            }
+            ApiError::Unknown(m) => outcome::mark(
+                tonic::Status::unavailable(format!(
+                    "{m} (the write may or may not have been applied)"
+                )),
+                outcome::UNKNOWN,
+            ),
             ApiError::TooOld(m) | ApiError::FailedPrecondition(m) => {
                 tonic::Status::failed_precondition(m)
             }

@@ -4,6 +4,7 @@
 //! Library-first: [`run`] serves a node on a listener until a shutdown future resolves;
 //! `main.rs` only parses flags.
 
+pub mod bootstrap;
 pub mod config;
 pub mod controllers;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod network;
 pub mod node;
 pub mod raft_types;
 pub mod server;
+pub mod staging;
 pub mod store;
 pub mod watch;
 
@@ -26,7 +28,7 @@ use skiff_api::proto::raft_server::RaftServer as RaftService;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, InitialClusterState};
 use network::{NetworkFactory, PeerPool};
 use node::ControlPlane;
 
@@ -46,6 +48,8 @@ pub enum RunError {
     Store(String),
     #[error("cannot start raft: {0}")]
     Raft(String),
+    #[error("refusing to start: {0}")]
+    Refused(#[from] bootstrap::Refusal),
     #[error("grpc server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -71,6 +75,28 @@ pub async fn run(
         tracing::info!("was leader when stopped: standing for election instead of resuming");
     }
     let peers = Arc::new(PeerPool::default());
+    let rejoin = bootstrap::RejoinGuard::open(&config.data_dir);
+    let initialize = match (fresh, config.initial_cluster_state) {
+        (false, _) => false,
+        (true, InitialClusterState::New) => {
+            let views = bootstrap::probe_peers(
+                config.id,
+                &config.peers,
+                &peers,
+                Duration::from_millis(1000),
+            )
+            .await;
+            bootstrap::may_initialize(config.id, &views)?;
+            true
+        }
+        (true, InitialClusterState::Existing) => {
+            rejoin.begin().map_err(|source| RunError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            false
+        }
+    };
     let raft = raft_types::Raft::new(
         config.id,
         Arc::new(config.raft_config()?),
@@ -95,18 +121,24 @@ pub async fn run(
         request_timeout: config.request_timeout,
         initial_peers: config.peers.clone(),
         heartbeats: Default::default(),
+        rejoin,
     });
 
-    if fresh && config.is_bootstrapper() {
+    if initialize {
         let members: std::collections::BTreeMap<u64, BasicNode> = config
             .peers
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
             .collect();
-        // Exactly once, on a brand-new data dir: a restart never re-initializes.
+        // Every initial member, on a brand-new data dir only: the same membership at log
+        // index 0 everywhere (openraft documents this as safe), so no single member's early
+        // death leaves the others without one. A restart never re-initializes.
         if let Err(e) = raft.initialize(members).await {
             tracing::warn!("cluster initialization skipped: {e}");
         }
+    }
+    if node.rejoin.is_active() {
+        tokio::spawn(bootstrap::rejoin(node.clone()));
     }
     let settings = controllers::Settings {
         node_grace: config.node_grace,
@@ -128,11 +160,17 @@ pub async fn run(
         bookmark_interval: Duration::from_secs(1),
         stopping: stopping_rx,
     })
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // A request over the cap is refused as it arrives (tonic reads the length first), so
+    // nothing larger than replication can carry ever reaches the log.
+    .max_decoding_message_size(config.max_request_bytes);
     let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
-    let raft_service = RaftService::new(server::raft::RaftServer { node: node.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let staging_limit = (4 * config.max_request_bytes as u64).max(64 * 1024 * 1024);
+    let raft_service = RaftService::new(server::raft::RaftServer {
+        node: node.clone(),
+        staging: Arc::new(staging::StagingArea::new(staging_limit)),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(id = config.id, addr = ?listener.local_addr().ok(), "control plane serving");
     // Small Raft and API messages must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -174,6 +212,9 @@ async fn leader_duties(node: Arc<ControlPlane>, settings: controllers::Settings)
                 node.heartbeats.lock().expect("heartbeats lock").clear();
                 tokio::spawn(controllers::run_while_leading(node.clone(), settings, term));
             }
+        }
+        if state == ServerState::Leader {
+            bootstrap::record_started_members(&node).await;
         }
         if metrics.changed().await.is_err() {
             return;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use skiff_control_plane::config::{Config, parse_duration, parse_peers};
+use skiff_control_plane::config::{
+    Config, DEFAULT_MAX_REQUEST_BYTES, InitialClusterState, parse_duration, parse_peers,
+};
 
 // Raft and the API allocate many short-lived buffers; mimalloc handles that pattern
 // markedly better than glibc's allocator (measured with bench-writes).
@@ -55,6 +57,24 @@ struct Flags {
     /// How long events are kept after they last happened.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     event_ttl: Duration,
+    /// new: a fresh data dir starts the cluster named by --peers (every initial member
+    /// does this). existing: a fresh data dir joins the running cluster (a replaced or
+    /// wiped member; it rejoins as a learner and votes again once caught up).
+    #[arg(long, default_value = "new")]
+    initial_cluster_state: InitialClusterState,
+    /// The largest API request accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Raft heartbeat interval; also the time one AppendEntries may take. Raise it on
+    /// links with a long round trip (etcd's advice: about the round-trip time).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// Raft election timeout, the lower bound (etcd's advice: ten heartbeats or more).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    election_timeout_min: Duration,
+    /// Raft election timeout, the upper bound.
+    #[arg(long, default_value = "400ms", value_parser = parse_duration)]
+    election_timeout_max: Duration,
 }
 
 #[tokio::main]
@@ -77,12 +97,30 @@ async fn main() -> anyhow::Result<()> {
     config.node_grace = flags.node_grace;
     config.pod_eviction_timeout = flags.pod_eviction_timeout;
     config.event_ttl = flags.event_ttl;
-    config.check()?;
+    config.initial_cluster_state = flags.initial_cluster_state;
+    config.max_request_bytes = flags.max_request_bytes;
+    config.heartbeat_interval = flags.heartbeat_interval;
+    config.election_timeout_min = flags.election_timeout_min;
+    config.election_timeout_max = flags.election_timeout_max;
+    if let Err(e) = config
+        .check()
+        .and_then(|()| config.raft_config().map(|_| ()))
+    {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let listener = tokio::net::TcpListener::bind(&flags.listen)
         .await
         .with_context(|| format!("cannot listen on {}", flags.listen))?;
-    skiff_control_plane::run(config, listener, shutdown_signal()).await?;
-    Ok(())
+    match skiff_control_plane::run(config, listener, shutdown_signal()).await {
+        // A member that must not start as asked (it lost its data, or the cluster does
+        // not know it) says why and exits 2, like a bad flag: retrying cannot help.
+        Err(e @ skiff_control_plane::RunError::Refused(_)) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        other => Ok(other?),
+    }
 }
 
 async fn shutdown_signal() {

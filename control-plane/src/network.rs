@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -21,6 +22,7 @@ use skiff_api::proto::raft_client::RaftClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft_types::{CommandResult, NodeId, TypeConfig};
+use crate::staging::{INLINE_APPEND_BYTES, UploadState, Uploads, digest};
 use crate::store::{decode, encode};
 
 /// Why the leader did not take a forwarded request.
@@ -34,6 +36,10 @@ pub enum ForwardError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// The write may have been applied: it reached a leader, and then the answer was lost
+    /// or came too late.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// What a proposal (or a forwarded batch of them) came to.
@@ -98,6 +104,8 @@ pub async fn call_raw(
         RaftMethod::Propose => client.propose(request).await,
         RaftMethod::ReadIndex => client.read_index(request).await,
         RaftMethod::Admin => client.admin(request).await,
+        RaftMethod::Stage => client.stage(request).await,
+        RaftMethod::AppendStaged => client.append_staged(request).await,
     }?;
     Ok(response.into_inner().data)
 }
@@ -110,6 +118,8 @@ pub enum RaftMethod {
     Propose,
     ReadIndex,
     Admin,
+    Stage,
+    AppendStaged,
 }
 
 /// Typed call: encode the request, decode the response.
@@ -125,11 +135,19 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
 
 pub struct NetworkFactory {
     pool: std::sync::Arc<PeerPool>,
+    /// A second connection per peer for bulk transfers (staged appends, snapshots), so
+    /// heartbeats and votes never wait behind them.
+    bulk: std::sync::Arc<PeerPool>,
+    uploads: std::sync::Arc<Uploads>,
 }
 
 impl NetworkFactory {
     pub fn new(pool: std::sync::Arc<PeerPool>) -> NetworkFactory {
-        NetworkFactory { pool }
+        NetworkFactory {
+            pool,
+            bulk: Default::default(),
+            uploads: Default::default(),
+        }
     }
 }
 
@@ -139,14 +157,29 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerNetwork {
         PeerNetwork {
             target,
+            address: node.addr.clone(),
             client: self.pool.client(&node.addr),
+            bulk_client: self.bulk.client(&node.addr),
+            bulk: self.bulk.clone(),
+            uploads: self.uploads.clone(),
         }
     }
 }
 
 pub struct PeerNetwork {
     target: NodeId,
+    address: String,
     client: Result<RaftClient<Channel>, String>,
+    bulk_client: Result<RaftClient<Channel>, String>,
+    bulk: std::sync::Arc<PeerPool>,
+    uploads: std::sync::Arc<Uploads>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+fn unreachable<E: std::error::Error>(e: &str) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))
 }
 
 impl PeerNetwork {
@@ -155,25 +188,121 @@ impl PeerNetwork {
         method: RaftMethod,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
+        let bulk = matches!(method, RaftMethod::InstallSnapshot);
+        self.send_raw(method, encode(request), option.hard_ttl(), bulk)
+            .await
+    }
+
+    async fn send_raw<Resp, E>(
+        &mut self,
+        method: RaftMethod,
+        data: Vec<u8>,
+        timeout: Duration,
+        bulk: bool,
+    ) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match if bulk {
+            &mut self.bulk_client
+        } else {
+            &mut self.client
+        } {
             Ok(c) => c,
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &std::io::Error::other(e.clone()),
-                )));
-            }
+            Err(e) => return Err(unreachable(e)),
         };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            call(client, method, request, option.hard_ttl())
-                .await
-                .map_err(|status| status_to_rpc_error(&status))?;
+        let raw = call_raw(client, method, data, timeout)
+            .await
+            .map_err(|status| status_to_rpc_error(&status))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&raw).map_err(|e| {
+            RPCError::Network(NetworkError::new(&AnyError::error(format!(
+                "undecodable raft response: {e}"
+            ))))
+        })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// A large AppendEntries: several entries are split (openraft sends fewer at a time
+    /// when told the payload is too large); one large entry is staged out of band, and
+    /// until the follower holds it, a heartbeat keeps the follower's leader lease fresh.
+    async fn append_large(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        data: Vec<u8>,
+        option: &RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        if rpc.entries.len() > 1 {
+            let mut fit = 0;
+            let mut bytes = 0;
+            for entry in &rpc.entries {
+                bytes += encode(entry).len();
+                if fit > 0 && bytes > INLINE_APPEND_BYTES {
+                    break;
+                }
+                fit += 1;
+            }
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
+        let digest = digest(&data);
+        let data = std::sync::Arc::new(data);
+        let mut state = self
+            .uploads
+            .ensure(&self.bulk, &self.address, digest, &data);
+        // Wait for the upload a part of this RPC's time; a heartbeat needs the rest.
+        let _ = tokio::time::timeout(
+            option.hard_ttl() / 4,
+            state.wait_for(|s| *s != UploadState::Running),
+        )
+        .await;
+        let done = *state.borrow() == UploadState::Done;
+        if done {
+            let result: RpcResult<AppendEntriesResponse<NodeId>> = self
+                .send_raw(
+                    RaftMethod::AppendStaged,
+                    encode(&digest),
+                    option.hard_ttl(),
+                    false,
+                )
+                .await;
+            match result {
+                Err(RPCError::Network(_)) => {
+                    // The follower lost it (restart, or room made for another): upload again.
+                    self.uploads.forget(&self.address, digest);
+                }
+                other => return other,
+            }
+        }
+        let heartbeat = AppendEntriesRequest::<TypeConfig> {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            leader_commit: rpc.leader_commit,
+            entries: Vec::new(),
+        };
+        let answer: AppendEntriesResponse<NodeId> = self
+            .send_raw(
+                RaftMethod::AppendEntries,
+                encode(&heartbeat),
+                option.hard_ttl(),
+                false,
+            )
+            .await?;
+        Ok(match answer {
+            // The follower matches up to prev_log_id: exactly what openraft should hear
+            // (it sends the entry again, by then perhaps staged).
+            AppendEntriesResponse::Success => {
+                AppendEntriesResponse::PartialSuccess(rpc.prev_log_id)
+            }
+            other => other,
+        })
     }
 }
 
@@ -196,7 +325,12 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(RaftMethod::AppendEntries, &rpc, &option).await
+        let data = encode(&rpc);
+        if data.len() > INLINE_APPEND_BYTES {
+            return self.append_large(rpc, data, &option).await;
+        }
+        self.send_raw(RaftMethod::AppendEntries, data, option.hard_ttl(), false)
+            .await
     }
 
     async fn install_snapshot(

@@ -39,6 +39,8 @@ pub struct ControlPlane {
     /// When each node agent last reported in, as this node saw it while leading. Only the
     /// leader's copy matters; it is memory only, so heartbeats cost no Raft writes.
     pub heartbeats: Mutex<HashMap<String, Instant>>,
+    /// Up while this member, having lost its data, catches up (no votes, no elections).
+    pub rejoin: crate::bootstrap::RejoinGuard,
 }
 
 fn unavailable(what: &str, timeout: Duration) -> ApiError {
@@ -61,6 +63,17 @@ fn known_leader(raft: &Raft, initial_peers: &BTreeMap<NodeId, String>) -> Option
     Some((leader, address))
 }
 
+/// A forwarding failure as the API reports it.
+fn forward_to_api(e: ForwardError) -> ApiError {
+    match e {
+        ForwardError::NotLeader { .. } => ApiError::Unavailable(e.to_string()),
+        ForwardError::Unavailable(m) => ApiError::Unavailable(m),
+        ForwardError::Unknown(m) => ApiError::Unknown(m),
+        ForwardError::Invalid(m) => ApiError::InvalidArgument(m),
+        ForwardError::NotFound(m) => ApiError::NotFound(m),
+    }
+}
+
 /// How a failed Raft write (client write or membership change) looks to a forwarder.
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ForwardError {
     match e {
@@ -70,7 +83,7 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> For
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             ForwardError::Invalid(e.to_string())
         }
-        RaftError::Fatal(e) => ForwardError::Unavailable(format!("raft stopped: {e}")),
+        RaftError::Fatal(e) => ForwardError::Unknown(format!("raft stopped: {e}")),
     }
 }
 
@@ -82,6 +95,15 @@ fn leader_of(f: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)>
 }
 
 impl ControlPlane {
+    /// The members the replicated state records as having held data.
+    pub fn started_members(&self) -> Vec<NodeId> {
+        let table = self.shared.table.read().expect("table lock");
+        table
+            .system_prefixed(crate::bootstrap::STARTED_PREFIX)
+            .filter_map(|(key, _)| crate::bootstrap::started_id(key))
+            .collect()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
@@ -101,9 +123,18 @@ impl ControlPlane {
     /// command to the leader; without a quorum the caller gets Unavailable in bounded time.
     pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
         let deadline = Instant::now() + self.request_timeout;
-        let result = tokio::time::timeout_at(deadline, self.propose_until(command, deadline)).await;
+        // Whether an attempt may have reached a leader when the deadline struck.
+        let handed = std::sync::atomic::AtomicBool::new(false);
+        let result =
+            tokio::time::timeout_at(deadline, self.propose_until(command, deadline, &handed)).await;
         match result {
             Ok(r) => r?.map_err(ApiError::from),
+            Err(_) if handed.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(ApiError::Unknown(format!(
+                    "the write did not complete within {} ms",
+                    self.request_timeout.as_millis()
+                )))
+            }
             Err(_) => Err(unavailable("the write", self.request_timeout)),
         }
     }
@@ -112,7 +143,9 @@ impl ControlPlane {
         &self,
         command: Command,
         deadline: Instant,
+        handed: &std::sync::atomic::AtomicBool,
     ) -> Result<CommandResult, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
         loop {
             let queue = if self.is_leader() {
                 &self.proposals
@@ -123,15 +156,16 @@ impl ControlPlane {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
+            handed.store(true, SeqCst);
             match enqueue(queue, command.clone()).await {
                 Ok(result) => return Ok(result),
-                // Leadership moved, or the leader is unreachable: look again shortly.
+                // Leadership moved, or the leader is unreachable; the command was not
+                // appended: look again shortly.
                 Err(ForwardError::NotLeader { .. }) => {
+                    handed.store(false, SeqCst);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(ForwardError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
-                Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
-                Err(ForwardError::NotFound(m)) => return Err(ApiError::NotFound(m)),
+                Err(e) => return Err(forward_to_api(e)),
             }
         }
     }
@@ -147,10 +181,11 @@ impl ControlPlane {
             Ok(Err(ForwardError::NotLeader { .. })) => {
                 Err(ApiError::Unavailable("this node no longer leads".into()))
             }
-            Ok(Err(ForwardError::Unavailable(m))) => Err(ApiError::Unavailable(m)),
-            Ok(Err(ForwardError::Invalid(m))) => Err(ApiError::InvalidArgument(m)),
-            Ok(Err(ForwardError::NotFound(m))) => Err(ApiError::NotFound(m)),
-            Err(_) => Err(unavailable("the write", self.request_timeout)),
+            Ok(Err(e)) => Err(forward_to_api(e)),
+            Err(_) => Err(ApiError::Unknown(format!(
+                "the write did not complete within {} ms",
+                self.request_timeout.as_millis()
+            ))),
         }
     }
 
@@ -287,9 +322,7 @@ impl ControlPlane {
                             }
                         }
                     }
-                    Err(ForwardError::Invalid(m)) => return Err(ApiError::InvalidArgument(m)),
-                    Err(ForwardError::NotFound(m)) => return Err(ApiError::NotFound(m)),
-                    Err(ForwardError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
+                    Err(e) => return Err(forward_to_api(e)),
                 }
             }
         })
@@ -386,6 +419,8 @@ impl ControlPlane {
 
 /// Most commands in one log entry.
 const MAX_BATCH: usize = 512;
+/// Most bytes of commands in one log entry (or one forwarded batch).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Group commit: one batch replicates at a time and the next gathers everything that
 /// arrives meanwhile, so batches grow with the load and each costs one entry and one flush
 /// per node. (bench-writes, 64 clients: 4 batches in flight gave ~3.7k writes/s, 1 ~5.7k.)
@@ -395,10 +430,16 @@ const FORWARDED_BATCHES_IN_FLIGHT: usize = 2;
 
 /// Queues one command and waits for its result.
 async fn enqueue(queue: &mpsc::Sender<Proposal>, command: Command) -> ProposeResult {
-    let stopped = || ForwardError::Unavailable("this node is shutting down".into());
     let (sender, receiver) = oneshot::channel();
-    queue.send((command, sender)).await.map_err(|_| stopped())?;
-    receiver.await.unwrap_or_else(|_| Err(stopped()))
+    queue
+        .send((command, sender))
+        .await
+        .map_err(|_| ForwardError::Unavailable("this node is shutting down".into()))?;
+    receiver.await.unwrap_or_else(|_| {
+        Err(ForwardError::Unknown(
+            "this node stopped while the write was under way".into(),
+        ))
+    })
 }
 
 type BatchOutcome = Result<Vec<CommandResult>, ForwardError>;
@@ -414,14 +455,33 @@ where
     let (sender, mut receiver) = mpsc::channel::<Proposal>(16 * 1024);
     tokio::spawn(async move {
         let in_flight = Arc::new(Semaphore::new(max_in_flight));
-        while let Some(first) = receiver.recv().await {
+        // A proposal that did not fit the last batch starts the next one.
+        let mut carried: Option<Proposal> = None;
+        loop {
+            let first = match carried.take() {
+                Some(p) => p,
+                None => match receiver.recv().await {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 return;
             };
+            let mut bytes = first.0.size_hint();
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
-                    Ok(proposal) => batch.push(proposal),
+                    Ok(proposal) => {
+                        // One entry stays small enough to replicate briskly; a single large
+                        // command still goes, alone.
+                        bytes += proposal.0.size_hint();
+                        if bytes > MAX_BATCH_BYTES {
+                            carried = Some(proposal);
+                            break;
+                        }
+                        batch.push(proposal);
+                    }
                     Err(_) => break,
                 }
             }
@@ -480,7 +540,7 @@ async fn write_batch(raft: &Raft, mut commands: Vec<Command>, timeout: Duration)
         Ok(written) => written
             .map(|response| response.data.results)
             .map_err(write_error),
-        Err(_) => Err(ForwardError::Unavailable(format!(
+        Err(_) => Err(ForwardError::Unknown(format!(
             "the write was not committed within {} ms",
             timeout.as_millis()
         ))),
@@ -502,7 +562,9 @@ pub fn spawn_forwarder(
             let Some((_, address)) = known_leader(&raft, &initial_peers) else {
                 return Err(ForwardError::NotLeader { leader: None });
             };
-            // An unreachable leader is treated like a moved one: the caller looks again.
+            // A leader that cannot be reached is treated like a moved one: the caller looks
+            // again. Once the batch went out, a lost answer leaves its outcome unknown:
+            // sending it again could apply it twice.
             let mut client = peers
                 .client(&address)
                 .map_err(|_| ForwardError::NotLeader { leader: None })?;
@@ -515,7 +577,13 @@ pub fn spawn_forwarder(
             .await
             {
                 Ok(outcome) => outcome,
-                Err(_) => Err(ForwardError::NotLeader { leader: None }),
+                Err(status) if skiff_api::outcome::never_sent(&status) => {
+                    Err(ForwardError::NotLeader { leader: None })
+                }
+                Err(status) => Err(ForwardError::Unknown(format!(
+                    "the leader's answer was lost: {}",
+                    status.message()
+                ))),
             }
         }
     })

@@ -94,6 +94,40 @@ pub enum Command {
         /// RFC 3339 time of the decision, for the PodScheduled condition.
         now: String,
     },
+    /// Set one of the cluster's own records (not an API object).
+    PutSystem {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Remove one of the cluster's own records.
+    DeleteSystem { key: String },
+}
+
+impl Command {
+    /// About how many bytes the command takes in a log entry: what batches are sized by.
+    pub fn size_hint(&self) -> usize {
+        const FIXED: usize = 64;
+        FIXED
+            + match self {
+                Command::Create { object, .. } | Command::Update { object, .. } => object.len(),
+                Command::Patch {
+                    labels,
+                    annotations,
+                    ..
+                } => labels
+                    .iter()
+                    .chain(annotations)
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+                    .sum(),
+                Command::Batch(commands) => commands.iter().map(Command::size_hint).sum(),
+                Command::PutSystem { key, value } => key.len() + value.len(),
+                Command::Delete { .. }
+                | Command::EnsureNamespace { .. }
+                | Command::Bind { .. }
+                | Command::DeleteSystem { .. } => 0,
+            }
+    }
 }
 
 /// What applying a command produced.

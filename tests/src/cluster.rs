@@ -238,6 +238,8 @@ struct Member {
     port: u16,
     /// The test host's network namespace it runs in, if any.
     netns: Option<PathBuf>,
+    /// Flags for this member only, after everyone's.
+    extra_args: Vec<String>,
     // A Mutex so that `is_running(&self)` can reap a process that exited by itself.
     child: Mutex<Option<Child>>,
 }
@@ -248,6 +250,7 @@ impl Member {
             host: "127.0.0.1".into(),
             port,
             netns: None,
+            extra_args: Vec::new(),
             child: Mutex::new(None),
         }
     }
@@ -369,6 +372,7 @@ impl ControlPlaneCluster {
         ]
         .into_iter()
         .chain(self.extra_args.iter().cloned())
+        .chain(self.members[&id].extra_args.iter().cloned())
         .collect();
         // One log per member across restarts; a header marks each start.
         let mut log = File::options()
@@ -408,13 +412,24 @@ impl ControlPlaneCluster {
         }
     }
 
-    /// Starts a new member with a fresh data dir; it joins only once the cluster adds it
-    /// (as a learner, then a voter) through the membership API.
+    /// Starts a new member with a fresh data dir and `--initial-cluster-state existing`;
+    /// it joins only once the cluster adds it (as a learner, then a voter) through the
+    /// membership API.
     pub fn add_member(&mut self) -> u64 {
         let id = self.members.keys().max().copied().unwrap_or(0) + 1;
-        self.members.insert(id, Member::new(free_port()));
+        let mut member = Member::new(free_port());
+        member.extra_args = vec!["--initial-cluster-state".into(), "existing".into()];
+        self.members.insert(id, member);
         self.restart(id);
         id
+    }
+
+    /// Sets flags one member gets after everyone's (e.g. `--initial-cluster-state
+    /// existing` for a member coming back with a wiped data dir); used from its next start.
+    pub fn set_member_args(&mut self, id: u64, args: &[&str]) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.extra_args = args.iter().map(|a| a.to_string()).collect();
+        }
     }
 
     /// SIGKILL, then reap (no-op if not running).

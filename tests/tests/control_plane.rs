@@ -528,10 +528,12 @@ async fn cluster_7_status_reports_every_member() {
 async fn cluster_8_membership_add_learner_promote_and_remove() {
     let mut cluster = started(3).await;
     create_acknowledged(&cluster, "before-join").await;
+    // Any node takes membership requests; a follower forwards them to the leader. Not
+    // node 1, which the test removes (a removed member stops hearing of changes).
+    let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
+    let follower = [2, 3].into_iter().find(|id| *id != leader).unwrap();
     let new_id = cluster.add_member();
     let new_endpoint = cluster.endpoint(new_id);
-    // Any node takes membership requests; a follower forwards them to the leader.
-    let (_, follower) = follower_of(&cluster).await;
     let mut admin = cluster_client(&cluster.endpoint(follower)).await;
     let status = admin
         .add_learner(skiff_api::proto::AddLearnerRequest {

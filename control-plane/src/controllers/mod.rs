@@ -354,7 +354,7 @@ impl Controllers {
             match result {
                 Ok(_) | Err(ApiError::Conflict(_) | ApiError::NotFound(_)) => {}
                 Err(ApiError::AlreadyExists(m)) => tracing::debug!("controller write: {m}"),
-                Err(e @ ApiError::Unavailable(_)) => return Err(e),
+                Err(e @ (ApiError::Unavailable(_) | ApiError::Unknown(_))) => return Err(e),
                 Err(e) => tracing::warn!("controller write rejected: {e}"),
             }
         }

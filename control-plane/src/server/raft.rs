@@ -11,10 +11,13 @@ use tonic::{Request, Response, Status};
 use crate::network::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
 use crate::node::ControlPlane;
 use crate::raft_types::Command;
+use crate::staging::{Digest32, StageChunk, StageError, StagingArea};
 use crate::store::{decode, encode};
 
 pub struct RaftServer {
     pub node: Arc<ControlPlane>,
+    /// Large AppendEntries uploaded ahead by the leader (see `staging.rs`).
+    pub staging: Arc<StagingArea>,
 }
 
 fn payload<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
@@ -62,6 +65,13 @@ pub fn own_member(node: &ControlPlane) -> Member {
         last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
         last_log_index: m.last_log_index.unwrap_or(0),
         error: String::new(),
+        started_members: node.started_members(),
+        member_ids: m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect(),
     }
 }
 
@@ -76,6 +86,13 @@ impl RaftService for RaftServer {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        if self.node.rejoin.is_active() {
+            // A member that lost its data may have promised votes and entries it no longer
+            // knows of: it grants nothing until it holds everything committed again.
+            return Err(Status::unavailable(
+                "this member is rejoining after losing its data and grants no votes yet",
+            ));
+        }
         let result = self.node.raft.vote(payload(request)?).await;
         reply(&result)
     }
@@ -110,6 +127,27 @@ impl RaftService for RaftServer {
         _request: Request<ClusterStatusRequest>,
     ) -> Result<Response<Member>, Status> {
         Ok(Response::new(own_member(&self.node)))
+    }
+
+    async fn stage(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let chunk: StageChunk = payload(request)?;
+        let result: Result<bool, StageError> = self.staging.put(chunk);
+        reply(&result)
+    }
+
+    async fn append_staged(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let digest: Digest32 = payload(request)?;
+        let data = self
+            .staging
+            .get(&digest)
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        let append = decode(&data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable staged append: {e}")))?;
+        let result = self.node.raft.append_entries(append).await;
+        reply(&result)
     }
 
     async fn admin(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

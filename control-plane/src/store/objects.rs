@@ -153,6 +153,9 @@ pub struct WatchRecord {
 #[derive(Debug, Default, Clone)]
 pub struct ObjectTable {
     objects: BTreeMap<String, Arc<StoredObject>>,
+    /// The cluster's own records, never served as API objects (e.g. which members have
+    /// held data: `member/<id>/started`). Replicated and snapshotted with the objects.
+    system: BTreeMap<String, Vec<u8>>,
 }
 
 impl ObjectTable {
@@ -195,6 +198,30 @@ impl ObjectTable {
 
     pub fn clear(&mut self) {
         self.objects.clear();
+        self.system.clear();
+    }
+
+    pub fn system(&self, key: &str) -> Option<&[u8]> {
+        self.system.get(key).map(Vec::as_slice)
+    }
+
+    /// System records whose keys start with `prefix`, in key order.
+    pub fn system_prefixed<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.system
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    pub fn system_records(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.system
+    }
+
+    pub fn set_system_records(&mut self, records: BTreeMap<String, Vec<u8>>) {
+        self.system = records;
     }
 }
 
@@ -391,6 +418,17 @@ fn apply_inner(
         Command::Batch(_) => Err(ApplyError::Invalid(
             "a batch may not contain a batch".into(),
         )),
+        Command::PutSystem { key, value } => {
+            table.system.insert(key.clone(), value.clone());
+            Ok(Applied::default())
+        }
+        Command::DeleteSystem { key } => match table.system.remove(key) {
+            Some(_) => Ok(Applied {
+                removed: true,
+                ..Applied::default()
+            }),
+            None => Err(ApplyError::NotFound(format!("record {key:?} not found"))),
+        },
         Command::Bind {
             namespace,
             name,

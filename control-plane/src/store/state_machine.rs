@@ -26,12 +26,35 @@ use crate::watch::WatchHub;
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
 
-/// The serialized form of a snapshot.
+/// The serialized form of a snapshot. `system` was appended later: bincode reads a
+/// snapshot written before it as one without records (see [`decode_payload`]), and an
+/// older binary reads the fields it knows and ignores the rest.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     objects: Vec<(Kind, serde_bytes::ByteBuf)>,
+    system: Vec<(String, serde_bytes::ByteBuf)>,
+}
+
+/// The snapshot format before system records.
+#[derive(Deserialize)]
+struct SnapshotPayloadV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    objects: Vec<(Kind, serde_bytes::ByteBuf)>,
+}
+
+fn decode_payload(data: &[u8]) -> Result<SnapshotPayload, StorageError> {
+    decode::<SnapshotPayload>(data).or_else(|e| {
+        let v1: SnapshotPayloadV1 = decode(data).map_err(|_| e)?;
+        Ok(SnapshotPayload {
+            last_applied: v1.last_applied,
+            membership: v1.membership,
+            objects: v1.objects,
+            system: Vec::new(),
+        })
+    })
 }
 
 pub struct StateMachineStore {
@@ -49,6 +72,13 @@ fn table_of(payload: &SnapshotPayload) -> Result<ObjectTable, StorageError> {
     for (kind, json) in &payload.objects {
         table.insert(Arc::new(load_object(*kind, json)?));
     }
+    table.set_system_records(
+        payload
+            .system
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .collect(),
+    );
     Ok(table)
 }
 
@@ -71,7 +101,7 @@ impl StateMachineStore {
         let (table, last_applied, membership) =
             match snapshots.get(SNAPSHOT_DATA).map_err(io_read)? {
                 Some(data) => {
-                    let payload: SnapshotPayload = decode(&data)?;
+                    let payload = decode_payload(&data)?;
                     (
                         table_of(&payload)?,
                         payload.last_applied,
@@ -139,14 +169,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
         // A consistent copy: applies cannot run while we hold &mut self.
-        let objects = self
-            .shared
-            .table
-            .read()
-            .expect("table lock")
+        let table = self.shared.table.read().expect("table lock");
+        let objects = table
             .iter()
             .map(|o| (o.kind, serde_bytes::ByteBuf::from(o.json.to_vec())))
             .collect();
+        let system = table
+            .system_records()
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_bytes::ByteBuf::from(v.clone())))
+            .collect();
+        drop(table);
         SnapshotBuilder {
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
@@ -154,6 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last_applied: self.last_applied,
                 membership: self.membership.clone(),
                 objects,
+                system,
             },
             seq: self.snapshot_seq,
         }
@@ -169,7 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload: SnapshotPayload = decode(&data)?;
+        let payload = decode_payload(&data)?;
         let fresh = table_of(&payload)?;
         // Durable first: once stored, the next start begins from this snapshot.
         let mut batch = sled::Batch::default();
