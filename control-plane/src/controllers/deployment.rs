@@ -4,13 +4,25 @@
 //! Skiff has no ReplicaSets: a deployment owns its pods directly, and the label
 //! `pod-template-hash` tells which template a pod was made from. A rolling update is the
 //! same arithmetic Kubernetes does over its two ReplicaSets, done over those two groups.
+//!
+//! [`reconcile`] applies [`plan`] to every deployment in a snapshot and turns it into
+//! writes: new pods (named and admitted here), deletions, status, events; pods whose
+//! deployment is gone are deleted.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use skiff_api::meta::Time;
+use skiff_api::meta::{OwnerReference, Time};
 use skiff_api::types::{
     Deployment, DeploymentCondition, DeploymentStatus, IntOrString, Pod, PodTemplateSpec,
 };
+use skiff_api::{Kind, Object};
+
+use super::snapshot::{PodFacts, Snapshot};
+use super::writes::{Writes, delete_pod, note, status_update};
+use crate::admission::{Ids, admit};
+use crate::error::ApiError;
+use crate::raft_types::Command;
 
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
@@ -352,6 +364,138 @@ fn status_of(
             condition("Progressing", true, progress_reason, progress_message),
         ],
     }
+}
+
+/// What the deployment controller decided in one pass.
+#[derive(Debug, Default)]
+pub struct DeploymentPass {
+    pub writes: Writes,
+    /// Look again after this long even if nothing changes.
+    pub requeue_after: Option<Duration>,
+}
+
+/// Creates, deletes and reports on each deployment's pods; deletes pods whose deployment
+/// is gone. New pods get their names and uids from `ids`.
+pub fn reconcile(snapshot: Snapshot, wall: Time, ids: &mut dyn Ids) -> DeploymentPass {
+    let mut out = DeploymentPass::default();
+    let writes = &mut out.writes;
+    let mut owned: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    for entry in snapshot.pods {
+        if let Some(uid) = &entry.object.deployment {
+            owned.entry(uid.as_str()).or_default().push(&entry.object);
+        }
+    }
+    for entry in snapshot.deployments {
+        let d = &*entry.object;
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let mine = owned.remove(uid.as_str()).unwrap_or_default();
+        let views: Vec<OwnedPod> = mine.iter().map(|f| f.owned.clone()).collect();
+        let plan = plan(d, &views, wall);
+        if let Some(after) = plan.requeue_after {
+            out.requeue_after = Some(out.requeue_after.map_or(after, |r| r.min(after)));
+        }
+        if plan.create > 0 {
+            let hash = template_hash(&d.spec.template);
+            let mut created = 0;
+            for _ in 0..plan.create {
+                match new_pod(d, &uid, &hash, ids, wall) {
+                    Ok(object) => {
+                        created += 1;
+                        writes.commands.push(Command::Create {
+                            kind: Kind::Pod,
+                            object: object.to_json(),
+                        });
+                    }
+                    Err(e) => {
+                        // The next would fail the same way: one event says it.
+                        writes.notes.push(note(
+                            Kind::Deployment,
+                            &d.metadata,
+                            "Warning",
+                            "FailedCreate",
+                            format!("Error creating pod: {e}"),
+                        ));
+                        break;
+                    }
+                }
+            }
+            if created > 0 {
+                writes.notes.push(note(
+                    Kind::Deployment,
+                    &d.metadata,
+                    "Normal",
+                    "ScalingUp",
+                    format!(
+                        "Created {created} pod(s) with template hash {hash} ({} of {} desired running)",
+                        views.iter().filter(|p| p.active()).count() + created,
+                        d.spec.replicas.unwrap_or(1)
+                    ),
+                ));
+            }
+        }
+        if !plan.delete.is_empty() {
+            for name in &plan.delete {
+                if let Some(facts) = mine.iter().find(|f| f.pod.metadata.name == *name) {
+                    writes.commands.push(delete_pod(&facts.pod, false, wall));
+                }
+            }
+            writes.notes.push(note(
+                Kind::Deployment,
+                &d.metadata,
+                "Normal",
+                "ScalingDown",
+                format!("Deleted pod(s) {}", plan.delete.join(", ")),
+            ));
+        }
+        if d.status.as_ref() != Some(&plan.status) {
+            let mut updated = d.clone();
+            updated.status = Some(plan.status);
+            writes
+                .commands
+                .push(status_update(Kind::Deployment, &updated, entry.version));
+        }
+    }
+    // Whatever is left belongs to deployments that no longer exist.
+    for facts in owned.into_values().flatten() {
+        if !facts.owned.terminating {
+            writes.commands.push(delete_pod(&facts.pod, false, wall));
+        }
+    }
+    out
+}
+
+/// A new pod from the deployment's template, admitted like a client's create.
+fn new_pod(
+    d: &Deployment,
+    uid: &str,
+    hash: &str,
+    ids: &mut dyn Ids,
+    now: Time,
+) -> Result<Object, ApiError> {
+    let template = &d.spec.template;
+    let mut meta = template.metadata.clone();
+    meta.labels
+        .insert(TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
+    meta.name = pod_name(&d.metadata.name, hash, &random_suffix(ids.random()));
+    meta.generate_name = None;
+    meta.namespace = d.metadata.namespace.clone();
+    meta.owner_references = vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }];
+    let mut object = Object::Pod(Pod {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        metadata: meta,
+        spec: template.spec.clone(),
+        status: None,
+    });
+    admit(&mut object, ids, now)?;
+    Ok(object)
 }
 
 #[cfg(test)]

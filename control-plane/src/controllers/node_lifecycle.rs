@@ -1,17 +1,23 @@
-//! Node lifecycle decisions, pure: is a node Ready, should its pods be evicted, which pod
-//! CIDR does it get.
+//! Node lifecycle, pure: is a node Ready, should its pods be evicted, which pod CIDR does
+//! it get — and [`reconcile`], which turns those verdicts into writes.
 //!
 //! Heartbeats live in the leader's memory only, so a new leader knows nothing of the
 //! past: it counts every node's silence from the moment it took over (a fresh grace
 //! period) and only then trusts the stored Ready transition time for eviction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use skiff_api::Kind;
 use skiff_api::meta::Time;
-use skiff_api::types::Node;
+use skiff_api::types::{Node, NodeCondition, NodeSpec, NodeStatus, PodStatus};
 use tokio::time::Instant;
+
+use super::Settings;
+use super::snapshot::Snapshot;
+use super::writes::{Writes, delete_pod, note, status_update, to_json};
+use crate::raft_types::{Command, UpdatePart};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -139,6 +145,206 @@ impl ClusterCidr {
         (0..self.capacity())
             .find(|i| !used.contains(i))
             .map(|i| self.subnet(i))
+    }
+}
+
+/// What this leader has heard from the agents, and since when it has been listening.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    /// When this node became leader.
+    pub since: Instant,
+    /// Each node's latest heartbeat seen by this leader.
+    pub beats: &'a HashMap<String, Instant>,
+}
+
+/// What the node lifecycle decided in one pass.
+#[derive(Debug, Default)]
+pub struct NodePass {
+    pub writes: Writes,
+    /// Nodes written this pass: their other updates wait for the next pass, to not race
+    /// their own version.
+    pub written: HashSet<String>,
+}
+
+/// Pod CIDRs, Ready transitions and evictions. `cidr_warned` holds the nodes already told
+/// that no pod CIDR is left: they are told once per leadership, not once per pass.
+pub fn reconcile(
+    snapshot: Snapshot,
+    now: Instant,
+    wall: Time,
+    settings: &Settings,
+    heard: Heard,
+    cidr_warned: &mut HashSet<String>,
+) -> NodePass {
+    let mut out = NodePass::default();
+    let writes = &mut out.writes;
+    let known: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .map(|n| n.object.metadata.name.as_str())
+        .collect();
+    let timeouts = Timeouts {
+        grace: settings.node_grace,
+        eviction: settings.pod_eviction_timeout,
+    };
+    let mut in_use: Vec<String> = snapshot
+        .nodes
+        .iter()
+        .filter_map(|n| n.object.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
+        .collect();
+    let mut lost: HashSet<&str> = HashSet::new();
+    for entry in snapshot.nodes {
+        let node = &*entry.object;
+        let name = node.metadata.name.as_str();
+        if node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_none()
+        {
+            match settings
+                .cluster_cidr
+                .allocate(in_use.iter().map(String::as_str))
+            {
+                Some(cidr) => {
+                    let mut updated = node.clone();
+                    let spec = updated.spec.get_or_insert_with(NodeSpec::default);
+                    spec.pod_cidr = Some(cidr.clone());
+                    spec.pod_cidrs = vec![cidr.clone()];
+                    writes.commands.push(Command::Update {
+                        kind: Kind::Node,
+                        object: to_json(&updated),
+                        part: UpdatePart::Main,
+                        expected_version: Some(entry.version),
+                    });
+                    in_use.push(cidr);
+                    out.written.insert(name.to_string());
+                    continue;
+                }
+                None => {
+                    if cidr_warned.insert(name.to_string()) {
+                        writes.notes.push(note(
+                            Kind::Node,
+                            &node.metadata,
+                            "Warning",
+                            "CIDRNotAvailable",
+                            format!("no pod CIDR left in the cluster range for node {name}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let (ready, since) = ready_condition(node);
+        let verdict = judge(
+            ready,
+            since,
+            heard.beats.get(name).copied(),
+            heard.since,
+            now,
+            wall,
+            timeouts,
+        );
+        let (ok, reason) = match verdict {
+            Verdict::Nothing => continue,
+            Verdict::EvictPods => {
+                lost.insert(name);
+                continue;
+            }
+            Verdict::MarkReady => (true, "NodeReady"),
+            Verdict::MarkNotReady => (false, "NodeNotReady"),
+        };
+        let mut updated = node.clone();
+        let status = updated.status.get_or_insert_with(NodeStatus::default);
+        status.conditions.retain(|c| c.type_ != "Ready");
+        status.conditions.insert(0, ready_condition_at(ok, wall));
+        writes
+            .commands
+            .push(status_update(Kind::Node, &updated, entry.version));
+        writes.notes.push(note(
+            Kind::Node,
+            &node.metadata,
+            "Normal",
+            reason,
+            format!("Node {name} status is now: {reason}"),
+        ));
+        out.written.insert(name.to_string());
+    }
+
+    // Pods on lost nodes, or on nodes that no longer exist, will not run again.
+    let orphan_age = chrono::Duration::from_std(timeouts.grace).unwrap_or(chrono::Duration::MAX);
+    for entry in snapshot.pods {
+        let facts = &*entry.object;
+        let Some(node_name) = facts.node() else {
+            continue;
+        };
+        let pod = &facts.pod;
+        let gone = !known.contains(node_name)
+            && pod
+                .metadata
+                .creation_timestamp
+                .is_some_and(|t| wall - t > orphan_age);
+        if !lost.contains(node_name) && !gone {
+            continue;
+        }
+        if facts.owned.terminating {
+            // No agent will confirm the deletion: finish it.
+            writes.commands.push(delete_pod(pod, true, wall));
+        } else if !facts.owned.finished {
+            let mut updated = pod.clone();
+            let status = updated.status.get_or_insert_with(PodStatus::default);
+            status.phase = Some("Failed".into());
+            status.reason = Some("NodeLost".into());
+            let message = if gone {
+                format!(
+                    "Node {node_name} which was running pod {} no longer exists",
+                    pod.metadata.name
+                )
+            } else {
+                format!(
+                    "Node {node_name} which was running pod {} is unresponsive",
+                    pod.metadata.name
+                )
+            };
+            status.message = Some(message.clone());
+            for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+                if c.status != "False" {
+                    c.status = "False".into();
+                    c.last_transition_time = Some(wall);
+                }
+            }
+            writes
+                .commands
+                .push(status_update(Kind::Pod, &updated, entry.version));
+            writes.notes.push(note(
+                Kind::Pod,
+                &pod.metadata,
+                "Warning",
+                "Evicted",
+                message,
+            ));
+        }
+    }
+    out
+}
+
+/// The Ready condition the lifecycle writes: the agent is heard (`ok`) or silent.
+fn ready_condition_at(ok: bool, wall: Time) -> NodeCondition {
+    let (status, reason, message) = if ok {
+        ("True", "AgentReady", "skiff-agent is posting heartbeats")
+    } else {
+        (
+            "False",
+            "NodeStatusUnknown",
+            "skiff-agent stopped posting heartbeats",
+        )
+    };
+    NodeCondition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(wall),
+        last_transition_time: Some(wall),
     }
 }
 

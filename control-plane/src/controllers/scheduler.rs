@@ -3,11 +3,18 @@
 //! Filters (Ready, not cordoned, nodeSelector, cpu / memory / pod-count room) decide where
 //! a pod may go; among those nodes, fewer pods of the same owner wins (spreading a
 //! deployment), then the least allocated node, then the name. Placing a pod updates the
-//! state, so one pass spreads a whole batch of pending pods.
+//! state, so one pass spreads a whole batch of pending pods. [`schedule`] turns the
+//! placements into bindings, or into the reason a pod waits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use skiff_api::types::{Node, Pod, Quantity};
+use skiff_api::Kind;
+use skiff_api::meta::Time;
+use skiff_api::types::{Node, Pod, PodCondition, PodStatus, Quantity};
+
+use super::snapshot::{PodFacts, Snapshot, Versioned};
+use super::writes::{Writes, note, rfc3339, status_update};
+use crate::raft_types::Command;
 
 /// Kubernetes' default pod capacity of a node that does not state one.
 pub const DEFAULT_MAX_PODS: u64 = 110;
@@ -298,6 +305,123 @@ fn unschedulable_message(total: usize, reasons: &BTreeMap<Unfit, usize>) -> Stri
         .map(|(n, r)| format!("{n} {}", r.describe()))
         .collect();
     format!("0/{total} nodes are available: {}.", parts.join(", "))
+}
+
+/// Binds pending pods, or says why they cannot be placed. Nodes in `busy` were written
+/// this pass and take no pods until the next.
+pub fn schedule(snapshot: Snapshot, busy: &HashSet<String>, wall: Time) -> Writes {
+    let mut writes = Writes::default();
+    let mut pending: Vec<&Versioned<PodFacts>> = snapshot
+        .pods
+        .iter()
+        .filter(|p| {
+            let f = &p.object;
+            f.node().is_none() && !f.owned.terminating && !f.owned.finished
+        })
+        .filter(|p| {
+            p.object
+                .pod
+                .spec
+                .scheduler_name
+                .as_deref()
+                .is_none_or(|s| s == skiff_api::object::DEFAULT_SCHEDULER)
+        })
+        .collect();
+    if pending.is_empty() {
+        return writes;
+    }
+    // Oldest first: versions grow with every write, creation included.
+    pending.sort_by_key(|p| p.version);
+    let infos: Vec<NodeInfo> = snapshot
+        .nodes
+        .iter()
+        .map(|n| {
+            let n = &*n.object;
+            let mut info = NodeInfo::from_node(n);
+            // A node without a pod CIDR cannot give pods addresses yet, and one being
+            // written this pass is judged again on the next.
+            let has_cidr = n.spec.as_ref().is_some_and(|s| s.pod_cidr.is_some());
+            info.ready = info.ready && has_cidr && !busy.contains(&info.name);
+            info
+        })
+        .collect();
+    let bound = snapshot.pods.iter().filter_map(|p| {
+        let f = &*p.object;
+        let node = f.node()?;
+        (!f.owned.finished).then_some((node, f.requests, f.deployment.as_deref()))
+    });
+    let mut scheduler = Scheduler::new(infos, bound);
+    let now = rfc3339(wall);
+    for entry in pending {
+        let facts = &*entry.object;
+        let pod = &facts.pod;
+        let request = PendingPod {
+            node_selector: Some(&pod.spec.node_selector),
+            requests: facts.requests,
+            owner: facts.deployment.as_deref(),
+        };
+        match scheduler.place(&request) {
+            Placement::Node(i) => {
+                let node_name = scheduler.node_name(i).to_string();
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                writes.notes.push(note(
+                    Kind::Pod,
+                    &pod.metadata,
+                    "Normal",
+                    "Scheduled",
+                    format!(
+                        "Successfully assigned {namespace}/{} to {node_name}",
+                        pod.metadata.name
+                    ),
+                ));
+                writes.commands.push(Command::Bind {
+                    namespace,
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    node_name,
+                    now: now.clone(),
+                });
+            }
+            Placement::Unschedulable(message) => {
+                let current = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "PodScheduled"));
+                // Told already: writing the same reason again would only cost a log entry.
+                if current.is_some_and(|c| {
+                    c.status == "False" && c.message.as_deref() == Some(message.as_str())
+                }) {
+                    continue;
+                }
+                let mut updated = pod.clone();
+                let status = updated.status.get_or_insert_with(PodStatus::default);
+                status.phase.get_or_insert_with(|| "Pending".into());
+                status.conditions.retain(|c| c.type_ != "PodScheduled");
+                status.conditions.insert(
+                    0,
+                    PodCondition {
+                        type_: "PodScheduled".into(),
+                        status: "False".into(),
+                        reason: Some("Unschedulable".into()),
+                        message: Some(message.clone()),
+                        last_transition_time: Some(wall),
+                        last_probe_time: None,
+                    },
+                );
+                writes
+                    .commands
+                    .push(status_update(Kind::Pod, &updated, entry.version));
+                writes.notes.push(note(
+                    Kind::Pod,
+                    &pod.metadata,
+                    "Warning",
+                    "FailedScheduling",
+                    message,
+                ));
+            }
+        }
+    }
+    writes
 }
 
 #[cfg(test)]
