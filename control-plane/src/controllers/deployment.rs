@@ -747,3 +747,165 @@ mod tests {
         assert_eq!(skiff_api::validate::is_dns1123_subdomain(&name), Ok(()));
     }
 }
+
+/// [`reconcile`]: pods named and admitted, deletions, status, events, orphans.
+#[cfg(test)]
+mod reconcile_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::admission::CountingIds;
+    use crate::controllers::fixtures::*;
+    use crate::controllers::snapshot::Versioned;
+    use crate::raft_types::UpdatePart;
+
+    fn run(deployments: &[Versioned<Deployment>], pods: &[Versioned<PodFacts>]) -> Writes {
+        let snapshot = Snapshot {
+            nodes: &[],
+            pods,
+            deployments,
+        };
+        reconcile(snapshot, wall(0), &mut CountingIds::default()).writes
+    }
+
+    /// A ready pod of `web` from its current template.
+    fn current_pod(name: &str, d: &Deployment) -> Versioned<PodFacts> {
+        let hash = template_hash(&d.spec.template);
+        let mut patch = owned_by("d-web");
+        merge(
+            &mut patch,
+            json!({
+                "metadata": {"labels": {"app": "web", TEMPLATE_HASH_LABEL: hash}},
+                "spec": {"nodeName": "n1"},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": wall(-50)}
+                ]},
+            }),
+        );
+        pod(name, 8, patch)
+    }
+
+    #[test]
+    fn missing_replicas_are_created_as_pods_named_after_the_deployment_and_template() {
+        let d = deployment(2, json!({}));
+        let hash = template_hash(&d.object.spec.template);
+        let writes = run(&[d], &[]);
+        let created = creates(&writes);
+        // The ids count up: random bits 0, uid 2, random bits 2, uid 4.
+        let names: Vec<_> = created
+            .iter()
+            .map(|p| p["metadata"]["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                json!(format!("web-{hash}-{}", random_suffix(0))),
+                json!(format!("web-{hash}-{}", random_suffix(2))),
+            ]
+        );
+        let first = &created[0];
+        assert_eq!(first["metadata"]["uid"], "uid-2");
+        assert_eq!(first["metadata"]["namespace"], "default");
+        assert_eq!(first["metadata"]["creationTimestamp"], json!(wall(0)));
+        assert_eq!(
+            first["metadata"]["labels"],
+            json!({"app": "web", TEMPLATE_HASH_LABEL: hash})
+        );
+        assert_eq!(
+            first["metadata"]["ownerReferences"],
+            json!([{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-web",
+                "controller": true, "blockOwnerDeletion": true,
+            }])
+        );
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "ScalingUp",
+                format!("Created 2 pod(s) with template hash {hash} (2 of 2 desired running)")
+            )]
+        );
+    }
+
+    #[test]
+    fn a_template_admission_refuses_is_reported_once_as_failed_create() {
+        let d = deployment(
+            3,
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "Not_Valid", "image": "busybox"}
+            ]}}}}),
+        );
+        let writes = run(&[d], &[]);
+        assert!(creates(&writes).is_empty());
+        let noted = notes(&writes);
+        assert_eq!(noted.len(), 1);
+        let (name, type_, reason, message) = &noted[0];
+        assert_eq!(
+            (name.as_str(), *type_, *reason),
+            ("web", "Warning", "FailedCreate")
+        );
+        assert!(message.starts_with("Error creating pod: "), "{message}");
+        assert!(message.contains("Not_Valid"), "{message}");
+    }
+
+    #[test]
+    fn surplus_pods_are_deleted_gracefully_with_a_scaling_down_event() {
+        let d = deployment(1, json!({}));
+        let pods = [
+            current_pod("web-a", &d.object),
+            current_pod("web-b", &d.object),
+        ];
+        let writes = run(&[d], &pods);
+        let deleted = deletes(&writes);
+        assert_eq!(deleted.len(), 1);
+        assert!(!deleted[0].1, "graceful");
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "ScalingDown",
+                format!("Deleted pod(s) {}", deleted[0].0)
+            )]
+        );
+    }
+
+    #[test]
+    fn pods_whose_deployment_is_gone_are_deleted() {
+        let orphan = pod("orphan", 8, owned_by("gone"));
+        let mut leaving = owned_by("gone");
+        merge(
+            &mut leaving,
+            json!({"metadata": {"deletionTimestamp": wall(-1)}}),
+        );
+        let leaving = pod("leaving", 9, leaving);
+        let bare = pod("bare", 10, json!({}));
+        let writes = run(&[], &[orphan, leaving, bare]);
+        // Graceful, once: one already on its way out is left to finish.
+        assert_eq!(deletes(&writes), [("orphan".to_string(), false)]);
+        assert!(writes.notes.is_empty());
+    }
+
+    #[test]
+    fn the_status_is_written_on_change_only() {
+        let d = deployment(1, json!({}));
+        let pods = [current_pod("web-a", &d.object)];
+        let writes = run(std::slice::from_ref(&d), &pods);
+        let written = updates(&writes, Kind::Deployment);
+        assert_eq!(written.len(), 1);
+        let (status, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(3)));
+        assert_eq!(status["status"]["availableReplicas"], 1);
+        assert_eq!(
+            condition(status, "Progressing")["message"],
+            "Deployment \"web\" has successfully progressed."
+        );
+
+        let mut seen = (*d.object).clone();
+        seen.status = serde_json::from_value(status["status"].clone()).unwrap();
+        let again = run(&[Versioned::new(4, seen)], &pods);
+        assert!(again.commands.is_empty(), "{:?}", again.commands);
+    }
+}

@@ -2,12 +2,18 @@
 //! the leader, level-triggered: every pass looks at the whole state, decides with the pure
 //! functions of the submodules, and writes through Raft. A pass waits for its writes, so
 //! the next one sees them; a new leader first catches up with everything committed.
+//!
+//! This module is the loop, the parse cache and the I/O (table, heartbeats, proposals,
+//! events); the decisions take a [`snapshot::Snapshot`] and return [`writes::Writes`].
 
 pub mod deployment;
 pub mod node_lifecycle;
 pub mod scheduler;
 pub mod snapshot;
 pub mod writes;
+
+#[cfg(test)]
+mod fixtures;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -496,3 +496,276 @@ mod tests {
         }
     }
 }
+
+/// [`reconcile`]: what the verdicts write.
+#[cfg(test)]
+mod reconcile_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::fixtures::*;
+    use crate::controllers::snapshot::{PodFacts, Versioned};
+
+    /// One pass at `wall(0)`, a minute after this leader took over, having heard from the
+    /// nodes in `heard_now` just now and from no other.
+    fn pass(
+        nodes: &[Versioned<Node>],
+        pods: &[Versioned<PodFacts>],
+        heard_now: &[&str],
+    ) -> NodePass {
+        pass_warned(nodes, pods, heard_now, &mut HashSet::new(), "10.244.0.0/16")
+    }
+
+    fn pass_warned(
+        nodes: &[Versioned<Node>],
+        pods: &[Versioned<PodFacts>],
+        heard_now: &[&str],
+        warned: &mut HashSet<String>,
+        cidr: &str,
+    ) -> NodePass {
+        let since = Instant::now();
+        let now = since + Duration::from_secs(60);
+        let beats = heard_now.iter().map(|n| (n.to_string(), now)).collect();
+        let snapshot = Snapshot {
+            nodes,
+            pods,
+            deployments: &[],
+        };
+        let heard = Heard {
+            since,
+            beats: &beats,
+        };
+        reconcile(snapshot, now, wall(0), &settings(cidr), heard, warned)
+    }
+
+    /// A node with a pod CIDR, Ready=False since `seconds` before now.
+    fn not_ready_node(name: &str, seconds: i64) -> Versioned<Node> {
+        node(
+            name,
+            5,
+            json!({
+                "spec": {"podCIDR": "10.244.1.0/24"},
+                "status": {"conditions": [{
+                    "type": "Ready", "status": "False",
+                    "lastTransitionTime": wall(-seconds),
+                }]},
+            }),
+        )
+    }
+
+    fn running_on(name: &str, node: &str) -> Versioned<PodFacts> {
+        pod(
+            name,
+            8,
+            json!({
+                "spec": {"nodeName": node},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": wall(-50)}
+                ]},
+            }),
+        )
+    }
+
+    #[test]
+    fn pods_of_a_node_not_ready_longer_than_the_eviction_timeout_fail_as_node_lost() {
+        let out = pass(
+            &[not_ready_node("n1", 100)],
+            &[running_on("web", "n1")],
+            &[],
+        );
+        let written = updates(&out.writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let (pod, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(8)));
+        let message = "Node n1 which was running pod web is unresponsive";
+        assert_eq!(pod["status"]["phase"], "Failed");
+        assert_eq!(pod["status"]["reason"], "NodeLost");
+        assert_eq!(pod["status"]["message"], message);
+        let ready = condition(pod, "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["lastTransitionTime"], json!(wall(0)));
+        assert_eq!(
+            notes(&out.writes),
+            [("web".into(), "Warning", "Evicted", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_node_not_ready_for_less_than_the_eviction_timeout_keeps_its_pods() {
+        // Exactly the timeout: stored times have whole seconds, so eviction waits one more.
+        let out = pass(&[not_ready_node("n1", 30)], &[running_on("web", "n1")], &[]);
+        assert!(out.writes.commands.is_empty());
+        assert!(out.writes.notes.is_empty());
+    }
+
+    #[test]
+    fn deletions_on_a_lost_node_are_finished_at_once_since_no_agent_will_confirm_them() {
+        let going = pod(
+            "going",
+            9,
+            json!({
+                "metadata": {"deletionTimestamp": wall(-40)},
+                "spec": {"nodeName": "n1"},
+            }),
+        );
+        let out = pass(&[not_ready_node("n1", 100)], &[going], &[]);
+        assert_eq!(deletes(&out.writes), [("going".to_string(), true)]);
+        assert!(out.writes.notes.is_empty());
+    }
+
+    #[test]
+    fn finished_pods_and_pods_on_healthy_nodes_are_not_evicted() {
+        let done = pod(
+            "done",
+            9,
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}}),
+        );
+        let nodes = [
+            not_ready_node("n1", 100),
+            ready_node("n2", 6, "10.244.2.0/24"),
+        ];
+        let out = pass(&nodes, &[done, running_on("web", "n2")], &["n2"]);
+        assert!(out.writes.commands.is_empty(), "{:?}", out.writes.commands);
+    }
+
+    #[test]
+    fn pods_on_a_node_that_no_longer_exists_fail_once_older_than_the_grace_period() {
+        let old = running_on("old", "ghost");
+        let mut young = running_on("young", "ghost").object.pod.clone();
+        young.metadata.creation_timestamp = Some(wall(-5));
+        let young = Versioned::new(8, PodFacts::new(young));
+        let out = pass(&[], &[old, young], &[]);
+        let written = updates(&out.writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let message = "Node ghost which was running pod old no longer exists";
+        assert_eq!(written[0].0["metadata"]["name"], "old");
+        assert_eq!(written[0].0["status"]["reason"], "NodeLost");
+        assert_eq!(written[0].0["status"]["message"], message);
+        assert_eq!(
+            notes(&out.writes),
+            [("old".into(), "Warning", "Evicted", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_node_heard_from_is_marked_ready_with_its_condition_and_event() {
+        let n1 = node("n1", 4, json!({"spec": {"podCIDR": "10.244.0.0/24"}}));
+        let out = pass(&[n1], &[], &["n1"]);
+        let written = updates(&out.writes, Kind::Node);
+        assert_eq!(written.len(), 1);
+        let (node, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(4)));
+        assert_eq!(
+            condition(node, "Ready"),
+            &json!({
+                "type": "Ready", "status": "True", "reason": "AgentReady",
+                "message": "skiff-agent is posting heartbeats",
+                "lastHeartbeatTime": wall(0), "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&out.writes),
+            [(
+                "n1".into(),
+                "Normal",
+                "NodeReady",
+                "Node n1 status is now: NodeReady".into()
+            )]
+        );
+        assert!(out.written.contains("n1"));
+    }
+
+    #[test]
+    fn a_silent_node_is_marked_not_ready_with_its_condition_and_event() {
+        let out = pass(&[ready_node("n1", 4, "10.244.0.0/24")], &[], &[]);
+        let written = updates(&out.writes, Kind::Node);
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            condition(&written[0].0, "Ready"),
+            &json!({
+                "type": "Ready", "status": "False", "reason": "NodeStatusUnknown",
+                "message": "skiff-agent stopped posting heartbeats",
+                "lastHeartbeatTime": wall(0), "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&out.writes),
+            [(
+                "n1".into(),
+                "Normal",
+                "NodeNotReady",
+                "Node n1 status is now: NodeNotReady".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn nodes_without_a_pod_cidr_get_the_lowest_free_ones_and_nothing_else_this_pass() {
+        let nodes = [
+            ready_node("a", 1, "10.244.0.0/24"),
+            node("b", 2, json!({})),
+            node("c", 3, json!({})),
+        ];
+        let out = pass(&nodes, &[], &["a", "b", "c"]);
+        let written = updates(&out.writes, Kind::Node);
+        let cidrs: Vec<_> = written
+            .iter()
+            .map(|(n, part, version)| {
+                assert_eq!(*part, UpdatePart::Main);
+                (
+                    n["metadata"]["name"].clone(),
+                    n["spec"]["podCIDR"].clone(),
+                    n["spec"]["podCIDRs"].clone(),
+                    *version,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cidrs,
+            [
+                (
+                    json!("b"),
+                    json!("10.244.1.0/24"),
+                    json!(["10.244.1.0/24"]),
+                    Some(2)
+                ),
+                (
+                    json!("c"),
+                    json!("10.244.2.0/24"),
+                    json!(["10.244.2.0/24"]),
+                    Some(3)
+                ),
+            ]
+        );
+        // Marking them Ready waits for the next pass, as does scheduling onto them.
+        assert!(out.writes.notes.is_empty());
+        assert_eq!(
+            out.written,
+            HashSet::from(["b".to_string(), "c".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_used_up_cluster_range_is_reported_once_per_node_per_leadership() {
+        let nodes = [ready_node("a", 1, "10.0.0.0/24"), node("b", 2, json!({}))];
+        let mut warned = HashSet::new();
+        let out = pass_warned(&nodes, &[], &["a"], &mut warned, "10.0.0.0/24");
+        assert_eq!(
+            notes(&out.writes)[0],
+            (
+                "b".into(),
+                "Warning",
+                "CIDRNotAvailable",
+                "no pod CIDR left in the cluster range for node b".into()
+            )
+        );
+        let again = pass_warned(&nodes, &[], &["a"], &mut warned, "10.0.0.0/24");
+        assert!(
+            again
+                .writes
+                .notes
+                .iter()
+                .all(|n| n.reason != "CIDRNotAvailable")
+        );
+    }
+}

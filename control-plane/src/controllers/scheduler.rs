@@ -655,3 +655,176 @@ mod tests {
         );
     }
 }
+
+/// [`schedule`]: bindings, conditions and events.
+#[cfg(test)]
+mod schedule_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::fixtures::*;
+    use crate::raft_types::UpdatePart;
+
+    fn run(nodes: &[Versioned<Node>], pods: &[Versioned<PodFacts>], busy: &[&str]) -> Writes {
+        let busy = busy.iter().map(|n| n.to_string()).collect();
+        let snapshot = Snapshot {
+            nodes,
+            pods,
+            deployments: &[],
+        };
+        schedule(snapshot, &busy, wall(0))
+    }
+
+    fn binds(writes: &Writes) -> Vec<(String, String)> {
+        writes
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Bind {
+                    name, node_name, ..
+                } => Some((name.clone(), node_name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn selecting_gpu(name: &str) -> Versioned<PodFacts> {
+        pod(name, 7, json!({"spec": {"nodeSelector": {"gpu": "true"}}}))
+    }
+
+    #[test]
+    fn a_pending_pod_is_bound_with_a_scheduled_event() {
+        let writes = run(
+            &[ready_node("n1", 1, "10.244.0.0/24")],
+            &[pod("web", 7, json!({}))],
+            &[],
+        );
+        assert_eq!(
+            writes.commands,
+            [Command::Bind {
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: "uid-web".into(),
+                node_name: "n1".into(),
+                now: "2026-01-01T00:00:00Z".into(),
+            }]
+        );
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "Scheduled",
+                "Successfully assigned default/web to n1".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_pod_no_node_fits_is_marked_unschedulable_with_the_reason_and_an_event() {
+        let writes = run(
+            &[ready_node("n1", 1, "10.244.0.0/24")],
+            &[selecting_gpu("web")],
+            &[],
+        );
+        let written = updates(&writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let (pod, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(7)));
+        let message = "0/1 nodes are available: 1 node(s) didn't match node selector.";
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(
+            condition(pod, "PodScheduled"),
+            &json!({
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&writes),
+            [("web".into(), "Warning", "FailedScheduling", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_pod_already_told_the_same_reason_is_not_written_again() {
+        let mut told = selecting_gpu("web").object.pod.clone();
+        told.status = Some(PodStatus {
+            conditions: vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(
+                    "0/1 nodes are available: 1 node(s) didn't match node selector.".into(),
+                ),
+                last_transition_time: Some(wall(-30)),
+                last_probe_time: None,
+            }],
+            ..PodStatus::default()
+        });
+        let pods = [Versioned::new(7, PodFacts::new(told))];
+        let writes = run(&[ready_node("n1", 1, "10.244.0.0/24")], &pods, &[]);
+        assert!(writes.commands.is_empty());
+        assert!(writes.notes.is_empty());
+    }
+
+    #[test]
+    fn nodes_without_a_pod_cidr_or_written_this_pass_take_no_pods() {
+        let nodes = [
+            node(
+                "no-cidr",
+                1,
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            ready_node("busy", 2, "10.244.1.0/24"),
+        ];
+        let writes = run(&nodes, &[pod("web", 7, json!({}))], &["busy"]);
+        assert!(binds(&writes).is_empty());
+        assert_eq!(
+            notes(&writes)[0].3,
+            "0/2 nodes are available: 2 node(s) were not ready."
+        );
+    }
+
+    #[test]
+    fn pods_for_another_scheduler_or_already_ending_are_left_alone() {
+        let pods = [
+            pod(
+                "other",
+                7,
+                json!({"spec": {"schedulerName": "my-scheduler"}}),
+            ),
+            pod(
+                "going",
+                8,
+                json!({"metadata": {"deletionTimestamp": wall(-1)}}),
+            ),
+            pod("done", 9, json!({"status": {"phase": "Failed"}})),
+        ];
+        let writes = run(&[ready_node("n1", 1, "10.244.0.0/24")], &pods, &[]);
+        assert!(writes.commands.is_empty(), "{:?}", writes.commands);
+    }
+
+    #[test]
+    fn the_oldest_pending_pod_gets_the_last_place() {
+        let one_slot = node(
+            "n1",
+            1,
+            json!({
+                "spec": {"podCIDR": "10.244.0.0/24"},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "allocatable": {"pods": "1"},
+                },
+            }),
+        );
+        // Listed newest first; the lower version was written first.
+        let pods = [pod("newer", 12, json!({})), pod("older", 11, json!({}))];
+        let writes = run(&[one_slot], &pods, &[]);
+        assert_eq!(binds(&writes), [("older".to_string(), "n1".to_string())]);
+        assert_eq!(
+            notes(&writes)[1].3,
+            "0/1 nodes are available: 1 node(s) had too many pods."
+        );
+    }
+}
