@@ -45,7 +45,12 @@ pub fn note(
     Note {
         kind: kind.as_str(),
         api_version: kind.api_version(),
-        namespace: meta.namespace.clone().unwrap_or_default(),
+        // Cluster-scoped objects have none, whatever their metadata says (it names the event).
+        namespace: if kind.is_namespaced() {
+            meta.namespace.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
         name: meta.name.clone(),
         uid: meta.uid.clone().unwrap_or_default(),
         type_,
@@ -75,5 +80,38 @@ pub fn delete_pod(pod: &Pod, force: bool, now: Time) -> Command {
         grace_period_seconds: force.then_some(0),
         force,
         now: rfc3339(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_about_a_cluster_scoped_object_has_no_namespace_whatever_its_metadata_says() {
+        let meta = ObjectMeta {
+            name: "n1".into(),
+            namespace: Some("stray".into()),
+            uid: Some("u".into()),
+            ..ObjectMeta::default()
+        };
+        let about_node = note(Kind::Node, &meta, "Normal", "NodeReady", "m".into());
+        assert_eq!(
+            (
+                about_node.kind,
+                about_node.api_version,
+                about_node.namespace.as_str()
+            ),
+            ("Node", "v1", "")
+        );
+        let about_deployment = note(Kind::Deployment, &meta, "Normal", "ScalingUp", "m".into());
+        assert_eq!(
+            (
+                about_deployment.api_version,
+                about_deployment.namespace.as_str()
+            ),
+            ("apps/v1", "stray")
+        );
+        assert_eq!(about_deployment.component, COMPONENT);
     }
 }
