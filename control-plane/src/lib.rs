@@ -4,6 +4,7 @@
 //! Library-first: [`run`] serves a node on a listener until a shutdown future resolves;
 //! `main.rs` only parses flags.
 
+pub mod admission;
 pub mod bootstrap;
 pub mod config;
 pub mod controllers;

@@ -4,13 +4,25 @@
 //! Skiff has no ReplicaSets: a deployment owns its pods directly, and the label
 //! `pod-template-hash` tells which template a pod was made from. A rolling update is the
 //! same arithmetic Kubernetes does over its two ReplicaSets, done over those two groups.
+//!
+//! [`reconcile`] applies [`plan`] to every deployment in a snapshot and turns it into
+//! writes: new pods (named and admitted here), deletions, status, events; pods whose
+//! deployment is gone are deleted.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use skiff_api::meta::Time;
+use skiff_api::meta::{OwnerReference, Time};
 use skiff_api::types::{
     Deployment, DeploymentCondition, DeploymentStatus, IntOrString, Pod, PodTemplateSpec,
 };
+use skiff_api::{Kind, Object};
+
+use super::snapshot::{PodFacts, Snapshot};
+use super::writes::{Writes, delete_pod, note, status_update};
+use crate::admission::{Ids, admit};
+use crate::error::ApiError;
+use crate::raft_types::Command;
 
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
@@ -354,6 +366,138 @@ fn status_of(
     }
 }
 
+/// What the deployment controller decided in one pass.
+#[derive(Debug, Default)]
+pub struct DeploymentPass {
+    pub writes: Writes,
+    /// Look again after this long even if nothing changes.
+    pub requeue_after: Option<Duration>,
+}
+
+/// Creates, deletes and reports on each deployment's pods; deletes pods whose deployment
+/// is gone. New pods get their names and uids from `ids`.
+pub fn reconcile(snapshot: Snapshot, wall: Time, ids: &mut dyn Ids) -> DeploymentPass {
+    let mut out = DeploymentPass::default();
+    let writes = &mut out.writes;
+    let mut owned: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    for entry in snapshot.pods {
+        if let Some(uid) = &entry.object.deployment {
+            owned.entry(uid.as_str()).or_default().push(&entry.object);
+        }
+    }
+    for entry in snapshot.deployments {
+        let d = &*entry.object;
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let mine = owned.remove(uid.as_str()).unwrap_or_default();
+        let views: Vec<OwnedPod> = mine.iter().map(|f| f.owned.clone()).collect();
+        let plan = plan(d, &views, wall);
+        if let Some(after) = plan.requeue_after {
+            out.requeue_after = Some(out.requeue_after.map_or(after, |r| r.min(after)));
+        }
+        if plan.create > 0 {
+            let hash = template_hash(&d.spec.template);
+            let mut created = 0;
+            for _ in 0..plan.create {
+                match new_pod(d, &uid, &hash, ids, wall) {
+                    Ok(object) => {
+                        created += 1;
+                        writes.commands.push(Command::Create {
+                            kind: Kind::Pod,
+                            object: object.to_json(),
+                        });
+                    }
+                    Err(e) => {
+                        // The next would fail the same way: one event says it.
+                        writes.notes.push(note(
+                            Kind::Deployment,
+                            &d.metadata,
+                            "Warning",
+                            "FailedCreate",
+                            format!("Error creating pod: {e}"),
+                        ));
+                        break;
+                    }
+                }
+            }
+            if created > 0 {
+                writes.notes.push(note(
+                    Kind::Deployment,
+                    &d.metadata,
+                    "Normal",
+                    "ScalingUp",
+                    format!(
+                        "Created {created} pod(s) with template hash {hash} ({} of {} desired running)",
+                        views.iter().filter(|p| p.active()).count() + created,
+                        d.spec.replicas.unwrap_or(1)
+                    ),
+                ));
+            }
+        }
+        if !plan.delete.is_empty() {
+            for name in &plan.delete {
+                if let Some(facts) = mine.iter().find(|f| f.pod.metadata.name == *name) {
+                    writes.commands.push(delete_pod(&facts.pod, false, wall));
+                }
+            }
+            writes.notes.push(note(
+                Kind::Deployment,
+                &d.metadata,
+                "Normal",
+                "ScalingDown",
+                format!("Deleted pod(s) {}", plan.delete.join(", ")),
+            ));
+        }
+        if d.status.as_ref() != Some(&plan.status) {
+            let mut updated = d.clone();
+            updated.status = Some(plan.status);
+            writes
+                .commands
+                .push(status_update(Kind::Deployment, &updated, entry.version));
+        }
+    }
+    // Whatever is left belongs to deployments that no longer exist.
+    for facts in owned.into_values().flatten() {
+        if !facts.owned.terminating {
+            writes.commands.push(delete_pod(&facts.pod, false, wall));
+        }
+    }
+    out
+}
+
+/// A new pod from the deployment's template, admitted like a client's create.
+fn new_pod(
+    d: &Deployment,
+    uid: &str,
+    hash: &str,
+    ids: &mut dyn Ids,
+    now: Time,
+) -> Result<Object, ApiError> {
+    let template = &d.spec.template;
+    let mut meta = template.metadata.clone();
+    meta.labels
+        .insert(TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
+    meta.name = pod_name(&d.metadata.name, hash, &random_suffix(ids.random()));
+    meta.generate_name = None;
+    meta.namespace = d.metadata.namespace.clone();
+    meta.owner_references = vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }];
+    let mut object = Object::Pod(Pod {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        metadata: meta,
+        spec: template.spec.clone(),
+        status: None,
+    });
+    admit(&mut object, ids, now)?;
+    Ok(object)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -601,5 +745,167 @@ mod tests {
         let name = pod_name(&long, &h1, &suffix);
         assert!(name.len() <= 253);
         assert_eq!(skiff_api::validate::is_dns1123_subdomain(&name), Ok(()));
+    }
+}
+
+/// [`reconcile`]: pods named and admitted, deletions, status, events, orphans.
+#[cfg(test)]
+mod reconcile_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::admission::CountingIds;
+    use crate::controllers::fixtures::*;
+    use crate::controllers::snapshot::Versioned;
+    use crate::raft_types::UpdatePart;
+
+    fn run(deployments: &[Versioned<Deployment>], pods: &[Versioned<PodFacts>]) -> Writes {
+        let snapshot = Snapshot {
+            nodes: &[],
+            pods,
+            deployments,
+        };
+        reconcile(snapshot, wall(0), &mut CountingIds::default()).writes
+    }
+
+    /// A ready pod of `web` from its current template.
+    fn current_pod(name: &str, d: &Deployment) -> Versioned<PodFacts> {
+        let hash = template_hash(&d.spec.template);
+        let mut patch = owned_by("d-web");
+        merge(
+            &mut patch,
+            json!({
+                "metadata": {"labels": {"app": "web", TEMPLATE_HASH_LABEL: hash}},
+                "spec": {"nodeName": "n1"},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": wall(-50)}
+                ]},
+            }),
+        );
+        pod(name, 8, patch)
+    }
+
+    #[test]
+    fn missing_replicas_are_created_as_pods_named_after_the_deployment_and_template() {
+        let d = deployment(2, json!({}));
+        let hash = template_hash(&d.object.spec.template);
+        let writes = run(&[d], &[]);
+        let created = creates(&writes);
+        // The ids count up: random bits 0, uid 2, random bits 2, uid 4.
+        let names: Vec<_> = created
+            .iter()
+            .map(|p| p["metadata"]["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                json!(format!("web-{hash}-{}", random_suffix(0))),
+                json!(format!("web-{hash}-{}", random_suffix(2))),
+            ]
+        );
+        let first = &created[0];
+        assert_eq!(first["metadata"]["uid"], "uid-2");
+        assert_eq!(first["metadata"]["namespace"], "default");
+        assert_eq!(first["metadata"]["creationTimestamp"], json!(wall(0)));
+        assert_eq!(
+            first["metadata"]["labels"],
+            json!({"app": "web", TEMPLATE_HASH_LABEL: hash})
+        );
+        assert_eq!(
+            first["metadata"]["ownerReferences"],
+            json!([{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-web",
+                "controller": true, "blockOwnerDeletion": true,
+            }])
+        );
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "ScalingUp",
+                format!("Created 2 pod(s) with template hash {hash} (2 of 2 desired running)")
+            )]
+        );
+    }
+
+    #[test]
+    fn a_template_admission_refuses_is_reported_once_as_failed_create() {
+        let d = deployment(
+            3,
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "Not_Valid", "image": "busybox"}
+            ]}}}}),
+        );
+        let writes = run(&[d], &[]);
+        assert!(creates(&writes).is_empty());
+        let noted = notes(&writes);
+        assert_eq!(noted.len(), 1);
+        let (name, type_, reason, message) = &noted[0];
+        assert_eq!(
+            (name.as_str(), *type_, *reason),
+            ("web", "Warning", "FailedCreate")
+        );
+        assert!(message.starts_with("Error creating pod: "), "{message}");
+        assert!(message.contains("Not_Valid"), "{message}");
+    }
+
+    #[test]
+    fn surplus_pods_are_deleted_gracefully_with_a_scaling_down_event() {
+        let d = deployment(1, json!({}));
+        let pods = [
+            current_pod("web-a", &d.object),
+            current_pod("web-b", &d.object),
+        ];
+        let writes = run(&[d], &pods);
+        let deleted = deletes(&writes);
+        assert_eq!(deleted.len(), 1);
+        assert!(!deleted[0].1, "graceful");
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "ScalingDown",
+                format!("Deleted pod(s) {}", deleted[0].0)
+            )]
+        );
+    }
+
+    #[test]
+    fn pods_whose_deployment_is_gone_are_deleted() {
+        let orphan = pod("orphan", 8, owned_by("gone"));
+        let mut leaving = owned_by("gone");
+        merge(
+            &mut leaving,
+            json!({"metadata": {"deletionTimestamp": wall(-1)}}),
+        );
+        let leaving = pod("leaving", 9, leaving);
+        let bare = pod("bare", 10, json!({}));
+        let writes = run(&[], &[orphan, leaving, bare]);
+        // Graceful, once: one already on its way out is left to finish.
+        assert_eq!(deletes(&writes), [("orphan".to_string(), false)]);
+        assert!(writes.notes.is_empty());
+    }
+
+    #[test]
+    fn the_status_is_written_on_change_only() {
+        let d = deployment(1, json!({}));
+        let pods = [current_pod("web-a", &d.object)];
+        let writes = run(std::slice::from_ref(&d), &pods);
+        let written = updates(&writes, Kind::Deployment);
+        assert_eq!(written.len(), 1);
+        let (status, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(3)));
+        assert_eq!(status["status"]["availableReplicas"], 1);
+        assert_eq!(
+            condition(status, "Progressing")["message"],
+            "Deployment \"web\" has successfully progressed."
+        );
+
+        let mut seen = (*d.object).clone();
+        seen.status = serde_json::from_value(status["status"].clone()).unwrap();
+        let again = run(&[Versioned::new(4, seen)], &pods);
+        assert!(again.commands.is_empty(), "{:?}", again.commands);
     }
 }

@@ -1,17 +1,23 @@
-//! Node lifecycle decisions, pure: is a node Ready, should its pods be evicted, which pod
-//! CIDR does it get.
+//! Node lifecycle, pure: is a node Ready, should its pods be evicted, which pod CIDR does
+//! it get — and [`reconcile`], which turns those verdicts into writes.
 //!
 //! Heartbeats live in the leader's memory only, so a new leader knows nothing of the
 //! past: it counts every node's silence from the moment it took over (a fresh grace
 //! period) and only then trusts the stored Ready transition time for eviction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use skiff_api::Kind;
 use skiff_api::meta::Time;
-use skiff_api::types::Node;
+use skiff_api::types::{Node, NodeCondition, NodeSpec, NodeStatus, PodStatus};
 use tokio::time::Instant;
+
+use super::Settings;
+use super::snapshot::Snapshot;
+use super::writes::{Writes, delete_pod, note, status_update, to_json};
+use crate::raft_types::{Command, UpdatePart};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -139,6 +145,206 @@ impl ClusterCidr {
         (0..self.capacity())
             .find(|i| !used.contains(i))
             .map(|i| self.subnet(i))
+    }
+}
+
+/// What this leader has heard from the agents, and since when it has been listening.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    /// When this node became leader.
+    pub since: Instant,
+    /// Each node's latest heartbeat seen by this leader.
+    pub beats: &'a HashMap<String, Instant>,
+}
+
+/// What the node lifecycle decided in one pass.
+#[derive(Debug, Default)]
+pub struct NodePass {
+    pub writes: Writes,
+    /// Nodes written this pass: their other updates wait for the next pass, to not race
+    /// their own version.
+    pub written: HashSet<String>,
+}
+
+/// Pod CIDRs, Ready transitions and evictions. `cidr_warned` holds the nodes already told
+/// that no pod CIDR is left: they are told once per leadership, not once per pass.
+pub fn reconcile(
+    snapshot: Snapshot,
+    now: Instant,
+    wall: Time,
+    settings: &Settings,
+    heard: Heard,
+    cidr_warned: &mut HashSet<String>,
+) -> NodePass {
+    let mut out = NodePass::default();
+    let writes = &mut out.writes;
+    let known: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .map(|n| n.object.metadata.name.as_str())
+        .collect();
+    let timeouts = Timeouts {
+        grace: settings.node_grace,
+        eviction: settings.pod_eviction_timeout,
+    };
+    let mut in_use: Vec<String> = snapshot
+        .nodes
+        .iter()
+        .filter_map(|n| n.object.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
+        .collect();
+    let mut lost: HashSet<&str> = HashSet::new();
+    for entry in snapshot.nodes {
+        let node = &*entry.object;
+        let name = node.metadata.name.as_str();
+        if node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_none()
+        {
+            match settings
+                .cluster_cidr
+                .allocate(in_use.iter().map(String::as_str))
+            {
+                Some(cidr) => {
+                    let mut updated = node.clone();
+                    let spec = updated.spec.get_or_insert_with(NodeSpec::default);
+                    spec.pod_cidr = Some(cidr.clone());
+                    spec.pod_cidrs = vec![cidr.clone()];
+                    writes.commands.push(Command::Update {
+                        kind: Kind::Node,
+                        object: to_json(&updated),
+                        part: UpdatePart::Main,
+                        expected_version: Some(entry.version),
+                    });
+                    in_use.push(cidr);
+                    out.written.insert(name.to_string());
+                    continue;
+                }
+                None => {
+                    if cidr_warned.insert(name.to_string()) {
+                        writes.notes.push(note(
+                            Kind::Node,
+                            &node.metadata,
+                            "Warning",
+                            "CIDRNotAvailable",
+                            format!("no pod CIDR left in the cluster range for node {name}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let (ready, since) = ready_condition(node);
+        let verdict = judge(
+            ready,
+            since,
+            heard.beats.get(name).copied(),
+            heard.since,
+            now,
+            wall,
+            timeouts,
+        );
+        let (ok, reason) = match verdict {
+            Verdict::Nothing => continue,
+            Verdict::EvictPods => {
+                lost.insert(name);
+                continue;
+            }
+            Verdict::MarkReady => (true, "NodeReady"),
+            Verdict::MarkNotReady => (false, "NodeNotReady"),
+        };
+        let mut updated = node.clone();
+        let status = updated.status.get_or_insert_with(NodeStatus::default);
+        status.conditions.retain(|c| c.type_ != "Ready");
+        status.conditions.insert(0, ready_condition_at(ok, wall));
+        writes
+            .commands
+            .push(status_update(Kind::Node, &updated, entry.version));
+        writes.notes.push(note(
+            Kind::Node,
+            &node.metadata,
+            "Normal",
+            reason,
+            format!("Node {name} status is now: {reason}"),
+        ));
+        out.written.insert(name.to_string());
+    }
+
+    // Pods on lost nodes, or on nodes that no longer exist, will not run again.
+    let orphan_age = chrono::Duration::from_std(timeouts.grace).unwrap_or(chrono::Duration::MAX);
+    for entry in snapshot.pods {
+        let facts = &*entry.object;
+        let Some(node_name) = facts.node() else {
+            continue;
+        };
+        let pod = &facts.pod;
+        let gone = !known.contains(node_name)
+            && pod
+                .metadata
+                .creation_timestamp
+                .is_some_and(|t| wall - t > orphan_age);
+        if !lost.contains(node_name) && !gone {
+            continue;
+        }
+        if facts.owned.terminating {
+            // No agent will confirm the deletion: finish it.
+            writes.commands.push(delete_pod(pod, true, wall));
+        } else if !facts.owned.finished {
+            let mut updated = pod.clone();
+            let status = updated.status.get_or_insert_with(PodStatus::default);
+            status.phase = Some("Failed".into());
+            status.reason = Some("NodeLost".into());
+            let message = if gone {
+                format!(
+                    "Node {node_name} which was running pod {} no longer exists",
+                    pod.metadata.name
+                )
+            } else {
+                format!(
+                    "Node {node_name} which was running pod {} is unresponsive",
+                    pod.metadata.name
+                )
+            };
+            status.message = Some(message.clone());
+            for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+                if c.status != "False" {
+                    c.status = "False".into();
+                    c.last_transition_time = Some(wall);
+                }
+            }
+            writes
+                .commands
+                .push(status_update(Kind::Pod, &updated, entry.version));
+            writes.notes.push(note(
+                Kind::Pod,
+                &pod.metadata,
+                "Warning",
+                "Evicted",
+                message,
+            ));
+        }
+    }
+    out
+}
+
+/// The Ready condition the lifecycle writes: the agent is heard (`ok`) or silent.
+fn ready_condition_at(ok: bool, wall: Time) -> NodeCondition {
+    let (status, reason, message) = if ok {
+        ("True", "AgentReady", "skiff-agent is posting heartbeats")
+    } else {
+        (
+            "False",
+            "NodeStatusUnknown",
+            "skiff-agent stopped posting heartbeats",
+        )
+    };
+    NodeCondition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(wall),
+        last_transition_time: Some(wall),
     }
 }
 
@@ -288,5 +494,278 @@ mod tests {
         ] {
             assert!(ClusterCidr::parse(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// [`reconcile`]: what the verdicts write.
+#[cfg(test)]
+mod reconcile_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::fixtures::*;
+    use crate::controllers::snapshot::{PodFacts, Versioned};
+
+    /// One pass at `wall(0)`, a minute after this leader took over, having heard from the
+    /// nodes in `heard_now` just now and from no other.
+    fn pass(
+        nodes: &[Versioned<Node>],
+        pods: &[Versioned<PodFacts>],
+        heard_now: &[&str],
+    ) -> NodePass {
+        pass_warned(nodes, pods, heard_now, &mut HashSet::new(), "10.244.0.0/16")
+    }
+
+    fn pass_warned(
+        nodes: &[Versioned<Node>],
+        pods: &[Versioned<PodFacts>],
+        heard_now: &[&str],
+        warned: &mut HashSet<String>,
+        cidr: &str,
+    ) -> NodePass {
+        let since = Instant::now();
+        let now = since + Duration::from_secs(60);
+        let beats = heard_now.iter().map(|n| (n.to_string(), now)).collect();
+        let snapshot = Snapshot {
+            nodes,
+            pods,
+            deployments: &[],
+        };
+        let heard = Heard {
+            since,
+            beats: &beats,
+        };
+        reconcile(snapshot, now, wall(0), &settings(cidr), heard, warned)
+    }
+
+    /// A node with a pod CIDR, Ready=False since `seconds` before now.
+    fn not_ready_node(name: &str, seconds: i64) -> Versioned<Node> {
+        node(
+            name,
+            5,
+            json!({
+                "spec": {"podCIDR": "10.244.1.0/24"},
+                "status": {"conditions": [{
+                    "type": "Ready", "status": "False",
+                    "lastTransitionTime": wall(-seconds),
+                }]},
+            }),
+        )
+    }
+
+    fn running_on(name: &str, node: &str) -> Versioned<PodFacts> {
+        pod(
+            name,
+            8,
+            json!({
+                "spec": {"nodeName": node},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": wall(-50)}
+                ]},
+            }),
+        )
+    }
+
+    #[test]
+    fn pods_of_a_node_not_ready_longer_than_the_eviction_timeout_fail_as_node_lost() {
+        let out = pass(
+            &[not_ready_node("n1", 100)],
+            &[running_on("web", "n1")],
+            &[],
+        );
+        let written = updates(&out.writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let (pod, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(8)));
+        let message = "Node n1 which was running pod web is unresponsive";
+        assert_eq!(pod["status"]["phase"], "Failed");
+        assert_eq!(pod["status"]["reason"], "NodeLost");
+        assert_eq!(pod["status"]["message"], message);
+        let ready = condition(pod, "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["lastTransitionTime"], json!(wall(0)));
+        assert_eq!(
+            notes(&out.writes),
+            [("web".into(), "Warning", "Evicted", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_node_not_ready_for_less_than_the_eviction_timeout_keeps_its_pods() {
+        // Exactly the timeout: stored times have whole seconds, so eviction waits one more.
+        let out = pass(&[not_ready_node("n1", 30)], &[running_on("web", "n1")], &[]);
+        assert!(out.writes.commands.is_empty());
+        assert!(out.writes.notes.is_empty());
+    }
+
+    #[test]
+    fn deletions_on_a_lost_node_are_finished_at_once_since_no_agent_will_confirm_them() {
+        let going = pod(
+            "going",
+            9,
+            json!({
+                "metadata": {"deletionTimestamp": wall(-40)},
+                "spec": {"nodeName": "n1"},
+            }),
+        );
+        let out = pass(&[not_ready_node("n1", 100)], &[going], &[]);
+        assert_eq!(deletes(&out.writes), [("going".to_string(), true)]);
+        assert!(out.writes.notes.is_empty());
+    }
+
+    #[test]
+    fn finished_pods_and_pods_on_healthy_nodes_are_not_evicted() {
+        let done = pod(
+            "done",
+            9,
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}}),
+        );
+        let nodes = [
+            not_ready_node("n1", 100),
+            ready_node("n2", 6, "10.244.2.0/24"),
+        ];
+        let out = pass(&nodes, &[done, running_on("web", "n2")], &["n2"]);
+        assert!(out.writes.commands.is_empty(), "{:?}", out.writes.commands);
+    }
+
+    #[test]
+    fn pods_on_a_node_that_no_longer_exists_fail_once_older_than_the_grace_period() {
+        let old = running_on("old", "ghost");
+        let mut young = running_on("young", "ghost").object.pod.clone();
+        young.metadata.creation_timestamp = Some(wall(-5));
+        let young = Versioned::new(8, PodFacts::new(young));
+        let out = pass(&[], &[old, young], &[]);
+        let written = updates(&out.writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let message = "Node ghost which was running pod old no longer exists";
+        assert_eq!(written[0].0["metadata"]["name"], "old");
+        assert_eq!(written[0].0["status"]["reason"], "NodeLost");
+        assert_eq!(written[0].0["status"]["message"], message);
+        assert_eq!(
+            notes(&out.writes),
+            [("old".into(), "Warning", "Evicted", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_node_heard_from_is_marked_ready_with_its_condition_and_event() {
+        let n1 = node("n1", 4, json!({"spec": {"podCIDR": "10.244.0.0/24"}}));
+        let out = pass(&[n1], &[], &["n1"]);
+        let written = updates(&out.writes, Kind::Node);
+        assert_eq!(written.len(), 1);
+        let (node, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(4)));
+        assert_eq!(
+            condition(node, "Ready"),
+            &json!({
+                "type": "Ready", "status": "True", "reason": "AgentReady",
+                "message": "skiff-agent is posting heartbeats",
+                "lastHeartbeatTime": wall(0), "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&out.writes),
+            [(
+                "n1".into(),
+                "Normal",
+                "NodeReady",
+                "Node n1 status is now: NodeReady".into()
+            )]
+        );
+        assert!(out.written.contains("n1"));
+    }
+
+    #[test]
+    fn a_silent_node_is_marked_not_ready_with_its_condition_and_event() {
+        let out = pass(&[ready_node("n1", 4, "10.244.0.0/24")], &[], &[]);
+        let written = updates(&out.writes, Kind::Node);
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            condition(&written[0].0, "Ready"),
+            &json!({
+                "type": "Ready", "status": "False", "reason": "NodeStatusUnknown",
+                "message": "skiff-agent stopped posting heartbeats",
+                "lastHeartbeatTime": wall(0), "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&out.writes),
+            [(
+                "n1".into(),
+                "Normal",
+                "NodeNotReady",
+                "Node n1 status is now: NodeNotReady".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn nodes_without_a_pod_cidr_get_the_lowest_free_ones_and_nothing_else_this_pass() {
+        let nodes = [
+            ready_node("a", 1, "10.244.0.0/24"),
+            node("b", 2, json!({})),
+            node("c", 3, json!({})),
+        ];
+        let out = pass(&nodes, &[], &["a", "b", "c"]);
+        let written = updates(&out.writes, Kind::Node);
+        let cidrs: Vec<_> = written
+            .iter()
+            .map(|(n, part, version)| {
+                assert_eq!(*part, UpdatePart::Main);
+                (
+                    n["metadata"]["name"].clone(),
+                    n["spec"]["podCIDR"].clone(),
+                    n["spec"]["podCIDRs"].clone(),
+                    *version,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cidrs,
+            [
+                (
+                    json!("b"),
+                    json!("10.244.1.0/24"),
+                    json!(["10.244.1.0/24"]),
+                    Some(2)
+                ),
+                (
+                    json!("c"),
+                    json!("10.244.2.0/24"),
+                    json!(["10.244.2.0/24"]),
+                    Some(3)
+                ),
+            ]
+        );
+        // Marking them Ready waits for the next pass, as does scheduling onto them.
+        assert!(out.writes.notes.is_empty());
+        assert_eq!(
+            out.written,
+            HashSet::from(["b".to_string(), "c".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_used_up_cluster_range_is_reported_once_per_node_per_leadership() {
+        let nodes = [ready_node("a", 1, "10.0.0.0/24"), node("b", 2, json!({}))];
+        let mut warned = HashSet::new();
+        let out = pass_warned(&nodes, &[], &["a"], &mut warned, "10.0.0.0/24");
+        assert_eq!(
+            notes(&out.writes)[0],
+            (
+                "b".into(),
+                "Warning",
+                "CIDRNotAvailable",
+                "no pod CIDR left in the cluster range for node b".into()
+            )
+        );
+        let again = pass_warned(&nodes, &[], &["a"], &mut warned, "10.0.0.0/24");
+        assert!(
+            again
+                .writes
+                .notes
+                .iter()
+                .all(|n| n.reason != "CIDRNotAvailable")
+        );
     }
 }

@@ -3,11 +3,18 @@
 //! Filters (Ready, not cordoned, nodeSelector, cpu / memory / pod-count room) decide where
 //! a pod may go; among those nodes, fewer pods of the same owner wins (spreading a
 //! deployment), then the least allocated node, then the name. Placing a pod updates the
-//! state, so one pass spreads a whole batch of pending pods.
+//! state, so one pass spreads a whole batch of pending pods. [`schedule`] turns the
+//! placements into bindings, or into the reason a pod waits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use skiff_api::types::{Node, Pod, Quantity};
+use skiff_api::Kind;
+use skiff_api::meta::Time;
+use skiff_api::types::{Node, Pod, PodCondition, PodStatus, Quantity};
+
+use super::snapshot::{PodFacts, Snapshot, Versioned};
+use super::writes::{Writes, note, rfc3339, status_update};
+use crate::raft_types::Command;
 
 /// Kubernetes' default pod capacity of a node that does not state one.
 pub const DEFAULT_MAX_PODS: u64 = 110;
@@ -300,6 +307,123 @@ fn unschedulable_message(total: usize, reasons: &BTreeMap<Unfit, usize>) -> Stri
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
+/// Binds pending pods, or says why they cannot be placed. Nodes in `busy` were written
+/// this pass and take no pods until the next.
+pub fn schedule(snapshot: Snapshot, busy: &HashSet<String>, wall: Time) -> Writes {
+    let mut writes = Writes::default();
+    let mut pending: Vec<&Versioned<PodFacts>> = snapshot
+        .pods
+        .iter()
+        .filter(|p| {
+            let f = &p.object;
+            f.node().is_none() && !f.owned.terminating && !f.owned.finished
+        })
+        .filter(|p| {
+            p.object
+                .pod
+                .spec
+                .scheduler_name
+                .as_deref()
+                .is_none_or(|s| s == skiff_api::object::DEFAULT_SCHEDULER)
+        })
+        .collect();
+    if pending.is_empty() {
+        return writes;
+    }
+    // Oldest first: versions grow with every write, creation included.
+    pending.sort_by_key(|p| p.version);
+    let infos: Vec<NodeInfo> = snapshot
+        .nodes
+        .iter()
+        .map(|n| {
+            let n = &*n.object;
+            let mut info = NodeInfo::from_node(n);
+            // A node without a pod CIDR cannot give pods addresses yet, and one being
+            // written this pass is judged again on the next.
+            let has_cidr = n.spec.as_ref().is_some_and(|s| s.pod_cidr.is_some());
+            info.ready = info.ready && has_cidr && !busy.contains(&info.name);
+            info
+        })
+        .collect();
+    let bound = snapshot.pods.iter().filter_map(|p| {
+        let f = &*p.object;
+        let node = f.node()?;
+        (!f.owned.finished).then_some((node, f.requests, f.deployment.as_deref()))
+    });
+    let mut scheduler = Scheduler::new(infos, bound);
+    let now = rfc3339(wall);
+    for entry in pending {
+        let facts = &*entry.object;
+        let pod = &facts.pod;
+        let request = PendingPod {
+            node_selector: Some(&pod.spec.node_selector),
+            requests: facts.requests,
+            owner: facts.deployment.as_deref(),
+        };
+        match scheduler.place(&request) {
+            Placement::Node(i) => {
+                let node_name = scheduler.node_name(i).to_string();
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                writes.notes.push(note(
+                    Kind::Pod,
+                    &pod.metadata,
+                    "Normal",
+                    "Scheduled",
+                    format!(
+                        "Successfully assigned {namespace}/{} to {node_name}",
+                        pod.metadata.name
+                    ),
+                ));
+                writes.commands.push(Command::Bind {
+                    namespace,
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    node_name,
+                    now: now.clone(),
+                });
+            }
+            Placement::Unschedulable(message) => {
+                let current = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "PodScheduled"));
+                // Told already: writing the same reason again would only cost a log entry.
+                if current.is_some_and(|c| {
+                    c.status == "False" && c.message.as_deref() == Some(message.as_str())
+                }) {
+                    continue;
+                }
+                let mut updated = pod.clone();
+                let status = updated.status.get_or_insert_with(PodStatus::default);
+                status.phase.get_or_insert_with(|| "Pending".into());
+                status.conditions.retain(|c| c.type_ != "PodScheduled");
+                status.conditions.insert(
+                    0,
+                    PodCondition {
+                        type_: "PodScheduled".into(),
+                        status: "False".into(),
+                        reason: Some("Unschedulable".into()),
+                        message: Some(message.clone()),
+                        last_transition_time: Some(wall),
+                        last_probe_time: None,
+                    },
+                );
+                writes
+                    .commands
+                    .push(status_update(Kind::Pod, &updated, entry.version));
+                writes.notes.push(note(
+                    Kind::Pod,
+                    &pod.metadata,
+                    "Warning",
+                    "FailedScheduling",
+                    message,
+                ));
+            }
+        }
+    }
+    writes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +652,179 @@ mod tests {
                 memory_bytes: 8 * GI,
                 pods: 20
             }
+        );
+    }
+}
+
+/// [`schedule`]: bindings, conditions and events.
+#[cfg(test)]
+mod schedule_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::fixtures::*;
+    use crate::raft_types::UpdatePart;
+
+    fn run(nodes: &[Versioned<Node>], pods: &[Versioned<PodFacts>], busy: &[&str]) -> Writes {
+        let busy = busy.iter().map(|n| n.to_string()).collect();
+        let snapshot = Snapshot {
+            nodes,
+            pods,
+            deployments: &[],
+        };
+        schedule(snapshot, &busy, wall(0))
+    }
+
+    fn binds(writes: &Writes) -> Vec<(String, String)> {
+        writes
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Bind {
+                    name, node_name, ..
+                } => Some((name.clone(), node_name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn selecting_gpu(name: &str) -> Versioned<PodFacts> {
+        pod(name, 7, json!({"spec": {"nodeSelector": {"gpu": "true"}}}))
+    }
+
+    #[test]
+    fn a_pending_pod_is_bound_with_a_scheduled_event() {
+        let writes = run(
+            &[ready_node("n1", 1, "10.244.0.0/24")],
+            &[pod("web", 7, json!({}))],
+            &[],
+        );
+        assert_eq!(
+            writes.commands,
+            [Command::Bind {
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: "uid-web".into(),
+                node_name: "n1".into(),
+                now: "2026-01-01T00:00:00Z".into(),
+            }]
+        );
+        assert_eq!(
+            notes(&writes),
+            [(
+                "web".into(),
+                "Normal",
+                "Scheduled",
+                "Successfully assigned default/web to n1".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_pod_no_node_fits_is_marked_unschedulable_with_the_reason_and_an_event() {
+        let writes = run(
+            &[ready_node("n1", 1, "10.244.0.0/24")],
+            &[selecting_gpu("web")],
+            &[],
+        );
+        let written = updates(&writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let (pod, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(7)));
+        let message = "0/1 nodes are available: 1 node(s) didn't match node selector.";
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(
+            condition(pod, "PodScheduled"),
+            &json!({
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastTransitionTime": wall(0),
+            })
+        );
+        assert_eq!(
+            notes(&writes),
+            [("web".into(), "Warning", "FailedScheduling", message.into())]
+        );
+    }
+
+    #[test]
+    fn a_pod_already_told_the_same_reason_is_not_written_again() {
+        let mut told = selecting_gpu("web").object.pod.clone();
+        told.status = Some(PodStatus {
+            conditions: vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(
+                    "0/1 nodes are available: 1 node(s) didn't match node selector.".into(),
+                ),
+                last_transition_time: Some(wall(-30)),
+                last_probe_time: None,
+            }],
+            ..PodStatus::default()
+        });
+        let pods = [Versioned::new(7, PodFacts::new(told))];
+        let writes = run(&[ready_node("n1", 1, "10.244.0.0/24")], &pods, &[]);
+        assert!(writes.commands.is_empty());
+        assert!(writes.notes.is_empty());
+    }
+
+    #[test]
+    fn nodes_without_a_pod_cidr_or_written_this_pass_take_no_pods() {
+        let nodes = [
+            node(
+                "no-cidr",
+                1,
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            ready_node("busy", 2, "10.244.1.0/24"),
+        ];
+        let writes = run(&nodes, &[pod("web", 7, json!({}))], &["busy"]);
+        assert!(binds(&writes).is_empty());
+        assert_eq!(
+            notes(&writes)[0].3,
+            "0/2 nodes are available: 2 node(s) were not ready."
+        );
+    }
+
+    #[test]
+    fn pods_for_another_scheduler_or_already_ending_are_left_alone() {
+        let pods = [
+            pod(
+                "other",
+                7,
+                json!({"spec": {"schedulerName": "my-scheduler"}}),
+            ),
+            pod(
+                "going",
+                8,
+                json!({"metadata": {"deletionTimestamp": wall(-1)}}),
+            ),
+            pod("done", 9, json!({"status": {"phase": "Failed"}})),
+        ];
+        let writes = run(&[ready_node("n1", 1, "10.244.0.0/24")], &pods, &[]);
+        assert!(writes.commands.is_empty(), "{:?}", writes.commands);
+    }
+
+    #[test]
+    fn the_oldest_pending_pod_gets_the_last_place() {
+        let one_slot = node(
+            "n1",
+            1,
+            json!({
+                "spec": {"podCIDR": "10.244.0.0/24"},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "allocatable": {"pods": "1"},
+                },
+            }),
+        );
+        // Listed newest first; the lower version was written first.
+        let pods = [pod("newer", 12, json!({})), pod("older", 11, json!({}))];
+        let writes = run(&[one_slot], &pods, &[]);
+        assert_eq!(binds(&writes), [("older".to_string(), "n1".to_string())]);
+        assert_eq!(
+            notes(&writes)[1].3,
+            "0/1 nodes are available: 1 node(s) had too many pods."
         );
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
 use crate::node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
@@ -60,45 +61,8 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The namespace an object of `kind` lives in: `default` when unset, none for cluster-scoped kinds.
-fn effective_namespace(kind: Kind, namespace: Option<&str>) -> String {
-    match (kind.is_namespaced(), namespace) {
-        (false, _) => String::new(),
-        (true, Some(ns)) if !ns.is_empty() => ns.to_string(),
-        (true, _) => "default".to_string(),
-    }
-}
-
-fn normalize_namespace(object: &mut Object) {
-    let kind = object.kind();
-    let meta = object.metadata_mut();
-    let ns = effective_namespace(kind, meta.namespace.as_deref());
-    meta.namespace = (!ns.is_empty()).then_some(ns);
-}
-
 fn validation(e: validate::ValidationError) -> ApiError {
     ApiError::InvalidArgument(e.to_string())
-}
-
-/// Prepares an object to be created, by a client or a controller alike: namespace,
-/// generated name, uid, creation time, server-owned fields cleared, defaults, validation.
-pub fn admit_new(object: &mut Object) -> Result<(), ApiError> {
-    normalize_namespace(object);
-    let meta = object.metadata_mut();
-    if meta.name.is_empty()
-        && let Some(prefix) = meta.generate_name.clone().filter(|p| !p.is_empty())
-    {
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        meta.name = format!("{prefix}{}", &suffix[..5]);
-    }
-    meta.uid = Some(uuid::Uuid::new_v4().to_string());
-    meta.creation_timestamp = Some(chrono::Utc::now());
-    meta.resource_version = None;
-    meta.generation = None;
-    meta.deletion_timestamp = None;
-    meta.deletion_grace_period_seconds = None;
-    object.apply_defaults();
-    validate::validate(object).map_err(validation)
 }
 
 /// Which objects a list or watch wants.

@@ -1060,4 +1060,81 @@ mod tests {
         let (r, _) = apply_command(&mut table, 7, &bind_command("missing", "u", "n1"));
         assert!(matches!(r, Err(ApplyError::NotFound(_))));
     }
+
+    fn create_command(value: &Value) -> Command {
+        Command::Create {
+            kind: Kind::Pod,
+            object: serde_json::to_vec(value).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_failing_command_in_a_batch_fails_alone_and_the_others_apply() {
+        let mut table = table_with_default();
+        let batch = Command::Batch(vec![
+            create_command(&pod("a", None)),
+            create_command(&pod("a", None)),
+            create_command(&pod("b", None)),
+        ]);
+        let (results, records) = apply_entry(&mut table, 7, &batch);
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results[1],
+            Err(ApplyError::AlreadyExists(
+                "pods \"a\" already exists".into()
+            ))
+        );
+        assert!(results[2].is_ok());
+        assert_eq!(records.len(), 2);
+        assert_eq!(table.list(Kind::Pod, Some("default")).count(), 2);
+    }
+
+    #[test]
+    fn commands_in_one_entry_share_its_index_as_resource_version() {
+        let mut table = table_with_default();
+        create(&mut table, 2, &pod("old", None)).unwrap();
+        let batch = Command::Batch(vec![
+            create_command(&pod("a", None)),
+            create_command(&pod("b", None)),
+            Command::Delete {
+                kind: Kind::Pod,
+                namespace: "default".into(),
+                name: "old".into(),
+                grace_period_seconds: None,
+                force: false,
+                now: NOW.into(),
+            },
+        ]);
+        let (results, records) = apply_entry(&mut table, 9, &batch);
+        for applied in [&results[0], &results[1]] {
+            assert_eq!(version_of(applied.as_ref().unwrap()), "9");
+        }
+        assert!(results[2].as_ref().unwrap().removed);
+        for name in ["a", "b"] {
+            assert_eq!(table.get(Kind::Pod, "default", name).unwrap().version, 9);
+        }
+        let versions: Vec<u64> = records.iter().map(|r| r.version).collect();
+        assert_eq!(versions, [9, 9, 9]);
+    }
+
+    #[test]
+    fn a_batch_inside_a_batch_is_refused_and_the_rest_apply() {
+        let mut table = table_with_default();
+        let batch = Command::Batch(vec![
+            create_command(&pod("a", None)),
+            Command::Batch(vec![create_command(&pod("nested", None))]),
+            create_command(&pod("b", None)),
+        ]);
+        let (results, _) = apply_entry(&mut table, 4, &batch);
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results[1],
+            Err(ApplyError::Invalid(
+                "a batch may not contain a batch".into()
+            ))
+        );
+        assert!(results[2].is_ok());
+        assert!(table.get(Kind::Pod, "default", "nested").is_none());
+    }
 }
