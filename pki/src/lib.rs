@@ -35,6 +35,7 @@
 
 pub mod ca;
 pub mod identity;
+pub mod tls;
 pub mod token;
 
 pub use ca::{
