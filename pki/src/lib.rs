@@ -33,11 +33,15 @@
 //! and groups. Clients can demand the same of servers ([`tls::ServerCheck::Member`]), so an
 //! agent's certificate for the same IP cannot stand in for a member.
 
+pub mod authz;
 pub mod ca;
 pub mod identity;
 pub mod tls;
 pub mod token;
 
+pub use authz::{
+    Attributes, Forbidden, NodeForbidden, NodeTarget, Role, Subject, Verb, authorize, node_may,
+};
 pub use ca::{
     CaError, CertifiedKey, NodeKey, csr_der, fingerprint, host_of, issue_client_cert,
     issue_member_cert, sign_node_csr,
