@@ -223,7 +223,8 @@ impl Subject {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Forbidden {
     pub user: String,
-    pub attributes: Attributes,
+    /// Boxed: results stay small on the allowed path.
+    pub attributes: Box<Attributes>,
 }
 
 impl fmt::Display for Forbidden {
@@ -278,7 +279,7 @@ pub fn authorize(subject: &Subject, attributes: &Attributes) -> Result<(), Forbi
     } else {
         Err(Forbidden {
             user: subject.user_name(),
-            attributes: attributes.clone(),
+            attributes: Box::new(attributes.clone()),
         })
     }
 }
