@@ -34,6 +34,7 @@
 //! agent's certificate for the same IP cannot stand in for a member.
 
 pub mod authz;
+pub mod bearer;
 pub mod ca;
 pub mod identity;
 pub mod tls;
@@ -42,6 +43,7 @@ pub mod token;
 pub use authz::{
     Attributes, Forbidden, NodeForbidden, NodeTarget, Role, Subject, Verb, authorize, node_may,
 };
+pub use bearer::{BearerError, BearerToken, TokenRecord, parse_bearer, token_hash, verify_bearer};
 pub use ca::{
     CaError, CertifiedKey, NodeKey, csr_der, fingerprint, host_of, issue_client_cert,
     issue_member_cert, sign_node_csr,
