@@ -36,6 +36,7 @@
 pub mod authz;
 pub mod bearer;
 pub mod ca;
+pub mod config;
 pub mod identity;
 pub mod tls;
 pub mod token;
