@@ -32,6 +32,20 @@
 //! member identities), and [`identity_from_cert`] refuses subjects that mix reserved names
 //! and groups. Clients can demand the same of servers ([`tls::ServerCheck::Member`]), so an
 //! agent's certificate for the same IP cannot stand in for a member.
+//!
+//! # Wiring it in (not done here)
+//!
+//! - Daemons: `ClusterToken::from_file` (print the error, exit 2); members call
+//!   [`issue_member_cert`] once and keep cert and key in their data dir; serve with
+//!   [`tls::server_config`] (`Optional` on the control plane, `RequiredMembers` on the agent)
+//!   and [`tls::serve_tls`] / [`tls::tls_incoming`]; per request, [`tls::peer_identity`] or
+//!   the bearer token → [`Subject`] → [`authorize`] (and [`node_may`] for nodes' writes).
+//! - Agents: [`NodeKey::generate`], send `csr_pem` with [`join_proof`] over its DER; check the
+//!   returned CA with [`ClusterToken::verify_ca`]; keep all of it in `node.conf`.
+//! - CLI: `cli/src/endpoints.rs`'s `CliConfig`/`ClusterEntry` become [`config::SkiffConfig`]
+//!   / [`config::ClusterEntry`] (a superset: same fields, same YAML), `read_config` becomes
+//!   [`config::load`] and `write_config` [`config::save`] (which adds 0600 and the atomic
+//!   write); channels come from [`config::ClusterEntry::tls_config`] and [`tls::connect`].
 
 pub mod authz;
 pub mod bearer;
