@@ -8,3 +8,6 @@ pub mod pull;
 pub mod restart;
 pub mod status;
 pub mod worker;
+
+#[cfg(test)]
+mod lifecycle_tests;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use skiff_api::types::{Pod, PodStatus};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
@@ -194,6 +195,7 @@ impl FakeRuntime {
     pub fn api(self: &Arc<Self>) -> Arc<FakeApi> {
         Arc::new(FakeApi {
             runtime: self.clone(),
+            echo: Mutex::new(None),
         })
     }
 
@@ -495,9 +497,18 @@ impl Runtime for FakeRuntime {
 /// succeeds.
 pub struct FakeApi {
     runtime: Arc<FakeRuntime>,
+    /// Where written statuses come back, as the control plane's watch brings them back.
+    echo: Mutex<Option<watch::Sender<Option<Pod>>>>,
 }
 
 impl FakeApi {
+    /// Sends each written status back into the worker's pod channel, as the control plane
+    /// does: the worker compares its next status with that one.
+    /// None stops it (the sender it holds would keep the channel open).
+    pub fn echo_to(&self, pod: Option<watch::Sender<Option<Pod>>>) {
+        *self.echo.lock().expect("fake api lock") = pod;
+    }
+
     fn record(&self, call: Call) {
         let mut state = self.runtime.lock();
         self.runtime.record(&mut state, call);
@@ -509,6 +520,13 @@ impl PodApi for FakeApi {
         self.record(Call::WriteStatus(Box::new(
             pod.status.clone().unwrap_or_default(),
         )));
+        if let Some(sender) = &*self.echo.lock().expect("fake api lock") {
+            sender.send_modify(|current| {
+                if let Some(current) = current {
+                    current.status = pod.status.clone();
+                }
+            });
+        }
         Box::pin(async { Ok(()) })
     }
 
