@@ -326,6 +326,28 @@ async fn restart_policy_never_leaves_a_failed_container_and_the_pod_fails() {
     assert_eq!(c.restart_count, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_container_that_cannot_start_shows_start_error_and_crash_loops() {
+    let fake = FakeRuntime::new();
+    fake.script(
+        "app",
+        [Behavior::CannotStart(
+            "exec: \"/bin/app\": no such file".into(),
+        )],
+    );
+    let h = Harness::start(pod("Always"), &fake, None);
+    h.until(30 * SEC, "crash loop", |h| {
+        let c = h.container();
+        waiting_reason(&c).as_deref() == Some("CrashLoopBackOff") && c.restart_count >= 1
+    })
+    .await;
+    let last = h.container().last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.reason.as_deref(), Some("StartError"));
+    assert_eq!(last.exit_code, 128);
+    assert!(last.message.unwrap().contains("no such file"));
+    assert!(!events(&fake).contains(&"Started".to_string()));
+}
+
 /// `app` with a probe on port 8080 every second, failing after three misses.
 fn probed_pod(kind: &str) -> Pod {
     let mut container =
@@ -713,4 +735,37 @@ async fn a_steady_pod_writes_its_status_only_when_it_changes() {
     let settled = writes(&fake);
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(writes(&fake), settled, "1200 polls, no new status");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_exits_at_once_crash_loops_instead_of_failing_the_pod() {
+    let fake = FakeRuntime::new();
+    fake.script(
+        "app",
+        [Behavior::Exit {
+            after: Duration::ZERO,
+            code: 1,
+        }],
+    );
+    let h = Harness::start(pod("Always"), &fake, None);
+    h.until(60 * SEC, "three starts", |h| creates(&h.fake).len() >= 3)
+        .await;
+    let calls = fake.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::RemoveSandbox { .. })),
+        "the sandbox stays"
+    );
+    let phases: Vec<Option<String>> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::WriteStatus(s) => Some(s.phase.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !phases.contains(&Some("Failed".into())),
+        "never Failed under restartPolicy Always: {phases:?}"
+    );
 }

@@ -394,6 +394,15 @@ impl<R: Runtime> PodWorker<R> {
                     return Some(wait);
                 }
                 self.start_container(pod, index).await;
+                // One that exited at once (StartError) is restarted or done by policy now:
+                // shown as exited, the pod would read Failed and, once that comes back
+                // through the watch, look finished elsewhere.
+                let started = self.slots[index].instance.clone();
+                if started.as_ref().and_then(lifecycle::ended_of).is_some() {
+                    let backoff = self.shared.backoff;
+                    let actions = self.slots[index].observe(started, policy, &backoff, now());
+                    self.apply(pod, Some(index), actions).await;
+                }
                 None
             }
         }
