@@ -594,3 +594,207 @@ pub fn teardown(
     }
     actions
 }
+
+#[cfg(test)]
+mod tests {
+    //! The step functions alone, with explicit instants; `lifecycle_tests.rs` drives them
+    //! through the runner.
+
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn spec() -> Container {
+        serde_json::from_value(serde_json::json!({"name": "app", "image": "app:1"})).unwrap()
+    }
+
+    fn info(attempt: u32, state: ContainerState) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("fake://u1_app_{attempt}"),
+            sandbox_id: "s1".into(),
+            name: "app".into(),
+            attempt,
+            image: "app:1".into(),
+            state,
+            log_path: format!("/logs/app_{attempt}.log").into(),
+        }
+    }
+
+    fn exited(attempt: u32, code: i32, ran: Duration) -> ContainerInfo {
+        let finished_at = Utc::now();
+        info(
+            attempt,
+            ContainerState::Exited {
+                exit_code: code,
+                signal: None,
+                started_at: Some(finished_at - chrono::Duration::from_std(ran).unwrap()),
+                finished_at,
+                reason: "Error".into(),
+                message: None,
+            },
+        )
+    }
+
+    fn running(attempt: u32) -> ContainerInfo {
+        info(
+            attempt,
+            ContainerState::Running {
+                pid: 1,
+                started_at: Utc::now(),
+            },
+        )
+    }
+
+    #[test]
+    fn an_exit_is_removed_and_restarted_after_the_back_off_that_the_step_announces() {
+        let policy = BackoffPolicy::default();
+        let t0 = Instant::now();
+        let mut slot = Slot::new(spec());
+        slot.attempts = 1;
+        let actions = slot.observe(Some(exited(0, 1, SEC)), RestartPolicy::Always, &policy, t0);
+        // The first restart is free: no BackOff event.
+        assert_eq!(
+            actions,
+            vec![
+                Action::StopProbes,
+                Action::RemoveContainer {
+                    id: "fake://u1_app_0".into()
+                }
+            ]
+        );
+        assert_eq!(slot.next(t0), Next::Start);
+        slot.attempts = 2;
+        let actions = slot.observe(Some(exited(1, 1, SEC)), RestartPolicy::Always, &policy, t0);
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Event {
+                reason: "BackOff",
+                ..
+            })
+        ));
+        assert_eq!(slot.next(t0 + 4 * SEC), Next::Wait(6 * SEC));
+        assert!(matches!(
+            slot.view().current,
+            Current::BackOff { delay_secs: 10, .. }
+        ));
+        assert_eq!(slot.next(t0 + 10 * SEC), Next::Start);
+        assert_eq!(slot.restart_count(), 1);
+    }
+
+    #[test]
+    fn an_exit_the_policy_does_not_restart_leaves_the_slot_done() {
+        let policy = BackoffPolicy::default();
+        let t0 = Instant::now();
+        let mut slot = Slot::new(spec());
+        slot.observe(
+            Some(exited(0, 0, SEC)),
+            RestartPolicy::OnFailure,
+            &policy,
+            t0,
+        );
+        assert!(slot.done.is_some());
+        assert_eq!(slot.next(t0 + 3600 * SEC), Next::Idle);
+        let mut slot = Slot::new(spec());
+        slot.observe(Some(exited(0, 1, SEC)), RestartPolicy::Never, &policy, t0);
+        assert!(matches!(slot.view().current, Current::Done(ref e) if e.exit_code == 1));
+    }
+
+    #[test]
+    fn a_probe_verdict_about_an_earlier_instance_is_ignored() {
+        let mut slot = Slot::new(spec());
+        slot.instance = Some(running(1));
+        let stale = ProbeResult {
+            container: "app".into(),
+            instance: "fake://u1_app_0".into(),
+            kind: ProbeKind::Liveness,
+            passing: false,
+            message: "refused".into(),
+        };
+        assert_eq!(slot.on_probe(&stale, SEC), vec![]);
+        let current = ProbeResult {
+            instance: "fake://u1_app_1".into(),
+            ..stale
+        };
+        let actions = slot.on_probe(&current, 5 * SEC);
+        assert!(actions.contains(&Action::StopContainer {
+            id: "fake://u1_app_1".into(),
+            grace: 5 * SEC
+        }));
+    }
+
+    #[test]
+    fn a_failed_pull_waits_as_err_image_pull_then_image_pull_back_off_then_pulls_again() {
+        let policy = BackoffPolicy::default();
+        let t0 = Instant::now();
+        let mut slot = Slot::new(spec());
+        let (actions, wait) = slot.image_decision(false, t0).unwrap();
+        assert_eq!(wait, POLL);
+        assert!(actions.contains(&Action::Pull {
+            image: "app:1".into()
+        }));
+        let (_, go) = slot.pull_finished(Err("manifest unknown".into()), t0 + SEC, &policy);
+        assert!(!go);
+        let (_, wait) = slot.pull_wait(t0 + SEC).unwrap();
+        assert_eq!(slot.failing.as_ref().unwrap().0, "ErrImagePull");
+        assert_eq!(wait, 2 * SEC);
+        let (actions, wait) = slot.pull_wait(t0 + 4 * SEC).unwrap();
+        assert_eq!(slot.failing.as_ref().unwrap().0, "ImagePullBackOff");
+        assert_eq!(actions.len(), 2, "announced once: {actions:?}");
+        assert_eq!(wait, 7 * SEC);
+        assert_eq!(slot.pull_wait(t0 + 11 * SEC), None, "time to pull again");
+    }
+
+    #[test]
+    fn teardown_announces_stops_everything_then_removes_the_sandbox_then_confirms() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        }))
+        .unwrap();
+        let sandbox = SandboxInfo {
+            id: "s1".into(),
+            pod_uid: "u1".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            netns_path: "/n".into(),
+            volumes_dir: "/v".into(),
+        };
+        let containers = [running(1), exited(0, 1, SEC)];
+        let actions = teardown(Some(&pod), Some(&sandbox), &containers, 30 * SEC, true);
+        assert_eq!(
+            actions,
+            vec![
+                event("Normal", "Killing", "Stopping container app".into()),
+                Action::StopContainers {
+                    ids: vec!["fake://u1_app_1".into()],
+                    grace: 30 * SEC
+                },
+                Action::RemoveSandbox { id: "s1".into() },
+                Action::DetachNetwork,
+                Action::Forget {
+                    namespace: "default".into(),
+                    name: "web".into()
+                },
+                Action::ConfirmDeletion {
+                    namespace: "default".into(),
+                    name: "web".into()
+                },
+            ]
+        );
+        // Nothing ran here: only the confirmation is left.
+        assert_eq!(
+            teardown(Some(&pod), None, &[], 30 * SEC, true),
+            actions[5..].to_vec()
+        );
+        let now = Utc::now();
+        let mut deleting = pod.clone();
+        deleting.metadata.deletion_timestamp = Some(now + chrono::Duration::seconds(30));
+        deleting.metadata.deletion_grace_period_seconds = Some(30);
+        assert_eq!(
+            round(Some(&deleting), &[], now),
+            Round::Delete { grace: 30 * SEC }
+        );
+        assert_eq!(round(None, &[], now), Round::Gone);
+        assert_eq!(round(Some(&pod), &[], now), Round::Sync);
+    }
+}
