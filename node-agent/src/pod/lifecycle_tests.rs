@@ -75,7 +75,7 @@ impl Harness {
                 "{what}: not within {limit:?}; calls: {:#?}",
                 self.fake.calls()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

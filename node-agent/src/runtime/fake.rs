@@ -222,7 +222,7 @@ impl FakeRuntime {
         };
     }
 
-    fn find(state: &mut State, id: &str) -> Result<ContainerInfo> {
+    fn find(state: &State, id: &str) -> Result<ContainerInfo> {
         let container = state
             .containers
             .get(id)
@@ -441,7 +441,7 @@ impl Runtime for FakeRuntime {
         if let Some(container) = state.containers.get_mut(container_id) {
             FakeRuntime::settle(container, now, epoch);
         }
-        FakeRuntime::find(&mut state, container_id)
+        FakeRuntime::find(&state, container_id)
     }
 
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerInfo>> {
