@@ -17,6 +17,7 @@ use crate::config::AgentConfig;
 use crate::events::Recorder;
 use crate::network;
 use crate::node;
+use crate::pod::api::{ClientApi, PodImages};
 use crate::pod::worker::{PodWorker, Shared};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -80,17 +81,19 @@ pub async fn run_agent<R: Runtime>(
     let shared = Arc::new(Shared {
         network,
         runtime,
-        client: client.clone(),
-        events: Recorder::new(client.clone(), config.name.clone()),
+        api: Arc::new(ClientApi {
+            client: client.clone(),
+            events: Recorder::new(client.clone(), config.name.clone()),
+        }),
         node_name: config.name.clone(),
         node_ip: config.node_ip.clone(),
         backoff: config.backoff,
         registry,
-        images,
+        images: images.map(|i| Arc::new(i) as Arc<dyn PodImages>),
     });
     tokio::select! {
         _ = &mut shutdown => {}
-        _ = follow_pods(shared) => {}
+        _ = follow_pods(&client, shared) => {}
     }
     heartbeats.abort();
     if let Some(routes) = routes {
@@ -100,13 +103,12 @@ pub async fn run_agent<R: Runtime>(
 }
 
 /// Lists and watches this node's pods forever, starting and feeding workers.
-async fn follow_pods<R: Runtime>(shared: Arc<Shared<R>>) {
+async fn follow_pods<R: Runtime>(client: &Client, shared: Arc<Shared<R>>) {
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let selector = format!("spec.nodeName={}", shared.node_name);
     let mut first = true;
     loop {
-        let listed = match shared
-            .client
+        let listed = match client
             .list::<Pod>(&ListParams::all_namespaces().fields(selector.clone()))
             .await
         {
@@ -134,7 +136,7 @@ async fn follow_pods<R: Runtime>(shared: Arc<Shared<R>>) {
         let params = WatchParams::all_namespaces()
             .fields(selector.clone())
             .from_version(listed.resource_version);
-        let mut events = shared.client.watch::<Pod>(params);
+        let mut events = client.watch::<Pod>(params);
         while let Some(event) = events.next().await {
             match event {
                 Ok(WatchEvent::Added(pod)) | Ok(WatchEvent::Modified(pod)) => {

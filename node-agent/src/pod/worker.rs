@@ -1,5 +1,7 @@
-//! One task per pod: makes the runtime match the pod (sandbox, containers, restarts with
-//! back-off, probes), writes the pod's status, and tears everything down on deletion.
+//! One task per pod: the runner half of the pod's lifecycle. It makes the runtime match the
+//! pod (sandbox, containers, probes), writes the pod's status, and tears everything down on
+//! deletion; what to do — restarts, back-off, pulls, probe verdicts, the order of deletion —
+//! is decided by the pure step functions of `lifecycle.rs`, whose [`Action`]s it performs.
 //!
 //! The loop is level-triggered: each round looks at the latest pod from the watch and at the
 //! runtime's containers, acts, and sleeps until the pod changes, a probe verdict flips, a
@@ -8,131 +10,59 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_api::types::{Container, Pod, PodStatus, Probe};
-use skiff_client::{Client, DeleteParams};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
+use super::api::{PodApi, PodImages};
+use super::lifecycle::{
+    self, Action, Next, POLL, ProbeKind, ProbeResult, RETRY, Round, Slot, teardown,
+};
 use super::probe::{self, Timing, Verdict};
-use super::pull::{Decision, PullBackoff, PullPolicy, PullWait, decide, never_pull_message};
-use super::restart::{Backoff, BackoffPolicy, RestartPolicy};
-use super::status::{ContainerView, Current, Ended, PodFacts, pod_status};
-use crate::events::Recorder;
+use super::restart::{BackoffPolicy, RestartPolicy};
+use super::status::{PodFacts, pod_status};
 use crate::image::ContainerSpec;
 use crate::registry::{ContainerEntry, Registry};
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, Mount, Resources, Runtime,
-    SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerOptions, Mount, Resources, Runtime, SandboxConfig, SandboxInfo,
 };
-
-/// How often running containers are looked at for exits.
-const POLL: Duration = Duration::from_millis(100);
 
 /// What every pod worker shares.
 pub struct Shared<R> {
     pub runtime: Arc<R>,
     /// The pod network, unless the agent runs without one.
     pub network: Option<Arc<skiff_netplugin::network::PodNetwork>>,
-    pub client: Client,
-    pub events: Recorder,
+    /// Status writes, deletion confirmations and events.
+    pub api: Arc<dyn PodApi>,
     pub node_name: String,
     pub node_ip: String,
     pub backoff: BackoffPolicy,
     pub registry: Arc<Registry>,
     /// The image store and pull settings, when the runtime runs containers from images.
-    pub images: Option<crate::image::NodeImages>,
+    pub images: Option<Arc<dyn PodImages>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProbeKind {
-    Liveness,
-    Readiness,
-}
-
-struct ProbeResult {
-    container: String,
-    /// The container instance the verdict is about (stale results are dropped).
-    instance: String,
-    kind: ProbeKind,
-    passing: bool,
-    message: String,
-}
-
-/// One container of the pod, across its restarts.
-struct Slot {
-    spec: Container,
-    /// The runtime's container of the current attempt.
-    instance: Option<ContainerInfo>,
-    /// Attempts started so far (the next attempt's number).
-    attempts: u32,
-    backoff: Backoff,
-    /// Set while waiting out a back-off.
-    restart_at: Option<(Instant, u64)>,
-    last: Option<Ended>,
-    /// Exited for good.
-    done: Option<Ended>,
-    ready: bool,
+/// The tasks a slot runs besides the worker.
+#[derive(Default)]
+struct Tasks {
     probes: Vec<JoinHandle<()>>,
-    /// Why it cannot start, as a waiting reason and message.
-    failing: Option<(String, String)>,
-    /// A pull of its image under way (`oci` runtime): the image's digest, or the reason.
-    pulling: Option<(JoinHandle<Result<String, String>>, std::time::Instant)>,
-    /// Failed pulls and their back-off.
-    pull_backoff: PullBackoff,
+    /// A pull of its image under way: the image's digest, or the reason.
+    pull: Option<JoinHandle<Result<String, String>>>,
 }
 
-impl Slot {
-    fn new(spec: Container) -> Slot {
-        Slot {
-            spec,
-            instance: None,
-            attempts: 0,
-            backoff: Backoff::default(),
-            restart_at: None,
-            last: None,
-            done: None,
-            ready: false,
-            probes: Vec::new(),
-            failing: None,
-            pulling: None,
-            pull_backoff: PullBackoff::default(),
-        }
-    }
-
+impl Tasks {
     fn stop_probes(&mut self) {
         for probe in self.probes.drain(..) {
             probe.abort();
         }
     }
-
-    fn restart_count(&self) -> i32 {
-        self.attempts.saturating_sub(1) as i32
-    }
 }
 
-fn ended_of(info: &ContainerInfo) -> Option<Ended> {
-    match &info.state {
-        ContainerState::Exited {
-            exit_code,
-            signal,
-            started_at,
-            finished_at,
-            reason,
-            message,
-        } => Some(Ended {
-            container_id: info.id.clone(),
-            exit_code: *exit_code,
-            signal: *signal,
-            reason: reason.clone(),
-            message: message.clone(),
-            started_at: *started_at,
-            finished_at: *finished_at,
-        }),
-        _ => None,
-    }
+/// The clock of back-offs and pulls: tokio's, so a paused clock in tests moves them too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 pub struct PodWorker<R: Runtime> {
@@ -141,6 +71,8 @@ pub struct PodWorker<R: Runtime> {
     uid: String,
     sandbox: Option<SandboxInfo>,
     slots: Vec<Slot>,
+    /// Beside `slots`, index for index.
+    tasks: Vec<Tasks>,
     last_status: Option<PodStatus>,
     start_time: Option<skiff_api::meta::Time>,
     /// The pod's address on the pod network, once attached.
@@ -158,6 +90,7 @@ impl<R: Runtime> PodWorker<R> {
             uid,
             sandbox: None,
             slots: Vec::new(),
+            tasks: Vec::new(),
             last_status: None,
             start_time: None,
             pod_ip: None,
@@ -170,18 +103,25 @@ impl<R: Runtime> PodWorker<R> {
     pub async fn run(mut self) {
         loop {
             let pod = self.pod.borrow_and_update().clone();
-            let Some(pod) = pod else {
-                // Gone from the API (force-deleted): stop at once.
-                self.teardown(None, Duration::ZERO).await;
-                return;
-            };
-            if pod.metadata.deletion_timestamp.is_some() {
-                let grace = deletion_grace(&pod);
-                self.teardown(Some(&pod), grace).await;
-                self.confirm_deletion(&pod).await;
-                return;
+            let round = lifecycle::round(pod.as_ref(), &self.slots, chrono::Utc::now());
+            match round {
+                Round::Gone => {
+                    self.teardown(None, Duration::ZERO, false).await;
+                    return;
+                }
+                Round::Delete { grace } => {
+                    self.teardown(pod.as_ref(), grace, true).await;
+                    return;
+                }
+                Round::FinishedElsewhere | Round::Sync => {}
             }
-            let wake = self.sync(&pod).await;
+            let Some(pod) = pod else { return };
+            let wake = if round == Round::FinishedElsewhere {
+                self.teardown(Some(&pod), Duration::ZERO, false).await;
+                Duration::from_secs(3600)
+            } else {
+                self.sync(&pod).await
+            };
             tokio::select! {
                 changed = self.pod.changed() => {
                     if changed.is_err() {
@@ -190,79 +130,132 @@ impl<R: Runtime> PodWorker<R> {
                         return;
                     }
                 }
-                Some(result) = self.probe_rx.recv() => self.on_probe(&pod, result),
+                Some(result) = self.probe_rx.recv() => self.on_probe(&pod, result).await,
                 _ = tokio::time::sleep(wake) => {}
             }
         }
     }
 
     fn stop_probes(&mut self) {
-        for slot in &mut self.slots {
-            slot.stop_probes();
+        for tasks in &mut self.tasks {
+            tasks.stop_probes();
         }
     }
 
-    fn on_probe(&mut self, pod: &Pod, result: ProbeResult) {
-        let Some(slot) = self
+    async fn on_probe(&mut self, pod: &Pod, result: ProbeResult) {
+        let Some(index) = self
             .slots
-            .iter_mut()
-            .find(|s| s.spec.name == result.container)
+            .iter()
+            .position(|s| s.spec.name == result.container)
         else {
             return;
         };
-        if slot.instance.as_ref().map(|i| i.id.as_str()) != Some(result.instance.as_str()) {
-            return;
-        }
-        match result.kind {
-            ProbeKind::Readiness => slot.ready = result.passing,
-            ProbeKind::Liveness if !result.passing => {
-                let message = format!(
-                    "Container {} failed liveness probe, will be restarted",
-                    slot.spec.name
-                );
-                self.shared.events.pod(pod, "Normal", "Killing", message);
-                let runtime = self.shared.runtime.clone();
-                let id = result.instance.clone();
-                let grace = Duration::from_secs(
-                    pod.spec
-                        .termination_grace_period_seconds
-                        .unwrap_or(30)
-                        .max(0) as u64,
-                );
-                slot.stop_probes();
-                // The exit is then seen like any other and restarted by policy.
-                tokio::spawn(async move {
-                    let _ = runtime.stop_container(&id, grace).await;
-                });
+        let grace = lifecycle::termination_grace(pod);
+        let actions = self.slots[index].on_probe(&result, grace);
+        self.apply(pod, Some(index), actions).await;
+    }
+
+    /// Performs `actions`, those of a slot with its index.
+    async fn apply(&mut self, pod: &Pod, index: Option<usize>, actions: Vec<Action>) {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        for action in actions {
+            match action {
+                Action::Event {
+                    type_,
+                    reason,
+                    message,
+                } => self.shared.api.event(pod, type_, reason, message),
+                Action::StopProbes => {
+                    if let Some(i) = index {
+                        self.tasks[i].stop_probes();
+                    }
+                }
+                Action::StartProbes { instance } => {
+                    if let Some(i) = index {
+                        self.start_probes(i, &instance);
+                    }
+                }
+                Action::RemoveContainer { id } => {
+                    let _ = self.shared.runtime.remove_container(&id).await;
+                    if let Some(i) = index {
+                        let name = &self.slots[i].spec.name;
+                        self.shared
+                            .registry
+                            .update(&namespace, &pod.metadata.name, |entry| {
+                                if let Some(c) = entry.containers.get_mut(name) {
+                                    c.current = None;
+                                }
+                            });
+                    }
+                }
+                Action::DiscardContainer { id } => {
+                    let _ = self.shared.runtime.remove_container(&id).await;
+                }
+                Action::StopContainer { id, grace } => {
+                    let runtime = self.shared.runtime.clone();
+                    tokio::spawn(async move {
+                        let _ = runtime.stop_container(&id, grace).await;
+                    });
+                }
+                Action::Register { instance } => {
+                    let Some(i) = index else { continue };
+                    let name = self.slots[i].spec.name.clone();
+                    self.shared
+                        .registry
+                        .update(&namespace, &pod.metadata.name, |entry| {
+                            let c = entry.containers.entry(name).or_default();
+                            c.current = Some(instance.id.clone());
+                            if !c.logs.contains(&instance.log_path) {
+                                c.logs.push(instance.log_path.clone());
+                            }
+                        });
+                }
+                Action::Pull { image } => {
+                    if let (Some(i), Some(images)) = (index, &self.shared.images) {
+                        self.tasks[i].pull = Some(tokio::spawn(images.pull(&image)));
+                    }
+                }
+                Action::StopContainers { ids, grace } => {
+                    let runtime = &self.shared.runtime;
+                    let stops = ids.iter().map(|id| runtime.stop_container(id, grace));
+                    for result in futures::future::join_all(stops).await {
+                        if let Err(e) = result {
+                            tracing::warn!("stopping a container: {e}");
+                        }
+                    }
+                }
+                Action::RemoveSandbox { id } => {
+                    if let Err(e) = self.shared.runtime.remove_sandbox(&id).await {
+                        tracing::warn!(sandbox = id, "removing the sandbox: {e}");
+                    }
+                    self.sandbox = None;
+                    for slot in &mut self.slots {
+                        slot.instance = None;
+                    }
+                }
+                Action::DetachNetwork => {
+                    if let Some(network) = &self.shared.network
+                        && let Err(e) = network.detach(&self.uid).await
+                    {
+                        tracing::warn!(pod = self.uid, "detaching from the pod network: {e}");
+                    }
+                    self.pod_ip = None;
+                }
+                Action::Forget { namespace, name } => {
+                    self.shared.registry.remove(&namespace, &name, &self.uid);
+                }
+                Action::ConfirmDeletion { namespace, name } => {
+                    self.confirm_deletion(&namespace, &name).await;
+                }
             }
-            ProbeKind::Liveness => {}
-        }
-        if !result.passing {
-            let kind = match result.kind {
-                ProbeKind::Liveness => "Liveness",
-                ProbeKind::Readiness => "Readiness",
-            };
-            self.shared.events.pod(
-                pod,
-                "Warning",
-                "Unhealthy",
-                format!("{kind} probe failed: {}", result.message),
-            );
         }
     }
 
     /// One round; returns how long to sleep at most.
     async fn sync(&mut self, pod: &Pod) -> Duration {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        let finished_elsewhere = matches!(phase, Some("Failed" | "Succeeded"))
-            && self.slots.iter().all(|s| s.done.is_none());
-        if finished_elsewhere && self.slots.iter().any(|s| s.instance.is_some()) {
-            // Someone else (the node controller after a partition) declared the pod over.
-            self.teardown(Some(pod), Duration::ZERO).await;
-            return Duration::from_secs(3600);
-        }
         if self.slots.is_empty() {
             self.slots = pod.spec.containers.iter().cloned().map(Slot::new).collect();
+            self.tasks = self.slots.iter().map(|_| Tasks::default()).collect();
         } else {
             // Only images may change in a pod's spec; the next start uses the new one.
             for (slot, spec) in self.slots.iter_mut().zip(&pod.spec.containers) {
@@ -274,10 +267,10 @@ impl<R: Runtime> PodWorker<R> {
                 Ok(()) => {}
                 Err(message) => {
                     for slot in &mut self.slots {
-                        slot.failing = Some(("CreatePodSandboxError".into(), message.clone()));
+                        slot.fail("CreatePodSandboxError", message.clone());
                     }
                     self.write_status(pod).await;
-                    return Duration::from_secs(2);
+                    return RETRY;
                 }
             }
         }
@@ -332,14 +325,7 @@ impl<R: Runtime> PodWorker<R> {
             .await
             .map_err(|e| format!("cannot list the pod's containers: {e}"))?;
         for slot in &mut self.slots {
-            let latest = existing
-                .iter()
-                .filter(|c| c.name == slot.spec.name)
-                .max_by_key(|c| c.attempt);
-            if let Some(latest) = latest {
-                slot.attempts = latest.attempt + 1;
-                slot.instance = Some(latest.clone());
-            }
+            slot.adopt(&existing);
         }
         self.start_time.get_or_insert_with(chrono::Utc::now);
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -384,71 +370,42 @@ impl<R: Runtime> PodWorker<R> {
         index: usize,
         policy: RestartPolicy,
     ) -> Option<Duration> {
-        let runtime = self.shared.runtime.clone();
-        let slot = &mut self.slots[index];
+        let slot = &self.slots[index];
         if slot.done.is_some() {
             return None;
         }
         if let Some(instance) = &slot.instance {
-            match runtime.container_status(&instance.id).await {
-                Ok(info) => slot.instance = Some(info),
+            let status = match self.shared.runtime.container_status(&instance.id).await {
+                Ok(info) => Some(info),
                 Err(e) => {
                     tracing::warn!(container = instance.id, "status unknown: {e}");
-                    slot.instance = None;
+                    None
                 }
-            }
+            };
+            let backoff = self.shared.backoff;
+            let actions = self.slots[index].observe(status, policy, &backoff, now());
+            self.apply(pod, Some(index), actions).await;
         }
-        if let Some(info) = slot.instance.clone()
-            && let Some(ended) = ended_of(&info)
-        {
-            slot.stop_probes();
-            slot.ready = false;
-            let _ = runtime.remove_container(&info.id).await;
-            slot.instance = None;
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            self.shared
-                .registry
-                .update(&namespace, &pod.metadata.name, |entry| {
-                    if let Some(c) = entry.containers.get_mut(&slot.spec.name) {
-                        c.current = None;
-                    }
-                });
-            let ran = ended
-                .started_at
-                .map(|s| (ended.finished_at - s).to_std().unwrap_or_default())
-                .unwrap_or_default();
-            if policy.restarts(ended.exit_code) {
-                let delay = slot.backoff.on_exit(ran, &self.shared.backoff);
-                slot.restart_at = Some((Instant::now() + delay, delay.as_secs()));
-                if !delay.is_zero() {
-                    self.shared.events.pod(
-                        pod,
-                        "Warning",
-                        "BackOff",
-                        format!("Back-off restarting failed container {}", slot.spec.name),
-                    );
+        match self.slots[index].next(now()) {
+            Next::Idle => None,
+            Next::Wait(delay) => Some(delay),
+            Next::Start => {
+                if let Some(wait) = self.ensure_image(pod, index).await {
+                    return Some(wait);
                 }
-                slot.last = Some(ended);
-            } else {
-                slot.done = Some(ended);
-                return None;
+                self.start_container(pod, index).await;
+                // One that exited at once (StartError) is restarted or done by policy now:
+                // shown as exited, the pod would read Failed and, once that comes back
+                // through the watch, look finished elsewhere.
+                let started = self.slots[index].instance.clone();
+                if started.as_ref().and_then(lifecycle::ended_of).is_some() {
+                    let backoff = self.shared.backoff;
+                    let actions = self.slots[index].observe(started, policy, &backoff, now());
+                    self.apply(pod, Some(index), actions).await;
+                }
+                None
             }
         }
-        if slot.instance.is_some() {
-            return None;
-        }
-        if let Some((at, _)) = slot.restart_at {
-            let now = Instant::now();
-            if at > now {
-                return Some(at - now);
-            }
-        }
-        slot.restart_at = None;
-        if let Some(wait) = self.ensure_image(pod, index).await {
-            return Some(wait);
-        }
-        self.start_container(pod, index).await;
-        None
     }
 
     /// With a runtime that runs images, makes sure the container's image is in the store
@@ -457,125 +414,30 @@ impl<R: Runtime> PodWorker<R> {
     /// pulled), with the waiting reason set on the slot. Runtimes of host programs ignore
     /// images.
     async fn ensure_image(&mut self, pod: &Pod, index: usize) -> Option<Duration> {
-        let crate::image::NodeImages {
-            store,
-            pull: options,
-        } = self.shared.images.clone()?;
+        let images = self.shared.images.clone()?;
         let backoff = self.shared.backoff;
-        let events = self.shared.events.clone();
-        let slot = &mut self.slots[index];
-        let image = slot.spec.image.clone();
-        let now = std::time::Instant::now();
-
-        if let Some((task, started)) = &slot.pulling {
+        if let Some(task) = &self.tasks[index].pull {
             if !task.is_finished() {
                 return Some(POLL);
             }
-            let started = *started;
-            let (task, _) = slot.pulling.take()?;
+            let task = self.tasks[index].pull.take()?;
             let result = task
                 .await
                 .unwrap_or_else(|e| Err(format!("pull interrupted: {e}")));
-            match result {
-                Ok(digest) => {
-                    slot.pull_backoff.on_success();
-                    slot.failing = None;
-                    events.pod(
-                        pod,
-                        "Normal",
-                        "Pulled",
-                        format!(
-                            "Successfully pulled image \"{image}\" in {:.3}s (digest {digest})",
-                            started.elapsed().as_secs_f64()
-                        ),
-                    );
-                    return None;
-                }
-                Err(message) => {
-                    slot.pull_backoff.on_failure(now, message.clone(), &backoff);
-                    events.pod(
-                        pod,
-                        "Warning",
-                        "Failed",
-                        format!("Failed to pull image \"{image}\": {message}"),
-                    );
-                    events.pod(pod, "Warning", "Failed", "Error: ErrImagePull".into());
-                }
+            let (actions, go) = self.slots[index].pull_finished(result, now(), &backoff);
+            self.apply(pod, Some(index), actions).await;
+            if go {
+                return None;
             }
         }
-
-        match slot.pull_backoff.wait(now, &image) {
-            PullWait::ErrImagePull { message, until } => {
-                slot.failing = Some(("ErrImagePull".into(), message));
-                return Some(until.saturating_duration_since(now).max(POLL / 2));
-            }
-            PullWait::BackOff {
-                message,
-                retry_at,
-                announce,
-            } => {
-                if announce {
-                    events.pod(
-                        pod,
-                        "Normal",
-                        "BackOff",
-                        format!("Back-off pulling image \"{image}\""),
-                    );
-                    events.pod(pod, "Warning", "Failed", "Error: ImagePullBackOff".into());
-                }
-                slot.failing = Some(("ImagePullBackOff".into(), message));
-                return Some(retry_at.saturating_duration_since(now).max(POLL / 2));
-            }
-            PullWait::Retry => {}
+        if let Some((actions, wait)) = self.slots[index].pull_wait(now()) {
+            self.apply(pod, Some(index), actions).await;
+            return Some(wait);
         }
-
-        let policy = PullPolicy::parse(slot.spec.image_pull_policy.as_deref(), &image);
-        let present = {
-            let store = store.clone();
-            let image = image.clone();
-            tokio::task::spawn_blocking(move || store.get(&image).is_ok())
-                .await
-                .unwrap_or(false)
-        };
-        match decide(policy, present) {
-            Decision::UseLocal => None,
-            Decision::NeverPull => {
-                slot.failing = Some(("ErrImageNeverPull".into(), never_pull_message(&image)));
-                events.pod(
-                    pod,
-                    "Warning",
-                    "ErrImageNeverPull",
-                    never_pull_message(&image),
-                );
-                Some(Duration::from_secs(2))
-            }
-            Decision::Pull => {
-                let reference = match crate::image::Reference::parse(&image) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let message = format!("Failed to apply default image tag \"{image}\": {e}");
-                        slot.failing = Some(("InvalidImageName".into(), message.clone()));
-                        events.pod(pod, "Warning", "InspectFailed", message);
-                        return Some(Duration::from_secs(2));
-                    }
-                };
-                events.pod(
-                    pod,
-                    "Normal",
-                    "Pulling",
-                    format!("Pulling image \"{image}\""),
-                );
-                let task = tokio::spawn(async move {
-                    store
-                        .pull(&reference, &options)
-                        .await
-                        .map(|image| image.digest.to_string())
-                        .map_err(|e| e.to_string())
-                });
-                slot.pulling = Some((task, now));
-                Some(POLL)
-            }
-        }
+        let present = images.present(&self.slots[index].spec.image).await;
+        let (actions, wait) = self.slots[index].image_decision(present, now())?;
+        self.apply(pod, Some(index), actions).await;
+        Some(wait)
     }
 
     async fn start_container(&mut self, pod: &Pod, index: usize) {
@@ -593,7 +455,7 @@ impl<R: Runtime> PodWorker<R> {
             }) {
                 Ok(c) => c,
                 Err(message) => {
-                    slot.failing = Some(("CreateContainerConfigError".into(), message));
+                    slot.fail("CreateContainerConfigError", message);
                     return;
                 }
             };
@@ -604,109 +466,48 @@ impl<R: Runtime> PodWorker<R> {
         {
             Ok(info) => info,
             Err(e) => {
-                slot.failing = Some(("CreateContainerError".into(), e.to_string()));
+                slot.fail("CreateContainerError", e.to_string());
                 return;
             }
         };
-        slot.attempts += 1;
-        slot.failing = None;
-        self.shared.events.pod(
-            pod,
-            "Normal",
-            "Created",
-            format!("Created container {}", slot.spec.name),
-        );
+        let actions = slot.created();
+        self.apply(pod, Some(index), actions).await;
         if let Err(e) = runtime.start_container(&info.id).await {
-            slot.failing = Some(("RunContainerError".into(), e.to_string()));
-            let _ = runtime.remove_container(&info.id).await;
+            let actions = self.slots[index].start_failed(&info.id, e.to_string());
+            self.apply(pod, Some(index), actions).await;
             return;
         }
         let info = runtime.container_status(&info.id).await.unwrap_or(info);
-        if matches!(info.state, ContainerState::Running { .. }) {
-            self.shared.events.pod(
-                pod,
-                "Normal",
-                "Started",
-                format!("Started container {}", slot.spec.name),
-            );
-        }
-        slot.ready = slot.spec.readiness_probe.is_none();
-        let named_ports: Vec<(String, i32)> = slot
-            .spec
+        let actions = self.slots[index].started(info);
+        self.apply(pod, Some(index), actions).await;
+    }
+
+    fn start_probes(&mut self, index: usize, instance: &str) {
+        let Some(sandbox) = &self.sandbox else {
+            return;
+        };
+        let spec = &self.slots[index].spec;
+        let named_ports: Vec<(String, i32)> = spec
             .ports
             .iter()
             .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
             .collect();
         for (kind, probe) in [
-            (ProbeKind::Liveness, slot.spec.liveness_probe.clone()),
-            (ProbeKind::Readiness, slot.spec.readiness_probe.clone()),
+            (ProbeKind::Liveness, spec.liveness_probe.clone()),
+            (ProbeKind::Readiness, spec.readiness_probe.clone()),
         ] {
             let Some(probe) = probe else { continue };
-            slot.probes.push(tokio::spawn(probe_loop(
-                runtime.clone(),
+            self.tasks[index].probes.push(tokio::spawn(probe_loop(
+                self.shared.runtime.clone(),
                 sandbox.id.clone(),
-                info.id.clone(),
-                slot.spec.name.clone(),
+                instance.to_string(),
+                spec.name.clone(),
                 kind,
                 probe,
                 named_ports.clone(),
                 self.probe_tx.clone(),
             )));
         }
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        self.shared
-            .registry
-            .update(&namespace, &pod.metadata.name, |entry| {
-                let c = entry.containers.entry(slot.spec.name.clone()).or_default();
-                c.current = Some(info.id.clone());
-                if !c.logs.contains(&info.log_path) {
-                    c.logs.push(info.log_path.clone());
-                }
-            });
-        slot.instance = Some(info);
-    }
-
-    fn views(&self) -> Vec<ContainerView> {
-        self.slots
-            .iter()
-            .map(|slot| {
-                let current = if let Some(done) = &slot.done {
-                    Current::Done(done.clone())
-                } else if let Some((reason, message)) = &slot.failing {
-                    Current::Failing {
-                        reason: reason.clone(),
-                        message: message.clone(),
-                    }
-                } else if let Some(info) = &slot.instance {
-                    match &info.state {
-                        ContainerState::Running { started_at, .. } => Current::Running {
-                            container_id: info.id.clone(),
-                            started_at: *started_at,
-                            ready: slot.ready,
-                        },
-                        ContainerState::Created => Current::Creating,
-                        ContainerState::Exited { .. } => match ended_of(info) {
-                            Some(e) => Current::Done(e),
-                            None => Current::Creating,
-                        },
-                    }
-                } else if let (Some((_, delay)), Some(last)) = (slot.restart_at, &slot.last) {
-                    Current::BackOff {
-                        delay_secs: delay,
-                        last: last.clone(),
-                    }
-                } else {
-                    Current::Creating
-                };
-                ContainerView {
-                    name: slot.spec.name.clone(),
-                    image: slot.spec.image.clone(),
-                    current,
-                    restart_count: slot.restart_count(),
-                    last: slot.last.clone(),
-                }
-            })
-            .collect()
     }
 
     async fn write_status(&mut self, pod: &Pod) {
@@ -717,23 +518,23 @@ impl<R: Runtime> PodWorker<R> {
             start_time: self.start_time,
         };
         let previous = pod.status.as_ref();
-        let status = pod_status(previous, &self.views(), &facts, chrono::Utc::now());
+        let views: Vec<_> = self.slots.iter().map(Slot::view).collect();
+        let status = pod_status(previous, &views, &facts, chrono::Utc::now());
         if self.last_status.as_ref() == Some(&status) || previous == Some(&status) {
             self.last_status = Some(status);
             return;
         }
         let mut updated = pod.clone();
         updated.status = Some(status.clone());
-        // The agent owns the status of its pods: replace it whatever the version.
-        updated.metadata.resource_version = None;
-        match self.shared.client.update_status(&updated).await {
-            Ok(_) => self.last_status = Some(status),
+        match self.shared.api.write_status(&updated).await {
+            Ok(()) => self.last_status = Some(status),
             Err(e) => tracing::debug!(pod = pod.metadata.name, "status not written: {e}"),
         }
     }
 
-    /// Stops every container (SIGTERM, then SIGKILL after `grace`) and removes the sandbox.
-    async fn teardown(&mut self, pod: Option<&Pod>, grace: Duration) {
+    /// Stops every container (SIGTERM, then SIGKILL after `grace`), removes the sandbox
+    /// and, with `confirm`, lets the pod leave the API.
+    async fn teardown(&mut self, pod: Option<&Pod>, grace: Duration, confirm: bool) {
         self.stop_probes();
         let runtime = self.shared.runtime.clone();
         let sandbox = match &self.sandbox {
@@ -744,94 +545,31 @@ impl<R: Runtime> PodWorker<R> {
                 .ok()
                 .and_then(|all| all.into_iter().find(|s| s.pod_uid == self.uid)),
         };
-        let Some(sandbox) = sandbox else {
-            return;
+        let containers = match &sandbox {
+            Some(sandbox) => runtime
+                .list_containers(Some(&sandbox.id))
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
         };
-        let containers = runtime
-            .list_containers(Some(&sandbox.id))
-            .await
-            .unwrap_or_default();
-        let stops = containers
-            .iter()
-            .filter(|c| matches!(c.state, ContainerState::Running { .. }))
-            .map(|c| {
-                if let Some(pod) = pod {
-                    self.shared.events.pod(
-                        pod,
-                        "Normal",
-                        "Killing",
-                        format!("Stopping container {}", c.name),
-                    );
-                }
-                runtime.stop_container(&c.id, grace)
-            });
-        for result in futures::future::join_all(stops).await {
-            if let Err(e) = result {
-                tracing::warn!("stopping a container: {e}");
-            }
-        }
-        if let Err(e) = runtime.remove_sandbox(&sandbox.id).await {
-            tracing::warn!(sandbox = sandbox.id, "removing the sandbox: {e}");
-        }
-        if let Some(network) = &self.shared.network
-            && let Err(e) = network.detach(&self.uid).await
-        {
-            tracing::warn!(pod = self.uid, "detaching from the pod network: {e}");
-        }
-        self.pod_ip = None;
-        self.sandbox = None;
-        for slot in &mut self.slots {
-            slot.instance = None;
-        }
-        if let Some(pod) = pod {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            self.shared
-                .registry
-                .remove(&namespace, &pod.metadata.name, &self.uid);
-        } else {
-            self.shared
-                .registry
-                .remove(&sandbox.namespace, &sandbox.name, &self.uid);
-        }
+        let actions = teardown(pod, sandbox.as_ref(), &containers, grace, confirm);
+        // A pod gone from the API has no events or confirmation: any pod stands in.
+        let fallback = Pod::default();
+        self.apply(pod.unwrap_or(&fallback), None, actions).await;
     }
 
     /// Everything is stopped: let the pod leave the API.
-    async fn confirm_deletion(&self, pod: &Pod) {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            force: false,
-        };
+    async fn confirm_deletion(&self, namespace: &str, name: &str) {
         for _ in 0..10 {
-            match self
-                .shared
-                .client
-                .delete::<Pod>(&namespace, &pod.metadata.name, &params)
-                .await
-            {
-                Ok(_) => return,
-                Err(e) if e.is_not_found() => return,
+            match self.shared.api.confirm_deletion(namespace, name).await {
+                Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(pod = pod.metadata.name, "confirming deletion: {e}");
+                    tracing::warn!(pod = name, "confirming deletion: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     }
-}
-
-/// The grace period left for a terminating pod.
-fn deletion_grace(pod: &Pod) -> Duration {
-    let Some(deadline) = pod.metadata.deletion_timestamp else {
-        return Duration::ZERO;
-    };
-    let by_deadline = (deadline - chrono::Utc::now()).to_std().unwrap_or_default();
-    let requested = pod
-        .metadata
-        .deletion_grace_period_seconds
-        .map(|s| Duration::from_secs(s.max(0) as u64))
-        .unwrap_or(by_deadline);
-    requested.min(by_deadline + Duration::from_secs(1))
 }
 
 /// What an image runtime needs beyond [`container_config`]: command, args and env as the
@@ -955,6 +693,7 @@ async fn probe_loop<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::lifecycle::deletion_grace;
 
     fn sandbox() -> SandboxInfo {
         SandboxInfo {
@@ -1063,10 +802,13 @@ mod tests {
         let mut pod = pod();
         pod.metadata.deletion_timestamp = Some(chrono::Utc::now() + chrono::Duration::seconds(5));
         pod.metadata.deletion_grace_period_seconds = Some(30);
-        assert!(deletion_grace(&pod) <= Duration::from_secs(6));
+        assert!(deletion_grace(&pod, chrono::Utc::now()) <= Duration::from_secs(6));
         pod.metadata.deletion_grace_period_seconds = Some(2);
-        assert_eq!(deletion_grace(&pod), Duration::from_secs(2));
+        assert_eq!(
+            deletion_grace(&pod, chrono::Utc::now()),
+            Duration::from_secs(2)
+        );
         pod.metadata.deletion_timestamp = None;
-        assert_eq!(deletion_grace(&pod), Duration::ZERO);
+        assert_eq!(deletion_grace(&pod, chrono::Utc::now()), Duration::ZERO);
     }
 }

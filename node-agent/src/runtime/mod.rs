@@ -7,6 +7,8 @@
 //! the pod network adds `eth0`) and a UTS namespace with the pod's hostname. Containers
 //! run in their own mount namespace with the pod's volumes at their mount paths.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 pub mod oci;
 pub mod process;
 pub mod sandbox;
