@@ -327,6 +327,20 @@ impl ControlPlaneCluster {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
     }
 
+    /// An SDK client for these members, with the given request timeout: the one way tests
+    /// make a client for a cluster, so how clients authenticate changes in one place.
+    pub fn client_for(&self, endpoints: &[String], timeout: Duration) -> skiff_client::Client {
+        skiff_client::Client::builder(endpoints)
+            .request_timeout(timeout)
+            .build()
+            .expect("valid endpoints")
+    }
+
+    /// A client for every member with the SDK's default timeout.
+    pub fn client(&self) -> skiff_client::Client {
+        self.client_for(&self.endpoints(), Duration::from_secs(10))
+    }
+
     pub fn running_endpoints(&self) -> Vec<String> {
         self.running_ids()
             .into_iter()
