@@ -33,6 +33,11 @@ pub use config::{Config, ConfigError, InitialClusterState};
 use network::{NetworkFactory, PeerPool};
 use node::ControlPlane;
 
+/// HTTP/2 flow-control windows for peer and API traffic: large enough that one round trip
+/// carries a whole large request.
+pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 /// Largest message on the wire: snapshots travel in one piece per chunk.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -177,6 +182,10 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // HTTP/2's default 64 KiB window caps a stream at 64 KiB per round trip (320 KiB/s
+        // over a 200 ms link): far too little for a forwarded or staged multi-MiB write.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)

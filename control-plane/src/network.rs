@@ -78,6 +78,8 @@ impl PeerPool {
             .map_err(|e| format!("bad peer address {address:?}: {e}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
+            .initial_stream_window_size(crate::STREAM_WINDOW)
+            .initial_connection_window_size(crate::CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_while_idle(true);
         let client = RaftClient::new(endpoint.connect_lazy())
@@ -235,14 +237,13 @@ impl PeerNetwork {
     async fn append_large(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        data: Vec<u8>,
         option: &RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         if rpc.entries.len() > 1 {
             let mut fit = 0;
             let mut bytes = 0;
             for entry in &rpc.entries {
-                bytes += encode(entry).len();
+                bytes += entry_size_hint(entry);
                 if fit > 0 && bytes > INLINE_APPEND_BYTES {
                     break;
                 }
@@ -252,11 +253,18 @@ impl PeerNetwork {
                 PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
-        let digest = digest(&data);
-        let data = std::sync::Arc::new(data);
+        // Named by the entry's log id (one entry per log id within a term): nothing large
+        // is hashed or encoded on this call's clock.
+        let Some(entry) = rpc.entries.first() else {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(1),
+            ));
+        };
+        let digest = digest(&encode(&(&rpc.vote, entry.log_id)));
+        let (vote, prev_log_id, leader_commit) = (rpc.vote, rpc.prev_log_id, rpc.leader_commit);
         let mut state = self
             .uploads
-            .ensure(&self.bulk, &self.address, digest, &data);
+            .ensure(&self.bulk, &self.address, digest, move || encode(&rpc));
         // Wait for the upload a part of this RPC's time; a heartbeat needs the rest.
         let _ = tokio::time::timeout(
             option.hard_ttl() / 4,
@@ -282,9 +290,9 @@ impl PeerNetwork {
             }
         }
         let heartbeat = AppendEntriesRequest::<TypeConfig> {
-            vote: rpc.vote,
-            prev_log_id: rpc.prev_log_id,
-            leader_commit: rpc.leader_commit,
+            vote,
+            prev_log_id,
+            leader_commit,
             entries: Vec::new(),
         };
         let answer: AppendEntriesResponse<NodeId> = self
@@ -298,11 +306,17 @@ impl PeerNetwork {
         Ok(match answer {
             // The follower matches up to prev_log_id: exactly what openraft should hear
             // (it sends the entry again, by then perhaps staged).
-            AppendEntriesResponse::Success => {
-                AppendEntriesResponse::PartialSuccess(rpc.prev_log_id)
-            }
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(prev_log_id),
             other => other,
         })
+    }
+}
+
+/// About how many bytes an entry takes on the wire, without encoding it.
+fn entry_size_hint(entry: &crate::raft_types::Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.size_hint(),
+        _ => 256,
     }
 }
 
@@ -325,12 +339,16 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let data = encode(&rpc);
-        if data.len() > INLINE_APPEND_BYTES {
-            return self.append_large(rpc, data, &option).await;
+        if rpc.entries.iter().map(entry_size_hint).sum::<usize>() > INLINE_APPEND_BYTES {
+            return self.append_large(rpc, &option).await;
         }
-        self.send_raw(RaftMethod::AppendEntries, data, option.hard_ttl(), false)
-            .await
+        self.send_raw(
+            RaftMethod::AppendEntries,
+            encode(&rpc),
+            option.hard_ttl(),
+            false,
+        )
+        .await
     }
 
     async fn install_snapshot(

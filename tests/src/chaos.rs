@@ -1095,13 +1095,17 @@ fn set_value(ns: &mut Namespace, value: Value) {
         .insert(VALUE_ANNOTATION.into(), value.to_string());
 }
 
-/// What a failed write tells. The SDK retries a write on another endpoint after
-/// Unavailable or a timeout, so even Conflict may follow a first attempt that committed:
-/// only a request the server refused as invalid is known not to have been applied.
+/// What a failed write tells. The SDK sends a write again only after a failure that
+/// proves it was not applied, so a refusal (invalid, conflict) and Unavailable (every
+/// attempt failed so) are definite; only Unknown — the write reached a leader and the
+/// answer was lost — and anything unexpected may have taken effect.
 fn write_outcome(result: &Result<Namespace, skiff_client::Error>) -> Outcome {
+    use skiff_client::Error;
     match result {
         Ok(_) => Outcome::Written,
-        Err(skiff_client::Error::Invalid(_)) => Outcome::Failed,
+        Err(
+            Error::Invalid(_) | Error::Conflict(_) | Error::NotFound(_) | Error::Unavailable(_),
+        ) => Outcome::Failed,
         Err(_) => Outcome::Unknown,
     }
 }
@@ -1641,6 +1645,69 @@ impl Tasks {
 impl Drop for Tasks {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The chaos suite's register writers and readers alone, for other tests: `writers`
+/// read-modify-write tasks and `readers` linearizable readers over the namespaces `keys`
+/// (which must exist), recording into `history`.
+pub struct RegisterLoad {
+    tasks: Tasks,
+    pub stats: Arc<LoadStats>,
+}
+
+impl RegisterLoad {
+    pub fn start(
+        endpoints: &[String],
+        keys: &[String],
+        history: &History,
+        writers: usize,
+        readers: usize,
+        seed: u64,
+    ) -> RegisterLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(LoadStats::default());
+        let values = Arc::new(AtomicU64::new(0));
+        let pause = Duration::from_millis(5);
+        let mut tasks = Vec::new();
+        for process in 0..writers {
+            let writer = Writer {
+                process,
+                endpoints: endpoints.to_vec(),
+                history: history.clone(),
+                keys: keys.to_vec(),
+                values: values.clone(),
+                stop: stop.clone(),
+                seed: seed.wrapping_add(process as u64),
+                pause,
+                stats: stats.clone(),
+            };
+            tasks.push(tokio::spawn(writer.run()));
+        }
+        for i in 0..readers {
+            let process = writers + i;
+            let reader = Reader {
+                process,
+                endpoints: endpoints.to_vec(),
+                history: history.clone(),
+                keys: keys.to_vec(),
+                stop: stop.clone(),
+                seed: seed.wrapping_add(process as u64),
+                pause,
+                stats: stats.clone(),
+                minority: false,
+            };
+            tasks.push(tokio::spawn(reader.run()));
+        }
+        RegisterLoad {
+            tasks: Tasks { stop, tasks },
+            stats,
+        }
+    }
+
+    /// Stops every task and waits for its operation in flight.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        Load::stop(self.tasks).await
     }
 }
 

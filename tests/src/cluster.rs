@@ -160,6 +160,11 @@ pub struct ControlPlaneClusterBuilder {
     /// Member i runs inside network namespace `hosts[i-1].0` on address `hosts[i-1].1`
     /// (test hosts); empty: every member on 127.0.0.1 in this namespace.
     pub hosts: Vec<(PathBuf, std::net::Ipv4Addr)>,
+    /// Ports member i listens on (`listen_ports[i-1]`); free ports when empty.
+    pub listen_ports: Vec<u16>,
+    /// Addresses members name each other by in `--peers`, when not their own listen
+    /// address (e.g. a delaying proxy in front of each); clients still dial members directly.
+    pub advertise: BTreeMap<u64, String>,
 }
 
 impl ControlPlaneClusterBuilder {
@@ -170,7 +175,16 @@ impl ControlPlaneClusterBuilder {
             release: !cfg!(debug_assertions),
             parent_dir: None,
             hosts: Vec::new(),
+            listen_ports: Vec::new(),
+            advertise: BTreeMap::new(),
         }
+    }
+
+    /// Member i listens on `ports[i-1]` and its peers reach it at `advertise[i]`.
+    pub fn through(mut self, ports: Vec<u16>, advertise: BTreeMap<u64, String>) -> Self {
+        self.listen_ports = ports;
+        self.advertise = advertise;
+        self
     }
 
     /// Runs member i inside test host `hosts[i-1]` (its netns pin and address).
@@ -214,7 +228,16 @@ impl ControlPlaneClusterBuilder {
                         netns: Some(netns.clone()),
                         ..Member::new(7000)
                     },
-                    None => Member::new(free_port()),
+                    None => Member::new(
+                        self.listen_ports
+                            .get(id as usize - 1)
+                            .copied()
+                            .unwrap_or_else(free_port),
+                    ),
+                };
+                let member = Member {
+                    advertise: self.advertise.get(&id).cloned(),
+                    ..member
                 };
                 (id, member)
             })
@@ -240,6 +263,8 @@ struct Member {
     netns: Option<PathBuf>,
     /// Flags for this member only, after everyone's.
     extra_args: Vec<String>,
+    /// The address peers reach it at, when not `host:port`.
+    advertise: Option<String>,
     // A Mutex so that `is_running(&self)` can reap a process that exited by itself.
     child: Mutex<Option<Child>>,
 }
@@ -251,6 +276,7 @@ impl Member {
             port,
             netns: None,
             extra_args: Vec::new(),
+            advertise: None,
             child: Mutex::new(None),
         }
     }
@@ -302,6 +328,25 @@ impl ControlPlaneCluster {
                 false
             }
             None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for a member to exit by itself; its exit code (`None`: still
+    /// running, killed by a signal, or not started).
+    pub fn wait_exit(&self, id: u64, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut child = self.members[&id].child();
+            match child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    *child = None;
+                    return status.code();
+                }
+                Some(Ok(None)) if std::time::Instant::now() < deadline => {}
+                _ => return None,
+            }
+            drop(child);
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -360,7 +405,10 @@ impl ControlPlaneCluster {
     pub fn peers_flag(&self) -> String {
         self.members
             .iter()
-            .map(|(id, m)| format!("{id}={}:{}", m.host, m.port))
+            .map(|(id, m)| match &m.advertise {
+                Some(address) => format!("{id}={address}"),
+                None => format!("{id}={}:{}", m.host, m.port),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -11,4 +11,5 @@ pub mod images;
 pub mod linearizability;
 pub mod multihost;
 pub mod nodes;
+pub mod proxy;
 pub mod registry;
