@@ -104,9 +104,12 @@ impl MultiHost {
         F: FnOnce(Client) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T>,
     {
-        let endpoints = self.endpoints();
+        let builder = self
+            .cluster
+            .client_builder(&self.endpoints(), Duration::from_secs(10));
         netns::run_async_in(&self.hosts.underlay_path(), move || async move {
-            let client = Client::connect(endpoints).expect("client");
+            // Built here: its connections are made from the underlay namespace.
+            let client = builder.build().expect("client");
             work(client).await
         })
         .await

@@ -5,7 +5,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skiff_api::types::Node;
-use skiff_client::Client;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
 
@@ -39,7 +38,7 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
     }
     let cluster = ControlPlaneCluster::start(3).expect("control plane");
     let servers = cluster.endpoints().join(",");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(SETTLE).await.unwrap();
     let agent = AgentProcess::start("node-1", &cluster.endpoints(), &[]).expect("agent");
     eventually(SETTLE, || async {
@@ -446,7 +445,7 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 async fn cli_2_apply_create_delete_from_manifests_and_refuse_bad_ones() {
     let mut cluster = ControlPlaneCluster::start(3).expect("control plane");
     let servers = cluster.endpoints().join(",");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(SETTLE).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
