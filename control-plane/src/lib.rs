@@ -29,6 +29,7 @@ use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
 use skiff_pki::tls::ServerCheck;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::{Config, ConfigError, InitialClusterState};
 use credentials::{CredentialsError, MemberCredentials};
@@ -192,6 +193,9 @@ pub async fn run(
     // A request over the cap is refused as it arrives (tonic reads the length first), so
     // nothing larger than replication can carry ever reaches the log.
     .max_decoding_message_size(config.max_request_bytes);
+    // The public API needs a verified client certificate (Raft's methods need a member's,
+    // checked per method in server/raft.rs; Cluster's per method in server/cluster.rs).
+    let objects = InterceptedService::new(objects, server::authenticated("the Objects API"));
     let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
     let staging_limit = (4 * config.max_request_bytes as u64).max(64 * 1024 * 1024);
     let raft_service = RaftService::new(server::raft::RaftServer {
@@ -208,9 +212,10 @@ pub async fn run(
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)
-        .add_service(AgentService::new(server::agent_proxy::AgentProxy {
-            node: node.clone(),
-        }));
+        .add_service(InterceptedService::new(
+            AgentService::new(server::agent_proxy::AgentProxy { node: node.clone() }),
+            server::authenticated("the Agent API"),
+        ));
     let served = skiff_pki::tls::serve_tls(router, listener, server_tls, shutdown).await;
     let _ = raft.shutdown().await;
     served?;

@@ -166,6 +166,11 @@ impl AgentProcess {
         Ok(())
     }
 
+    /// The agent's exit status if it has exited by itself (`None` while it runs).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// `kill -9` of the agent alone: its pods' processes live on.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -371,7 +371,10 @@ fn docker_1_compose_cluster_pods_across_containers_and_leader_kill() {
             "cat",
             "/var/lib/skiff/admin.conf",
         ]));
-        out.status.success().then(|| text(&out.stdout)).ok_or_else(|| text(&out.stderr))
+        out.status
+            .success()
+            .then(|| text(&out.stdout))
+            .ok_or_else(|| text(&out.stderr))
     });
     let mut copy = Command::new("docker")
         .args(["exec", "-i", &shell, "sh", "-c"])
@@ -379,8 +382,15 @@ fn docker_1_compose_cluster_pods_across_containers_and_leader_kill() {
         .stdin(Stdio::piped())
         .spawn()
         .expect("docker exec");
-    copy.stdin.take().unwrap().write_all(admin.as_bytes()).unwrap();
-    assert!(copy.wait().unwrap().success(), "copy admin.conf into {shell}");
+    copy.stdin
+        .take()
+        .unwrap()
+        .write_all(admin.as_bytes())
+        .unwrap();
+    assert!(
+        copy.wait().unwrap().success(),
+        "copy admin.conf into {shell}"
+    );
     let all = MEMBERS;
     let nodes = eventually("3 Ready nodes", SETTLE, || {
         let (code, out, err) = cluster.skiff(&shell, &all, &["get", "nodes", "-o", "wide"]);

@@ -90,8 +90,9 @@ impl ClusterServer {
 impl Cluster for ClusterServer {
     async fn status(
         &self,
-        _request: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        super::require_authenticated(&request, "Cluster/Status")?;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
@@ -129,6 +130,8 @@ impl Cluster for ClusterServer {
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
+    /// Needs no certificate (the agent has none yet): the proof over the CSR shows the
+    /// caller holds the cluster token.
     async fn join_node(
         &self,
         request: Request<JoinNodeRequest>,
@@ -199,6 +202,7 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<NodeHeartbeatRequest>,
     ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        super::require_authenticated(&request, "Cluster/NodeHeartbeat")?;
         let node_name = request.into_inner().node_name;
         if node_name.is_empty() {
             return Err(ApiError::InvalidArgument("node_name: Required value".into()).into());
