@@ -231,6 +231,8 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
     );
     assert_eq!((code, out.as_str()), (0, "pod/web condition met\n"));
     let mut forward = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
         .args(["--server", &servers, "port-forward", "web", ":8080"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -351,6 +353,8 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 
     // get -w: the listing, then a row per change.
     let mut watcher = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
         .args(["--server", &servers, "get", "pods", "-w", "-l", "run=later"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -429,9 +433,23 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 
     // An unreachable control plane: a clear error within the timeout.
     let started = Instant::now();
-    let (code, _, err) = skiff(
-        "127.0.0.1:1",
-        &["--request-timeout-secs", "2", "get", "pods"],
+    // (The cluster's credential, another server: --server overrides the config's.)
+    let output = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
+        .args([
+            "--server",
+            "127.0.0.1:1",
+            "--request-timeout-secs",
+            "2",
+            "get",
+            "pods",
+        ])
+        .output()
+        .unwrap();
+    let (code, err) = (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     );
     assert_eq!(code, 1);
     assert!(started.elapsed() < Duration::from_secs(10));
