@@ -143,7 +143,7 @@ pub async fn load_or_join(config: &AgentConfig) -> Result<NodeCredentials, Crede
             }
             Err(status) => {
                 tracing::warn!(%server, "cannot join yet, retrying: {}", status.message());
-                if attempt % config.servers.len() == 0 {
+                if attempt.is_multiple_of(config.servers.len()) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
