@@ -285,6 +285,15 @@ fn identity_6_a_daemon_without_a_token_file_exits_2_with_one_line_and_writes_not
         vec!["--token-file".into(), empty.display().to_string()],
         vec!["--token-file".into(), malformed.display().to_string()],
     ];
+    // What the token file should hold: `skiff token generate`, one line.
+    let generated = Command::new(binary("skiff"))
+        .args(["token", "generate"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let line = String::from_utf8(generated.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line:?}");
+    ClusterToken::parse(&line).unwrap();
     let control_plane = binary("skiff-control-plane");
     let agent = binary("skiff-agent");
     for case in &cases {
