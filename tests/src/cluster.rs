@@ -27,7 +27,9 @@ use tempfile::TempDir;
 
 /// The files of a running test cluster, by each member's endpoint: its token file and
 /// member 1's `admin.conf`. Lets helpers that are handed only endpoints (agents, `skiff`
-/// runs) find the credentials of the cluster behind them.
+/// runs) find the credentials of the cluster behind them. Loopback clusters have unique
+/// ports ([`free_port`]); clusters on test hosts reuse addresses, so code that may run
+/// several at once passes their files explicitly (as `MultiHost` does).
 #[derive(Debug, Clone)]
 pub struct ClusterFiles {
     pub token_file: PathBuf,
@@ -672,7 +674,13 @@ impl Drop for ControlPlaneCluster {
     fn drop(&mut self) {
         let mut registry = registry();
         for endpoint in self.endpoints() {
-            registry.remove(&endpoint);
+            // Only this cluster's entries (another may have taken the same address since).
+            if registry
+                .get(&endpoint)
+                .is_some_and(|files| files.token_file == self.token_file())
+            {
+                registry.remove(&endpoint);
+            }
         }
         drop(registry);
         self.kill_all();
