@@ -519,7 +519,7 @@ impl Chaos<'_> {
                     .map_err(|e| anyhow!("endpoint of member {id}: {e}"))?
                     .connect_timeout(Duration::from_millis(300))
                     .connect_with_connector_lazy(skiff_pki::tls::connector(
-                        world.cluster.tls_config(),
+                        world.cluster.member_tls_config(),
                     ));
                 Ok((id, channel))
             })

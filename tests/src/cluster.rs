@@ -425,6 +425,21 @@ impl ControlPlaneCluster {
         self.tls.get_or_init(|| tls).clone()
     }
 
+    /// A TLS client config with a member certificate of this cluster (issued from its
+    /// token, id [`OBSERVER_MEMBER_ID`], never in the membership): for tests that call the
+    /// members-only `Raft` service, e.g. a member's own `NodeStatus` view.
+    pub fn member_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        let token = skiff_pki::ClusterToken::from_file(&self.token_file()).expect("token file");
+        let member = skiff_pki::issue_member_cert(&token, OBSERVER_MEMBER_ID, &[])
+            .expect("member certificate");
+        skiff_pki::tls::client_config(
+            &token.ca_cert_pem(),
+            Some((&member.cert_pem, &member.key_pem)),
+            skiff_pki::tls::ServerCheck::Member,
+        )
+        .expect("member tls config")
+    }
+
     /// The admin's TLS config if admin.conf is there already (never waits).
     fn tls_if_ready(&self) -> Option<Arc<rustls::ClientConfig>> {
         if let Some(tls) = self.tls.get() {
@@ -659,6 +674,9 @@ pub fn admin_tls_for(endpoints: &[String]) -> Arc<rustls::ClientConfig> {
     wait_for_file(&files.admin_conf).unwrap_or_else(|e| panic!("{e:#}"));
     admin_tls(&files.admin_conf).unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// The member id of [`ControlPlaneCluster::member_tls_config`]'s certificate.
+pub const OBSERVER_MEMBER_ID: u64 = 9_999;
 
 /// The TLS client config of an admin.conf's cluster.
 pub fn admin_tls(path: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
