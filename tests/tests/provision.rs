@@ -1171,6 +1171,7 @@ fn provision_4_exec_start_expands_like_systemd() {
         std::fs::create_dir_all(dir.path().join(path)).unwrap();
     }
     std::fs::write(dir.path().join("usr/local/bin/skiff-agent"), "").unwrap();
+    std::fs::write(dir.path().join("etc/skiff/token"), "").unwrap();
     std::fs::write(
         dir.path().join("etc/skiff/agent.env"),
         "SKIFF_NAME=\"n\"\nSKIFF_SERVERS=\"s:1\"\nSKIFF_NODE_IP=\"1.2.3.4\"\nSKIFF_LABELS=\"\"\n\
@@ -1197,6 +1198,8 @@ fn provision_4_exec_start_expands_like_systemd() {
             format!("{root}/var/lib/skiff/agent"),
             "--listen".into(),
             "1.2.3.4:10250".into(),
+            "--token-file".into(),
+            format!("{root}/etc/skiff/token"),
         ]
     );
     assert_eq!(env["RUST_LOG"], "info");
