@@ -1,5 +1,7 @@
 //! Which control plane to talk to: `--server`, else `SKIFF_SERVER`, else the current
-//! cluster of the config file (`~/.skiff/config`, or `SKIFF_CONFIG`), like a kubeconfig:
+//! cluster of the config file (`--config`, else `SKIFF_CONFIG`, else `~/.skiff/config`),
+//! like a kubeconfig. The config's cluster also gives the CA and the client credential
+//! (`skiff_pki::config`), whichever endpoints are used:
 //!
 //! ```yaml
 //! current: local
@@ -9,12 +11,18 @@
 //!     # Optional: the network namespace these addresses live in (`skiff up`'s clusters
 //!     # exist only inside namespaces); the CLI joins it before connecting.
 //!     netns: /run/netns/skiff-local-underlay
+//!     ca: |
+//!       -----BEGIN CERTIFICATE-----
+//!     client-certificate: |
+//!       …
+//!     client-key: |
+//!       …
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub use skiff_pki::config::{ClusterEntry, SkiffConfig as CliConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointsError {
@@ -24,32 +32,45 @@ pub enum EndpointsError {
     NoneGiven(String),
     #[error("{path}: {message}")]
     Config { path: String, message: String },
+    #[error("{0}")]
+    File(#[from] skiff_pki::config::ConfigError),
+    #[error(
+        "no cluster CA to verify the control plane with: use --config FILE (a member's admin.conf) or SKIFF_CONFIG; {0} has none"
+    )]
+    NoCa(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CliConfig {
-    /// The cluster used when none is named.
-    #[serde(default)]
-    pub current: Option<String>,
-    #[serde(default)]
-    pub clusters: BTreeMap<String, ClusterEntry>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterEntry {
-    pub servers: Vec<String>,
-    /// A network namespace to join before connecting (needs root).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<PathBuf>,
-}
-
-/// Where to connect: the endpoints, and the namespace they are reached from (if any).
+/// Where to connect: the endpoints, the namespace they are reached from (if any), and the
+/// config file's cluster that supplies the CA and the credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub servers: Vec<String>,
     pub netns: Option<PathBuf>,
+    /// The config cluster's name and entry, when the config file names one.
+    pub cluster: Option<(String, ClusterEntry)>,
+}
+
+impl Target {
+    /// The TLS client config for this target: the cluster's CA and client certificate,
+    /// members only. Every Skiff port speaks TLS, so a cluster without a CA is an error.
+    pub fn tls_config(
+        &self,
+        config_file: &Path,
+    ) -> Result<Arc<rustls::ClientConfig>, EndpointsError> {
+        let no_ca = || EndpointsError::NoCa(config_file.display().to_string());
+        let (name, entry) = self.cluster.as_ref().ok_or_else(no_ca)?;
+        entry
+            .tls_config(config_file, name, skiff_pki::tls::ServerCheck::Member)?
+            .ok_or_else(no_ca)
+    }
+}
+
+/// `--config`, else `SKIFF_CONFIG`, else `$HOME/.skiff/config`.
+pub fn config_path_from(flag: Option<&Path>) -> PathBuf {
+    if let Some(path) = flag {
+        return path.to_path_buf();
+    }
+    config_path()
 }
 
 /// `SKIFF_CONFIG`, else `$HOME/.skiff/config`.
@@ -63,20 +84,7 @@ pub fn config_path() -> PathBuf {
 
 /// Reads the config file; a missing file is an empty config.
 pub fn read_config(path: &Path) -> Result<CliConfig, EndpointsError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CliConfig::default()),
-        Err(e) => {
-            return Err(EndpointsError::Config {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            });
-        }
-    };
-    serde_yaml_ng::from_str(&text).map_err(|e| EndpointsError::Config {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    Ok(skiff_pki::config::load(path)?)
 }
 
 /// The endpoints to use, by the precedence above.
@@ -88,7 +96,8 @@ pub fn resolve(
     resolve_target(flag, env, config_file).map(|target| target.servers)
 }
 
-/// Like [`resolve`], with the namespace a config-file cluster is reached from.
+/// Like [`resolve`], with the namespace a config-file cluster is reached from and the
+/// cluster itself (its CA and credential apply whichever endpoints are used).
 pub fn resolve_target(
     flag: Option<&str>,
     env: Option<&str>,
@@ -101,15 +110,6 @@ pub fn resolve_target(
             .map(str::to_string)
             .collect()
     };
-    for given in [flag, env].into_iter().flatten() {
-        let servers = split(given);
-        if !servers.is_empty() {
-            return Ok(Target {
-                servers,
-                netns: None,
-            });
-        }
-    }
     let config = read_config(config_file)?;
     let name = config.current.clone().or_else(|| {
         // One cluster and no `current`: that one.
@@ -117,13 +117,27 @@ pub fn resolve_target(
             .then(|| config.clusters.keys().next().cloned())
             .flatten()
     });
+    let cluster = name
+        .as_ref()
+        .and_then(|name| config.clusters.get(name).map(|e| (name.clone(), e.clone())));
+    for given in [flag, env].into_iter().flatten() {
+        let servers = split(given);
+        if !servers.is_empty() {
+            return Ok(Target {
+                servers,
+                netns: None,
+                cluster,
+            });
+        }
+    }
     let Some(name) = name else {
         return Err(EndpointsError::NoneGiven(config_file.display().to_string()));
     };
-    match config.clusters.get(&name) {
-        Some(entry) if !entry.servers.is_empty() => Ok(Target {
+    match cluster {
+        Some((_, entry)) if !entry.servers.is_empty() => Ok(Target {
             servers: entry.servers.clone(),
             netns: entry.netns.clone(),
+            cluster: Some((name, entry)),
         }),
         Some(_) => Err(EndpointsError::Config {
             path: config_file.display().to_string(),
@@ -136,28 +150,10 @@ pub fn resolve_target(
     }
 }
 
-fn write_config(path: &Path, config: &CliConfig) -> Result<(), EndpointsError> {
-    let failed = |message: String| EndpointsError::Config {
-        path: path.display().to_string(),
-        message,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
-    }
-    let text = serde_yaml_ng::to_string(config).map_err(|e| failed(e.to_string()))?;
-    // Write then rename, so a crash never leaves half a config behind.
-    let temporary = path.with_extension("new");
-    std::fs::write(&temporary, text).map_err(|e| failed(e.to_string()))?;
-    std::fs::rename(&temporary, path).map_err(|e| failed(e.to_string()))
-}
-
-/// Adds (or replaces) cluster `name` in the config file and makes it the current one;
-/// the other clusters stay as they are.
+/// Adds (or replaces) cluster `name` in the config file (0600) and makes it the current
+/// one; the other clusters stay as they are.
 pub fn save_cluster(path: &Path, name: &str, entry: ClusterEntry) -> Result<(), EndpointsError> {
-    let mut config = read_config(path)?;
-    config.clusters.insert(name.to_string(), entry);
-    config.current = Some(name.to_string());
-    write_config(path, &config)
+    Ok(skiff_pki::config::save_cluster(path, name, entry)?)
 }
 
 /// Removes cluster `name` from the config file (and `current` if it named it).
@@ -169,7 +165,7 @@ pub fn forget_cluster(path: &Path, name: &str) -> Result<(), EndpointsError> {
     if config.current.as_deref() == Some(name) {
         config.current = None;
     }
-    write_config(path, &config)
+    Ok(skiff_pki::config::save(path, &config)?)
 }
 
 #[cfg(test)]
@@ -224,6 +220,7 @@ mod tests {
         let entry = ClusterEntry {
             servers: vec!["10.250.0.2:7000".into()],
             netns: Some("/run/netns/skiff-local-underlay".into()),
+            ..ClusterEntry::default()
         };
         save_cluster(&file, "local", entry.clone()).unwrap();
         let target = resolve_target(None, None, &file).unwrap();
@@ -237,6 +234,9 @@ mod tests {
         forget_cluster(&file, "local").unwrap();
         let config = read_config(&file).unwrap();
         assert_eq!(config.current, None);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the config holds credentials");
         assert_eq!(config.clusters.keys().collect::<Vec<_>>(), ["lab"]);
         // Only one cluster left and no current: that one.
         assert_eq!(resolve(None, None, &file).unwrap(), vec!["x:7"]);

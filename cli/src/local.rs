@@ -19,7 +19,7 @@ use skiff_client::{Client, ListParams};
 use skiff_netplugin::hosts::{HostsError, SimulatedHosts, kill_inside};
 use skiff_netplugin::netns;
 
-use crate::endpoints::{self, ClusterEntry};
+use crate::endpoints;
 use crate::{apply, get};
 
 /// Where `ip netns` looks for named namespaces.
@@ -323,6 +323,20 @@ fn down_flags(name: &str, dir: &Path) -> String {
     flags
 }
 
+/// Writes a file only its owner may read (the token).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
 /// Where local clusters keep their data, logs and state by default.
 pub const DEFAULT_DIR: &str = "/var/lib/skiff-local";
 
@@ -351,6 +365,12 @@ fn start(
     )
     .ok();
 
+    // The cluster token: one file every daemon reads (never a command-line argument).
+    let token_file = dir.join("token");
+    write_private(
+        &token_file,
+        format!("{}\n", skiff_pki::generate_token()).as_bytes(),
+    )?;
     let peers: Vec<String> = state
         .servers
         .iter()
@@ -382,7 +402,9 @@ fn start(
             .arg("--listen")
             .arg(&state.servers[i - 1])
             .arg("--peers")
-            .arg(peers.join(","));
+            .arg(peers.join(","))
+            .arg("--token-file")
+            .arg(&token_file);
         spawn(i, &format!("cp-{i}"), command)?;
     }
     for w in 1..=state.workers {
@@ -402,7 +424,9 @@ fn start(
             .arg("--data-dir")
             .arg(dir.join(&name))
             .arg("--listen")
-            .arg(format!("{ip}:{AGENT_PORT}"));
+            .arg(format!("{ip}:{AGENT_PORT}"))
+            .arg("--token-file")
+            .arg(&token_file);
         spawn(host, &name, command)?;
     }
     writeln!(
@@ -414,13 +438,35 @@ fn start(
     )
     .ok();
 
+    // Member 1's admin.conf: the CA and a cluster-admin certificate, for us and the config.
+    let admin_conf = dir.join("cp-1").join("admin.conf");
+    let deadline = Instant::now() + options.timeout;
+    while !admin_conf.exists() {
+        if Instant::now() > deadline {
+            return Err(failed(
+                "start cp-1",
+                format!("{} did not appear", admin_conf.display()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin = skiff_pki::config::load(&admin_conf)
+        .map_err(|e| failed("read admin.conf", e.to_string()))?;
+    let (admin_name, admin_entry) =
+        skiff_client::select_cluster(&admin, None).map_err(|e| failed("read admin.conf", e))?;
+    let tls = admin_entry
+        .tls_config(&admin_conf, admin_name, skiff_pki::tls::ServerCheck::Member)
+        .map_err(|e| failed("read admin.conf", e.to_string()))?
+        .ok_or_else(|| failed("read admin.conf", "it has no CA".into()))?;
+    let mut entry = admin_entry.clone();
+
     let servers = state.servers.clone();
     let workers = state.workers;
     let demo = options.demo;
     let timeout = options.timeout;
     let underlay = hosts.underlay_path();
     let report = netns::run_async_in(&underlay, move || async move {
-        let client = Client::connect(servers).map_err(|e| e.to_string())?;
+        let client = Client::connect(servers, tls).map_err(|e| e.to_string())?;
         bring_up(&client, workers, demo, timeout).await
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -433,14 +479,9 @@ fn start(
         .map_err(|message| failed("bring the cluster up", message))?;
     out.write_all(report.as_bytes()).ok();
 
-    endpoints::save_cluster(
-        &options.config,
-        &options.name,
-        ClusterEntry {
-            servers: state.servers.clone(),
-            netns: Some(hosts.underlay_path()),
-        },
-    )?;
+    entry.servers = state.servers.clone();
+    entry.netns = Some(hosts.underlay_path());
+    endpoints::save_cluster(&options.config, &options.name, entry)?;
     writeln!(
         out,
         "Wrote cluster {:?} to {} (now current): plain `skiff get nodes` talks to it",

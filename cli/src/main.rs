@@ -12,9 +12,13 @@ use skiff_client::{Client, DeleteParams, LogParams};
 #[derive(Parser)]
 #[command(name = "skiff", about = "Drive a Skiff cluster", version)]
 struct Flags {
-    /// Control-plane endpoints HOST:PORT[,HOST:PORT…] (else SKIFF_SERVER, else ~/.skiff/config).
+    /// Control-plane endpoints HOST:PORT[,HOST:PORT…] (else SKIFF_SERVER, else the config's).
     #[arg(long, global = true)]
     server: Option<String>,
+    /// The client config: servers, the cluster CA and a credential (a member's admin.conf,
+    /// or what `skiff up` writes). Default: SKIFF_CONFIG, else ~/.skiff/config.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Namespace for namespaced objects.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -292,6 +296,20 @@ enum Verb {
         #[command(subcommand)]
         what: ImageVerb,
     },
+    /// Cluster tokens.
+    Token {
+        #[command(subcommand)]
+        what: TokenVerb,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenVerb {
+    /// Print a fresh cluster token (one line). Give the same token to every control-plane
+    /// member and agent with --token-file; keep the file 0600: the cluster CA derives from it.
+    ///
+    /// Example: umask 077; skiff token generate > /etc/skiff/token
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -403,7 +421,7 @@ fn main() -> ExitCode {
                     dir: dir.clone(),
                     demo: !no_demo,
                     timeout: Duration::from_secs(*timeout_secs),
-                    config: endpoints::config_path(),
+                    config: endpoints::config_path_from(flags.config.as_deref()),
                 },
                 &mut std::io::stdout(),
             )
@@ -473,13 +491,21 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             print!("{}", skiff_api::explain::explain(path)?);
             return Ok(ExitCode::SUCCESS);
         }
+        Verb::Token {
+            what: TokenVerb::Generate,
+        } => {
+            println!("{}", skiff_pki::generate_token());
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
+    let config_file = endpoints::config_path_from(flags.config.as_deref());
     let target = endpoints::resolve_target(
         flags.server.as_deref(),
         std::env::var("SKIFF_SERVER").ok().as_deref(),
-        &endpoints::config_path(),
+        &config_file,
     )?;
+    let tls = target.tls_config(&config_file)?;
     if let Some(netns) = &target.netns {
         // A `skiff up` cluster: its addresses exist only inside that namespace. The runtime
         // is single-threaded, so this thread is where every connection is made.
@@ -491,6 +517,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     }
     let servers = target.servers;
     let client = Client::builder(servers)
+        .tls(tls)
         .request_timeout(Duration::from_secs(flags.request_timeout_secs))
         .build()?;
     match flags.verb {
@@ -759,7 +786,11 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Verb::Completion { .. } | Verb::Explain { .. } | Verb::Up { .. } | Verb::Down { .. } => {
+        Verb::Completion { .. }
+        | Verb::Explain { .. }
+        | Verb::Token { .. }
+        | Verb::Up { .. }
+        | Verb::Down { .. } => {
             unreachable!("handled before connecting")
         }
         Verb::Cluster {

@@ -1,7 +1,8 @@
 //! A tour of the SDK against a running cluster:
-//! `cargo run -p skiff-client --example basic -- 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003`
-//! (endpoints as one comma-separated argument or several; default `127.0.0.1:7001`, the
-//! first node of `scripts/demo.sh`).
+//! `cargo run -p skiff-client --example basic -- CONFIG [HOST:PORT,...]`
+//! CONFIG is a Skiff client config: a member's `<data-dir>/admin.conf` (servers, the
+//! cluster CA and an admin certificate) or `~/.skiff/config`; default `$SKIFF_CONFIG`.
+//! Endpoints, as one comma-separated argument or several, override the config's servers.
 
 use std::time::Duration;
 
@@ -12,11 +13,17 @@ use skiff_client::{Client, DeleteParams, ListParams, MetadataPatch, WatchEvent, 
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut endpoints: Vec<String> = std::env::args().skip(1).collect();
-    if endpoints.is_empty() {
-        endpoints.push("127.0.0.1:7001".into());
+    let mut args = std::env::args().skip(1);
+    let config = args
+        .next()
+        .or_else(|| std::env::var("SKIFF_CONFIG").ok())
+        .ok_or("usage: basic CONFIG [HOST:PORT,...] (or set SKIFF_CONFIG)")?;
+    let endpoints: Vec<String> = args.collect();
+    let mut builder = Client::builder_from_config(&config, None)?;
+    if !endpoints.is_empty() {
+        builder = builder.endpoints(&endpoints);
     }
-    let client = Client::connect(&endpoints)?;
+    let client = builder.build()?;
     client.wait_ready(Duration::from_secs(10)).await?;
 
     let namespace = Namespace {

@@ -1,5 +1,7 @@
 //! Prints the cluster's members, leader, term and applied index:
-//! `cargo run -p skiff-client --example cluster_status -- [--wait SECS] HOST:PORT[,...]`
+//! `cargo run -p skiff-client --example cluster_status -- [--wait SECS] --config FILE [HOST:PORT,...]`
+//! FILE is a Skiff client config (a member's `admin.conf`; default `$SKIFF_CONFIG`);
+//! endpoints override its servers.
 
 use std::time::Duration;
 
@@ -9,14 +11,21 @@ use skiff_client::Client;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut wait = None;
-    let mut endpoints = String::from("127.0.0.1:7001");
+    let mut endpoints = None;
+    let mut config = std::env::var("SKIFF_CONFIG").ok();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--wait" => wait = Some(args.next().ok_or("--wait needs seconds")?.parse::<u64>()?),
-            other => endpoints = other.to_string(),
+            "--config" => config = Some(args.next().ok_or("--config needs a file")?),
+            other => endpoints = Some(other.to_string()),
         }
     }
-    let client = Client::connect([endpoints])?;
+    let config = config.ok_or("give --config FILE (or set SKIFF_CONFIG)")?;
+    let mut builder = Client::builder_from_config(&config, None)?;
+    if let Some(endpoints) = endpoints {
+        builder = builder.endpoints([endpoints]);
+    }
+    let client = builder.build()?;
     if let Some(secs) = wait {
         client.wait_ready(Duration::from_secs(secs)).await?;
     }

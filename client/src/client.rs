@@ -15,7 +15,7 @@ use skiff_api::proto::{
 };
 use skiff_api::{Kind, Object};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::is_retriable;
 use skiff_api::outcome;
@@ -155,9 +155,30 @@ pub struct ClientBuilder {
     endpoints: Vec<String>,
     request_timeout: Duration,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
+    /// The TLS client config to dial with (the cluster CA, and the client certificate if
+    /// any): see `skiff_pki::tls::client_config`. Required: every Skiff port speaks TLS.
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> ClientBuilder {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Replaces the endpoints.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.endpoints = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().to_string())
+            .collect();
+        self
+    }
+
     /// How long one call may take across all endpoints before it fails (default 10 s).
     pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.request_timeout = timeout;
@@ -171,10 +192,16 @@ impl ClientBuilder {
 
     pub fn build(self) -> Result<Client, Error> {
         let urls = endpoints::normalize(&self.endpoints)?;
+        let tls = self.tls.ok_or_else(|| {
+            Error::Invalid(
+                "no TLS config: Skiff serves TLS only (give ClientBuilder::tls, or use Client::from_config)"
+                    .into(),
+            )
+        })?;
         let channels = urls
             .into_iter()
             .map(|url| {
-                let channel = Endpoint::from_shared(url.clone())
+                let channel = skiff_pki::tls::endpoint(&url)
                     .map_err(|e| Error::Invalid(format!("endpoint {url:?}: {e}")))?
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true)
@@ -182,7 +209,7 @@ impl ClientBuilder {
                     .http2_keep_alive_interval(Duration::from_secs(3))
                     .keep_alive_timeout(Duration::from_secs(3))
                     .keep_alive_while_idle(true)
-                    .connect_lazy();
+                    .connect_with_connector_lazy(skiff_pki::tls::connector(tls.clone()));
                 Ok((url, channel))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -222,18 +249,60 @@ impl Client {
                 .collect(),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 
     /// Connects lazily to `endpoints` (`HOST:PORT`, comma-separated lists allowed, `http://`
-    /// optional): nothing is dialled until the first call, so this fails only on malformed
-    /// endpoints. Must be called within a Tokio runtime (the channels are created there).
-    pub fn connect<I, S>(endpoints: I) -> Result<Client, Error>
+    /// optional) over TLS with `tls`: nothing is dialled until the first call, so this fails
+    /// only on malformed endpoints. Must be called within a Tokio runtime.
+    pub fn connect<I, S>(endpoints: I, tls: Arc<rustls::ClientConfig>) -> Result<Client, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Client::builder(endpoints).build()
+        Client::builder(endpoints).tls(tls).build()
+    }
+
+    /// A builder for cluster `cluster` (or the config's current one) of the Skiff config
+    /// file at `path` (`admin.conf`, `node.conf`, `~/.skiff/config`): its servers, its CA
+    /// and its client certificate. The entry's `netns` is not joined here.
+    pub fn builder_from_config(
+        path: impl AsRef<std::path::Path>,
+        cluster: Option<&str>,
+    ) -> Result<ClientBuilder, Error> {
+        let path = path.as_ref();
+        let config = skiff_pki::config::load(path).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (name, entry) = select_cluster(&config, cluster)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        Client::builder_from_entry(entry, path, name)
+    }
+
+    /// A builder for one cluster entry of a config file read from `config_path` (relative
+    /// `*-file` paths are relative to it).
+    pub fn builder_from_entry(
+        entry: &skiff_pki::config::ClusterEntry,
+        config_path: &std::path::Path,
+        cluster: &str,
+    ) -> Result<ClientBuilder, Error> {
+        let tls = entry
+            .tls_config(config_path, cluster, skiff_pki::tls::ServerCheck::Member)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: cluster {cluster:?} has no CA (ca:); Skiff serves TLS only",
+                    config_path.display()
+                ))
+            })?;
+        Ok(Client::builder(&entry.servers).tls(tls))
+    }
+
+    /// [`Client::builder_from_config`], built.
+    pub fn from_config(
+        path: impl AsRef<std::path::Path>,
+        cluster: Option<&str>,
+    ) -> Result<Client, Error> {
+        Client::builder_from_config(path, cluster)?.build()
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -829,6 +898,26 @@ fn encode<T: Resource>(object: &T) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Invalid(format!("cannot encode {}: {e}", T::KIND)))
 }
 
+/// Cluster `name`, else the config's current cluster, else its only one.
+pub fn select_cluster<'a>(
+    config: &'a skiff_pki::config::SkiffConfig,
+    name: Option<&'a str>,
+) -> Result<(&'a str, &'a skiff_pki::config::ClusterEntry), String> {
+    let name = match (name, config.current.as_deref()) {
+        (Some(name), _) | (None, Some(name)) => name,
+        (None, None) => match config.clusters.keys().next() {
+            Some(only) if config.clusters.len() == 1 => only.as_str(),
+            Some(_) => return Err("several clusters and no current one: name one".into()),
+            None => return Err("no clusters configured".into()),
+        },
+    };
+    config
+        .clusters
+        .get_key_value(name)
+        .map(|(k, v)| (k.as_str(), v))
+        .ok_or_else(|| format!("no cluster {name:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,13 +946,44 @@ mod tests {
         assert_eq!(scoped(Kind::Pod, "web"), "web");
     }
 
+    fn tls() -> Arc<rustls::ClientConfig> {
+        let token = skiff_pki::ClusterToken::parse(&skiff_pki::generate_token()).unwrap();
+        skiff_pki::tls::client_config(
+            &token.ca_cert_pem(),
+            None,
+            skiff_pki::tls::ServerCheck::Member,
+        )
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn client_3_endpoints_are_kept_in_order() {
-        let client = Client::connect(["a:1, b:2", "http://c:3"]).unwrap();
+        let client = Client::connect(["a:1, b:2", "http://c:3"], tls()).unwrap();
         assert_eq!(
             client.endpoints(),
             ["http://a:1", "http://b:2", "http://c:3"]
         );
-        assert!(Client::connect(["nope"]).is_err());
+        assert!(Client::connect(["nope"], tls()).is_err());
+        assert!(
+            Client::builder(["a:1"]).build().is_err(),
+            "TLS is not optional"
+        );
+    }
+
+    #[test]
+    fn client_4_picks_the_named_or_current_cluster() {
+        let entry = |server: &str| skiff_pki::config::ClusterEntry {
+            servers: vec![server.into()],
+            ..Default::default()
+        };
+        let mut config = skiff_pki::config::SkiffConfig::default();
+        config.clusters.insert("a".into(), entry("a:1"));
+        assert_eq!(select_cluster(&config, None).unwrap().0, "a");
+        config.clusters.insert("b".into(), entry("b:1"));
+        assert!(select_cluster(&config, None).is_err());
+        config.current = Some("b".into());
+        assert_eq!(select_cluster(&config, None).unwrap().0, "b");
+        assert_eq!(select_cluster(&config, Some("a")).unwrap().0, "a");
+        assert!(select_cluster(&config, Some("c")).is_err());
     }
 }

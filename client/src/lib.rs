@@ -15,7 +15,9 @@
 //! use skiff_client::{Client, ListParams, WatchEvent, WatchParams};
 //!
 //! # async fn demo() -> Result<(), skiff_client::Error> {
-//! let client = Client::connect(["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"])?;
+//! // admin.conf (written by the first control-plane member) or ~/.skiff/config: the
+//! // servers, the cluster CA and a client certificate. Every Skiff port speaks TLS.
+//! let client = Client::from_config("/var/lib/skiff/admin.conf", None)?;
 //! client.wait_ready(Duration::from_secs(10)).await?;
 //! let pods = client.list::<Pod>(&ListParams::namespace("default").labels("app=web")).await?;
 //! println!("{} pods at version {}", pods.items.len(), pods.resource_version);
@@ -49,6 +51,7 @@ mod watch;
 
 pub use client::{
     Client, ClientBuilder, DeleteParams, Deleted, ListParams, MetadataPatch, ObjectList,
+    select_cluster,
 };
 pub use error::Error;
 pub use images::{Image, ImportedImageInfo, RemovedImages};
@@ -56,4 +59,5 @@ pub use nodes::Drained;
 pub use pods::{ExecEvent, ExecOutput, ExecSession, LogParams, PortForward};
 pub use resource::{Resource, version_of};
 pub use skiff_api as api;
+pub use skiff_pki as pki;
 pub use watch::{WatchEvent, WatchParams, WatchStream};

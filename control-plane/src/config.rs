@@ -88,6 +88,8 @@ pub struct Config {
     pub initial_cluster_state: InitialClusterState,
     /// The largest public API request (gRPC message) accepted.
     pub max_request_bytes: usize,
+    /// The cluster token (`--token-file`): the CA and every certificate derive from it.
+    pub token: Option<skiff_pki::ClusterToken>,
 }
 
 impl Config {
@@ -114,6 +116,7 @@ impl Config {
             event_ttl: Duration::from_secs(3600),
             initial_cluster_state: InitialClusterState::New,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            token: None,
         }
     }
 

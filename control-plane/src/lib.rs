@@ -8,6 +8,7 @@ pub mod admission;
 pub mod bootstrap;
 pub mod config;
 pub mod controllers;
+pub mod credentials;
 pub mod error;
 pub mod network;
 pub mod node;
@@ -26,10 +27,12 @@ use skiff_api::proto::agent_server::AgentServer as AgentService;
 use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
 use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
+use skiff_pki::tls::ServerCheck;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::{Config, ConfigError, InitialClusterState};
+use credentials::{CredentialsError, MemberCredentials};
 use network::{NetworkFactory, PeerPool};
 use node::ControlPlane;
 
@@ -50,6 +53,10 @@ pub enum RunError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no cluster token given (--token-file)")]
+    NoToken,
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialsError),
     #[error("cannot open the store: {0}")]
     Store(String),
     #[error("cannot start raft: {0}")]
@@ -67,10 +74,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.check()?;
+    let token = config.token.clone().ok_or(RunError::NoToken)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    // The member certificate names how peers and clients reach this member: its --peers
+    // entry, and the address it listens on unless that is every address.
+    let mut hosts = vec![config.peers[&config.id].clone()];
+    if let Ok(address) = listener.local_addr()
+        && !address.ip().is_unspecified()
+    {
+        hosts.push(address.to_string());
+    }
+    let credentials = Arc::new(MemberCredentials::load_or_issue(
+        &config.data_dir,
+        token,
+        config.id,
+        &hosts,
+    )?);
+    if let Some(path) = credentials.write_admin_conf(&config.data_dir, &config.peers)? {
+        tracing::info!(path = %path.display(), "wrote the cluster-admin config");
+    }
+    let server_tls = credentials.server_config()?;
     let (log, sm, shared) = store::open(&config.data_dir, config.watch_history)
         .map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
@@ -80,7 +106,9 @@ pub async fn run(
     {
         tracing::info!("was leader when stopped: standing for election instead of resuming");
     }
-    let peers = Arc::new(PeerPool::default());
+    let peers = Arc::new(PeerPool::new(
+        credentials.client_config(ServerCheck::Member)?,
+    ));
     let rejoin = bootstrap::RejoinGuard::open(&config.data_dir);
     let initialize = match (fresh, config.initial_cluster_state) {
         (false, _) => false,
@@ -128,6 +156,7 @@ pub async fn run(
         initial_peers: config.peers.clone(),
         heartbeats: Default::default(),
         rejoin,
+        credentials,
     });
 
     if initialize {
@@ -169,6 +198,9 @@ pub async fn run(
     // A request over the cap is refused as it arrives (tonic reads the length first), so
     // nothing larger than replication can carry ever reaches the log.
     .max_decoding_message_size(config.max_request_bytes);
+    // The public API needs a verified client certificate (Raft's methods need a member's,
+    // checked per method in server/raft.rs; Cluster's per method in server/cluster.rs).
+    let objects = InterceptedService::new(objects, server::authenticated("the Objects API"));
     let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
     let staging_limit = (4 * config.max_request_bytes as u64).max(64 * 1024 * 1024);
     let raft_service = RaftService::new(server::raft::RaftServer {
@@ -178,9 +210,9 @@ pub async fn run(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(id = config.id, addr = ?listener.local_addr().ok(), "control plane serving");
-    // Small Raft and API messages must not wait for Nagle's algorithm.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    // Small Raft and API messages must not wait for Nagle's algorithm (`tls_incoming` sets
+    // it on every accepted connection too).
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // HTTP/2's default 64 KiB window caps a stream at 64 KiB per round trip (320 KiB/s
         // over a 200 ms link): far too little for a forwarded or staged multi-MiB write.
@@ -189,11 +221,11 @@ pub async fn run(
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)
-        .add_service(AgentService::new(server::agent_proxy::AgentProxy {
-            node: node.clone(),
-        }))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .add_service(InterceptedService::new(
+            AgentService::new(server::agent_proxy::AgentProxy { node: node.clone() }),
+            server::authenticated("the Agent API"),
+        ));
+    let served = skiff_pki::tls::serve_tls(router, listener, server_tls, shutdown).await;
     let _ = raft.shutdown().await;
     served?;
     Ok(())

@@ -23,6 +23,10 @@ struct Flags {
     /// This node's Raft id (> 0), as named in --peers.
     #[arg(long)]
     id: u64,
+    /// The cluster token (one line, from `skiff token generate`); required. Every member
+    /// and agent of a cluster gets the same one. Keep it 0600: the CA derives from it.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Where the log, state and snapshots live. A fresh dir bootstraps once.
     #[arg(long)]
     data_dir: PathBuf,
@@ -87,6 +91,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
+    // Before anything is created: a member without the token must leave no trace.
+    let token = match &flags.token_file {
+        None => {
+            eprintln!("error: --token-file is required (make one with `skiff token generate`)");
+            std::process::exit(2);
+        }
+        Some(path) => match skiff_pki::ClusterToken::from_file(path) {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let peers = parse_peers(&flags.peers)?;
     let mut config = Config::new(flags.id, flags.data_dir, peers);
     config.cluster_cidr = flags.cluster_cidr;
@@ -102,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
     config.heartbeat_interval = flags.heartbeat_interval;
     config.election_timeout_min = flags.election_timeout_min;
     config.election_timeout_max = flags.election_timeout_max;
+    config.token = Some(token);
     if let Err(e) = config
         .check()
         .and_then(|()| config.raft_config().map(|_| ()))

@@ -2,7 +2,7 @@
 //! same port as the public API. Also the messages followers send to the leader.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use skiff_api::proto::RaftPayload;
 use skiff_api::proto::raft_client::RaftClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::raft_types::{CommandResult, NodeId, TypeConfig};
 use crate::staging::{INLINE_APPEND_BYTES, UploadState, Uploads, digest};
@@ -62,19 +62,39 @@ pub enum AdminRequest {
     },
 }
 
-/// One lazily connected channel per peer address, shared by Raft and forwarding.
-#[derive(Default)]
+/// One lazily connected channel per peer address, shared by Raft and forwarding. Members
+/// dial each other over TLS with their member certificate, and accept only a member's
+/// certificate from the server ([`ServerCheck::Member`]).
 pub struct PeerPool {
     clients: Mutex<HashMap<String, RaftClient<Channel>>>,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl PeerPool {
+    /// `tls`: the member's client config (its certificate, the cluster CA, members only).
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> PeerPool {
+        PeerPool {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
+    /// A pool of its own (separate connections) with the same credentials.
+    pub fn sibling(&self) -> PeerPool {
+        PeerPool::new(self.tls.clone())
+    }
+
+    /// The client config members dial each other with.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
     pub fn client(&self, address: &str) -> Result<RaftClient<Channel>, String> {
         let mut clients = self.clients.lock().expect("peer pool lock");
         if let Some(c) = clients.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = skiff_pki::tls::endpoint(address)
             .map_err(|e| format!("bad peer address {address:?}: {e}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
@@ -82,7 +102,9 @@ impl PeerPool {
             .initial_connection_window_size(crate::CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let client = RaftClient::new(endpoint.connect_lazy())
+        let channel =
+            endpoint.connect_with_connector_lazy(skiff_pki::tls::connector(self.tls.clone()));
+        let client = RaftClient::new(channel)
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
         clients.insert(address.to_string(), client.clone());
@@ -146,8 +168,8 @@ pub struct NetworkFactory {
 impl NetworkFactory {
     pub fn new(pool: std::sync::Arc<PeerPool>) -> NetworkFactory {
         NetworkFactory {
+            bulk: std::sync::Arc::new(pool.sibling()),
             pool,
-            bulk: Default::default(),
             uploads: Default::default(),
         }
     }

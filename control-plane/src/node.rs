@@ -41,6 +41,8 @@ pub struct ControlPlane {
     pub heartbeats: Mutex<HashMap<String, Instant>>,
     /// Up while this member, having lost its data, catches up (no votes, no elections).
     pub rejoin: crate::bootstrap::RejoinGuard,
+    /// The cluster token, the CA and this member's certificate.
+    pub credentials: Arc<crate::credentials::MemberCredentials>,
 }
 
 fn unavailable(what: &str, timeout: Duration) -> ApiError {

@@ -18,17 +18,25 @@ async fn run_1_single_node_serves_then_stops_with_a_watch_open() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let config = Config::new(
+    let mut config = Config::new(
         1,
         dir.path().to_path_buf(),
         BTreeMap::from([(1, address.clone())]),
     );
+    config.token = Some(skiff_pki::ClusterToken::parse(&skiff_pki::generate_token()).unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run(config, listener, async {
         let _ = stopped.await;
     }));
 
-    let client = Client::connect([&address]).unwrap();
+    // The member writes admin.conf (its endpoint, the CA, an admin certificate) first thing.
+    let admin_conf = dir.path().join("admin.conf");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !admin_conf.exists() {
+        assert!(std::time::Instant::now() < deadline, "no admin.conf");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = Client::from_config(&admin_conf, None).unwrap();
     client.wait_ready(Duration::from_secs(20)).await.unwrap();
     let pod = Pod {
         metadata: ObjectMeta {

@@ -97,5 +97,12 @@ if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "
   [ "$(docker image inspect -f '{{len .RepoTags}}' "$previous" 2>/dev/null)" = 0 ]; then
   docker rmi "$previous" >/dev/null 2>&1 || true
 fi
+# The cluster token the compose file mounts into every container (unless SKIFF_TOKEN_FILE
+# names another): made once, mode 0600, ignored by git. Delete it for a new cluster.
+token="$here/cluster-token"
+if [ ! -s "$token" ]; then
+  (umask 077 && "$bin/skiff" token generate > "$token.new" && mv "$token.new" "$token")
+  echo "build.sh: made the cluster token $token" >&2
+fi
 end=$(date +%s)
 echo "build.sh: $tag built (cargo $((built - start)) s, image $((end - built)) s)" >&2

@@ -2,8 +2,8 @@
 # Provisions one Skiff host: installs the binaries and a systemd unit, writes the unit's
 # environment file (its flags), creates the data dir and starts the daemon.
 #
-#   provision.sh control-plane --id N --ip IP --peers 1=IP:PORT,2=IP:PORT,3=IP:PORT [options]
-#   provision.sh worker --name NAME --ip IP --servers IP:PORT[,IP:PORT...] [--labels k=v,...] [options]
+#   provision.sh control-plane --id N --ip IP --peers 1=IP:PORT,2=IP:PORT,3=IP:PORT --token-file FILE [options]
+#   provision.sh worker --name NAME --ip IP --servers IP:PORT[,IP:PORT...] [--labels k=v,...] --token-file FILE [options]
 #
 # Run with --help for the options. Used by deploy/vagrant/Vagrantfile, and exercised by
 # tests/tests/provision.rs (with --root and --no-start) so it cannot rot. POSIX sh.
@@ -24,8 +24,8 @@ NL='
 usage() {
 	cat <<EOF
 Usage:
-  $PROG control-plane --id N --ip IP --peers 1=IP:PORT,2=IP:PORT,... [options]
-  $PROG worker --name NAME --ip IP --servers IP:PORT[,IP:PORT...] [--labels k=v,...] [options]
+  $PROG control-plane --id N --ip IP --peers 1=IP:PORT,2=IP:PORT,... --token-file FILE [options]
+  $PROG worker --name NAME --ip IP --servers IP:PORT[,IP:PORT...] [--labels k=v,...] --token-file FILE [options]
 
 Provisions a Skiff host: installs the binaries into /usr/local/bin, the systemd unit
 (skiff-control-plane.service or skiff-agent.service) into /etc/systemd/system, writes its
@@ -43,6 +43,10 @@ worker (runs skiff-agent):
   --ip IP            this host's IPv4 address (the agent's --node-ip; it listens on IP:$AGENT_PORT)
   --servers LIST     control-plane endpoints, HOST:PORT separated by commas
   --labels LIST      node labels, KEY=VALUE separated by commas (default: none)
+both:
+  --token-file FILE  the cluster token (skiff token generate), the same on every host;
+                     installed as /etc/skiff/token (mode 0600), which both units read.
+                     Needed on the first run; running again keeps the installed one
 options:
   --bin-dir DIR      where the built binaries are (default: /vagrant/target/release)
   --units-dir DIR    where the unit files are (default: deploy/systemd beside this script)
@@ -150,7 +154,7 @@ control-plane | worker) ROLE=$1 ;;
 esac
 shift
 
-ID='' IP='' PEERS='' NAME='' SERVERS='' LABELS='' EXTRA_ARGS=''
+ID='' IP='' PEERS='' NAME='' SERVERS='' LABELS='' EXTRA_ARGS='' TOKEN_FILE=''
 # The options given, as " --id --ip ... ".
 GIVEN=' '
 BIN_DIR=/vagrant/target/release
@@ -192,6 +196,7 @@ while [ $# -gt 0 ]; do
 	--bin-dir) BIN_DIR=$value ;;
 	--units-dir) UNITS_DIR=$value ;;
 	--extra-args) EXTRA_ARGS=$value ;;
+	--token-file) TOKEN_FILE=$value ;;
 	--root) ROOT=$value ;;
 	--no-start) die "--no-start takes no value" ;;
 	*) die "unknown option $opt" ;;
@@ -297,6 +302,16 @@ case $R in
 *) R=$(CDPATH='' cd -- "$R" && pwd) ;;
 esac
 
+# The cluster token: given, or installed by an earlier run. Never on a command line.
+TOKEN=/etc/skiff/token
+if given --token-file; then
+	{ [ -f "$TOKEN_FILE" ] && [ -r "$TOKEN_FILE" ] && [ -s "$TOKEN_FILE" ]; } ||
+		die "--token-file $TOKEN_FILE: not a readable, non-empty file (make one with: skiff token generate)"
+	grep -q '^skiff1\.' "$TOKEN_FILE" ||
+		die "--token-file $TOKEN_FILE: not a cluster token (skiff token generate)"
+elif [ ! -s "$R$TOKEN" ]; then
+	die "needs --token-file FILE (the cluster token, from skiff token generate) on the first run"
+fi
 # ---- install -----------------------------------------------------------------------------
 
 # Copies next to the target, then renames: a running binary is replaced, not overwritten.
@@ -313,6 +328,16 @@ for binary in "$DAEMON" skiff; do
 	install_file "$BIN_DIR/$binary" "$R/usr/local/bin/$binary" 0755
 done
 install_file "$UNITS_DIR/$UNIT" "$R/etc/systemd/system/$UNIT" 0644
+# The token is the cluster's root secret (its CA derives from it): root only, 0600 from
+# the start (umask), then renamed into place.
+if given --token-file; then
+	(
+		umask 077
+		cp "$TOKEN_FILE" "$R$TOKEN.new.$$"
+	)
+	chmod 0600 "$R$TOKEN.new.$$"
+	mv -f "$R$TOKEN.new.$$" "$R$TOKEN"
+fi
 
 ENV_FILE=/etc/skiff/$ENV_NAME.env
 {
@@ -338,7 +363,7 @@ ENV_FILE=/etc/skiff/$ENV_NAME.env
 chmod 0644 "$R$ENV_FILE.new.$$"
 mv -f "$R$ENV_FILE.new.$$" "$R$ENV_FILE"
 
-say "installed $R/usr/local/bin/$DAEMON, $R/usr/local/bin/skiff, $R/etc/systemd/system/$UNIT, $R$ENV_FILE, $R$DATA_DIR"
+say "installed $R/usr/local/bin/$DAEMON, $R/usr/local/bin/skiff, $R/etc/systemd/system/$UNIT, $R$ENV_FILE, $R$TOKEN, $R$DATA_DIR"
 
 if [ "$ROLE" = worker ]; then
 	# runc: the agent's default `oci` runtime needs it (without it, pods run host programs).

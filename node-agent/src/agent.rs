@@ -28,6 +28,8 @@ pub enum AgentError {
     Config(#[from] crate::config::ConfigError),
     #[error("control plane: {0}")]
     Client(#[from] skiff_client::Error),
+    #[error("node credential: {0}")]
+    Credential(#[from] crate::credentials::CredentialError),
 }
 
 struct Worker {
@@ -42,11 +44,12 @@ pub async fn run_agent<R: Runtime>(
     runtime: Arc<R>,
     registry: Arc<Registry>,
     images: Option<crate::image::NodeImages>,
+    tls: Arc<rustls::ClientConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     config.check()?;
     let mut shutdown = std::pin::pin!(shutdown);
-    let client = Client::connect(config.servers.clone())?;
+    let client = Client::connect(config.servers.clone(), tls)?;
     let registered = loop {
         match node::register(&client, &config).await {
             Ok(node) => break node,

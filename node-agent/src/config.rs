@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub cluster_cidr: String,
     /// Routes are recomputed on every Node change and at least this often.
     pub route_resync: Duration,
+    /// The cluster token (`--token-file`), needed to join on first start.
+    pub token: Option<skiff_pki::ClusterToken>,
 }
 
 impl AgentConfig {
@@ -71,6 +73,7 @@ impl AgentConfig {
             masquerade: false,
             cluster_cidr: "10.244.0.0/16".into(),
             route_resync: Duration::from_secs(10),
+            token: None,
         }
     }
 
@@ -86,6 +89,15 @@ impl AgentConfig {
         skiff_netplugin::ipam::Cidr::parse(&self.cluster_cidr)
             .map_err(|e| ConfigError::ClusterCidr(e.to_string()))?;
         Ok(())
+    }
+
+    /// The agent's default --listen: its node IP (not every address), port 10250.
+    pub fn default_listen(node_ip: &str) -> String {
+        if node_ip.contains(':') {
+            format!("[{node_ip}]:10250")
+        } else {
+            format!("{node_ip}:10250")
+        }
     }
 
     pub fn listen_port(&self) -> Result<u16, ConfigError> {

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cleanup;
 pub mod config;
+pub mod credentials;
 pub mod events;
 pub mod image;
 pub mod image_service;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use skiff_api::proto::agent_server::AgentServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 pub use agent::AgentError;
 pub use config::AgentConfig;
@@ -53,6 +53,16 @@ pub async fn serve<R: runtime::Runtime>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
+    config.check()?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // The node's certificate first: the agent's port serves TLS with it, and the agent
+    // speaks to the control plane with it.
+    let credentials = tokio::select! {
+        credentials = credentials::load_or_join(&config) => credentials?,
+        _ = &mut shutdown => return Ok(()),
+    };
+    let server_tls = credentials.server_config()?;
+    let client_tls = credentials.client_config()?;
     let registry = Arc::new(registry::Registry::default());
     let service = AgentServer::new(server::AgentService {
         runtime: runtime.clone(),
@@ -63,15 +73,16 @@ pub async fn serve<R: runtime::Runtime>(
         ),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let api = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
-    let result = agent::run_agent(config, runtime, registry, images, shutdown).await;
+    let router = tonic::transport::Server::builder().add_service(service);
+    let api = tokio::spawn(skiff_pki::tls::serve_tls(
+        router,
+        listener,
+        server_tls,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let result = agent::run_agent(config, runtime, registry, images, client_tls, shutdown).await;
     let _ = stop.send(());
     match api.await {
         Ok(Err(e)) => tracing::warn!("agent api: {e}"),

@@ -33,12 +33,18 @@ struct Flags {
     /// Node labels, k=v,k2=v2 (matched by pods' nodeSelector).
     #[arg(long, default_value = "")]
     labels: String,
+    /// The cluster token (one line, from `skiff token generate`); required, and the same
+    /// file the control plane was given. The first start joins with it (the token itself
+    /// never leaves the host) and keeps the node's credential in <data-dir>/node.conf.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Where sandboxes, container state, volumes and logs live.
     #[arg(long, default_value = "/var/lib/skiff-agent")]
     data_dir: PathBuf,
-    /// Address for logs, exec and port-forward (the control plane proxies to it).
-    #[arg(long, default_value = "0.0.0.0:10250")]
-    listen: String,
+    /// Address for logs, exec and port-forward (the control plane proxies to it; TLS, member
+    /// certificates only). Default: --node-ip, port 10250.
+    #[arg(long)]
+    listen: Option<String>,
     /// Container runtime: `oci` runs images from the node's image store (<data-dir>/images)
     /// with runc, and needs root, runc, overlayfs and cgroups; `process` runs host programs.
     /// Default: `oci` where this host can run it, else `process` with a warning.
@@ -120,6 +126,20 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
+    // Before anything is created: an agent without the token must leave no trace.
+    let token = match &flags.token_file {
+        None => {
+            eprintln!("error: --token-file is required (the cluster token the control plane has)");
+            std::process::exit(2);
+        }
+        Some(path) => match skiff_pki::ClusterToken::from_file(path) {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let pull_options = pull_options(&flags)?;
     let mut config = AgentConfig::new(
         &flags.name,
@@ -128,7 +148,11 @@ fn main() -> anyhow::Result<()> {
         flags.data_dir.clone(),
     );
     config.labels = parse_labels(&flags.labels)?;
-    config.listen = flags.listen.clone();
+    config.listen = flags
+        .listen
+        .clone()
+        .unwrap_or_else(|| AgentConfig::default_listen(&flags.node_ip));
+    config.token = Some(token);
     config.cpu = flags.cpu;
     config.memory = flags.memory;
     config.max_pods = flags.max_pods;

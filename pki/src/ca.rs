@@ -402,6 +402,15 @@ fn csr_identity(csr_pem: &str) -> Result<Option<Identity>, CaError> {
     Ok(identity_from_names(cn, groups).ok())
 }
 
+/// sha256 (lowercase hex) of a CSR's public key (its SubjectPublicKeyInfo DER): what a
+/// member records to tie a node name to the first key that claimed it.
+pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, CaError> {
+    let der = csr_der(csr_pem)?;
+    let (_, csr) =
+        X509CertificationRequest::from_der(&der).map_err(|e| CaError::Csr(e.to_string()))?;
+    Ok(fingerprint(csr.certification_request_info.subject_pki.raw))
+}
+
 /// The DER of a CSR in PEM (what [`crate::join_proof`] covers).
 pub fn csr_der(csr_pem: &str) -> Result<Vec<u8>, CaError> {
     use rustls::pki_types::CertificateSigningRequestDer;

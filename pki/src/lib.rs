@@ -60,8 +60,8 @@ pub use authz::{
 };
 pub use bearer::{BearerError, BearerToken, TokenRecord, parse_bearer, token_hash, verify_bearer};
 pub use ca::{
-    CaError, CertifiedKey, NodeKey, csr_der, fingerprint, host_of, issue_client_cert,
-    issue_member_cert, sign_node_csr,
+    CaError, CertifiedKey, NodeKey, csr_der, csr_key_fingerprint, fingerprint, host_of,
+    issue_client_cert, issue_member_cert, sign_node_csr,
 };
 pub use identity::{Identity, IdentityError, identity_from_cert};
 pub use token::{ClusterToken, TokenError, generate_token, join_proof, verify_join_proof};

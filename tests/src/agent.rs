@@ -11,7 +11,22 @@ use std::process::{Child, Command, Stdio};
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::cluster::{binary, free_port};
+use crate::cluster::{binary, cluster_files, free_port};
+
+/// `--token-file` of the test cluster behind `servers` (see [`cluster_files`]); a test
+/// that passes its own `--token-file` in `extra` overrides it.
+fn token_args(servers: &[String], extra: &[&str]) -> Vec<String> {
+    if extra.contains(&"--token-file") {
+        return Vec::new();
+    }
+    match servers.first().and_then(|s| cluster_files(s)) {
+        Some(files) => vec![
+            "--token-file".into(),
+            files.token_file.display().to_string(),
+        ],
+        None => Vec::new(),
+    }
+}
 
 pub struct AgentProcess {
     pub name: String,
@@ -57,6 +72,7 @@ impl AgentProcess {
             "--pod-network".into(),
             "false".into(),
         ];
+        args.extend(token_args(servers, extra));
         with_flags(&mut args, extra);
         let mut agent = AgentProcess {
             name: name.into(),
@@ -95,6 +111,7 @@ impl AgentProcess {
             "--data-dir".into(),
             root.path().join("data").display().to_string(),
         ];
+        args.extend(token_args(servers, extra));
         with_flags(&mut args, extra);
         let mut agent = AgentProcess {
             name: name.into(),
@@ -147,6 +164,11 @@ impl AgentProcess {
         .context("spawn skiff-agent")?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The agent's exit status if it has exited by itself (`None` while it runs).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// `kill -9` of the agent alone: its pods' processes live on.

@@ -502,6 +502,7 @@ impl Chaos<'_> {
             .context("the cluster did not become ready")?;
         let endpoints = world.endpoints();
         let client = Client::builder(&endpoints)
+            .tls(world.cluster.tls_config())
             .request_timeout(Duration::from_secs(3))
             .build()
             .map_err(anyhow::Error::from)?;
@@ -514,11 +515,12 @@ impl Chaos<'_> {
             .ids()
             .into_iter()
             .map(|id| {
-                let channel =
-                    Channel::from_shared(format!("http://{}", world.cluster.endpoint(id)))
-                        .map_err(|e| anyhow!("endpoint of member {id}: {e}"))?
-                        .connect_timeout(Duration::from_millis(300))
-                        .connect_lazy();
+                let channel = skiff_pki::tls::endpoint(&world.cluster.endpoint(id))
+                    .map_err(|e| anyhow!("endpoint of member {id}: {e}"))?
+                    .connect_timeout(Duration::from_millis(300))
+                    .connect_with_connector_lazy(skiff_pki::tls::connector(
+                        world.cluster.member_tls_config(),
+                    ));
                 Ok((id, channel))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -1776,6 +1778,7 @@ impl Load {
 
 fn load_client(endpoints: &[String]) -> Client {
     Client::builder(endpoints)
+        .tls(crate::cluster::admin_tls_for(endpoints))
         .request_timeout(Duration::from_secs(5))
         .build()
         .expect("valid endpoints")
@@ -1851,6 +1854,7 @@ struct Reader {
 impl Reader {
     async fn run(self) {
         let client = Client::builder(&self.endpoints)
+            .tls(crate::cluster::admin_tls_for(&self.endpoints))
             .request_timeout(Duration::from_secs(if self.minority { 2 } else { 5 }))
             .build()
             .expect("valid endpoints");
@@ -1894,6 +1898,7 @@ async fn monitor_pods(
     stop: Arc<AtomicBool>,
 ) {
     let client = Client::builder(&endpoints)
+        .tls(crate::cluster::admin_tls_for(&endpoints))
         .request_timeout(Duration::from_secs(2))
         .build()
         .expect("valid endpoints");

@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -25,12 +25,60 @@ use skiff_api::proto::ClusterStatusRequest;
 use skiff_api::proto::cluster_client::ClusterClient;
 use tempfile::TempDir;
 
-/// Runs `skiff --server SERVERS ARGS…` with no endpoint from the environment or a config
-/// file: (exit code, stdout, stderr).
+/// The files of a running test cluster, by each member's endpoint: its token file and
+/// member 1's `admin.conf`. Lets helpers that are handed only endpoints (agents, `skiff`
+/// runs) find the credentials of the cluster behind them. Loopback clusters have unique
+/// ports ([`free_port`]); clusters on test hosts reuse addresses, so code that may run
+/// several at once passes their files explicitly (as `MultiHost` does).
+#[derive(Debug, Clone)]
+pub struct ClusterFiles {
+    pub token_file: PathBuf,
+    pub admin_conf: PathBuf,
+}
+
+fn registry() -> std::sync::MutexGuard<'static, HashMap<String, ClusterFiles>> {
+    static FILES: OnceLock<Mutex<HashMap<String, ClusterFiles>>> = OnceLock::new();
+    FILES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The files of the test cluster serving `endpoint` (`HOST:PORT`, `http://` optional).
+pub fn cluster_files(endpoint: &str) -> Option<ClusterFiles> {
+    let endpoint = endpoint.split(',').next()?.trim();
+    let endpoint = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    registry().get(endpoint).cloned()
+}
+
+/// Waits (up to 60 s) until `path` exists: a member writes its admin.conf as it starts.
+pub fn wait_for_file(path: &Path) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("{} did not appear within 60 s", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Runs `skiff --server SERVERS ARGS…` with no endpoint from the environment, and
+/// `--config` the admin.conf of the test cluster behind SERVERS (none for other
+/// servers): (exit code, stdout, stderr).
 pub fn skiff_cli(servers: &str, args: &[&str]) -> (i32, String, String) {
+    let config = match cluster_files(servers) {
+        Some(files) => {
+            wait_for_file(&files.admin_conf).expect("admin.conf");
+            files.admin_conf
+        }
+        None => PathBuf::from("/nonexistent/skiff-config"),
+    };
     let output = Command::new(binary("skiff"))
         .arg("--server")
         .arg(servers)
+        .arg("--config")
+        .arg(config)
         .args(args)
         .env_remove("SKIFF_SERVER")
         .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
@@ -242,12 +290,26 @@ impl ControlPlaneClusterBuilder {
                 (id, member)
             })
             .collect();
+        // The cluster token, in a 0600 file every member (and agent) is given.
+        let token_file = root.path().join("token");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&token_file)
+                .context("token file")?;
+            writeln!(file, "{}", skiff_pki::generate_token())?;
+        }
         let mut cluster = ControlPlaneCluster {
             members,
             root,
             binary,
             extra_args: self.extra_args,
+            tls: OnceLock::new(),
         };
+        cluster.register();
         // On an error here, dropping `cluster` kills the members already spawned.
         for id in cluster.ids() {
             cluster.spawn(id)?;
@@ -294,6 +356,8 @@ pub struct ControlPlaneCluster {
     root: TempDir,
     binary: PathBuf,
     extra_args: Vec<String>,
+    /// The admin's TLS client config, read from member 1's admin.conf once it exists.
+    tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ControlPlaneCluster {
@@ -372,13 +436,92 @@ impl ControlPlaneCluster {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
     }
 
-    /// An SDK client for these members, with the given request timeout: the one way tests
-    /// make a client for a cluster, so how clients authenticate changes in one place.
-    pub fn client_for(&self, endpoints: &[String], timeout: Duration) -> skiff_client::Client {
+    /// The cluster token file (0600) every member and agent is started with.
+    pub fn token_file(&self) -> PathBuf {
+        self.root.path().join("token")
+    }
+
+    /// Member 1's admin.conf: every endpoint, the CA and a cluster-admin certificate.
+    pub fn admin_conf(&self) -> PathBuf {
+        self.data_dir(1).join("admin.conf")
+    }
+
+    /// Makes this cluster's files findable by its endpoints ([`cluster_files`]).
+    fn register(&self) {
+        let files = ClusterFiles {
+            token_file: self.token_file(),
+            admin_conf: self.admin_conf(),
+        };
+        let mut registry = registry();
+        for endpoint in self.endpoints() {
+            registry.insert(endpoint, files.clone());
+        }
+    }
+
+    /// The admin's TLS client config (the CA and the cluster-admin certificate from
+    /// member 1's admin.conf), waiting for member 1 to write it.
+    pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        if let Some(tls) = self.tls.get() {
+            return tls.clone();
+        }
+        let path = self.admin_conf();
+        wait_for_file(&path).unwrap_or_else(|e| panic!("{e:#}\n{}", self.logs()));
+        let tls = admin_tls(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        self.tls.get_or_init(|| tls).clone()
+    }
+
+    /// A TLS client config with a member certificate of this cluster (issued from its
+    /// token, id [`OBSERVER_MEMBER_ID`], never in the membership): for tests that call the
+    /// members-only `Raft` service, e.g. a member's own `NodeStatus` view.
+    pub fn member_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        let token = skiff_pki::ClusterToken::from_file(&self.token_file()).expect("token file");
+        let member = skiff_pki::issue_member_cert(&token, OBSERVER_MEMBER_ID, &[])
+            .expect("member certificate");
+        skiff_pki::tls::client_config(
+            &token.ca_cert_pem(),
+            Some((&member.cert_pem, &member.key_pem)),
+            skiff_pki::tls::ServerCheck::Member,
+        )
+        .expect("member tls config")
+    }
+
+    /// The admin's TLS config if admin.conf is there already (never waits).
+    fn tls_if_ready(&self) -> Option<Arc<rustls::ClientConfig>> {
+        if let Some(tls) = self.tls.get() {
+            return Some(tls.clone());
+        }
+        let tls = admin_tls(&self.admin_conf()).ok()?;
+        Some(self.tls.get_or_init(|| tls).clone())
+    }
+
+    /// A client builder for these members with the admin credential, to be built where
+    /// the client is used (e.g. inside a network namespace).
+    pub fn client_builder(
+        &self,
+        endpoints: &[String],
+        timeout: Duration,
+    ) -> skiff_client::ClientBuilder {
         skiff_client::Client::builder(endpoints)
+            .tls(self.tls_config())
             .request_timeout(timeout)
+    }
+
+    /// An SDK client for these members, with the given request timeout: the one way tests
+    /// make a client for a cluster, so how clients authenticate changes in one place. It
+    /// carries the cluster-admin certificate of member 1's admin.conf.
+    pub fn client_for(&self, endpoints: &[String], timeout: Duration) -> skiff_client::Client {
+        self.client_builder(endpoints, timeout)
             .build()
             .expect("valid endpoints")
+    }
+
+    /// A raw tonic channel to `endpoint` with the admin credential (for the generated
+    /// gRPC clients).
+    pub fn channel(&self, endpoint: &str) -> tonic::transport::Channel {
+        skiff_pki::tls::endpoint(endpoint)
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(1))
+            .connect_with_connector_lazy(skiff_pki::tls::connector(self.tls_config()))
     }
 
     /// A client for every member with the SDK's default timeout.
@@ -431,6 +574,8 @@ impl ControlPlaneCluster {
             self.endpoint(id),
             "--peers".into(),
             self.peers_flag(),
+            "--token-file".into(),
+            self.token_file().display().to_string(),
         ]
         .into_iter()
         .chain(self.extra_args.iter().cloned())
@@ -482,6 +627,7 @@ impl ControlPlaneCluster {
         let mut member = Member::new(free_port());
         member.extra_args = vec!["--initial-cluster-state".into(), "existing".into()];
         self.members.insert(id, member);
+        self.register();
         self.restart(id);
         id
     }
@@ -524,8 +670,9 @@ impl ControlPlaneCluster {
     /// The leader as reported by the first running member that answers, if that leader is
     /// itself running (a dead leader is not yet known to be dead by its followers).
     pub async fn leader_id(&self) -> Option<u64> {
+        let tls = self.tls_if_ready()?;
         for endpoint in self.running_endpoints() {
-            if let Some(leader) = status_leader(&endpoint).await
+            if let Some(leader) = status_leader(&endpoint, tls.clone()).await
                 && self.is_running(leader)
             {
                 return Some(leader);
@@ -554,19 +701,54 @@ impl ControlPlaneCluster {
 }
 
 /// One `Cluster/Status` call; `None` when the node does not answer or knows no leader.
-async fn status_leader(endpoint: &str) -> Option<u64> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+async fn status_leader(endpoint: &str, tls: Arc<rustls::ClientConfig>) -> Option<u64> {
+    let channel = skiff_pki::tls::endpoint(endpoint)
         .ok()?
         .connect_timeout(Duration::from_millis(300))
-        .connect_lazy();
+        .connect_with_connector_lazy(skiff_pki::tls::connector(tls));
     let mut request = tonic::Request::new(ClusterStatusRequest {});
     request.set_timeout(Duration::from_secs(2));
     let status = ClusterClient::new(channel).status(request).await.ok()?;
     status.into_inner().leader_id
 }
 
+/// The admin TLS config of the test cluster serving `endpoints` (see [`cluster_files`]),
+/// waiting for its admin.conf; for code handed only endpoints.
+pub fn admin_tls_for(endpoints: &[String]) -> Arc<rustls::ClientConfig> {
+    let files = endpoints
+        .first()
+        .and_then(|e| cluster_files(e))
+        .unwrap_or_else(|| panic!("no test cluster serves {endpoints:?}"));
+    wait_for_file(&files.admin_conf).unwrap_or_else(|e| panic!("{e:#}"));
+    admin_tls(&files.admin_conf).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The member id of [`ControlPlaneCluster::member_tls_config`]'s certificate.
+pub const OBSERVER_MEMBER_ID: u64 = 9_999;
+
+/// The TLS client config of an admin.conf's cluster.
+pub fn admin_tls(path: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let config = skiff_pki::config::load(path)?;
+    let (name, entry) =
+        skiff_client::select_cluster(&config, None).map_err(|e| anyhow::anyhow!(e))?;
+    entry
+        .tls_config(path, name, skiff_pki::tls::ServerCheck::Member)?
+        .context("admin.conf has no CA")
+}
+
 impl Drop for ControlPlaneCluster {
     fn drop(&mut self) {
+        let mut registry = registry();
+        for endpoint in self.endpoints() {
+            // Only this cluster's entries (another may have taken the same address since).
+            if registry
+                .get(&endpoint)
+                .is_some_and(|files| files.token_file == self.token_file())
+            {
+                registry.remove(&endpoint);
+            }
+        }
+        drop(registry);
         self.kill_all();
         if std::thread::panicking() {
             eprintln!("{}", self.logs());

@@ -82,7 +82,17 @@ impl MultiHost {
         agent_args: &[&str],
     ) -> anyhow::Result<AgentProcess> {
         let label = format!("host=h{i}");
-        let mut args = vec!["--labels", &label, "--heartbeat-interval", "1s"];
+        // Explicitly: test hosts reuse the same addresses in every run, so the endpoints
+        // alone do not name this cluster when several run at once.
+        let token_file = cluster.token_file().display().to_string();
+        let mut args = vec![
+            "--labels",
+            &label,
+            "--heartbeat-interval",
+            "1s",
+            "--token-file",
+            &token_file,
+        ];
         args.extend_from_slice(agent_args);
         AgentProcess::start_on_host(
             &format!("host-{i}"),
@@ -104,9 +114,12 @@ impl MultiHost {
         F: FnOnce(Client) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T>,
     {
-        let endpoints = self.endpoints();
+        let builder = self
+            .cluster
+            .client_builder(&self.endpoints(), Duration::from_secs(10));
         netns::run_async_in(&self.hosts.underlay_path(), move || async move {
-            let client = Client::connect(endpoints).expect("client");
+            // Built here: its connections are made from the underlay namespace.
+            let client = builder.build().expect("client");
             work(client).await
         })
         .await

@@ -28,7 +28,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
     let agent = AgentProcess::start(
         "node-1",

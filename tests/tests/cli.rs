@@ -5,7 +5,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skiff_api::types::Node;
-use skiff_client::Client;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
 
@@ -39,7 +38,7 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
     }
     let cluster = ControlPlaneCluster::start(3).expect("control plane");
     let servers = cluster.endpoints().join(",");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(SETTLE).await.unwrap();
     let agent = AgentProcess::start("node-1", &cluster.endpoints(), &[]).expect("agent");
     eventually(SETTLE, || async {
@@ -232,6 +231,8 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
     );
     assert_eq!((code, out.as_str()), (0, "pod/web condition met\n"));
     let mut forward = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
         .args(["--server", &servers, "port-forward", "web", ":8080"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -352,6 +353,8 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 
     // get -w: the listing, then a row per change.
     let mut watcher = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
         .args(["--server", &servers, "get", "pods", "-w", "-l", "run=later"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -430,9 +433,23 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 
     // An unreachable control plane: a clear error within the timeout.
     let started = Instant::now();
-    let (code, _, err) = skiff(
-        "127.0.0.1:1",
-        &["--request-timeout-secs", "2", "get", "pods"],
+    // (The cluster's credential, another server: --server overrides the config's.)
+    let output = Command::new(binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
+        .args([
+            "--server",
+            "127.0.0.1:1",
+            "--request-timeout-secs",
+            "2",
+            "get",
+            "pods",
+        ])
+        .output()
+        .unwrap();
+    let (code, err) = (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     );
     assert_eq!(code, 1);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -446,7 +463,7 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 async fn cli_2_apply_create_delete_from_manifests_and_refuse_bad_ones() {
     let mut cluster = ControlPlaneCluster::start(3).expect("control plane");
     let servers = cluster.endpoints().join(",");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(SETTLE).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();

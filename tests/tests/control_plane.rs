@@ -18,18 +18,22 @@ use tonic::transport::Channel;
 const STARTUP: Duration = Duration::from_secs(30);
 
 async fn objects(endpoint: &str) -> ObjectsClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{endpoint}"))
+    // The admin credential of the test cluster serving `endpoint`.
+    let tls = skiff_tests::cluster::admin_tls_for(&[endpoint.to_string()]);
+    let channel = skiff_pki::tls::endpoint(endpoint)
         .unwrap()
         .connect_timeout(Duration::from_secs(1))
-        .connect_lazy();
+        .connect_with_connector_lazy(skiff_pki::tls::connector(tls));
     ObjectsClient::new(channel)
 }
 
 async fn cluster_client(endpoint: &str) -> ClusterClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{endpoint}"))
+    // The admin credential of the test cluster serving `endpoint`.
+    let tls = skiff_tests::cluster::admin_tls_for(&[endpoint.to_string()]);
+    let channel = skiff_pki::tls::endpoint(endpoint)
         .unwrap()
         .connect_timeout(Duration::from_secs(1))
-        .connect_lazy();
+        .connect_with_connector_lazy(skiff_pki::tls::connector(tls));
     ClusterClient::new(channel)
 }
 

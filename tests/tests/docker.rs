@@ -29,6 +29,8 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// The control-plane members (`cpN`, id N, address .1N) and the agents (`agentN`, .2N).
 const MEMBERS: [u8; 3] = [1, 2, 3];
 const AGENTS: [u8; 3] = [1, 2, 3];
+/// Where the test puts cp1's admin.conf in the container it runs `skiff` in.
+const ADMIN_CONF: &str = "/root/admin.conf";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -208,6 +210,8 @@ impl Cluster {
         command
             .arg(container)
             .arg("skiff")
+            .arg("--config")
+            .arg(ADMIN_CONF)
             .arg("--server")
             .arg(servers.join(","))
             .args(args)
@@ -357,8 +361,36 @@ fn docker_1_compose_cluster_pods_across_containers_and_leader_kill() {
         "compose project {project} on {}.0/24 (control plane .11-.13, agents .21-.23)",
         cluster.net
     );
-    // The agent containers are never killed: every `skiff` runs in agent 1's container.
+    // The agent containers are never killed: every `skiff` runs in agent 1's container,
+    // with cp1's admin.conf (the CA and a cluster-admin certificate) copied there.
     let shell = cluster.container("agent1");
+    let admin = eventually("cp1's admin.conf", SETTLE, || {
+        let out = run(Command::new("docker").args([
+            "exec",
+            &cluster.container("cp1"),
+            "cat",
+            "/var/lib/skiff/admin.conf",
+        ]));
+        out.status
+            .success()
+            .then(|| text(&out.stdout))
+            .ok_or_else(|| text(&out.stderr))
+    });
+    let mut copy = Command::new("docker")
+        .args(["exec", "-i", &shell, "sh", "-c"])
+        .arg(format!("umask 077; cat > {ADMIN_CONF}"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    copy.stdin
+        .take()
+        .unwrap()
+        .write_all(admin.as_bytes())
+        .unwrap();
+    assert!(
+        copy.wait().unwrap().success(),
+        "copy admin.conf into {shell}"
+    );
     let all = MEMBERS;
     let nodes = eventually("3 Ready nodes", SETTLE, || {
         let (code, out, err) = cluster.skiff(&shell, &all, &["get", "nodes", "-o", "wide"]);

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use skiff_api::types::Node;
-use skiff_client::Client;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli as skiff};
 use skiff_tests::host::BUSYBOX;
@@ -34,7 +33,7 @@ async fn images_1_import_ls_rm_through_the_control_plane() {
         return;
     }
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
     let agent = AgentProcess::start("node-1", &cluster.endpoints(), &[]).expect("start agent");
     eventually(READY, || async {

@@ -125,6 +125,17 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
     assert!(report.contains("skiff get pods -o wide"), "{report}");
     assert!(report.contains("deployment.apps/demo created"), "{report}");
 
+    // The config holds the admin credential (0600), and so does the token file.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&config), 0o600);
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        config_text.contains("ca:") && config_text.contains("client-certificate:"),
+        "{config_text}"
+    );
+    assert_eq!(mode(&Path::new(&dir_text).join(&name).join("token")), 0o600);
+
     // The config now points at the cluster: plain `skiff get nodes` works.
     let nodes = skiff(&config, &["get", "nodes"]);
     let nodes_text = text(&nodes);

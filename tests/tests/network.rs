@@ -395,9 +395,12 @@ async fn network_3_masquerade_spares_pod_to_pod_traffic() {
 fn skiff(world: &MultiHost, args: &[&str]) -> (bool, String) {
     let binary = skiff_tests::cluster::binary("skiff");
     let servers = world.endpoints().join(",");
+    let config = world.cluster.admin_conf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let output = netns::run_in(&world.hosts.underlay_path(), move || {
         std::process::Command::new(binary)
+            .arg("--config")
+            .arg(config)
             .arg("--server")
             .arg(servers)
             .args(args)

@@ -68,7 +68,7 @@ async fn setup(name: &'static str) -> Setup {
     }
     let started = std::time::Instant::now();
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
     let agent = AgentProcess::start(
         NODE,

@@ -593,6 +593,9 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
         .map(|i| format!("{}:{PORT}", ip(i)))
         .collect::<Vec<_>>()
         .join(",");
+    // The cluster token every host is provisioned with (the Vagrantfile makes one too).
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_file_in(token_dir.path());
 
     // Provision like the Vagrantfile: hosts 1-3 are cp1..cp3, host 4 is the worker w1.
     for i in 1..=4 {
@@ -626,7 +629,15 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
                 "--heartbeat-interval 1s",
             ]
         };
-        args.extend(["--root", &root, "--bin-dir", &bin_dir, "--no-start"]);
+        args.extend([
+            "--root",
+            &root,
+            "--bin-dir",
+            &bin_dir,
+            "--token-file",
+            &token_file,
+            "--no-start",
+        ]);
         let output = provision(&args);
         eprintln!(
             "provision.sh {args:?}\n{}{}",
@@ -667,6 +678,7 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700, "the Raft data dir is private");
+        assert_private_token(root, &token_file);
         systemd_verify(root, "skiff-control-plane.service");
     }
     let worker_root = run.root(4).to_path_buf();
@@ -693,6 +705,7 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
             ("SKIFF_ARGS", "--heartbeat-interval 1s"),
         ],
     );
+    assert_private_token(&worker_root, &token_file);
     // Restarting or upgrading the agent must not kill the pods' shims (same cgroup).
     assert_eq!(unit.value("Service", "KillMode"), Some("process"));
     systemd_verify(&worker_root, "skiff-agent.service");
@@ -711,6 +724,8 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
             format!("{}:{PORT}", ip(i)),
             "--peers".into(),
             peers.clone(),
+            "--token-file".into(),
+            format!("{root}/etc/skiff/token"),
             "--node-grace".into(),
             "5s".into(),
         ]
@@ -733,6 +748,8 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
         format!("{root}/var/lib/skiff/agent"),
         "--listen".into(),
         worker_listen.clone(),
+        "--token-file".into(),
+        format!("{root}/etc/skiff/token"),
         "--heartbeat-interval".into(),
         "1s".into(),
     ]
@@ -742,8 +759,13 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
     // Through the SDK, from the underlay (the one place besides the hosts that reaches them).
     let endpoints: Vec<String> = servers.split(',').map(str::to_string).collect();
     let want_ip = worker_ip.clone();
+    // cp1's admin.conf: the CA and a cluster-admin certificate.
+    let admin_conf = run.root(1).join("var/lib/skiff/control-plane/admin.conf");
+    skiff_tests::cluster::wait_for_file(&admin_conf)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", run.logs()));
+    let tls = skiff_tests::cluster::admin_tls(&admin_conf).unwrap();
     let result = netns::run_async_in(&run.hosts.underlay_path(), move || async move {
-        let client = Client::connect(endpoints)?;
+        let client = Client::connect(endpoints, tls)?;
         client.wait_ready(SETTLE).await?;
         let status = eventually(SETTLE, || async {
             let status = client.cluster_status().await?;
@@ -788,15 +810,15 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
     let leader = result.unwrap_or_else(|e| panic!("{e:#}\n{}", run.logs()));
     eprintln!("leader: {leader:?}; w1 is Ready");
 
-    // The README's check, `vagrant ssh cp1 -c 'skiff --server … get nodes'`: the installed
-    // CLI on host 1.
+    // The README's check, `vagrant ssh cp1 -c 'sudo skiff --config
+    // /var/lib/skiff/control-plane/admin.conf get nodes'`: the installed CLI on host 1.
     let skiff = under_root(run.root(1), "/usr/local/bin/skiff");
-    let server = format!("{}:{PORT}", ip(1));
+    let config = admin_conf.display().to_string();
     let output = run
         .hosts
         .run_in(1, move || {
             Command::new(skiff)
-                .args(["--server", &server, "get", "nodes"])
+                .args(["--config", &config, "get", "nodes"])
                 .env_clear()
                 .env("PATH", SYSTEMD_PATH)
                 .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
@@ -812,6 +834,36 @@ async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
             .lines()
             .any(|l| l.starts_with("w1 ") && l.contains(" Ready ")),
         "{table}"
+    );
+}
+
+/// A fresh cluster token in `dir/token` (0600); its path.
+fn token_file_in(dir: &Path) -> String {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{}", skiff_pki::generate_token()).unwrap();
+    path.display().to_string()
+}
+
+/// provision.sh installed the token as /etc/skiff/token, readable by root only.
+fn assert_private_token(root: &Path, token_file: &str) {
+    let installed = root.join("etc/skiff/token");
+    assert_eq!(
+        std::fs::read_to_string(&installed).unwrap(),
+        std::fs::read_to_string(token_file).unwrap()
+    );
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the token is the cluster's root secret"
     );
 }
 
@@ -996,22 +1048,36 @@ fn provision_3_provisioning_again_updates_the_flags_and_keeps_the_data() {
         .unwrap();
     let bin_dir = bin.path().display().to_string();
     let root_dir = root.path().display().to_string();
+    let token_file = token_file_in(bin.path());
+    let first = std::cell::Cell::new(true);
     let run = |labels: &str| {
-        let output = provision(&[
-            "worker",
-            "--name",
-            "w2",
-            "--ip",
-            "10.0.0.6",
-            "--servers",
-            "10.0.0.1:7000,10.0.0.2:7000",
-            "--labels",
-            labels,
-            "--bin-dir",
-            &bin_dir,
-            "--root",
-            &root_dir,
-        ]);
+        // The token is needed once: provisioning again keeps the installed one.
+        let token: &[&str] = if first.replace(false) {
+            &["--token-file", &token_file]
+        } else {
+            &[]
+        };
+        let output = provision(
+            &[
+                &[
+                    "worker",
+                    "--name",
+                    "w2",
+                    "--ip",
+                    "10.0.0.6",
+                    "--servers",
+                    "10.0.0.1:7000,10.0.0.2:7000",
+                    "--labels",
+                    labels,
+                    "--bin-dir",
+                    &bin_dir,
+                    "--root",
+                    &root_dir,
+                ],
+                token,
+            ]
+            .concat(),
+        );
         assert!(output.status.success(), "{}", text(&output.stderr));
         text(&output.stdout)
     };
@@ -1036,6 +1102,7 @@ fn provision_3_provisioning_again_updates_the_flags_and_keeps_the_data() {
             "etc",
             "etc/skiff",
             "etc/skiff/agent.env",
+            "etc/skiff/token",
             "etc/systemd",
             "etc/systemd/system",
             "etc/systemd/system/skiff-agent.service",
@@ -1104,6 +1171,7 @@ fn provision_4_exec_start_expands_like_systemd() {
         std::fs::create_dir_all(dir.path().join(path)).unwrap();
     }
     std::fs::write(dir.path().join("usr/local/bin/skiff-agent"), "").unwrap();
+    std::fs::write(dir.path().join("etc/skiff/token"), "").unwrap();
     std::fs::write(
         dir.path().join("etc/skiff/agent.env"),
         "SKIFF_NAME=\"n\"\nSKIFF_SERVERS=\"s:1\"\nSKIFF_NODE_IP=\"1.2.3.4\"\nSKIFF_LABELS=\"\"\n\
@@ -1130,6 +1198,8 @@ fn provision_4_exec_start_expands_like_systemd() {
             format!("{root}/var/lib/skiff/agent"),
             "--listen".into(),
             "1.2.3.4:10250".into(),
+            "--token-file".into(),
+            format!("{root}/etc/skiff/token"),
         ]
     );
     assert_eq!(env["RUST_LOG"], "info");

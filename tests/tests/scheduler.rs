@@ -35,7 +35,7 @@ async fn setup(nodes: &[(&str, NodeShape)]) -> Setup {
         .arg("3s")
         .start()
         .expect("start control plane");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
     let mut simulated = SimulatedNodes::new(client.clone(), Duration::from_millis(300));
     for (name, shape) in nodes {

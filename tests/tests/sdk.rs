@@ -37,7 +37,7 @@ fn pod(name: &str, app: &str) -> Pod {
 
 async fn ready_cluster() -> (ControlPlaneCluster, Client) {
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
-    let client = Client::connect(cluster.endpoints()).unwrap();
+    let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
     (cluster, client)
 }
@@ -221,13 +221,18 @@ async fn next_added(events: &mut skiff_client::WatchStream<Pod>) -> String {
 async fn sdk_3_watch_resumes_on_another_node_when_its_node_dies() {
     let (mut cluster, _) = ready_cluster().await;
     // The watcher's first endpoint is node 1; writers use the other two.
-    let watcher = Client::connect([
-        cluster.endpoint(1),
-        cluster.endpoint(2),
-        cluster.endpoint(3),
-    ])
-    .unwrap();
-    let writer = Client::connect([cluster.endpoint(2), cluster.endpoint(3)]).unwrap();
+    let watcher = cluster.client_for(
+        &[
+            cluster.endpoint(1),
+            cluster.endpoint(2),
+            cluster.endpoint(3),
+        ],
+        Duration::from_secs(10),
+    );
+    let writer = cluster.client_for(
+        &[cluster.endpoint(2), cluster.endpoint(3)],
+        Duration::from_secs(10),
+    );
     let start = watcher
         .list::<Pod>(&ListParams::namespace("default"))
         .await
@@ -266,20 +271,14 @@ async fn sdk_4_requests_fail_over_and_report_unavailable() {
     let (mut cluster, _) = ready_cluster().await;
     cluster.kill(1);
     // Node 1 is first in the list and dead: the client moves on.
-    let client = Client::builder(cluster.endpoints())
-        .request_timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = cluster.client_for(&cluster.endpoints(), Duration::from_secs(20));
     client.create(&pod("after-failover", "x")).await.unwrap();
     let status = client.cluster_status().await.unwrap();
     assert!(status.leader_id.is_some());
 
     cluster.kill(2);
     cluster.kill(3);
-    let client = Client::builder(cluster.endpoints())
-        .request_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let client = cluster.client_for(&cluster.endpoints(), Duration::from_secs(2));
     let err = client
         .get::<Pod>("default", "after-failover")
         .await

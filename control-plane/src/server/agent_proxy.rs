@@ -17,7 +17,7 @@ use skiff_api::proto::{
     RemoveImageRequest, RemoveImageResponse,
 };
 use skiff_api::types::{Node, Pod};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ApiError;
@@ -96,11 +96,18 @@ impl AgentProxy {
         } else {
             address
         };
-        let channel = Endpoint::from_shared(format!("http://{host}:{port}"))
+        // The agent serves only members' client certificates, and must itself present the
+        // certificate of this very node.
+        let tls = self
+            .node
+            .credentials
+            .client_config(skiff_pki::tls::ServerCheck::Node(node_name.to_string()))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let channel = skiff_pki::tls::endpoint(&format!("{host}:{port}"))
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
-            .connect()
+            .connect_with_connector(skiff_pki::tls::connector(tls))
             .await
             .map_err(|e| {
                 Status::unavailable(format!(

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use skiff_api::proto::cluster_server::Cluster;
 use skiff_api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
-    Member, NodeHeartbeatRequest, NodeHeartbeatResponse,
+    JoinNodeRequest, JoinNodeResponse, Member, NodeHeartbeatRequest, NodeHeartbeatResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -15,6 +15,7 @@ use super::raft::own_member;
 use crate::error::ApiError;
 use crate::network::AdminRequest;
 use crate::node::ControlPlane;
+use crate::raft_types::Command;
 
 pub struct ClusterServer {
     pub node: Arc<ControlPlane>,
@@ -54,6 +55,20 @@ impl ClusterServer {
         }
     }
 
+    /// The key this node name was first claimed with (sha256 of its public key), read after
+    /// a barrier so every claim committed before is seen.
+    async fn node_key_claim(&self, key: &str) -> Result<Option<Vec<u8>>, Status> {
+        self.node.read_barrier().await?;
+        Ok(self
+            .node
+            .shared
+            .table
+            .read()
+            .expect("table lock")
+            .system(key)
+            .map(<[u8]>::to_vec))
+    }
+
     async fn status(&self) -> ClusterStatusResponse {
         let metrics = self.node.raft.metrics().borrow().clone();
         let probes = self
@@ -75,8 +90,9 @@ impl ClusterServer {
 impl Cluster for ClusterServer {
     async fn status(
         &self,
-        _request: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        super::require_authenticated(&request, "Cluster/Status")?;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
@@ -84,6 +100,7 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        super::require_member_or_admin(&request, "Cluster/AddLearner")?;
         let AddLearnerRequest { id, address } = request.into_inner();
         if address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':') {
             return Err(ApiError::InvalidArgument(format!(
@@ -104,6 +121,7 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        super::require_member_or_admin(&request, "Cluster/ChangeMembership")?;
         let voters = request.into_inner().voters.into_iter().collect();
         self.node
             .admin(AdminRequest::ChangeMembership { voters })
@@ -112,10 +130,79 @@ impl Cluster for ClusterServer {
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
+    /// Needs no certificate (the agent has none yet): the proof over the CSR shows the
+    /// caller holds the cluster token.
+    async fn join_node(
+        &self,
+        request: Request<JoinNodeRequest>,
+    ) -> Result<Response<JoinNodeResponse>, Status> {
+        let remote = request.remote_addr();
+        let JoinNodeRequest {
+            node_name,
+            csr_pem,
+            proof,
+            node_ip,
+        } = request.into_inner();
+        if node_name.is_empty() {
+            return Err(Status::invalid_argument("node_name: Required value"));
+        }
+        let token = &self.node.credentials.token;
+        let der = skiff_pki::csr_der(&csr_pem)
+            .map_err(|e| Status::invalid_argument(format!("csr_pem: {e}")))?;
+        if !skiff_pki::verify_join_proof(token, &der, &proof) {
+            return Err(Status::unauthenticated(
+                "the join proof does not match this cluster's token",
+            ));
+        }
+        let ip: std::net::IpAddr = if node_ip.is_empty() {
+            remote
+                .map(|a| a.ip())
+                .ok_or_else(|| Status::invalid_argument("node_ip: Required value"))?
+        } else {
+            node_ip.parse().map_err(|_| {
+                Status::invalid_argument(format!("node_ip: Invalid value: {node_ip:?}"))
+            })?
+        };
+        // Signing first checks the CSR: its self-signature and the node it names.
+        let certificate_pem = skiff_pki::sign_node_csr(token, &csr_pem, &node_name, &[ip])
+            .map_err(|e| Status::invalid_argument(format!("csr_pem: {e}")))?;
+        let fingerprint = skiff_pki::csr_key_fingerprint(&csr_pem)
+            .map_err(|e| Status::invalid_argument(format!("csr_pem: {e}")))?
+            .into_bytes();
+        // A node name belongs to the first key that joined with it.
+        let key = format!("node/{node_name}/key");
+        let taken = || {
+            Status::permission_denied(format!(
+                "node name {node_name:?} is already claimed by another key"
+            ))
+        };
+        match self.node_key_claim(&key).await? {
+            Some(claimed) if claimed == fingerprint => {}
+            Some(_) => return Err(taken()),
+            None => {
+                self.node
+                    .propose(Command::PutSystem {
+                        key: key.clone(),
+                        value: fingerprint.clone(),
+                    })
+                    .await?;
+                if self.node_key_claim(&key).await? != Some(fingerprint) {
+                    return Err(taken());
+                }
+            }
+        }
+        tracing::info!(node = %node_name, %ip, "node joined");
+        Ok(Response::new(JoinNodeResponse {
+            certificate_pem,
+            ca_pem: self.node.credentials.ca_pem.clone(),
+        }))
+    }
+
     async fn node_heartbeat(
         &self,
         request: Request<NodeHeartbeatRequest>,
     ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        super::require_authenticated(&request, "Cluster/NodeHeartbeat")?;
         let node_name = request.into_inner().node_name;
         if node_name.is_empty() {
             return Err(ApiError::InvalidArgument("node_name: Required value".into()).into());

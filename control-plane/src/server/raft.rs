@@ -81,11 +81,13 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/AppendEntries")?;
         let result = self.node.raft.append_entries(payload(request)?).await;
         reply(&result)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/Vote")?;
         if self.node.rejoin.is_active() {
             // A member that lost its data may have promised votes and entries it no longer
             // knows of: it grants nothing until it holds everything committed again.
@@ -101,6 +103,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/InstallSnapshot")?;
         let result = self.node.raft.install_snapshot(payload(request)?).await;
         reply(&result)
     }
@@ -109,6 +112,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/Propose")?;
         let commands: Vec<Command> = payload(request)?;
         let result: ProposeResult<Vec<_>> = self.node.propose_forwarded(commands).await;
         reply(&result)
@@ -116,20 +120,23 @@ impl RaftService for RaftServer {
 
     async fn read_index(
         &self,
-        _request: Request<RaftPayload>,
+        request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/ReadIndex")?;
         let result: ReadIndexResult = self.node.read_index_local().await;
         reply(&result)
     }
 
     async fn node_status(
         &self,
-        _request: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<Member>, Status> {
+        super::require_member(&request, "Raft/NodeStatus")?;
         Ok(Response::new(own_member(&self.node)))
     }
 
     async fn stage(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/Stage")?;
         let chunk: StageChunk = payload(request)?;
         let result: Result<bool, StageError> = self.staging.put(chunk);
         reply(&result)
@@ -139,6 +146,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/AppendStaged")?;
         let digest: Digest32 = payload(request)?;
         let data = self
             .staging
@@ -151,6 +159,7 @@ impl RaftService for RaftServer {
     }
 
     async fn admin(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/Admin")?;
         let admin: AdminRequest = payload(request)?;
         let result: AdminResult = self.node.admin_local(admin).await;
         reply(&result)

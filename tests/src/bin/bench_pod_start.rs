@@ -21,7 +21,7 @@ use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use skiff_api::types::{Node, Pod};
-use skiff_client::{Client, DeleteParams, ListParams, WatchEvent, WatchParams};
+use skiff_client::{DeleteParams, ListParams, WatchEvent, WatchParams};
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 
@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         .release(true)
         .start()
         .context("start control plane")?;
-    let client = Client::connect(cluster.endpoints())?;
+    let client = cluster.client();
     client.wait_ready(Duration::from_secs(30)).await?;
     let runtime = flags.runtime;
     let agent = AgentProcess::start(

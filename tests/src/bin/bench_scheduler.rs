@@ -368,14 +368,14 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     }
     let cluster = builder.start().context("start control plane")?;
     let leader = cluster.wait_for_leader(READY_TIMEOUT).await?;
-    let admin = Client::connect(cluster.endpoints())?;
+    let admin = cluster.client();
     admin.wait_ready(READY_TIMEOUT).await?;
     // One client per endpoint; creators are spread over them round-robin.
     let clients: Vec<Client> = cluster
         .endpoints()
         .iter()
-        .map(|e| Client::connect([e]))
-        .collect::<Result<_, _>>()?;
+        .map(|e| cluster.client_for(std::slice::from_ref(e), Duration::from_secs(10)))
+        .collect();
 
     eprintln!("# registering {} nodes ...", flags.nodes);
     let registering = Instant::now();

@@ -44,6 +44,9 @@ struct Flags {
     /// Measure an already running Skiff cluster (HOST:PORT,...) instead of starting one.
     #[arg(long, value_delimiter = ',')]
     skiff_endpoints: Vec<String>,
+    /// The client config (a member's admin.conf) for --skiff-endpoints.
+    #[arg(long)]
+    skiff_config: Option<std::path::PathBuf>,
     /// Send every Skiff write to the leader (no follower forwarding), to tell the cost of
     /// forwarding from that of the Raft path.
     #[arg(long)]
@@ -108,6 +111,21 @@ fn pod_json(name: &str, size: usize) -> String {
     };
     let bare = render("").len();
     render(&"x".repeat(size.saturating_sub(bare)))
+}
+
+/// The TLS config Skiff channels use (the admin credential), set once Skiff is known.
+static SKIFF_TLS: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// A TLS channel to a Skiff member, with the admin credential.
+fn skiff_channel(endpoint: &str) -> anyhow::Result<Channel> {
+    let tls = SKIFF_TLS.get().context("no Skiff TLS config")?.clone();
+    Ok(skiff_pki::tls::endpoint(endpoint)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        // A stuck write shows up as an error instead of stalling the run.
+        .timeout(Duration::from_secs(10))
+        .connect_with_connector_lazy(skiff_pki::tls::connector(tls)))
 }
 
 fn channel(endpoint: &str) -> anyhow::Result<Channel> {
@@ -240,7 +258,7 @@ async fn wait_skiff_ready(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let channel = channel(endpoint)?;
+        let channel = skiff_channel(endpoint)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -273,7 +291,7 @@ async fn wait_skiff_ready(
 
 /// The leader's address, as `endpoint` reports it.
 async fn skiff_leader(endpoint: &str) -> anyhow::Result<String> {
-    let status = ClusterClient::new(channel(endpoint)?)
+    let status = ClusterClient::new(skiff_channel(endpoint)?)
         .status(ClusterStatusRequest {})
         .await?
         .into_inner();
@@ -311,8 +329,14 @@ async fn start_skiff(
             .parent_dir(root)
             .start()?;
         let endpoints = cluster.endpoints();
+        let _ = SKIFF_TLS.set(cluster.tls_config());
         (Some(cluster), endpoints)
     } else {
+        let config = flags
+            .skiff_config
+            .as_deref()
+            .context("--skiff-endpoints needs --skiff-config (a member's admin.conf)")?;
+        let _ = SKIFF_TLS.set(skiff_tests::cluster::admin_tls(config)?);
         (None, flags.skiff_endpoints.clone())
     };
     if let Err(e) = wait_skiff_ready(&endpoints, run, READY_TIMEOUT).await {
@@ -326,7 +350,7 @@ async fn start_skiff(
     };
     let conns = endpoints
         .iter()
-        .map(|e| Ok(Conn::Skiff(ObjectsClient::new(channel(e)?))))
+        .map(|e| Ok(Conn::Skiff(ObjectsClient::new(skiff_channel(e)?))))
         .collect::<anyhow::Result<_>>()?;
     Ok((
         cluster,
