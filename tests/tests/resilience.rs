@@ -116,7 +116,7 @@ fn rounds(victim: u64) -> usize {
     {
         Some(n) => n,
         None if victim == 1 => 100,
-        None => 25,
+        None => 10,
     }
 }
 
@@ -294,7 +294,7 @@ async fn request_of_death(cluster: &ControlPlaneCluster, client: &Client, write_
             .await
             .unwrap_or_else(|e| panic!("{mib} MiB pod: {e}\n{}", cluster.logs()));
         for endpoint in cluster.endpoints() {
-            let one = cluster.client_for(&[endpoint.clone()], Duration::from_secs(20));
+            let one = cluster.client_for(std::slice::from_ref(&endpoint), Duration::from_secs(20));
             let pod = one.get_raw(Kind::Pod, "default", &name).await.unwrap();
             assert_eq!(
                 pod["spec"]["containers"][0]["env"][0]["value"]
