@@ -113,16 +113,14 @@ pub fn try_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {
     let workspace = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(&workspace).args([
-        "build",
-        "--quiet",
-        "--bin",
-        name,
-        "-p",
-        package_of(name),
-    ]);
+    command.current_dir(&workspace).args(["build", "--quiet"]);
     if release {
-        command.arg("--release");
+        command.args(["--release", "--bin", name, "-p", package_of(name)]);
+    } else {
+        // The same build as `cargo test --workspace` (features unified across every member
+        // and target), so under it this is a no-op; `-p` alone would resolve other features
+        // and rebuild a large part of the dependency tree.
+        command.args(["--workspace", "--all-targets"]);
     }
     let status = command.status().context("run cargo build")?;
     if !status.success() {
