@@ -9,7 +9,7 @@
 //! The decision is a pure function over what the reachable peers report; the probe and
 //! the rejoin loop around it do the I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -203,20 +203,24 @@ async fn leader_read_index(node: &ControlPlane) -> Option<u64> {
 }
 
 /// The leader records every member that holds data (its own log, and followers that
-/// acknowledged an entry), once: what a wiped member is later recognised by.
-pub async fn record_started_members(node: &ControlPlane) {
-    let metrics = node.raft.metrics().borrow().clone();
-    let Some(replication) = metrics.replication.as_ref() else {
-        return;
+/// acknowledged an entry), once: what a wiped member is later recognised by. `recorded`
+/// is the leader's memory of what is recorded, filled from the table when its term
+/// begins, so the check on every metrics change reads no table.
+pub async fn record_started_members(node: &ControlPlane, recorded: &mut BTreeSet<NodeId>) {
+    let holding: Vec<NodeId> = {
+        let metrics = node.raft.metrics();
+        let metrics = metrics.borrow();
+        let Some(replication) = metrics.replication.as_ref() else {
+            return;
+        };
+        replication
+            .iter()
+            .filter(|(_, matched)| matched.is_some_and(|m| m.index > 0))
+            .map(|(id, _)| *id)
+            .chain(std::iter::once(node.id))
+            .filter(|id| !recorded.contains(id))
+            .collect()
     };
-    let recorded = node.started_members();
-    let holding: Vec<NodeId> = replication
-        .iter()
-        .filter(|(_, matched)| matched.is_some_and(|m| m.index > 0))
-        .map(|(id, _)| *id)
-        .chain(std::iter::once(node.id))
-        .filter(|id| !recorded.contains(id))
-        .collect();
     for id in holding {
         let command = Command::PutSystem {
             key: started_key(id),
@@ -226,6 +230,7 @@ pub async fn record_started_members(node: &ControlPlane) {
             tracing::debug!("could not record member {id} as started: {e}");
             return;
         }
+        recorded.insert(id);
     }
 }
 

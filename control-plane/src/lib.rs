@@ -236,6 +236,8 @@ pub async fn run(
 async fn leader_duties(node: Arc<ControlPlane>, settings: controllers::Settings) {
     let mut metrics = node.raft.metrics();
     let mut led_term = None;
+    // Members the replicated state records as started, as this leader knows them.
+    let mut started = std::collections::BTreeSet::new();
     loop {
         let (state, term) = {
             let m = metrics.borrow_and_update();
@@ -252,11 +254,12 @@ async fn leader_duties(node: Arc<ControlPlane>, settings: controllers::Settings)
             } else {
                 // A fresh start each term: heartbeats heard in an earlier term are stale.
                 node.heartbeats.lock().expect("heartbeats lock").clear();
+                started = node.started_members().into_iter().collect();
                 tokio::spawn(controllers::run_while_leading(node.clone(), settings, term));
             }
         }
         if state == ServerState::Leader {
-            bootstrap::record_started_members(&node).await;
+            bootstrap::record_started_members(&node, &mut started).await;
         }
         if metrics.changed().await.is_err() {
             return;
