@@ -111,8 +111,7 @@ pub fn try_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {
         return Ok(path.clone());
     }
     let workspace = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = cargo_command();
     command.current_dir(&workspace).args(["build", "--quiet"]);
     if release {
         command.args(["--release", "--bin", name, "-p", package_of(name)]);
@@ -134,6 +133,42 @@ pub fn try_binary(name: &str, release: bool) -> anyhow::Result<PathBuf> {
     }
     built.insert(key, path.clone());
     Ok(path)
+}
+
+/// `cargo` as the surrounding `cargo test` runs it, in the environment of the `cargo test`
+/// itself: see [`without_test_env`].
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    without_test_env(&mut command);
+    command
+}
+
+/// Removes the variables cargo sets for a test process (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`,
+/// `OUT_DIR`, …) from a command that runs cargo. Build scripts that watch one of them
+/// (`rerun-if-env-changed`) would otherwise rerun, and a nested build would recompile and
+/// relink most of the tree into a second copy.
+pub fn without_test_env(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_for_the_test = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if set_for_the_test {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// The package that holds a binary; binaries are named after their package unless listed.
@@ -509,6 +544,27 @@ impl ControlPlaneCluster {
     /// carries the cluster-admin certificate of member 1's admin.conf.
     pub fn client_for(&self, endpoints: &[String], timeout: Duration) -> skiff_client::Client {
         self.client_builder(endpoints, timeout)
+            .build()
+            .expect("valid endpoints")
+    }
+
+    /// TLS with the cluster CA and no client certificate: what a bearer token rides on.
+    pub fn ca_only_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        let token = skiff_pki::ClusterToken::from_file(&self.token_file()).expect("token file");
+        skiff_pki::tls::client_config(
+            &token.ca_cert_pem(),
+            None,
+            skiff_pki::tls::ServerCheck::Member,
+        )
+        .expect("client config")
+    }
+
+    /// An SDK client for `endpoints` that authenticates as bearer token `token` alone.
+    pub fn bearer_client(&self, endpoints: &[String], token: &str) -> skiff_client::Client {
+        skiff_client::Client::builder(endpoints)
+            .tls(self.ca_only_tls_config())
+            .bearer_token(token)
+            .request_timeout(Duration::from_secs(10))
             .build()
             .expect("valid endpoints")
     }

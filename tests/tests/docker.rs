@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use skiff_tests::cluster::without_test_env;
 use skiff_tests::host::BUSYBOX;
 
 /// The image the test builds and runs (kept afterwards: the next build reuses its layers).
@@ -340,9 +341,13 @@ fn docker_1_compose_cluster_pods_across_containers_and_leader_kill() {
     // The image: static debug binaries and busybox, FROM scratch.
     println!("building {IMAGE} with deploy/docker/build.sh (static debug binaries) …");
     let started = Instant::now();
-    let out = run(Command::new("bash")
+    // Unoptimized: this is a second build of the whole tree (static, its own target dir), and
+    // a 3-member compose cluster with a few pods needs no speed.
+    let out = run(without_test_env(&mut Command::new("bash"))
         .arg(workspace().join("deploy/docker/build.sh"))
-        .args(["--tag", IMAGE])
+        .args(["--tag", IMAGE, "--"])
+        .args(["--config", "profile.dev.opt-level=0"])
+        .args(["--config", "profile.dev.package.\"*\".opt-level=0"])
         .current_dir(workspace())
         .env_remove("SKIFF_RELEASE")
         .env_remove("SKIFF_IMAGE"));
