@@ -1,9 +1,13 @@
 //! An etcd 3.4 cluster on loopback, the write benchmark's anchor. fsync stays on, as in
-//! production: this is the durable-write baseline Skiff is measured against.
+//! production, and every URL is TLS with client certificates required (clients and peers),
+//! as Skiff's port is: this is the durable-write baseline Skiff is measured against, like
+//! for like. The certificates come from a throwaway Skiff cluster token's CA: members get
+//! member certificates (server and client use, SAN 127.0.0.1), clients an admin's.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -28,6 +32,20 @@ struct Member {
 pub struct EtcdCluster {
     members: Vec<Member>,
     root: TempDir,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// Writes `pem` to `path`, readable by the owner only (keys among them).
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())?;
+    Ok(())
 }
 
 impl EtcdCluster {
@@ -46,7 +64,7 @@ impl EtcdCluster {
         let initial_cluster = peer_ports
             .iter()
             .enumerate()
-            .map(|(i, port)| format!("e{}=http://127.0.0.1:{port}", i + 1))
+            .map(|(i, port)| format!("e{}=https://127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         // The temp dir's name is random, so it makes a unique cluster token without another
@@ -58,17 +76,34 @@ impl EtcdCluster {
                 .unwrap_or_default()
                 .to_string_lossy()
         );
+        let ca_token = skiff_pki::ClusterToken::parse(&skiff_pki::generate_token())?;
+        let ca_pem = ca_token.ca_cert_pem();
+        let ca_file = root.path().join("ca.pem");
+        write_private(&ca_file, &ca_pem)?;
+        let admin = skiff_pki::issue_client_cert(&ca_token, &skiff_pki::Identity::admin())?;
+        let tls = skiff_pki::tls::client_config(
+            &ca_pem,
+            Some((&admin.cert_pem, &admin.key_pem)),
+            skiff_pki::tls::ServerCheck::Member,
+        )?;
         let mut cluster = EtcdCluster {
             members: Vec::new(),
             root,
+            tls,
         };
         // Members are pushed as they spawn, so an error drops (kills) the ones started.
         for (i, peer_port) in peer_ports.iter().enumerate() {
             let name = format!("e{}", i + 1);
             let client_port = free_port();
-            let client = format!("http://127.0.0.1:{client_port}");
-            let peer = format!("http://127.0.0.1:{peer_port}");
+            let client = format!("https://127.0.0.1:{client_port}");
+            let peer = format!("https://127.0.0.1:{peer_port}");
             let data_dir = cluster.root.path().join(&name);
+            let certified =
+                skiff_pki::issue_member_cert(&ca_token, i as u64 + 1, &["127.0.0.1".into()])?;
+            let cert_file = cluster.root.path().join(format!("{name}.pem"));
+            let key_file = cluster.root.path().join(format!("{name}-key.pem"));
+            write_private(&cert_file, &certified.cert_pem)?;
+            write_private(&key_file, &certified.key_pem)?;
             let log = File::create(cluster.log_path(&name))?;
             let child = Command::new(&binary)
                 .args(["--name", &name])
@@ -81,6 +116,22 @@ impl EtcdCluster {
                 .args(["--initial-cluster", &initial_cluster])
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &token])
+                // The same certificate serves and dials, on both the client and peer URLs,
+                // and a certificate from the CA is required of whoever connects.
+                .arg("--cert-file")
+                .arg(&cert_file)
+                .arg("--key-file")
+                .arg(&key_file)
+                .arg("--trusted-ca-file")
+                .arg(&ca_file)
+                .arg("--client-cert-auth")
+                .arg("--peer-cert-file")
+                .arg(&cert_file)
+                .arg("--peer-key-file")
+                .arg(&key_file)
+                .arg("--peer-trusted-ca-file")
+                .arg(&ca_file)
+                .arg("--peer-client-cert-auth")
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log.try_clone()?))
                 .stderr(Stdio::from(log))
@@ -102,6 +153,21 @@ impl EtcdCluster {
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect()
+    }
+
+    /// The TLS client config for these members: their CA and an admin client certificate.
+    pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// A TLS channel to `endpoint` (one of [`endpoints`](Self::endpoints)), connected lazily.
+    pub fn channel(&self, endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(skiff_pki::tls::endpoint(endpoint)?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(1))
+            // A stuck write shows up as an error instead of stalling a run.
+            .timeout(Duration::from_secs(10))
+            .connect_with_connector_lazy(skiff_pki::tls::connector(self.tls.clone())))
     }
 
     /// The temp dir holding data dirs and logs.
@@ -129,10 +195,7 @@ impl EtcdCluster {
     async fn wait_writable(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         for endpoint in self.endpoints() {
-            let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))?
-                .connect_timeout(Duration::from_millis(500))
-                .connect_lazy();
-            let mut kv = proto::kv_client::KvClient::new(channel);
+            let mut kv = proto::kv_client::KvClient::new(self.channel(&endpoint)?);
             loop {
                 let mut put = tonic::Request::new(proto::PutRequest {
                     key: b"/skiff-test/ready".to_vec(),

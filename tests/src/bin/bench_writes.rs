@@ -128,15 +128,6 @@ fn skiff_channel(endpoint: &str) -> anyhow::Result<Channel> {
         .connect_with_connector_lazy(skiff_pki::tls::connector(tls)))
 }
 
-fn channel(endpoint: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(format!("http://{endpoint}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(1))
-        // A stuck write shows up as an error instead of stalling the run.
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
-}
-
 /// The results of one concurrency level.
 struct Outcome {
     latency_us: Histogram<u64>,
@@ -371,7 +362,7 @@ async fn start_etcd(root: &Path) -> anyhow::Result<(EtcdCluster, Target)> {
     let conns = cluster
         .endpoints()
         .iter()
-        .map(|e| Ok(Conn::Etcd(KvClient::new(channel(e)?))))
+        .map(|e| Ok(Conn::Etcd(KvClient::new(cluster.channel(e)?))))
         .collect::<anyhow::Result<_>>()?;
     Ok((
         cluster,
@@ -389,7 +380,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     );
     println!("# machine: {}", skiff_tests::host::machine_info());
     println!(
-        "# 3-node clusters on loopback, fsync on; {} B objects; {} s per level after {} s warm-up",
+        "# 3-node clusters on loopback, fsync on, TLS with client certificates on every URL; {} B objects; {} s per level after {} s warm-up",
         flags.value_bytes,
         flags.duration_secs,
         WARM_UP.as_secs()
