@@ -12,13 +12,14 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = t.split_at(split);
     let number: u64 = number.parse().map_err(|_| bad())?;
-    let millis = match unit {
-        "ms" => number,
-        "s" => number * 1000,
-        "m" => number * 60_000,
-        "h" => number * 3_600_000,
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(bad()),
     };
+    let millis = number.checked_mul(scale).ok_or_else(bad)?;
     Ok(Duration::from_millis(millis))
 }
 

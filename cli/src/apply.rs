@@ -295,13 +295,17 @@ fn error_line(object: &Object, error: &skiff_client::Error) -> String {
         Error::Conflict(m) => format!("Error from server (Conflict): {m}"),
         Error::Invalid(m) => format!("The {kind} {name:?} is invalid: {m}"),
         Error::Other { code, message } => format!("Error from server ({code}): {message}"),
+        Error::Forbidden(m) => format!("Error from server (Forbidden): {m}"),
+        Error::Unauthorized(m) => {
+            format!("error: You must be logged in to the server (Unauthorized): {m}")
+        }
         other => format!("error: {}/{name}: {other}", resource(kind)),
     }
 }
 
 /// The cluster cannot be reached: trying the remaining objects would only wait again.
 fn is_fatal(error: &skiff_client::Error) -> bool {
-    error.is_unavailable() || error.is_timeout()
+    error.is_unavailable() || error.is_timeout() || error.is_unauthorized()
 }
 
 /// Runs `one` on every item, carrying on past failures unless the cluster is unreachable.

@@ -51,6 +51,27 @@ pub struct Target {
 }
 
 impl Target {
+    /// Acts as bearer token `token` (from `--token` or `SKIFF_TOKEN`) instead of the config
+    /// cluster's own credential.
+    pub fn with_token(mut self, token: Option<String>) -> Target {
+        if let (Some(token), Some((_, entry))) = (token, self.cluster.as_mut()) {
+            entry.token = Some(token);
+            entry.client_certificate = None;
+            entry.client_key = None;
+            entry.client_certificate_file = None;
+            entry.client_key_file = None;
+        }
+        self
+    }
+
+    /// The bearer token calls carry, if the credential is one.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.cluster
+            .as_ref()
+            .and_then(|(_, entry)| entry.token.as_deref())
+            .map(str::trim)
+    }
+
     /// The TLS client config for this target: the cluster's CA and client certificate,
     /// members only. Every Skiff port speaks TLS, so a cluster without a CA is an error.
     pub fn tls_config(

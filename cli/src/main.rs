@@ -22,6 +22,14 @@ struct Flags {
     /// Namespace for namespaced objects.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
+    /// Whether -n/--namespace was given (not the default): `token create` and `token ls`
+    /// are cluster-wide without it.
+    #[arg(skip)]
+    namespace_given: bool,
+    /// A bearer token to act as (`skiff token create`), instead of the config's credential
+    /// (else SKIFF_TOKEN). The config still supplies the servers and the CA.
+    #[arg(long, global = true)]
+    token: Option<String>,
     /// How long a request may wait for the control plane.
     #[arg(long, global = true, default_value_t = 10)]
     request_timeout_secs: u64,
@@ -310,6 +318,26 @@ enum TokenVerb {
     ///
     /// Example: umask 077; skiff token generate > /etc/skiff/token
     Generate,
+    /// Make a bearer token for a person or a program and print it (once: the cluster keeps
+    /// only its hash). With -n it is confined to that namespace.
+    ///
+    /// Examples: skiff token create ci --role edit -n team-a --ttl 24h;
+    /// skiff token create ops --role cluster-admin
+    Create {
+        name: String,
+        /// view, edit, admin or cluster-admin (Kubernetes' roles of the same names).
+        #[arg(long)]
+        role: String,
+        /// How long it is valid: 90s, 30m, 24h. Default: until removed.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List bearer tokens: every one, or with -n those confined to that namespace.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove a bearer token: no member accepts it once this returns.
+    #[command(alias = "delete")]
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -402,7 +430,14 @@ enum NetVerb {
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Flags::command().get_matches();
+    let mut flags = match Flags::from_arg_matches(&matches) {
+        Ok(flags) => flags,
+        Err(e) => e.exit(),
+    };
+    flags.namespace_given =
+        matches.value_source("namespace") == Some(clap::parser::ValueSource::CommandLine);
     // These run their own runtime, inside a namespace.
     let local = match &flags.verb {
         Verb::Up {
@@ -463,6 +498,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let message = format!("{e:#}");
+            match api_error(&e) {
+                Some(skiff_client::Error::Forbidden(m)) => {
+                    eprintln!("Error from server (Forbidden): {m}");
+                    return ExitCode::FAILURE;
+                }
+                Some(skiff_client::Error::Unauthorized(m)) => {
+                    eprintln!("error: You must be logged in to the server (Unauthorized): {m}");
+                    return ExitCode::FAILURE;
+                }
+                _ => {}
+            }
             // kubectl's server errors carry their own prefix.
             if message.starts_with("Error from server") {
                 eprintln!("{message}");
@@ -472,6 +518,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The SDK error under a verb's error, if that is what failed.
+fn api_error(e: &anyhow::Error) -> Option<&skiff_client::Error> {
+    e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<skiff_client::Error>() {
+            return Some(e);
+        }
+        // These wrap it transparently: the chain skips the wrapped error itself.
+        match (
+            cause.downcast_ref::<verbs::VerbError>(),
+            cause.downcast_ref::<get::GetError>(),
+            cause.downcast_ref::<describe::DescribeError>(),
+            cause.downcast_ref::<wait::WaitError>(),
+        ) {
+            (Some(verbs::VerbError::Api(e)), ..)
+            | (_, Some(get::GetError::Api(e)), ..)
+            | (.., Some(describe::DescribeError::Api(e)), _)
+            | (.., Some(wait::WaitError::Api(e))) => Some(e),
+            _ => None,
+        }
+    })
 }
 
 async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
@@ -505,7 +573,14 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         std::env::var("SKIFF_SERVER").ok().as_deref(),
         &config_file,
     )?;
+    let token = flags
+        .token
+        .clone()
+        .or_else(|| std::env::var("SKIFF_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty());
+    let target = target.with_token(token);
     let tls = target.tls_config(&config_file)?;
+    let bearer = target.bearer_token().map(String::from);
     if let Some(netns) = &target.netns {
         // A `skiff up` cluster: its addresses exist only inside that namespace. The runtime
         // is single-threaded, so this thread is where every connection is made.
@@ -516,10 +591,13 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         })?;
     }
     let servers = target.servers;
-    let client = Client::builder(servers)
+    let mut builder = Client::builder(servers)
         .tls(tls)
-        .request_timeout(Duration::from_secs(flags.request_timeout_secs))
-        .build()?;
+        .request_timeout(Duration::from_secs(flags.request_timeout_secs));
+    if let Some(token) = bearer {
+        builder = builder.bearer_token(token);
+    }
+    let client = builder.build()?;
     match flags.verb {
         Verb::Get {
             kind,
@@ -786,11 +864,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Verb::Completion { .. }
-        | Verb::Explain { .. }
-        | Verb::Token { .. }
-        | Verb::Up { .. }
-        | Verb::Down { .. } => {
+        Verb::Completion { .. } | Verb::Explain { .. } | Verb::Up { .. } | Verb::Down { .. } => {
             unreachable!("handled before connecting")
         }
         Verb::Cluster {
@@ -798,6 +872,27 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         } => {
             let status = client.cluster_status().await?;
             print!("{}", verbs::cluster_status_text(&status));
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Token { what } => {
+            let namespace = flags.namespace_given.then(|| flags.namespace.clone());
+            let out = match what {
+                TokenVerb::Create { name, role, ttl } => {
+                    let new = skiff_client::NewToken {
+                        name,
+                        role,
+                        namespace,
+                        ttl,
+                    };
+                    verbs::token_create(&client, &new).await?
+                }
+                TokenVerb::Ls => verbs::token_list(&client, namespace.as_deref()).await?,
+                TokenVerb::Rm { name } => {
+                    verbs::token_remove(&client, &name, namespace.as_deref()).await?
+                }
+                TokenVerb::Generate => unreachable!("handled before connecting"),
+            };
+            print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
         Verb::Image { what } => {

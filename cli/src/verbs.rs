@@ -8,7 +8,7 @@ use futures::StreamExt;
 use skiff_api::proto::ClusterStatusResponse;
 use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
 use skiff_client::{
-    Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, Resource,
+    Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, NewToken, Resource,
 };
 
 use crate::table;
@@ -683,4 +683,72 @@ mod more_tests {
             .is_err()
         );
     }
+}
+
+/// `skiff token create NAME --role R [-n NS] [--ttl D]`: the token (shown only now), then
+/// where it applies.
+pub async fn token_create(client: &Client, new: &NewToken) -> Result<String, VerbError> {
+    let (secret, info) = client.create_token(new).await?;
+    let scope = match info.namespace.as_str() {
+        "" => "cluster-wide".to_string(),
+        ns => format!("namespace {ns}"),
+    };
+    let expiry = match info.expires_at.as_str() {
+        "" => "never expires".to_string(),
+        at => format!("expires {at}"),
+    };
+    Ok(format!(
+        "{secret}\n# token/{} created: role {}, {scope}, {expiry}; it is not shown again\n",
+        info.name, info.role
+    ))
+}
+
+/// `skiff token ls [-n NS]`: NAME ROLE NAMESPACE EXPIRES AGE.
+pub async fn token_list(client: &Client, namespace: Option<&str>) -> Result<String, VerbError> {
+    let tokens = client.list_tokens(namespace).await?;
+    if tokens.is_empty() {
+        return Ok(match namespace {
+            Some(ns) => format!("No tokens found in {ns} namespace.\n"),
+            None => "No tokens found.\n".to_string(),
+        });
+    }
+    let now = chrono::Utc::now();
+    let age = |at: &str| match chrono::DateTime::parse_from_rfc3339(at) {
+        Ok(t) => table::human_duration((now - t.to_utc()).num_seconds()),
+        Err(_) => "<unknown>".to_string(),
+    };
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.role.clone(),
+                if t.namespace.is_empty() {
+                    "<all>".to_string()
+                } else {
+                    t.namespace.clone()
+                },
+                if t.expires_at.is_empty() {
+                    "<never>".to_string()
+                } else {
+                    t.expires_at.clone()
+                },
+                age(&t.created_at),
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &["NAME", "ROLE", "NAMESPACE", "EXPIRES", "AGE"],
+        &rows,
+    ))
+}
+
+/// `skiff token rm NAME`.
+pub async fn token_remove(
+    client: &Client,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<String, VerbError> {
+    client.delete_token(name, namespace).await?;
+    Ok(format!("token/{name} deleted\n"))
 }

@@ -15,6 +15,8 @@ use skiff_api::proto::{
 };
 use skiff_api::{Kind, Object};
 use tokio::time::Instant;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::error::is_retriable;
@@ -156,13 +158,43 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     connect_timeout: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
+    bearer: Option<String>,
 }
+
+/// What every call carries besides the TLS client certificate: a bearer token, if any.
+#[derive(Clone, Default)]
+pub(crate) struct Credential(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to one endpoint, with the caller's credential on every call.
+pub(crate) type Transport = InterceptedService<Channel, Credential>;
 
 impl ClientBuilder {
     /// The TLS client config to dial with (the cluster CA, and the client certificate if
     /// any): see `skiff_pki::tls::client_config`. Required: every Skiff port speaks TLS.
     pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> ClientBuilder {
         self.tls = Some(config);
+        self
+    }
+
+    /// Authenticates every call with bearer token `token` (`skiff token create`). The
+    /// server takes a client certificate over a token: give a TLS config without one
+    /// (`skiff_pki::tls::client_config` with no client key) to act as the token.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.bearer = Some(token.into());
         self
     }
 
@@ -198,6 +230,12 @@ impl ClientBuilder {
                     .into(),
             )
         })?;
+        let credential = match self.bearer {
+            None => Credential::default(),
+            Some(token) => Credential(Some(format!("Bearer {}", token.trim()).parse().map_err(
+                |_| Error::Invalid("the bearer token has characters a header cannot carry".into()),
+            )?)),
+        };
         let channels = urls
             .into_iter()
             .map(|url| {
@@ -210,7 +248,7 @@ impl ClientBuilder {
                     .keep_alive_timeout(Duration::from_secs(3))
                     .keep_alive_while_idle(true)
                     .connect_with_connector_lazy(skiff_pki::tls::connector(tls.clone()));
-                Ok((url, channel))
+                Ok((url, InterceptedService::new(channel, credential.clone())))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Client {
@@ -224,7 +262,7 @@ impl ClientBuilder {
 }
 
 struct Inner {
-    channels: Vec<(String, Channel)>,
+    channels: Vec<(String, Transport)>,
     /// The endpoint that answered last: tried first next time.
     current: AtomicUsize,
     request_timeout: Duration,
@@ -250,6 +288,7 @@ impl Client {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
             tls: None,
+            bearer: None,
         }
     }
 
@@ -266,7 +305,7 @@ impl Client {
 
     /// A builder for cluster `cluster` (or the config's current one) of the Skiff config
     /// file at `path` (`admin.conf`, `node.conf`, `~/.skiff/config`): its servers, its CA
-    /// and its client certificate. The entry's `netns` is not joined here.
+    /// and its credential (a client certificate or a bearer token). The entry's `netns` is not joined here.
     pub fn builder_from_config(
         path: impl AsRef<std::path::Path>,
         cluster: Option<&str>,
@@ -294,7 +333,11 @@ impl Client {
                     config_path.display()
                 ))
             })?;
-        Ok(Client::builder(&entry.servers).tls(tls))
+        let builder = Client::builder(&entry.servers).tls(tls);
+        Ok(match &entry.token {
+            Some(token) => builder.bearer_token(token.trim()),
+            None => builder,
+        })
     }
 
     /// [`Client::builder_from_config`], built.
@@ -322,13 +365,13 @@ impl Client {
     }
 
     /// The channel to try for attempt `attempt` of a call that started at the current endpoint.
-    pub(crate) fn channel(&self, attempt: usize) -> (usize, Channel) {
+    pub(crate) fn channel(&self, attempt: usize) -> (usize, Transport) {
         let n = self.inner.channels.len();
         let index = (self.inner.current.load(Ordering::Relaxed) + attempt) % n;
         (index, self.inner.channels[index].1.clone())
     }
 
-    pub(crate) fn channel_at(&self, index: usize) -> Channel {
+    pub(crate) fn channel_at(&self, index: usize) -> Transport {
         self.inner.channels[index % self.inner.channels.len()]
             .1
             .clone()
@@ -344,7 +387,7 @@ impl Client {
         self.inner.current.store(index, Ordering::Relaxed);
     }
 
-    pub(crate) fn objects_client(channel: Channel) -> ObjectsClient<Channel> {
+    pub(crate) fn objects_client(channel: Transport) -> ObjectsClient<Transport> {
         ObjectsClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -357,7 +400,7 @@ impl Client {
     /// and other calls that are safe to repeat.
     pub(crate) async fn with_failover<R, F, Fut>(&self, call: F) -> Result<R, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Transport) -> Fut,
         Fut: Future<Output = Result<R, tonic::Status>>,
     {
         self.failover(Repeat::Always, call).await
@@ -369,7 +412,7 @@ impl Client {
     /// committed would answer AlreadyExists, an update that committed Conflict.
     pub(crate) async fn with_failover_write<R, F, Fut>(&self, call: F) -> Result<R, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Transport) -> Fut,
         Fut: Future<Output = Result<R, tonic::Status>>,
     {
         self.failover(Repeat::IfNotApplied, call).await
@@ -377,7 +420,7 @@ impl Client {
 
     async fn failover<R, F, Fut>(&self, repeat: Repeat, mut call: F) -> Result<R, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Transport) -> Fut,
         Fut: Future<Output = Result<R, tonic::Status>>,
     {
         let timeout = self.inner.request_timeout;

@@ -26,6 +26,12 @@ pub enum Error {
     Timeout(String),
     #[error("cannot decode the server's answer: {0}")]
     Decode(String),
+    /// No credential, or one the cluster does not accept (made up, expired, removed).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The caller is known but may not do this; the message is Kubernetes' wording.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("{code}: {message}")]
     Other { code: String, message: String },
 }
@@ -62,6 +68,14 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout(_))
     }
+
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Error::Unauthorized(_))
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Forbidden(_))
+    }
 }
 
 /// Status codes worth trying on another endpoint: the node is down, unreachable or has
@@ -87,6 +101,8 @@ impl From<tonic::Status> for Error {
             }
             tonic::Code::Unavailable => Error::Unavailable(message),
             tonic::Code::DeadlineExceeded => Error::Timeout(message),
+            tonic::Code::Unauthenticated => Error::Unauthorized(message),
+            tonic::Code::PermissionDenied => Error::Forbidden(message),
             code => Error::Other {
                 code: format!("{code:?}"),
                 message,

@@ -1,6 +1,8 @@
 //! The nodes' image stores, through any control-plane endpoint (which passes the call on to
 //! the agent of the node named): import an archive, list, remove.
 
+use crate::client::{Client, Transport};
+use crate::error::Error;
 use skiff_api::proto::agent_client::AgentClient;
 use skiff_api::proto::{
     ImageInfo, ImportImageRequest, ImportImageResponse, ImportedImage, ListImagesRequest,
@@ -9,10 +11,6 @@ use skiff_api::proto::{
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-
-use crate::client::Client;
-use crate::error::Error;
 
 /// Bytes of the archive per message.
 const CHUNK: usize = 1024 * 1024;
@@ -25,7 +23,7 @@ pub type ImportedImageInfo = ImportedImage;
 /// What a removal untagged and deleted.
 pub type RemovedImages = RemoveImageResponse;
 
-fn agent(channel: Channel) -> AgentClient<Channel> {
+fn agent(channel: Transport) -> AgentClient<Transport> {
     AgentClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)

@@ -47,6 +47,7 @@ mod images;
 mod nodes;
 mod pods;
 mod resource;
+mod tokens;
 mod watch;
 
 pub use client::{
@@ -60,4 +61,5 @@ pub use pods::{ExecEvent, ExecOutput, ExecSession, LogParams, PortForward};
 pub use resource::{Resource, version_of};
 pub use skiff_api as api;
 pub use skiff_pki as pki;
+pub use tokens::{NewToken, Token};
 pub use watch::{WatchEvent, WatchParams, WatchStream};

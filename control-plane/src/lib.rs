@@ -29,7 +29,6 @@ use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
 use skiff_pki::tls::ServerCheck;
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
 
 pub use config::{Config, ConfigError, InitialClusterState};
 use credentials::{CredentialsError, MemberCredentials};
@@ -190,18 +189,22 @@ pub async fn run(
         let _ = stopping_tx.send(true);
     };
 
+    // Who may do what: each public method asks the gate (server/auth.rs); Raft's methods
+    // need a member's certificate (server/raft.rs).
+    let gate = server::auth::Gate::new(node.clone());
     let objects = ObjectsService::new(server::objects::ObjectsServer {
         node: node.clone(),
+        gate: gate.clone(),
         bookmark_interval: Duration::from_secs(1),
         stopping: stopping_rx,
     })
     // A request over the cap is refused as it arrives (tonic reads the length first), so
     // nothing larger than replication can carry ever reaches the log.
     .max_decoding_message_size(config.max_request_bytes);
-    // The public API needs a verified client certificate (Raft's methods need a member's,
-    // checked per method in server/raft.rs; Cluster's per method in server/cluster.rs).
-    let objects = InterceptedService::new(objects, server::authenticated("the Objects API"));
-    let cluster = ClusterService::new(server::cluster::ClusterServer { node: node.clone() });
+    let cluster = ClusterService::new(server::cluster::ClusterServer {
+        node: node.clone(),
+        gate: gate.clone(),
+    });
     let staging_limit = (4 * config.max_request_bytes as u64).max(64 * 1024 * 1024);
     let raft_service = RaftService::new(server::raft::RaftServer {
         node: node.clone(),
@@ -221,10 +224,10 @@ pub async fn run(
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)
-        .add_service(InterceptedService::new(
-            AgentService::new(server::agent_proxy::AgentProxy { node: node.clone() }),
-            server::authenticated("the Agent API"),
-        ));
+        .add_service(AgentService::new(server::agent_proxy::AgentProxy {
+            node: node.clone(),
+            gate,
+        }));
     let served = skiff_pki::tls::serve_tls(router, listener, server_tls, shutdown).await;
     let _ = raft.shutdown().await;
     served?;

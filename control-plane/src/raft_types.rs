@@ -102,6 +102,13 @@ pub enum Command {
     },
     /// Remove one of the cluster's own records.
     DeleteSystem { key: String },
+    /// Set one of the cluster's own records only if it does not exist yet (AlreadyExists
+    /// otherwise): a claim that two concurrent callers cannot both win.
+    CreateSystem {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
 }
 
 impl Command {
@@ -121,7 +128,9 @@ impl Command {
                     .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
                     .sum(),
                 Command::Batch(commands) => commands.iter().map(Command::size_hint).sum(),
-                Command::PutSystem { key, value } => key.len() + value.len(),
+                Command::PutSystem { key, value } | Command::CreateSystem { key, value } => {
+                    key.len() + value.len()
+                }
                 Command::Delete { .. }
                 | Command::EnsureNamespace { .. }
                 | Command::Bind { .. }

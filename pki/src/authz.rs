@@ -318,7 +318,10 @@ fn node_coarse(a: &Attributes) -> bool {
             matches!(verb, Verb::Create | Verb::Update | Verb::Patch)
         }
         ("pods", Some("status")) => matches!(verb, Verb::Update | Verb::Patch),
-        ("events", None) => verb == Verb::Create,
+        // Only the confirmation that a terminating pod's containers are gone: see node_may.
+        ("pods", None) => verb == Verb::Delete,
+        // The agent counts repeats of an event in place, as the kubelet does.
+        ("events", None) => matches!(verb, Verb::Get | Verb::Create | Verb::Update | Verb::Patch),
         _ => false,
     }
 }
@@ -331,8 +334,12 @@ pub enum NodeTarget {
     /// A Node object (its name is `attributes.name`); whether the write changes its
     /// `spec.podCIDR`.
     Node { pod_cidr_changes: bool },
-    /// A stored pod and its `spec.nodeName`.
-    Pod { node_name: Option<String> },
+    /// A stored pod: its `spec.nodeName`, and whether it is being deleted already
+    /// (`metadata.deletionTimestamp` set).
+    Pod {
+        node_name: Option<String>,
+        terminating: bool,
+    },
 }
 
 /// A node's refusal: Kubernetes' RBAC wording for what nodes may never do, and
@@ -351,11 +358,17 @@ pub enum NodeForbidden {
         "pods {pod:?} is forbidden: node {node:?} can only update pod status for pods with spec.nodeName set to itself"
     )]
     PodNotBound { node: String, pod: String },
+    #[error(
+        "pods {pod:?} is forbidden: node {node:?} may only confirm the deletion of terminating pods with spec.nodeName set to itself"
+    )]
+    PodDelete { node: String, pod: String },
 }
 
 /// NodeRestriction: node `node_name` may read pods, nodes and namespaces; create, update
 /// and patch its own Node (not its `spec.podCIDR`); update the status of pods bound to it;
-/// and create events. Nothing else: no deletes, no other node, no pod specs.
+/// confirm the deletion of pods bound to it that are terminating already (someone else
+/// deleted them; the node says their containers are gone); and record events. Nothing
+/// else: it starts no deletion, touches no other node and writes no pod spec.
 pub fn node_may(
     node_name: &str,
     attributes: &Attributes,
@@ -380,14 +393,71 @@ pub fn node_may(
                 _ => Ok(()),
             }
         }
-        ("pods", false) => match target {
-            NodeTarget::Pod {
-                node_name: Some(bound),
-            } if bound == node_name => Ok(()),
-            _ => Err(NodeForbidden::PodNotBound { node, pod: name }),
-        },
-        // events: the coarse rule said create.
+        ("pods", false) => {
+            let (bound, terminating) = match target {
+                NodeTarget::Pod {
+                    node_name: bound_to,
+                    terminating,
+                } => (bound_to.as_deref() == Some(node_name), terminating),
+                _ => (false, false),
+            };
+            match attributes.verb {
+                Verb::Delete if !(bound && terminating) => {
+                    Err(NodeForbidden::PodDelete { node, pod: name })
+                }
+                _ if !bound => Err(NodeForbidden::PodNotBound { node, pod: name }),
+                _ => Ok(()),
+            }
+        }
+        // events: the coarse rule decided.
         _ => Ok(()),
+    }
+}
+
+/// A token that would grant more than its maker holds (RBAC's escalation check).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tokens.skiff.io {token:?} is forbidden: User {user:?} is attempting to grant role \"{role}\"{scope}, which it does not hold"
+)]
+pub struct Escalation {
+    pub user: String,
+    pub token: String,
+    pub role: Role,
+    /// ` in the namespace "x"` or ` at the cluster scope`.
+    pub scope: String,
+}
+
+/// Whether `subject` may make token `token` with `role` in `namespace` (`None`: cluster
+/// wide): nobody grants more than they hold. The caller checks [`authorize`] for creating
+/// tokens there first.
+pub fn may_grant(
+    subject: &Subject,
+    token: &str,
+    role: Role,
+    namespace: Option<&str>,
+) -> Result<(), Escalation> {
+    let holds = match subject {
+        Subject::Member { .. } => true,
+        Subject::Node { .. } => false,
+        Subject::User {
+            role: Some(held),
+            namespace: held_in,
+            ..
+        } => *held >= role && held_in.as_deref().is_none_or(|ns| Some(ns) == namespace),
+        Subject::User { role: None, .. } => false,
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(Escalation {
+            user: subject.user_name(),
+            token: token.to_string(),
+            role,
+            scope: match namespace {
+                Some(ns) => format!(" in the namespace {ns:?}"),
+                None => " at the cluster scope".into(),
+            },
+        })
     }
 }
 
@@ -644,6 +714,7 @@ mod tests {
     fn nodes_read_what_they_need_and_write_only_their_own_node_pod_status_and_events() {
         let bound = |n: &str| NodeTarget::Pod {
             node_name: Some(n.into()),
+            terminating: false,
         };
         let own = NodeTarget::Node {
             pod_cidr_changes: false,
@@ -685,6 +756,21 @@ mod tests {
             (
                 Attributes::new(Create, "events").namespace("default"),
                 NodeTarget::None,
+            ),
+            (
+                Attributes::new(Update, "events")
+                    .namespace("default")
+                    .name("e"),
+                NodeTarget::None,
+            ),
+            (
+                Attributes::new(Delete, "pods")
+                    .namespace("default")
+                    .name("p"),
+                NodeTarget::Pod {
+                    node_name: Some("w1".into()),
+                    terminating: true,
+                },
             ),
         ];
         for (attrs, target) in allowed {
@@ -737,6 +823,7 @@ mod tests {
                     .name("p"),
                 NodeTarget::Pod {
                     node_name: Some("w2".into()),
+                    terminating: false,
                 },
                 r#"pods "p" is forbidden: node "w1" can only update pod status for pods with spec.nodeName set to itself"#,
             ),
@@ -745,7 +832,10 @@ mod tests {
                     .subresource("status")
                     .namespace("default")
                     .name("p"),
-                NodeTarget::Pod { node_name: None },
+                NodeTarget::Pod {
+                    node_name: None,
+                    terminating: false,
+                },
                 r#"pods "p" is forbidden: node "w1" can only update pod status for pods with spec.nodeName set to itself"#,
             ),
             (
@@ -754,6 +844,7 @@ mod tests {
                     .name("p"),
                 NodeTarget::Pod {
                     node_name: Some("w1".into()),
+                    terminating: false,
                 },
                 r#"pods "p" is forbidden: User "system:node:w1" cannot update resource "pods" in API group "" in the namespace "default""#,
             ),
@@ -763,8 +854,19 @@ mod tests {
                     .name("p"),
                 NodeTarget::Pod {
                     node_name: Some("w1".into()),
+                    terminating: false,
                 },
-                r#"pods "p" is forbidden: User "system:node:w1" cannot delete resource "pods" in API group "" in the namespace "default""#,
+                r#"pods "p" is forbidden: node "w1" may only confirm the deletion of terminating pods with spec.nodeName set to itself"#,
+            ),
+            (
+                Attributes::new(Delete, "pods")
+                    .namespace("default")
+                    .name("p"),
+                NodeTarget::Pod {
+                    node_name: Some("w2".into()),
+                    terminating: true,
+                },
+                r#"pods "p" is forbidden: node "w1" may only confirm the deletion of terminating pods with spec.nodeName set to itself"#,
             ),
             (
                 Attributes::new(Create, "pods")
@@ -803,5 +905,27 @@ mod tests {
             let err = node_case(attrs.clone(), target).unwrap_err();
             assert_eq!(err.to_string(), want, "{attrs:?}");
         }
+    }
+
+    #[test]
+    fn nobody_grants_a_role_or_scope_they_do_not_hold() {
+        use Role::*;
+        let admin_in_default = user(Admin, Some("default"));
+        assert!(may_grant(&admin_in_default, "t", Edit, Some("default")).is_ok());
+        assert!(may_grant(&admin_in_default, "t", Admin, Some("default")).is_ok());
+        let err = may_grant(&admin_in_default, "t", ClusterAdmin, Some("default")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"tokens.skiff.io "t" is forbidden: User "u" is attempting to grant role "cluster-admin" in the namespace "default", which it does not hold"#
+        );
+        assert!(may_grant(&admin_in_default, "t", View, Some("other")).is_err());
+        assert!(may_grant(&admin_in_default, "t", View, None).is_err());
+        let admin = user(Admin, None);
+        assert!(may_grant(&admin, "t", Admin, Some("other")).is_ok());
+        assert!(may_grant(&admin, "t", ClusterAdmin, Some("other")).is_err());
+        assert!(may_grant(&user(ClusterAdmin, None), "t", ClusterAdmin, None).is_ok());
+        assert!(may_grant(&Subject::Member { id: 1 }, "t", ClusterAdmin, None).is_ok());
+        let node = Subject::Node { name: "w1".into() };
+        assert!(may_grant(&node, "t", View, Some("default")).is_err());
     }
 }

@@ -124,6 +124,9 @@ pub struct TokenRecord {
     pub expires_at: Option<String>,
     /// [`token_hash`] of the token.
     pub hash: String,
+    /// RFC 3339, set by the control plane that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 impl TokenRecord {
@@ -140,6 +143,7 @@ impl TokenRecord {
             namespace,
             expires_at: expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             hash: token.hash(),
+            created_at: None,
         }
     }
 

@@ -56,7 +56,8 @@ pub mod tls;
 pub mod token;
 
 pub use authz::{
-    Attributes, Forbidden, NodeForbidden, NodeTarget, Role, Subject, Verb, authorize, node_may,
+    Attributes, Escalation, Forbidden, NodeForbidden, NodeTarget, Role, Subject, Verb, authorize,
+    may_grant, node_may,
 };
 pub use bearer::{BearerError, BearerToken, TokenRecord, parse_bearer, token_hash, verify_bearer};
 pub use ca::{

@@ -20,6 +20,9 @@ use skiff_api::types::{Node, Pod};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
+
+use super::auth::{Gate, check};
 use crate::error::ApiError;
 use crate::node::ControlPlane;
 
@@ -30,6 +33,40 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct AgentProxy {
     pub node: Arc<ControlPlane>,
+    pub gate: Gate,
+}
+
+/// A pod call's namespace: empty means `default`, as for every namespaced request.
+fn pod_namespace(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    }
+}
+
+/// `verb` on subresource `sub` of pod `namespace/pod`, for `subject`.
+fn check_pod(
+    subject: &Subject,
+    verb: Verb,
+    sub: &str,
+    namespace: &str,
+    pod: &str,
+) -> Result<(), Status> {
+    let attributes = Attributes::new(verb, "pods")
+        .subresource(sub)
+        .namespace(pod_namespace(namespace))
+        .name(pod);
+    check(subject, &attributes, || Ok(NodeTarget::None))
+}
+
+/// Images live on nodes, outside any namespace: cluster-admin's.
+fn check_images(subject: &Subject, verb: Verb, node: &str) -> Result<(), Status> {
+    let mut attributes = Attributes::new(verb, "images");
+    if !node.is_empty() {
+        attributes = attributes.name(node);
+    }
+    check(subject, &attributes, || Ok(NodeTarget::None))
 }
 
 impl AgentProxy {
@@ -54,12 +91,7 @@ impl AgentProxy {
 
     /// A connection to the agent running `namespace/pod`.
     async fn agent_for(&self, namespace: &str, pod: &str) -> Result<AgentClient<Channel>, Status> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
-        let pod: Pod = self.stored(Kind::Pod, namespace, pod)?;
+        let pod: Pod = self.stored(Kind::Pod, pod_namespace(namespace), pod)?;
         let node_name = pod.spec.node_name.clone().ok_or_else(|| {
             ApiError::FailedPrecondition(format!(
                 "pod {} is not scheduled to a node yet",
@@ -143,7 +175,9 @@ impl Agent for AgentProxy {
         &self,
         request: Request<LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let request = request.into_inner();
+        check_pod(&subject, Verb::Get, "log", &request.namespace, &request.pod)?;
         let mut agent = self.agent_for(&request.namespace, &request.pod).await?;
         let stream = agent.logs(request).await?.into_inner();
         Ok(Response::new(relay(stream)))
@@ -153,6 +187,7 @@ impl Agent for AgentProxy {
         &self,
         request: Request<Streaming<ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let mut input = request.into_inner();
         let first = input
             .message()
@@ -162,6 +197,7 @@ impl Agent for AgentProxy {
             .start
             .clone()
             .ok_or_else(|| Status::invalid_argument("the first exec message must name the pod"))?;
+        check_pod(&subject, Verb::Create, "exec", &start.namespace, &start.pod)?;
         let mut agent = self.agent_for(&start.namespace, &start.pod).await?;
         let stream = agent.exec(replay(first, input)).await?.into_inner();
         Ok(Response::new(relay(stream)))
@@ -171,10 +207,18 @@ impl Agent for AgentProxy {
         &self,
         request: Request<Streaming<PortForwardRequest>>,
     ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let mut input = request.into_inner();
         let first = input.message().await?.ok_or_else(|| {
             Status::invalid_argument("the first message must name the pod and port")
         })?;
+        check_pod(
+            &subject,
+            Verb::Create,
+            "portforward",
+            &first.namespace,
+            &first.pod,
+        )?;
         let mut agent = self.agent_for(&first.namespace, &first.pod).await?;
         let stream = agent.port_forward(replay(first, input)).await?.into_inner();
         Ok(Response::new(relay(stream)))
@@ -184,10 +228,12 @@ impl Agent for AgentProxy {
         &self,
         request: Request<Streaming<ImportImageRequest>>,
     ) -> Result<Response<ImportImageResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let mut input = request.into_inner();
         let first = input.message().await?.ok_or_else(|| {
             Status::invalid_argument("the first import message must name the node")
         })?;
+        check_images(&subject, Verb::Create, &first.node)?;
         let mut agent = self.agent_on(&first.node).await?;
         agent.import_image(replay(first, input)).await
     }
@@ -196,7 +242,9 @@ impl Agent for AgentProxy {
         &self,
         request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let request = request.into_inner();
+        check_images(&subject, Verb::List, &request.node)?;
         let mut agent = self.agent_on(&request.node).await?;
         agent.list_images(request).await
     }
@@ -205,7 +253,9 @@ impl Agent for AgentProxy {
         &self,
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let request = request.into_inner();
+        check_images(&subject, Verb::Delete, &request.node)?;
         let mut agent = self.agent_on(&request.node).await?;
         agent.remove_image(request).await
     }

@@ -7,10 +7,14 @@ use futures::future::join_all;
 use skiff_api::proto::cluster_server::Cluster;
 use skiff_api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
-    JoinNodeRequest, JoinNodeResponse, Member, NodeHeartbeatRequest, NodeHeartbeatResponse,
+    CreateTokenRequest, CreateTokenResponse, DeleteTokenRequest, DeleteTokenResponse,
+    JoinNodeRequest, JoinNodeResponse, ListTokensRequest, ListTokensResponse, Member,
+    NodeHeartbeatRequest, NodeHeartbeatResponse,
 };
+use skiff_pki::{Attributes, NodeTarget, Verb};
 use tonic::{Request, Response, Status};
 
+use super::auth::Gate;
 use super::raft::own_member;
 use crate::error::ApiError;
 use crate::network::AdminRequest;
@@ -19,7 +23,12 @@ use crate::raft_types::Command;
 
 pub struct ClusterServer {
     pub node: Arc<ControlPlane>,
+    pub gate: Gate,
 }
+
+/// The largest CSR a joining agent may send (a real one is well under 1 KiB): the call is
+/// open to anyone who can reach the port, before any proof is checked.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
 
 /// How long a member may take to answer a status probe before it counts as unhealthy.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -92,7 +101,9 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        super::require_authenticated(&request, "Cluster/Status")?;
+        self.gate
+            .allow(&request, Attributes::new(Verb::Get, "members"))
+            .await?;
         Ok(Response::new(ClusterServer::status(self).await))
     }
 
@@ -100,7 +111,9 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        super::require_member_or_admin(&request, "Cluster/AddLearner")?;
+        self.gate
+            .allow(&request, Attributes::new(Verb::Create, "members"))
+            .await?;
         let AddLearnerRequest { id, address } = request.into_inner();
         if address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':') {
             return Err(ApiError::InvalidArgument(format!(
@@ -121,7 +134,9 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        super::require_member_or_admin(&request, "Cluster/ChangeMembership")?;
+        self.gate
+            .allow(&request, Attributes::new(Verb::Update, "members"))
+            .await?;
         let voters = request.into_inner().voters.into_iter().collect();
         self.node
             .admin(AdminRequest::ChangeMembership { voters })
@@ -145,6 +160,11 @@ impl Cluster for ClusterServer {
         } = request.into_inner();
         if node_name.is_empty() {
             return Err(Status::invalid_argument("node_name: Required value"));
+        }
+        if csr_pem.len() > MAX_CSR_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "csr_pem: Too long: must have at most {MAX_CSR_BYTES} bytes"
+            )));
         }
         let token = &self.node.credentials.token;
         let der = skiff_pki::csr_der(&csr_pem)
@@ -180,14 +200,23 @@ impl Cluster for ClusterServer {
             Some(claimed) if claimed == fingerprint => {}
             Some(_) => return Err(taken()),
             None => {
-                self.node
-                    .propose(Command::PutSystem {
+                // Create-if-absent: of two agents racing for one name, one wins.
+                let claimed = self
+                    .node
+                    .propose(Command::CreateSystem {
                         key: key.clone(),
                         value: fingerprint.clone(),
                     })
-                    .await?;
-                if self.node_key_claim(&key).await? != Some(fingerprint) {
-                    return Err(taken());
+                    .await;
+                match claimed {
+                    Ok(_) => {}
+                    Err(ApiError::AlreadyExists(_)) => {
+                        // The same key may have won a race with itself (a retried join).
+                        if self.node_key_claim(&key).await? != Some(fingerprint) {
+                            return Err(taken());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -202,14 +231,56 @@ impl Cluster for ClusterServer {
         &self,
         request: Request<NodeHeartbeatRequest>,
     ) -> Result<Response<NodeHeartbeatResponse>, Status> {
-        super::require_authenticated(&request, "Cluster/NodeHeartbeat")?;
-        let node_name = request.into_inner().node_name;
+        let node_name = request.get_ref().node_name.clone();
         if node_name.is_empty() {
             return Err(ApiError::InvalidArgument("node_name: Required value".into()).into());
         }
+        // A heartbeat keeps a node Ready: only the node itself (or a cluster-admin) may.
+        self.gate
+            .authorize(
+                &request,
+                Attributes::new(Verb::Update, "nodes")
+                    .subresource("status")
+                    .name(&node_name),
+                || {
+                    Ok(NodeTarget::Node {
+                        pod_cidr_changes: false,
+                    })
+                },
+            )
+            .await?;
         self.node
             .admin(AdminRequest::NodeHeartbeat { node_name })
             .await?;
         Ok(Response::new(NodeHeartbeatResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
+        Ok(Response::new(
+            super::tokens::create(&self.node, &subject, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
+        Ok(Response::new(
+            super::tokens::list(&self.node, &subject, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_token(
+        &self,
+        request: Request<DeleteTokenRequest>,
+    ) -> Result<Response<DeleteTokenResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
+        super::tokens::delete(&self.node, &subject, request.into_inner()).await?;
+        Ok(Response::new(DeleteTokenResponse {}))
     }
 }

@@ -2,12 +2,13 @@
 //! administration, Raft's own traffic, and the proxy to node agents.
 
 pub mod agent_proxy;
+pub mod auth;
 pub mod cluster;
 pub mod objects;
 pub mod raft;
+pub mod tokens;
 
 use skiff_pki::Identity;
-use skiff_pki::identity::MASTERS_GROUP;
 use tonic::{Request, Status};
 
 /// The verified certificate identity of the caller. UNAUTHENTICATED without a client
@@ -25,42 +26,12 @@ pub fn caller<T>(request: &Request<T>, what: &str) -> Result<Identity, Status> {
     }
 }
 
-/// Any verified cluster certificate (member, node or user) may call the public API; a
-/// caller without one is UNAUTHENTICATED. (Roles and bearer tokens come later; until
-/// then every certificate holder may use the whole public API.)
-pub fn require_authenticated<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
-    caller(request, what).map(|_| ())
-}
-
-/// [`require_authenticated`] as a tonic interceptor, for services where every method
-/// needs it.
-pub fn authenticated(
-    what: &'static str,
-) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |request| {
-        require_authenticated(&request, what)?;
-        Ok(request)
-    }
-}
-
 /// Only control-plane members (their member certificate) may call `what`.
 pub fn require_member<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
     match caller(request, what)? {
         Identity::Member { .. } => Ok(()),
         other => Err(Status::permission_denied(format!(
             "User {:?} cannot call {what}: only control-plane members may",
-            other.user_name()
-        ))),
-    }
-}
-
-/// Members and cluster admins (`system:masters`) may call `what`.
-pub fn require_member_or_admin<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
-    match caller(request, what)? {
-        Identity::Member { .. } => Ok(()),
-        Identity::User { groups, .. } if groups.iter().any(|g| g == MASTERS_GROUP) => Ok(()),
-        other => Err(Status::permission_denied(format!(
-            "User {:?} cannot call {what}: only control-plane members and cluster admins may",
             other.user_name()
         ))),
     }

@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
+
+use super::auth::{Gate, check};
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
 use crate::node::ControlPlane;
@@ -24,6 +27,7 @@ use crate::store::{StoredObject, WatchRecord};
 
 pub struct ObjectsServer {
     pub node: Arc<ControlPlane>,
+    pub gate: Gate,
     /// How often an idle watch gets a BOOKMARK, so its resume point keeps up.
     pub bookmark_interval: Duration,
     /// Turns true when the node shuts down: open watches end (clients resume elsewhere).
@@ -55,6 +59,38 @@ fn parse_version(version: &str) -> Result<Option<u64>, ApiError> {
             "metadata.resourceVersion: Invalid value: {version:?}: must be a decimal number"
         ))
     })
+}
+
+/// The request attributes of an object call: `namespace` is ignored for cluster-scoped
+/// kinds, and an empty one (a list or watch across namespaces) is the cluster scope.
+fn attributes(verb: Verb, kind: Kind, namespace: &str, name: &str) -> Attributes {
+    let mut attributes = Attributes::new(verb, kind.plural());
+    if kind.is_namespaced() && !namespace.is_empty() {
+        attributes = attributes.namespace(namespace);
+    }
+    if !name.is_empty() {
+        attributes = attributes.name(name);
+    }
+    attributes
+}
+
+/// What a stored pod is to NodeRestriction: where it is bound, whether it is terminating.
+fn pod_target(stored: &StoredObject) -> NodeTarget {
+    let value = stored.value();
+    NodeTarget::Pod {
+        node_name: value
+            .pointer("/spec/nodeName")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        terminating: value.pointer("/metadata/deletionTimestamp").is_some(),
+    }
+}
+
+fn pod_cidr(value: &serde_json::Value) -> Option<&str> {
+    value
+        .pointer("/spec/podCIDR")
+        .and_then(|v| v.as_str())
+        .filter(|c| !c.is_empty())
 }
 
 fn now_rfc3339() -> String {
@@ -97,6 +133,11 @@ impl Filter {
             labels,
             fields,
         })
+    }
+
+    /// The request attributes of listing or watching through this filter.
+    fn attributes(&self, verb: Verb) -> Attributes {
+        attributes(verb, self.kind, self.namespace.as_deref().unwrap_or(""), "")
     }
 
     fn matches(&self, object: &StoredObject) -> bool {
@@ -151,11 +192,42 @@ impl ObjectsServer {
             .ok_or_else(|| ApiError::NotFound(format!("{} \"{}\" not found", kind.plural(), name)))
     }
 
-    async fn do_create(&self, request: CreateRequest) -> Result<Vec<u8>, ApiError> {
+    /// NodeRestriction's view of a stored object that a node writes.
+    fn stored_target(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<NodeTarget, ApiError> {
+        let stored = self.local_get(kind, namespace, name)?;
+        Ok(match kind {
+            Kind::Pod => pod_target(&stored),
+            _ => NodeTarget::None,
+        })
+    }
+
+    async fn do_create(
+        &self,
+        subject: &Subject,
+        request: CreateRequest,
+    ) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
         admit_new(&mut object)?;
         let namespace = object.metadata().namespace.clone().unwrap_or_default();
+        let name = object.metadata().name.clone();
+        check(
+            subject,
+            &attributes(Verb::Create, kind, &namespace, &name),
+            || {
+                Ok(match kind {
+                    Kind::Node => NodeTarget::Node {
+                        pod_cidr_changes: pod_cidr(&object.to_value()).is_some(),
+                    },
+                    _ => NodeTarget::None,
+                })
+            },
+        )?;
         self.ensure_namespace_for(kind, &namespace).await?;
         let applied = self
             .node
@@ -169,9 +241,10 @@ impl ObjectsServer {
 
     async fn do_update(
         &self,
+        subject: &Subject,
         request: UpdateRequest,
         part: UpdatePart,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
         normalize_namespace(&mut object);
@@ -182,6 +255,20 @@ impl ObjectsServer {
         }
         let namespace = object.metadata().namespace.clone().unwrap_or_default();
         let name = object.metadata().name.clone();
+        let mut wanted = attributes(Verb::Update, kind, &namespace, &name);
+        if part == UpdatePart::Status {
+            wanted = wanted.subresource("status");
+        }
+        check(subject, &wanted, || match kind {
+            Kind::Node => {
+                let stored = self.local_get(kind, &namespace, &name)?;
+                Ok(NodeTarget::Node {
+                    pod_cidr_changes: part == UpdatePart::Main
+                        && pod_cidr(&stored.value()) != pod_cidr(&object.to_value()),
+                })
+            }
+            _ => self.stored_target(kind, &namespace, &name),
+        })?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -217,9 +304,20 @@ impl ObjectsServer {
         }
     }
 
-    async fn do_patch(&self, request: PatchRequest) -> Result<Vec<u8>, ApiError> {
+    async fn do_patch(&self, subject: &Subject, request: PatchRequest) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let namespace = effective_namespace(kind, Some(&request.namespace));
+        check(
+            subject,
+            &attributes(Verb::Patch, kind, &namespace, &request.name),
+            // Labels and annotations only: a node's own Node keeps its pod CIDR.
+            || match kind {
+                Kind::Node => Ok(NodeTarget::Node {
+                    pod_cidr_changes: false,
+                }),
+                _ => self.stored_target(kind, &namespace, &request.name),
+            },
+        )?;
         for change in &request.labels {
             validate::is_qualified_name(&change.key).map_err(|m| {
                 ApiError::InvalidArgument(format!(
@@ -260,7 +358,8 @@ impl ObjectsServer {
             if size > ANNOTATIONS_LIMIT {
                 return Err(ApiError::InvalidArgument(format!(
                     "metadata.annotations: Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
-                )));
+                ))
+                .into());
             }
         }
         let pairs =
@@ -280,18 +379,29 @@ impl ObjectsServer {
         Ok(applied.object)
     }
 
-    async fn do_delete(&self, request: DeleteRequest) -> Result<DeleteResponse, ApiError> {
+    async fn do_delete(
+        &self,
+        subject: &Subject,
+        request: DeleteRequest,
+    ) -> Result<DeleteResponse, Status> {
         let kind = parse_kind(&request.kind)?;
+        let namespace = effective_namespace(kind, Some(&request.namespace));
+        check(
+            subject,
+            &attributes(Verb::Delete, kind, &namespace, &request.name),
+            || self.stored_target(kind, &namespace, &request.name),
+        )?;
         if let Some(grace) = request.grace_period_seconds.filter(|g| *g < 0) {
             return Err(ApiError::InvalidArgument(format!(
                 "gracePeriodSeconds: Invalid value: {grace}: must be greater than or equal to 0"
-            )));
+            ))
+            .into());
         }
         let applied = self
             .node
             .propose(Command::Delete {
                 kind,
-                namespace: effective_namespace(kind, Some(&request.namespace)),
+                namespace,
                 name: request.name,
                 grace_period_seconds: request.grace_period_seconds,
                 force: request.force,
@@ -304,13 +414,20 @@ impl ObjectsServer {
         })
     }
 
-    async fn do_list(&self, request: ListRequest) -> Result<ListResponse, ApiError> {
+    async fn do_list(
+        &self,
+        subject: &Subject,
+        request: ListRequest,
+    ) -> Result<ListResponse, Status> {
         let filter = Filter::new(
             &request.kind,
             &request.namespace,
             &request.label_selector,
             &request.field_selector,
         )?;
+        check(subject, &filter.attributes(Verb::List), || {
+            Ok(NodeTarget::None)
+        })?;
         if !request.stale_ok {
             self.node.read_barrier().await?;
         }
@@ -330,21 +447,25 @@ impl ObjectsServer {
 
     fn start_watch(
         &self,
+        subject: &Subject,
         request: WatchRequest,
-    ) -> Result<ReceiverStream<Result<WatchEvent, Status>>, ApiError> {
+    ) -> Result<ReceiverStream<Result<WatchEvent, Status>>, Status> {
         let filter = Filter::new(
             &request.kind,
             &request.namespace,
             &request.label_selector,
             &request.field_selector,
         )?;
+        check(subject, &filter.attributes(Verb::Watch), || {
+            Ok(NodeTarget::None)
+        })?;
         let requested = parse_version(&request.resource_version)?;
         let shared = self.node.shared.clone();
         // Fail before streaming when the history no longer reaches back that far.
         if let Some(v) = requested
             && v <= shared.applied_index()
         {
-            shared.hub.since(v)?;
+            shared.hub.since(v).map_err(ApiError::from)?;
         }
         let initial = match requested {
             Some(_) => None,
@@ -461,13 +582,20 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<CreateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let object = self.do_create(request.into_inner()).await?;
+        let subject = self.gate.subject(&request).await?;
+        let object = self.do_create(&subject, request.into_inner()).await?;
         Ok(Response::new(ObjectResponse { object }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let request = request.into_inner();
         let kind = parse_kind(&request.kind)?;
+        check(
+            &subject,
+            &attributes(Verb::Get, kind, &request.namespace, &request.name),
+            || Ok(NodeTarget::None),
+        )?;
         if !request.stale_ok {
             self.node.read_barrier().await?;
         }
@@ -478,15 +606,19 @@ impl Objects for ObjectsServer {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        Ok(Response::new(self.do_list(request.into_inner()).await?))
+        let subject = self.gate.subject(&request).await?;
+        Ok(Response::new(
+            self.do_list(&subject, request.into_inner()).await?,
+        ))
     }
 
     async fn update(
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let object = self
-            .do_update(request.into_inner(), UpdatePart::Main)
+            .do_update(&subject, request.into_inner(), UpdatePart::Main)
             .await?;
         Ok(Response::new(ObjectResponse { object }))
     }
@@ -495,8 +627,9 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
         let object = self
-            .do_update(request.into_inner(), UpdatePart::Status)
+            .do_update(&subject, request.into_inner(), UpdatePart::Status)
             .await?;
         Ok(Response::new(ObjectResponse { object }))
     }
@@ -505,7 +638,8 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<PatchRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let object = self.do_patch(request.into_inner()).await?;
+        let subject = self.gate.subject(&request).await?;
+        let object = self.do_patch(&subject, request.into_inner()).await?;
         Ok(Response::new(ObjectResponse { object }))
     }
 
@@ -513,7 +647,10 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        Ok(Response::new(self.do_delete(request.into_inner()).await?))
+        let subject = self.gate.subject(&request).await?;
+        Ok(Response::new(
+            self.do_delete(&subject, request.into_inner()).await?,
+        ))
     }
 
     type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
@@ -522,6 +659,9 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(self.start_watch(request.into_inner())?))
+        let subject = self.gate.subject(&request).await?;
+        Ok(Response::new(
+            self.start_watch(&subject, request.into_inner())?,
+        ))
     }
 }

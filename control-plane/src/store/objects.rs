@@ -422,6 +422,15 @@ fn apply_inner(
             table.system.insert(key.clone(), value.clone());
             Ok(Applied::default())
         }
+        Command::CreateSystem { key, value } => {
+            if table.system.contains_key(key) {
+                return Err(ApplyError::AlreadyExists(format!(
+                    "record {key:?} already exists"
+                )));
+            }
+            table.system.insert(key.clone(), value.clone());
+            Ok(Applied::default())
+        }
         Command::DeleteSystem { key } => match table.system.remove(key) {
             Some(_) => Ok(Applied {
                 removed: true,
@@ -1136,5 +1145,24 @@ mod tests {
         );
         assert!(results[2].is_ok());
         assert!(table.get(Kind::Pod, "default", "nested").is_none());
+    }
+
+    #[test]
+    fn create_system_claims_a_key_once_and_a_second_claim_changes_nothing() {
+        let mut table = table_with_default();
+        let claim = |value: &[u8]| Command::CreateSystem {
+            key: "node/w1/key".into(),
+            value: value.to_vec(),
+        };
+        let (first, _) = apply_command(&mut table, 2, &claim(b"a"));
+        first.unwrap();
+        let (second, _) = apply_command(&mut table, 3, &claim(b"b"));
+        assert_eq!(
+            second,
+            Err(ApplyError::AlreadyExists(
+                "record \"node/w1/key\" already exists".into()
+            ))
+        );
+        assert_eq!(table.system("node/w1/key"), Some(&b"a"[..]));
     }
 }
