@@ -228,6 +228,10 @@ pub struct FaultRecord {
     pub rejoined: Option<Duration>,
     /// Pods that ran before the fault and no longer do after it (replaced elsewhere).
     pub replaced: usize,
+    /// The load's writes that ended, from the fault until the cluster had recovered from
+    /// it, with an unknown outcome (they reached a leader) and with a definite failure.
+    pub writes_unknown: usize,
+    pub writes_failed: usize,
 }
 
 /// Counts of the load's operations.
@@ -318,7 +322,7 @@ impl fmt::Display for ChaosReport {
         )?;
         writeln!(
             f,
-            "{:<17} {:>5}  {:<26} {:<26} {:<26} {:<26} {:>7} {:>9}",
+            "{:<17} {:>5}  {:<26} {:<26} {:<26} {:<26} {:>7} {:>9} {:>16} {:>16}",
             "fault",
             "count",
             "new leader p50/p99/max",
@@ -326,7 +330,9 @@ impl fmt::Display for ChaosReport {
             "pods back p50/p99/max",
             "rejoined p50/p99/max",
             "bound",
-            "replaced"
+            "replaced",
+            "unknown sum/max",
+            "failed sum/max"
         )?;
         for kind in FaultKind::ALL {
             let records: Vec<&FaultRecord> =
@@ -344,9 +350,16 @@ impl fmt::Display for ChaosReport {
                 .max()
                 .unwrap_or_default();
             let replaced: usize = records.iter().map(|r| r.replaced).sum();
+            // Per fault: unknown outcomes should stay within the writes in flight when it
+            // struck; definite failures are retried by nobody and counted apart.
+            let sum_max = |count: fn(&FaultRecord) -> usize| {
+                let sum: usize = records.iter().map(|r| count(r)).sum();
+                let max = records.iter().map(|r| count(r)).max().unwrap_or(0);
+                format!("{sum}/{max}")
+            };
             writeln!(
                 f,
-                "{:<17} {:>5}  {:<26} {:<26} {:<26} {:<26} {:>7} {:>9}",
+                "{:<17} {:>5}  {:<26} {:<26} {:<26} {:<26} {:>7} {:>9} {:>16} {:>16}",
                 kind.name(),
                 records.len(),
                 spread(&leader),
@@ -354,7 +367,9 @@ impl fmt::Display for ChaosReport {
                 spread(&pods),
                 spread(&rejoined),
                 secs(bound),
-                replaced
+                replaced,
+                sum_max(|r| r.writes_unknown),
+                sum_max(|r| r.writes_failed)
             )?;
         }
         let s = &self.stats;
@@ -650,6 +665,8 @@ impl Chaos<'_> {
             .count()
             + 1;
         let at = self.ctx.start.elapsed();
+        let unknown_before = self.ctx.stats.writes_unknown.load(Ordering::Relaxed);
+        let failed_before = self.ctx.stats.writes_failed.load(Ordering::Relaxed);
         let before = self
             .ctx
             .monitor
@@ -685,9 +702,17 @@ impl Chaos<'_> {
         let record = FaultRecord {
             at,
             replaced,
+            writes_unknown: self.ctx.stats.writes_unknown.load(Ordering::Relaxed) - unknown_before,
+            writes_failed: self.ctx.stats.writes_failed.load(Ordering::Relaxed) - failed_before,
             ..record
         };
-        let mut line = format!("{} #{n} {}:", record.kind.name(), record.target);
+        let mut line = format!(
+            "{} #{n} {}: {} writes unknown, {} failed;",
+            record.kind.name(),
+            record.target,
+            record.writes_unknown,
+            record.writes_failed
+        );
         if let Some(d) = record.new_leader {
             line += &format!(" new leader after {},", secs(d));
         }
@@ -738,6 +763,8 @@ impl Chaos<'_> {
             pods_bound,
             rejoined: Some(restarted.elapsed()),
             replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
         })
     }
 
@@ -776,6 +803,8 @@ impl Chaos<'_> {
             pods_bound,
             rejoined: Some(restarted.elapsed()),
             replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
         })
     }
 
@@ -818,6 +847,8 @@ impl Chaos<'_> {
             pods_bound,
             rejoined: Some(healed.elapsed()),
             replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
         })
     }
 
@@ -876,6 +907,8 @@ impl Chaos<'_> {
             pods_bound,
             rejoined: Some(rejoined),
             replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
         })
     }
 
@@ -913,6 +946,8 @@ impl Chaos<'_> {
             pods_bound,
             rejoined: Some(at.elapsed().saturating_sub(down)),
             replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
         })
     }
 

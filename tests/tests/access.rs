@@ -537,3 +537,81 @@ async fn cluster_call(
         Err(status) => status,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_token_reads_a_running_pods_logs_an_edit_token_execs_and_the_agent_works_within_noderestriction()
+ {
+    use skiff_tests::agent::AgentProcess;
+    use skiff_tests::cluster::eventually;
+    use skiff_tests::host::BUSYBOX;
+    if !skiff_tests::host::privileged_tests_can_run() {
+        return;
+    }
+    let cluster = ready_cluster().await;
+    let admin = cluster.client();
+    // The agent runs on its node credential: registering, heartbeats, pod status, events and
+    // the confirmation of a deletion all pass NodeRestriction, or the pod never runs or goes.
+    let agent = AgentProcess::start("node-1", &cluster.endpoints(), &[]).expect("agent");
+    let mut web = pod("web", "default", None);
+    web.spec.containers[0].image = "busybox".into();
+    web.spec.containers[0].command = vec![
+        BUSYBOX.into(),
+        "sh".into(),
+        "-c".into(),
+        "echo hello-from-web; exec sleep 3600".into(),
+    ];
+    admin.create(&web).await.unwrap();
+    let view = make_token(&admin, "viewer", "view", None, None).await;
+    let viewer = cluster.bearer_client(&cluster.endpoints(), &view);
+    eventually(READY, || async {
+        let logs = viewer
+            .logs_text("default", "web", &Default::default())
+            .await?;
+        anyhow::ensure!(logs.contains("hello-from-web"), "logs so far: {logs:?}");
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    assert!(is_forbidden(
+        viewer
+            .exec_output("default", "web", None, &["true".into()])
+            .await
+    ));
+    let edit = make_token(&admin, "editor", "edit", None, None).await;
+    let editor = cluster.bearer_client(&cluster.endpoints(), &edit);
+    let output = editor
+        .exec_output(
+            "default",
+            "web",
+            None,
+            &[BUSYBOX.into(), "echo".into(), "in-the-pod".into()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "in-the-pod");
+    // Deleted by the editor, confirmed gone by the node.
+    editor
+        .delete::<Pod>(
+            "default",
+            "web",
+            &DeleteParams {
+                grace_period_seconds: Some(1),
+                force: false,
+            },
+        )
+        .await
+        .unwrap();
+    eventually(READY, || async {
+        match admin.get::<Pod>("default", "web").await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => anyhow::bail!("still there: {other:?}"),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    assert!(
+        !agent.log().contains("is forbidden"),
+        "the agent was refused something:\n{}",
+        agent.log()
+    );
+}
