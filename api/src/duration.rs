@@ -28,7 +28,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duration_1_units_and_errors() {
+    fn units_and_errors() {
         assert_eq!(parse("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));

@@ -129,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn events_1_same_occurrence_same_name() {
+    fn same_occurrence_same_name() {
         let a = note("0/1 nodes are available");
         assert_eq!(a.event_name(), note("0/1 nodes are available").event_name());
         assert_ne!(a.event_name(), note("0/2 nodes are available").event_name());
@@ -143,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn events_2_repeats_count_up() {
+    fn repeats_count_up() {
         let n = note("m");
         let first = n.merged_into(None, at(0));
         assert_eq!(first.count, Some(1));

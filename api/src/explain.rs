@@ -311,7 +311,7 @@ mod tests {
     use crate::object::Object;
 
     #[test]
-    fn explain_1_kind_lists_its_top_level_fields() {
+    fn kind_lists_its_top_level_fields() {
         let out = explain("pod").unwrap();
         assert!(out.starts_with("KIND:       Pod\nVERSION:    v1\n\nDESCRIPTION:\n    Pod is"));
         for line in [
@@ -342,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_2_array_field_shows_element_type_and_its_fields() {
+    fn array_field_shows_element_type_and_its_fields() {
         let out = explain("pod.spec.containers").unwrap();
         assert!(out.contains("\nFIELD: containers <[]Container>\n"), "{out}");
         assert!(out.contains("\n  name\t<string> -required-\n"), "{out}");
@@ -404,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_4_unknown_fields_and_kinds() {
+    fn unknown_fields_and_kinds() {
         let err = explain("pod.spec.containerz").unwrap_err();
         assert_eq!(
             err,
@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_6_renamed_fields_are_listed_by_their_wire_names() {
+    fn renamed_fields_are_listed_by_their_wire_names() {
         let listed = |path: &str| explain(path).unwrap();
         let status = listed("pod.status");
         for line in [
@@ -499,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_7_spot_checks_decode_like_the_api() {
+    fn spot_checks_decode_like_the_api() {
         // Fields explain lists are accepted by the API's decoder...
         for (path, field) in [
             ("pod.spec", "nodeName"),
@@ -626,7 +626,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_8_schema_matches_what_serde_accepts_for_every_kind() {
+    fn schema_matches_what_serde_accepts_for_every_kind() {
         for kind in Kind::ALL {
             let root = schema(kind).to_value();
             let schemas = Schemas::new(&root);
@@ -665,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_9_descriptions_wrap_at_80_columns() {
+    fn descriptions_wrap_at_80_columns() {
         for kind in Kind::ALL {
             let mut paths = BTreeSet::new();
             listed_paths(kind.as_str(), "", &mut paths);

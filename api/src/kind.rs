@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kind_1_parses_every_name() {
+    fn parses_every_name() {
         for (name, kind) in [
             ("Pod", Kind::Pod),
             ("pods", Kind::Pod),
@@ -101,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn kind_2_api_versions_plurals_and_scope() {
+    fn api_versions_plurals_and_scope() {
         let table = [
             (Kind::Namespace, "v1", "namespaces", false),
             (Kind::Pod, "v1", "pods", true),

@@ -135,7 +135,7 @@ spec:
 "#;
 
     #[test]
-    fn manifest_1_multi_document_yaml() {
+    fn multi_document_yaml() {
         let objects = parse_manifests(MULTI).unwrap();
         let kinds: Vec<Kind> = objects.iter().map(Object::kind).collect();
         assert_eq!(kinds, vec![Kind::Namespace, Kind::Pod, Kind::Deployment]);
@@ -156,7 +156,7 @@ spec:
     }
 
     #[test]
-    fn manifest_2_errors_name_document_and_field() {
+    fn errors_name_document_and_field() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    imagePullPolicyy: Always\n";
         let err = parse_manifests(text).unwrap_err();
         assert_eq!(err.document, Some(2));
@@ -169,7 +169,7 @@ spec:
     }
 
     #[test]
-    fn manifest_3_json_and_lists() {
+    fn json_and_lists() {
         let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"gpu": "true"}}},
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]}"#;
@@ -323,7 +323,7 @@ reportingComponent: skiff-agent
 "#;
 
     #[test]
-    fn manifest_5_every_kind_round_trips_through_json_and_yaml() {
+    fn every_kind_round_trips_through_json_and_yaml() {
         let objects = parse_manifests(EVERY_KIND).unwrap();
         let kinds: Vec<Kind> = objects.iter().map(Object::kind).collect();
         assert_eq!(kinds, Kind::ALL.to_vec());
@@ -372,7 +372,7 @@ reportingComponent: skiff-agent
     }
 
     #[test]
-    fn manifest_6_unknown_fields_are_named_with_their_path() {
+    fn unknown_fields_are_named_with_their_path() {
         let table = [
             (
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, imagee: i}\n",
@@ -407,7 +407,7 @@ reportingComponent: skiff-agent
     }
 
     #[test]
-    fn manifest_7_kind_and_api_version_must_be_known() {
+    fn kind_and_api_version_must_be_known() {
         let unknown_kind = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
         let err = parse_manifests(unknown_kind).unwrap_err();
         assert_eq!((err.document, err.path.as_str()), (Some(2), "kind"));
@@ -434,7 +434,7 @@ reportingComponent: skiff-agent
     }
 
     #[test]
-    fn manifest_8_empty_input_and_empty_documents() {
+    fn empty_input_and_empty_documents() {
         assert!(parse_manifests("").unwrap().is_empty());
         assert!(
             parse_manifests("---\n---\n# only a comment\n")

@@ -183,7 +183,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn meta_1_times_are_rfc3339_seconds_in_utc() {
+    fn times_are_rfc3339_seconds_in_utc() {
         let meta = ObjectMeta {
             name: "a".into(),
             creation_timestamp: Some(
@@ -220,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn meta_2_empty_parts_are_left_out() {
+    fn empty_parts_are_left_out() {
         assert_eq!(serde_json::to_string(&ObjectMeta::default()).unwrap(), "{}");
         let parsed: ObjectMeta = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed, ObjectMeta::default());

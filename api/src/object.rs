@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn object_1_json_round_trip_keeps_type_meta() {
+    fn json_round_trip_keeps_type_meta() {
         let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}]}]},
             "status": {"phase": "Running", "podIP": "10.244.1.5", "hostIP": "10.250.0.2"}});
@@ -381,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn object_2_unknown_field_is_named_with_its_path() {
+    fn unknown_field_is_named_with_its_path() {
         let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
             "spec": {"containers": [{"name": "c", "imagee": "busybox"}]}});
         let err = Object::from_value(None, json.clone()).unwrap_err();
@@ -406,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn object_3_kind_and_api_version_are_checked() {
+    fn kind_and_api_version_are_checked() {
         let wrong_version =
             json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "d"}});
         let err = Object::from_value(None, wrong_version).unwrap_err();
@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn object_4_defaults_match_kubernetes() {
+    fn defaults_match_kubernetes() {
         let json = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
             "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
             "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}, {"name": "s", "image": "busybox"}]}}}});
@@ -460,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn object_5_pod_defaults_and_image_pull_policy() {
+    fn pod_defaults_and_image_pull_policy() {
         let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"restartPolicy": "Never", "containers": [
                 {"name": "a", "image": "registry:5000/app", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}],

@@ -456,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_1_valid_selectors_match_like_kubernetes() {
+    fn valid_selectors_match_like_kubernetes() {
         let prod = labels(&[("env", "prod"), ("tier", "web")]);
         let dev = labels(&[("env", "dev")]);
         let bare = labels(&[]);
@@ -493,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_2_invalid_selectors_report_the_position() {
+    fn invalid_selectors_report_the_position() {
         let table = [
             ("env in (a,", 10),
             ("env in ()", 8),
@@ -575,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_5_more_invalid_selectors() {
+    fn more_invalid_selectors() {
         let long_key = format!("{}=x", "k".repeat(64));
         let long_value = format!("k={}", "v".repeat(64));
         let table = [
@@ -608,7 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_6_label_selector_display_round_trips() {
+    fn label_selector_display_round_trips() {
         let selector = LabelSelector {
             match_labels: labels(&[("app", "web")]),
             match_expressions: vec![

@@ -669,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_2_label_keys_and_values_table() {
+    fn label_keys_and_values_table() {
         let long_name = "a".repeat(64);
         let keys = [
             ("app", true),
@@ -717,7 +717,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_3_pod_rules_carry_field_paths() {
+    fn pod_rules_carry_field_paths() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name", "labels": {"-x": "ok"}},
             "spec": {"restartPolicy": "Sometimes", "containers": [
                 {"name": "web", "image": "busybox", "ports": [{"containerPort": 70000}],
@@ -746,7 +746,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_4_duplicate_container_message() {
+    fn duplicate_container_message() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "a", "image": "i"}]}});
         let err = validate(&object(pod)).unwrap_err();
@@ -770,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_6_namespace_names_are_labels() {
+    fn namespace_names_are_labels() {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}});
         assert_eq!(errors_of(ns), vec!["metadata.name"]);
         let unnamed = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
@@ -786,7 +786,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_7_deployment_selector_must_match_template() {
+    fn deployment_selector_must_match_template() {
         assert!(
             errors_of(deployment(
                 json!({"matchLabels": {"app": "a"}}),
@@ -820,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_8_pod_spec_is_immutable() {
+    fn pod_spec_is_immutable() {
         let old = object(
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}},
             "spec": {"containers": [{"name": "c", "image": "busybox:1", "command": ["sleep", "1"]}]}}),
@@ -861,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_9_each_pod_rule_reports_its_path() {
+    fn each_pod_rule_reports_its_path() {
         assert!(
             errors_of(valid_pod()).is_empty(),
             "{:?}",
@@ -982,7 +982,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_10_messages_read_like_kubernetes() {
+    fn messages_read_like_kubernetes() {
         let mut pod = valid_pod();
         pod["metadata"]["name"] = json!("Foo_Bar");
         push(
@@ -1008,7 +1008,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_11_annotation_limit_counts_keys_and_values() {
+    fn annotation_limit_counts_keys_and_values() {
         let at_limit = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n",
             "annotations": {"k": "x".repeat(ANNOTATIONS_MAX_BYTES - 1)}}});
         assert!(validate(&object(at_limit)).is_ok());
@@ -1072,7 +1072,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_13_identity_is_immutable_for_every_kind() {
+    fn identity_is_immutable_for_every_kind() {
         let old = object(json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "n1", "uid": "u-1"}}));
         let mut renamed = old.clone();
@@ -1108,7 +1108,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_14_deployment_selector_is_immutable_but_scale_is_not() {
+    fn deployment_selector_is_immutable_but_scale_is_not() {
         let old = object(deployment(
             json!({"matchLabels": {"app": "a"}}),
             json!({"app": "a"}),
@@ -1139,7 +1139,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_15_pod_updates_reject_spec_changes_and_invalid_results() {
+    fn pod_updates_reject_spec_changes_and_invalid_results() {
         let old = object(valid_pod());
         let mut regraced = old.clone();
         regraced

@@ -596,7 +596,7 @@ spec:
 ";
 
     #[test]
-    fn apply_1_reads_a_multi_document_file() {
+    fn reads_a_multi_document_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "all.yaml", MULTI);
         let sources = read_sources(std::slice::from_ref(&path)).unwrap();
@@ -611,7 +611,7 @@ spec:
     }
 
     #[test]
-    fn apply_2_directories_are_read_in_name_order_without_recursing() {
+    fn directories_are_read_in_name_order_without_recursing() {
         let dir = tempfile::tempdir().unwrap();
         let ns =
             |name: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
@@ -655,7 +655,7 @@ spec:
     }
 
     #[test]
-    fn apply_3_a_typo_names_file_document_and_field() {
+    fn a_typo_names_file_document_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let good = write(dir.path(), "good.yaml", MULTI);
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    imagee: busybox\n";
@@ -673,7 +673,7 @@ spec:
     }
 
     #[test]
-    fn apply_4_unknown_kinds_and_versions_are_refused() {
+    fn unknown_kinds_and_versions_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
         let path = write(dir.path(), "svc.yaml", text);
@@ -701,7 +701,7 @@ spec:
     }
 
     #[test]
-    fn apply_5_validation_errors_name_file_document_and_field() {
+    fn validation_errors_name_file_document_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: Web_1}\nspec:\n  containers: [{name: c, image: busybox}]\n";
         let path = write(dir.path(), "pod.yaml", text);
@@ -758,7 +758,7 @@ spec:
     }
 
     #[test]
-    fn apply_6_missing_paths_and_document_positions() {
+    fn missing_paths_and_document_positions() {
         let err = read_sources(&["/nonexistent/skiff/pod.yaml".into()]).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -780,7 +780,7 @@ spec:
     }
 
     #[test]
-    fn apply_7_namespaces_and_order() {
+    fn namespaces_and_order() {
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, image: i}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: team-b}\nspec: {containers: [{name: c, image: i}]}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, namespace: stray}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n";
         let sources = [source(text)];
         let placed = |verb| {
@@ -825,7 +825,7 @@ spec:
     }
 
     #[test]
-    fn apply_8_errors_read_like_kubectl() {
+    fn errors_read_like_kubectl() {
         use skiff_client::Error;
         let pod = one("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n");
         let deploy = one("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\n");
@@ -922,7 +922,7 @@ spec:
     }
 
     #[test]
-    fn apply_9_identical_manifest_is_unchanged() {
+    fn identical_manifest_is_unchanged() {
         let manifest = one(POD);
         let live = stored(&manifest, scheduled);
         // The server's nodeName, defaults and status are all kept: nothing to write.
@@ -944,7 +944,7 @@ spec:
     }
 
     #[test]
-    fn apply_10_dropped_labels_go_and_foreign_labels_stay() {
+    fn dropped_labels_go_and_foreign_labels_stay() {
         let manifest = one(POD);
         let mut live = stored(&manifest, scheduled);
         // `skiff label` / `skiff annotate` and controllers added their own.
@@ -1009,7 +1009,7 @@ spec:
     }
 
     #[test]
-    fn apply_11_spec_follows_the_manifest() {
+    fn spec_follows_the_manifest() {
         let manifest = one(POD);
         let live = stored(&manifest, scheduled);
         // New image, ports gone, restartPolicy no longer set, one container fewer.
@@ -1048,7 +1048,7 @@ spec:
 ";
 
     #[test]
-    fn apply_12_deployments_scale_and_strategy() {
+    fn deployments_scale_and_strategy() {
         let manifest = one(DEPLOYMENT);
         // `skiff scale` set 5 replicas; the manifest never named a count: it stays 5.
         let live = stored(&manifest, |d| {
@@ -1097,7 +1097,7 @@ spec:
 ";
 
     #[test]
-    fn apply_13_nodes_keep_what_the_cluster_gave_them() {
+    fn nodes_keep_what_the_cluster_gave_them() {
         let manifest = one(NODE);
         let live = stored(&manifest, |n| {
             let n = n.as_node_mut().unwrap();
@@ -1117,7 +1117,7 @@ spec:
     }
 
     #[test]
-    fn apply_14_three_way_on_plain_json() {
+    fn three_way_on_plain_json() {
         let map = |v: Value| v.as_object().unwrap().clone();
         let live = map(
             serde_json::json!({"a": 1, "b": {"x": 1, "y": 2, "z": 3}, "c": [1, 2], "d": "server", "e": "default"}),

@@ -194,7 +194,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_1_flag_then_env_then_config() {
+    fn flag_then_env_then_config() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config");
         assert_eq!(
@@ -229,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_2_saved_clusters_keep_the_others_and_carry_a_netns() {
+    fn saved_clusters_keep_the_others_and_carry_a_netns() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("sub/config");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();

@@ -340,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn get_2_name_json_yaml_golden() {
+    fn name_json_yaml_golden() {
         let pods = pods();
         let names = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
@@ -382,7 +382,7 @@ kind: List
     }
 
     #[test]
-    fn get_1_types_and_outputs() {
+    fn types_and_outputs() {
         assert_eq!(Kind::parse("po").unwrap(), Kind::Pods);
         assert_eq!(Kind::parse("Deploy").unwrap(), Kind::Deployments);
         assert_eq!(

@@ -298,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn image_1_human_sizes_like_docker() {
+    fn human_sizes_like_docker() {
         let cases = [
             (0, "0B"),
             (999, "999B"),
@@ -315,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn image_2_ls_table_golden() {
+    fn ls_table_golden() {
         let nodes = vec![
             (
                 "node-1".to_string(),
@@ -358,7 +358,7 @@ node-3   registry.local:5000/team/app:v2    0123456789ab   123MB    90s ago
     }
 
     #[test]
-    fn image_3_import_lines_golden() {
+    fn import_lines_golden() {
         let busybox = ImportedImageInfo {
             image: Some(image(
                 &["docker.io/library/busybox:latest"],
@@ -395,7 +395,7 @@ node-1: imported <none> (sha256:0123456789ab)
     }
 
     #[test]
-    fn image_4_remove_lines_golden() {
+    fn remove_lines_golden() {
         let removed = RemovedImages {
             untagged: vec!["docker.io/library/busybox:latest".into()],
             deleted: vec![DIGEST.into()],

@@ -728,7 +728,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn local_1_names_and_sizes_are_checked_first() {
+    fn names_and_sizes_are_checked_first() {
         assert!(check_name("local").is_ok());
         assert!(check_name("t-123").is_ok());
         for bad in ["", "Local", "1abc", "a_b", "averyveryverylongname1"] {
@@ -761,13 +761,13 @@ mod tests {
     }
 
     #[test]
-    fn local_2_the_demo_manifest_is_valid() {
+    fn the_demo_manifest_is_valid() {
         let source = apply::parse_source("examples/demo.yaml", DEMO_MANIFEST).unwrap();
         assert_eq!(source.objects.len(), 1);
     }
 
     #[test]
-    fn local_3_down_flags_name_what_differs_from_the_defaults() {
+    fn down_flags_name_what_differs_from_the_defaults() {
         assert_eq!(down_flags("local", Path::new(DEFAULT_DIR)), "");
         assert_eq!(
             down_flags("t1", Path::new("/tmp/x")),

@@ -346,7 +346,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn netcheck_1_judging_the_peer_address() {
+    fn judging_the_peer_address() {
         let ip: Ipv4Addr = "10.244.1.2".parse().unwrap();
         assert_eq!(judge(Some(ip), "[::ffff:10.244.1.2]\n"), Verdict::Ok);
         assert_eq!(judge(Some(ip), "10.244.1.2"), Verdict::Ok);
@@ -359,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn netcheck_2_report_matrix_and_failures() {
+    fn report_matrix_and_failures() {
         let mut report = Report::default();
         report
             .targets

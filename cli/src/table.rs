@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn table_1_human_durations_like_kubectl() {
+    fn human_durations_like_kubectl() {
         let cases = [
             (-5, "<invalid>"),
             (0, "0s"),
@@ -436,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn table_3_pods_wide_golden() {
+    fn pods_wide_golden() {
         let pods = vec![
             pod(serde_json::json!({
                 "metadata": {"name": "web-7d4b9-x2x9q", "namespace": "default",
@@ -536,7 +536,7 @@ LAST SEEN   TYPE     REASON      OBJECT      MESSAGE
     }
 
     #[test]
-    fn table_4_nodes_deployments_namespaces_golden() {
+    fn nodes_deployments_namespaces_golden() {
         let node: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "host-1", "creationTimestamp": "2026-11-21T12:00:00Z"},
             "spec": {"podCIDR": "10.244.0.0/24", "unschedulable": true},

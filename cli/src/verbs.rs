@@ -445,7 +445,7 @@ mod tests {
     use skiff_api::proto::Member;
 
     #[test]
-    fn verbs_1_metadata_patch_arguments() {
+    fn metadata_patch_arguments() {
         let pairs = ["tier=web".to_string(), "old-".to_string()];
         assert!(metadata_patch(&pairs, true, false).is_ok());
         let err = metadata_patch(&["oops".to_string()], true, false).unwrap_err();
@@ -453,7 +453,7 @@ mod tests {
     }
 
     #[test]
-    fn verbs_2_cluster_status_golden() {
+    fn cluster_status_golden() {
         let status = ClusterStatusResponse {
             node_id: 2,
             leader_id: Some(1),
@@ -651,7 +651,7 @@ mod more_tests {
     }
 
     #[test]
-    fn verbs_4_run_builds_kubectls_pod() {
+    fn run_builds_kubectls_pod() {
         let pod = run_pod(&RunArgs {
             name: "web".into(),
             image: "busybox".into(),

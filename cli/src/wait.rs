@@ -220,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn wait_2_rollout_messages_like_kubectl() {
+    fn rollout_messages_like_kubectl() {
         let deployment = |status: serde_json::Value| -> Deployment {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "web", "generation": 2},

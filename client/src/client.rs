@@ -966,7 +966,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_1_attempt_budget_shares_the_timeout() {
+    fn attempt_budget_shares_the_timeout() {
         let ten = Duration::from_secs(10);
         assert_eq!(attempt_budget(ten, 1, ten), ten);
         assert_eq!(
@@ -983,7 +983,7 @@ mod tests {
     }
 
     #[test]
-    fn client_2_cluster_scoped_kinds_drop_the_namespace() {
+    fn cluster_scoped_kinds_drop_the_namespace() {
         assert_eq!(scoped(Kind::Node, "default"), "");
         assert_eq!(scoped(Kind::Namespace, "x"), "");
         assert_eq!(scoped(Kind::Pod, "web"), "web");
@@ -1000,7 +1000,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn client_3_endpoints_are_kept_in_order() {
+    async fn endpoints_are_kept_in_order() {
         let client = Client::connect(["a:1, b:2", "http://c:3"], tls()).unwrap();
         assert_eq!(
             client.endpoints(),
@@ -1014,7 +1014,7 @@ mod tests {
     }
 
     #[test]
-    fn client_4_picks_the_named_or_current_cluster() {
+    fn picks_the_named_or_current_cluster() {
         let entry = |server: &str| skiff_pki::config::ClusterEntry {
             servers: vec![server.into()],
             ..Default::default()

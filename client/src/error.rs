@@ -118,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_1_maps_status_codes() {
+    fn maps_status_codes() {
         assert_eq!(
             Error::from(Status::not_found("pods \"x\" not found")),
             Error::NotFound("pods \"x\" not found".into())

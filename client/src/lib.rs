@@ -2,6 +2,12 @@
 //! disconnect (on another endpoint if need be), `wait_for` helpers, and cluster
 //! administration. The agent, the CLI and the tests all use it.
 //!
+//! Who the client is comes from its config (a client certificate, or `token:` for a bearer
+//! token made with `skiff token create`), or from [`ClientBuilder::bearer_token`] over a TLS
+//! config that holds only the cluster CA. The cluster answers what that identity may not do
+//! with [`Error::Forbidden`] (Kubernetes' wording) and a missing or bad credential with
+//! [`Error::Unauthorized`].
+//!
 //! Any control-plane node serves every call. A [`Client`] holds one lazily connected channel
 //! per endpoint and moves on to the next endpoint when one is unreachable or has no quorum,
 //! until the request timeout (default 10 s) runs out. Writes are retried that way too, so —

@@ -415,7 +415,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resume_1_from_a_version_follows_events() {
+    fn from_a_version_follows_events() {
         let mut resume = ResumePoint::new(10);
         assert_eq!(resume.request(), (10, 0));
         resume.observe("ADDED", 12);
@@ -426,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_2_a_stale_bookmark_changes_nothing() {
+    fn a_stale_bookmark_changes_nothing() {
         let mut resume = ResumePoint::new(31);
         resume.observe("DELETED", 35);
         resume.observe("BOOKMARK", 31);
@@ -436,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_3_events_sharing_a_version_are_skipped_not_lost() {
+    fn events_sharing_a_version_are_skipped_not_lost() {
         let mut resume = ResumePoint::new(40);
         // One batch entry at version 41 changed three objects; two arrived before the break.
         resume.observe("ADDED", 41);
@@ -449,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_4_starting_version_counts_as_delivered() {
+    fn starting_version_counts_as_delivered() {
         let mut resume = ResumePoint::new(7);
         // An event at the start version itself (never sent by the server) is not lost.
         resume.observe("MODIFIED", 7);
@@ -457,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn watch_1_events_decode_and_carry_their_version() {
+    fn events_decode_and_carry_their_version() {
         let json = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"default","resourceVersion":"17"},"spec":{"containers":[]}}"#;
         let event = to_event::<Pod>("MODIFIED", json, 17).unwrap();
         assert_eq!(event.resource_version(), 17);

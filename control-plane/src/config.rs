@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn config_2_rejects_bad_peers() {
+    fn rejects_bad_peers() {
         for bad in ["1", "x=127.0.0.1:1", "1=127.0.0.1", "1=:80", "1=h:99999"] {
             assert!(
                 matches!(parse_peers(bad), Err(ConfigError::PeerEntry { .. })),
@@ -222,11 +222,24 @@ mod tests {
     }
 
     #[test]
-    fn config_4_durations_and_cidr() {
+    fn durations_and_cidr() {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert!(parse_duration("10").is_err());
         let mut config = Config::new(1, "d".into(), parse_peers("1=a:1").unwrap());
         config.cluster_cidr = "10.244.0.0/25".into();
         assert!(matches!(config.check(), Err(ConfigError::ClusterCidr(_))));
+    }
+
+    #[test]
+    fn a_request_cap_under_64_kib_is_refused_by_name_and_64_kib_is_taken() {
+        let mut config = Config::new(1, "d".into(), parse_peers("1=a:1").unwrap());
+        config.max_request_bytes = 64 * 1024 - 1;
+        let err = config.check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-request-bytes must be at least 64 KiB, got 65535"
+        );
+        config.max_request_bytes = 64 * 1024;
+        config.check().unwrap();
     }
 }

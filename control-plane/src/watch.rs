@@ -101,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn watch_1_since_returns_only_later_versions() {
+    fn since_returns_only_later_versions() {
         let hub = WatchHub::new(0, 10);
         hub.publish((1..=5).map(record));
         let got: Vec<u64> = hub.since(3).unwrap().iter().map(|r| r.version).collect();
@@ -110,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn watch_2_trimmed_history_is_too_old() {
+    fn trimmed_history_is_too_old() {
         let hub = WatchHub::new(0, 3);
         hub.publish((1..=5).map(record));
         assert_eq!(hub.oldest_resumable(), 2);
@@ -126,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn watch_3_reset_forgets_history() {
+    fn reset_forgets_history() {
         let hub = WatchHub::new(0, 10);
         hub.publish((1..=3).map(record));
         hub.reset(7);

@@ -11,7 +11,7 @@ use skiff_client::{Client, WatchEvent, WatchParams};
 use skiff_control_plane::{Config, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_1_single_node_serves_then_stops_with_a_watch_open() {
+async fn single_node_serves_then_stops_with_a_watch_open() {
     let dir = tempfile::Builder::new()
         .prefix("skiff-run-")
         .tempdir()

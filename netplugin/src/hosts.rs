@@ -335,7 +335,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_1_names_are_checked_before_anything_is_made() {
+    fn names_are_checked_before_anything_is_made() {
         let dir = Path::new("/nonexistent-skiff-pins");
         assert!(matches!(
             SimulatedHosts::create(dir, "x", &[]),
@@ -349,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn hosts_2_existing_names_pins_and_addresses() {
+    fn existing_names_pins_and_addresses() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p-underlay"), "").unwrap();
         std::fs::write(dir.path().join("p-w2"), "").unwrap();

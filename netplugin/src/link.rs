@@ -579,7 +579,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn link_1_links_addresses_and_routes_in_a_netns() {
+    async fn links_addresses_and_routes_in_a_netns() {
         if !privileged() {
             return;
         }
@@ -752,7 +752,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn link_2_ip_forward_is_per_namespace() {
+    async fn ip_forward_is_per_namespace() {
         if !privileged() {
             return;
         }
@@ -784,7 +784,7 @@ mod tests {
     }
 
     #[test]
-    fn link_3_connect_needs_a_runtime() {
+    fn connect_needs_a_runtime() {
         let made = std::thread::spawn(|| Links::connect().is_err())
             .join()
             .unwrap();

@@ -67,7 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masquerade_1_rules_spare_pod_to_pod_traffic() {
+    fn rules_spare_pod_to_pod_traffic() {
         let rules = ruleset(Some(Cidr::parse("10.244.0.0/16").unwrap()));
         assert!(rules.contains("ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 masquerade"));
         assert!(rules.starts_with("table ip skiff\ndelete table ip skiff\n"));
@@ -75,7 +75,7 @@ mod tests {
     }
 
     #[test]
-    fn masquerade_2_applies_inside_a_namespace() {
+    fn applies_inside_a_namespace() {
         if !nix::unistd::Uid::effective().is_root()
             || !std::path::Path::new("/usr/sbin/nft").exists()
         {

@@ -138,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn netns_1_create_run_in_remove() {
+    fn create_run_in_remove() {
         if !nix::unistd::Uid::effective().is_root() {
             assert!(
                 std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),

@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn network_1_veth_names_are_stable_and_short() {
+    fn veth_names_are_stable_and_short() {
         let a = host_veth_name("0b5f3a9e-1c2d-4e5f-8a9b-0c1d2e3f4a5b");
         assert_eq!(a, host_veth_name("0b5f3a9e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"));
         assert_ne!(a, host_veth_name("another-uid"));

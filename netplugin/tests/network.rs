@@ -85,7 +85,7 @@ fn exchange(server: &Path, server_ip: Ipv4Addr, client: &Path) -> SocketAddr {
 }
 
 #[tokio::test]
-async fn network_1_pods_on_one_host_get_addresses_and_reach_each_other_without_nat() {
+async fn pods_on_one_host_get_addresses_and_reach_each_other_without_nat() {
     if !runnable() {
         return;
     }
@@ -162,7 +162,7 @@ async fn network_1_pods_on_one_host_get_addresses_and_reach_each_other_without_n
 }
 
 #[tokio::test]
-async fn network_2_routes_follow_the_desired_set() {
+async fn routes_follow_the_desired_set() {
     if !runnable() {
         return;
     }

@@ -240,7 +240,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logs_1_lines_are_timestamped_and_tagged() {
+    fn lines_are_timestamped_and_tagged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c/0.log");
         let mut w = LogWriter::open(&path, Rotation::default()).unwrap();
@@ -256,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn logs_2_rotation_keeps_max_files() {
+    fn rotation_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let rotation = Rotation {
@@ -283,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn logs_3_read_tail_and_timestamps_across_rotation() {
+    fn read_tail_and_timestamps_across_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let rotation = Rotation {
@@ -310,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn logs_4_follow_sees_new_lines_and_rotation() {
+    fn follow_sees_new_lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let rotation = Rotation {

@@ -152,7 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn node_1_capacity_from_flags_or_host() {
+    fn capacity_from_flags_or_host() {
         let mut config = AgentConfig::new("n", vec!["a:1".into()], "10.250.0.2", "d".into());
         config.cpu = Some("3".into());
         config.memory = Some("2Gi".into());

@@ -192,7 +192,7 @@ mod tests {
     /// The archives are what the agent's image store accepts: both forms import under
     /// their names, as the same image id, with the applet links in the layer.
     #[test]
-    fn images_2_docker_archive_and_oci_layout_import_into_a_store() {
+    fn docker_archive_and_oci_layout_import_into_a_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = skiff_agent::image::ImageStore::open(dir.path().join("images")).unwrap();
         let image = BusyboxImage::with_applets(b"#!not really busybox\n");

@@ -1105,7 +1105,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_01_stale_read_after_completed_write_fails() {
+    fn stale_read_after_completed_write_fails() {
         let ops = [
             write(0, "k", 1, 0, 10),
             write(1, "k", 2, 20, 30),
@@ -1120,7 +1120,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_02_lost_acknowledged_write_fails() {
+    fn lost_acknowledged_write_fails() {
         let mut ops = vec![write(0, "k", 1, 0, 10), write(1, "k", 2, 20, 30)];
         for i in 0..20 {
             ops.push(read(
@@ -1142,7 +1142,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_03_read_of_never_written_value_fails() {
+    fn read_of_never_written_value_fails() {
         let ops = [
             write(0, "k", 1, 0, 10),
             write(0, "other", 7, 0, 10),
@@ -1154,7 +1154,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_04_readers_seeing_writes_in_opposite_orders_fails() {
+    fn readers_seeing_writes_in_opposite_orders_fails() {
         // Two long concurrent writes; one reader sees a then b, the other b then a, and the
         // reads do not overlap: a register would have to hold a, b, then a again.
         let ops = [
@@ -1182,7 +1182,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_05_read_before_its_write_was_invoked_fails() {
+    fn read_before_its_write_was_invoked_fails() {
         let ops = [read(0, "k", Some(5), 0, 10), write(1, "k", 5, 20, 30)];
         let violation = assert_violation(&ops);
         assert!(
@@ -1197,7 +1197,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_06_concurrent_write_and_read_sees_old_or_new() {
+    fn concurrent_write_and_read_sees_old_or_new() {
         for seen in [Some(1), Some(2)] {
             assert_linearizable(&[
                 write(0, "k", 1, 0, 10),
@@ -1213,7 +1213,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_07_unknown_write_taking_effect_late_or_never() {
+    fn unknown_write_taking_effect_late_or_never() {
         // Took effect long after the client gave up on it.
         assert_linearizable(&[
             write(0, "k", 1, 0, 10),
@@ -1249,7 +1249,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_08_failed_operations_are_ignored() {
+    fn failed_operations_are_ignored() {
         let failed_write = op(1, "k", Op::Write(2), 20, Some(30), Outcome::Failed);
         let failed_read = op(3, "k", Op::Read, 20, Some(30), Outcome::Failed);
         let unknown_read = op(3, "k", Op::Read, 20, None, Outcome::Unknown);
@@ -1269,7 +1269,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_09_keys_are_checked_independently() {
+    fn keys_are_checked_independently() {
         let ops = [
             write(0, "a", 1, 0, 10),
             write(1, "b", 2, 5, 15),
@@ -1297,7 +1297,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_10_equal_timestamps_are_concurrent() {
+    fn equal_timestamps_are_concurrent() {
         // A write completing at the instant a read is invoked may still follow it.
         assert_linearizable(&[write(0, "k", 1, 0, 10), read(1, "k", None, 10, 20)]);
         // A read completing at the instant its write is invoked may still see it.
@@ -1315,7 +1315,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_11_possible_values_carry_across_quiescent_points() {
+    fn possible_values_carry_across_quiescent_points() {
         // Concurrent writes leave either value; after a quiet gap, a read picks one, and from
         // then on the other is gone.
         let base = [
@@ -1343,7 +1343,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_12_malformed_and_odd_histories() {
+    fn malformed_and_odd_histories() {
         assert_linearizable(&[]);
         // Completion before invocation is reported, not panicked on.
         let backwards = op(0, "k", Op::Write(1), 10, Some(5), Outcome::Written);
@@ -1368,7 +1368,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_13_limits_make_the_check_inconclusive() {
+    fn limits_make_the_check_inconclusive() {
         // Many concurrent writes, each seen by a concurrent read: any order of the writes is a
         // candidate, so the configurations are all subsets of them.
         let mut ops: Vec<Operation> = Vec::new();
@@ -1389,7 +1389,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_14_history_records_from_many_threads() {
+    fn history_records_from_many_threads() {
         let history = History::new();
         assert!(history.is_empty());
         let threads: Vec<_> = (0..4)
@@ -1505,7 +1505,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_15_large_random_valid_history_passes() {
+    fn large_random_valid_history_passes() {
         let ops = simulated_history(7, 24_000, 12, 8);
         let unknown_writes = ops
             .iter()
@@ -1520,7 +1520,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_16_stale_read_mutation_is_caught() {
+    fn stale_read_mutation_is_caught() {
         let mut ops = simulated_history(11, 24_000, 12, 8);
         check(&ops).unwrap_or_else(|v| panic!("the unmutated history fails: {v}"));
         // Pick a read in the middle; find an acknowledged write that was overwritten by another
@@ -1624,7 +1624,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_18_agrees_with_brute_force_on_small_histories() {
+    fn agrees_with_brute_force_on_small_histories() {
         let mut rng = StdRng::seed_from_u64(42);
         let (mut passed, mut failed) = (0, 0);
         for round in 0..20_000 {
@@ -1684,7 +1684,7 @@ mod tests {
     }
 
     #[test]
-    fn linearizability_17_contended_single_key_passes() {
+    fn contended_single_key_passes() {
         // Every process on one key: few quiescent points, long segments.
         let ops = simulated_history(3, 6_000, 8, 1);
         let started = Instant::now();

@@ -167,7 +167,7 @@ async fn delete_all_and_check_clean(s: &Setup) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_1_two_containers_share_localhost_and_a_volume() {
+async fn two_containers_share_localhost_and_a_volume() {
     if !runnable() {
         return;
     }
@@ -228,7 +228,7 @@ async fn agent_1_two_containers_share_localhost_and_a_volume() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_2_crash_loop_back_off() {
+async fn crash_loop_back_off() {
     if !runnable() {
         return;
     }
@@ -309,7 +309,7 @@ fn pids_running(argv: &[&str]) -> Vec<i32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_3_killed_container_is_restarted() {
+async fn killed_container_is_restarted() {
     if !runnable() {
         return;
     }
@@ -351,7 +351,7 @@ async fn agent_3_killed_container_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_4_graceful_and_forced_deletion() {
+async fn graceful_and_forced_deletion() {
     if !runnable() {
         return;
     }
@@ -458,7 +458,7 @@ async fn agent_4_graceful_and_forced_deletion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_5_logs_exec_and_port_forward_through_the_control_plane() {
+async fn logs_exec_and_port_forward_through_the_control_plane() {
     if !runnable() {
         return;
     }
@@ -626,7 +626,7 @@ async fn agent_6_probes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_7_killed_agent_adopts_its_pods_and_leaks_nothing() {
+async fn killed_agent_adopts_its_pods_and_leaks_nothing() {
     if !runnable() {
         return;
     }

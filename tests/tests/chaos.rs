@@ -11,7 +11,7 @@
 use skiff_tests::chaos::{self, ChaosConfig, FaultKind};
 
 #[test]
-fn chaos_1_short_mode_leader_kills_partition_full_restart_stay_linearizable() {
+fn short_mode_leader_kills_partition_full_restart_stay_linearizable() {
     if !skiff_tests::host::privileged_tests_can_run() {
         return;
     }

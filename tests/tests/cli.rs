@@ -32,7 +32,7 @@ async fn eventually_skiff(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
+async fn a_pod_through_its_life_with_kubectl_habits() {
     if !runnable() {
         return;
     }
@@ -460,7 +460,7 @@ async fn cli_1_a_pod_through_its_life_with_kubectl_habits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_2_apply_create_delete_from_manifests_and_refuse_bad_ones() {
+async fn apply_create_delete_from_manifests_and_refuse_bad_ones() {
     let mut cluster = ControlPlaneCluster::start(3).expect("control plane");
     let servers = cluster.endpoints().join(",");
     let client = cluster.client();

@@ -152,7 +152,7 @@ async fn follower_of(cluster: &ControlPlaneCluster) -> (u64, u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_1_write_on_follower_is_readable_on_every_node() {
+async fn write_on_follower_is_readable_on_every_node() {
     let cluster = started(3).await;
     let (_, follower) = follower_of(&cluster).await;
     let created = create_pod(&cluster.endpoint(follower), "via-follower")
@@ -178,7 +178,7 @@ async fn cluster_1_write_on_follower_is_readable_on_every_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_2_leader_killed_keeps_every_acknowledged_write() {
+async fn leader_killed_keeps_every_acknowledged_write() {
     let mut cluster = started(3).await;
     let mut acknowledged = BTreeSet::new();
     for i in 0..30 {
@@ -203,7 +203,7 @@ async fn cluster_2_leader_killed_keeps_every_acknowledged_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_3_whole_cluster_restart_keeps_all_objects() {
+async fn whole_cluster_restart_keeps_all_objects() {
     let mut cluster = started(3).await;
     let endpoint = cluster.endpoint(1);
     let mut expected = BTreeSet::from(["warmup".to_string()]);
@@ -250,7 +250,7 @@ async fn cluster_3_whole_cluster_restart_keeps_all_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
+async fn watch_resumed_on_another_node_misses_nothing() {
     let mut cluster = started(3).await;
     let (leader, follower) = follower_of(&cluster).await;
     let listed = objects(&cluster.endpoint(follower))
@@ -348,7 +348,7 @@ async fn cluster_4_watch_resumed_on_another_node_misses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_5_no_quorum_is_unavailable_not_a_hang() {
+async fn no_quorum_is_unavailable_not_a_hang() {
     let mut cluster = started(3).await;
     let (leader, follower) = follower_of(&cluster).await;
     let survivor = cluster
@@ -374,7 +374,7 @@ async fn cluster_5_no_quorum_is_unavailable_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_6_api_errors_carry_codes_and_field_paths() {
+async fn api_errors_carry_codes_and_field_paths() {
     let cluster = started(3).await;
     let endpoint = cluster.endpoint(2);
     let mut client = objects(&endpoint).await;
@@ -488,7 +488,7 @@ async fn cluster_6_api_errors_carry_codes_and_field_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_7_status_reports_every_member() {
+async fn status_reports_every_member() {
     let mut cluster = started(3).await;
     let leader = cluster.wait_for_leader(STARTUP).await.unwrap();
     let status = cluster_client(&cluster.endpoint(2))
@@ -529,7 +529,7 @@ async fn cluster_7_status_reports_every_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_8_membership_add_learner_promote_and_remove() {
+async fn membership_add_learner_promote_and_remove() {
     let mut cluster = started(3).await;
     create_acknowledged(&cluster, "before-join").await;
     // Any node takes membership requests; a follower forwards them to the leader. Not
@@ -611,7 +611,7 @@ async fn cluster_8_membership_add_learner_promote_and_remove() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_9_lagging_node_catches_up_from_a_snapshot() {
+async fn lagging_node_catches_up_from_a_snapshot() {
     // Tiny snapshot and log-retention settings, so the log behind the stopped node is
     // purged and it can only catch up by installing a snapshot.
     let mut cluster = ControlPlaneCluster::start_with(
@@ -655,7 +655,7 @@ async fn cluster_9_lagging_node_catches_up_from_a_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_10_restart_rebuilds_state_from_snapshot_plus_log() {
+async fn restart_rebuilds_state_from_snapshot_plus_log() {
     // Snapshots every 20 entries: after the restart each node starts from its latest
     // snapshot and replays the log written after it.
     let mut cluster =

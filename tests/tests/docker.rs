@@ -331,7 +331,7 @@ spec:
 }
 
 #[test]
-fn docker_1_compose_cluster_pods_across_containers_and_leader_kill() {
+fn compose_cluster_pods_across_containers_and_leader_kill() {
     if !runnable() {
         return;
     }

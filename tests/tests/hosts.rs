@@ -66,7 +66,7 @@ fn serve(listener: TcpListener, count: usize) -> std::thread::JoinHandle<Vec<IpA
 }
 
 #[test]
-fn hosts_1_tcp_between_hosts_and_cleanup_on_drop() {
+fn tcp_between_hosts_and_cleanup_on_drop() {
     if !runnable() {
         return;
     }
@@ -150,7 +150,7 @@ fn connects(hosts: &TestHosts, from: usize, addr: SocketAddr, timeout: Duration)
 }
 
 #[test]
-fn hosts_2_link_down_cuts_a_host_off_and_link_up_restores_it() {
+fn link_down_cuts_a_host_off_and_link_up_restores_it() {
     if !runnable() {
         return;
     }
@@ -179,7 +179,7 @@ fn hosts_2_link_down_cuts_a_host_off_and_link_up_restores_it() {
 }
 
 #[test]
-fn hosts_3_sweep_removes_namespaces_of_dead_runs() {
+fn sweep_removes_namespaces_of_dead_runs() {
     if !runnable() {
         return;
     }

@@ -100,7 +100,7 @@ async fn ready_cluster() -> ControlPlaneCluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_1_a_call_without_a_credential_fails_unauthenticated() {
+async fn a_call_without_a_credential_fails_unauthenticated() {
     let cluster = ready_cluster().await;
     let channel = lazy(&cluster.endpoint(1), anonymous(&cluster));
     // TLS with the right CA, but no client certificate: the public API refuses.
@@ -131,7 +131,7 @@ async fn identity_1_a_call_without_a_credential_fails_unauthenticated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_2_a_client_certificate_from_another_tokens_ca_is_refused_at_the_handshake() {
+async fn a_client_certificate_from_another_tokens_ca_is_refused_at_the_handshake() {
     let cluster = ready_cluster().await;
     let other = ClusterToken::parse(&skiff_pki::generate_token()).unwrap();
     let foreign = skiff_pki::issue_client_cert(&other, &Identity::admin()).unwrap();
@@ -167,7 +167,7 @@ async fn identity_2_a_client_certificate_from_another_tokens_ca_is_refused_at_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_3_plain_text_http2_to_the_control_plane_port_fails() {
+async fn plain_text_http2_to_the_control_plane_port_fails() {
     let cluster = ready_cluster().await;
     let channel = Channel::from_shared(format!("http://{}", cluster.endpoint(1)))
         .unwrap()
@@ -182,7 +182,7 @@ async fn identity_3_plain_text_http2_to_the_control_plane_port_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_4_a_node_certificate_cannot_call_any_raft_method_nor_change_membership() {
+async fn a_node_certificate_cannot_call_any_raft_method_nor_change_membership() {
     let cluster = ready_cluster().await;
     let token = token_of(&cluster);
     let key = NodeKey::generate().unwrap();
@@ -241,7 +241,7 @@ async fn identity_4_a_node_certificate_cannot_call_any_raft_method_nor_change_me
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_5_a_node_name_already_claimed_by_another_key_is_refused() {
+async fn a_node_name_already_claimed_by_another_key_is_refused() {
     let cluster = ready_cluster().await;
     let token = token_of(&cluster);
     let first = NodeKey::generate().unwrap();
@@ -272,7 +272,7 @@ fn run(binary: &Path, args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-fn identity_6_a_daemon_without_a_token_file_exits_2_with_one_line_and_writes_nothing() {
+fn a_daemon_without_a_token_file_exits_2_with_one_line_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
@@ -344,7 +344,7 @@ fn identity_6_a_daemon_without_a_token_file_exits_2_with_one_line_and_writes_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_7_kill_9_and_restart_of_a_member_keeps_working_with_its_stored_certificate() {
+async fn kill_9_and_restart_of_a_member_keeps_working_with_its_stored_certificate() {
     let mut cluster = ready_cluster().await;
     let client = cluster.client();
     let cert_path = cluster.data_dir(2).join("tls/member.crt");
@@ -408,8 +408,7 @@ fn node_credential(agent: &AgentProcess) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_8_the_agent_port_takes_only_members_and_the_agent_restarts_on_its_stored_credential()
- {
+async fn the_agent_port_takes_only_members_and_the_agent_restarts_on_its_stored_credential() {
     if !runnable() {
         return;
     }

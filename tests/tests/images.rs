@@ -28,7 +28,7 @@ fn uploads_left(agent: &AgentProcess) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn images_1_import_ls_rm_through_the_control_plane() {
+async fn import_ls_rm_through_the_control_plane() {
     if !skiff_tests::host::privileged_tests_can_run() {
         return;
     }

@@ -135,7 +135,7 @@ async fn veths_of(path: PathBuf) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_1_pods_across_hosts_reach_each_other_without_nat() {
+async fn pods_across_hosts_reach_each_other_without_nat() {
     if !runnable() {
         return;
     }
@@ -286,7 +286,7 @@ async fn network_1_pods_across_hosts_reach_each_other_without_nat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_2_routes_follow_nodes_leaving_and_joining() {
+async fn routes_follow_nodes_leaving_and_joining() {
     if !runnable() {
         return;
     }
@@ -332,7 +332,7 @@ async fn network_2_routes_follow_nodes_leaving_and_joining() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_3_masquerade_spares_pod_to_pod_traffic() {
+async fn masquerade_spares_pod_to_pod_traffic() {
     if !runnable() {
         return;
     }
@@ -421,7 +421,7 @@ fn net_check(world: &MultiHost) -> (bool, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_4_skiff_net_check_passes_then_names_a_broken_route() {
+async fn skiff_net_check_passes_then_names_a_broken_route() {
     if !runnable() {
         return;
     }

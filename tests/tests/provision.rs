@@ -557,7 +557,7 @@ fn systemd_verify(root: &Path, unit: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provision_1_provisioned_hosts_form_a_cluster_with_a_ready_worker() {
+async fn provisioned_hosts_form_a_cluster_with_a_ready_worker() {
     if !skiff_tests::host::privileged_tests_can_run() {
         return;
     }
@@ -892,7 +892,7 @@ fn fake_bin_dir() -> TempDir {
 }
 
 #[test]
-fn provision_2_bad_arguments_fail_with_a_message_and_write_nothing() {
+fn bad_arguments_fail_with_a_message_and_write_nothing() {
     let bin = fake_bin_dir();
     let root = tempfile::Builder::new()
         .prefix("skiff-provision-root-")
@@ -1040,7 +1040,7 @@ fn provision_2_bad_arguments_fail_with_a_message_and_write_nothing() {
 }
 
 #[test]
-fn provision_3_provisioning_again_updates_the_flags_and_keeps_the_data() {
+fn provisioning_again_updates_the_flags_and_keeps_the_data() {
     let bin = fake_bin_dir();
     let root = tempfile::Builder::new()
         .prefix("skiff-provision-root-")
@@ -1121,7 +1121,7 @@ fn provision_3_provisioning_again_updates_the_flags_and_keeps_the_data() {
 }
 
 #[test]
-fn provision_4_exec_start_expands_like_systemd() {
+fn exec_start_expands_like_systemd() {
     let env: BTreeMap<String, String> = [("ONE", "a b"), ("EMPTY", ""), ("ARGS", "  --x 1\t--y  ")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

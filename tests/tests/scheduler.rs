@@ -159,7 +159,7 @@ async fn events_for(client: &Client, name: &str) -> Vec<Event> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduler_1_node_selector_and_unschedulable_pods() {
+async fn node_selector_and_unschedulable_pods() {
     let gpu = NodeShape::default().label("gpu", "true");
     let s = setup(&[
         ("node-a", gpu.clone()),
@@ -303,7 +303,7 @@ async fn scheduler_1_node_selector_and_unschedulable_pods() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduler_2_deployment_spreads_and_survives_a_dead_node() {
+async fn deployment_spreads_and_survives_a_dead_node() {
     let mut s = setup(&[
         ("node-a", NodeShape::default()),
         ("node-b", NodeShape::default()),
@@ -431,7 +431,7 @@ async fn scheduler_2_deployment_spreads_and_survives_a_dead_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduler_3_leader_killed_during_scale_up_ends_with_exact_count() {
+async fn leader_killed_during_scale_up_ends_with_exact_count() {
     let shape = NodeShape {
         pods: 110,
         ..NodeShape::default()
@@ -489,7 +489,7 @@ async fn scheduler_3_leader_killed_during_scale_up_ends_with_exact_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduler_4_rolling_update_cordon_and_drain() {
+async fn rolling_update_cordon_and_drain() {
     let s = setup(&[
         ("node-a", NodeShape::default()),
         ("node-b", NodeShape::default()),

@@ -43,7 +43,7 @@ async fn ready_cluster() -> (ControlPlaneCluster, Client) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_1_typed_crud_and_errors() {
+async fn typed_crud_and_errors() {
     let (_cluster, client) = ready_cluster().await;
     let created = client.create(&pod("web", "web")).await.unwrap();
     assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
@@ -147,7 +147,7 @@ async fn sdk_1_typed_crud_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_2_graceful_deletion_and_wait_for() {
+async fn graceful_deletion_and_wait_for() {
     let (_cluster, client) = ready_cluster().await;
     let mut bound = pod("bound", "web");
     bound.spec.node_name = Some("node-1".into());
@@ -218,7 +218,7 @@ async fn next_added(events: &mut skiff_client::WatchStream<Pod>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_3_watch_resumes_on_another_node_when_its_node_dies() {
+async fn watch_resumes_on_another_node_when_its_node_dies() {
     let (mut cluster, _) = ready_cluster().await;
     // The watcher's first endpoint is node 1; writers use the other two.
     let watcher = cluster.client_for(
@@ -267,7 +267,7 @@ async fn sdk_3_watch_resumes_on_another_node_when_its_node_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_4_requests_fail_over_and_report_unavailable() {
+async fn requests_fail_over_and_report_unavailable() {
     let (mut cluster, _) = ready_cluster().await;
     cluster.kill(1);
     // Node 1 is first in the list and dead: the client moves on.

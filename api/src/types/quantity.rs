@@ -184,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn quantity_1_cpu_millis_table() {
+    fn cpu_millis_table() {
         for (text, millis) in [
             ("250m", 250),
             ("2", 2000),
@@ -226,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn quantity_3_bad_quantities_are_errors() {
+    fn bad_quantities_are_errors() {
         for bad in [
             "", "abc", "12Qi", "1.2.3", "Mi", ".", "1e", "1ex", "1 Mi", "1mm",
         ] {
@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn quantity_4_compare_is_exact() {
+    fn compare_is_exact() {
         assert_eq!(q("0.5").compare(&q("500m")), Ok(Ordering::Equal));
         assert_eq!(q("0.3").compare(&q("300m")), Ok(Ordering::Equal));
         assert_eq!(q("1Gi").compare(&q("1G")), Ok(Ordering::Greater));

@@ -539,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_1_scales_up_from_nothing() {
+    fn scales_up_from_nothing() {
         let d = deployment(3, "v1", rolling(json!("25%"), json!("25%")));
         let plan = plan(&d, &[], now());
         assert_eq!(plan.create, 3);
@@ -552,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_2_scales_down_unready_and_unbound_first() {
+    fn scales_down_unready_and_unbound_first() {
         let d = deployment(2, "v1", rolling(json!("25%"), json!("25%")));
         let h = template_hash(&d.spec.template);
         let mut unbound = pod("unbound", &h, false);
@@ -569,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_3_replaces_failed_and_ignores_terminating() {
+    fn replaces_failed_and_ignores_terminating() {
         let d = deployment(3, "v1", rolling(json!("25%"), json!("25%")));
         let h = template_hash(&d.spec.template);
         let mut failed = pod("failed", &h, false);
@@ -585,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_4_rolling_update_steps_respect_surge_and_unavailable() {
+    fn rolling_update_steps_respect_surge_and_unavailable() {
         // 4 replicas, maxSurge 1, maxUnavailable 0: one new pod at a time, an old pod
         // goes only when a new one is ready.
         let d = deployment(4, "v2", rolling(json!(1), json!(0)));
@@ -621,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_5_rolling_update_with_unavailability_budget() {
+    fn rolling_update_with_unavailability_budget() {
         // 4 replicas, maxSurge 0, maxUnavailable 2: two old pods go at once, two new come.
         let d = deployment(4, "v2", rolling(json!(0), json!(2)));
         let h = template_hash(&d.spec.template);
@@ -649,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_6_unready_old_pods_go_first_during_rollout() {
+    fn unready_old_pods_go_first_during_rollout() {
         let d = deployment(3, "v2", rolling(json!(1), json!(0)));
         let pods = [
             pod("old-ready-0", "v1hash", true),
@@ -668,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_7_recreate_removes_old_before_creating() {
+    fn recreate_removes_old_before_creating() {
         let d = deployment(2, "v2", json!({"type": "Recreate"}));
         let old = [pod("old-0", "v1hash", true), pod("old-1", "v1hash", true)];
         let step = plan(&d, &old, now());
@@ -688,7 +688,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_8_status_when_complete() {
+    fn status_when_complete() {
         let mut d = deployment(2, "v1", rolling(json!("25%"), json!("25%")));
         let h = template_hash(&d.spec.template);
         let pods = [pod("a", &h, true), pod("b", &h, true)];
@@ -716,7 +716,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_9_min_ready_seconds_delays_availability() {
+    fn min_ready_seconds_delays_availability() {
         let mut d = deployment(1, "v1", rolling(json!("25%"), json!("25%")));
         d.spec.min_ready_seconds = Some(10);
         let h = template_hash(&d.spec.template);
@@ -728,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_10_names_and_hashes() {
+    fn names_and_hashes() {
         let d1 = deployment(1, "v1", json!(null));
         let d2 = deployment(1, "v2", json!(null));
         let (h1, h2) = (

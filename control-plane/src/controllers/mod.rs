@@ -358,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn controllers_1_the_cache_parses_each_stored_object_once() {
+    fn the_cache_parses_each_stored_object_once() {
         let parses = Cell::new(0);
         let parse = |s: &StoredObject| {
             parses.set(parses.get() + 1);

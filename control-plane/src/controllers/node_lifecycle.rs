@@ -364,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_1_heartbeat_makes_ready() {
+    fn heartbeat_makes_ready() {
         let start = Instant::now();
         let now = start + Duration::from_secs(1);
         let v = judge(None, None, Some(now), start, now, wall(0), TIMEOUTS);
@@ -384,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_2_silence_beyond_grace_is_not_ready() {
+    fn silence_beyond_grace_is_not_ready() {
         let start = Instant::now();
         let beat = start + Duration::from_secs(1);
         let within = beat + GRACE;
@@ -412,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_3_new_leader_gives_a_fresh_grace_period() {
+    fn new_leader_gives_a_fresh_grace_period() {
         // Never heard by this leader, and Ready=False long ago: nothing until the grace
         // period since taking over has passed.
         let start = Instant::now();
@@ -445,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_4_eviction_waits_for_the_timeout() {
+    fn eviction_waits_for_the_timeout() {
         let start = Instant::now();
         let now = start + GRACE * 2;
         // Stored times have whole seconds, so eviction waits one second more.

@@ -467,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_1_node_selector_picks_only_matching_nodes() {
+    fn node_selector_picks_only_matching_nodes() {
         let mut s = Scheduler::new(
             vec![
                 node("a", &[], 4000, 8 * GI),
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_2_resources_must_fit() {
+    fn resources_must_fit() {
         let mut s = Scheduler::new(
             vec![
                 node("small", &[], 1000, GI),
@@ -511,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_3_pod_count_limit() {
+    fn pod_count_limit() {
         let mut one = node("a", &[], 1000, GI);
         one.allocatable.pods = 2;
         let mut s = Scheduler::new(vec![one], [("a", pod(0, 0).requests, None)]);
@@ -525,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_4_spreads_an_owners_pods() {
+    fn spreads_an_owners_pods() {
         // "a" is emptier, but already holds two of the owner's pods.
         let mut s = Scheduler::new(
             vec![
@@ -556,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_5_three_replicas_land_on_three_nodes() {
+    fn three_replicas_land_on_three_nodes() {
         let mut s = Scheduler::new(
             (0..3)
                 .map(|i| node(&format!("n{i}"), &[], 1000, GI))
@@ -573,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_6_prefers_least_allocated() {
+    fn prefers_least_allocated() {
         let mut s = Scheduler::new(
             vec![
                 node("busy", &[], 4000, 8 * GI),
@@ -585,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_7_unschedulable_message_counts_each_reason() {
+    fn unschedulable_message_counts_each_reason() {
         let mut not_ready = node("d", &[], 4000, 8 * GI);
         not_ready.ready = false;
         let mut cordoned = node("e", &[("gpu", "true")], 4000, 8 * GI);
@@ -622,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_8_requests_come_from_containers() {
+    fn requests_come_from_containers() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p"},
             "spec": {"containers": [

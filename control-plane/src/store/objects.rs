@@ -836,7 +836,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_1_create_sets_version_and_rejects_duplicates() {
+    fn create_sets_version_and_rejects_duplicates() {
         let mut table = table_with_default();
         let applied = create(&mut table, 5, &pod("a", None)).unwrap();
         assert_eq!(version_of(&applied), "5");
@@ -849,7 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_2_create_needs_existing_namespace() {
+    fn create_needs_existing_namespace() {
         let mut table = table_with_default();
         let mut p = pod("a", None);
         p["metadata"]["namespace"] = json!("nope");
@@ -861,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_3_stale_update_is_a_conflict_and_changes_nothing() {
+    fn stale_update_is_a_conflict_and_changes_nothing() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         let mut p = pod("a", None);
@@ -885,7 +885,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_4_update_keeps_status_and_identity_and_noop_keeps_version() {
+    fn update_keeps_status_and_identity_and_noop_keeps_version() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         let mut status = pod("a", None);
@@ -923,7 +923,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_5_bound_pod_deletes_gracefully_then_on_confirmation() {
+    fn bound_pod_deletes_gracefully_then_on_confirmation() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", Some("node-1"))).unwrap();
         let (r, records) = delete(&mut table, 3, "a", None, false);
@@ -943,7 +943,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_6_unbound_or_forced_pods_go_at_once() {
+    fn unbound_or_forced_pods_go_at_once() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         create(&mut table, 3, &pod("b", Some("node-1"))).unwrap();
@@ -956,7 +956,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_7_patch_needs_overwrite_to_change_a_label() {
+    fn patch_needs_overwrite_to_change_a_label() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         let patch = |labels: Vec<(String, Option<String>)>, overwrite| Command::Patch {
@@ -995,7 +995,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_8_namespace_delete_removes_its_objects_and_default_stays() {
+    fn namespace_delete_removes_its_objects_and_default_stays() {
         let mut table = table_with_default();
         let ns = Command::EnsureNamespace {
             name: "team".into(),
@@ -1025,7 +1025,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_9_list_is_scoped_by_kind_and_namespace() {
+    fn list_is_scoped_by_kind_and_namespace() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("a", None)).unwrap();
         create(&mut table, 3, &pod("b", None)).unwrap();
@@ -1046,7 +1046,7 @@ mod tests {
     }
 
     #[test]
-    fn objects_10_bind_sets_node_and_condition_once() {
+    fn bind_sets_node_and_condition_once() {
         let mut table = table_with_default();
         create(&mut table, 2, &pod("web", None)).unwrap();
         let (r, records) = apply_command(&mut table, 3, &bind_command("web", "uid-web", "n1"));

@@ -50,7 +50,7 @@ fn entry(index: u64, command: Command) -> Entry {
 }
 
 #[tokio::test]
-async fn store_2_reopen_starts_from_the_latest_snapshot() {
+async fn reopen_starts_from_the_latest_snapshot() {
     let dir = tempfile::Builder::new()
         .prefix("skiff-store-")
         .tempdir()
@@ -103,7 +103,7 @@ async fn store_2_reopen_starts_from_the_latest_snapshot() {
 }
 
 #[tokio::test]
-async fn store_3_snapshot_install_replaces_state() {
+async fn snapshot_install_replaces_state() {
     let source_dir = tempfile::Builder::new()
         .prefix("skiff-store-")
         .tempdir()
@@ -153,7 +153,7 @@ async fn store_3_snapshot_install_replaces_state() {
 }
 
 #[tokio::test]
-async fn store_4_log_entries_round_trip() {
+async fn log_entries_round_trip() {
     let dir = tempfile::Builder::new()
         .prefix("skiff-store-")
         .tempdir()
@@ -174,7 +174,7 @@ async fn store_4_log_entries_round_trip() {
 }
 
 #[tokio::test]
-async fn store_5_a_leader_that_stopped_stands_for_election_again() {
+async fn a_leader_that_stopped_stands_for_election_again() {
     let dir = tempfile::Builder::new()
         .prefix("skiff-store-")
         .tempdir()

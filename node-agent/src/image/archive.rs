@@ -669,7 +669,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn archive_1_member_paths_and_links() {
+    fn member_paths_and_links() {
         assert_eq!(normalize(Path::new("./a/./b")).as_deref(), Some("a/b"));
         assert_eq!(normalize(Path::new("../a")), None);
         assert_eq!(normalize(Path::new("/a")), None);
@@ -682,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn archive_2_named_digests_are_checked() {
+    fn named_digests_are_checked() {
         let member = Member {
             path: PathBuf::new(),
             digest: Digest::of(b"x"),

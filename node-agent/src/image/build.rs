@@ -181,7 +181,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn build_1_busybox_archive_imports_with_links_and_config() {
+    fn busybox_archive_imports_with_links_and_config() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::image::ImageStore::open(dir.path().join("images")).unwrap();
         let fake_busybox = b"\x7fELF not really".to_vec();

@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn config_1_parses_docker_and_oci_configs() {
+    fn parses_docker_and_oci_configs() {
         let json = br#"{
             "architecture": "amd64", "os": "linux",
             "config": {
@@ -334,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn config_2_nulls_and_missing_fields_are_empty() {
+    fn nulls_and_missing_fields_are_empty() {
         let json = br#"{"config": {"Entrypoint": null, "Cmd": null, "Env": null,
             "WorkingDir": "", "ExposedPorts": null, "Labels": null, "User": ""}}"#;
         let c = ImageConfig::parse(json).unwrap();
@@ -353,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn config_3_command_and_args_rules() {
+    fn command_and_args_rules() {
         let img = image();
         let argv = |c: ContainerSpec| resolve_process(&img, &c).unwrap().argv;
         // Neither: Entrypoint + Cmd.
@@ -375,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn config_4_no_command_is_an_error() {
+    fn no_command_is_an_error() {
         let empty = ImageConfig::default();
         let err = resolve_process(&empty, &container(&[], &[])).unwrap_err();
         assert!(matches!(err, ImageError::NoCommand));
@@ -384,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn config_5_env_merges_with_the_container_winning() {
+    fn env_merges_with_the_container_winning() {
         let c = ContainerSpec {
             env: kv(&[
                 ("B", "container"),
@@ -422,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn config_6_working_dir_and_user() {
+    fn working_dir_and_user() {
         let p = resolve_process(&image(), &container(&[], &[])).unwrap();
         assert_eq!(p.working_dir, "/app");
         assert_eq!(p.user.as_deref(), Some("1000:1000"));
@@ -494,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn config_8_from_api_container() {
+    fn from_api_container() {
         let c = skiff_api::types::Container {
             name: "c".into(),
             command: s(&["x"]),

@@ -180,7 +180,7 @@ mod tests {
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
-    fn digest_1_parse_and_display() {
+    fn parse_and_display() {
         let d = Digest::parse(&format!("sha256:{EMPTY}")).unwrap();
         assert_eq!(d.hex(), EMPTY);
         assert_eq!(d.to_string(), format!("sha256:{EMPTY}"));
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn digest_2_invalid_ones_are_refused() {
+    fn invalid_ones_are_refused() {
         for bad in [
             "",
             "sha256",
@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn digest_3_hashing_reader_and_writer() {
+    fn hashing_reader_and_writer() {
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"hello").unwrap();
         let (d, n, out) = w.finish();

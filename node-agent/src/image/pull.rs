@@ -481,7 +481,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_1_loopback_and_insecure_registries_use_http() {
+    fn loopback_and_insecure_registries_use_http() {
         let options = PullOptions {
             insecure_registries: vec!["registry.lan:5000".into()],
             ..Default::default()
@@ -496,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn pull_2_registry_auth_flag() {
+    fn registry_auth_flag() {
         let (host, c) = parse_registry_auth("127.0.0.1:5000=alice:pa:ss").unwrap();
         assert_eq!(host, "127.0.0.1:5000");
         assert_eq!(c.username, "alice");

@@ -321,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_1_normalizes_like_docker() {
+    fn normalizes_like_docker() {
         let cases = [
             ("busybox", "docker.io/library/busybox:latest"),
             ("busybox:1.36", "docker.io/library/busybox:1.36"),
@@ -364,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_3_parts_and_familiar_form() {
+    fn parts_and_familiar_form() {
         let r = Reference::parse("busybox").unwrap();
         assert_eq!(r.registry(), "docker.io");
         assert_eq!(r.repository(), "library/busybox");
@@ -392,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_4_invalid_ones_say_why() {
+    fn invalid_ones_say_why() {
         let cases = [
             ("", "empty"),
             (" busybox", "whitespace"),

@@ -966,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn store_1_resolves_references_ids_and_digests() {
+    fn resolves_references_ids_and_digests() {
         let (index, a, b) = index();
         assert_eq!(
             target(&index, "busybox").unwrap(),
@@ -1008,7 +1008,7 @@ mod tests {
     }
 
     #[test]
-    fn store_2_index_round_trips_as_json() {
+    fn index_round_trips_as_json() {
         let (index, ..) = index();
         let json = serde_json::to_string(&index).unwrap();
         let back: Index = serde_json::from_str(&json).unwrap();

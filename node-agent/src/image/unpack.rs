@@ -553,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_1_safe_relative_paths() {
+    fn safe_relative_paths() {
         let ok = |p: &str| safe_relative(Path::new(p)).unwrap();
         assert_eq!(ok("a/b"), PathBuf::from("a/b"));
         assert_eq!(ok("./a/./b/"), PathBuf::from("a/b"));
@@ -566,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_2_escaping_entries_are_refused() {
+    fn escaping_entries_are_refused() {
         let cases: Vec<(Tar, &str)> = vec![
             (Tar::new().file("../evil", b"x"), "'..' escapes"),
             (Tar::new().file("a/../../evil", b"x"), "'..' escapes"),
@@ -605,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_3_files_links_and_modes() {
+    fn files_links_and_modes() {
         let tar = Tar::new()
             .dir("./")
             .dir("bin")
@@ -641,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_4_whiteouts_and_opaque_dirs() {
+    fn whiteouts_and_opaque_dirs() {
         let tar = Tar::new()
             .dir("etc")
             .file("etc/.wh.motd", b"")
@@ -664,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_5_truncated_and_garbage_input() {
+    fn truncated_and_garbage_input() {
         let bytes = Tar::new().file("big", &[7u8; 4096]).bytes();
         let dir = tempfile::tempdir().unwrap();
         let err = unpack_layer(&bytes[..512 + 1000], dir.path(), "L").unwrap_err();
@@ -675,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn unpack_6_overlay_xattrs_from_the_layer_are_dropped() {
+    fn overlay_xattrs_from_the_layer_are_dropped() {
         let mut builder = tar::Builder::new(Vec::new());
         let mut h = header("f", tar::EntryType::Regular, 1, 0o644);
         builder

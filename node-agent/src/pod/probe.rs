@@ -233,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_3_ports_and_http_status() {
+    fn ports_and_http_status() {
         let named = vec![("http".to_string(), 8080)];
         assert_eq!(resolve_port(&IntOrString::Int(80), &named), Ok(80));
         assert_eq!(

@@ -153,7 +153,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_1_policy_defaults_like_kubernetes() {
+    fn policy_defaults_like_kubernetes() {
         use PullPolicy::*;
         assert_eq!(PullPolicy::parse(None, "busybox"), Always);
         assert_eq!(PullPolicy::parse(None, "busybox:latest"), Always);
@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn pull_3_err_image_pull_then_back_off_then_retry() {
+    fn err_image_pull_then_back_off_then_retry() {
         let policy = BackoffPolicy::default();
         let mut b = PullBackoff::default();
         let t0 = Instant::now();
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn pull_4_back_off_doubles_to_the_cap_and_resets_on_success() {
+    fn back_off_doubles_to_the_cap_and_resets_on_success() {
         let policy = BackoffPolicy::default();
         let mut b = PullBackoff::default();
         let t0 = Instant::now();

@@ -102,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn restart_2_backoff_doubles_to_the_cap() {
+    fn backoff_doubles_to_the_cap() {
         let policy = BackoffPolicy::default();
         let mut b = Backoff::default();
         let short = Duration::from_secs(1);
@@ -113,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn restart_3_a_long_run_resets_the_streak() {
+    fn a_long_run_resets_the_streak() {
         let policy = BackoffPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(1),

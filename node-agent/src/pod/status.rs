@@ -287,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn status_2_ready_needs_every_container_ready() {
+    fn ready_needs_every_container_ready() {
         let s = pod_status(
             None,
             &[view("a", running(true), 0), view("b", running(false), 0)],
@@ -313,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn status_3_crash_loop_shows_waiting_and_last_state() {
+    fn crash_loop_shows_waiting_and_last_state() {
         let backoff = Current::BackOff {
             delay_secs: 20,
             last: ended(1),
@@ -344,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn status_4_unchanged_inputs_give_an_equal_status() {
+    fn unchanged_inputs_give_an_equal_status() {
         let views = [view("a", running(true), 1)];
         let first = pod_status(None, &views, &facts(), at(1));
         let again = pod_status(Some(&first), &views, &facts(), at(50));
@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn status_5_keeps_the_schedulers_condition() {
+    fn keeps_the_schedulers_condition() {
         let previous = PodStatus {
             conditions: vec![PodCondition {
                 type_: "PodScheduled".into(),

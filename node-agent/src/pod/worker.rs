@@ -730,7 +730,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_1_container_config_resolves_volumes_and_argv() {
+    fn container_config_resolves_volumes_and_argv() {
         let pod = pod();
         let c = container_config(&pod, &pod.spec.containers[0], 2, &sandbox()).unwrap();
         assert_eq!(c.argv, vec!["/bin/busybox", "httpd", "-f"]);
@@ -756,7 +756,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_2_container_config_errors_name_the_problem() {
+    fn container_config_errors_name_the_problem() {
         let mut pod = pod();
         pod.spec.containers[0].volume_mounts[0].name = "nope".into();
         let err = container_config(&pod, &pod.spec.containers[0], 0, &sandbox()).unwrap_err();
@@ -770,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_4_container_options_keep_command_args_and_resources() {
+    fn container_options_keep_command_args_and_resources() {
         let mut pod = pod();
         pod.spec.containers[0].resources = Some(
             serde_json::from_value(serde_json::json!({
@@ -798,7 +798,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_3_deletion_grace_is_bounded_by_the_deadline() {
+    fn deletion_grace_is_bounded_by_the_deadline() {
         let mut pod = pod();
         pod.metadata.deletion_timestamp = Some(chrono::Utc::now() + chrono::Duration::seconds(5));
         pod.metadata.deletion_grace_period_seconds = Some(30);

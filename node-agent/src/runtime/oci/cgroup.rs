@@ -117,7 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cgroup_1_oom_kill_counters_of_both_layouts() {
+    fn oom_kill_counters_of_both_layouts() {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
         let v2 = "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n";
         assert_eq!(oom_kill_count(v1), 2);

@@ -638,7 +638,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn oci_1_the_runtime_is_oci_where_the_host_can_run_it() {
+    fn the_runtime_is_oci_where_the_host_can_run_it() {
         let able = || Ok(());
         let unable = || Err(Unavailable::NoRunc("not found".into()));
         assert_eq!(choose_runtime(None, able), Ok(RuntimeChoice::Oci));

@@ -212,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_1_process_root_and_namespaces() {
+    fn process_root_and_namespaces() {
         let s = spec(Resources::default(), &[], false);
         assert_eq!(s["ociVersion"], "1.0.2");
         assert_eq!(s["process"]["args"], json!(["/bin/busybox", "httpd", "-f"]));
@@ -249,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_2_mounts_system_etc_files_and_volumes() {
+    fn mounts_system_etc_files_and_volumes() {
         let volumes = [
             Mount {
                 host_path: PathBuf::from("/d/s/volumes/scratch"),
@@ -300,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_3_resources_from_requests_and_limits() {
+    fn resources_from_requests_and_limits() {
         let s = spec(
             Resources {
                 cpu_request_millis: Some(250),

@@ -48,7 +48,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_1_names_and_ids_resolve_against_the_image() {
+    fn names_and_ids_resolve_against_the_image() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(

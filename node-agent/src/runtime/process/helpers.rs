@@ -297,7 +297,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn helpers_1_runc_start_failures_are_recognised() {
+    fn runc_start_failures_are_recognised() {
         assert_eq!(
             runc_start_failure(
                 b"runc run failed: unable to start container process: exec: \"/nope\": stat /nope: no such file or directory\n"

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_1_ids_round_trip() {
+    fn ids_round_trip() {
         let sandbox = sandbox_id("3f2a-../x");
         assert_eq!(sandbox, "3f2a-x");
         let id = container_id("3f2a-9c", "web-server", 4);
@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn layout_3_json_records_are_atomic_and_optional() {
+    fn json_records_are_atomic_and_optional() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exit.json");
         assert_eq!(read_json::<Exited>(&path).unwrap(), None);
