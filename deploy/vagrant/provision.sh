@@ -366,7 +366,7 @@ mv -f "$R$ENV_FILE.new.$$" "$R$ENV_FILE"
 say "installed $R/usr/local/bin/$DAEMON, $R/usr/local/bin/skiff, $R/etc/systemd/system/$UNIT, $R$ENV_FILE, $R$TOKEN, $R$DATA_DIR"
 
 if [ "$ROLE" = worker ]; then
-	# runc: the agent's default `oci` runtime needs it (without it, pods run host programs).
+	# runc: the agent's default `oci` runtime needs it (without it, the agent refuses to start).
 	packages=""
 	[ -x /bin/busybox ] || packages="busybox-static"
 	command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || packages="$packages runc"

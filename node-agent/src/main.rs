@@ -47,7 +47,8 @@ struct Flags {
     listen: Option<String>,
     /// Container runtime: `oci` runs images from the node's image store (<data-dir>/images)
     /// with runc, and needs root, runc, overlayfs and cgroups; `process` runs host programs.
-    /// Default: `oci` where this host can run it, else `process` with a warning.
+    /// Default: `oci`; an agent whose host cannot run it refuses to start (never a silent
+    /// fall-back to `process`, which isolates nothing: trusted hosts only).
     #[arg(long, value_parser = ["process", "oci"])]
     runtime: Option<String>,
     /// The runc binary for `--runtime oci` (default: runc on PATH, else /usr/sbin/runc).
@@ -172,18 +173,11 @@ fn main() -> anyhow::Result<()> {
     config.route_resync = flags.route_resync;
     config.check()?;
     let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
-    let choice = oci::choose_runtime(flags.runtime.as_deref(), || oci::check_host(&runc))
-        .context("--runtime oci cannot work on this host")?;
-    if let RuntimeChoice::Process {
-        oci_unavailable: Some(e),
-    } = &choice
-    {
-        tracing::warn!(
-            "the oci runtime cannot work on this host ({e}): running pods with the process \
-             runtime, which runs host programs and ignores images (--runtime process \
-             silences this)"
-        );
-    }
+    let choice = oci::choose_runtime(flags.runtime.as_deref(), || oci::check_host(&runc)).context(
+        "the oci runtime cannot work on this host; the agent does not fall back to the \
+             process runtime on its own (it runs pods as host programs, with no isolation): \
+             give --runtime process to run it on a trusted host",
+    )?;
     let use_oci = choice == RuntimeChoice::Oci;
     tracing::info!(
         runtime = if use_oci { "oci" } else { "process" },

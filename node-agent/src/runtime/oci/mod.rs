@@ -74,30 +74,21 @@ pub enum Unavailable {
 #[derive(Debug, PartialEq, Eq)]
 pub enum RuntimeChoice {
     Oci,
-    /// With why `oci` was not taken, when it was not asked for by name.
-    Process {
-        oci_unavailable: Option<Unavailable>,
-    },
+    /// Host programs with no isolation: only when asked for by name (trusted hosts).
+    Process,
 }
 
-/// `--runtime` as given (`requested`), else `oci` where the host can run it (`host`: what
-/// [`check_host`] found), else `process`. Asking for `oci` on a host that cannot run it is
-/// an error, so that the agent refuses to start rather than fail every pod.
+/// `--runtime` as given (`requested`), else `oci`. The agent never falls back to `process`
+/// on its own: that runtime isolates nothing, so a host that cannot run `oci` (`host`: what
+/// [`check_host`] found) is an error, and the agent refuses to start rather than run
+/// workloads as host processes behind the operator's back.
 pub fn choose_runtime(
     requested: Option<&str>,
     host: impl FnOnce() -> std::result::Result<(), Unavailable>,
 ) -> std::result::Result<RuntimeChoice, Unavailable> {
     match requested {
-        Some("process") => Ok(RuntimeChoice::Process {
-            oci_unavailable: None,
-        }),
-        Some(_) => host().map(|()| RuntimeChoice::Oci),
-        None => Ok(match host() {
-            Ok(()) => RuntimeChoice::Oci,
-            Err(e) => RuntimeChoice::Process {
-                oci_unavailable: Some(e),
-            },
-        }),
+        Some("process") => Ok(RuntimeChoice::Process),
+        _ => host().map(|()| RuntimeChoice::Oci),
     }
 }
 
@@ -638,15 +629,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_runtime_is_oci_where_the_host_can_run_it() {
+    fn the_runtime_is_oci_and_never_process_unless_asked_for_by_name() {
         let able = || Ok(());
         let unable = || Err(Unavailable::NoRunc("not found".into()));
         assert_eq!(choose_runtime(None, able), Ok(RuntimeChoice::Oci));
         assert_eq!(
             choose_runtime(None, unable),
-            Ok(RuntimeChoice::Process {
-                oci_unavailable: Some(Unavailable::NoRunc("not found".into()))
-            })
+            Err(Unavailable::NoRunc("not found".into()))
         );
         assert_eq!(choose_runtime(Some("oci"), able), Ok(RuntimeChoice::Oci));
         assert_eq!(
@@ -656,9 +645,7 @@ mod tests {
         for host in [able as fn() -> _, unable] {
             assert_eq!(
                 choose_runtime(Some("process"), host),
-                Ok(RuntimeChoice::Process {
-                    oci_unavailable: None
-                })
+                Ok(RuntimeChoice::Process)
             );
         }
     }
