@@ -387,6 +387,17 @@ impl Client {
         self.inner.current.store(index, Ordering::Relaxed);
     }
 
+    /// The next call starts at the endpoint after `index`: this one left a write's outcome
+    /// unknown (a leader cut off from the others keeps taking writes it cannot commit), and
+    /// starting there again would leave every following write unknown too.
+    pub(crate) fn mark_suspect(&self, index: usize) {
+        let next = (index + 1) % self.inner.channels.len();
+        let _ =
+            self.inner
+                .current
+                .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     pub(crate) fn objects_client(channel: Transport) -> ObjectsClient<Transport> {
         ObjectsClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -459,6 +470,7 @@ impl Client {
                         || outcome::marked_not_applied(&status)
                         || outcome::never_sent(&status);
                     if !safe {
+                        self.mark_suspect(index);
                         return Err(Error::Unknown(format!("{url}: {}", status.message())));
                     }
                     last = format!("{url}: {}", status.message());
@@ -471,6 +483,7 @@ impl Client {
                 Err(_) => {
                     let waited = (attempt_deadline - now).as_millis();
                     if repeat == Repeat::IfNotApplied {
+                        self.mark_suspect(index);
                         return Err(Error::Unknown(format!(
                             "{url}: no answer within {waited} ms"
                         )));
