@@ -108,7 +108,8 @@ async fn early_kill_round(victim: u64, rng: &mut impl Rng) -> anyhow::Result<Dur
 }
 
 /// Kills per victim: 100 for member 1 (the one that used to bootstrap alone), fewer for
-/// the others to bound CI time; `SKIFF_EARLY_KILL_ROUNDS=N` runs N for every member.
+/// the others to bound CI time; `SKIFF_EARLY_KILL_ROUNDS=N` runs N for every member, and
+/// `SKIFF_EARLY_KILL_VICTIMS=2,3` picks the members killed (default all three).
 fn rounds(victim: u64) -> usize {
     match std::env::var("SKIFF_EARLY_KILL_ROUNDS")
         .ok()
@@ -124,7 +125,11 @@ fn rounds(victim: u64) -> usize {
 async fn a_new_cluster_keeps_taking_writes_when_any_member_dies_in_its_first_two_seconds() {
     let seed = rand::random::<u64>();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for victim in [1u64, 2, 3] {
+    let victims: Vec<u64> = std::env::var("SKIFF_EARLY_KILL_VICTIMS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|id| id.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 3]);
+    for victim in victims {
         let mut took = Vec::new();
         for round in 0..rounds(victim) {
             let t = early_kill_round(victim, &mut rng)
