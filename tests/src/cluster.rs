@@ -399,6 +399,18 @@ impl ControlPlaneCluster {
         ControlPlaneClusterBuilder::new(nodes).start()
     }
 
+    /// Spawns `nodes` members and waits until they serve (`wait_ready`, 30 s); panics with
+    /// their logs if they do not.
+    pub async fn start_ready(nodes: usize) -> ControlPlaneCluster {
+        let cluster = ControlPlaneCluster::start(nodes).expect("start the control plane");
+        cluster
+            .client()
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        cluster
+    }
+
     /// Spawns `nodes` members, each with `extra_args` after the standard flags.
     pub fn start_with(nodes: usize, extra_args: &[&str]) -> anyhow::Result<ControlPlaneCluster> {
         let mut builder = ControlPlaneClusterBuilder::new(nodes);

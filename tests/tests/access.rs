@@ -19,13 +19,7 @@ use skiff_tests::cluster::{ControlPlaneCluster, binary};
 const READY: Duration = Duration::from_secs(30);
 
 async fn ready_cluster() -> ControlPlaneCluster {
-    let cluster = ControlPlaneCluster::start(3).expect("control plane");
-    cluster
-        .client()
-        .wait_ready(READY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    cluster
+    ControlPlaneCluster::start_ready(3).await
 }
 
 fn pod(name: &str, namespace: &str, node: Option<&str>) -> Pod {

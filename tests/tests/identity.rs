@@ -90,13 +90,7 @@ async fn join(
 }
 
 async fn ready_cluster() -> ControlPlaneCluster {
-    let cluster = ControlPlaneCluster::start(3).expect("control plane");
-    cluster
-        .client()
-        .wait_ready(READY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    cluster
+    ControlPlaneCluster::start_ready(3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

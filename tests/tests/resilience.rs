@@ -127,7 +127,11 @@ async fn a_new_cluster_keeps_taking_writes_when_any_member_dies_in_its_first_two
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let victims: Vec<u64> = std::env::var("SKIFF_EARLY_KILL_VICTIMS")
         .ok()
-        .map(|v| v.split(',').filter_map(|id| id.trim().parse().ok()).collect())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|id| id.trim().parse().ok())
+                .collect()
+        })
         .unwrap_or_else(|| vec![1, 2, 3]);
     for victim in victims {
         let mut took = Vec::new();

@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use skiff_pki::{
-    Attributes, BearerError, NodeTarget, Subject, TokenRecord, authorize, node_may, parse_bearer,
-};
+use skiff_pki::{Attributes, BearerError, NodeTarget, Subject, authorize, node_may, parse_bearer};
 use tonic::{Request, Status};
 
 use crate::error::ApiError;
@@ -66,22 +64,11 @@ impl Gate {
 
     async fn bearer(&self, token: &str) -> Result<Subject, Status> {
         let (name, _) = parse_bearer(token).map_err(|_| Status::unauthenticated(INVALID_TOKEN))?;
-        // A token removed before this request must fail here too, on any member: read no
-        // older state than the leader's (the same barrier linearizable reads use).
-        self.node.read_barrier().await?;
-        let stored = self
-            .node
-            .shared
-            .table
-            .read()
-            .expect("table lock")
-            .system(&token_key(&name))
-            .map(<[u8]>::to_vec);
-        let Some(stored) = stored else {
+        // A token removed before this request must fail here too, on any member: the
+        // record is read after the barrier linearizable reads use.
+        let Some(record) = super::tokens::stored(&self.node, &name).await? else {
             return Err(Status::unauthenticated(INVALID_TOKEN));
         };
-        let record: TokenRecord = serde_json::from_slice(&stored)
-            .map_err(|e| Status::internal(format!("stored token {name:?} is unreadable: {e}")))?;
         match record.authenticate(token, chrono::Utc::now()) {
             Ok(()) => Ok(Subject::User {
                 name: record.name,

@@ -50,7 +50,7 @@ fn info(record: &TokenRecord) -> TokenInfo {
 
 /// The stored record of token `name`, after a barrier (so a token made or removed before
 /// this call is seen as such).
-async fn stored(node: &ControlPlane, name: &str) -> Result<Option<TokenRecord>, Status> {
+pub async fn stored(node: &ControlPlane, name: &str) -> Result<Option<TokenRecord>, Status> {
     node.read_barrier().await?;
     let bytes = node
         .shared
