@@ -192,6 +192,16 @@ impl ObjectsServer {
             .ok_or_else(|| ApiError::NotFound(format!("{} \"{}\" not found", kind.plural(), name)))
     }
 
+    /// NodeRestriction judges a node's write by the object as stored, so read it no older
+    /// than the leader's state: a pod deleted through another member a moment ago must not
+    /// still look running here. Other callers need no object, and pay nothing.
+    async fn barrier_for_nodes(&self, subject: &Subject) -> Result<(), ApiError> {
+        if matches!(subject, Subject::Node { .. }) {
+            self.node.read_barrier().await?;
+        }
+        Ok(())
+    }
+
     /// NodeRestriction's view of a stored object that a node writes.
     fn stored_target(
         &self,
@@ -255,6 +265,7 @@ impl ObjectsServer {
         }
         let namespace = object.metadata().namespace.clone().unwrap_or_default();
         let name = object.metadata().name.clone();
+        self.barrier_for_nodes(subject).await?;
         let mut wanted = attributes(Verb::Update, kind, &namespace, &name);
         if part == UpdatePart::Status {
             wanted = wanted.subresource("status");
@@ -307,6 +318,7 @@ impl ObjectsServer {
     async fn do_patch(&self, subject: &Subject, request: PatchRequest) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let namespace = effective_namespace(kind, Some(&request.namespace));
+        self.barrier_for_nodes(subject).await?;
         check(
             subject,
             &attributes(Verb::Patch, kind, &namespace, &request.name),
@@ -386,6 +398,7 @@ impl ObjectsServer {
     ) -> Result<DeleteResponse, Status> {
         let kind = parse_kind(&request.kind)?;
         let namespace = effective_namespace(kind, Some(&request.namespace));
+        self.barrier_for_nodes(subject).await?;
         check(
             subject,
             &attributes(Verb::Delete, kind, &namespace, &request.name),
