@@ -560,15 +560,56 @@ impl ControlPlaneCluster {
             .expect("valid endpoints")
     }
 
-    /// TLS with the cluster CA and no client certificate: what a bearer token rides on.
-    pub fn ca_only_tls_config(&self) -> Arc<rustls::ClientConfig> {
-        let token = skiff_pki::ClusterToken::from_file(&self.token_file()).expect("token file");
+    /// The cluster token every member was started with.
+    pub fn cluster_token(&self) -> skiff_pki::ClusterToken {
+        skiff_pki::ClusterToken::from_file(&self.token_file()).expect("token file")
+    }
+
+    /// TLS with the cluster CA and `client` (certificate and key PEM) if given, demanding a
+    /// member's certificate of the server.
+    pub fn tls_config_with(&self, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
         skiff_pki::tls::client_config(
-            &token.ca_cert_pem(),
-            None,
+            &self.cluster_token().ca_cert_pem(),
+            client,
             skiff_pki::tls::ServerCheck::Member,
         )
         .expect("client config")
+    }
+
+    /// TLS with the cluster CA and no client certificate: what a bearer token rides on.
+    pub fn ca_only_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.tls_config_with(None)
+    }
+
+    /// Joins node `name` with `key` through member 1 the way an agent does, proving the
+    /// token `token` (the cluster's, or another to be refused): the node certificate PEM,
+    /// after checking the returned CA against `token`, or the refusal.
+    pub async fn join_node(
+        &self,
+        token: &skiff_pki::ClusterToken,
+        name: &str,
+        key: &skiff_pki::NodeKey,
+    ) -> Result<String, tonic::Status> {
+        let csr_pem = key.csr_pem(name).expect("csr");
+        let proof = skiff_pki::join_proof(token, &skiff_pki::csr_der(&csr_pem).expect("csr der"));
+        let channel = skiff_pki::tls::endpoint(&self.endpoint(1))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect_with_connector_lazy(skiff_pki::tls::connector(self.ca_only_tls_config()));
+        let answer = skiff_api::proto::cluster_client::ClusterClient::new(channel)
+            .join_node(skiff_api::proto::JoinNodeRequest {
+                node_name: name.into(),
+                csr_pem,
+                proof,
+                node_ip: "127.0.0.1".into(),
+            })
+            .await?
+            .into_inner();
+        token
+            .verify_ca(answer.ca_pem.as_bytes())
+            .expect("the CA returned is the token's");
+        Ok(answer.certificate_pem)
     }
 
     /// An SDK client for `endpoints` that authenticates as bearer token `token` alone.

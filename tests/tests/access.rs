@@ -4,16 +4,13 @@
 //! sentence it proves; each starts its own 3-member control plane (no agents needed: node
 //! credentials come from the join call an agent makes).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::proto::ClusterStatusRequest;
 use skiff_api::proto::cluster_client::ClusterClient;
 use skiff_api::proto::{JoinNodeRequest, NodeHeartbeatRequest};
 use skiff_api::types::{Namespace, Node, Pod};
 use skiff_client::{Client, DeleteParams, Error, ListParams, MetadataPatch, NewToken};
-use skiff_pki::tls::ServerCheck;
-use skiff_pki::{ClusterToken, NodeKey};
+use skiff_pki::NodeKey;
 use skiff_tests::cluster::{ControlPlaneCluster, binary};
 
 const READY: Duration = Duration::from_secs(30);
@@ -304,6 +301,16 @@ async fn nobody_makes_a_token_with_more_than_they_hold() {
         matches!(&bad, Err(Error::Invalid(m)) if m.contains("role")),
         "{bad:?}"
     );
+    // A ttl is bounded: a hundred years at most.
+    let forever = NewToken {
+        ttl: Some(Duration::from_secs(101 * 365 * 24 * 3600)),
+        ..new("ok", "view", None)
+    };
+    let bad = admin.create_token(&forever).await;
+    assert!(
+        matches!(&bad, Err(Error::Invalid(m)) if m.contains("ttl")),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,35 +368,42 @@ async fn made_up_expired_and_removed_tokens_are_unauthenticated_on_every_member(
     );
 }
 
-/// A node credential for `name`, obtained as an agent does: (certificate PEM, key PEM).
-async fn join(cluster: &ControlPlaneCluster, name: &str) -> (String, String) {
-    let token = ClusterToken::from_file(&cluster.token_file()).unwrap();
-    let key = NodeKey::generate().unwrap();
-    let csr_pem = key.csr_pem(name).unwrap();
-    let proof = skiff_pki::join_proof(&token, &skiff_pki::csr_der(&csr_pem).unwrap());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_a_csr_over_16_kib_is_refused_before_anything_is_parsed() {
+    let cluster = ready_cluster().await;
     let channel = skiff_pki::tls::endpoint(&cluster.endpoint(1))
         .unwrap()
         .connect_with_connector_lazy(skiff_pki::tls::connector(cluster.ca_only_tls_config()));
-    let answer = ClusterClient::new(channel)
+    // Anyone who reaches the port may call JoinNode: no proof, no certificate needed yet.
+    let err = ClusterClient::new(channel)
         .join_node(JoinNodeRequest {
-            node_name: name.into(),
-            csr_pem,
-            proof,
+            node_name: "w1".into(),
+            csr_pem: "x".repeat(16 * 1024 + 1),
+            proof: vec![0; 32],
             node_ip: "127.0.0.1".into(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    (answer.certificate_pem, key.key_pem())
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "csr_pem: Too long: must have at most 16384 bytes"
+    );
+}
+
+/// A node credential for `name`, obtained as an agent does: (certificate PEM, key PEM).
+async fn join(cluster: &ControlPlaneCluster, name: &str) -> (String, String) {
+    let key = NodeKey::generate().unwrap();
+    let cert = cluster
+        .join_node(&cluster.cluster_token(), name, &key)
+        .await
+        .unwrap();
+    (cert, key.key_pem())
 }
 
 fn node_client(cluster: &ControlPlaneCluster, cert: &str, key: &str) -> Client {
-    let token = ClusterToken::from_file(&cluster.token_file()).unwrap();
-    let tls: Arc<rustls::ClientConfig> =
-        skiff_pki::tls::client_config(&token.ca_cert_pem(), Some((cert, key)), ServerCheck::Member)
-            .unwrap();
     Client::builder(cluster.endpoints())
-        .tls(tls)
+        .tls(cluster.tls_config_with(Some((cert, key))))
         .build()
         .unwrap()
 }
@@ -512,16 +526,12 @@ async fn cluster_call(
     key: &str,
     name: &str,
 ) -> tonic::Status {
-    let token = ClusterToken::from_file(&cluster.token_file()).unwrap();
-    let tls =
-        skiff_pki::tls::client_config(&token.ca_cert_pem(), Some((cert, key)), ServerCheck::Member)
-            .unwrap();
     let channel = skiff_pki::tls::endpoint(&cluster.endpoint(1))
         .unwrap()
-        .connect_with_connector_lazy(skiff_pki::tls::connector(tls));
-    let mut client = ClusterClient::new(channel);
-    let _ = client.status(ClusterStatusRequest {}).await;
-    match client
+        .connect_with_connector_lazy(skiff_pki::tls::connector(
+            cluster.tls_config_with(Some((cert, key))),
+        ));
+    match ClusterClient::new(channel)
         .node_heartbeat(NodeHeartbeatRequest {
             node_name: name.into(),
         })

@@ -12,8 +12,8 @@ use skiff_api::proto::agent_client::AgentClient;
 use skiff_api::proto::cluster_client::ClusterClient;
 use skiff_api::proto::raft_client::RaftClient;
 use skiff_api::proto::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, JoinNodeRequest,
-    ListImagesRequest, ListRequest, RaftPayload,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ListImagesRequest,
+    ListRequest, RaftPayload,
 };
 use skiff_api::types::{Namespace, Node};
 use skiff_pki::tls::ServerCheck;
@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 const READY: Duration = Duration::from_secs(30);
 
 fn token_of(cluster: &ControlPlaneCluster) -> ClusterToken {
-    ClusterToken::from_file(&cluster.token_file()).unwrap()
+    cluster.cluster_token()
 }
 
 /// A TLS channel to `endpoint` with `tls`, connected now (so handshake failures show).
@@ -62,8 +62,7 @@ fn is_transport_failure(err: &tonic::Status) -> bool {
 
 /// The cluster CA, no client certificate.
 fn anonymous(cluster: &ControlPlaneCluster) -> Arc<rustls::ClientConfig> {
-    skiff_pki::tls::client_config(&token_of(cluster).ca_cert_pem(), None, ServerCheck::Member)
-        .unwrap()
+    cluster.ca_only_tls_config()
 }
 
 /// Joins `name` with `key` the way an agent does: (certificate PEM, or the refusal).
@@ -73,20 +72,7 @@ async fn join(
     name: &str,
     key: &NodeKey,
 ) -> Result<String, tonic::Status> {
-    let csr_pem = key.csr_pem(name).unwrap();
-    let proof = skiff_pki::join_proof(token, &skiff_pki::csr_der(&csr_pem).unwrap());
-    let channel = lazy(&cluster.endpoint(1), anonymous(cluster));
-    let answer = ClusterClient::new(channel)
-        .join_node(JoinNodeRequest {
-            node_name: name.into(),
-            csr_pem,
-            proof,
-            node_ip: "127.0.0.1".into(),
-        })
-        .await?
-        .into_inner();
-    token.verify_ca(answer.ca_pem.as_bytes()).unwrap();
-    Ok(answer.certificate_pem)
+    cluster.join_node(token, name, key).await
 }
 
 async fn ready_cluster() -> ControlPlaneCluster {

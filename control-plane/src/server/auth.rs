@@ -14,13 +14,6 @@ use tonic::{Request, Status};
 use crate::error::ApiError;
 use crate::node::ControlPlane;
 
-/// Where bearer tokens live among the system records: `token/<name>`.
-pub const TOKEN_PREFIX: &str = "token/";
-
-pub fn token_key(name: &str) -> String {
-    format!("{TOKEN_PREFIX}{name}")
-}
-
 /// The one message for every token that does not authenticate (unknown, made up, wrong
 /// secret, removed): a caller learns nothing about which tokens exist.
 const INVALID_TOKEN: &str = "invalid bearer token";
@@ -38,14 +31,8 @@ impl Gate {
     /// The caller: its certificate's identity if it presented one, else its bearer token's.
     /// UNAUTHENTICATED without either, or with a token that does not check out.
     pub async fn subject<T>(&self, request: &Request<T>) -> Result<Subject, Status> {
-        let presented = request.peer_certs().is_some_and(|certs| !certs.is_empty());
-        if presented {
-            return match skiff_pki::tls::peer_identity(request) {
-                Some(identity) => Ok(Subject::from_identity(&identity)),
-                None => Err(Status::permission_denied(
-                    "the client certificate names no Skiff identity",
-                )),
-            };
+        if let Some(identity) = super::certificate_identity(request)? {
+            return Ok(Subject::from_identity(&identity));
         }
         let Some(value) = request.metadata().get("authorization") else {
             return Err(Status::unauthenticated(

@@ -11,19 +11,24 @@ pub mod tokens;
 use skiff_pki::Identity;
 use tonic::{Request, Status};
 
+/// The identity of the client certificate the caller presented: `None` without one,
+/// PERMISSION_DENIED for a verified certificate that names no Skiff identity.
+pub fn certificate_identity<T>(request: &Request<T>) -> Result<Option<Identity>, Status> {
+    let presented = request.peer_certs().is_some_and(|certs| !certs.is_empty());
+    match skiff_pki::tls::peer_identity(request) {
+        Some(identity) => Ok(Some(identity)),
+        None if presented => Err(Status::permission_denied(
+            "the client certificate names no Skiff identity",
+        )),
+        None => Ok(None),
+    }
+}
+
 /// The verified certificate identity of the caller. UNAUTHENTICATED without a client
 /// certificate; PERMISSION_DENIED for one that reads as no identity.
 pub fn caller<T>(request: &Request<T>, what: &str) -> Result<Identity, Status> {
-    let presented = request.peer_certs().is_some_and(|certs| !certs.is_empty());
-    match skiff_pki::tls::peer_identity(request) {
-        Some(identity) => Ok(identity),
-        None if presented => Err(Status::permission_denied(format!(
-            "{what}: the client certificate names no Skiff identity"
-        ))),
-        None => Err(Status::unauthenticated(format!(
-            "{what} needs a client certificate"
-        ))),
-    }
+    certificate_identity(request)?
+        .ok_or_else(|| Status::unauthenticated(format!("{what} needs a client certificate")))
 }
 
 /// Only control-plane members (their member certificate) may call `what`.
