@@ -27,6 +27,14 @@ impl Kind {
         }
     }
 
+    /// The API group: `apps` for deployments, the core group (empty) for the rest.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Deployment => "apps",
+            _ => "",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
@@ -44,6 +52,18 @@ impl Kind {
             Kind::Deployment => "deployments",
             Kind::Node => "nodes",
             Kind::Event => "events",
+        }
+    }
+
+    /// kubectl's name for the resource in what it prints: the lower-case kind, with its group
+    /// when it has one (`pod`, `deployment.apps`), as in `deployment.apps/web created`.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespace",
+            Kind::Pod => "pod",
+            Kind::Deployment => "deployment.apps",
+            Kind::Node => "node",
+            Kind::Event => "event",
         }
     }
 
@@ -83,6 +103,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn groups_and_kubectls_resource_names() {
+        let table = [
+            (Kind::Namespace, "", "namespace"),
+            (Kind::Pod, "", "pod"),
+            (Kind::Deployment, "apps", "deployment.apps"),
+            (Kind::Node, "", "node"),
+            (Kind::Event, "", "event"),
+        ];
+        for (kind, group, resource) in table {
+            assert_eq!(kind.group(), group);
+            assert_eq!(kind.resource(), resource);
+            // The group is the apiVersion's first part; the resource, the kind and the group.
+            let version_group = kind.api_version().rsplit_once('/').map_or("", |(g, _)| g);
+            assert_eq!(version_group, group, "{kind}");
+            let lower = kind.as_str().to_ascii_lowercase();
+            let expected = if group.is_empty() {
+                lower
+            } else {
+                format!("{lower}.{group}")
+            };
+            assert_eq!(resource, expected);
+        }
+    }
+
+    #[test]
     fn parses_every_name() {
         for (name, kind) in [
             ("Pod", Kind::Pod),
@@ -118,7 +163,7 @@ mod tests {
             assert_eq!(Kind::parse(kind.short_name()), Some(kind));
             assert_eq!(Kind::parse(&kind.plural().to_uppercase()), Some(kind));
         }
-        for unknown in ["", "pod s", "p", "services", "List"] {
+        for unknown in ["", "pod s", "p", "services", "List", "deployment.apps"] {
             assert_eq!(Kind::parse(unknown), None, "{unknown:?}");
         }
     }

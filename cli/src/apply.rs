@@ -210,17 +210,6 @@ fn positions(text: &str) -> Vec<(usize, Option<usize>)> {
 
 // ------------------------------------------------------------------------- naming
 
-/// kubectl's name for a kind in its output: `pod`, `deployment.apps`, `namespace`, `node`.
-fn resource(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Namespace => "namespace",
-        Kind::Pod => "pod",
-        Kind::Deployment => "deployment.apps",
-        Kind::Node => "node",
-        Kind::Event => "event",
-    }
-}
-
 /// The object as it will be sent: namespaced kinds get `default_namespace` unless the
 /// manifest names one; cluster-scoped kinds lose any namespace.
 fn place(object: &Object, default_namespace: &str) -> Object {
@@ -299,7 +288,7 @@ fn error_line(object: &Object, error: &skiff_client::Error) -> String {
         Error::Unauthorized(m) => {
             format!("error: You must be logged in to the server (Unauthorized): {m}")
         }
-        other => format!("error: {}/{name}: {other}", resource(kind)),
+        other => format!("error: {}/{name}: {other}", kind.resource()),
     }
 }
 
@@ -350,7 +339,7 @@ pub async fn apply(
 async fn apply_one(client: &Client, manifest: &Object) -> Result<String, skiff_client::Error> {
     let kind = manifest.kind();
     let name = &manifest.metadata().name;
-    let line = |what: &str| format!("{}/{name} {what}", resource(kind));
+    let line = |what: &str| format!("{}/{name} {what}", kind.resource());
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -399,7 +388,7 @@ pub async fn create(
         let created = client.create_object(&item.object).await?;
         Ok(format!(
             "{}/{} created",
-            resource(created.kind()),
+            created.kind().resource(),
             created.metadata().name
         ))
     })
@@ -422,7 +411,7 @@ pub async fn delete_sources(
         client
             .delete_object(kind, namespace_of(object), name, params)
             .await?;
-        Ok(format!("{} {name:?} deleted", resource(kind)))
+        Ok(format!("{} {name:?} deleted", kind.resource()))
     })
     .await
 }
@@ -790,7 +779,7 @@ spec:
                 .map(|i| {
                     format!(
                         "{}/{}@{}",
-                        resource(i.object.kind()),
+                        i.object.kind().resource(),
                         i.object.metadata().name,
                         namespace_of(&i.object)
                     )
@@ -876,9 +865,6 @@ spec:
             "Error from server (AlreadyExists): pods \"b\" already exists\nerror: pod/c: timed out: t"
         );
         assert_eq!(failed.done(), ["pod/a created"]);
-        assert_eq!(resource(Kind::Deployment), "deployment.apps");
-        assert_eq!(resource(Kind::Namespace), "namespace");
-        assert_eq!(resource(Kind::Node), "node");
     }
 
     // ------------------------------------------------------------------- merging

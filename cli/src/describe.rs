@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use skiff_api::Kind;
 use skiff_api::meta::Time;
 use skiff_api::types::{ContainerState, Deployment, Event, Node, Pod};
 use skiff_client::{Client, ListParams};
@@ -326,7 +327,7 @@ pub async fn describe(
     name: &str,
 ) -> Result<String, DescribeError> {
     let now = chrono::Utc::now();
-    let events_of = |kind: &'static str, ns: String| async move {
+    let events_of = |kind: Kind, ns: String| async move {
         let list = client
             .list::<Event>(&ListParams::namespace(ns))
             .await?
@@ -335,26 +336,26 @@ pub async fn describe(
             list.into_iter()
                 .filter(|e| {
                     e.involved_object.name.as_deref() == Some(name)
-                        && e.involved_object.kind.as_deref() == Some(kind)
+                        && e.involved_object.kind.as_deref() == Some(kind.as_str())
                 })
                 .collect::<Vec<_>>(),
         )
     };
-    match kind {
-        "pod" | "pods" | "po" => {
+    match Kind::parse(kind) {
+        Some(Kind::Pod) => {
             let pod = client.get::<Pod>(namespace, name).await?;
-            let events = events_of("Pod", namespace.to_string()).await?;
+            let events = events_of(Kind::Pod, namespace.to_string()).await?;
             Ok(pod_text(&pod, &events, now))
         }
-        "deployment" | "deployments" | "deploy" => {
+        Some(Kind::Deployment) => {
             let d = client.get::<Deployment>(namespace, name).await?;
-            let events = events_of("Deployment", namespace.to_string()).await?;
+            let events = events_of(Kind::Deployment, namespace.to_string()).await?;
             Ok(deployment_text(&d, &events, now))
         }
-        "node" | "nodes" | "no" => {
+        Some(Kind::Node) => {
             let node = client.get::<Node>("", name).await?;
             // Node events are recorded in the default namespace, as Kubernetes does.
-            let events = events_of("Node", "default".to_string()).await?;
+            let events = events_of(Kind::Node, "default".to_string()).await?;
             let pods = client
                 .list::<Pod>(&ListParams::all_namespaces().fields(format!("spec.nodeName={name}")))
                 .await?
@@ -369,7 +370,7 @@ pub async fn describe(
                 .collect::<Vec<_>>();
             Ok(node_text(&node, &pods, &events, now))
         }
-        other => Err(DescribeError::Kind(other.to_string())),
+        _ => Err(DescribeError::Kind(kind.to_string())),
     }
 }
 

@@ -33,43 +33,18 @@ impl From<skiff_client::Error> for GetError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Pods,
-    Nodes,
-    Deployments,
-    Namespaces,
-    Events,
+/// kubectl's TYPE argument: a kind's name, plural or short name, in any case.
+pub fn parse_kind(text: &str) -> Result<skiff_api::Kind, GetError> {
+    skiff_api::Kind::parse(text).ok_or_else(|| GetError::UnknownType(text.to_string()))
 }
 
-impl Kind {
-    /// kubectl's names and short names.
-    pub fn parse(text: &str) -> Result<Kind, GetError> {
-        Ok(match text.to_ascii_lowercase().as_str() {
-            "pods" | "pod" | "po" => Kind::Pods,
-            "nodes" | "node" | "no" => Kind::Nodes,
-            "deployments" | "deployment" | "deploy" => Kind::Deployments,
-            "namespaces" | "namespace" | "ns" => Kind::Namespaces,
-            "events" | "event" | "ev" => Kind::Events,
-            _ => return Err(GetError::UnknownType(text.to_string())),
-        })
-    }
-
-    /// kubectl's resource name in messages (`pod`, `deployment.apps`).
-    pub fn singular(self) -> &'static str {
-        match self {
-            Kind::Pods => "pod",
-            Kind::Nodes => "node",
-            Kind::Deployments => "deployment.apps",
-            Kind::Namespaces => "namespace",
-            Kind::Events => "event",
-        }
-    }
-
-    /// Whether objects of this kind live in a namespace.
-    pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Pods | Kind::Deployments | Kind::Events)
-    }
+/// `get::Kind::Pods`, the name `local.rs` still gives [`skiff_api::Kind::Pod`]: it goes once
+/// `local.rs` names the API's kind (this module's kind is `skiff_api::Kind` everywhere else).
+#[doc(hidden)]
+#[allow(non_snake_case)]
+pub mod Kind {
+    #[allow(non_upper_case_globals)]
+    pub const Pods: skiff_api::Kind = skiff_api::Kind::Pod;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +79,7 @@ impl Output {
 
 #[derive(Debug, Clone)]
 pub struct GetArgs {
-    pub kind: Kind,
+    pub kind: skiff_api::Kind,
     pub names: Vec<String>,
     pub namespace: String,
     pub all_namespaces: bool,
@@ -170,7 +145,7 @@ fn print<T: Serialize>(
         }
         Output::Name => Ok(names
             .iter()
-            .map(|n| format!("{}/{n}\n", args.kind.singular()))
+            .map(|n| format!("{}/{n}\n", args.kind.resource()))
             .collect()),
         Output::JsonPath(template) => crate::jsonpath::jsonpath(template, &value(objects)?)
             .map_err(|e| GetError::Print(e.to_string())),
@@ -192,7 +167,7 @@ async fn show<T: Resource>(
     args: &GetArgs,
     table: impl Fn(&[T]) -> String,
 ) -> Result<(String, bool, Vec<BTreeMap<String, String>>), GetError> {
-    let objects: Vec<T> = fetch(client, args, args.kind.namespaced()).await?;
+    let objects: Vec<T> = fetch(client, args, args.kind.is_namespaced()).await?;
     let names = objects.iter().map(|o| o.metadata().name.clone()).collect();
     let text = if matches!(args.output, Output::Table | Output::Wide) {
         table(&objects)
@@ -213,13 +188,19 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
     let all = args.all_namespaces;
     let table_output = matches!(args.output, Output::Table | Output::Wide);
     let (text, empty, labels) = match args.kind {
-        Kind::Pods => show::<Pod>(client, args, |o| table::pods(o, wide, all, now)).await?,
-        Kind::Nodes => show::<Node>(client, args, |o| table::nodes(o, wide, now)).await?,
-        Kind::Deployments => {
+        skiff_api::Kind::Pod => {
+            show::<Pod>(client, args, |o| table::pods(o, wide, all, now)).await?
+        }
+        skiff_api::Kind::Node => show::<Node>(client, args, |o| table::nodes(o, wide, now)).await?,
+        skiff_api::Kind::Deployment => {
             show::<Deployment>(client, args, |o| table::deployments(o, all, now)).await?
         }
-        Kind::Namespaces => show::<Namespace>(client, args, |o| table::namespaces(o, now)).await?,
-        Kind::Events => show::<Event>(client, args, |o| table::events(o, all, now)).await?,
+        skiff_api::Kind::Namespace => {
+            show::<Namespace>(client, args, |o| table::namespaces(o, now)).await?
+        }
+        skiff_api::Kind::Event => {
+            show::<Event>(client, args, |o| table::events(o, all, now)).await?
+        }
     };
     let text = if table_output && !empty && (args.show_labels || !args.label_columns.is_empty()) {
         table::with_label_columns(&text, &labels, &args.label_columns, args.show_labels)
@@ -227,7 +208,7 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
         text
     };
     if empty && table_output {
-        let scope = if args.kind.namespaced() && !all {
+        let scope = if args.kind.is_namespaced() && !all {
             format!(" in {} namespace", args.namespace)
         } else {
             String::new()
@@ -247,15 +228,21 @@ pub async fn watch(
     let wide = args.output == Output::Wide;
     let all = args.all_namespaces;
     match args.kind {
-        Kind::Pods => follow::<Pod>(client, args, out, |o| table::pods(o, wide, all, now())).await,
-        Kind::Nodes => follow::<Node>(client, args, out, |o| table::nodes(o, wide, now())).await,
-        Kind::Deployments => {
+        skiff_api::Kind::Pod => {
+            follow::<Pod>(client, args, out, |o| table::pods(o, wide, all, now())).await
+        }
+        skiff_api::Kind::Node => {
+            follow::<Node>(client, args, out, |o| table::nodes(o, wide, now())).await
+        }
+        skiff_api::Kind::Deployment => {
             follow::<Deployment>(client, args, out, |o| table::deployments(o, all, now())).await
         }
-        Kind::Namespaces => {
+        skiff_api::Kind::Namespace => {
             follow::<Namespace>(client, args, out, |o| table::namespaces(o, now())).await
         }
-        Kind::Events => follow::<Event>(client, args, out, |o| table::events(o, all, now())).await,
+        skiff_api::Kind::Event => {
+            follow::<Event>(client, args, out, |o| table::events(o, all, now())).await
+        }
     }
 }
 
@@ -266,7 +253,7 @@ async fn follow<T: Resource>(
     table: impl Fn(&[T]) -> String,
 ) -> Result<(), GetError> {
     use futures::StreamExt;
-    let scoped = args.kind.namespaced() && !args.all_namespaces;
+    let scoped = args.kind.is_namespaced() && !args.all_namespaces;
     let mut params = if scoped {
         skiff_client::WatchParams::namespace(&args.namespace)
     } else {
@@ -313,7 +300,7 @@ mod tests {
 
     fn args(output: Output, names: &[&str]) -> GetArgs {
         GetArgs {
-            kind: Kind::Pods,
+            kind: skiff_api::Kind::Pod,
             names: names.iter().map(|s| s.to_string()).collect(),
             namespace: "default".into(),
             all_namespaces: false,
@@ -383,10 +370,14 @@ kind: List
 
     #[test]
     fn types_and_outputs() {
-        assert_eq!(Kind::parse("po").unwrap(), Kind::Pods);
-        assert_eq!(Kind::parse("Deploy").unwrap(), Kind::Deployments);
+        assert_eq!(parse_kind("po").unwrap(), skiff_api::Kind::Pod);
+        assert_eq!(parse_kind("Deploy").unwrap(), skiff_api::Kind::Deployment);
         assert_eq!(
-            Kind::parse("pdos").unwrap_err().to_string(),
+            parse_kind("deployments").unwrap(),
+            skiff_api::Kind::Deployment
+        );
+        assert_eq!(
+            parse_kind("pdos").unwrap_err().to_string(),
             "the server doesn't have a resource type \"pdos\""
         );
         assert_eq!(Output::parse(Some("wide")).unwrap(), Output::Wide);

@@ -611,7 +611,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             watch,
         } => {
             let args = get::GetArgs {
-                kind: get::Kind::parse(&kind)?,
+                kind: get::parse_kind(&kind)?,
                 names,
                 namespace: flags.namespace,
                 all_namespaces,
@@ -640,12 +640,12 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 let [kind, name] = what.as_slice() else {
                     anyhow::bail!("use skiff create -f FILE, or skiff create namespace NAME");
                 };
-                if !matches!(kind.as_str(), "namespace" | "ns") {
+                if skiff_api::Kind::parse(kind) != Some(skiff_api::Kind::Namespace) {
                     anyhow::bail!("skiff create {kind} is not supported: use -f FILE");
                 }
                 let mut namespace = skiff_api::types::Namespace::default();
                 namespace.metadata.name = name.clone();
-                return create_one(&client, &namespace, "namespace", "Namespace").await;
+                return create_one(&client, &namespace).await;
             }
             if !what.is_empty() {
                 anyhow::bail!("give either -f FILE or `namespace NAME`, not both");
@@ -673,7 +673,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             })?;
             let mut pod = pod;
             pod.metadata.namespace = Some(flags.namespace.clone());
-            create_one(&client, &pod, "pod", "Pod").await
+            create_one(&client, &pod).await
         }
         Verb::PortForward {
             pod,
@@ -770,7 +770,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 (true, None, true) => verbs::Selection::All,
                 _ => anyhow::bail!("give names, or -l SELECTOR, or --all (exactly one of them)"),
             };
-            let kind = get::Kind::parse(&kind)?;
+            let kind = get::parse_kind(&kind)?;
             print!(
                 "{}",
                 verbs::delete(
@@ -965,7 +965,7 @@ async fn metadata(
     overwrite: bool,
     labels: bool,
 ) -> anyhow::Result<ExitCode> {
-    let kind = get::Kind::parse(kind)?;
+    let kind = get::parse_kind(kind)?;
     let patch = verbs::metadata_patch(pairs, labels, overwrite)?;
     print!(
         "{}",
@@ -1004,13 +1004,11 @@ fn finish(result: Result<Vec<String>, apply::ApplyError>) -> anyhow::Result<Exit
 async fn create_one<T: skiff_client::Resource>(
     client: &Client,
     object: &T,
-    noun: &str,
-    kind: &str,
 ) -> anyhow::Result<ExitCode> {
-    let name = &object.metadata().name;
+    let (kind, name) = (T::KIND, &object.metadata().name);
     match client.create(object).await {
         Ok(_) => {
-            println!("{noun}/{name} created");
+            println!("{}/{name} created", kind.resource());
             Ok(ExitCode::SUCCESS)
         }
         Err(skiff_client::Error::AlreadyExists(m)) => {

@@ -5,10 +5,11 @@
 use std::io::Write;
 
 use futures::StreamExt;
+use skiff_api::Kind;
 use skiff_api::proto::ClusterStatusResponse;
-use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
+use skiff_api::types::{Deployment, Pod};
 use skiff_client::{
-    Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, NewToken, Resource,
+    Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, NewToken,
 };
 
 use crate::table;
@@ -137,35 +138,6 @@ fn handle(event: Option<Result<ExecEvent, skiff_client::Error>>) -> Result<Optio
     }
 }
 
-/// Evaluates `$body` with `$t` standing for the Rust type of the kind `$kind` names, so one
-/// generic call serves every kind.
-macro_rules! with_kind_type {
-    ($kind:expr, $t:ident => $body:expr) => {
-        match $kind {
-            crate::get::Kind::Pods => {
-                type $t = Pod;
-                $body
-            }
-            crate::get::Kind::Deployments => {
-                type $t = Deployment;
-                $body
-            }
-            crate::get::Kind::Events => {
-                type $t = Event;
-                $body
-            }
-            crate::get::Kind::Namespaces => {
-                type $t = Namespace;
-                $body
-            }
-            crate::get::Kind::Nodes => {
-                type $t = Node;
-                $body
-            }
-        }
-    };
-}
-
 /// Which objects `skiff delete TYPE …` deletes.
 #[derive(Debug, Clone)]
 pub enum Selection {
@@ -177,17 +149,17 @@ pub enum Selection {
 /// `skiff delete TYPE …`: `pod "x" deleted` per object.
 pub async fn delete(
     client: &Client,
-    kind: crate::get::Kind,
+    kind: Kind,
     namespace: &str,
     selection: &Selection,
     params: &DeleteParams,
     wait: Option<std::time::Duration>,
 ) -> Result<String, VerbError> {
-    let ns = if kind.namespaced() { namespace } else { "" };
+    let ns = if kind.is_namespaced() { namespace } else { "" };
     let names: Vec<String> = match selection {
         Selection::Names(names) => names.clone(),
         Selection::Selector(_) | Selection::All => {
-            let mut list = if kind.namespaced() {
+            let mut list = if kind.is_namespaced() {
                 ListParams::namespace(namespace)
             } else {
                 ListParams::all_namespaces()
@@ -195,11 +167,17 @@ pub async fn delete(
             if let Selection::Selector(s) = selection {
                 list = list.labels(s.clone());
             }
-            with_kind_type!(kind, T => names_of::<T>(client, &list).await?)
+            client
+                .list_objects(kind, &list)
+                .await?
+                .items
+                .iter()
+                .map(|o| o.metadata().name.clone())
+                .collect()
         }
     };
     if names.is_empty() {
-        return Ok(if kind.namespaced() {
+        return Ok(if kind.is_namespaced() {
             format!("No resources found in {namespace} namespace.\n")
         } else {
             "No resources found.\n".into()
@@ -207,20 +185,18 @@ pub async fn delete(
     }
     let mut out = String::new();
     for name in &names {
-        with_kind_type!(kind, T => delete_one::<T>(client, ns, name, params).await?);
-        out.push_str(&format!("{} \"{name}\" deleted\n", kind.singular()));
+        client.delete_object(kind, ns, name, params).await?;
+        out.push_str(&format!("{} \"{name}\" deleted\n", kind.resource()));
     }
     // Like kubectl's --wait: return once the objects are gone (pods stop gracefully first).
     if let Some(timeout) = wait {
         let deadline = tokio::time::Instant::now() + timeout;
         for name in &names {
-            let gone =
-                with_kind_type!(kind, T => wait_gone::<T>(client, ns, name, deadline).await?);
-            if !gone {
+            if !wait_gone(client, kind, ns, name, deadline).await? {
                 print!("{out}");
                 return Err(VerbError::Usage(format!(
                     "timed out waiting for the deletion of {}/{name}",
-                    kind.singular()
+                    kind.resource()
                 )));
             }
         }
@@ -229,43 +205,21 @@ pub async fn delete(
 }
 
 /// Polls until the object is gone (true) or the deadline passes (false).
-async fn wait_gone<T: Resource>(
+async fn wait_gone(
     client: &Client,
+    kind: Kind,
     namespace: &str,
     name: &str,
     deadline: tokio::time::Instant,
 ) -> Result<bool, VerbError> {
     loop {
-        match client.get::<T>(namespace, name).await {
+        match client.get_object(kind, namespace, name).await {
             Err(e) if e.is_not_found() => return Ok(true),
             Err(e) => return Err(e.into()),
             Ok(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }
-}
-
-async fn names_of<T: Resource>(
-    client: &Client,
-    list: &ListParams,
-) -> Result<Vec<String>, VerbError> {
-    Ok(client
-        .list::<T>(list)
-        .await?
-        .items
-        .iter()
-        .map(|o| o.metadata().name.clone())
-        .collect())
-}
-
-async fn delete_one<T: Resource>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    params: &DeleteParams,
-) -> Result<(), VerbError> {
-    client.delete::<T>(namespace, name, params).await?;
-    Ok(())
 }
 
 /// `skiff scale deploy/NAME --replicas=N`.
@@ -280,14 +234,23 @@ pub async fn scale(
         return Err(VerbError::Usage("--replicas must be 0 or more".into()));
     }
     client.scale(namespace, name, replicas).await?;
-    Ok(format!("deployment.apps/{name} scaled\n"))
+    Ok(format!("{}/{name} scaled\n", Kind::Deployment.resource()))
 }
 
-/// NAME from `deploy/NAME` (or `deployment/`, `deployments/`, `deployment.apps/`), the way
-/// the deployment verbs name their target.
+/// kubectl's `TYPE/NAME` for one object: TYPE is any name [`Kind::parse`] takes, or the
+/// resource name kubectl prints (`deployment.apps`, as in `deployment.apps/web created`).
+pub fn parse_target(target: &str) -> Option<(Kind, &str)> {
+    let (kind, name) = target.split_once('/')?;
+    let kind =
+        Kind::parse(kind).or_else(|| Kind::ALL.into_iter().find(|k| k.resource() == kind))?;
+    Some((kind, name))
+}
+
+/// NAME from `deploy/NAME` (or any other [`parse_target`] name of deployments), the way the
+/// deployment verbs name their target.
 pub fn deployment_name<'a>(target: &'a str, verb: &str) -> Result<&'a str, VerbError> {
-    match target.split_once('/') {
-        Some(("deploy" | "deployment" | "deployments" | "deployment.apps", name)) => Ok(name),
+    match parse_target(target) {
+        Some((Kind::Deployment, name)) => Ok(name),
         _ => Err(VerbError::Usage(format!(
             "{verb} works on deployments: name one as deploy/NAME, not {target:?}"
         ))),
@@ -316,7 +279,10 @@ pub async fn rollout_restart(
             true
         })
         .await?;
-    Ok(format!("deployment.apps/{name} restarted\n"))
+    Ok(format!(
+        "{}/{name} restarted\n",
+        Kind::Deployment.resource()
+    ))
 }
 
 /// Parses `k=v` (set) and `k-` (remove) arguments of `label` / `annotate`.
@@ -351,26 +317,16 @@ pub fn metadata_patch(
 /// `skiff label|annotate TYPE NAME k=v … [--overwrite]`.
 pub async fn patch_metadata(
     client: &Client,
-    kind: crate::get::Kind,
+    kind: Kind,
     namespace: &str,
     name: &str,
     patch: &MetadataPatch,
     labels: bool,
 ) -> Result<String, VerbError> {
-    let ns = if kind.namespaced() { namespace } else { "" };
-    with_kind_type!(kind, T => patch_one::<T>(client, ns, name, patch).await?);
+    let ns = if kind.is_namespaced() { namespace } else { "" };
+    client.patch_raw(kind, ns, name, patch).await?;
     let verb = if labels { "labeled" } else { "annotated" };
-    Ok(format!("{}/{name} {verb}\n", kind.singular()))
-}
-
-async fn patch_one<T: Resource>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    patch: &MetadataPatch,
-) -> Result<(), VerbError> {
-    client.patch_metadata::<T>(namespace, name, patch).await?;
-    Ok(())
+    Ok(format!("{}/{name} {verb}\n", kind.resource()))
 }
 
 /// `skiff cordon|uncordon|drain NODE`.
@@ -443,6 +399,22 @@ pub fn cluster_status_text(status: &ClusterStatusResponse) -> String {
 mod tests {
     use super::*;
     use skiff_api::proto::Member;
+
+    #[test]
+    fn targets_name_a_kind_and_an_object() {
+        assert_eq!(parse_target("pod/web"), Some((Kind::Pod, "web")));
+        assert_eq!(parse_target("po/web"), Some((Kind::Pod, "web")));
+        for deployment in ["deploy/web", "deployments/web", "deployment.apps/web"] {
+            assert_eq!(parse_target(deployment), Some((Kind::Deployment, "web")));
+            assert_eq!(deployment_name(deployment, "scale").unwrap(), "web");
+        }
+        assert_eq!(parse_target("web"), None);
+        assert_eq!(parse_target("pod.apps/web"), None);
+        assert_eq!(
+            deployment_name("pod/web", "scale").unwrap_err().to_string(),
+            "scale works on deployments: name one as deploy/NAME, not \"pod/web\""
+        );
+    }
 
     #[test]
     fn metadata_patch_arguments() {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use skiff_api::Kind;
 use skiff_api::types::{Deployment, Pod};
 use skiff_client::Client;
 
@@ -63,8 +64,8 @@ impl Until {
 
 /// `pod/NAME` (or `pods/NAME`, `po/NAME`) → NAME; other kinds are refused.
 pub fn pod_target(target: &str) -> Result<&str, WaitError> {
-    match target.split_once('/') {
-        Some(("pod" | "pods" | "po", name)) if !name.is_empty() => Ok(name),
+    match crate::verbs::parse_target(target) {
+        Some((Kind::Pod, name)) if !name.is_empty() => Ok(name),
         _ => Err(WaitError::Usage(format!(
             "wait works on pods: name one as pod/NAME, not {target:?}"
         ))),
@@ -217,6 +218,7 @@ mod tests {
         assert!(Until::parse("ready").is_err());
         assert_eq!(pod_target("pod/web").unwrap(), "web");
         assert!(pod_target("deploy/web").is_err());
+        assert!(pod_target("pod/").is_err());
     }
 
     #[test]
