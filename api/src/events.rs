@@ -5,6 +5,7 @@
 //! by name, even on a new leader (or a restarted agent) that never saw the first occurrence.
 //! The control plane's controllers and the node agent both record events this way.
 
+use crate::kind::Kind;
 use crate::meta::{ObjectMeta, Time};
 use crate::types::{Event, EventSource, ObjectReference};
 
@@ -28,6 +29,37 @@ pub struct Note {
 }
 
 impl Note {
+    /// A note about the object of `kind` with `meta`, reported by `component` (on node
+    /// `host`, for agents).
+    pub fn about(
+        kind: Kind,
+        meta: &ObjectMeta,
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+        component: &'static str,
+        host: Option<String>,
+    ) -> Note {
+        Note {
+            kind: kind.as_str(),
+            api_version: kind.api_version(),
+            // Cluster-scoped objects have none, whatever their metadata says (it names the
+            // event).
+            namespace: if kind.is_namespaced() {
+                meta.namespace.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            name: meta.name.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            type_,
+            reason,
+            message,
+            component,
+            host,
+        }
+    }
+
     pub fn event_namespace(&self) -> &str {
         if self.namespace.is_empty() {
             "default"
@@ -38,7 +70,7 @@ impl Note {
 
     /// `<object>.<16 hex digits>` from the object, reason and message.
     pub fn event_name(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut hash = crate::hash::Fnv1a64::default();
         for part in [
             self.kind,
             &self.namespace,
@@ -47,11 +79,10 @@ impl Note {
             self.reason,
             &self.message,
         ] {
-            for byte in part.bytes().chain([0]) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            hash.write(part.as_bytes());
+            hash.write(&[0]);
         }
+        let hash = hash.finish();
         let prefix: String = self.name.chars().take(200).collect();
         format!("{}.{hash:016x}", prefix.trim_end_matches(['-', '.']))
     }
@@ -156,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn events_3_ttl() {
+    fn an_event_expires_once_its_ttl_has_passed_since_it_was_last_seen() {
         let e = note("m").merged_into(None, at(0));
         let hour = std::time::Duration::from_secs(3600);
         assert!(!expired(&e, at(3600), hour));

@@ -360,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_3_scalar_fields() {
+    fn explain_of_a_scalar_field_names_its_group_kind_and_type() {
         let out = explain("deploy.spec.replicas").unwrap();
         assert!(
             out.starts_with("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n\n"),
@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn explain_5_golden_output() {
+    fn explain_prints_what_kubectl_explain_prints() {
         let expected = [
             "KIND:       Pod",
             "VERSION:    v1",

@@ -1,12 +1,15 @@
 //! Skiff's object model: Kubernetes-compatible types, manifests (YAML/JSON), validation,
 //! label and field selectors, and the generated gRPC code.
 
+pub mod cidr;
 pub mod duration;
 pub mod events;
 pub mod explain;
+pub mod hash;
 pub mod kind;
 pub mod manifest;
 pub mod meta;
+pub mod names;
 pub mod object;
 pub mod outcome;
 pub mod selector;

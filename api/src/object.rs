@@ -502,7 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn object_6_typed_conversions() {
+    fn objects_convert_to_and_from_their_typed_forms() {
         let node = Node {
             metadata: ObjectMeta {
                 name: "n1".into(),

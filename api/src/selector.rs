@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use crate::meta::LabelSelector;
-use crate::validate::{is_label_value, is_qualified_name};
+use crate::names::{is_label_value, is_qualified_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid selector {input:?} at position {position}: {message}")]
@@ -516,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_3_from_label_selector() {
+    fn a_label_selector_object_becomes_a_selector() {
         let selector = LabelSelector {
             match_labels: labels(&[("app", "web")]),
             match_expressions: vec![LabelSelectorRequirement {
@@ -540,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn selector_4_field_selectors() {
+    fn field_selectors_match_equality_and_inequality_on_known_fields() {
         let fields = |f: &str| match f {
             "spec.nodeName" => Some("node-1".to_string()),
             "metadata.name" => Some("web".to_string()),

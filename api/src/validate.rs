@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::meta::ObjectMeta;
+use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, is_qualified_name};
 use crate::object::Object;
 use crate::selector::Selector;
 use crate::types::{Container, IntOrString, PodSpec, Probe, Quantity};
@@ -32,87 +33,6 @@ impl std::fmt::Display for ValidationError {
         let all: Vec<String> = self.errors.iter().map(FieldError::to_string).collect();
         f.write_str(&all.join("; "))
     }
-}
-
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName', or 'my.name', or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
-fn label_shaped(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-fn name_shaped(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-/// DNS-1123 label: at most 63 characters of `[a-z0-9-]`, alphanumeric at both ends.
-pub fn is_dns1123_label(s: &str) -> Result<(), String> {
-    if s.len() > 63 {
-        return Err("must be no more than 63 characters".into());
-    }
-    if !label_shaped(s) {
-        return Err(LABEL_MSG.into());
-    }
-    Ok(())
-}
-
-/// DNS-1123 subdomain: at most 253 characters, dot-separated labels.
-pub fn is_dns1123_subdomain(s: &str) -> Result<(), String> {
-    if s.len() > 253 {
-        return Err("must be no more than 253 characters".into());
-    }
-    if !s.split('.').all(label_shaped) {
-        return Err(SUBDOMAIN_MSG.into());
-    }
-    Ok(())
-}
-
-/// Label and annotation keys: an optional DNS subdomain prefix and `/`, then a name of at
-/// most 63 characters.
-pub fn is_qualified_name(s: &str) -> Result<(), String> {
-    let (prefix, name) = match s.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, s),
-    };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() {
-            return Err("prefix part must be non-empty".into());
-        }
-        is_dns1123_subdomain(prefix).map_err(|m| format!("prefix part {m}"))?;
-    }
-    if name.is_empty() {
-        return Err("name part must be non-empty".into());
-    }
-    if name.len() > 63 {
-        return Err("name part must be no more than 63 characters".into());
-    }
-    if !name_shaped(name) {
-        return Err(NAME_MSG.into());
-    }
-    Ok(())
-}
-
-/// Label values: empty, or at most 63 characters shaped like a name.
-pub fn is_label_value(s: &str) -> Result<(), String> {
-    if s.len() > 63 {
-        return Err("must be no more than 63 characters".into());
-    }
-    if !s.is_empty() && !name_shaped(s) {
-        return Err(VALUE_MSG.into());
-    }
-    Ok(())
 }
 
 /// Collects errors as validation walks an object.
@@ -629,10 +549,12 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), ValidationError
 mod tests {
     use serde_json::json;
 
+    use crate::names::SUBDOMAIN_MSG;
+
     use super::*;
 
     #[test]
-    fn validate_1_names_table() {
+    fn names_labels_and_keys_follow_kubernetes_rules() {
         let long_label = "a".repeat(64);
         let max_label = "a".repeat(63);
         let long_subdomain = format!("{}.{}", "a".repeat(63), "b".repeat(190));
@@ -757,7 +679,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_5_annotations_limit() {
+    fn annotations_over_256_kib_are_refused_naming_the_limit() {
         let big = "x".repeat(ANNOTATIONS_MAX_BYTES);
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "annotations": {"k": big}}});
         let err = validate(&object(ns)).unwrap_err();
@@ -1018,7 +940,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_12_deployment_rules() {
+    fn invalid_deployment_fields_are_refused_with_their_paths() {
         let base = || deployment(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
         type Mutation = fn(&mut serde_json::Value);
         let table: [(Mutation, &str); 7] = [

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use skiff_api::proto::{ClusterStatusRequest, Member};
 
-use crate::network::{PeerPool, RaftMethod, ReadIndexResult, call};
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
+use crate::raft_transport::{PeerPool, RaftMethod, ReadIndexResult, call};
 use crate::raft_types::{Command, NodeId};
 
 /// The system-record key saying member `id` has held data.

@@ -185,7 +185,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_1_parses_peers() {
+    fn peers_parse_as_id_equals_address() {
         let peers = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=host-c:7003").unwrap();
         assert_eq!(peers.len(), 3);
         assert_eq!(peers[&3], "host-c:7003");

@@ -3,7 +3,7 @@
 use skiff_api::outcome;
 
 use crate::raft_types::ApplyError;
-use crate::watch::TooOld;
+use crate::store::watch::TooOld;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {

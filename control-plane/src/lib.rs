@@ -10,13 +10,12 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod error;
-pub mod network;
-pub mod node;
+pub mod raft_node;
+pub mod raft_transport;
 pub mod raft_types;
 pub mod server;
 pub mod staging;
 pub mod store;
-pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,8 +31,8 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, InitialClusterState};
 use credentials::{CredentialsError, MemberCredentials};
-use network::{NetworkFactory, PeerPool};
-use node::ControlPlane;
+use raft_node::ControlPlane;
+use raft_transport::{NetworkFactory, PeerPool};
 
 /// HTTP/2 flow-control windows for peer and API traffic: large enough that one round trip
 /// carries a whole large request.
@@ -141,8 +140,8 @@ pub async fn run(
     .map_err(|e| RunError::Raft(e.to_string()))?;
     let node = Arc::new(ControlPlane {
         id: config.id,
-        proposals: node::spawn_raft_batcher(raft.clone(), config.request_timeout),
-        forwards: node::spawn_forwarder(
+        proposals: raft_node::spawn_raft_batcher(raft.clone(), config.request_timeout),
+        forwards: raft_node::spawn_forwarder(
             raft.clone(),
             peers.clone(),
             config.peers.clone(),

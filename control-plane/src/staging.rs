@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::network::{PeerPool, RaftMethod, call};
+use crate::raft_transport::{PeerPool, RaftMethod, call};
 
 /// Requests up to this size go inline; larger ones are staged.
 pub const INLINE_APPEND_BYTES: usize = 256 * 1024;

@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use skiff_api::hash::fnv1a_64;
+
 use crate::ipam::{Cidr, Ipam, IpamError};
 use crate::link::{LinkError, Links, SKIFF_ROUTE_PROTOCOL};
 use crate::netns::{self, NetnsError};
@@ -42,17 +44,11 @@ pub struct PodNetwork {
 /// `veth` + 8 hex digits of a hash of the pod uid: stable across agent restarts and within
 /// the 15-character limit of interface names.
 pub fn host_veth_name(pod_uid: &str) -> String {
-    format!("veth{:08x}", fnv1a(pod_uid) as u32)
+    format!("veth{:08x}", fnv1a_64(pod_uid.as_bytes()) as u32)
 }
 
 fn peer_temp_name(pod_uid: &str) -> String {
-    format!("tmp{:08x}", fnv1a(pod_uid) as u32)
-}
-
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    format!("tmp{:08x}", fnv1a_64(pod_uid.as_bytes()) as u32)
 }
 
 impl PodNetwork {

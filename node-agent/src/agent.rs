@@ -19,7 +19,7 @@ use crate::network;
 use crate::node;
 use crate::pod::api::{ClientApi, PodImages};
 use crate::pod::worker::{PodWorker, Shared};
-use crate::registry::Registry;
+use crate::pod_index::PodIndex;
 use crate::runtime::Runtime;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ struct Worker {
 pub async fn run_agent<R: Runtime>(
     config: AgentConfig,
     runtime: Arc<R>,
-    registry: Arc<Registry>,
+    pod_index: Arc<PodIndex>,
     images: Option<crate::image::NodeImages>,
     tls: Arc<rustls::ClientConfig>,
     shutdown: impl Future<Output = ()>,
@@ -91,7 +91,7 @@ pub async fn run_agent<R: Runtime>(
         node_name: config.name.clone(),
         node_ip: config.node_ip.clone(),
         backoff: config.backoff,
-        registry,
+        pod_index,
         images: images.map(|i| Arc::new(i) as Arc<dyn PodImages>),
     });
     tokio::select! {

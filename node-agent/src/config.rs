@@ -78,7 +78,7 @@ impl AgentConfig {
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
-        skiff_api::validate::is_dns1123_subdomain(&self.name).map_err(ConfigError::Name)?;
+        skiff_api::names::is_dns1123_subdomain(&self.name).map_err(ConfigError::Name)?;
         if self.node_ip.parse::<std::net::IpAddr>().is_err() {
             return Err(ConfigError::NodeIp(self.node_ip.clone()));
         }
@@ -86,7 +86,7 @@ impl AgentConfig {
             return Err(ConfigError::NoServers);
         }
         self.listen_port()?;
-        skiff_netplugin::ipam::Cidr::parse(&self.cluster_cidr)
+        skiff_api::cidr::Cidr::parse(&self.cluster_cidr)
             .map_err(|e| ConfigError::ClusterCidr(e.to_string()))?;
         Ok(())
     }
@@ -115,9 +115,9 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, ConfigError>
         let (key, value) = entry
             .split_once('=')
             .ok_or_else(|| ConfigError::Label(entry.to_string()))?;
-        skiff_api::validate::is_qualified_name(key)
+        skiff_api::names::is_qualified_name(key)
             .map_err(|m| ConfigError::LabelValue(format!("key {key:?}: {m}")))?;
-        skiff_api::validate::is_label_value(value)
+        skiff_api::names::is_label_value(value)
             .map_err(|m| ConfigError::LabelValue(format!("value {value:?}: {m}")))?;
         labels.insert(key.to_string(), value.to_string());
     }
@@ -138,7 +138,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_1_labels() {
+    fn node_labels_parse_and_bad_ones_are_named() {
         let labels = parse_labels("gpu=true, zone=a,example.com/tier=web").unwrap();
         assert_eq!(labels.len(), 3);
         assert_eq!(labels["example.com/tier"], "web");
@@ -155,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn config_2_check() {
+    fn an_agent_config_is_checked_before_use() {
         let ok = AgentConfig::new(
             "node-1",
             vec!["127.0.0.1:7001".into()],

@@ -1,6 +1,7 @@
 //! The agent's events (Created, Started, Killing, BackOff, Unhealthy), recorded through the
 //! API in the background: an event that cannot be written is logged, never waited for.
 
+use skiff_api::Kind;
 use skiff_api::events::Note;
 use skiff_api::types::{Event, Pod};
 use skiff_client::Client;
@@ -20,18 +21,15 @@ impl Recorder {
 
     /// Records an event about a pod (or one of its containers).
     pub fn pod(&self, pod: &Pod, type_: &'static str, reason: &'static str, message: String) {
-        let note = Note {
-            kind: "Pod",
-            api_version: "v1",
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        let note = Note::about(
+            Kind::Pod,
+            &pod.metadata,
             type_,
             reason,
             message,
-            component: COMPONENT,
-            host: Some(self.node_name.clone()),
-        };
+            COMPONENT,
+            Some(self.node_name.clone()),
+        );
         let client = self.client.clone();
         tokio::spawn(async move {
             if let Err(e) = record(&client, &note).await {

@@ -12,7 +12,7 @@ pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
-pub mod registry;
+pub mod pod_index;
 pub mod runtime;
 pub mod server;
 
@@ -63,10 +63,10 @@ pub async fn serve<R: runtime::Runtime>(
     };
     let server_tls = credentials.server_config()?;
     let client_tls = credentials.client_config()?;
-    let registry = Arc::new(registry::Registry::default());
+    let pod_index = Arc::new(pod_index::PodIndex::default());
     let service = AgentServer::new(server::AgentService {
         runtime: runtime.clone(),
-        registry: registry.clone(),
+        pod_index: pod_index.clone(),
         images: image_service::ImageService::new(
             image_store(&config, images.as_ref()),
             &config.data_dir,
@@ -82,7 +82,7 @@ pub async fn serve<R: runtime::Runtime>(
             let _ = stopped.await;
         },
     ));
-    let result = agent::run_agent(config, runtime, registry, images, client_tls, shutdown).await;
+    let result = agent::run_agent(config, runtime, pod_index, images, client_tls, shutdown).await;
     let _ = stop.send(());
     match api.await {
         Ok(Err(e)) => tracing::warn!("agent api: {e}"),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use skiff_api::cidr::Cidr;
 use skiff_api::types::Node;
 use skiff_client::{Client, WatchEvent, WatchParams};
-use skiff_netplugin::ipam::Cidr;
 use skiff_netplugin::masquerade::{self, MasqueradeError};
 use skiff_netplugin::network::PodNetwork;
 use skiff_netplugin::routes::{NodeInfo, desired_routes};

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::image_service::ImageService;
 use crate::logs::{self, Follower};
-use crate::registry::{LookupError, Registry};
+use crate::pod_index::{LookupError, PodIndex};
 use crate::runtime::Runtime;
 
 const CHUNK: usize = 32 * 1024;
@@ -31,7 +31,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct AgentService<R> {
     pub runtime: Arc<R>,
-    pub registry: Arc<Registry>,
+    pub pod_index: Arc<PodIndex>,
     /// The node's image store (`<data-dir>/images`).
     pub images: ImageService,
 }
@@ -82,7 +82,7 @@ fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, BoxStream<T
 impl<R: Runtime> AgentService<R> {
     fn log_path(&self, request: &LogsRequest) -> Result<std::path::PathBuf, Status> {
         let (_, name, entry) =
-            self.registry
+            self.pod_index
                 .container(&request.namespace, &request.pod, &request.container)?;
         let index = if request.previous {
             if entry.current.is_some() {
@@ -130,7 +130,7 @@ impl<R: Runtime> Agent for AgentService<R> {
         let existing = logs::read(&path, tail, request.timestamps)
             .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
         let (tx, stream) = channel();
-        let registry = self.registry.clone();
+        let pod_index = self.pod_index.clone();
         tokio::spawn(async move {
             if !send_chunks(&tx, &existing).await {
                 return;
@@ -150,7 +150,7 @@ impl<R: Runtime> Agent for AgentService<R> {
                     return;
                 }
                 // Following ends with the container instance, as kubectl's does.
-                let running = registry
+                let running = pod_index
                     .container(&request.namespace, &request.pod, &request.container)
                     .is_ok_and(|(_, _, c)| c.current.is_some() && c.logs.last() == Some(&path));
                 if !running && fresh.is_empty() {
@@ -183,7 +183,7 @@ impl<R: Runtime> Agent for AgentService<R> {
             return Err(Status::invalid_argument("command: Required value"));
         }
         let (_, name, entry) =
-            self.registry
+            self.pod_index
                 .container(&start.namespace, &start.pod, &start.container)?;
         let container_id = entry.current.ok_or_else(|| {
             Status::failed_precondition(format!(
@@ -263,7 +263,7 @@ impl<R: Runtime> Agent for AgentService<R> {
             .ok_or_else(|| {
                 Status::invalid_argument(format!("port: Invalid value: {}", first.port))
             })?;
-        let pod = self.registry.pod(&first.namespace, &first.pod)?;
+        let pod = self.pod_index.pod(&first.namespace, &first.pod)?;
         let stream = self
             .runtime
             .connect(&pod.sandbox_id, port, Duration::from_secs(5))

@@ -556,7 +556,7 @@ async fn logs_exec_and_port_forward_through_the_control_plane() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_6_probes() {
+async fn readiness_and_liveness_probes_flip_ready_and_restart_the_container() {
     if !runnable() {
         return;
     }

@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn quantity_2_bytes_table() {
+    fn quantities_convert_to_bytes_with_binary_and_decimal_suffixes() {
         for (text, bytes) in [
             ("128Mi", 128 * 1024 * 1024),
             ("1Ki", 1024),

@@ -32,11 +32,7 @@ const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// A short, stable name for a pod template (FNV-1a over its JSON).
 pub fn template_hash(template: &PodTemplateSpec) -> String {
     let json = serde_json::to_vec(template).expect("templates serialize");
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in json {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
+    let mut hash = skiff_api::hash::fnv1a_32(&json);
     let mut text = Vec::new();
     loop {
         text.push(SAFE_ALPHABET[(hash % SAFE_ALPHABET.len() as u32) as usize]);
@@ -744,7 +740,7 @@ mod tests {
         let long = "a".repeat(300);
         let name = pod_name(&long, &h1, &suffix);
         assert!(name.len() <= 253);
-        assert_eq!(skiff_api::validate::is_dns1123_subdomain(&name), Ok(()));
+        assert_eq!(skiff_api::names::is_dns1123_subdomain(&name), Ok(()));
     }
 }
 

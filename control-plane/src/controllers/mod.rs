@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::admission::{RandomIds, admit};
 use crate::error::ApiError;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::StoredObject;
 use node_lifecycle::{ClusterCidr, Heard};

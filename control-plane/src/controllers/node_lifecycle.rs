@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use skiff_api::Kind;
+use skiff_api::cidr::Cidr;
 use skiff_api::meta::Time;
 use skiff_api::types::{Node, NodeCondition, NodeSpec, NodeStatus, PodStatus};
 use tokio::time::Instant;
@@ -85,55 +86,38 @@ pub fn judge(
 
 /// The cluster CIDR, split into /24 pod CIDRs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterCidr {
-    base: u32,
-    prefix: u8,
-}
+pub struct ClusterCidr(Cidr);
 
 impl ClusterCidr {
     pub fn parse(text: &str) -> Result<ClusterCidr, String> {
-        let bad = |why: &str| format!("cluster CIDR {text:?}: {why}");
-        let (address, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| bad("expected ADDRESS/PREFIX, e.g. 10.244.0.0/16"))?;
-        let address: Ipv4Addr = address.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad("prefix is not a number"))?;
-        if prefix > 24 {
-            return Err(bad(
-                "the prefix must be /24 or shorter to hold /24 pod CIDRs",
+        let range =
+            Cidr::parse(text).map_err(|e| format!("cluster CIDR {text:?}: {}", e.reason))?;
+        if range.prefix_len() > 24 {
+            return Err(format!(
+                "cluster CIDR {text:?}: the prefix must be /24 or shorter to hold /24 pod CIDRs"
             ));
         }
-        let mask = if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - prefix)
-        };
-        let base = u32::from(address);
-        if base & !mask != 0 {
-            return Err(bad("host bits are set"));
-        }
-        Ok(ClusterCidr { base, prefix })
+        Ok(ClusterCidr(range))
     }
 
     /// How many /24s fit.
     pub fn capacity(&self) -> u32 {
-        1 << (24 - self.prefix)
+        1 << (24 - self.0.prefix_len())
     }
 
     /// The /24 with this index.
     pub fn subnet(&self, index: u32) -> String {
-        format!("{}/24", Ipv4Addr::from(self.base + (index << 8)))
+        format!(
+            "{}/24",
+            Ipv4Addr::from(u32::from(self.0.network()) + (index << 8))
+        )
     }
 
     /// Which /24 of this range `cidr` is, if it is one.
     pub fn index_of(&self, cidr: &str) -> Option<u32> {
-        let (address, prefix) = cidr.split_once('/')?;
-        if prefix != "24" {
-            return None;
-        }
-        let address = u32::from(address.parse::<Ipv4Addr>().ok()?);
-        let offset = address.checked_sub(self.base)?;
-        (offset & 0xff == 0 && (offset >> 8) < self.capacity()).then_some(offset >> 8)
+        let cidr = Cidr::parse(cidr).ok()?;
+        (cidr.prefix_len() == 24 && self.0.contains(cidr.network()))
+            .then(|| (u32::from(cidr.network()) - u32::from(self.0.network())) >> 8)
     }
 
     /// The lowest /24 no node holds, or None when the range is used up.
@@ -312,16 +296,7 @@ pub fn reconcile(
                     c.last_transition_time = Some(wall);
                 }
             }
-            writes
-                .commands
-                .push(status_update(Kind::Pod, &updated, entry.version));
-            writes.notes.push(note(
-                Kind::Pod,
-                &pod.metadata,
-                "Warning",
-                "Evicted",
-                message,
-            ));
+            writes.pod_status_with_warning(&updated, entry.version, "Evicted", message);
         }
     }
     out
@@ -472,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_5_pod_cidrs() {
+    fn pod_cidrs_are_the_lowest_free_24s_of_the_cluster_cidr() {
         let range = ClusterCidr::parse("10.244.0.0/16").unwrap();
         assert_eq!(range.capacity(), 256);
         assert_eq!(range.allocate([]), Some("10.244.0.0/24".into()));

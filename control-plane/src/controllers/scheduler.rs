@@ -13,7 +13,7 @@ use skiff_api::meta::Time;
 use skiff_api::types::{Node, Pod, PodCondition, PodStatus, Quantity};
 
 use super::snapshot::{PodFacts, Snapshot, Versioned};
-use super::writes::{Writes, note, rfc3339, status_update};
+use super::writes::{Writes, note, rfc3339};
 use crate::raft_types::Command;
 
 /// Kubernetes' default pod capacity of a node that does not state one.
@@ -408,16 +408,12 @@ pub fn schedule(snapshot: Snapshot, busy: &HashSet<String>, wall: Time) -> Write
                         last_probe_time: None,
                     },
                 );
-                writes
-                    .commands
-                    .push(status_update(Kind::Pod, &updated, entry.version));
-                writes.notes.push(note(
-                    Kind::Pod,
-                    &pod.metadata,
-                    "Warning",
+                writes.pod_status_with_warning(
+                    &updated,
+                    entry.version,
                     "FailedScheduling",
                     message,
-                ));
+                );
             }
         }
     }

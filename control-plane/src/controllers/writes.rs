@@ -24,6 +24,26 @@ impl Writes {
         self.commands.append(&mut other.commands);
         self.notes.append(&mut other.notes);
     }
+
+    /// A pod's new status (refused if the pod changed since `version`) and the warning
+    /// event that explains it.
+    pub fn pod_status_with_warning(
+        &mut self,
+        updated: &Pod,
+        version: u64,
+        reason: &'static str,
+        message: String,
+    ) {
+        self.commands
+            .push(status_update(Kind::Pod, updated, version));
+        self.notes.push(note(
+            Kind::Pod,
+            &updated.metadata,
+            "Warning",
+            reason,
+            message,
+        ));
+    }
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -42,23 +62,7 @@ pub fn note(
     reason: &'static str,
     message: String,
 ) -> Note {
-    Note {
-        kind: kind.as_str(),
-        api_version: kind.api_version(),
-        // Cluster-scoped objects have none, whatever their metadata says (it names the event).
-        namespace: if kind.is_namespaced() {
-            meta.namespace.clone().unwrap_or_default()
-        } else {
-            String::new()
-        },
-        name: meta.name.clone(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        type_,
-        reason,
-        message,
-        component: COMPONENT,
-        host: None,
-    }
+    Note::about(kind, meta, type_, reason, message, COMPONENT, None)
 }
 
 /// A status write, refused if the object changed since it was read at `version`.

@@ -24,7 +24,7 @@ use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 
 use super::auth::{Gate, check};
 use crate::error::ApiError;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
 
 /// Image chunks and lists are larger than tonic's 4 MiB default allows.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -12,7 +12,7 @@ use skiff_pki::{Attributes, BearerError, NodeTarget, Subject, authorize, node_ma
 use tonic::{Request, Status};
 
 use crate::error::ApiError;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
 
 /// The one message for every token that does not authenticate (unknown, made up, wrong
 /// secret, removed): a caller learns nothing about which tokens exist.

@@ -17,8 +17,8 @@ use tonic::{Request, Response, Status};
 use super::auth::Gate;
 use super::raft::own_member;
 use crate::error::ApiError;
-use crate::network::AdminRequest;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
+use crate::raft_transport::AdminRequest;
 use crate::raft_types::Command;
 
 pub struct ClusterServer {

@@ -10,7 +10,7 @@ use skiff_api::proto::{
     ObjectResponse, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
 };
 use skiff_api::selector::{FieldSelector, Selector};
-use skiff_api::{Kind, Object, validate};
+use skiff_api::{Kind, Object, names, validate};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -20,7 +20,7 @@ use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 use super::auth::{Gate, check};
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::objects::{EventType, SELECTABLE_FIELDS};
 use crate::store::{StoredObject, WatchRecord};
@@ -331,14 +331,14 @@ impl ObjectsServer {
             },
         )?;
         for change in &request.labels {
-            validate::is_qualified_name(&change.key).map_err(|m| {
+            names::is_qualified_name(&change.key).map_err(|m| {
                 ApiError::InvalidArgument(format!(
                     "metadata.labels: Invalid value: {:?}: {m}",
                     change.key
                 ))
             })?;
             if let Some(value) = &change.value {
-                validate::is_label_value(value).map_err(|m| {
+                names::is_label_value(value).map_err(|m| {
                     ApiError::InvalidArgument(format!(
                         "metadata.labels: Invalid value: {value:?}: {m}"
                     ))
@@ -346,7 +346,7 @@ impl ObjectsServer {
             }
         }
         for change in &request.annotations {
-            validate::is_qualified_name(&change.key).map_err(|m| {
+            names::is_qualified_name(&change.key).map_err(|m| {
                 ApiError::InvalidArgument(format!(
                     "metadata.annotations: Invalid value: {:?}: {m}",
                     change.key

@@ -8,8 +8,8 @@ use skiff_api::proto::raft_server::Raft as RaftService;
 use skiff_api::proto::{ClusterStatusRequest, Member, RaftPayload};
 use tonic::{Request, Response, Status};
 
-use crate::network::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
+use crate::raft_transport::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
 use crate::raft_types::Command;
 use crate::staging::{Digest32, StageChunk, StageError, StagingArea};
 use crate::store::{decode, encode};

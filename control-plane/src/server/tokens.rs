@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::auth::check;
 use crate::error::ApiError;
-use crate::node::ControlPlane;
+use crate::raft_node::ControlPlane;
 use crate::raft_types::Command;
 
 /// Where bearer tokens live among the system records: `token/<name>`.

@@ -8,6 +8,7 @@
 pub mod log_store;
 pub mod objects;
 pub mod state_machine;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -19,7 +20,7 @@ pub use objects::{ObjectTable, StoredObject, WatchRecord};
 pub use state_machine::StateMachineStore;
 
 use crate::raft_types::StorageError;
-use crate::watch::WatchHub;
+use watch::WatchHub;
 
 /// What readers see of the state machine: the object table, the applied index, and the
 /// history watchers resume from. Writers (apply) hold the table's write lock while they

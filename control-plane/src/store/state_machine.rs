@@ -21,7 +21,7 @@ use super::{SharedState, decode, encode, io_read, io_write};
 use crate::raft_types::{
     CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::watch::WatchHub;
+use crate::store::watch::WatchHub;
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";

@@ -24,7 +24,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStor
 }
 
 #[test]
-fn store_1_openraft_suite() {
+fn the_store_passes_the_openraft_storage_suite() {
     Suite::test_all(SledStoreBuilder).unwrap();
 }
 

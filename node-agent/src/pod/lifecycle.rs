@@ -37,11 +37,11 @@ pub enum Action {
     StartProbes {
         instance: String,
     },
-    /// Forget an exited instance in the runtime, and as the registry's current one.
+    /// Forget an exited instance in the runtime, and as the pod index's current one.
     RemoveContainer {
         id: String,
     },
-    /// Forget an instance that never ran (the registry never knew it).
+    /// Forget an instance that never ran (the pod index never knew it).
     DiscardContainer {
         id: String,
     },
@@ -50,7 +50,7 @@ pub enum Action {
         id: String,
         grace: Duration,
     },
-    /// Make the new instance the registry's current one, with its log file.
+    /// Make the new instance the pod index's current one, with its log file.
     Register {
         instance: ContainerInfo,
     },
@@ -68,7 +68,7 @@ pub enum Action {
     },
     /// Give the pod's address back to the pod network.
     DetachNetwork,
-    /// Drop the pod from the registry (the agent's API no longer finds it).
+    /// Drop the pod from the pod index (the agent's API no longer finds it).
     Forget {
         namespace: String,
         name: String,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::restart::BackoffPolicy;
 use super::worker::{PodWorker, Shared};
-use crate::registry::Registry;
+use crate::pod_index::PodIndex;
 use crate::runtime::fake::{Behavior, Call, FakeApi, FakeImages, FakeRuntime};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -21,14 +21,14 @@ const SEC: Duration = Duration::from_secs(1);
 struct Harness {
     fake: Arc<FakeRuntime>,
     api: Arc<FakeApi>,
-    registry: Arc<Registry>,
+    pod_index: Arc<PodIndex>,
     pod: watch::Sender<Option<Pod>>,
     worker: JoinHandle<()>,
 }
 
 impl Harness {
     fn start(pod: Pod, fake: &Arc<FakeRuntime>, images: Option<Arc<FakeImages>>) -> Harness {
-        let registry = Arc::new(Registry::default());
+        let pod_index = Arc::new(PodIndex::default());
         let api = fake.api();
         let shared = Arc::new(Shared {
             runtime: fake.clone(),
@@ -37,7 +37,7 @@ impl Harness {
             node_name: "node-1".into(),
             node_ip: "10.250.0.2".into(),
             backoff: BackoffPolicy::default(),
-            registry: registry.clone(),
+            pod_index: pod_index.clone(),
             images: images.map(|i| i as Arc<dyn super::api::PodImages>),
         });
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -47,7 +47,7 @@ impl Harness {
         Harness {
             fake: fake.clone(),
             api,
-            registry,
+            pod_index,
             pod: sender,
             worker,
         }
@@ -533,7 +533,7 @@ async fn graceful_deletion_sends_sigterm_removes_the_sandbox_then_confirms() {
             },
         ]
     );
-    assert!(h.registry.pod("default", "web").is_err(), "forgotten");
+    assert!(h.pod_index.pod("default", "web").is_err(), "forgotten");
 }
 
 #[tokio::test(start_paused = true)]
@@ -706,7 +706,7 @@ async fn an_agent_restart_adopts_running_containers() {
         .cloned()
         .collect();
     assert_eq!(changes, vec![], "nothing created, started or stopped");
-    let (_, _, entry) = second.registry.container("default", "web", "app").unwrap();
+    let (_, _, entry) = second.pod_index.container("default", "web", "app").unwrap();
     assert_eq!(entry.current.as_deref(), Some("fake://u1_app_0"));
 
     // Its next exit counts on from the adopted attempt.

@@ -201,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_1_thresholds() {
+    fn probe_verdicts_change_after_their_thresholds() {
         let t = timing(2, 3);
         let mut readiness = Verdict::new(false);
         assert!(!readiness.record(true, &t));
@@ -218,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_2_defaults() {
+    fn probe_timing_defaults_are_kubernetes_defaults() {
         let t = Timing::of(&Probe::default());
         assert_eq!(
             t,

@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn pull_2_decisions() {
+    fn pull_policies_decide_whether_to_pull() {
         use Decision::*;
         assert_eq!(decide(PullPolicy::Always, true), Pull);
         assert_eq!(decide(PullPolicy::Always, false), Pull);

@@ -91,7 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restart_1_policies() {
+    fn restart_policies_decide_by_exit_code() {
         assert!(RestartPolicy::Always.restarts(0));
         assert!(RestartPolicy::Always.restarts(1));
         assert!(!RestartPolicy::OnFailure.restarts(0));

@@ -262,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn status_1_phases() {
+    fn the_pod_phase_follows_its_containers() {
         assert_eq!(phase(&[view("a", Current::Creating, 0)]), "Pending");
         assert_eq!(
             phase(&[

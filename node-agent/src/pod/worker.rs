@@ -24,7 +24,7 @@ use super::probe::{self, Timing, Verdict};
 use super::restart::{BackoffPolicy, RestartPolicy};
 use super::status::{PodFacts, pod_status};
 use crate::image::ContainerSpec;
-use crate::registry::{ContainerEntry, Registry};
+use crate::pod_index::{ContainerEntry, PodIndex};
 use crate::runtime::{
     ContainerConfig, ContainerOptions, Mount, Resources, Runtime, SandboxConfig, SandboxInfo,
 };
@@ -39,7 +39,7 @@ pub struct Shared<R> {
     pub node_name: String,
     pub node_ip: String,
     pub backoff: BackoffPolicy,
-    pub registry: Arc<Registry>,
+    pub pod_index: Arc<PodIndex>,
     /// The image store and pull settings, when the runtime runs containers from images.
     pub images: Option<Arc<dyn PodImages>>,
 }
@@ -180,7 +180,7 @@ impl<R: Runtime> PodWorker<R> {
                     if let Some(i) = index {
                         let name = &self.slots[i].spec.name;
                         self.shared
-                            .registry
+                            .pod_index
                             .update(&namespace, &pod.metadata.name, |entry| {
                                 if let Some(c) = entry.containers.get_mut(name) {
                                     c.current = None;
@@ -201,7 +201,7 @@ impl<R: Runtime> PodWorker<R> {
                     let Some(i) = index else { continue };
                     let name = self.slots[i].spec.name.clone();
                     self.shared
-                        .registry
+                        .pod_index
                         .update(&namespace, &pod.metadata.name, |entry| {
                             let c = entry.containers.entry(name).or_default();
                             c.current = Some(instance.id.clone());
@@ -242,7 +242,7 @@ impl<R: Runtime> PodWorker<R> {
                     self.pod_ip = None;
                 }
                 Action::Forget { namespace, name } => {
-                    self.shared.registry.remove(&namespace, &name, &self.uid);
+                    self.shared.pod_index.remove(&namespace, &name, &self.uid);
                 }
                 Action::ConfirmDeletion { namespace, name } => {
                     self.confirm_deletion(&namespace, &name).await;
@@ -330,7 +330,7 @@ impl<R: Runtime> PodWorker<R> {
         self.start_time.get_or_insert_with(chrono::Utc::now);
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         self.shared
-            .registry
+            .pod_index
             .update(&namespace, &pod.metadata.name, |entry| {
                 entry.uid = self.uid.clone();
                 entry.sandbox_id = sandbox.id.clone();

@@ -33,13 +33,13 @@ pub enum LookupError {
 }
 
 #[derive(Default)]
-pub struct Registry {
+pub struct PodIndex {
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
-impl Registry {
+impl PodIndex {
     pub fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut PodEntry)) {
-        let mut pods = self.pods.lock().expect("registry lock");
+        let mut pods = self.pods.lock().expect("pod_index lock");
         change(
             pods.entry((namespace.to_string(), name.to_string()))
                 .or_default(),
@@ -48,7 +48,7 @@ impl Registry {
 
     /// Forgets a pod, unless a newer pod of the same name took its place.
     pub fn remove(&self, namespace: &str, name: &str, uid: &str) {
-        let mut pods = self.pods.lock().expect("registry lock");
+        let mut pods = self.pods.lock().expect("pod_index lock");
         let key = (namespace.to_string(), name.to_string());
         if pods.get(&key).is_some_and(|p| p.uid == uid) {
             pods.remove(&key);
@@ -58,7 +58,7 @@ impl Registry {
     pub fn pod(&self, namespace: &str, name: &str) -> Result<PodEntry, LookupError> {
         self.pods
             .lock()
-            .expect("registry lock")
+            .expect("pod_index lock")
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
             .ok_or_else(|| LookupError::NoPod {
@@ -105,8 +105,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registry_1_lookup() {
-        let r = Registry::default();
+    fn a_pod_index_finds_containers_and_their_logs() {
+        let r = PodIndex::default();
         r.update("default", "web", |p| {
             p.uid = "u1".into();
             p.container_order = vec!["a".into(), "b".into()];

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use skiff_api::Kind;
 
 use crate::error::ApiError;
-use crate::network::{
+use crate::raft_transport::{
     AdminRequest, AdminResult, ForwardError, PeerPool, ProposeResult, RaftMethod, ReadIndexResult,
     call,
 };
