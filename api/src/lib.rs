@@ -12,6 +12,7 @@ pub mod meta;
 pub mod names;
 pub mod object;
 pub mod outcome;
+pub mod pod_security;
 pub mod selector;
 pub mod types;
 pub mod validate;

@@ -162,6 +162,10 @@ pub struct PodSpec {
     /// is the node's, and it sees the node's interfaces. Defaults to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_network: Option<bool>,
+    /// Security attributes and common container settings for every container of the pod. A
+    /// container's own securityContext overrides the fields both have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// A single application container that you want to run within a pod.
@@ -213,6 +217,109 @@ pub struct Container {
     /// until the probe succeeds. Without one, a running container is ready. Cannot be updated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    /// Security options the container should run with; where a field is set here and in the
+    /// pod's securityContext, this one wins. Cannot be updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+/// PodSecurityContext holds pod-level security attributes and common container settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodSecurityContext {
+    /// The UID to run the entrypoint of the container processes. Defaults to the user the image
+    /// names. A container's own runAsUser takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// The GID to run the entrypoint of the container processes. Defaults to the image user's
+    /// primary group. A container's own runAsGroup takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    /// Indicates that the containers must run as a non-root user: the node refuses to start a
+    /// container that would run as UID 0. A container's own runAsNonRoot takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    /// A list of groups added to the first process of each container, in addition to the
+    /// container's primary GID and the groups the image gives its user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplemental_groups: Vec<i64>,
+    /// A special supplemental group for every container: emptyDir volumes are owned by this
+    /// group (with the setgid bit, so new files get it too) and the containers' processes are
+    /// members of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<i64>,
+    /// The seccomp options of the pod's containers. A container's own seccompProfile takes
+    /// precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
+}
+
+/// SecurityContext holds security configuration that will be applied to a container. Where a
+/// field is also set in the pod's securityContext, the container's value wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityContext {
+    /// The UID to run the entrypoint of the container process. Defaults to the user the image
+    /// names (or the pod's runAsUser).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// The GID to run the entrypoint of the container process. Defaults to the image user's
+    /// primary group (or the pod's runAsGroup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    /// Indicates that the container must run as a non-root user: the node refuses to start it
+    /// when it would run as UID 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    /// Run the container in privileged mode: every capability, every host device, no seccomp
+    /// filter and no masked paths; about as much as a root process on the host. Defaults to
+    /// false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    /// Whether a process can gain more privileges than its parent (setuid binaries, file
+    /// capabilities). False sets the no_new_privs flag on the container process. Defaults to
+    /// true; cannot be false together with privileged or an added CAP_SYS_ADMIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    /// The capabilities to add to or drop from the runtime's default set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    /// Whether this container has a read-only root filesystem (volumes stay as mounted).
+    /// Defaults to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    /// The seccomp options of this container, overriding the pod's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
+}
+
+/// Adds and removes POSIX capabilities from running containers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Capabilities {
+    /// Added capabilities, by name without the `CAP_` prefix (`NET_ADMIN`), or `ALL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    /// Removed capabilities, by name without the `CAP_` prefix, or `ALL`. Drops apply after
+    /// adds, except that `add: [ALL]` and `drop: [ALL]` apply before individual names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+}
+
+/// SeccompProfile defines a pod's or container's seccomp profile settings. Only one profile
+/// source may be set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeccompProfile {
+    /// Which kind of seccomp profile is applied: `RuntimeDefault` (the container runtime's
+    /// default profile, Docker's), `Unconfined` (no profile) or `Localhost` (a profile file on
+    /// the node, named by localhostProfile).
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    /// A profile file on the node, relative to the agent's seccomp directory
+    /// (`<data-dir>/oci/seccomp/`). Must be set if type is `Localhost`, and only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
 }
 
 /// EnvVar represents an environment variable present in a container.

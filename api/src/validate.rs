@@ -5,8 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::meta::ObjectMeta;
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, is_qualified_name};
 use crate::object::Object;
+use crate::pod_security::{ENFORCE_LABEL, Level};
 use crate::selector::Selector;
-use crate::types::{Container, IntOrString, PodSpec, Probe, Quantity};
+use crate::types::{
+    Container, IntOrString, PodSecurityContext, PodSpec, Probe, Quantity, SeccompProfile,
+    SecurityContext,
+};
 
 /// Total size of all annotation keys and values.
 pub const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
@@ -201,6 +205,97 @@ fn validate_probe(errors: &mut Errors, path: &str, probe: &Probe) {
     }
 }
 
+/// Kubernetes' user and group ids: 0 to 2^31 - 1.
+fn validate_id(errors: &mut Errors, path: String, id: Option<i64>) {
+    if let Some(id) = id.filter(|id| !(0..=i64::from(i32::MAX)).contains(id)) {
+        errors.invalid(
+            path,
+            &id.to_string(),
+            format!("must be between 0 and {}, inclusive", i32::MAX),
+        );
+    }
+}
+
+const SECCOMP_TYPES: [&str; 3] = ["Localhost", "RuntimeDefault", "Unconfined"];
+
+fn validate_seccomp_profile(errors: &mut Errors, path: &str, profile: &SeccompProfile) {
+    match profile.type_.as_str() {
+        "" => errors.required(
+            format!("{path}.type"),
+            "type is required when seccompProfile is set",
+        ),
+        t if !SECCOMP_TYPES.contains(&t) => {
+            errors.unsupported(format!("{path}.type"), t, &SECCOMP_TYPES)
+        }
+        _ => {}
+    }
+    let field = format!("{path}.localhostProfile");
+    match (profile.type_.as_str(), profile.localhost_profile.as_deref()) {
+        ("Localhost", None) => errors.required(field, "must be set when seccomp type is Localhost"),
+        ("Localhost", Some(file)) => {
+            if file.starts_with('/') {
+                errors.invalid(&field, file, "must be a relative path");
+            }
+            if file.split('/').any(|part| part == "..") {
+                errors.invalid(&field, file, "must not contain '..'");
+            }
+        }
+        (_, Some(file)) => errors.invalid(
+            field,
+            file,
+            "can only be set when seccomp type is Localhost",
+        ),
+        (_, None) => {}
+    }
+}
+
+fn validate_pod_security_context(errors: &mut Errors, path: &str, sc: &PodSecurityContext) {
+    validate_id(errors, format!("{path}.runAsUser"), sc.run_as_user);
+    validate_id(errors, format!("{path}.runAsGroup"), sc.run_as_group);
+    for (i, group) in sc.supplemental_groups.iter().enumerate() {
+        validate_id(
+            errors,
+            format!("{path}.supplementalGroups[{i}]"),
+            Some(*group),
+        );
+    }
+    validate_id(errors, format!("{path}.fsGroup"), sc.fs_group);
+    if let Some(profile) = &sc.seccomp_profile {
+        validate_seccomp_profile(errors, &format!("{path}.seccompProfile"), profile);
+    }
+}
+
+fn validate_security_context(errors: &mut Errors, path: &str, sc: &SecurityContext) {
+    validate_id(errors, format!("{path}.runAsUser"), sc.run_as_user);
+    validate_id(errors, format!("{path}.runAsGroup"), sc.run_as_group);
+    if let Some(profile) = &sc.seccomp_profile {
+        validate_seccomp_profile(errors, &format!("{path}.seccompProfile"), profile);
+    }
+    if sc.allow_privilege_escalation == Some(false) {
+        // No_new_privs is no boundary for a process holding every capability or
+        // CAP_SYS_ADMIN; Kubernetes refuses the combination as a contradiction.
+        if sc.privileged == Some(true) {
+            errors.invalid(
+                path,
+                "allowPrivilegeEscalation: false, privileged: true",
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            );
+        }
+        let added = sc.capabilities.iter().flat_map(|c| &c.add);
+        // Kubernetes spells only CAP_SYS_ADMIN; SYS_ADMIN (the usual spelling) is the same.
+        if added
+            .into_iter()
+            .any(|c| matches!(c.as_str(), "CAP_SYS_ADMIN" | "SYS_ADMIN"))
+        {
+            errors.invalid(
+                path,
+                "allowPrivilegeEscalation: false, capabilities.Add: CAP_SYS_ADMIN",
+                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            );
+        }
+    }
+}
+
 fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &BTreeSet<&str>) {
     errors.check(format!("{path}.name"), &c.name, is_dns1123_label);
     if c.image.trim().is_empty() {
@@ -271,6 +366,9 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
     }
     if let Some(probe) = &c.readiness_probe {
         validate_probe(errors, &format!("{path}.readinessProbe"), probe);
+    }
+    if let Some(sc) = &c.security_context {
+        validate_security_context(errors, &format!("{path}.securityContext"), sc);
     }
 }
 
@@ -352,6 +450,27 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
             is_dns1123_subdomain,
         );
     }
+    if let Some(sc) = &spec.security_context {
+        validate_pod_security_context(errors, &format!("{path}.securityContext"), sc);
+    }
+}
+
+/// A namespace's Pod Security label must name a level (Kubernetes' Pod Security admission
+/// refuses other values on the namespace).
+fn validate_pod_security_label(errors: &mut Errors, labels: &BTreeMap<String, String>) {
+    if let Some(value) = labels.get(ENFORCE_LABEL)
+        && let Err(e) = Level::parse(value)
+    {
+        errors.invalid(format!("metadata.labels[{ENFORCE_LABEL}]"), value, e);
+    }
+}
+
+/// The Pod Security label among a namespace's `labels` (also checked where labels are
+/// patched, which does not validate the whole object).
+pub fn validate_namespace_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    let mut errors = Errors::default();
+    validate_pod_security_label(&mut errors, labels);
+    errors.finish()
 }
 
 fn validate_int_or_percent(errors: &mut Errors, path: &str, value: &IntOrString) -> Option<i64> {
@@ -380,7 +499,8 @@ pub fn validate(object: &Object) -> Result<(), ValidationError> {
     let mut errors = Errors::default();
     match object {
         Object::Namespace(ns) => {
-            validate_meta(&mut errors, &ns.metadata, is_dns1123_label, "metadata")
+            validate_meta(&mut errors, &ns.metadata, is_dns1123_label, "metadata");
+            validate_pod_security_label(&mut errors, &ns.metadata.labels);
         }
         Object::Node(node) => {
             validate_meta(
@@ -927,6 +1047,132 @@ mod tests {
             err.to_string(),
             "metadata.name: Required value: name or generateName is required"
         );
+    }
+
+    #[test]
+    fn security_context_rules_carry_their_paths_and_kubernetes_messages() {
+        let mut pod = valid_pod();
+        pod["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 1000,
+            "runAsNonRoot": true, "supplementalGroups": [5, 6], "fsGroup": 2000,
+            "seccompProfile": {"type": "RuntimeDefault"}});
+        pod["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 0,
+            "privileged": false, "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"}});
+        assert!(errors_of(pod.clone()).is_empty(), "{:?}", errors_of(pod));
+
+        type Mutation = fn(&mut serde_json::Value);
+        let table: [(Mutation, &str); 12] = [
+            (
+                |p| p["spec"]["securityContext"] = json!({"runAsUser": -1}),
+                "spec.securityContext.runAsUser: Invalid value: \"-1\": must be between 0 and 2147483647, inclusive",
+            ),
+            (
+                |p| p["spec"]["securityContext"] = json!({"runAsGroup": 2147483648_i64}),
+                "spec.securityContext.runAsGroup: Invalid value: \"2147483648\": must be between 0 and 2147483647, inclusive",
+            ),
+            (
+                |p| p["spec"]["securityContext"] = json!({"supplementalGroups": [1, -5]}),
+                "spec.securityContext.supplementalGroups[1]: Invalid value: \"-5\": must be between 0 and 2147483647, inclusive",
+            ),
+            (
+                |p| p["spec"]["securityContext"] = json!({"fsGroup": -2}),
+                "spec.securityContext.fsGroup: Invalid value: \"-2\": must be between 0 and 2147483647, inclusive",
+            ),
+            (
+                |p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": -1}),
+                "spec.containers[0].securityContext.runAsUser: Invalid value: \"-1\": must be between 0 and 2147483647, inclusive",
+            ),
+            (
+                |p| {
+                    p["spec"]["containers"][0]["securityContext"] =
+                        json!({"privileged": true, "allowPrivilegeEscalation": false})
+                },
+                "spec.containers[0].securityContext: Invalid value: \"allowPrivilegeEscalation: false, privileged: true\": cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            ),
+            (
+                |p| {
+                    p["spec"]["containers"][0]["securityContext"] = json!({
+                        "capabilities": {"add": ["SYS_ADMIN"]}, "allowPrivilegeEscalation": false})
+                },
+                "spec.containers[0].securityContext: Invalid value: \"allowPrivilegeEscalation: false, capabilities.Add: CAP_SYS_ADMIN\": cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            ),
+            (
+                |p| p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "Default"}}),
+                "spec.securityContext.seccompProfile.type: Unsupported value: \"Default\": supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\"",
+            ),
+            (
+                |p| p["spec"]["securityContext"] = json!({"seccompProfile": {}}),
+                "spec.securityContext.seccompProfile.type: Required value: type is required when seccompProfile is set",
+            ),
+            (
+                |p| {
+                    p["spec"]["containers"][0]["securityContext"] =
+                        json!({"seccompProfile": {"type": "Localhost"}})
+                },
+                "spec.containers[0].securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
+            ),
+            (
+                |p| {
+                    p["spec"]["containers"][0]["securityContext"] = json!({"seccompProfile":
+                        {"type": "Localhost", "localhostProfile": "../../etc/profile.json"}})
+                },
+                "spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: \"../../etc/profile.json\": must not contain '..'",
+            ),
+            (
+                |p| {
+                    p["spec"]["securityContext"] = json!({"seccompProfile":
+                        {"type": "RuntimeDefault", "localhostProfile": "p.json"}})
+                },
+                "spec.securityContext.seccompProfile.localhostProfile: Invalid value: \"p.json\": can only be set when seccomp type is Localhost",
+            ),
+        ];
+        for (mutate, message) in table {
+            let mut pod = valid_pod();
+            mutate(&mut pod);
+            let err = validate(&object(pod)).expect_err(message);
+            assert_eq!(err.to_string(), message);
+        }
+        let mut absolute = valid_pod();
+        absolute["spec"]["securityContext"] =
+            json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "/etc/p.json"}});
+        assert_eq!(
+            validate(&object(absolute)).unwrap_err().to_string(),
+            "spec.securityContext.seccompProfile.localhostProfile: Invalid value: \"/etc/p.json\": must be a relative path"
+        );
+    }
+
+    #[test]
+    fn security_context_fields_are_kubernetes_names_and_unknown_ones_are_refused() {
+        let mut pod = valid_pod();
+        pod["spec"]["containers"][0]["securityContext"] =
+            json!({"runAsUser": 1000, "runAsRoot": false});
+        let err = Object::from_value(None, pod).unwrap_err().to_string();
+        assert!(err.contains("runAsRoot"), "{err}");
+        let mut pod = valid_pod();
+        pod["spec"]["securityContext"] = json!({"privileged": true});
+        let err = Object::from_value(None, pod).unwrap_err().to_string();
+        assert!(err.contains("privileged"), "{err}");
+    }
+
+    #[test]
+    fn a_namespace_pod_security_label_must_name_a_level() {
+        let ns = |value: &str| {
+            object(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team", "labels": {ENFORCE_LABEL: value}}}))
+        };
+        for level in ["privileged", "baseline", "restricted"] {
+            assert!(validate(&ns(level)).is_ok(), "{level}");
+        }
+        let expected = "metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \"strict\": must be one of privileged, baseline, restricted";
+        assert_eq!(validate(&ns("strict")).unwrap_err().to_string(), expected);
+        let labels = BTreeMap::from([(ENFORCE_LABEL.to_string(), "strict".to_string())]);
+        assert_eq!(
+            validate_namespace_labels(&labels).unwrap_err().to_string(),
+            expected
+        );
+        assert!(validate_namespace_labels(&BTreeMap::new()).is_ok());
     }
 
     #[test]
