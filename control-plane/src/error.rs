@@ -26,6 +26,10 @@ pub enum ApiError {
     Unknown(String),
     #[error("{0}")]
     TooOld(String),
+    /// An admission policy refuses the request (Pod Security): PERMISSION_DENIED, as
+    /// Kubernetes answers 403 Forbidden.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is valid but the object is not in a state to serve it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -41,6 +45,12 @@ impl From<ApplyError> for ApiError {
             ApplyError::Conflict(m) => ApiError::Conflict(m),
             ApplyError::Invalid(m) => ApiError::InvalidArgument(m),
         }
+    }
+}
+
+impl From<crate::pod_security::Forbidden> for ApiError {
+    fn from(e: crate::pod_security::Forbidden) -> Self {
+        ApiError::Forbidden(e.to_string())
     }
 }
 
@@ -69,6 +79,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::TooOld(m) | ApiError::FailedPrecondition(m) => {
                 tonic::Status::failed_precondition(m)
             }
+            ApiError::Forbidden(m) => tonic::Status::permission_denied(m),
             ApiError::Internal(m) => tonic::Status::internal(m),
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod error;
+pub mod pod_security;
 pub mod raft_node;
 pub mod raft_transport;
 pub mod raft_types;

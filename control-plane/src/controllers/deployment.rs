@@ -22,6 +22,7 @@ use super::snapshot::{PodFacts, Snapshot};
 use super::writes::{Writes, delete_pod, note, status_update};
 use crate::admission::{Ids, admit};
 use crate::error::ApiError;
+use crate::pod_security::{self, NamespaceLevels};
 use crate::raft_types::Command;
 
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -372,7 +373,12 @@ pub struct DeploymentPass {
 
 /// Creates, deletes and reports on each deployment's pods; deletes pods whose deployment
 /// is gone. New pods get their names and uids from `ids`.
-pub fn reconcile(snapshot: Snapshot, wall: Time, ids: &mut dyn Ids) -> DeploymentPass {
+pub fn reconcile(
+    snapshot: Snapshot,
+    wall: Time,
+    ids: &mut dyn Ids,
+    levels: &NamespaceLevels,
+) -> DeploymentPass {
     let mut out = DeploymentPass::default();
     let writes = &mut out.writes;
     let mut owned: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
@@ -394,7 +400,7 @@ pub fn reconcile(snapshot: Snapshot, wall: Time, ids: &mut dyn Ids) -> Deploymen
             let hash = template_hash(&d.spec.template);
             let mut created = 0;
             for _ in 0..plan.create {
-                match new_pod(d, &uid, &hash, ids, wall) {
+                match new_pod(d, &uid, &hash, ids, wall, levels) {
                     Ok(object) => {
                         created += 1;
                         writes.commands.push(Command::Create {
@@ -460,13 +466,15 @@ pub fn reconcile(snapshot: Snapshot, wall: Time, ids: &mut dyn Ids) -> Deploymen
     out
 }
 
-/// A new pod from the deployment's template, admitted like a client's create.
+/// A new pod from the deployment's template, admitted like a client's create (Pod Security
+/// included: a template the namespace's level refuses makes no pods).
 fn new_pod(
     d: &Deployment,
     uid: &str,
     hash: &str,
     ids: &mut dyn Ids,
     now: Time,
+    levels: &NamespaceLevels,
 ) -> Result<Object, ApiError> {
     let template = &d.spec.template;
     let mut meta = template.metadata.clone();
@@ -491,6 +499,10 @@ fn new_pod(
         status: None,
     });
     admit(&mut object, ids, now)?;
+    if let Object::Pod(pod) = &object {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        pod_security::enforce(levels.level(namespace), pod)?;
+    }
     Ok(object)
 }
 
@@ -756,12 +768,20 @@ mod reconcile_tests {
     use crate::raft_types::UpdatePart;
 
     fn run(deployments: &[Versioned<Deployment>], pods: &[Versioned<PodFacts>]) -> Writes {
+        run_in(deployments, pods, &NamespaceLevels::default())
+    }
+
+    fn run_in(
+        deployments: &[Versioned<Deployment>],
+        pods: &[Versioned<PodFacts>],
+        levels: &NamespaceLevels,
+    ) -> Writes {
         let snapshot = Snapshot {
             nodes: &[],
             pods,
             deployments,
         };
-        reconcile(snapshot, wall(0), &mut CountingIds::default()).writes
+        reconcile(snapshot, wall(0), &mut CountingIds::default(), levels).writes
     }
 
     /// A ready pod of `web` from its current template.
@@ -844,6 +864,38 @@ mod reconcile_tests {
         );
         assert!(message.starts_with("Error creating pod: "), "{message}");
         assert!(message.contains("Not_Valid"), "{message}");
+    }
+
+    #[test]
+    fn a_template_its_namespace_level_refuses_makes_no_pods_and_says_why_once() {
+        let host_path = || {
+            deployment(
+                2,
+                json!({"spec": {"template": {"spec": {
+                    "containers": [{"name": "c", "image": "busybox"}],
+                    "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}}}),
+            )
+        };
+        let writes = run(&[host_path()], &[]);
+        assert!(creates(&writes).is_empty());
+        let noted = notes(&writes);
+        assert_eq!(noted.len(), 1, "{noted:?}");
+        let hash = template_hash(&host_path().object.spec.template);
+        assert_eq!(
+            noted[0].3,
+            format!(
+                "Error creating pod: pods \"web-{hash}-{}\" is forbidden: violates PodSecurity \"baseline:latest\": hostPath volumes (volume \"root\")",
+                random_suffix(0)
+            )
+        );
+        let privileged: NamespaceLevels = [(
+            "default".to_string(),
+            skiff_api::pod_security::Level::Privileged,
+        )]
+        .into_iter()
+        .collect();
+        let writes = run_in(&[host_path()], &[], &privileged);
+        assert_eq!(creates(&writes).len(), 2);
     }
 
     #[test]

@@ -23,12 +23,14 @@ use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use skiff_api::events::{self, Note};
 use skiff_api::meta::Time;
+use skiff_api::pod_security::Level;
 use skiff_api::types::{Deployment, Event, Node};
 use skiff_api::{Kind, Object};
 use tokio::time::Instant;
 
 use crate::admission::{RandomIds, admit};
 use crate::error::ApiError;
+use crate::pod_security::NamespaceLevels;
 use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::StoredObject;
@@ -207,10 +209,19 @@ impl Controllers {
 
     /// One look at the whole state; returns when to look again at the latest.
     async fn pass(&mut self) -> Result<Option<Duration>, ApiError> {
-        let (pods, nodes, deployments) = {
+        let (pods, nodes, deployments, levels) = {
             let table = self.node.shared.table.read().expect("table lock");
             let all = |kind| table.list(kind, None).cloned().collect::<Vec<_>>();
-            (all(Kind::Pod), all(Kind::Node), all(Kind::Deployment))
+            let levels: NamespaceLevels = table
+                .list(Kind::Namespace, None)
+                .map(|ns| (ns.name.clone(), Level::of_namespace(&ns.summary.labels)))
+                .collect();
+            (
+                all(Kind::Pod),
+                all(Kind::Node),
+                all(Kind::Deployment),
+                levels,
+            )
         };
         let pods = self.pods.refresh(&pods, |s| parse(s).map(PodFacts::new));
         let nodes = self.nodes.refresh(&nodes, parse::<Node>);
@@ -248,7 +259,7 @@ impl Controllers {
         );
         let mut writes = lifecycle.writes;
         writes.append(scheduler::schedule(snapshot, &lifecycle.written, wall));
-        let deployments = deployment::reconcile(snapshot, wall, &mut self.ids);
+        let deployments = deployment::reconcile(snapshot, wall, &mut self.ids, &levels);
         writes.append(deployments.writes);
         let requeue = deployments.requeue_after;
         self.submit(writes.commands).await?;

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use skiff_api::pod_security::Level;
 use skiff_api::proto::objects_server::Objects;
 use skiff_api::proto::{
     CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest, ListResponse,
     ObjectResponse, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
 };
 use skiff_api::selector::{FieldSelector, Selector};
+use skiff_api::types::Pod;
 use skiff_api::{Kind, Object, names, validate};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,6 +22,7 @@ use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 use super::auth::{Gate, check};
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
+use crate::pod_security;
 use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::objects::{EventType, SELECTABLE_FIELDS};
@@ -216,6 +219,28 @@ impl ObjectsServer {
         })
     }
 
+    /// The Pod Security level of `namespace` as this member's table has it.
+    fn pod_security_level(&self, namespace: &str) -> Level {
+        self.local_get(Kind::Namespace, "", namespace)
+            .map_or(Level::UNLABELLED, |ns| {
+                Level::of_namespace(&ns.summary.labels)
+            })
+    }
+
+    /// Pod Security admission of a new pod. A refusal is decided on the leader's state (after
+    /// a read barrier): a namespace labelled a moment ago through another member counts,
+    /// while admitted pods cost no round trip.
+    async fn enforce_pod_security(&self, pod: &Pod, namespace: &str) -> Result<(), ApiError> {
+        if pod_security::enforce(self.pod_security_level(namespace), pod).is_ok() {
+            return Ok(());
+        }
+        self.node.read_barrier().await?;
+        Ok(pod_security::enforce(
+            self.pod_security_level(namespace),
+            pod,
+        )?)
+    }
+
     async fn do_create(
         &self,
         subject: &Subject,
@@ -239,6 +264,9 @@ impl ObjectsServer {
             },
         )?;
         self.ensure_namespace_for(kind, &namespace).await?;
+        if let Object::Pod(pod) = &object {
+            self.enforce_pod_security(pod, &namespace).await?;
+        }
         let applied = self
             .node
             .propose(Command::Create {
@@ -344,6 +372,14 @@ impl ObjectsServer {
                     ))
                 })?;
             }
+        }
+        if kind == Kind::Namespace {
+            let set = request
+                .labels
+                .iter()
+                .filter_map(|c| Some((c.key.clone(), c.value.clone()?)))
+                .collect();
+            validate::validate_namespace_labels(&set).map_err(validation)?;
         }
         for change in &request.annotations {
             names::is_qualified_name(&change.key).map_err(|m| {
