@@ -6,10 +6,12 @@ use std::fmt::Write as _;
 
 use skiff_api::Kind;
 use skiff_api::meta::Time;
-use skiff_api::types::{ContainerState, Deployment, Event, Node, Pod};
+use skiff_api::types::{
+    ContainerState, Deployment, DeploymentCondition, Event, Node, NodeCondition, Pod, PodCondition,
+};
 use skiff_client::{Client, ListParams};
 
-use crate::table::{self, human_duration};
+use crate::table::{self, Table, human_duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DescribeError {
@@ -70,12 +72,11 @@ pub fn events_text(events: &[Event], now: Time) -> String {
         return "Events:  <none>\n".into();
     }
     let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|e| e.last_timestamp.or(e.metadata.creation_timestamp));
-    let rows: Vec<Vec<String>> = sorted
-        .iter()
-        .map(|e| {
-            let last = e.last_timestamp.or(e.metadata.creation_timestamp);
-            let age = match (last, e.count.unwrap_or(1), e.first_timestamp) {
+    sorted.sort_by_key(|e| table::last_seen(e));
+    let dashes = ["----", "------", "----", "----", "-------"];
+    let rows = std::iter::once(dashes.map(String::from).to_vec())
+        .chain(sorted.iter().map(|e| {
+            let age = match (table::last_seen(e), e.count.unwrap_or(1), e.first_timestamp) {
                 (Some(last), count, Some(first)) if count > 1 => format!(
                     "{} (x{count} over {})",
                     human_duration((now - last).num_seconds()),
@@ -95,32 +96,49 @@ pub fn events_text(events: &[Event], now: Time) -> String {
                     .unwrap_or_default(),
                 e.message.clone().unwrap_or_default(),
             ]
-        })
+        }))
         .collect();
-    let mut all = vec![vec![
-        "----".to_string(),
-        "------".into(),
-        "----".into(),
-        "----".into(),
-        "-------".into(),
-    ]];
-    all.extend(rows);
     let mut out = String::new();
-    indented_table(
-        &mut out,
-        "Events",
-        &["Type", "Reason", "Age", "From", "Message"],
-        &all,
-    );
+    let header = ["Type", "Reason", "Age", "From", "Message"];
+    section(&mut out, "Events:", &Table::new(&header, rows));
     out
 }
 
-/// `Title:` and the table below it, indented two spaces, as describe prints sections.
-fn indented_table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
-    let _ = writeln!(out, "{title}:");
-    for line in table::render(header, rows).lines() {
-        let _ = writeln!(out, "  {line}");
+/// A line `title`, then (unless it has no rows) the table indented two spaces, as describe
+/// prints sections.
+fn section(out: &mut String, title: &str, table: &Table) {
+    let _ = writeln!(out, "{title}");
+    if !table.rows.is_empty() {
+        for line in table.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
     }
+}
+
+/// The `Conditions:` section (none without conditions): the first `columns` of Type,
+/// Status, Reason and Message, a row per condition as [`condition`] gives it.
+fn conditions(out: &mut String, columns: usize, rows: impl Iterator<Item = [String; 4]>) {
+    let rows: Vec<Vec<String>> = rows.map(|cells| cells[..columns].to_vec()).collect();
+    if !rows.is_empty() {
+        let header = &["Type", "Status", "Reason", "Message"][..columns];
+        section(out, "Conditions:", &Table::new(header, rows));
+    }
+}
+
+/// A condition's cells (pods', deployments' and nodes' conditions are alike but for their
+/// times).
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &Option<String>,
+    message: &Option<String>,
+) -> [String; 4] {
+    [
+        type_.to_string(),
+        status.to_string(),
+        reason.clone().unwrap_or_default(),
+        message.clone().unwrap_or_default(),
+    ]
 }
 
 pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
@@ -181,14 +199,8 @@ pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
             let _ = writeln!(out, "    {:<16}{}", "Restart Count:", cs.restart_count);
         }
     }
-    if !status.conditions.is_empty() {
-        let rows: Vec<Vec<String>> = status
-            .conditions
-            .iter()
-            .map(|c| vec![c.type_.clone(), c.status.clone()])
-            .collect();
-        indented_table(&mut out, "Conditions", &["Type", "Status"], &rows);
-    }
+    let cells = |c: &PodCondition| condition(&c.type_, &c.status, &c.reason, &c.message);
+    conditions(&mut out, 2, status.conditions.iter().map(cells));
     out.push_str(&events_text(events, now));
     out
 }
@@ -232,20 +244,8 @@ pub fn deployment_text(d: &Deployment, events: &[Event], now: Time) -> String {
         let _ = writeln!(out, "  {}:", c.name);
         let _ = writeln!(out, "    {:<10}{}", "Image:", c.image);
     }
-    if !status.conditions.is_empty() {
-        let rows: Vec<Vec<String>> = status
-            .conditions
-            .iter()
-            .map(|c| {
-                vec![
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        indented_table(&mut out, "Conditions", &["Type", "Status", "Reason"], &rows);
-    }
+    let cells = |c: &DeploymentCondition| condition(&c.type_, &c.status, &c.reason, &c.message);
+    conditions(&mut out, 3, status.conditions.iter().map(cells));
     out.push_str(&events_text(events, now));
     out
 }
@@ -266,26 +266,8 @@ pub fn node_text(node: &Node, pods: &[Pod], events: &[Event], now: Time) -> Stri
         "PodCIDR",
         spec.pod_cidr.unwrap_or_else(|| "<none>".into()),
     );
-    if !status.conditions.is_empty() {
-        let rows: Vec<Vec<String>> = status
-            .conditions
-            .iter()
-            .map(|c| {
-                vec![
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone().unwrap_or_default(),
-                    c.message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        indented_table(
-            &mut out,
-            "Conditions",
-            &["Type", "Status", "Reason", "Message"],
-            &rows,
-        );
-    }
+    let cells = |c: &NodeCondition| condition(&c.type_, &c.status, &c.reason, &c.message);
+    conditions(&mut out, 4, status.conditions.iter().map(cells));
     out.push_str("Addresses:\n");
     for a in &status.addresses {
         let _ = writeln!(out, "  {}:  {}", a.type_, a.address);
@@ -299,22 +281,22 @@ pub fn node_text(node: &Node, pods: &[Pod], events: &[Event], now: Time) -> Stri
             let _ = writeln!(out, "  {k}:  {}", v.0);
         }
     }
-    let _ = writeln!(out, "Non-terminated Pods:  ({} in total)", pods.len());
-    if !pods.is_empty() {
-        let rows: Vec<Vec<String>> = pods
-            .iter()
-            .map(|p| {
-                vec![
-                    p.metadata.namespace.clone().unwrap_or_default(),
-                    p.metadata.name.clone(),
-                    table::pod_status(p),
-                ]
-            })
-            .collect();
-        for line in table::render(&["Namespace", "Name", "Status"], &rows).lines() {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
+    let rows = pods
+        .iter()
+        .map(|p| {
+            vec![
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone(),
+                table::pod_status(p),
+            ]
+        })
+        .collect();
+    let title = format!("Non-terminated Pods:  ({} in total)", pods.len());
+    section(
+        &mut out,
+        &title,
+        &Table::new(&["Namespace", "Name", "Status"], rows),
+    );
     out.push_str(&events_text(events, now));
     out
 }

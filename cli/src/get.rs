@@ -1,8 +1,6 @@
 //! `skiff get TYPE [NAME…]`: tables like kubectl's, or the objects as JSON / YAML / names.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
+use skiff_api::meta::Time;
 use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
 use skiff_client::{Client, ListParams, Resource};
 
@@ -119,11 +117,7 @@ async fn fetch<T: Resource>(
     Ok(client.list::<T>(&params).await?.items)
 }
 
-fn print<T: Serialize>(
-    objects: &[T],
-    args: &GetArgs,
-    names: Vec<String>,
-) -> Result<String, GetError> {
+fn print<T: Resource>(objects: &[T], args: &GetArgs) -> Result<String, GetError> {
     let single = args.names.len() == 1;
     let value = |objects: &[T]| -> Result<serde_json::Value, GetError> {
         let items = objects
@@ -143,9 +137,9 @@ fn print<T: Serialize>(
         Output::Yaml => {
             serde_yaml_ng::to_string(&value(objects)?).map_err(|e| GetError::Print(e.to_string()))
         }
-        Output::Name => Ok(names
+        Output::Name => Ok(objects
             .iter()
-            .map(|n| format!("{}/{n}\n", args.kind.resource()))
+            .map(|o| format!("{}/{}\n", args.kind.resource(), o.metadata().name))
             .collect()),
         Output::JsonPath(template) => crate::jsonpath::jsonpath(template, &value(objects)?)
             .map_err(|e| GetError::Print(e.to_string())),
@@ -161,61 +155,76 @@ fn print<T: Serialize>(
     }
 }
 
-/// One kind's objects as `args` asks: (text, no objects?, each object's labels).
-async fn show<T: Resource>(
-    client: &Client,
-    args: &GetArgs,
-    table: impl Fn(&[T]) -> String,
-) -> Result<(String, bool, Vec<BTreeMap<String, String>>), GetError> {
-    let objects: Vec<T> = fetch(client, args, args.kind.is_namespaced()).await?;
-    let names = objects.iter().map(|o| o.metadata().name.clone()).collect();
-    let text = if matches!(args.output, Output::Table | Output::Wide) {
-        table(&objects)
-    } else {
-        print(&objects, args, names)?
-    };
-    let labels = objects
-        .iter()
-        .map(|o| o.metadata().labels.clone())
-        .collect();
-    Ok((text, objects.is_empty(), labels))
+/// The kinds `skiff get` prints tables of, and which table.
+trait Tabular: Resource {
+    /// The table of `objects` (which it may reorder: they stay in row order).
+    fn table(objects: &mut [Self], args: &GetArgs, now: Time) -> table::Table;
 }
 
-/// The text `skiff get` prints (kubectl's "No resources found" included).
-pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
-    let now = chrono::Utc::now();
-    let wide = args.output == Output::Wide;
-    let all = args.all_namespaces;
-    let table_output = matches!(args.output, Output::Table | Output::Wide);
-    let (text, empty, labels) = match args.kind {
-        skiff_api::Kind::Pod => {
-            show::<Pod>(client, args, |o| table::pods(o, wide, all, now)).await?
-        }
-        skiff_api::Kind::Node => show::<Node>(client, args, |o| table::nodes(o, wide, now)).await?,
-        skiff_api::Kind::Deployment => {
-            show::<Deployment>(client, args, |o| table::deployments(o, all, now)).await?
-        }
-        skiff_api::Kind::Namespace => {
-            show::<Namespace>(client, args, |o| table::namespaces(o, now)).await?
-        }
-        skiff_api::Kind::Event => {
-            show::<Event>(client, args, |o| table::events(o, all, now)).await?
-        }
-    };
-    let text = if table_output && !empty && (args.show_labels || !args.label_columns.is_empty()) {
-        table::with_label_columns(&text, &labels, &args.label_columns, args.show_labels)
-    } else {
-        text
-    };
-    if empty && table_output {
-        let scope = if args.kind.is_namespaced() && !all {
+impl Tabular for Pod {
+    fn table(objects: &mut [Pod], args: &GetArgs, now: Time) -> table::Table {
+        table::pods(
+            objects,
+            args.output == Output::Wide,
+            args.all_namespaces,
+            now,
+        )
+    }
+}
+
+impl Tabular for Node {
+    fn table(objects: &mut [Node], args: &GetArgs, now: Time) -> table::Table {
+        table::nodes(objects, args.output == Output::Wide, now)
+    }
+}
+
+impl Tabular for Deployment {
+    fn table(objects: &mut [Deployment], args: &GetArgs, now: Time) -> table::Table {
+        table::deployments(objects, args.all_namespaces, now)
+    }
+}
+
+impl Tabular for Namespace {
+    fn table(objects: &mut [Namespace], _: &GetArgs, now: Time) -> table::Table {
+        table::namespaces(objects, now)
+    }
+}
+
+impl Tabular for Event {
+    fn table(objects: &mut [Event], args: &GetArgs, now: Time) -> table::Table {
+        table::events(objects, args.all_namespaces, now)
+    }
+}
+
+/// One kind's objects as `args` asks (kubectl's "No resources found" included).
+async fn show<T: Tabular>(client: &Client, args: &GetArgs) -> Result<String, GetError> {
+    let mut objects: Vec<T> = fetch(client, args, args.kind.is_namespaced()).await?;
+    if !matches!(args.output, Output::Table | Output::Wide) {
+        return print(&objects, args);
+    }
+    if objects.is_empty() {
+        let scope = if args.kind.is_namespaced() && !args.all_namespaces {
             format!(" in {} namespace", args.namespace)
         } else {
             String::new()
         };
         return Ok(format!("No resources found{scope}.\n"));
     }
-    Ok(text)
+    let mut table = T::table(&mut objects, args, chrono::Utc::now());
+    let labels: Vec<_> = objects.iter().map(|o| &o.metadata().labels).collect();
+    table.add_label_columns(&labels, &args.label_columns, args.show_labels);
+    Ok(table.render())
+}
+
+/// The text `skiff get` prints.
+pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
+    match args.kind {
+        skiff_api::Kind::Pod => show::<Pod>(client, args).await,
+        skiff_api::Kind::Node => show::<Node>(client, args).await,
+        skiff_api::Kind::Deployment => show::<Deployment>(client, args).await,
+        skiff_api::Kind::Namespace => show::<Namespace>(client, args).await,
+        skiff_api::Kind::Event => show::<Event>(client, args).await,
+    }
 }
 
 /// `skiff get … -w`: after the listing, one table row per change, until the stream ends.
@@ -224,33 +233,19 @@ pub async fn watch(
     args: &GetArgs,
     out: &mut impl std::io::Write,
 ) -> Result<(), GetError> {
-    let now = || chrono::Utc::now();
-    let wide = args.output == Output::Wide;
-    let all = args.all_namespaces;
     match args.kind {
-        skiff_api::Kind::Pod => {
-            follow::<Pod>(client, args, out, |o| table::pods(o, wide, all, now())).await
-        }
-        skiff_api::Kind::Node => {
-            follow::<Node>(client, args, out, |o| table::nodes(o, wide, now())).await
-        }
-        skiff_api::Kind::Deployment => {
-            follow::<Deployment>(client, args, out, |o| table::deployments(o, all, now())).await
-        }
-        skiff_api::Kind::Namespace => {
-            follow::<Namespace>(client, args, out, |o| table::namespaces(o, now())).await
-        }
-        skiff_api::Kind::Event => {
-            follow::<Event>(client, args, out, |o| table::events(o, all, now())).await
-        }
+        skiff_api::Kind::Pod => follow::<Pod>(client, args, out).await,
+        skiff_api::Kind::Node => follow::<Node>(client, args, out).await,
+        skiff_api::Kind::Deployment => follow::<Deployment>(client, args, out).await,
+        skiff_api::Kind::Namespace => follow::<Namespace>(client, args, out).await,
+        skiff_api::Kind::Event => follow::<Event>(client, args, out).await,
     }
 }
 
-async fn follow<T: Resource>(
+async fn follow<T: Tabular>(
     client: &Client,
     args: &GetArgs,
     out: &mut impl std::io::Write,
-    table: impl Fn(&[T]) -> String,
 ) -> Result<(), GetError> {
     use futures::StreamExt;
     let scoped = args.kind.is_namespaced() && !args.all_namespaces;
@@ -270,7 +265,7 @@ async fn follow<T: Resource>(
     let mut events = client.watch::<T>(params);
     let mut header_printed = false;
     while let Some(event) = events.next().await {
-        let object = match event.map_err(GetError::from)? {
+        let mut object = match event.map_err(GetError::from)? {
             skiff_client::WatchEvent::Added(o)
             | skiff_client::WatchEvent::Modified(o)
             | skiff_client::WatchEvent::Deleted(o) => o,
@@ -279,14 +274,12 @@ async fn follow<T: Resource>(
         if !wanted(&object) {
             continue;
         }
-        let rendered = table(std::slice::from_ref(&object));
-        let mut lines = rendered.lines();
-        let header = lines.next().unwrap_or_default();
-        if !header_printed {
-            writeln!(out, "{header}").map_err(|e| GetError::Print(e.to_string()))?;
-            header_printed = true;
-        }
-        for line in lines {
+        // Each row is laid out on its own; the header, as laid out with the first one.
+        let table = T::table(std::slice::from_mut(&mut object), args, chrono::Utc::now());
+        let lines = table.lines();
+        let skip = if header_printed { 1 } else { 0 };
+        header_printed = true;
+        for line in &lines[skip..] {
             writeln!(out, "{line}").map_err(|e| GetError::Print(e.to_string()))?;
         }
         out.flush().map_err(|e| GetError::Print(e.to_string()))?;
@@ -329,19 +322,18 @@ mod tests {
     #[test]
     fn name_json_yaml_golden() {
         let pods = pods();
-        let names = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
-            print(&pods, &args(Output::Name, &[]), names.clone()).unwrap(),
+            print(&pods, &args(Output::Name, &[])).unwrap(),
             "pod/a\npod/b\n"
         );
         // One named object prints the object itself.
         assert_eq!(
-            print(&pods[..1], &args(Output::Json, &["a"]), names[..1].to_vec()).unwrap(),
+            print(&pods[..1], &args(Output::Json, &["a"])).unwrap(),
             "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"metadata\": {\n    \"name\": \"a\",\n    \"namespace\": \"default\"\n  },\n  \"spec\": {\n    \"containers\": [\n      {\n        \"image\": \"busybox\",\n        \"name\": \"c\"\n      }\n    ]\n  }\n}\n"
         );
         // Several print as a List.
         assert_eq!(
-            print(&pods, &args(Output::Yaml, &[]), names).unwrap(),
+            print(&pods, &args(Output::Yaml, &[])).unwrap(),
             "\
 apiVersion: v1
 items:

@@ -12,7 +12,7 @@ use skiff_api::meta::Time;
 use skiff_api::types::Node;
 use skiff_client::{Client, Image, ImportedImageInfo, ListParams, RemovedImages};
 
-use crate::table::{human_duration, render};
+use crate::table::{Table, human_duration};
 use crate::verbs::VerbError;
 
 /// The largest archive a node takes (its agent refuses more).
@@ -122,7 +122,7 @@ pub fn images_table(nodes: &[(String, Vec<Image>)], now: Time) -> String {
             }
         }
     }
-    render(&["NODE", "IMAGE", "ID", "SIZE", "CREATED"], &rows)
+    Table::new(&["NODE", "IMAGE", "ID", "SIZE", "CREATED"], rows).render()
 }
 
 /// `skiff image import`'s lines for one node: one per image of the archive.

@@ -56,8 +56,7 @@ pub fn jsonpath(template: &str, data: &Value) -> Result<String, JsonPathError> {
 /// line ends with `\n`. With no objects only the header row is returned.
 pub fn custom_columns(spec: &str, objects: &[Value]) -> Result<String, JsonPathError> {
     let columns = parse_columns(spec)?;
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(objects.len() + 1);
-    rows.push(columns.iter().map(|c| c.header.clone()).collect());
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(objects.len());
     for object in objects {
         let mut row = Vec::with_capacity(columns.len());
         for column in &columns {
@@ -80,7 +79,8 @@ pub fn custom_columns(spec: &str, objects: &[Value]) -> Result<String, JsonPathE
         }
         rows.push(row);
     }
-    Ok(layout(&rows))
+    let header = columns.iter().map(|c| c.header.clone()).collect();
+    Ok(crate::table::Table { header, rows }.render())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -950,29 +950,6 @@ fn escape_cell(cell: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Left-aligned columns padded to the widest cell, three spaces apart, no trailing padding.
-fn layout(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; columns];
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count() + 3;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

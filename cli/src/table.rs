@@ -1,112 +1,121 @@
 //! kubectl's tables: the columns and STATUS texts `kubectl get` prints, as pure functions of
-//! the objects and the current time (so they are tested with fixed objects).
+//! the objects and the current time (so they are tested with fixed objects). Each builds a
+//! [`Table`] (a header and rows of cells); callers may add columns, then [`Table::render`]
+//! lays it out.
 
 use std::collections::BTreeMap;
 
 use skiff_api::meta::{ObjectMeta, Time};
 use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
 
-/// Lays rows out in columns separated by three spaces, like kubectl's tabwriter.
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:w$}   ", w = widths[i]));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+/// A table before layout: a header and one row of cells per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
 }
 
-/// Adds `-L key` columns (upper-cased key, value or empty) and, with `show_labels`, a LABELS
-/// column (`k=v,k2=v2` or `<none>`) to a rendered table whose rows match `labels` in order.
-pub fn with_label_columns(
-    rendered: &str,
-    labels: &[BTreeMap<String, String>],
-    keys: &[String],
-    show_labels: bool,
-) -> String {
-    let mut lines = rendered.lines();
-    let Some(header_line) = lines.next() else {
-        return rendered.to_string();
-    };
-    let widths = column_starts(header_line);
-    let split = |line: &str| -> Vec<String> {
-        let mut cells = Vec::new();
-        for (i, start) in widths.iter().enumerate() {
-            let end = widths
-                .get(i + 1)
-                .copied()
-                .unwrap_or(line.len())
-                .min(line.len());
-            cells.push(line.get(*start..end).unwrap_or("").trim().to_string());
+impl Table {
+    pub fn new(header: &[&str], rows: Vec<Vec<String>>) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows,
         }
-        cells
-    };
-    let mut header: Vec<String> = split(header_line);
-    header.extend(keys.iter().map(|k| k.to_uppercase()));
-    if show_labels {
-        header.push("LABELS".into());
     }
-    let rows: Vec<Vec<String>> = lines
-        .zip(labels)
-        .map(|(line, labels)| {
-            let mut row = split(line);
-            row.extend(
-                keys.iter()
-                    .map(|k| labels.get(k).cloned().unwrap_or_default()),
-            );
-            if show_labels {
-                row.push(if labels.is_empty() {
-                    "<none>".into()
-                } else {
-                    labels
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                });
+
+    /// Adds a column before column `index`: its header, and a cell per row in row order (an
+    /// empty one for rows beyond `cells`).
+    pub fn insert_column(
+        &mut self,
+        index: usize,
+        name: &str,
+        cells: impl IntoIterator<Item = String>,
+    ) {
+        self.header.insert(index, name.to_string());
+        let mut cells = cells.into_iter();
+        for row in &mut self.rows {
+            row.insert(index, cells.next().unwrap_or_default());
+        }
+    }
+
+    /// Adds a column at the end (see [`Table::insert_column`]).
+    pub fn push_column(&mut self, name: &str, cells: impl IntoIterator<Item = String>) {
+        self.insert_column(self.header.len(), name, cells);
+    }
+
+    /// kubectl's `-L KEY` columns (the key upper-cased; each row's value, or nothing) and,
+    /// with `show_labels`, its LABELS column (`k=v,k2=v2`, or `<none>`), for rows made from
+    /// objects with these `labels`, in row order.
+    pub fn add_label_columns(
+        &mut self,
+        labels: &[&BTreeMap<String, String>],
+        keys: &[String],
+        show_labels: bool,
+    ) {
+        for key in keys {
+            let values = labels
+                .iter()
+                .map(|l| l.get(key).cloned().unwrap_or_default());
+            self.push_column(&key.to_uppercase(), values);
+        }
+        if show_labels {
+            self.push_column("LABELS", labels.iter().map(|l| labels_text(l)));
+        }
+    }
+
+    /// The lines as printed, header first, without line ends: every column but the last
+    /// padded to its widest cell and three spaces apart, like kubectl's tabwriter.
+    pub fn lines(&self) -> Vec<String> {
+        let all = || std::iter::once(&self.header).chain(&self.rows);
+        let mut widths: Vec<usize> = Vec::new();
+        for row in all() {
+            for (i, cell) in row.iter().enumerate() {
+                let width = cell.chars().count();
+                match widths.get_mut(i) {
+                    Some(w) => *w = (*w).max(width),
+                    None => widths.push(width),
+                }
             }
-            row
-        })
-        .collect();
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    render(&header, &rows)
+        }
+        all()
+            .map(|cells| {
+                let mut line = String::new();
+                for (i, cell) in cells.iter().enumerate() {
+                    if i + 1 == cells.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:w$}   ", w = widths[i]));
+                    }
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The table as printed: [`Table::lines`], each ended by `\n`.
+    pub fn render(&self) -> String {
+        self.lines().into_iter().map(|line| line + "\n").collect()
+    }
 }
 
-/// Where each column of a rendered header starts (columns are separated by 3+ spaces and
-/// header names hold at most single spaces, e.g. "NOMINATED NODE").
-fn column_starts(header: &str) -> Vec<usize> {
-    let bytes = header.as_bytes();
-    let mut starts = vec![0];
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b' ' {
-            let run = bytes[i..].iter().take_while(|b| **b == b' ').count();
-            if run >= 2 && i + run < bytes.len() {
-                starts.push(i + run);
-            }
-            i += run;
-        } else {
-            i += 1;
-        }
+/// `k=v,k2=v2`, or `<none>`.
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "<none>".into();
     }
-    starts
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The NAMESPACE column `-A` puts first, for rows made from objects with these `metas`.
+fn namespace_column<'a>(table: &mut Table, metas: impl IntoIterator<Item = &'a ObjectMeta>) {
+    let namespaces = metas
+        .into_iter()
+        .map(|m| m.namespace.clone().unwrap_or_default());
+    table.insert_column(0, "NAMESPACE", namespaces);
 }
 
 /// kubectl's human duration (`45s`, `3m12s`, `5h`, `2d4h`, `400d`, `3y20d`).
@@ -192,15 +201,8 @@ pub fn pod_status(pod: &Pod) -> String {
 }
 
 /// `kubectl get pods` (`wide` adds IP and NODE; `namespaces` adds NAMESPACE first).
-pub fn pods(pods: &[Pod], wide: bool, namespaces: bool, now: Time) -> String {
-    let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
-    if wide {
-        header.extend(["IP", "NODE"]);
-    }
-    if namespaces {
-        header.insert(0, "NAMESPACE");
-    }
-    let rows: Vec<Vec<String>> = pods
+pub fn pods(pods: &[Pod], wide: bool, namespaces: bool, now: Time) -> Table {
+    let rows = pods
         .iter()
         .map(|pod| {
             let status = pod.status.clone().unwrap_or_default();
@@ -210,79 +212,71 @@ pub fn pods(pods: &[Pod], wide: bool, namespaces: bool, now: Time) -> String {
                 .iter()
                 .map(|c| c.restart_count)
                 .sum();
-            let mut row = vec![
+            vec![
                 pod.metadata.name.clone(),
                 format!("{ready}/{}", pod.spec.containers.len()),
                 pod_status(pod),
                 restarts.to_string(),
                 age(&pod.metadata, now),
-            ];
-            if wide {
-                row.push(status.pod_ip.unwrap_or_else(|| "<none>".into()));
-                row.push(
-                    pod.spec
-                        .node_name
-                        .clone()
-                        .unwrap_or_else(|| "<none>".into()),
-                );
-            }
-            if namespaces {
-                row.insert(0, pod.metadata.namespace.clone().unwrap_or_default());
-            }
-            row
+            ]
         })
         .collect();
-    render(&header, &rows)
+    let mut table = Table::new(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows);
+    if wide {
+        let ip = |pod: &Pod| pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        table.push_column("IP", pods.iter().map(|p| or_none(ip(p))));
+        let node = pods.iter().map(|p| or_none(p.spec.node_name.clone()));
+        table.push_column("NODE", node);
+    }
+    if namespaces {
+        namespace_column(&mut table, pods.iter().map(|p| &p.metadata));
+    }
+    table
+}
+
+/// The value, or `<none>`.
+fn or_none(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "<none>".into())
 }
 
 /// `kubectl get nodes` (`wide` adds INTERNAL-IP and POD-CIDR).
-pub fn nodes(nodes: &[Node], wide: bool, now: Time) -> String {
-    let mut header = vec!["NAME", "STATUS", "AGE"];
-    if wide {
-        header.extend(["INTERNAL-IP", "POD-CIDR"]);
-    }
-    let rows: Vec<Vec<String>> = nodes
+pub fn nodes(nodes: &[Node], wide: bool, now: Time) -> Table {
+    let rows = nodes
         .iter()
         .map(|node| {
             let status = node.status.clone().unwrap_or_default();
-            let spec = node.spec.clone().unwrap_or_default();
             let mut state = match status.conditions.iter().find(|c| c.type_ == "Ready") {
                 Some(c) if c.status == "True" => "Ready".to_string(),
                 Some(c) if c.status == "False" => "NotReady".to_string(),
                 _ => "Unknown".to_string(),
             };
-            if spec.unschedulable.unwrap_or(false) {
+            if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
                 state.push_str(",SchedulingDisabled");
             }
-            let mut row = vec![node.metadata.name.clone(), state, age(&node.metadata, now)];
-            if wide {
-                row.push(
-                    status
-                        .addresses
-                        .iter()
-                        .find(|a| a.type_ == "InternalIP")
-                        .map(|a| a.address.clone())
-                        .unwrap_or_else(|| "<none>".into()),
-                );
-                row.push(spec.pod_cidr.unwrap_or_else(|| "<none>".into()));
-            }
-            row
+            vec![node.metadata.name.clone(), state, age(&node.metadata, now)]
         })
         .collect();
-    render(&header, &rows)
+    let mut table = Table::new(&["NAME", "STATUS", "AGE"], rows);
+    if wide {
+        let internal_ip = |node: &Node| {
+            let addresses = &node.status.as_ref()?.addresses;
+            let internal = addresses.iter().find(|a| a.type_ == "InternalIP")?;
+            Some(internal.address.clone())
+        };
+        table.push_column("INTERNAL-IP", nodes.iter().map(|n| or_none(internal_ip(n))));
+        let cidr = |node: &Node| node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+        table.push_column("POD-CIDR", nodes.iter().map(|n| or_none(cidr(n))));
+    }
+    table
 }
 
 /// `kubectl get deployments`.
-pub fn deployments(deployments: &[Deployment], namespaces: bool, now: Time) -> String {
-    let mut header = vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"];
-    if namespaces {
-        header.insert(0, "NAMESPACE");
-    }
-    let rows: Vec<Vec<String>> = deployments
+pub fn deployments(deployments: &[Deployment], namespaces: bool, now: Time) -> Table {
+    let rows = deployments
         .iter()
         .map(|d| {
             let status = d.status.clone().unwrap_or_default();
-            let mut row = vec![
+            vec![
                 d.metadata.name.clone(),
                 format!(
                     "{}/{}",
@@ -292,19 +286,20 @@ pub fn deployments(deployments: &[Deployment], namespaces: bool, now: Time) -> S
                 status.updated_replicas.unwrap_or(0).to_string(),
                 status.available_replicas.unwrap_or(0).to_string(),
                 age(&d.metadata, now),
-            ];
-            if namespaces {
-                row.insert(0, d.metadata.namespace.clone().unwrap_or_default());
-            }
-            row
+            ]
         })
         .collect();
-    render(&header, &rows)
+    let header = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"];
+    let mut table = Table::new(&header, rows);
+    if namespaces {
+        namespace_column(&mut table, deployments.iter().map(|d| &d.metadata));
+    }
+    table
 }
 
 /// `kubectl get namespaces`.
-pub fn namespaces(namespaces: &[Namespace], now: Time) -> String {
-    let rows: Vec<Vec<String>> = namespaces
+pub fn namespaces(namespaces: &[Namespace], now: Time) -> Table {
+    let rows = namespaces
         .iter()
         .map(|ns| {
             let phase = ns
@@ -315,23 +310,24 @@ pub fn namespaces(namespaces: &[Namespace], now: Time) -> String {
             vec![ns.metadata.name.clone(), phase, age(&ns.metadata, now)]
         })
         .collect();
-    render(&["NAME", "STATUS", "AGE"], &rows)
+    Table::new(&["NAME", "STATUS", "AGE"], rows)
 }
 
-/// `kubectl get events`: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE, oldest first.
-pub fn events(events: &[Event], namespaces: bool, now: Time) -> String {
-    let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|e| e.last_timestamp.or(e.metadata.creation_timestamp));
-    let mut header = vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"];
-    if namespaces {
-        header.insert(0, "NAMESPACE");
-    }
-    let rows: Vec<Vec<String>> = sorted
+/// When an event was last seen: its last timestamp, else its creation.
+pub fn last_seen(event: &Event) -> Option<Time> {
+    event.last_timestamp.or(event.metadata.creation_timestamp)
+}
+
+/// `kubectl get events`: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE, oldest first. `events`
+/// are sorted so in place, and so stay in row order for columns the caller adds.
+pub fn events(events: &mut [Event], namespaces: bool, now: Time) -> Table {
+    events.sort_by_key(last_seen);
+    let rows = events
         .iter()
         .map(|e| {
             let object = &e.involved_object;
-            let mut row = vec![
-                match e.last_timestamp.or(e.metadata.creation_timestamp) {
+            vec![
+                match last_seen(e) {
                     Some(t) => human_duration((now - t).num_seconds()),
                     None => "<unknown>".into(),
                 },
@@ -343,14 +339,15 @@ pub fn events(events: &[Event], namespaces: bool, now: Time) -> String {
                     object.name.clone().unwrap_or_default()
                 ),
                 e.message.clone().unwrap_or_default(),
-            ];
-            if namespaces {
-                row.insert(0, e.metadata.namespace.clone().unwrap_or_default());
-            }
-            row
+            ]
         })
         .collect();
-    render(&header, &rows)
+    let header = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"];
+    let mut table = Table::new(&header, rows);
+    if namespaces {
+        namespace_column(&mut table, events.iter().map(|e| &e.metadata));
+    }
+    table
 }
 
 #[cfg(test)]
@@ -471,19 +468,65 @@ team-a      pending           0/1     Pending            0          30s   <none>
         );
     }
 
+    fn row(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
     #[test]
-    fn table_5_label_columns() {
-        let rendered = "NAME   READY   STATUS\nweb    1/1     Running\ndb     0/1     Pending\n";
-        let labels = vec![
-            BTreeMap::from([
-                ("app".to_string(), "web".to_string()),
-                ("tier".to_string(), "fe".to_string()),
-            ]),
-            BTreeMap::new(),
-        ];
+    fn rows_are_laid_out_in_padded_columns() {
+        let mut table = Table::new(
+            &["NAME", "STATUS"],
+            vec![row(&["web", "Running"]), row(&["database-0", "Pending"])],
+        );
         assert_eq!(
-            with_label_columns(rendered, &labels, &["tier".to_string()], true),
+            table.lines(),
+            [
+                "NAME         STATUS",
+                "web          Running",
+                "database-0   Pending"
+            ]
+        );
+        // Columns go in anywhere; cells are counted in characters, not bytes; the last
+        // column is never padded.
+        table.insert_column(0, "NAMESPACE", ["défaut".to_string(), "team-a".into()]);
+        table.push_column("NOTE", ["".to_string()]);
+        assert_eq!(
+            table.render(),
+            "NAMESPACE   NAME         STATUS    NOTE\n\
+             défaut      web          Running   \n\
+             team-a      database-0   Pending   \n"
+        );
+        assert_eq!(
+            Table::new(&["NAME", "AGE"], vec![]).render(),
+            "NAME   AGE\n"
+        );
+    }
+
+    #[test]
+    fn label_columns_follow_the_rows() {
+        let mut table = Table::new(
+            &["NAME", "READY", "STATUS"],
+            vec![
+                row(&["web", "1/1", "Running"]),
+                row(&["db", "0/1", "Pending"]),
+            ],
+        );
+        let web = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "fe".to_string()),
+        ]);
+        let none = BTreeMap::new();
+        table.add_label_columns(&[&web, &none], &["tier".to_string()], true);
+        assert_eq!(
+            table.render(),
             "NAME   READY   STATUS    TIER   LABELS\nweb    1/1     Running   fe     app=web,tier=fe\ndb     0/1     Pending          <none>\n"
+        );
+        // Header cells with a space ("LAST SEEN") are cells like any other.
+        let mut events = Table::new(&["LAST SEEN", "MESSAGE"], vec![row(&["2m", "a  b"])]);
+        events.add_label_columns(&[&web], &["app".to_string()], false);
+        assert_eq!(
+            events.render(),
+            "LAST SEEN   MESSAGE   APP\n2m          a  b      web\n"
         );
     }
 
@@ -503,7 +546,7 @@ team-a      pending           0/1     Pending            0          30s   <none>
             }))
             .unwrap()
         };
-        let events = vec![
+        let mut events = vec![
             event(
                 "b",
                 "Started",
@@ -522,7 +565,7 @@ team-a      pending           0/1     Pending            0          30s   <none>
             ),
         ];
         assert_eq!(
-            super::events(&events, false, now()),
+            super::events(&mut events, false, now()).render(),
             "\
 LAST SEEN   TYPE     REASON      OBJECT      MESSAGE
 2m          Normal   Scheduled   pod/web-1   Successfully assigned default/web-1 to host-1
@@ -532,7 +575,7 @@ LAST SEEN   TYPE     REASON      OBJECT      MESSAGE
     }
 
     fn pods_table(p: &[Pod], wide: bool, namespaces: bool) -> String {
-        pods(p, wide, namespaces, now())
+        pods(p, wide, namespaces, now()).render()
     }
 
     #[test]
@@ -545,7 +588,7 @@ LAST SEEN   TYPE     REASON      OBJECT      MESSAGE
         }))
         .unwrap();
         assert_eq!(
-            nodes(&[node], true, now()),
+            nodes(&[node], true, now()).render(),
             "\
 NAME     STATUS                     AGE   INTERNAL-IP   POD-CIDR
 host-1   Ready,SchedulingDisabled   2d    10.250.0.2    10.244.0.0/24
@@ -560,7 +603,7 @@ host-1   Ready,SchedulingDisabled   2d    10.250.0.2    10.244.0.0/24
         }))
         .unwrap();
         assert_eq!(
-            deployments(&[d], false, now()),
+            deployments(&[d], false, now()).render(),
             "NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nweb    2/3     3            2           60m\n"
         );
         let ns: Namespace = serde_json::from_value(serde_json::json!({
@@ -568,7 +611,7 @@ host-1   Ready,SchedulingDisabled   2d    10.250.0.2    10.244.0.0/24
         }))
         .unwrap();
         assert_eq!(
-            namespaces(&[ns], now()),
+            namespaces(&[ns], now()).render(),
             "NAME      STATUS   AGE\ndefault   Active   60s\n"
         );
     }

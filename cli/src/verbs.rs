@@ -12,7 +12,7 @@ use skiff_client::{
     Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, NewToken,
 };
 
-use crate::table;
+use crate::table::{self, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerbError {
@@ -388,10 +388,8 @@ pub fn cluster_status_text(status: &ClusterStatusResponse) -> String {
             ]
         })
         .collect();
-    out.push_str(&table::render(
-        &["ID", "ADDRESS", "ROLE", "STATE", "TERM", "APPLIED", "ERROR"],
-        &rows,
-    ));
+    let header = ["ID", "ADDRESS", "ROLE", "STATE", "TERM", "APPLIED", "ERROR"];
+    out.push_str(&Table::new(&header, rows).render());
     out
 }
 
@@ -709,10 +707,8 @@ pub async fn token_list(client: &Client, namespace: Option<&str>) -> Result<Stri
             ]
         })
         .collect();
-    Ok(table::render(
-        &["NAME", "ROLE", "NAMESPACE", "EXPIRES", "AGE"],
-        &rows,
-    ))
+    let header = ["NAME", "ROLE", "NAMESPACE", "EXPIRES", "AGE"];
+    Ok(Table::new(&header, rows).render())
 }
 
 /// `skiff token rm NAME`.
