@@ -49,10 +49,41 @@ impl ManifestError {
     }
 }
 
+/// One object of a manifest, and where it stands in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestEntry {
+    /// The document it is in (1-based, counting empty documents).
+    pub document: usize,
+    /// Its index in `items`, for an item of a `List` document.
+    pub item: Option<usize>,
+    pub object: Object,
+}
+
+impl ManifestEntry {
+    /// A path within the object as a path from its document's root: `items[2].spec.replicas`
+    /// for an item of a `List`, the path itself otherwise.
+    pub fn field_path(&self, path: &str) -> String {
+        item_path(self.item, path)
+    }
+}
+
+fn item_path(item: Option<usize>, path: &str) -> String {
+    match item {
+        None => path.to_string(),
+        Some(i) if path.is_empty() => format!("items[{i}]"),
+        Some(i) => format!("items[{i}].{path}"),
+    }
+}
+
 /// Parses every object in a YAML or JSON text. Empty documents are skipped; a `List`
 /// document contributes its items.
 pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
-    let mut objects = Vec::new();
+    Ok(parse_entries(text)?.into_iter().map(|e| e.object).collect())
+}
+
+/// [`parse_manifests`], with where each object stands.
+pub fn parse_entries(text: &str) -> Result<Vec<ManifestEntry>, ManifestError> {
+    let mut entries = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
         let value = Value::deserialize(document).map_err(|e| ManifestError {
@@ -63,28 +94,27 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        if value.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = value
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for (i, item) in items.into_iter().enumerate() {
-                let object = Object::from_value(None, item).map_err(|mut e| {
-                    e.path = if e.path.is_empty() {
-                        format!("items[{i}]")
-                    } else {
-                        format!("items[{i}].{}", e.path)
-                    };
-                    e.in_document(number)
-                })?;
-                objects.push(object);
-            }
-            continue;
+        let items: Vec<(Option<usize>, Value)> =
+            if value.get("kind").and_then(Value::as_str) == Some("List") {
+                let items = value.get("items").and_then(Value::as_array);
+                let items = items.cloned().unwrap_or_default().into_iter();
+                items.enumerate().map(|(i, item)| (Some(i), item)).collect()
+            } else {
+                vec![(None, value)]
+            };
+        for (item, value) in items {
+            let object = Object::from_value(None, value).map_err(|mut e| {
+                e.path = item_path(item, &e.path);
+                e.in_document(number)
+            })?;
+            entries.push(ManifestEntry {
+                document: number,
+                item,
+                object,
+            });
         }
-        objects.push(Object::from_value(None, value).map_err(|e| e.in_document(number))?);
     }
-    Ok(objects)
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -176,6 +206,40 @@ spec:
         let objects = parse_manifests(text).unwrap();
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0].metadata().labels["gpu"], "true");
+    }
+
+    #[test]
+    fn entries_know_their_document_and_item() {
+        // A leading `---` opens the first document; an empty one still counts.
+        let text = "---\n\
+            apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\n\
+            apiVersion: v1\nkind: List\nitems:\n\
+            - {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n\
+            - {apiVersion: v1, kind: Node, metadata: {name: c}}\n---\n\
+            apiVersion: v1\nkind: List\nitems: []\n---\n\
+            apiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n";
+        let entries = parse_entries(text).unwrap();
+        let places: Vec<(usize, Option<usize>, &str)> = entries
+            .iter()
+            .map(|e| (e.document, e.item, e.object.metadata().name.as_str()))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (1, None, "a"),
+                (3, Some(0), "b"),
+                (3, Some(1), "c"),
+                (5, None, "d")
+            ]
+        );
+        assert_eq!(entries[0].field_path("metadata.name"), "metadata.name");
+        assert_eq!(
+            entries[2].field_path("metadata.name"),
+            "items[1].metadata.name"
+        );
+        assert_eq!(entries[2].field_path(""), "items[1]");
+        let objects: Vec<Object> = entries.into_iter().map(|e| e.object).collect();
+        assert_eq!(parse_manifests(text).unwrap(), objects);
     }
 
     #[test]

@@ -17,10 +17,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use skiff_api::kind::Kind;
-use skiff_api::manifest::{ManifestError, parse_manifests};
+use skiff_api::manifest::{ManifestError, parse_entries};
 use skiff_api::object::Object;
 use skiff_api::validate::{self, ValidationError};
 use skiff_client::{Client, DeleteParams};
@@ -156,56 +155,28 @@ fn read_file(path: &str) -> Result<Source, ApplyError> {
 
 /// Parses one file's text and validates each object as the server would on create.
 pub fn parse_source(name: &str, text: &str) -> Result<Source, ApplyError> {
-    let objects = parse_manifests(text).map_err(|error| ApplyError::Manifest {
+    let entries = parse_entries(text).map_err(|error| ApplyError::Manifest {
         file: name.into(),
         error,
     })?;
-    let positions = positions(text);
-    for (index, object) in objects.iter().enumerate() {
-        let mut defaulted = object.clone();
+    for entry in &entries {
+        let mut defaulted = entry.object.clone();
         defaulted.apply_defaults();
         if let Err(mut error) = validate::validate(&defaulted) {
-            let (document, item) = positions.get(index).copied().unwrap_or((index + 1, None));
-            if let Some(item) = item {
-                for field in &mut error.errors {
-                    field.path = format!("items[{item}].{}", field.path);
-                }
+            for field in &mut error.errors {
+                field.path = entry.field_path(&field.path);
             }
             return Err(ApplyError::Invalid {
                 file: name.into(),
-                document,
+                document: entry.document,
                 error,
             });
         }
     }
     Ok(Source {
         name: name.into(),
-        objects,
+        objects: entries.into_iter().map(|e| e.object).collect(),
     })
-}
-
-/// For each object `parse_manifests` returns from `text`: its document number (1-based)
-/// and, for an item of a `List` document, its index. Mirrors `parse_manifests`' walk.
-fn positions(text: &str) -> Vec<(usize, Option<usize>)> {
-    let mut positions = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let Ok(value) = Value::deserialize(document) else {
-            break;
-        };
-        if value.is_null() {
-            continue;
-        }
-        if value.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = value
-                .get("items")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            positions.extend((0..items).map(|item| (index + 1, Some(item))));
-        } else {
-            positions.push((index + 1, None));
-        }
-    }
-    positions
 }
 
 // ------------------------------------------------------------------------- naming
@@ -548,6 +519,7 @@ fn merged(live: &Object, manifest: &Object, previous_applied: Option<&Object>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_api::manifest::parse_manifests;
 
     fn write(dir: &Path, name: &str, text: &str) -> String {
         let path = dir.join(name);
@@ -747,17 +719,11 @@ spec:
     }
 
     #[test]
-    fn missing_paths_and_document_positions() {
+    fn missing_paths() {
         let err = read_sources(&["/nonexistent/skiff/pod.yaml".into()]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the path \"/nonexistent/skiff/pod.yaml\" does not exist"
-        );
-        // A leading `---` opens the first document; an empty one still counts.
-        let text = "---\na: 1\n---\n---\nkind: List\nitems: [{}, {}]\n---\nb: 2\n";
-        assert_eq!(
-            positions(text),
-            [(1, None), (3, Some(0)), (3, Some(1)), (4, None)]
         );
     }
 
