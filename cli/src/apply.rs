@@ -24,6 +24,8 @@ use skiff_api::object::Object;
 use skiff_api::validate::{self, ValidationError};
 use skiff_client::{Client, DeleteParams};
 
+use crate::error::{refusal, stderr_line};
+
 /// Where `apply` keeps the manifest it applied last, as kubectl does.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -255,11 +257,10 @@ fn error_line(object: &Object, error: &skiff_client::Error) -> String {
         Error::Conflict(m) => format!("Error from server (Conflict): {m}"),
         Error::Invalid(m) => format!("The {kind} {name:?} is invalid: {m}"),
         Error::Other { code, message } => format!("Error from server ({code}): {message}"),
-        Error::Forbidden(m) => format!("Error from server (Forbidden): {m}"),
-        Error::Unauthorized(m) => {
-            format!("error: You must be logged in to the server (Unauthorized): {m}")
-        }
-        other => format!("error: {}/{name}: {other}", kind.resource()),
+        other => match refusal(other) {
+            Some(message) => stderr_line(&message),
+            None => format!("error: {}/{name}: {other}", kind.resource()),
+        },
     }
 }
 

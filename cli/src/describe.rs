@@ -11,13 +11,12 @@ use skiff_api::types::{
 };
 use skiff_client::{Client, ListParams};
 
+use crate::error::api_message;
 use crate::table::{self, Table, human_duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DescribeError {
-    #[error("Error from server (NotFound): {0}")]
-    NotFound(String),
-    #[error(transparent)]
+    #[error("{}", api_message(.0))]
     Api(skiff_client::Error),
     #[error("describe works on pods, deployments and nodes, not {0:?}")]
     Kind(String),
@@ -25,10 +24,7 @@ pub enum DescribeError {
 
 impl From<skiff_client::Error> for DescribeError {
     fn from(e: skiff_client::Error) -> DescribeError {
-        match e {
-            skiff_client::Error::NotFound(m) => DescribeError::NotFound(m),
-            other => DescribeError::Api(other),
-        }
+        DescribeError::Api(e)
     }
 }
 

@@ -4,6 +4,7 @@ use skiff_api::meta::Time;
 use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
 use skiff_client::{Client, ListParams, Resource};
 
+use crate::error::api_message;
 use crate::table;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,9 +15,7 @@ pub enum GetError {
         "unable to match a printer suitable for the output format \"{0}\", allowed formats are: json,name,wide,yaml"
     )]
     UnknownOutput(String),
-    #[error("Error from server (NotFound): {0}")]
-    NotFound(String),
-    #[error(transparent)]
+    #[error("{}", api_message(.0))]
     Api(skiff_client::Error),
     #[error("{0}")]
     Print(String),
@@ -24,10 +23,7 @@ pub enum GetError {
 
 impl From<skiff_client::Error> for GetError {
     fn from(e: skiff_client::Error) -> GetError {
-        match e {
-            skiff_client::Error::NotFound(message) => GetError::NotFound(message),
-            other => GetError::Api(other),
-        }
+        GetError::Api(e)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod describe;
 pub mod endpoints;
+pub mod error;
 pub mod get;
 pub mod image;
 pub mod jsonpath;

@@ -497,49 +497,14 @@ fn main() -> ExitCode {
     match runtime.block_on(run(flags)) {
         Ok(code) => code,
         Err(e) => {
-            let message = format!("{e:#}");
-            match api_error(&e) {
-                Some(skiff_client::Error::Forbidden(m)) => {
-                    eprintln!("Error from server (Forbidden): {m}");
-                    return ExitCode::FAILURE;
-                }
-                Some(skiff_client::Error::Unauthorized(m)) => {
-                    eprintln!("error: You must be logged in to the server (Unauthorized): {m}");
-                    return ExitCode::FAILURE;
-                }
-                _ => {}
-            }
-            // kubectl's server errors carry their own prefix.
-            if message.starts_with("Error from server") {
-                eprintln!("{message}");
-            } else {
-                eprintln!("error: {message}");
-            }
+            // The verbs' own errors word the server's answers; a bare SDK error (create,
+            // cluster status) only its refusals.
+            let refused = e.downcast_ref().and_then(skiff_cli::error::refusal);
+            let message = refused.unwrap_or_else(|| format!("{e:#}"));
+            eprintln!("{}", skiff_cli::error::stderr_line(&message));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The SDK error under a verb's error, if that is what failed.
-fn api_error(e: &anyhow::Error) -> Option<&skiff_client::Error> {
-    e.chain().find_map(|cause| {
-        if let Some(e) = cause.downcast_ref::<skiff_client::Error>() {
-            return Some(e);
-        }
-        // These wrap it transparently: the chain skips the wrapped error itself.
-        match (
-            cause.downcast_ref::<verbs::VerbError>(),
-            cause.downcast_ref::<get::GetError>(),
-            cause.downcast_ref::<describe::DescribeError>(),
-            cause.downcast_ref::<wait::WaitError>(),
-        ) {
-            (Some(verbs::VerbError::Api(e)), ..)
-            | (_, Some(get::GetError::Api(e)), ..)
-            | (.., Some(describe::DescribeError::Api(e)), _)
-            | (.., Some(wait::WaitError::Api(e))) => Some(e),
-            _ => None,
-        }
-    })
 }
 
 async fn run(flags: Flags) -> anyhow::Result<ExitCode> {

@@ -12,17 +12,16 @@ use skiff_client::{
     Client, DeleteParams, ExecEvent, ListParams, LogParams, MetadataPatch, NewToken,
 };
 
+use crate::error::api_message;
 use crate::table::{self, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerbError {
-    #[error("Error from server (NotFound): {0}")]
-    NotFound(String),
     #[error("Error from server (Conflict): {0}")]
     Conflict(String),
     #[error("Error from server (Invalid): {0}")]
     Invalid(String),
-    #[error(transparent)]
+    #[error("{}", api_message(.0))]
     Api(skiff_client::Error),
     #[error("{0}")]
     Usage(String),
@@ -33,7 +32,6 @@ pub enum VerbError {
 impl From<skiff_client::Error> for VerbError {
     fn from(e: skiff_client::Error) -> VerbError {
         match e {
-            skiff_client::Error::NotFound(m) => VerbError::NotFound(m),
             skiff_client::Error::Conflict(m) => VerbError::Conflict(m),
             skiff_client::Error::Invalid(m) => VerbError::Invalid(m),
             other => VerbError::Api(other),

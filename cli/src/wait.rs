@@ -7,13 +7,13 @@ use skiff_api::Kind;
 use skiff_api::types::{Deployment, Pod};
 use skiff_client::Client;
 
+use crate::error::api_message;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     #[error("timed out waiting for the condition on {0}")]
     Timeout(String),
-    #[error("Error from server (NotFound): {0}")]
-    NotFound(String),
-    #[error(transparent)]
+    #[error("{}", api_message(.0))]
     Api(skiff_client::Error),
     #[error("{0}")]
     Usage(String),
@@ -21,10 +21,7 @@ pub enum WaitError {
 
 impl From<skiff_client::Error> for WaitError {
     fn from(e: skiff_client::Error) -> WaitError {
-        match e {
-            skiff_client::Error::NotFound(m) => WaitError::NotFound(m),
-            other => WaitError::Api(other),
-        }
+        WaitError::Api(e)
     }
 }
 
@@ -99,7 +96,8 @@ pub async fn wait_pod(
             Ok(pod) => Some(pod),
             Err(e) if e.is_not_found() => {
                 if *until != Until::Delete {
-                    return Err(WaitError::NotFound(format!("pods \"{name}\" not found")));
+                    let missing = format!("pods \"{name}\" not found");
+                    return Err(skiff_client::Error::NotFound(missing).into());
                 }
                 None
             }
