@@ -1,10 +1,11 @@
-//! Removing what an agent leaves on its host when it is gone for good (`skiff down`, test
-//! teardown): the processes started under its data dir — the sandbox and shim helpers the
+//! Removing what an agent leaves on its host when it is gone for good (`skiff down` through
+//! `skiff-agent sweep`, test teardown): the processes started under its data dir — the sandbox and shim helpers the
 //! agent re-execs, and the containers below them — and the mounts there (pinned
 //! namespaces, volumes). A restarting agent must not do this: pods outlive the agent.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Each process's parent, and the processes whose command line mentions `dir`.
 fn processes(dir: &Path) -> (HashMap<u32, u32>, BTreeSet<u32>) {
@@ -103,15 +104,33 @@ pub fn sweep(dir: &Path) {
             if crate::runtime::oci::cgroup::remove_leftovers(&data_dir) {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Sweeps each of `dirs` (see [`sweep`]) again and again until nothing is left under any of
+/// them or `timeout` has passed; what is still left then (see [`leftovers`]). What
+/// `skiff-agent sweep` (and so `skiff down`) runs: killed processes take a moment to go,
+/// and a shim may start another one while the first sweep runs.
+pub fn sweep_until_clean(dirs: &[PathBuf], timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for dir in dirs {
+            sweep(dir);
+        }
+        let left: Vec<String> = dirs.iter().flat_map(|d| leftovers(d, None)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// `dir` and the directories up to two levels below it that hold an `oci/` runtime root
 /// (`skiff down` sweeps a cluster dir of agent data dirs, tests an agent's temp root).
-fn agent_data_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
-    fn visit(dir: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+fn agent_data_dirs(dir: &Path) -> Vec<PathBuf> {
+    fn visit(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
         if dir.join("oci/sandboxes").is_dir() {
             found.push(dir.to_path_buf());
         } else if depth > 0 {

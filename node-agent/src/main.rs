@@ -1,5 +1,6 @@
 //! `skiff-agent`: parses flags and runs the node agent until SIGINT/SIGTERM. Pods keep
-//! running when it stops; the next start adopts them.
+//! running when it stops; the next start adopts them. `skiff-agent sweep` instead removes
+//! what agents left on this host for good (what `skiff down` runs).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,13 +112,46 @@ struct Flags {
     route_resync: Duration,
 }
 
+/// `skiff-agent sweep`: kills the processes started under agent data dirs, unmounts what is
+/// mounted there and removes their container cgroups, again until nothing is left or the
+/// timeout passes. Prints what is left, one per line; exits 0 when nothing is, else 1.
+#[derive(Parser)]
+#[command(
+    name = "skiff-agent sweep",
+    about = "Removes what agents left under their data dirs: processes, mounts, cgroups"
+)]
+struct SweepFlags {
+    /// An agent's data dir, or a dir holding agents' data dirs; repeatable.
+    #[arg(long = "data-dir", value_name = "DIR", required = true)]
+    data_dirs: Vec<PathBuf>,
+    /// How long to keep sweeping while something is left.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// Runs `skiff-agent sweep …` if that is what this process was started as: its exit code.
+/// (Before the agent's flags are parsed, which that command does not take.)
+fn dispatch_sweep() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "sweep" {
+        return None;
+    }
+    // Usage errors exit 2, --help 0.
+    let flags = SweepFlags::parse_from(std::iter::once("skiff-agent sweep".into()).chain(args));
+    let left = skiff_agent::cleanup::sweep_until_clean(&flags.data_dirs, flags.timeout);
+    for leftover in &left {
+        println!("{leftover}");
+    }
+    Some(if left.is_empty() { 0 } else { 1 })
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     skiff_api::duration::parse(text).map_err(|e| e.to_string())
 }
 
 fn main() -> anyhow::Result<()> {
     // The same binary is the runtime's sandbox maker, shim and nsexec.
-    if let Some(code) = dispatch_internal() {
+    if let Some(code) = dispatch_internal().or_else(dispatch_sweep) {
         std::process::exit(code);
     }
     tracing_subscriber::fmt()
