@@ -617,7 +617,7 @@ async fn report_ready_nodes(client: &Client) -> Result<Vec<String>, String> {
 /// name `busybox` with no registry in reach: the `oci` runtime runs images only.
 async fn import_busybox(client: &Client, nodes: &[String]) -> Result<(), String> {
     let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("read {BUSYBOX}: {e}"))?;
-    let archive = skiff_agent::image::build::busybox_archive(&busybox, BUSYBOX_IMAGE)
+    let archive = skiff_image::busybox_archive(&busybox, BUSYBOX_IMAGE)
         .map_err(|e| format!("build the busybox image: {e}"))?;
     for node in nodes {
         client
@@ -684,6 +684,34 @@ pub fn down(name: &str, dir: &Path, out: &mut dyn Write) -> Result<DownReport, L
     Ok(report)
 }
 
+/// Removes what the agents left under `agent_dirs` (their pods' processes, mounts and
+/// cgroups) with `skiff-agent sweep`, which retries for up to 10 s; what is left then. A
+/// sweep that cannot run is a leftover too: the cluster's dir is then kept.
+fn sweep_agents(agent_dirs: &[PathBuf]) -> Vec<String> {
+    let not_swept = |why: String| vec![format!("the agents' pods, not swept: {why}")];
+    let agent = match find_binary("skiff-agent") {
+        Ok(agent) => agent,
+        Err(e) => return not_swept(e.to_string()),
+    };
+    let mut sweep = Command::new(&agent);
+    sweep.args(["sweep", "--timeout", "10s"]);
+    for agent_dir in agent_dirs {
+        sweep.arg("--data-dir").arg(agent_dir);
+    }
+    let out = match sweep.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+        Ok(out) => out,
+        Err(e) => return not_swept(format!("cannot run {}: {e}", agent.display())),
+    };
+    // 0: nothing is left; 1: what is left, one per line.
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return not_swept(format!("{} sweep {}", agent.display(), out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Kills the hosts' processes and the agents' pods, unmounts and removes what they made,
 /// then the namespaces; with `remove_dir`, the cluster's dir too (only when nothing is
 /// mounted there any more, so no volume's contents can be deleted through a mount).
@@ -697,21 +725,7 @@ fn teardown(state: &State, dir: &Path, remove_dir: bool) -> Result<DownReport, L
     let agent_dirs: Vec<PathBuf> = (1..=state.workers)
         .map(|w| dir.join(format!("worker-{w}")))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for agent_dir in &agent_dirs {
-            skiff_agent::cleanup::sweep(agent_dir);
-        }
-        let left: Vec<String> = agent_dirs
-            .iter()
-            .flat_map(|d| skiff_agent::cleanup::leftovers(d, None))
-            .collect();
-        if left.is_empty() || Instant::now() > deadline {
-            report.leftovers = left;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    report.leftovers = sweep_agents(&agent_dirs);
     report.namespaces = hosts.pins().len();
     let errors = hosts.destroy();
     report
