@@ -52,6 +52,10 @@ pub struct AgentConfig {
     pub route_resync: Duration,
     /// The cluster token (`--token-file`), needed to join on first start.
     pub token: Option<skiff_pki::ClusterToken>,
+    /// At most this many processes in each container of the `oci` runtime
+    /// (`--pod-pids-limit`); -1 (or any value below 1) for no limit, as the kubelet's
+    /// `podPidsLimit`.
+    pub pod_pids_limit: i64,
 }
 
 impl AgentConfig {
@@ -74,7 +78,13 @@ impl AgentConfig {
             cluster_cidr: "10.244.0.0/16".into(),
             route_resync: Duration::from_secs(10),
             token: None,
+            pod_pids_limit: 4096,
         }
+    }
+
+    /// The pids limit for the `oci` runtime: None for no limit.
+    pub fn pids_limit(&self) -> Option<u64> {
+        u64::try_from(self.pod_pids_limit).ok().filter(|n| *n > 0)
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
@@ -173,5 +183,17 @@ mod tests {
         bad.servers.clear();
         assert_eq!(bad.check(), Err(ConfigError::NoServers));
         assert_eq!(parse_servers("a:1, b:2,"), vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn the_pids_limit_defaults_to_4096_and_minus_one_lifts_it() {
+        let mut config = AgentConfig::new("n", vec!["a:1".into()], "10.0.0.1", "d".into());
+        assert_eq!(config.pids_limit(), Some(4096));
+        config.pod_pids_limit = -1;
+        assert_eq!(config.pids_limit(), None);
+        config.pod_pids_limit = 0;
+        assert_eq!(config.pids_limit(), None);
+        config.pod_pids_limit = 100;
+        assert_eq!(config.pids_limit(), Some(100));
     }
 }

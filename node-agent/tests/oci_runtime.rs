@@ -138,6 +138,7 @@ fn options(command: &[&str], args: &[&str]) -> ContainerOptions {
         },
         resources: Resources::default(),
         pod_ip: None,
+        security: Default::default(),
     }
 }
 

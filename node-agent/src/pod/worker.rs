@@ -25,8 +25,10 @@ use super::restart::{BackoffPolicy, RestartPolicy};
 use super::status::{PodFacts, pod_status};
 use crate::image::ContainerSpec;
 use crate::pod_index::{ContainerEntry, PodIndex};
+use crate::runtime::security::Security;
 use crate::runtime::{
-    ContainerConfig, ContainerOptions, Mount, Resources, Runtime, SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerOptions, Mount, Resources, Runtime, RuntimeError, SandboxConfig,
+    SandboxInfo,
 };
 
 /// What every pod worker shares.
@@ -449,7 +451,7 @@ impl<R: Runtime> PodWorker<R> {
         let slot = &mut self.slots[index];
         let config =
             match container_config(pod, &slot.spec, slot.attempts, &sandbox).and_then(|c| {
-                let mut options = container_options(&slot.spec)?;
+                let mut options = container_options(pod, &slot.spec)?;
                 options.pod_ip = pod_ip;
                 Ok((c, options))
             }) {
@@ -466,7 +468,11 @@ impl<R: Runtime> PodWorker<R> {
         {
             Ok(info) => info,
             Err(e) => {
-                slot.fail("CreateContainerError", e.to_string());
+                let reason = match e {
+                    RuntimeError::Config(_) => "CreateContainerConfigError",
+                    _ => "CreateContainerError",
+                };
+                slot.fail(reason, e.to_string());
                 return;
             }
         };
@@ -573,8 +579,9 @@ impl<R: Runtime> PodWorker<R> {
 }
 
 /// What an image runtime needs beyond [`container_config`]: command, args and env as the
-/// pod gives them, and resources (requests default to limits, as in Kubernetes).
-pub fn container_options(container: &Container) -> Result<ContainerOptions, String> {
+/// pod gives them, resources (requests default to limits, as in Kubernetes), and the
+/// container's securityContext over the pod's.
+pub fn container_options(pod: &Pod, container: &Container) -> Result<ContainerOptions, String> {
     let mut resources = Resources::default();
     if let Some(r) = &container.resources {
         let cpu = |q: &skiff_api::types::Quantity| {
@@ -598,6 +605,10 @@ pub fn container_options(container: &Container) -> Result<ContainerOptions, Stri
         spec: ContainerSpec::from(container),
         resources,
         pod_ip: None,
+        security: Security::effective(
+            pod.spec.security_context.as_ref(),
+            container.security_context.as_ref(),
+        ),
     })
 }
 
@@ -778,7 +789,7 @@ mod tests {
             }))
             .unwrap(),
         );
-        let o = container_options(&pod.spec.containers[0]).unwrap();
+        let o = container_options(&pod, &pod.spec.containers[0]).unwrap();
         assert_eq!(o.spec.command, vec!["/bin/busybox"]);
         assert_eq!(o.spec.args, vec!["httpd", "-f"]);
         assert_eq!(o.spec.env[0], ("A".to_string(), "1".to_string()));
@@ -792,9 +803,28 @@ mod tests {
         );
         pod.spec.containers[0].resources =
             Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": "250m"}})).unwrap());
-        let o = container_options(&pod.spec.containers[0]).unwrap();
+        let o = container_options(&pod, &pod.spec.containers[0]).unwrap();
         assert_eq!(o.resources.cpu_request_millis, Some(250));
         assert_eq!(o.resources.cpu_limit_millis, None);
+    }
+
+    #[test]
+    fn container_options_carry_the_containers_security_context_over_the_pods() {
+        let mut pod = pod();
+        pod.spec.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "fsGroup": 2000}))
+                .unwrap(),
+        );
+        pod.spec.containers[0].security_context = Some(
+            serde_json::from_value(
+                serde_json::json!({"runAsUser": 1001, "readOnlyRootFilesystem": true}),
+            )
+            .unwrap(),
+        );
+        let o = container_options(&pod, &pod.spec.containers[0]).unwrap();
+        assert_eq!(o.security.run_as_user, Some(1001));
+        assert_eq!(o.security.fs_group, Some(2000));
+        assert!(o.security.read_only_root_filesystem);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod fake;
 pub mod oci;
 pub mod process;
 pub mod sandbox;
+pub mod security;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,6 +30,10 @@ pub enum RuntimeError {
     /// The container's spec cannot be run (bad command, missing working dir, bad mount).
     #[error("invalid container config: {0}")]
     Invalid(String),
+    /// The container's settings cannot be honoured as asked (a securityContext this runtime
+    /// or this image cannot satisfy): the kubelet's CreateContainerConfigError.
+    #[error("{0}")]
+    Config(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -146,7 +151,7 @@ pub struct Resources {
 /// command and args apart and its env in order (an image's Entrypoint, Cmd and Env fill in
 /// what they leave out), and its resources. Kept apart from [`ContainerConfig`] so callers
 /// that build that struct by its fields keep compiling; runtimes that run host programs
-/// ignore it.
+/// ignore all but `security`, which they refuse where they cannot honour it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerOptions {
     pub spec: crate::image::ContainerSpec,
@@ -154,6 +159,8 @@ pub struct ContainerOptions {
     /// The pod's address, once the pod network gave it one: `/etc/hosts` maps the pod's
     /// hostname to it, as kubelet's managed hosts file does.
     pub pod_ip: Option<std::net::IpAddr>,
+    /// The pod's and the container's securityContext, combined.
+    pub security: security::Security,
 }
 
 /// A command started inside a container by `exec`: its pipes and its exit.

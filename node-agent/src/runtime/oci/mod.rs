@@ -6,8 +6,12 @@
 //! - Create: the image's layers (unpacked once per diff_id by the store) under a
 //!   per-container overlayfs (`upper/`, `work/` beside the bundle) mounted at
 //!   `bundle/rootfs`, and `bundle/config.json` ([`spec::runtime_spec`]): new mount, PID
-//!   and IPC namespaces, the sandbox's network and UTS namespaces joined by path, and
-//!   `cgroupsPath` `/skiff-<container id>`.
+//!   and IPC namespaces, the sandbox's network and UTS namespaces joined by path,
+//!   `cgroupsPath` `/skiff-<container id>` with a pids limit, and the securityContext
+//!   over containerd's defaults ([`security`]: user and groups, capabilities, RuntimeDefault
+//!   seccomp ([`seccomp`]), masked and read-only paths, no_new_privs, read-only root,
+//!   privileged mode). A `runAsNonRoot` container whose user is root is refused
+//!   ([`RuntimeError::Config`]).
 //! - Start: the same detached shim as the `process` runtime (logs, exit records, adoption
 //!   by a restarted agent), running `runc run --keep` in the foreground: runc passes the
 //!   shim's pipes to the container and exits with its status. `--keep` leaves the cgroup
@@ -26,6 +30,8 @@
 //! ```
 
 pub mod cgroup;
+pub mod seccomp;
+pub mod security;
 pub mod spec;
 pub mod user;
 
@@ -56,6 +62,11 @@ const START_WAIT: Duration = Duration::from_secs(30);
 const START_POLL: Duration = Duration::from_millis(5);
 /// How long a SIGKILLed container may take to be reported gone.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// At most this many processes per container unless told otherwise (`--pod-pids-limit`).
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+/// The mode of a new emptyDir volume, as the kubelet makes them: any user of the pod may
+/// write to it (the agent's data dir keeps everyone else out).
+const EMPTY_DIR_MODE: u32 = 0o777;
 
 /// Why the `oci` runtime cannot work on this host.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -156,6 +167,10 @@ pub struct OciRuntime {
     images: ImageStore,
     rotation: Rotation,
     hierarchy: Hierarchy,
+    /// What the kernel offers, and where Localhost seccomp profiles are
+    /// (`<root>/seccomp/`).
+    node: security::Node,
+    pids_limit: Option<u64>,
 }
 
 /// The pod's `/etc/hosts`: its hostname on the pod's address once it has one (before that,
@@ -180,6 +195,27 @@ fn update_hosts(path: &Path, hostname: &str, ip: std::net::IpAddr) -> Result<()>
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let what = what.into();
     move |e| RuntimeError::io(what, e)
+}
+
+/// Makes an emptyDir volume the first time a container of the pod mounts it: writable by
+/// every user (the kubelet's 0777) and, with the pod's `fsGroup`, owned by that group with
+/// the setgid bit, so what the pod writes there belongs to the group too.
+fn make_empty_dir(path: &Path, fs_group: Option<u32>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(io(format!("create emptyDir {}", path.display())))?;
+    let mut mode = EMPTY_DIR_MODE;
+    if let Some(gid) = fs_group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io(format!(
+            "chown emptyDir {} to group {gid}",
+            path.display()
+        )))?;
+        mode |= 0o2000;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod emptyDir {}", path.display())))
 }
 
 impl OciRuntime {
@@ -215,7 +251,20 @@ impl OciRuntime {
             images,
             rotation,
             hierarchy: Hierarchy::detect(),
+            node: security::Node::detect(root.join("seccomp")),
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
         })
+    }
+
+    /// At most `limit` processes in each container (None: no limit).
+    pub fn with_pids_limit(mut self, limit: Option<u64>) -> OciRuntime {
+        self.pids_limit = limit;
+        self
+    }
+
+    /// Where Localhost seccomp profiles are read from (`localhostProfile` is relative to it).
+    pub fn seccomp_dir(&self) -> &Path {
+        &self.node.seccomp_dir
     }
 
     /// runc's name for a container: its local id (`<sandbox>_<name>_<attempt>`).
@@ -317,10 +366,10 @@ impl OciRuntime {
                 process.env.push(("HOSTNAME".into(), hostname));
             }
         }
+        let security = &options.security;
         for m in &config.mounts {
             if m.host_path.starts_with(&sandbox.volumes_dir) {
-                std::fs::create_dir_all(&m.host_path)
-                    .map_err(io(format!("create emptyDir {}", m.host_path.display())))?;
+                make_empty_dir(&m.host_path, security.fs_group)?;
             } else if !m.host_path.exists() {
                 return Err(RuntimeError::Invalid(format!(
                     "volume source {} does not exist",
@@ -359,13 +408,28 @@ impl OciRuntime {
             Some(data.as_str()),
         )
         .map_err(|e| RuntimeError::System(format!("mount overlay at {}: {e}", rootfs.display())))?;
-        let (uid, gid) = user::resolve_user(process.user.as_deref(), &rootfs)
-            .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
+        let user = user::container_user(
+            process.user.as_deref(),
+            security.run_as_user,
+            security.run_as_group,
+            security.extra_groups(),
+            &rootfs,
+        )
+        .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
+        let refused = |e: String| RuntimeError::Config(format!("container {:?}: {e}", config.name));
+        let pod = format!(
+            "{}_{}({})",
+            sandbox.name, sandbox.namespace, sandbox.pod_uid
+        );
+        security::verify_non_root(security, user.uid, &pod, &config.name)
+            .map_err(RuntimeError::Config)?;
+        let hardening =
+            security::Hardening::for_container(security, &self.node).map_err(refused)?;
         let cgroups_path = OciRuntime::cgroups_path(id)?;
         let spec = spec::runtime_spec(&spec::SpecInputs {
             process: &process,
-            uid,
-            gid,
+            user: &user,
+            hardening: &hardening,
             rootfs: &rootfs,
             netns: &sandbox_dir.join("netns"),
             utsns: &sandbox_dir.join("utsns"),
@@ -374,6 +438,7 @@ impl OciRuntime {
             resources: options.resources,
             cgroups_path: &cgroups_path,
             limit_swap: self.hierarchy.limits_swap(),
+            pids_limit: self.pids_limit,
         });
         let bytes =
             serde_json::to_vec_pretty(&spec).map_err(|e| RuntimeError::System(e.to_string()))?;
@@ -496,6 +561,7 @@ impl Runtime for OciRuntime {
             },
             resources: Default::default(),
             pod_ip: None,
+            security: Default::default(),
         };
         self.create_container_with(sandbox_id, config, &options)
             .await

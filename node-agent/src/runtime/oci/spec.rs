@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::security::Hardening;
+use super::user::ProcessUser;
 use crate::image::ProcessSpec;
 use crate::runtime::{Mount, Resources};
 
@@ -19,25 +21,8 @@ pub const OCI_VERSION: &str = "1.0.2";
 /// The CFS period the cpu limit is expressed in (Kubernetes' default, 100 ms).
 pub const CPU_PERIOD_US: u64 = 100_000;
 
-/// Docker's default capability set.
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// runc's default masked paths (`runc spec`).
+/// containerd's masked paths: hidden (an empty file or directory over them) in every
+/// container but a privileged one.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
@@ -47,11 +32,12 @@ pub const MASKED_PATHS: &[&str] = &[
     "/proc/timer_list",
     "/proc/timer_stats",
     "/proc/sched_debug",
-    "/sys/firmware",
     "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
-/// runc's default read-only paths (`runc spec`).
+/// containerd's read-only paths (in every container but a privileged one).
 pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
@@ -65,8 +51,10 @@ pub const READONLY_PATHS: &[&str] = &[
 pub struct SpecInputs<'a> {
     /// argv, env, working dir (from the image config and the container, resolved).
     pub process: &'a ProcessSpec,
-    pub uid: u32,
-    pub gid: u32,
+    /// Who the process runs as.
+    pub user: &'a ProcessUser,
+    /// Capabilities, seccomp, no_new_privs, read-only root, privileged mode.
+    pub hardening: &'a Hardening,
     /// The mounted overlay.
     pub rootfs: &'a Path,
     /// The sandbox's pinned network and UTS namespaces, joined by path.
@@ -81,6 +69,8 @@ pub struct SpecInputs<'a> {
     pub cgroups_path: &'a str,
     /// Limit memory+swap to the memory limit too (where the host accounts swap).
     pub limit_swap: bool,
+    /// At most this many processes (threads count) in the container's cgroup.
+    pub pids_limit: Option<u64>,
 }
 
 /// The `config.json` for `inputs`.
@@ -94,9 +84,13 @@ pub fn runtime_spec(inputs: &SpecInputs) -> Value {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let caps = DEFAULT_CAPABILITIES;
+    let hardening = inputs.hardening;
+    let caps = &hardening.capabilities;
+    // A privileged container may write to /sys and its cgroups, as under containerd.
+    let sys_access = if hardening.privileged { "rw" } else { "ro" };
     let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
@@ -106,9 +100,9 @@ pub fn runtime_spec(inputs: &SpecInputs) -> Value {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", sys_access]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", "relatime", sys_access]}),
     ];
     for file in ["hosts", "hostname", "resolv.conf"] {
         mounts.push(json!({
@@ -132,7 +126,9 @@ pub fn runtime_spec(inputs: &SpecInputs) -> Value {
     }
 
     let r = inputs.resources;
-    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    // runc adds its default devices (null, zero, full, random, urandom, tty, ptmx) after
+    // these rules; a privileged container may use every device.
+    let mut resources = json!({"devices": [{"allow": hardening.privileged, "access": "rwm"}]});
     if let Some(limit) = r.memory_limit_bytes {
         let mut memory = json!({"limit": limit});
         if inputs.limit_swap {
@@ -149,19 +145,23 @@ pub fn runtime_spec(inputs: &SpecInputs) -> Value {
         cpu["period"] = json!(CPU_PERIOD_US);
     }
     resources["cpu"] = cpu;
+    if let Some(limit) = inputs.pids_limit {
+        resources["pids"] = json!({"limit": limit});
+    }
 
-    json!({
+    let user = inputs.user;
+    let mut spec = json!({
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": false,
-            "user": {"uid": inputs.uid, "gid": inputs.gid},
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
             "args": inputs.process.argv,
             "env": env,
             "cwd": inputs.process.working_dir,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false,
+            "noNewPrivileges": hardening.no_new_privileges,
         },
-        "root": {"path": inputs.rootfs, "readonly": false},
+        "root": {"path": inputs.rootfs, "readonly": hardening.read_only_root},
         "mounts": mounts,
         "linux": {
             "namespaces": [
@@ -173,10 +173,27 @@ pub fn runtime_spec(inputs: &SpecInputs) -> Value {
             ],
             "cgroupsPath": inputs.cgroups_path,
             "resources": resources,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
         },
-    })
+    });
+    let linux = &mut spec["linux"];
+    if !hardening.privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if let Some(seccomp) = &hardening.seccomp {
+        linux["seccomp"] = seccomp.clone();
+    }
+    if !hardening.devices.is_empty() {
+        linux["devices"] = hardening
+            .devices
+            .iter()
+            .map(|d| {
+                json!({"path": d.path, "type": d.kind.to_string(), "major": d.major,
+                       "minor": d.minor, "fileMode": d.mode, "uid": d.uid, "gid": d.gid})
+            })
+            .collect();
+    }
+    spec
 }
 
 #[cfg(test)]
@@ -184,6 +201,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::runtime::oci::security::{DEFAULT_CAPABILITIES, Device};
 
     fn process() -> ProcessSpec {
         ProcessSpec {
@@ -195,11 +213,29 @@ mod tests {
     }
 
     fn spec(resources: Resources, mounts: &[Mount], limit_swap: bool) -> Value {
+        let hardening = Hardening {
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            seccomp: Some(json!({"defaultAction": "SCMP_ACT_ERRNO"})),
+            ..Hardening::default()
+        };
+        hardened(resources, mounts, limit_swap, &hardening)
+    }
+
+    fn hardened(
+        resources: Resources,
+        mounts: &[Mount],
+        limit_swap: bool,
+        hardening: &Hardening,
+    ) -> Value {
         let process = process();
         runtime_spec(&SpecInputs {
             process: &process,
-            uid: 1000,
-            gid: 1001,
+            user: &ProcessUser {
+                uid: 1000,
+                gid: 1001,
+                additional_gids: vec![1001, 5, 2000],
+            },
+            hardening,
             rootfs: Path::new("/d/c/bundle/rootfs"),
             netns: Path::new("/d/s/netns"),
             utsns: Path::new("/d/s/utsns"),
@@ -208,6 +244,7 @@ mod tests {
             resources,
             cgroups_path: "/skiff-s_web_0",
             limit_swap,
+            pids_limit: Some(4096),
         })
     }
 
@@ -218,7 +255,10 @@ mod tests {
         assert_eq!(s["process"]["args"], json!(["/bin/busybox", "httpd", "-f"]));
         assert_eq!(s["process"]["env"], json!(["PATH=/bin", "A=1"]));
         assert_eq!(s["process"]["cwd"], "/data");
-        assert_eq!(s["process"]["user"], json!({"uid": 1000, "gid": 1001}));
+        assert_eq!(
+            s["process"]["user"],
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [1001, 5, 2000]})
+        );
         assert_eq!(s["root"]["path"], "/d/c/bundle/rootfs");
         assert!(s.get("hostname").is_none(), "the UTS namespace is joined");
         assert_eq!(
@@ -335,5 +375,108 @@ mod tests {
         let r = &spec(Resources::default(), &[], false)["linux"]["resources"];
         assert!(r.get("memory").is_none());
         assert_eq!(r["cpu"], json!({"shares": 2}));
+    }
+
+    #[test]
+    fn containers_get_containerds_defaults() {
+        let s = spec(Resources::default(), &[], false);
+        assert_eq!(s["process"]["noNewPrivileges"], false);
+        assert_eq!(s["root"]["readonly"], false);
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(s["linux"]["resources"]["pids"], json!({"limit": 4096}));
+        assert_eq!(s["linux"]["maskedPaths"], json!(MASKED_PATHS));
+        assert!(MASKED_PATHS.contains(&"/sys/devices/virtual/powercap"));
+        assert_eq!(
+            s["linux"]["readonlyPaths"],
+            json!([
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger"
+            ])
+        );
+        let proc_mount = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/proc")
+            .unwrap();
+        assert_eq!(proc_mount["options"], json!(["nosuid", "noexec", "nodev"]));
+        assert!(s["linux"].get("devices").is_none());
+        assert_eq!(
+            s["linux"]["resources"]["devices"],
+            json!([{"allow": false, "access": "rwm"}])
+        );
+    }
+
+    #[test]
+    fn a_hardened_container_has_no_new_privileges_a_read_only_root_and_fewer_capabilities() {
+        let hardening = Hardening {
+            capabilities: vec!["CAP_NET_BIND_SERVICE".into()],
+            no_new_privileges: true,
+            read_only_root: true,
+            seccomp: Some(json!({"defaultAction": "SCMP_ACT_ERRNO"})),
+            ..Hardening::default()
+        };
+        let s = hardened(Resources::default(), &[], false, &hardening);
+        assert_eq!(s["process"]["noNewPrivileges"], true);
+        assert_eq!(s["root"]["readonly"], true);
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(
+                s["process"]["capabilities"][set],
+                json!(["CAP_NET_BIND_SERVICE"])
+            );
+        }
+        let unconfined = Hardening {
+            seccomp: None,
+            ..hardening
+        };
+        let s = hardened(Resources::default(), &[], false, &unconfined);
+        assert!(s["linux"].get("seccomp").is_none());
+    }
+
+    #[test]
+    fn a_privileged_container_sees_the_hosts_devices_unmasked_with_sys_writable() {
+        let hardening = Hardening {
+            privileged: true,
+            capabilities: vec!["CAP_SYS_ADMIN".into()],
+            devices: vec![Device {
+                path: PathBuf::from("/dev/sda"),
+                kind: 'b',
+                major: 8,
+                minor: 0,
+                mode: 0o660,
+                uid: 0,
+                gid: 6,
+            }],
+            ..Hardening::default()
+        };
+        let s = hardened(Resources::default(), &[], false, &hardening);
+        assert!(s["linux"].get("maskedPaths").is_none());
+        assert!(s["linux"].get("readonlyPaths").is_none());
+        assert!(s["linux"].get("seccomp").is_none());
+        assert_eq!(
+            s["linux"]["devices"],
+            json!([{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0,
+                    "fileMode": 0o660, "uid": 0, "gid": 6}])
+        );
+        assert_eq!(
+            s["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+        for dest in ["/sys", "/sys/fs/cgroup"] {
+            let m = s["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == dest)
+                .unwrap();
+            let options = m["options"].as_array().unwrap();
+            assert!(
+                options.contains(&json!("rw")) && !options.contains(&json!("ro")),
+                "{dest}"
+            );
+        }
     }
 }

@@ -22,8 +22,8 @@ use self::layout::{
 };
 use super::sandbox::teardown_sandbox_dir;
 use super::{
-    ContainerConfig, ContainerInfo, ContainerState, ExecProcess, Result, Runtime, RuntimeError,
-    SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
+    RuntimeError, SandboxConfig, SandboxInfo,
 };
 use crate::logs::Rotation;
 
@@ -405,6 +405,27 @@ impl Runtime for ProcessRuntime {
             }
         }
         Ok(sandboxes)
+    }
+
+    /// Containers are host processes of the agent's user: a securityContext asking for
+    /// anything else is refused, naming the field, rather than silently not applied.
+    async fn create_container_with(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        options: &ContainerOptions,
+    ) -> Result<ContainerInfo> {
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        if let Some(refusal) = options.security.process_refusal(uid, gid) {
+            return Err(RuntimeError::Config(format!(
+                "container {:?}: {refusal}",
+                config.name
+            )));
+        }
+        self.create_container(sandbox_id, config).await
     }
 
     async fn create_container(
