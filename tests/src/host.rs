@@ -1,35 +1,12 @@
 //! Facts about this machine and its processes that tests and benchmarks share.
 
-use std::path::Path;
-
-/// Debian's busybox-static, the workload of the agent tests.
-pub const BUSYBOX: &str = "/bin/busybox";
+pub use skiff_testkit::{BUSYBOX, runs_without};
 
 /// Whether tests that need root (namespaces, mounts, links) and busybox can run here. When
 /// they cannot, they skip — unless SKIFF_REQUIRE_PRIVILEGED is set (CI sets it), in which
-/// case a missing prerequisite fails the test instead of hiding it.
+/// case a missing prerequisite fails the test instead of hiding it (see `skiff_testkit`).
 pub fn privileged_tests_can_run() -> bool {
-    runs_without(if !nix::unistd::Uid::effective().is_root() {
-        Some("root (network namespaces, mounts, links)")
-    } else if !Path::new(BUSYBOX).exists() {
-        Some("/bin/busybox (apt-get install busybox-static)")
-    } else {
-        None
-    })
-}
-
-/// Whether a test runs, given what it found `missing` (None: nothing): it skips with a
-/// message, or fails naming it when SKIFF_REQUIRE_PRIVILEGED is set.
-pub fn runs_without(missing: Option<&str>) -> bool {
-    let Some(missing) = missing else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs {missing}"
-    );
-    eprintln!("skipped: needs {missing}");
-    false
+    skiff_testkit::root_and_busybox_or_skip("network namespaces, mounts, links")
 }
 
 /// A process's memory from /proc: (VmRSS, VmHWM) in KiB, zeros when it is gone.

@@ -1,34 +1,14 @@
-//! Image archives for the end-to-end image tests: a one-layer busybox image (Debian's
-//! busybox-static as `/bin/busybox`, optionally with applet symlinks beside it) as a
-//! `docker save` archive or an OCI image-layout tarball, and its blobs for a registry push,
-//! on top of the agent's own builder (`skiff_agent::image::build`, which `skiff up` uses).
-//! The node agent's tests have a fuller builder (two layers, whiteouts, multi-platform
-//! indexes) in `node-agent/tests/common/mod.rs`, which other crates' tests cannot import.
+//! Image archives for the end-to-end image tests: what their one-layer busybox image holds
+//! (Debian's busybox-static as `/bin/busybox`, optionally with applet symlinks beside it),
+//! built with `skiff-image` as a `docker save` archive, an OCI image-layout tarball, and
+//! the blobs and manifest of a registry push.
 
-use serde_json::json;
-use skiff_agent::image::Digest;
-pub use skiff_agent::image::build::{Entry, host_architecture};
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
-}
-
-fn tar(entries: &[Entry]) -> Vec<u8> {
-    skiff_agent::image::build::tar(entries).expect("tar in memory")
-}
-
-fn file(path: impl Into<String>, data: Vec<u8>) -> Entry {
-    Entry::File {
-        path: path.into(),
-        mode: 0o644,
-        data,
-    }
-}
-
-fn dir(path: impl Into<String>) -> Entry {
-    Entry::Dir { path: path.into() }
-}
+pub use skiff_image::oci::{
+    ANNOTATION_REF_NAME, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER_GZIP,
+    MEDIA_OCI_MANIFEST, descriptor,
+};
+use skiff_image::{Config, DockerSave, Entry, OciLayout, OciManifest, diff_ids};
+pub use skiff_image::{gzip, host_architecture, sha256};
 
 /// A `docker save` archive of one image tagged `tag`: one layer holding `busybox` (the
 /// binary's bytes) as `/bin/busybox`, Entrypoint `/bin/busybox`, Cmd `sh`.
@@ -42,17 +22,6 @@ pub fn busybox_docker_archive(busybox: &[u8], tag: &str) -> Vec<u8> {
 pub const APPLETS: &[&str] = &[
     "cat", "echo", "head", "hostname", "httpd", "ls", "ps", "sh", "sleep", "tr", "wget",
 ];
-
-/// `application/vnd.oci.image.manifest.v1+json`
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// `application/vnd.oci.image.index.v1+json`
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// `application/vnd.oci.image.config.v1+json`
-pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// `application/vnd.oci.image.layer.v1.tar+gzip`
-pub const MEDIA_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// The annotation that names an image in an OCI image layout's `index.json`.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// A one-layer busybox image for this host's architecture: `/bin/busybox` (and applet
 /// links), Entrypoint `/bin/busybox`, Cmd `sh`, `PATH=/bin`. The same layer and config go
@@ -68,7 +37,7 @@ pub struct BusyboxImage {
 }
 
 /// An OCI image layout as a tarball, with the digests a test checks against.
-pub struct OciLayout {
+pub struct OciLayoutArchive {
     pub archive: Vec<u8>,
     /// `sha256:…` of the image manifest.
     pub manifest_digest: String,
@@ -79,26 +48,23 @@ impl BusyboxImage {
     /// of `applets`.
     pub fn new(busybox: &[u8], applets: &[&str]) -> BusyboxImage {
         let mut entries = vec![
-            dir("bin/"),
-            Entry::File {
-                path: "bin/busybox".into(),
-                mode: 0o755,
-                data: busybox.to_vec(),
-            },
+            Entry::dir("bin/"),
+            Entry::file("bin/busybox", busybox).mode(0o755),
         ];
-        entries.extend(applets.iter().map(|applet| Entry::Symlink {
-            path: format!("bin/{applet}"),
-            target: "busybox".into(),
-        }));
-        let layer = tar(&entries);
-        let config = serde_json::to_vec(&json!({
-            "architecture": host_architecture(),
-            "os": "linux",
-            "created": "2024-05-01T12:00:00Z",
-            "config": {"Entrypoint": ["/bin/busybox"], "Cmd": ["sh"], "Env": ["PATH=/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-        }))
-        .expect("config json");
+        entries.extend(
+            applets
+                .iter()
+                .map(|applet| Entry::symlink(format!("bin/{applet}"), "busybox")),
+        );
+        let layer = skiff_image::layer(&entries).expect("tar in memory");
+        let config = Config {
+            created: "2024-05-01T12:00:00Z".into(),
+            entrypoint: vec!["/bin/busybox".into()],
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            ..Config::default()
+        }
+        .to_json(&diff_ids(std::slice::from_ref(&layer)));
         BusyboxImage {
             layer_gzip: gzip(&layer),
             layer,
@@ -119,70 +85,33 @@ impl BusyboxImage {
     /// A `docker save` archive (pre-25 layout) of the image, tagged `tag`: `<config
     /// hex>.json`, `<id>/layer.tar` (uncompressed), `manifest.json`.
     pub fn docker_archive(&self, tag: &str) -> Vec<u8> {
-        skiff_agent::image::build::docker_save(&self.config, &self.layer, tag)
+        DockerSave::new(&self.config, std::slice::from_ref(&self.layer), &[tag])
+            .tar()
             .expect("archive in memory")
+    }
+
+    fn manifest(&self) -> OciManifest {
+        OciManifest::new(self.config.clone(), vec![self.layer_gzip.clone()])
     }
 
     /// The OCI image manifest: the config and the gzip layer.
     pub fn oci_manifest(&self) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_MANIFEST,
-            "config": descriptor(MEDIA_OCI_CONFIG, &self.config),
-            "layers": [descriptor(MEDIA_OCI_LAYER_GZIP, &self.layer_gzip)],
-        }))
-        .expect("manifest json")
+        self.manifest().json
     }
 
     /// An OCI image layout tarball (as `skopeo copy … oci-archive:` writes one): `oci-layout`,
     /// `index.json` naming the manifest with the full `reference` in the
     /// `org.opencontainers.image.ref.name` annotation (and this host's platform), and
     /// `blobs/sha256/<hex>` for the manifest, the config and the gzip layer.
-    pub fn oci_layout(&self, reference: &str) -> OciLayout {
-        let manifest = self.oci_manifest();
-        let mut top = descriptor(MEDIA_OCI_MANIFEST, &manifest);
-        top["platform"] = json!({"architecture": host_architecture(), "os": "linux"});
-        top["annotations"] = json!({ ANNOTATION_REF_NAME: reference });
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_INDEX,
-            "manifests": [top],
-        }))
-        .expect("index json");
-        let blob = |bytes: &[u8]| {
-            let digest = sha256(bytes);
-            file(
-                format!("blobs/sha256/{}", &digest["sha256:".len()..]),
-                bytes.to_vec(),
-            )
-        };
-        let archive = tar(&[
-            file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-            file("index.json", index),
-            dir("blobs/"),
-            dir("blobs/sha256/"),
-            blob(&self.layer_gzip),
-            blob(&self.config),
-            blob(&manifest),
-        ]);
-        OciLayout {
-            archive,
-            manifest_digest: sha256(&manifest),
+    pub fn oci_layout(&self, reference: &str) -> OciLayoutArchive {
+        let manifest = self.manifest();
+        let manifest_digest = manifest.digest();
+        let layout = OciLayout::single(host_architecture(), manifest, reference);
+        OciLayoutArchive {
+            archive: layout.archive().tar().expect("archive in memory"),
+            manifest_digest,
         }
     }
-}
-
-/// An OCI content descriptor of `blob`.
-pub fn descriptor(media_type: &str, blob: &[u8]) -> serde_json::Value {
-    json!({"mediaType": media_type, "digest": sha256(blob), "size": blob.len()})
-}
-
-/// `bytes` gzip-compressed.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).expect("gzip into memory");
-    encoder.finish().expect("gzip into memory")
 }
 
 #[cfg(test)]
