@@ -5,8 +5,9 @@
 //! refused with the registry's reason and the store unchanged, and basic auth (an
 //! htpasswd file made with bcrypt).
 //!
-//! Needs /usr/bin/docker-registry and /bin/busybox: skipped without them, unless
-//! SKIFF_REQUIRE_PRIVILEGED is set, when that fails naming the package.
+//! Needs /usr/bin/docker-registry: skipped without it, unless SKIFF_REQUIRE_PRIVILEGED is
+//! set, when that fails naming the package. (The image's busybox is synthetic bytes:
+//! nothing runs it.)
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +19,8 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use serde_json::json;
 use skiff_agent::image::{Credentials, ImageError, ImageStore, PullOptions, Reference};
+use skiff_image::OciManifest;
+use skiff_image::oci::{MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST};
 
 mod common;
 use common::*;
@@ -26,10 +29,9 @@ const REGISTRY: &str = "/usr/bin/docker-registry";
 
 fn runnable() -> bool {
     runs_without(
-        [(REGISTRY, "docker-registry"), (BUSYBOX, "busybox-static")]
-            .into_iter()
-            .find(|(path, _)| !Path::new(path).exists())
-            .map(|(path, package)| format!("{path} (apt-get install {package})")),
+        (!Path::new(REGISTRY).exists())
+            .then(|| format!("{REGISTRY} (apt-get install docker-registry)"))
+            .as_deref(),
     )
 }
 
@@ -122,46 +124,19 @@ async fn push_image(host: &str, tag: &str, auth: &RegistryAuth) -> (String, Vec<
         .auth(&reference, auth, oci_client::RegistryOperation::Push)
         .await
         .unwrap();
-    let layers = layers();
-    let config = default_config(&layers);
-    let mut layer_descriptors = Vec::new();
-    for layer in &layers {
-        let blob = gzip(layer);
-        let digest = format!("sha256:{}", sha256_hex(&blob));
+    let layers = layers(&fake_busybox());
+    let image = OciManifest::new(
+        default_config(&layers),
+        layers.iter().map(|l| gzip(l)).collect(),
+    );
+    for blob in image.layers.iter().chain([&image.config]) {
         client
-            .push_blob(&reference, blob.clone(), &digest)
+            .push_blob(&reference, blob.clone(), &sha256(blob))
             .await
             .unwrap();
-        layer_descriptors.push(json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": digest,
-            "size": blob.len(),
-        }));
     }
-    let config_digest = format!("sha256:{}", sha256_hex(&config));
-    client
-        .push_blob(&reference, config.clone(), &config_digest)
-        .await
-        .unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config.len(),
-        },
-        "layers": layer_descriptors,
-    }))
-    .unwrap();
-    push_manifest(
-        &client,
-        &reference,
-        &manifest,
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    .await;
-    (format!("sha256:{}", sha256_hex(&manifest)), manifest)
+    push_manifest(&client, &reference, &image.json, MEDIA_OCI_MANIFEST).await;
+    (image.digest(), image.json)
 }
 
 async fn push_manifest(
@@ -247,12 +222,12 @@ async fn image_pull_1_by_tag_index_missing_tag() {
     // A multi-platform index: this host's image is chosen.
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": MEDIA_OCI_INDEX,
         "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            {"mediaType": MEDIA_OCI_MANIFEST,
              "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
              "size": 10, "platform": {"os": "linux", "architecture": "s390x"}},
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            {"mediaType": MEDIA_OCI_MANIFEST,
              "digest": digest, "size": manifest.len(),
              "platform": {"os": "linux", "architecture": host_arch()}},
         ],
@@ -271,7 +246,7 @@ async fn image_pull_1_by_tag_index_missing_tag() {
     let index_value: serde_json::Value = serde_json::from_slice(&index).unwrap();
     let real_only = serde_json::to_vec(&json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": MEDIA_OCI_INDEX,
         "manifests": [index_value["manifests"][1]],
     }))
     .unwrap();
@@ -279,7 +254,7 @@ async fn image_pull_1_by_tag_index_missing_tag() {
         &client,
         &oci_ref(&host, "multi"),
         &real_only,
-        "application/vnd.oci.image.index.v1+json",
+        MEDIA_OCI_INDEX,
     )
     .await;
     let multi = Reference::parse(&format!("{host}/busybox:multi")).unwrap();
@@ -287,7 +262,7 @@ async fn image_pull_1_by_tag_index_missing_tag() {
     assert_eq!(image.digest.to_string(), digest);
     assert_eq!(
         image.index_digest.as_ref().map(|d| d.to_string()),
-        Some(format!("sha256:{}", sha256_hex(&real_only)))
+        Some(sha256(&real_only))
     );
 
     // A missing tag: the registry's reason, and the store as it was.

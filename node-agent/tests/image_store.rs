@@ -1,12 +1,13 @@
-//! The image store on real archives: a two-layer busybox image, built here from Debian's
-//! busybox-static (`/bin/busybox`), as a `docker save` archive (plain and gzip layers) and
-//! as an OCI image-layout tarball. The second layer deletes a file of the first (whiteout)
-//! and makes a directory opaque. Imports, listing, unpacked layers, an overlayfs mount of
-//! them, refused corrupt archives (with the store unchanged), removal and GC.
+//! The image store on real archives: a two-layer busybox image (see `common`), as a
+//! `docker save` archive (plain and gzip layers) and as an OCI image-layout tarball. The
+//! second layer deletes a file of the first (whiteout) and makes a directory opaque.
+//! Imports, listing, unpacked layers, an overlayfs mount of them, refused corrupt archives
+//! (with the store unchanged), removal and GC.
 //!
-//! Needs /bin/busybox (skipped without, unless SKIFF_REQUIRE_PRIVILEGED is set, when that
-//! fails). Ownership, whiteout devices, the opaque xattr and the overlay mount need root:
-//! those checks are skipped without it, unless SKIFF_REQUIRE_PRIVILEGED is set.
+//! The layers hold synthetic bytes as busybox, so these tests need nothing of the host,
+//! except the overlay mount (root, and Debian's busybox-static at /bin/busybox, which it
+//! runs) and the checks of ownership, whiteout devices and the opaque xattr (root): those
+//! are skipped without it, unless SKIFF_REQUIRE_PRIVILEGED is set, when that fails.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,31 +24,6 @@ const PLAIN: &str = "registry.skiff.test:5000/busybox:plain";
 const GZIP: &str = "registry.skiff.test:5000/busybox:gzip";
 const OCI: &str = "registry.skiff.test:5000/busybox:oci";
 
-fn required() -> bool {
-    std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_some()
-}
-
-/// Whether the image can be built at all.
-fn runnable() -> bool {
-    runs_without(
-        (!Path::new(BUSYBOX).exists())
-            .then(|| format!("{BUSYBOX} (apt-get install busybox-static)")),
-    )
-}
-
-/// Whether the root-only checks run.
-fn privileged(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !required(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but checking {what} needs root"
-    );
-    eprintln!("skipped checks of {what}: needs root");
-    false
-}
-
 // ---------------------------------------------------------------------------------------
 // Fixture.
 
@@ -58,7 +34,12 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A store and the image with [`fake_busybox`] as busybox.
     fn new() -> Fixture {
+        Fixture::with_busybox(&fake_busybox())
+    }
+
+    fn with_busybox(busybox: &[u8]) -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("skiff-test-images-")
             .tempdir()
@@ -67,7 +48,7 @@ impl Fixture {
         Fixture {
             dir,
             store,
-            layers: layers(),
+            layers: layers(busybox),
         }
     }
 
@@ -77,7 +58,7 @@ impl Fixture {
         path
     }
 
-    fn docker(&self, gzip_layers: bool, tags: &[&str]) -> Files {
+    fn docker(&self, gzip_layers: bool, tags: &[&str]) -> Archive {
         let stored: Vec<Vec<u8>> = if gzip_layers {
             self.layers.iter().map(|l| gzip(l)).collect()
         } else {
@@ -90,7 +71,7 @@ impl Fixture {
         oci_files(&self.layers, &default_config(&self.layers), OCI)
     }
 
-    fn import(&self, name: &str, files: &Files) -> skiff_agent::image::Imported {
+    fn import(&self, name: &str, files: &Archive) -> skiff_agent::image::Imported {
         let path = self.write(name, &pack(files));
         self.store.import(&path).unwrap()
     }
@@ -148,14 +129,21 @@ fn refs(image: &Image) -> Vec<String> {
     image.references.iter().map(|r| r.to_string()).collect()
 }
 
+/// Flips a bit of the middle byte of the first file of `files` whose name `matches`;
+/// returns that name.
+fn flip_middle_byte(files: &mut Archive, matches: impl Fn(&str) -> bool) -> String {
+    let name = files.find(matches).unwrap();
+    let data = files.get_mut(&name).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x01;
+    name
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests.
 
 #[test]
 fn image_store_1_imports_docker_archives_with_plain_and_gzip_layers() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let plain = f.import("plain.tar", &f.docker(false, &[PLAIN]));
     let gzipped = f.import("gzip.tar", &f.docker(true, &[GZIP, "busybox:skiff-test"]));
@@ -266,9 +254,6 @@ fn image_store_1_imports_docker_archives_with_plain_and_gzip_layers() {
 
 #[test]
 fn image_store_2_imports_an_oci_layout_choosing_this_platform() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let build = f.oci();
     let imported = f.import("oci.tar", &build.files);
@@ -302,15 +287,10 @@ fn image_store_2_imports_an_oci_layout_choosing_this_platform() {
 
     // An index without this platform is refused, naming what it has.
     let mut files = build.files.clone();
-    let index_json: serde_json::Value =
-        serde_json::from_slice(&files.iter().find(|(n, _)| n == "index.json").unwrap().1).unwrap();
-    let mut other = index_json.clone();
+    let mut other: serde_json::Value =
+        serde_json::from_slice(files.get("index.json").unwrap()).unwrap();
     other["manifests"][0]["platform"] = json!({"os": "linux", "architecture": "mips64"});
-    set(
-        &mut files,
-        "index.json",
-        serde_json::to_vec(&other).unwrap(),
-    );
+    files.set("index.json", serde_json::to_vec(&other).unwrap());
     f.refused(
         "oci-other-platform.tar",
         &pack(&files),
@@ -320,9 +300,6 @@ fn image_store_2_imports_an_oci_layout_choosing_this_platform() {
 
 #[test]
 fn image_store_3_unpacked_layers_keep_files_links_modes_and_markers() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let image = f
         .import("plain.tar", &f.docker(false, &[PLAIN]))
@@ -334,7 +311,7 @@ fn image_store_3_unpacked_layers_keep_files_links_modes_and_markers() {
 
     let busybox = fs::symlink_metadata(l1.join("bin/busybox")).unwrap();
     assert_eq!(busybox.mode() & 0o7777, 0o755);
-    assert_eq!(busybox.len(), fs::metadata(BUSYBOX).unwrap().len());
+    assert_eq!(busybox.len(), fake_busybox().len() as u64);
     assert_eq!(busybox.mtime(), 1_700_000_000);
     let hard = fs::symlink_metadata(l1.join("bin/busybox-hardlink")).unwrap();
     assert_eq!(hard.ino(), busybox.ino(), "hardlink within the layer");
@@ -366,8 +343,7 @@ fn image_store_3_unpacked_layers_keep_files_links_modes_and_markers() {
     );
     assert!(!l2.join("data/.wh..wh..opq").exists());
 
-    let root = privileged("ownership, whiteout devices and the opaque xattr");
-    if root {
+    if root_or_skip("ownership, whiteout devices and the opaque xattr") {
         let secret = fs::symlink_metadata(l1.join("home/user/secret")).unwrap();
         assert_eq!(
             (secret.uid(), secret.gid(), secret.mode() & 0o777),
@@ -415,11 +391,12 @@ impl Drop for Mounted {
 
 #[test]
 fn image_store_4_overlayfs_shows_the_merged_view() {
-    if !runnable() || !privileged("an overlayfs mount") {
+    if !skiff_testkit::root_and_busybox_or_skip("an overlayfs mount") {
         return;
     }
     use nix::mount::{MsFlags, mount};
-    let f = Fixture::new();
+    // Real busybox: it runs from the merged view.
+    let f = Fixture::with_busybox(&fs::read(BUSYBOX).unwrap());
     let image = f.import("oci.tar", &f.oci().files).images.remove(0).image;
     let lower = f.store.lowerdirs(&image).unwrap();
     let rw = f.dir.path().join("rw");
@@ -497,9 +474,6 @@ fn image_store_4_overlayfs_shows_the_merged_view() {
 
 #[test]
 fn image_store_5_importing_twice_is_idempotent() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let docker = f.docker(true, &[GZIP]);
     let oci = f.oci();
@@ -519,22 +493,13 @@ fn image_store_5_importing_twice_is_idempotent() {
 
 #[test]
 fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
 
     // docker save, plain layer: the byte is in busybox's content, so the tar is still
     // well formed and only the diff_id tells.
     let mut files = f.docker(false, &["flipped:1"]);
-    let (name, layer) = files
-        .iter_mut()
-        .find(|(n, _)| n.ends_with("layer.tar"))
-        .unwrap();
-    let name = name.clone();
-    let middle = layer.len() / 2;
-    layer[middle] ^= 0x01;
+    let name = flip_middle_byte(&mut files, |n| n.ends_with("layer.tar"));
     let want_expected = diff_ids(&f.layers)[0].clone();
     let err = f.refused(
         "flipped-docker.tar",
@@ -545,13 +510,7 @@ fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
 
     // docker save, gzip layer: gzip's own check fails first, naming the layer.
     let mut files = f.docker(true, &["flipped:2"]);
-    let (name, layer) = files
-        .iter_mut()
-        .find(|(n, _)| n.ends_with("layer.tar"))
-        .unwrap();
-    let name = name.clone();
-    let middle = layer.len() / 2;
-    layer[middle] ^= 0x01;
+    let name = flip_middle_byte(&mut files, |n| n.ends_with("layer.tar"));
     f.refused("flipped-gzip.tar", &pack(&files), &[&name]);
 
     // OCI: the blob no longer matches its name and descriptor.
@@ -561,9 +520,7 @@ fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
         "blobs/sha256/{}",
         &build.layer_digests[0]["sha256:".len()..]
     );
-    let (_, layer) = files.iter_mut().find(|(n, _)| *n == blob).unwrap();
-    let middle = layer.len() / 2;
-    layer[middle] ^= 0x01;
+    flip_middle_byte(&mut files, |n| n == blob);
     let err = f.refused(
         "flipped-oci.tar",
         &pack(&files),
@@ -578,9 +535,6 @@ fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
 
 #[test]
 fn image_store_7_a_truncated_archive_is_refused() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     f.import("good.tar", &f.oci().files);
     let docker = pack(&f.docker(false, &["truncated:1"]));
@@ -603,19 +557,14 @@ fn image_store_7_a_truncated_archive_is_refused() {
 
 #[test]
 fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     f.import("good.tar", &f.docker(true, &[GZIP]));
     let build = f.oci();
     let missing = build.layer_digests[1].clone();
-    let files: Files = build
-        .files
-        .iter()
-        .filter(|(n, _)| *n != format!("blobs/sha256/{}", &missing["sha256:".len()..]))
-        .cloned()
-        .collect();
+    let mut files = build.files.clone();
+    files
+        .remove(&format!("blobs/sha256/{}", &missing["sha256:".len()..]))
+        .unwrap();
     let err = f.refused(
         "missing-oci.tar",
         &pack(&files),
@@ -627,14 +576,9 @@ fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
     assert!(matches!(err, ImageError::MissingBlob { .. }));
 
     // docker save: manifest.json names a layer.tar that is not there.
-    let files = f.docker(false, &["missing:1"]);
-    let gone = files
-        .iter()
-        .find(|(n, _)| n.ends_with("layer.tar"))
-        .unwrap()
-        .0
-        .clone();
-    let files: Files = files.into_iter().filter(|(n, _)| *n != gone).collect();
+    let mut files = f.docker(false, &["missing:1"]);
+    let gone = files.find(|n| n.ends_with("layer.tar")).unwrap();
+    files.remove(&gone);
     f.refused(
         "missing-docker.tar",
         &pack(&files),
@@ -646,15 +590,10 @@ fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
 
     // A descriptor with the wrong size.
     let mut files = build.files.clone();
-    let index: serde_json::Value =
-        serde_json::from_slice(&files.iter().find(|(n, _)| n == "index.json").unwrap().1).unwrap();
-    let mut wrong = index.clone();
+    let mut wrong: serde_json::Value =
+        serde_json::from_slice(files.get("index.json").unwrap()).unwrap();
     wrong["manifests"][0]["size"] = json!(1);
-    set(
-        &mut files,
-        "index.json",
-        serde_json::to_vec(&wrong).unwrap(),
-    );
+    files.set("index.json", serde_json::to_vec(&wrong).unwrap());
     f.refused(
         "wrong-size.tar",
         &pack(&files),
@@ -664,9 +603,6 @@ fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
 
 #[test]
 fn image_store_9_a_wrong_diff_id_is_refused() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
     // The config claims layer 2's diff_id is something else; every digest that names
@@ -707,11 +643,10 @@ fn image_store_9_a_wrong_diff_id_is_refused() {
     );
     // The config's name says another digest than its content.
     let mut files = f.docker(false, &["bad:3"]);
-    let (_, config) = files
-        .iter_mut()
-        .find(|(n, _)| n.ends_with(".json") && n.len() == 69)
+    let config = files
+        .find(|n| n.ends_with(".json") && n.len() == 69)
         .unwrap();
-    config.push(b' ');
+    files.get_mut(&config).unwrap().push(b' ');
     f.refused(
         "renamed-config.tar",
         &pack(&files),
@@ -721,9 +656,6 @@ fn image_store_9_a_wrong_diff_id_is_refused() {
 
 #[test]
 fn image_store_10_remove_untags_and_collects_garbage() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let plain = f
         .import("plain.tar", &f.docker(false, &[PLAIN]))
@@ -788,9 +720,6 @@ fn image_store_10_remove_untags_and_collects_garbage() {
 
 #[test]
 fn image_store_11_a_tag_moved_by_an_import_drops_the_old_image() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let old = f
         .import("v1.tar", &f.docker(false, &["app:1", "app:stable"]))
@@ -815,9 +744,6 @@ fn image_store_11_a_tag_moved_by_an_import_drops_the_old_image() {
 
 #[test]
 fn image_store_12_concurrent_imports_and_crashed_staging() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let archives = [
         f.write("a.tar", &pack(&f.docker(false, &[PLAIN]))),
@@ -874,9 +800,6 @@ fn image_store_12_concurrent_imports_and_crashed_staging() {
 
 #[test]
 fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
     let escape_dir = f.dir.path().join("escaped");
@@ -902,10 +825,11 @@ fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
     assert!(!escape_dir.exists());
 
     // A symlink, then a file through it.
-    let layer = layer_tar(vec![
-        entry("link", Kind::Symlink("/"), 0o777),
-        entry("link/escaped", Kind::File(b"evil".to_vec()), 0o644),
-    ]);
+    let layer = skiff_image::layer(&[
+        Entry::symlink("link", "/"),
+        Entry::file("link/escaped", "evil"),
+    ])
+    .unwrap();
     let layers = vec![layer];
     let config = config_json(host_arch(), &diff_ids(&layers), &["sh"]);
     f.refused(
@@ -923,12 +847,7 @@ fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
         &["sh"],
     );
     let files = docker_files(std::slice::from_ref(&zstd), &config, &["zstd:1"]);
-    let layer_name = files
-        .iter()
-        .find(|(n, _)| n.ends_with("layer.tar"))
-        .unwrap()
-        .0
-        .clone();
+    let layer_name = files.find(|n| n.ends_with("layer.tar")).unwrap();
     f.refused(
         "zstd.tar",
         &pack(&files),
@@ -938,9 +857,6 @@ fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
 
 #[test]
 fn image_store_14_leased_images_are_kept_until_released() {
-    if !runnable() {
-        return;
-    }
     let f = Fixture::new();
     let old = f
         .import("v1.tar", &f.docker(false, &["app:1", "app:stable"]))
@@ -1009,4 +925,32 @@ fn image_store_14_leased_images_are_kept_until_released() {
     f.store.remove("app:1").unwrap();
     assert!(f.store.list().unwrap().is_empty());
     assert_eq!(f.count("layers"), 0);
+}
+
+/// `skiff up`'s busybox image (`skiff_image::busybox_archive`) imports with its applet
+/// links, its config and its directories.
+#[test]
+fn busybox_archive_imports_with_links_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path().join("images")).unwrap();
+    let fake_busybox = b"\x7fELF not really".to_vec();
+    let archive = skiff_image::busybox_archive(&fake_busybox, "busybox:skiff").unwrap();
+    let path = dir.path().join("busybox.tar");
+    fs::write(&path, &archive).unwrap();
+    let imported = store.import(&path).unwrap();
+    let image = &imported.images[0].image;
+    assert_eq!(
+        image.references[0].to_string(),
+        "docker.io/library/busybox:skiff"
+    );
+    let config = store.image_config(image).unwrap();
+    assert_eq!(config.cmd, vec!["sh"]);
+    assert!(config.entrypoint.is_empty());
+    let layer = &store.lowerdirs(image).unwrap()[0];
+    assert_eq!(fs::read(layer.join("bin/busybox")).unwrap(), fake_busybox);
+    assert_eq!(
+        fs::read_link(layer.join("bin/httpd")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(layer.join("tmp").is_dir());
 }

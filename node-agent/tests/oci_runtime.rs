@@ -21,14 +21,14 @@ use common::*;
 const IMAGE: &str = "skiff.test/busybox:1";
 
 fn runnable() -> bool {
-    let runc = oci::find_runc();
-    runs_without(if !nix::unistd::Uid::effective().is_root() {
-        Some("root (namespaces, mounts, cgroups)".to_string())
-    } else if !Path::new(BUSYBOX).exists() {
-        Some("/bin/busybox (apt-get install busybox-static)".to_string())
-    } else {
-        oci::check_host(&runc).err().map(|e| e.to_string())
-    })
+    let missing = missing_root("namespaces, mounts, cgroups")
+        .or_else(missing_busybox)
+        .or_else(|| {
+            oci::check_host(&oci::find_runc())
+                .err()
+                .map(|e| e.to_string())
+        });
+    runs_without(missing.as_deref())
 }
 
 /// A runtime over a fresh store holding the busybox image; everything goes on drop.
@@ -55,7 +55,7 @@ fn fixture() -> Fixture {
         .tempdir()
         .unwrap();
     let store = ImageStore::open(dir.path().join("images")).unwrap();
-    let layers = layers();
+    let layers = layers(&std::fs::read(BUSYBOX).unwrap());
     let files = docker_files(&layers, &default_config(&layers), &[IMAGE]);
     let archive = dir.path().join("busybox.tar");
     std::fs::write(&archive, pack(&files)).unwrap();

@@ -11,17 +11,10 @@ use skiff_agent::runtime::process::ProcessRuntime;
 use skiff_agent::runtime::{ContainerConfig, ContainerState, Mount, Runtime, SandboxConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
-use common::{BUSYBOX, runs_without};
+use skiff_testkit::BUSYBOX;
 
 fn runnable() -> bool {
-    runs_without(if !nix::unistd::Uid::effective().is_root() {
-        Some("root (namespaces, mounts)".to_string())
-    } else if !Path::new(BUSYBOX).exists() {
-        Some("/bin/busybox (apt-get install busybox-static)".to_string())
-    } else {
-        None
-    })
+    skiff_testkit::root_and_busybox_or_skip("namespaces, mounts")
 }
 
 struct Fixture {

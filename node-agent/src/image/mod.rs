@@ -24,7 +24,6 @@
 //! stage and verify without the lock (they may be slow) and take it only to commit.
 
 mod archive;
-pub mod build;
 pub mod config;
 pub mod digest;
 pub mod pull;
