@@ -549,15 +549,26 @@ async fn forward_one(
     Ok(())
 }
 
-/// What `skiff run` builds.
-#[derive(Debug, Clone, Default)]
+// What `skiff run` builds, as its flags give it (a `//` comment: a doc comment would be
+// the subcommand's help).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
     pub name: String,
+    #[arg(long)]
     pub image: String,
+    /// KEY=VALUE[,KEY=VALUE…] (default run=NAME).
+    #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
+    /// NAME=VALUE, repeatable.
+    #[arg(long)]
     pub env: Vec<String>,
+    #[arg(long)]
     pub port: Option<u16>,
+    /// Always, OnFailure or Never.
+    #[arg(long)]
     pub restart: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 

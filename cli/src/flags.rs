@@ -1,0 +1,435 @@
+//! `skiff`'s flags and verbs, as clap parses them (`main.rs` parses, [`crate::run`] runs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::local;
+
+#[derive(Parser)]
+#[command(name = "skiff", about = "Drive a Skiff cluster", version)]
+pub struct Flags {
+    /// Control-plane endpoints HOST:PORT[,HOST:PORT…] (else SKIFF_SERVER, else the config's).
+    #[arg(long, global = true)]
+    pub server: Option<String>,
+    /// The client config: servers, the cluster CA and a credential (a member's admin.conf,
+    /// or what `skiff up` writes). Default: SKIFF_CONFIG, else ~/.skiff/config.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Namespace for namespaced objects.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    pub namespace: String,
+    /// Whether -n/--namespace was given (not the default): `token create` and `token ls`
+    /// are cluster-wide without it.
+    #[arg(skip)]
+    pub namespace_given: bool,
+    /// A bearer token to act as (`skiff token create`), instead of the config's credential
+    /// (else SKIFF_TOKEN). The config still supplies the servers and the CA.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// How long a request may wait for the control plane.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub request_timeout_secs: u64,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Subcommand)]
+pub enum Verb {
+    /// Start a local cluster: network-namespace hosts on one bridge, 3 control-plane
+    /// members and 2 workers by default, plus a demo deployment (needs root).
+    ///
+    /// Writes the cluster into ~/.skiff/config as the current one, so plain `skiff get
+    /// nodes` works afterwards. Examples: sudo skiff up; sudo skiff up --workers 4 --no-demo
+    Up {
+        /// Control-plane members (one host each).
+        #[arg(long, default_value_t = 3)]
+        control_planes: usize,
+        /// Worker hosts (one agent each).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The cluster's name (its namespaces are skiff-NAME-*).
+        #[arg(long, default_value = "local")]
+        name: String,
+        /// Where data, logs and the cluster's state live (DIR/NAME).
+        #[arg(long, default_value = local::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Skip the demo deployment.
+        #[arg(long)]
+        no_demo: bool,
+        /// How long to wait for the nodes and the demo pods.
+        #[arg(long, default_value_t = 90)]
+        timeout_secs: u64,
+    },
+    /// Stop a local cluster and remove every namespace, link, process and data dir it made.
+    ///
+    /// Example: sudo skiff down
+    Down {
+        #[arg(long, default_value = "local")]
+        name: String,
+        #[arg(long, default_value = local::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// List objects as tables like kubectl's.
+    ///
+    /// Examples: skiff get pods -o wide; skiff get po -A -l app=web; skiff get nodes;
+    /// skiff get deploy web -o yaml
+    Get {
+        /// pods (po), nodes (no), deployments (deploy), namespaces (ns).
+        kind: String,
+        /// Only these objects.
+        names: Vec<String>,
+        /// wide, json, yaml or name.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        /// Label selector (=, ==, !=, in, notin, exists, !exists).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Field selector, e.g. spec.nodeName=host-1 or status.phase=Running.
+        #[arg(long)]
+        field_selector: Option<String>,
+        /// Add a LABELS column.
+        #[arg(long)]
+        show_labels: bool,
+        /// Add a column per label key (-L app,tier).
+        #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
+        label_columns: Vec<String>,
+        /// After listing, print a row for every change (until interrupted).
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Create or update objects from manifests (client-side apply, like kubectl's).
+    ///
+    /// Examples: skiff apply -f web.yaml; skiff apply -f manifests/; cat x.yaml | skiff apply -f -
+    Apply {
+        /// Files, directories (their *.yaml, *.yml, *.json) or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Create objects from manifests (an existing one is an error), or a namespace.
+    ///
+    /// Examples: skiff create -f pod.yaml; skiff create namespace team-a
+    Create {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// `namespace NAME`
+        what: Vec<String>,
+    },
+    /// Start a pod running one container.
+    ///
+    /// Example: skiff run web --image=busybox --port=8080 --labels=app=web -- /bin/busybox httpd -f -p 8080
+    Run(crate::verbs::RunArgs),
+    /// Forward a local port to a port in a pod (through the control plane).
+    ///
+    /// Example: skiff port-forward web-1 8080:80
+    PortForward {
+        pod: String,
+        /// LOCAL:REMOTE, or PORT for both (:REMOTE picks a free local port).
+        ports: String,
+        /// Local address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+    },
+    /// Show an object in detail, with its events at the end.
+    ///
+    /// Examples: skiff describe pod web-1; skiff describe deploy web; skiff describe node host-1
+    Describe { kind: String, name: String },
+    /// Print a container's log.
+    ///
+    /// Examples: skiff logs web-1; skiff logs web-1 -c sidecar -f --tail 20; skiff logs web-1 --previous
+    Logs {
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<i64>,
+        /// The previous (crashed) instance of the container.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Run a command in a container; its exit code becomes skiff's.
+    ///
+    /// Examples: skiff exec web-1 -- ls /; skiff exec -i web-1 -c main -- sh
+    Exec {
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass standard input to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Accepted for kubectl habits; output is not a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Delete objects by name, label selector or all of a type.
+    ///
+    /// Examples: skiff delete pod web-1; skiff delete pods -l app=web; skiff delete deploy --all;
+    /// skiff delete pod web-1 --grace-period=0 --force
+    Delete {
+        /// The type (pods, deployments, namespaces, nodes); not with -f.
+        kind: Option<String>,
+        names: Vec<String>,
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Seconds the pod's containers get after SIGTERM (default: the pod's own).
+        #[arg(long, allow_negative_numbers = true)]
+        grace_period: Option<i64>,
+        /// Remove from the API at once, without waiting for the node (with --grace-period=0).
+        #[arg(long)]
+        force: bool,
+        /// Delete the objects these manifests name.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// Return only once the objects are gone (pods: after their containers stopped).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Set a deployment's replica count.
+    ///
+    /// Example: skiff scale deploy/web --replicas=5
+    Scale {
+        target: String,
+        #[arg(long)]
+        replicas: i32,
+    },
+    /// Add (k=v), change (with --overwrite) or remove (k-) labels.
+    ///
+    /// Example: skiff label pod web-1 tier=frontend; skiff label node host-1 gpu=true
+    Label(MetadataFlags),
+    /// Add (k=v), change (with --overwrite) or remove (k-) annotations.
+    ///
+    /// Example: skiff annotate deploy web owner=ops; skiff annotate pod web-1 note-
+    Annotate(MetadataFlags),
+    /// Mark a node unschedulable.
+    ///
+    /// Example: skiff cordon host-2
+    Cordon { node: String },
+    /// Mark a node schedulable again.
+    ///
+    /// Example: skiff uncordon host-2
+    Uncordon { node: String },
+    /// Cordon a node and evict its pods (their deployments bring them back elsewhere).
+    ///
+    /// Example: skiff drain host-2
+    Drain { node: String },
+    /// Wait until a pod has a condition, or is gone.
+    ///
+    /// Examples: skiff wait --for=condition=Ready pod/web-1 --timeout=60s;
+    /// skiff wait --for=delete pod/web-1
+    Wait {
+        /// pod/NAME
+        target: String,
+        /// condition=NAME[=STATUS] or delete.
+        #[arg(long = "for")]
+        until: String,
+        /// How long to wait (30s, 2m, …).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Deployment rollouts.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutVerb,
+    },
+    /// Describe a kind or one of its fields: type, description and sub-fields, from the
+    /// schema of the types the API decodes objects into.
+    ///
+    /// Examples: skiff explain pod; skiff explain pod.spec.containers; skiff explain deploy.spec.strategy
+    Explain { path: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    ///
+    /// Example: source <(skiff completion bash)
+    Completion { shell: clap_complete::Shell },
+    /// The control plane itself.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterVerb,
+    },
+    /// The pod network.
+    Net {
+        #[command(subcommand)]
+        what: NetVerb,
+    },
+    /// The nodes' image stores: import archives, list and remove images.
+    Image {
+        #[command(subcommand)]
+        what: ImageVerb,
+    },
+    /// Cluster tokens.
+    Token {
+        #[command(subcommand)]
+        what: TokenVerb,
+    },
+}
+
+// `label` and `annotate`: TYPE NAME k=v|k- … [--overwrite].
+#[derive(clap::Args)]
+pub struct MetadataFlags {
+    pub kind: String,
+    pub name: String,
+    pub pairs: Vec<String>,
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TokenVerb {
+    /// Print a fresh cluster token (one line). Give the same token to every control-plane
+    /// member and agent with --token-file; keep the file 0600: the cluster CA derives from it.
+    ///
+    /// Example: umask 077; skiff token generate > /etc/skiff/token
+    Generate,
+    /// Make a bearer token for a person or a program and print it (once: the cluster keeps
+    /// only its hash). With -n it is confined to that namespace.
+    ///
+    /// Examples: skiff token create ci --role edit -n team-a --ttl 24h;
+    /// skiff token create ops --role cluster-admin
+    Create {
+        name: String,
+        /// view, edit, admin or cluster-admin (Kubernetes' roles of the same names).
+        #[arg(long)]
+        role: String,
+        /// How long it is valid: 90s, 30m, 24h. Default: until removed.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List bearer tokens: every one, or with -n those confined to that namespace.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove a bearer token: no member accepts it once this returns.
+    #[command(alias = "delete")]
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum ImageVerb {
+    /// Load a `docker save` archive or an OCI image-layout tarball (gzipped or not) into
+    /// one node's store or every Ready node's.
+    ///
+    /// Examples: skiff image import busybox.tar --node node-1; skiff image import app.tar --all-nodes
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["node", "all_nodes"])))]
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        node: Option<String>,
+        /// Every Ready node.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// List the images of one node, or of every Ready node.
+    ///
+    /// Examples: skiff image ls; skiff image ls --node node-1
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Untag a reference (deleting the image when that was its last), or delete the image
+    /// an id or digest (or a unique prefix of one) names.
+    ///
+    /// Examples: skiff image rm busybox --node node-1; skiff image rm 0123456789ab --all-nodes
+    #[command(alias = "remove")]
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["node", "all_nodes"])))]
+    Rm {
+        reference: String,
+        #[arg(long)]
+        node: Option<String>,
+        /// Every Ready node.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RolloutVerb {
+    /// Restart every pod of a deployment by a rolling update (stamps the template).
+    ///
+    /// Example: skiff rollout restart deploy/web
+    Restart {
+        /// deploy/NAME
+        target: String,
+    },
+    /// Follow a rollout until it finishes, printing its progress.
+    ///
+    /// Example: skiff rollout status deploy/web
+    Status {
+        /// deploy/NAME
+        target: String,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    skiff_api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(Subcommand)]
+pub enum ClusterVerb {
+    /// Members, leader, term, applied index and each member's health.
+    ///
+    /// Example: skiff cluster status --server 10.250.0.2:7000
+    Status,
+}
+
+#[derive(Subcommand)]
+pub enum NetVerb {
+    /// Probe pod-to-pod and host-to-pod TCP between every pair of Ready nodes and flag NAT.
+    ///
+    /// Example: skiff net check --server 10.250.0.2:7000
+    Check {
+        /// The nodes' busybox (probes run it with the process runtime).
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: String,
+        /// How long the probe pods may take to start.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// Leave the probe pods running.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Flags::command().debug_assert();
+    }
+
+    #[test]
+    fn label_and_annotate_take_the_same_arguments() {
+        for verb in ["label", "annotate"] {
+            let flags =
+                Flags::try_parse_from(["skiff", verb, "pod", "web", "a=1", "b-", "--overwrite"])
+                    .unwrap();
+            let (Verb::Label(what) | Verb::Annotate(what)) = flags.verb else {
+                panic!("{verb}");
+            };
+            assert_eq!((what.kind.as_str(), what.name.as_str()), ("pod", "web"));
+            assert_eq!(what.pairs, ["a=1", "b-"]);
+            assert!(what.overwrite);
+        }
+    }
+}
