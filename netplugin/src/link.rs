@@ -536,18 +536,6 @@ mod tests {
     use super::*;
     use crate::netns;
 
-    fn privileged() -> bool {
-        if nix::unistd::Uid::effective().is_root() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-            "SKIFF_REQUIRE_PRIVILEGED is set but this test needs root"
-        );
-        eprintln!("skipped: needs root");
-        false
-    }
-
     /// A namespace pinned under a tempdir, removed on drop (also when a test fails).
     struct TestNs {
         pin: std::path::PathBuf,
@@ -580,7 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn links_addresses_and_routes_in_a_netns() {
-        if !privileged() {
+        if !skiff_testkit::root_or_skip("network namespaces, links") {
             return;
         }
         let ns = TestNs::new();
@@ -753,7 +741,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_forward_is_per_namespace() {
-        if !privileged() {
+        if !skiff_testkit::root_or_skip("network namespaces, links") {
             return;
         }
         let ns = TestNs::new();

@@ -14,15 +14,7 @@ use skiff_netplugin::network::{BRIDGE, PodNetwork, host_veth_name};
 use skiff_netplugin::routes::NodeRoute;
 
 fn runnable() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
-        "SKIFF_REQUIRE_PRIVILEGED is set but this test needs root"
-    );
-    eprintln!("skipped: needs root");
-    false
+    skiff_testkit::root_or_skip("network namespaces, links, routes")
 }
 
 /// Namespaces pinned under a temp dir, removed on drop.
