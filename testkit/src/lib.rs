@@ -17,6 +17,7 @@ pub const REQUIRE_PRIVILEGED: &str = "SKIFF_REQUIRE_PRIVILEGED";
 /// Whether a test runs, given what it found `missing` (`None`: nothing). Without it the test
 /// skips with a message — unless [`REQUIRE_PRIVILEGED`] is set, which turns the missing
 /// prerequisite into a failure naming it.
+#[track_caller]
 pub fn runs_without(missing: Option<&str>) -> bool {
     let Some(missing) = missing else {
         return true;
@@ -40,12 +41,14 @@ pub fn missing_busybox() -> Option<String> {
 }
 
 /// Whether what needs root (`what`) runs: [`runs_without`] root.
+#[track_caller]
 pub fn root_or_skip(what: &str) -> bool {
     runs_without(missing_root(what).as_deref())
 }
 
 /// Whether a test that needs root (for `what`) and [`BUSYBOX`] runs: [`runs_without`]
 /// the first of them that is missing.
+#[track_caller]
 pub fn root_and_busybox_or_skip(what: &str) -> bool {
     runs_without(missing_root(what).or_else(missing_busybox).as_deref())
 }
