@@ -5,28 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use skiff_api::Kind;
-use skiff_api::meta::Time;
+use skiff_api::meta::{ObjectMeta, Time};
 use skiff_api::types::{
     ContainerState, Deployment, DeploymentCondition, Event, Node, NodeCondition, Pod, PodCondition,
 };
 use skiff_client::{Client, ListParams};
 
-use crate::error::api_message;
 use crate::table::{self, Table, human_duration};
-
-#[derive(Debug, thiserror::Error)]
-pub enum DescribeError {
-    #[error("{}", api_message(.0))]
-    Api(skiff_client::Error),
-    #[error("describe works on pods, deployments and nodes, not {0:?}")]
-    Kind(String),
-}
-
-impl From<skiff_client::Error> for DescribeError {
-    fn from(e: skiff_client::Error) -> DescribeError {
-        DescribeError::Api(e)
-    }
-}
+use crate::verbs::VerbError;
 
 fn map_text(map: &BTreeMap<String, String>, indent: usize) -> String {
     if map.is_empty() {
@@ -40,6 +26,16 @@ fn map_text(map: &BTreeMap<String, String>, indent: usize) -> String {
 
 fn field(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
+}
+
+/// The `Name:` and `Namespace:` lines a namespaced object's description starts with.
+fn name_and_namespace(out: &mut String, meta: &ObjectMeta) {
+    field(out, "Name", &meta.name);
+    field(
+        out,
+        "Namespace",
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
 }
 
 fn state_lines(out: &mut String, label: &str, state: &ContainerState, pad: &str) {
@@ -140,12 +136,7 @@ fn condition(
 pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
     let mut out = String::new();
     let status = pod.status.clone().unwrap_or_default();
-    field(&mut out, "Name", &pod.metadata.name);
-    field(
-        &mut out,
-        "Namespace",
-        pod.metadata.namespace.clone().unwrap_or_default(),
-    );
+    name_and_namespace(&mut out, &pod.metadata);
     let node = match (&pod.spec.node_name, &status.host_ip) {
         (Some(node), Some(ip)) => format!("{node}/{ip}"),
         (Some(node), None) => node.clone(),
@@ -204,12 +195,7 @@ pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
 pub fn deployment_text(d: &Deployment, events: &[Event], now: Time) -> String {
     let mut out = String::new();
     let status = d.status.clone().unwrap_or_default();
-    field(&mut out, "Name", &d.metadata.name);
-    field(
-        &mut out,
-        "Namespace",
-        d.metadata.namespace.clone().unwrap_or_default(),
-    );
+    name_and_namespace(&mut out, &d.metadata);
     field(&mut out, "Labels", map_text(&d.metadata.labels, 14));
     field(
         &mut out,
@@ -303,14 +289,14 @@ pub async fn describe(
     kind: &str,
     namespace: &str,
     name: &str,
-) -> Result<String, DescribeError> {
+) -> Result<String, VerbError> {
     let now = chrono::Utc::now();
     let events_of = |kind: Kind, ns: String| async move {
         let list = client
             .list::<Event>(&ListParams::namespace(ns))
             .await?
             .items;
-        Ok::<_, DescribeError>(
+        Ok::<_, VerbError>(
             list.into_iter()
                 .filter(|e| {
                     e.involved_object.name.as_deref() == Some(name)
@@ -348,7 +334,9 @@ pub async fn describe(
                 .collect::<Vec<_>>();
             Ok(node_text(&node, &pods, &events, now))
         }
-        _ => Err(DescribeError::Kind(kind.to_string())),
+        _ => Err(VerbError::Usage(format!(
+            "describe works on pods, deployments and nodes, not {kind:?}"
+        ))),
     }
 }
 

@@ -15,6 +15,8 @@ use skiff_client::{
 use crate::error::api_message;
 use crate::table::{self, Table};
 
+/// Why a verb failed (these, `describe`, `wait` and `rollout status`, `image`), worded as
+/// kubectl words it.
 #[derive(Debug, thiserror::Error)]
 pub enum VerbError {
     #[error("Error from server (Conflict): {0}")]
@@ -25,6 +27,8 @@ pub enum VerbError {
     Api(skiff_client::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("timed out waiting for the condition on {0}")]
+    Timeout(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -7,23 +7,7 @@ use skiff_api::Kind;
 use skiff_api::types::{Deployment, Pod};
 use skiff_client::Client;
 
-use crate::error::api_message;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WaitError {
-    #[error("timed out waiting for the condition on {0}")]
-    Timeout(String),
-    #[error("{}", api_message(.0))]
-    Api(skiff_client::Error),
-    #[error("{0}")]
-    Usage(String),
-}
-
-impl From<skiff_client::Error> for WaitError {
-    fn from(e: skiff_client::Error) -> WaitError {
-        WaitError::Api(e)
-    }
-}
+use crate::verbs::{VerbError, deployment_name, parse_target};
 
 /// What `--for=` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,18 +21,18 @@ pub enum Until {
 }
 
 impl Until {
-    pub fn parse(text: &str) -> Result<Until, WaitError> {
+    pub fn parse(text: &str) -> Result<Until, VerbError> {
         if text == "delete" {
             return Ok(Until::Delete);
         }
         let Some(condition) = text.strip_prefix("condition=") else {
-            return Err(WaitError::Usage(format!(
+            return Err(VerbError::Usage(format!(
                 "--for={text}: use --for=delete or --for=condition=NAME[=STATUS]"
             )));
         };
         let (name, status) = condition.split_once('=').unwrap_or((condition, "True"));
         if name.is_empty() {
-            return Err(WaitError::Usage(
+            return Err(VerbError::Usage(
                 "--for=condition= needs a condition name".into(),
             ));
         }
@@ -60,10 +44,10 @@ impl Until {
 }
 
 /// `pod/NAME` (or `pods/NAME`, `po/NAME`) → NAME; other kinds are refused.
-pub fn pod_target(target: &str) -> Result<&str, WaitError> {
-    match crate::verbs::parse_target(target) {
+pub fn pod_target(target: &str) -> Result<&str, VerbError> {
+    match parse_target(target) {
         Some((Kind::Pod, name)) if !name.is_empty() => Ok(name),
-        _ => Err(WaitError::Usage(format!(
+        _ => Err(VerbError::Usage(format!(
             "wait works on pods: name one as pod/NAME, not {target:?}"
         ))),
     }
@@ -89,7 +73,7 @@ pub async fn wait_pod(
     name: &str,
     until: &Until,
     timeout: Duration,
-) -> Result<String, WaitError> {
+) -> Result<String, VerbError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let pod = match client.get::<Pod>(namespace, name).await {
@@ -110,7 +94,7 @@ pub async fn wait_pod(
             });
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(WaitError::Timeout(format!("pods/{name}")));
+            return Err(VerbError::Timeout(format!("pods/{name}")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -169,9 +153,8 @@ pub async fn rollout_status(
     target: &str,
     timeout: Duration,
     out: &mut impl std::io::Write,
-) -> Result<(), WaitError> {
-    let name = crate::verbs::deployment_name(target, "rollout status")
-        .map_err(|e| WaitError::Usage(e.to_string()))?;
+) -> Result<(), VerbError> {
+    let name = deployment_name(target, "rollout status")?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = String::new();
     loop {
@@ -186,7 +169,7 @@ pub async fn rollout_status(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(WaitError::Timeout(format!("deployments/{name}")));
+            return Err(VerbError::Timeout(format!("deployments/{name}")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
