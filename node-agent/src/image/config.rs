@@ -447,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn config_7_variable_expansion() {
+    fn dollar_variables_expand_as_kubernetes_expands_them() {
         let c = ContainerSpec {
             command: s(&[
                 "/bin/echo",

@@ -349,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_2_digests() {
+    fn references_by_digest_keep_the_digest_and_no_tag() {
         let r = Reference::parse(&format!("busybox@sha256:{HEX}")).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.digest().unwrap().hex(), HEX);

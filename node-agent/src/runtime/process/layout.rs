@@ -214,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn layout_2_exit_reasons() {
+    fn exit_statuses_become_kubernetes_exit_codes_and_reasons() {
         let now = chrono::Utc::now();
         let ok = Exited::from_status(Some(0), None, now);
         assert_eq!((ok.exit_code, ok.reason.as_str()), (0, "Completed"));
