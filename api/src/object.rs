@@ -5,7 +5,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::kind::Kind;
-use crate::manifest::ManifestError;
 use crate::meta::ObjectMeta;
 use crate::types::{
     Container, Deployment, DeploymentStrategy, Event, IntOrString, Namespace, NamespaceStatus,
@@ -22,6 +21,50 @@ pub enum Object {
     Deployment(Deployment),
     Node(Node),
     Event(Event),
+}
+
+/// What is wrong with a manifest, and where: document number (1-based), field path, message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ManifestError {
+    pub document: Option<usize>,
+    /// Dotted path of the offending field, e.g. `spec.containers[0].imagee`; empty when the
+    /// whole document is at fault.
+    pub path: String,
+    pub message: String,
+}
+
+impl ManifestError {
+    /// `document 2: spec.containers[0].imagee: unknown field ...`, leaving out empty parts.
+    fn describe(&self) -> String {
+        let mut shown = String::new();
+        if let Some(document) = self.document {
+            shown.push_str(&format!("document {document}: "));
+        }
+        if !self.path.is_empty() {
+            shown.push_str(&self.path);
+            shown.push_str(": ");
+        }
+        shown.push_str(&self.message);
+        shown
+    }
+
+    /// Turns a serde error at `path` into a manifest error. serde_path_to_error records an
+    /// unknown key itself as the last path segment, so the path alone shows where a typo is.
+    pub(crate) fn at_path(path: &serde_path_to_error::Path, message: String) -> ManifestError {
+        let path = path.to_string();
+        ManifestError {
+            document: None,
+            // The document root displays as ".".
+            path: if path == "." { String::new() } else { path },
+            message,
+        }
+    }
+
+    pub(crate) fn in_document(mut self, document: usize) -> ManifestError {
+        self.document = Some(document);
+        self
+    }
 }
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ManifestError> {
