@@ -32,15 +32,6 @@ pub fn parse_kind(text: &str) -> Result<skiff_api::Kind, GetError> {
     skiff_api::Kind::parse(text).ok_or_else(|| GetError::UnknownType(text.to_string()))
 }
 
-/// `get::Kind::Pods`, the name `local.rs` still gives [`skiff_api::Kind::Pod`]: it goes once
-/// `local.rs` names the API's kind (this module's kind is `skiff_api::Kind` everywhere else).
-#[doc(hidden)]
-#[allow(non_snake_case)]
-pub mod Kind {
-    #[allow(non_upper_case_globals)]
-    pub const Pods: skiff_api::Kind = skiff_api::Kind::Pod;
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Table,

@@ -582,7 +582,7 @@ async fn bring_up(
     let table = get::get(
         client,
         &get::GetArgs {
-            kind: get::Kind::Pods,
+            kind: skiff_api::Kind::Pod,
             names: Vec::new(),
             namespace: "default".into(),
             all_namespaces: false,

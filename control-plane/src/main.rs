@@ -92,19 +92,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let flags = Flags::parse();
     // Before anything is created: a member without the token must leave no trace.
-    let token = match &flags.token_file {
-        None => {
-            eprintln!("error: --token-file is required (make one with `skiff token generate`)");
-            std::process::exit(2);
-        }
-        Some(path) => match skiff_pki::ClusterToken::from_file(path) {
-            Ok(token) => token,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(2);
-            }
-        },
-    };
+    let token = skiff_pki::ClusterToken::from_required_file(
+        flags.token_file.as_deref(),
+        "make one with `skiff token generate`",
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
     let peers = parse_peers(&flags.peers)?;
     let mut config = Config::new(flags.id, flags.data_dir, peers);
     config.cluster_cidr = flags.cluster_cidr;

@@ -162,19 +162,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     let flags = Flags::parse();
     // Before anything is created: an agent without the token must leave no trace.
-    let token = match &flags.token_file {
-        None => {
-            eprintln!("error: --token-file is required (the cluster token the control plane has)");
-            std::process::exit(2);
-        }
-        Some(path) => match skiff_pki::ClusterToken::from_file(path) {
-            Ok(token) => token,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(2);
-            }
-        },
-    };
+    let token = skiff_pki::ClusterToken::from_required_file(
+        flags.token_file.as_deref(),
+        "the cluster token the control plane has",
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
     let pull_options = pull_options(&flags)?;
     let mut config = AgentConfig::new(
         &flags.name,

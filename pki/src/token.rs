@@ -26,6 +26,8 @@ pub enum TokenError {
     File { path: String, message: String },
     #[error("malformed cluster token: {0}")]
     Malformed(&'static str),
+    #[error("--token-file is required ({0})")]
+    NoFile(&'static str),
 }
 
 /// A cluster token. Its `Debug` never shows the secret.
@@ -100,6 +102,12 @@ impl ClusterToken {
             return Err(failed("is empty".into()));
         }
         Self::parse(&text).map_err(|e| failed(e.to_string()))
+    }
+
+    /// The token of a daemon's `--token-file`, which it cannot start without; `hint` says
+    /// where the token comes from.
+    pub fn from_required_file(path: Option<&Path>, hint: &'static str) -> Result<Self, TokenError> {
+        Self::from_file(path.ok_or(TokenError::NoFile(hint))?)
     }
 
     /// The token as written to a file (and printed by `skiff token generate`).
