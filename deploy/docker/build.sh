@@ -2,6 +2,12 @@
 # Builds Skiff's static binaries and the FROM-scratch image `skiff:dev`.
 #
 #   deploy/docker/build.sh [--release] [--tag IMAGE] [-- EXTRA CARGO ARGS]
+#   deploy/docker/build.sh --binaries DIR [--tag IMAGE]
+#
+# --binaries packs the skiff binaries already in DIR (e.g. target/debug) instead of building
+# static ones: dynamically linked binaries bring the shared libraries `ldd` names (glibc's
+# loader, libc, libm, libgcc_s) into the image at the same paths. The tests use it, so that
+# they do not build the whole tree a second time.
 #
 # Environment: SKIFF_IMAGE (tag, default skiff:dev), SKIFF_RELEASE=1 (same as --release),
 # SKIFF_DOCKER_TARGET_DIR (cargo's target dir for this build, default target/docker, so the
@@ -14,14 +20,16 @@ tag="${SKIFF_IMAGE:-skiff:dev}"
 release="${SKIFF_RELEASE:-0}"
 busybox="${BUSYBOX:-/bin/busybox}"
 cargo_extra=()
+prebuilt=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) release=1 ;;
     --tag) tag="${2:?--tag needs IMAGE[:TAG]}"; shift ;;
     --tag=*) tag="${1#--tag=}" ;;
+    --binaries) prebuilt="${2:?--binaries needs DIR}"; shift ;;
     --) shift; cargo_extra=("$@"); break ;;
-    -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -56,16 +64,23 @@ else
 fi
 
 start=$(date +%s)
-echo "build.sh: cargo build ($profile_dir, static, $CARGO_TARGET_DIR)" >&2
-(cd "$repo" && "${CARGO:-cargo}" build --target "$triple" "${profile_args[@]}" \
-  -p skiff-control-plane -p skiff-agent -p skiff-cli "${cargo_extra[@]}")
-bin="$CARGO_TARGET_DIR/$triple/$profile_dir"
-for b in skiff-control-plane skiff-agent skiff; do
-  [ -x "$bin/$b" ] || die "$bin/$b was not built"
-  if command -v file >/dev/null && ! file "$bin/$b" | grep -q 'statically linked\|static-pie linked'; then
-    die "$bin/$b is not static: $(file "$bin/$b")"
-  fi
-done
+if [ -n "$prebuilt" ]; then
+  bin="$(cd "$prebuilt" && pwd)" || die "--binaries $prebuilt: no such directory"
+  for b in skiff-control-plane skiff-agent skiff; do
+    [ -x "$bin/$b" ] || die "$bin/$b not found: build the binaries first"
+  done
+else
+  echo "build.sh: cargo build ($profile_dir, static, $CARGO_TARGET_DIR)" >&2
+  (cd "$repo" && "${CARGO:-cargo}" build --target "$triple" "${profile_args[@]}" \
+    -p skiff-control-plane -p skiff-agent -p skiff-cli "${cargo_extra[@]}")
+  bin="$CARGO_TARGET_DIR/$triple/$profile_dir"
+  for b in skiff-control-plane skiff-agent skiff; do
+    [ -x "$bin/$b" ] || die "$bin/$b was not built"
+    if command -v file >/dev/null && ! file "$bin/$b" | grep -q 'statically linked\|static-pie linked'; then
+      die "$bin/$b is not static: $(file "$bin/$b")"
+    fi
+  done
+fi
 built=$(date +%s)
 
 # A small build context: the Dockerfile, the binaries, busybox and a few files.
@@ -87,6 +102,16 @@ cp "$busybox" "$ctx/busybox"
 for b in skiff-control-plane skiff-agent skiff; do
   cp "$bin/$b" "$ctx/$b"
 done
+# Dynamically linked binaries (--binaries): their shared libraries, at the paths the loader
+# looks for them.
+if [ -n "$prebuilt" ]; then
+  command -v ldd >/dev/null || die "ldd not found: it lists the libraries --binaries needs"
+  for lib in $(ldd "$bin/skiff-control-plane" "$bin/skiff-agent" "$bin/skiff" |
+    grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+    mkdir -p "$ctx/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$ctx/rootfs$lib"
+  done
+fi
 
 echo "build.sh: docker build -t $tag" >&2
 previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)

@@ -1,9 +1,9 @@
 //! The Docker deployment (`deploy/docker/`): builds the FROM-scratch image with
-//! `deploy/docker/build.sh` (debug profile), starts the compose project (3 control-plane
-//! containers, 3 agent containers on one bridge network) under a unique project name, and
-//! drives it only through `docker exec <container> skiff --server IP:7000 …`: every address
-//! the test uses lives on the compose network, and all traffic to it starts inside a
-//! container. Checks: 3 Ready nodes, a 3-replica busybox httpd deployment spread over the
+//! `deploy/docker/build.sh --binaries` from this run's own binaries, starts the compose
+//! project (3 control-plane containers, 3 agent containers on one bridge network) under a
+//! unique project name, and drives it only through
+//! `docker exec <container> skiff --server IP:7000 …`: every address the test uses lives on
+//! the compose network, and all traffic to it starts inside a container. Checks: 3 Ready nodes, a 3-replica busybox httpd deployment spread over the
 //! 3 agents, pod to pod across agent containers by pod IP with the client's own pod IP seen
 //! by the server (no NAT), then the Raft leader's container is killed and the surviving
 //! members still take writes and still hold what was written before.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use skiff_tests::cluster::without_test_env;
+use skiff_tests::cluster::{binary, without_test_env};
 use skiff_tests::host::BUSYBOX;
 
 /// The image the test builds and runs (kept afterwards: the next build reuses its layers).
@@ -338,16 +338,25 @@ fn compose_cluster_pods_across_containers_and_leader_kill() {
     sweep_stale_projects();
     let project = format!("{PROJECT_PREFIX}{}", std::process::id());
 
-    // The image: static debug binaries and busybox, FROM scratch.
-    println!("building {IMAGE} with deploy/docker/build.sh (static debug binaries) …");
+    // The image: the binaries this test run built (dynamically linked, with the libraries
+    // they load) and busybox, FROM scratch. build.sh's default, a static build of the whole
+    // tree in a target dir of its own, would compile everything a second time.
+    let binaries = binary("skiff-control-plane")
+        .parent()
+        .expect("binaries live in a directory")
+        .to_path_buf();
+    for name in ["skiff-agent", "skiff"] {
+        binary(name);
+    }
+    println!(
+        "building {IMAGE} with deploy/docker/build.sh --binaries {} …",
+        binaries.display()
+    );
     let started = Instant::now();
-    // Unoptimized: this is a second build of the whole tree (static, its own target dir), and
-    // a 3-member compose cluster with a few pods needs no speed.
     let out = run(without_test_env(&mut Command::new("bash"))
         .arg(workspace().join("deploy/docker/build.sh"))
-        .args(["--tag", IMAGE, "--"])
-        .args(["--config", "profile.dev.opt-level=0"])
-        .args(["--config", "profile.dev.package.\"*\".opt-level=0"])
+        .args(["--tag", IMAGE, "--binaries"])
+        .arg(&binaries)
         .current_dir(workspace())
         .env_remove("SKIFF_RELEASE")
         .env_remove("SKIFF_IMAGE"));
@@ -357,7 +366,7 @@ fn compose_cluster_pods_across_containers_and_leader_kill() {
         text(&out.stderr)
     );
     let image_build = started.elapsed();
-    println!("timing: image build (static debug binaries + docker build) {image_build:.1?}");
+    println!("timing: image build (docker build of this run's binaries) {image_build:.1?}");
 
     // The cluster, and 3 Ready nodes seen through the control plane.
     let started = Instant::now();
