@@ -200,7 +200,7 @@ spec:
     }
 
     #[test]
-    fn manifest_4_bad_documents() {
+    fn bad_documents_are_refused_naming_document_and_field() {
         assert!(
             parse_manifests("kind: Pod\nmetadata: {name: p}\n")
                 .unwrap_err()

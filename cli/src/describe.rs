@@ -349,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn describe_1_pod_golden() {
+    fn describe_pod_prints_what_kubectl_prints() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
             "spec": {"nodeName": "host-1", "containers": [{

@@ -417,7 +417,7 @@ node-1: imported <none> (sha256:0123456789ab)
     }
 
     #[test]
-    fn image_5_target_flags() {
+    fn image_commands_target_one_node_or_all() {
         assert_eq!(
             Target::from_flags(Some("n1".into()), false).unwrap(),
             Target::Node("n1".into())

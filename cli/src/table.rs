@@ -385,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn table_2_pod_statuses() {
+    fn pod_status_column_follows_kubectl() {
         let status = |s: serde_json::Value| {
             pod_status(&pod(serde_json::json!({
                 "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}, "status": s
@@ -531,7 +531,7 @@ team-a      pending           0/1     Pending            0          30s   <none>
     }
 
     #[test]
-    fn table_6_events_golden() {
+    fn events_table_prints_what_kubectl_prints() {
         let event = |name: &str,
                      reason: &str,
                      at: &str,

@@ -625,7 +625,7 @@ mod more_tests {
     use super::*;
 
     #[test]
-    fn verbs_3_port_arguments() {
+    fn port_forward_arguments_parse_as_kubectl_does() {
         assert_eq!(parse_ports("8080:80").unwrap(), (8080, 80));
         assert_eq!(parse_ports("80").unwrap(), (80, 80));
         assert_eq!(parse_ports(":80").unwrap(), (0, 80));

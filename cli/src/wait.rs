@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wait_1_for_arguments() {
+    fn wait_for_arguments_parse_as_kubectl_does() {
         assert_eq!(Until::parse("delete").unwrap(), Until::Delete);
         assert_eq!(
             Until::parse("condition=Ready").unwrap(),

@@ -39,7 +39,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_1_normalize() {
+    fn endpoints_normalize_to_host_and_port() {
         assert_eq!(
             normalize(["127.0.0.1:7001,http://127.0.0.1:7002", " host:7003 "]).unwrap(),
             vec![

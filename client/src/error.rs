@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn error_2_retriable_codes() {
+    fn unavailable_is_retried_and_definite_answers_are_not() {
         assert!(is_retriable(&Status::unavailable("down")));
         assert!(!is_retriable(&Status::not_found("x")));
         assert!(!is_retriable(&Status::aborted("x")));

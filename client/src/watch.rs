@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn watch_2_params_builders() {
+    fn watch_params_build_namespace_selectors_and_versions() {
         let params = WatchParams::namespace("web")
             .labels("app=x")
             .from_version(9);

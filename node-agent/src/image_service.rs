@@ -193,7 +193,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_service_1_error_codes() {
+    fn image_errors_map_to_grpc_codes() {
         use tonic::Code;
         assert_eq!(
             status_of(ImageError::NotFound("x".into())).code(),

@@ -191,7 +191,7 @@ fn store_state(root: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn image_pull_1_by_tag_index_missing_tag() {
+async fn pulls_by_tag_and_through_an_index_and_a_missing_tag_fails_with_the_registry_reason() {
     if !runnable() {
         return;
     }
@@ -290,7 +290,7 @@ async fn image_pull_1_by_tag_index_missing_tag() {
 }
 
 #[tokio::test]
-async fn image_pull_2_basic_auth() {
+async fn a_registry_with_basic_auth_is_pulled_from_with_credentials_only() {
     if !runnable() {
         return;
     }

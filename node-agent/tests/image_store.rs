@@ -143,7 +143,7 @@ fn flip_middle_byte(files: &mut Archive, matches: impl Fn(&str) -> bool) -> Stri
 // Tests.
 
 #[test]
-fn image_store_1_imports_docker_archives_with_plain_and_gzip_layers() {
+fn imports_docker_archives_with_plain_and_gzip_layers() {
     let f = Fixture::new();
     let plain = f.import("plain.tar", &f.docker(false, &[PLAIN]));
     let gzipped = f.import("gzip.tar", &f.docker(true, &[GZIP, "busybox:skiff-test"]));
@@ -253,7 +253,7 @@ fn image_store_1_imports_docker_archives_with_plain_and_gzip_layers() {
 }
 
 #[test]
-fn image_store_2_imports_an_oci_layout_choosing_this_platform() {
+fn imports_an_oci_layout_choosing_this_platform() {
     let f = Fixture::new();
     let build = f.oci();
     let imported = f.import("oci.tar", &build.files);
@@ -299,7 +299,7 @@ fn image_store_2_imports_an_oci_layout_choosing_this_platform() {
 }
 
 #[test]
-fn image_store_3_unpacked_layers_keep_files_links_modes_and_markers() {
+fn unpacked_layers_keep_files_links_modes_and_markers() {
     let f = Fixture::new();
     let image = f
         .import("plain.tar", &f.docker(false, &[PLAIN]))
@@ -390,7 +390,7 @@ impl Drop for Mounted {
 }
 
 #[test]
-fn image_store_4_overlayfs_shows_the_merged_view() {
+fn overlayfs_shows_the_merged_view() {
     if !skiff_testkit::root_and_busybox_or_skip("an overlayfs mount") {
         return;
     }
@@ -473,7 +473,7 @@ fn image_store_4_overlayfs_shows_the_merged_view() {
 }
 
 #[test]
-fn image_store_5_importing_twice_is_idempotent() {
+fn importing_twice_is_idempotent() {
     let f = Fixture::new();
     let docker = f.docker(true, &[GZIP]);
     let oci = f.oci();
@@ -492,7 +492,7 @@ fn image_store_5_importing_twice_is_idempotent() {
 }
 
 #[test]
-fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
+fn a_flipped_byte_in_a_layer_is_refused() {
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
 
@@ -534,7 +534,7 @@ fn image_store_6_a_flipped_byte_in_a_layer_is_refused() {
 }
 
 #[test]
-fn image_store_7_a_truncated_archive_is_refused() {
+fn a_truncated_archive_is_refused() {
     let f = Fixture::new();
     f.import("good.tar", &f.oci().files);
     let docker = pack(&f.docker(false, &["truncated:1"]));
@@ -556,7 +556,7 @@ fn image_store_7_a_truncated_archive_is_refused() {
 }
 
 #[test]
-fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
+fn a_manifest_naming_a_missing_blob_is_refused() {
     let f = Fixture::new();
     f.import("good.tar", &f.docker(true, &[GZIP]));
     let build = f.oci();
@@ -602,7 +602,7 @@ fn image_store_8_a_manifest_naming_a_missing_blob_is_refused() {
 }
 
 #[test]
-fn image_store_9_a_wrong_diff_id_is_refused() {
+fn a_wrong_diff_id_is_refused() {
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
     // The config claims layer 2's diff_id is something else; every digest that names
@@ -655,7 +655,7 @@ fn image_store_9_a_wrong_diff_id_is_refused() {
 }
 
 #[test]
-fn image_store_10_remove_untags_and_collects_garbage() {
+fn remove_untags_and_collects_garbage() {
     let f = Fixture::new();
     let plain = f
         .import("plain.tar", &f.docker(false, &[PLAIN]))
@@ -719,7 +719,7 @@ fn image_store_10_remove_untags_and_collects_garbage() {
 }
 
 #[test]
-fn image_store_11_a_tag_moved_by_an_import_drops_the_old_image() {
+fn a_tag_moved_by_an_import_drops_the_old_image() {
     let f = Fixture::new();
     let old = f
         .import("v1.tar", &f.docker(false, &["app:1", "app:stable"]))
@@ -743,7 +743,7 @@ fn image_store_11_a_tag_moved_by_an_import_drops_the_old_image() {
 }
 
 #[test]
-fn image_store_12_concurrent_imports_and_crashed_staging() {
+fn concurrent_imports_and_crashed_staging() {
     let f = Fixture::new();
     let archives = [
         f.write("a.tar", &pack(&f.docker(false, &[PLAIN]))),
@@ -799,7 +799,7 @@ fn image_store_12_concurrent_imports_and_crashed_staging() {
 }
 
 #[test]
-fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
+fn unsafe_or_unsupported_layers_are_refused() {
     let f = Fixture::new();
     f.import("good.tar", &f.docker(false, &[PLAIN]));
     let escape_dir = f.dir.path().join("escaped");
@@ -856,7 +856,7 @@ fn image_store_13_unsafe_or_unsupported_layers_are_refused() {
 }
 
 #[test]
-fn image_store_14_leased_images_are_kept_until_released() {
+fn leased_images_are_kept_until_released() {
     let f = Fixture::new();
     let old = f
         .import("v1.tar", &f.docker(false, &["app:1", "app:stable"]))

@@ -3,6 +3,7 @@
 //! SKIFF_REQUIRE_PRIVILEGED is set (CI sets it), when a missing prerequisite fails.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ fn processes_mentioning(dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn process_runtime_1_pod_containers_share_localhost_volumes_and_hostname() {
+async fn pod_containers_share_localhost_volumes_and_hostname() {
     if !runnable() {
         return;
     }
@@ -258,7 +259,7 @@ async fn process_runtime_1_pod_containers_share_localhost_volumes_and_hostname()
 }
 
 #[tokio::test]
-async fn process_runtime_2_stop_is_graceful_then_forced() {
+async fn stop_is_graceful_then_forced() {
     if !runnable() {
         return;
     }
@@ -329,7 +330,7 @@ async fn process_runtime_2_stop_is_graceful_then_forced() {
 }
 
 #[tokio::test]
-async fn process_runtime_3_start_errors_and_killed_processes_are_reported() {
+async fn start_errors_and_killed_processes_are_reported() {
     if !runnable() {
         return;
     }
@@ -412,7 +413,7 @@ async fn process_runtime_3_start_errors_and_killed_processes_are_reported() {
 }
 
 #[tokio::test]
-async fn process_runtime_4_host_network_pods_share_the_node_namespaces() {
+async fn host_network_pods_share_the_node_namespaces() {
     if !runnable() {
         return;
     }
@@ -446,7 +447,7 @@ async fn process_runtime_4_host_network_pods_share_the_node_namespaces() {
 }
 
 #[tokio::test]
-async fn process_runtime_5_without_working_dir_a_container_starts_in_root() {
+async fn without_working_dir_a_container_starts_in_root() {
     if !runnable() {
         return;
     }
@@ -466,4 +467,65 @@ async fn process_runtime_5_without_working_dir_a_container_starts_in_root() {
         "Kubernetes' default working dir, not the agent's"
     );
     rt.remove_sandbox(&sb.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_namespaces_went_with_a_reboot_is_made_again_with_its_files() {
+    if !runnable() {
+        return;
+    }
+    let f = fixture();
+    let rt = &f.runtime;
+    let sb = rt
+        .create_sandbox(&sandbox("uid-reboot", "rebooted"))
+        .await
+        .unwrap();
+    let keep = sb.volumes_dir.join("data/kept.txt");
+    std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+    std::fs::write(&keep, "still here").unwrap();
+    let c = rt
+        .create_container(&sb.id, &container("main", "exec busybox sleep 1000"))
+        .await
+        .unwrap();
+    rt.start_container(&c.id).await.unwrap();
+    let old_netns = std::fs::metadata(&sb.netns_path).unwrap().ino();
+
+    // A reboot: every process killed, every mount gone, the files left as they were.
+    skiff_netplugin::hosts::kill_inside(&sb.netns_path);
+    skiff_agent::cleanup::sweep(f.dir.path());
+    assert_eq!(mounts_under(f.dir.path()), Vec::<String>::new());
+    assert_eq!(processes_mentioning(f.dir.path()), Vec::<String>::new());
+    assert!(!skiff_netplugin::netns::is_pinned(&sb.netns_path));
+
+    // The agent starts again: a new runtime instance, the same sandbox made again in place.
+    let rt = new_runtime(f.dir.path());
+    let again = rt
+        .create_sandbox(&sandbox("uid-reboot", "rebooted"))
+        .await
+        .unwrap();
+    assert_eq!(again, sb);
+    assert!(skiff_netplugin::netns::is_pinned(&sb.netns_path));
+    assert_ne!(std::fs::metadata(&sb.netns_path).unwrap().ino(), old_netns);
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), "still here");
+    // The killed container reads as exited; its next attempt runs in the new namespaces.
+    let old = rt.container_status(&c.id).await.unwrap();
+    assert!(
+        matches!(old.state, ContainerState::Exited { .. }),
+        "{old:?}"
+    );
+    let mut next = container("main", "busybox hostname; busybox cat /data/kept.txt");
+    next.attempt = 1;
+    next.mounts.push(Mount {
+        host_path: sb.volumes_dir.join("data"),
+        container_path: PathBuf::from("/data"),
+        read_only: true,
+    });
+    let c1 = rt.create_container(&sb.id, &next).await.unwrap();
+    rt.start_container(&c1.id).await.unwrap();
+    let state = wait_exited(&rt, &c1.id).await;
+    assert_eq!(exit_code(&state), Some(0), "{state:?}");
+    let seen = String::from_utf8(logs::read(&c1.log_path, None, false).unwrap()).unwrap();
+    assert_eq!(seen, "rebooted\nstill here\n");
+    rt.remove_sandbox(&sb.id).await.unwrap();
+    assert_eq!(mounts_under(f.dir.path()), Vec::<String>::new());
 }
