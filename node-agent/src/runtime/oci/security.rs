@@ -107,29 +107,35 @@ pub struct Hardening {
     pub devices: Vec<Device>,
 }
 
-/// How the node is: what the kernel offers, where Localhost profiles live.
+/// How the node is: what the agent may hand out, the kernel, where Localhost profiles live.
 #[derive(Debug, Clone)]
 pub struct Node {
-    /// The highest capability number the kernel knows.
-    pub last_capability: usize,
+    /// The capabilities the agent may give a container, bit n for capability n: its own
+    /// bounding set (a host, or a container the agent runs in, may hold back some), which is
+    /// also every capability the kernel knows on an ordinary host.
+    pub available: u64,
     pub kernel: Option<(u32, u32)>,
     /// Localhost seccomp profiles are files below this directory.
     pub seccomp_dir: PathBuf,
 }
 
+/// Every capability of [`CAPABILITIES`], as a bit set.
+const ALL_BITS: u64 = (1 << CAPABILITIES.len()) - 1;
+
 impl Node {
     /// This host, with Localhost profiles in `seccomp_dir`.
     pub fn detect(seccomp_dir: PathBuf) -> Node {
-        let last_capability = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(CAPABILITIES.len() - 1)
-            .min(CAPABILITIES.len() - 1);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let available = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .and_then(|bits| u64::from_str_radix(bits.trim(), 16).ok())
+            .unwrap_or(ALL_BITS);
         let kernel = nix::sys::utsname::uname()
             .ok()
             .and_then(|u| kernel_version(&u.release().to_string_lossy()));
         Node {
-            last_capability,
+            available,
             kernel,
             seccomp_dir,
         }
@@ -149,27 +155,27 @@ fn capability_number(name: &str) -> Option<usize> {
 }
 
 /// The container's capabilities, as containerd sets them: Docker's defaults, `add: [ALL]`
-/// and `drop: [ALL]` first, then each named one added, then each named one dropped; all of
-/// them for a privileged container. Only those the kernel knows (up to `last`), in number
-/// order.
-pub fn capabilities(security: &Security, last: usize) -> Result<Vec<String>, String> {
-    let mut set = [false; CAPABILITIES.len()];
-    let everything =
-        |set: &mut [bool; CAPABILITIES.len()], on: bool| set.iter_mut().for_each(|c| *c = on);
-    if security.privileged {
-        everything(&mut set, true);
+/// and `drop: [ALL]` first, then each named one added, then each named one dropped; every
+/// one for a privileged container. "Every" and the defaults mean those the agent may give
+/// (`available`, see [`Node::available`]); a capability named in `add` that it may not give
+/// is refused. In number order.
+pub fn capabilities(security: &Security, available: u64) -> Result<Vec<String>, String> {
+    let bit = |number: usize| 1u64 << number;
+    let mut set: u64 = if security.privileged {
+        ALL_BITS
     } else {
-        for name in DEFAULT_CAPABILITIES {
-            set[capability_number(name).expect("known")] = true;
-        }
         let all = |names: &[String]| names.iter().any(|n| n.eq_ignore_ascii_case("ALL"));
+        let mut set = DEFAULT_CAPABILITIES
+            .iter()
+            .map(|name| bit(capability_number(name).expect("known")))
+            .fold(0, |set, b| set | b);
         if all(&security.add_capabilities) {
-            everything(&mut set, true);
+            set = ALL_BITS;
         }
         if all(&security.drop_capabilities) {
-            everything(&mut set, false);
+            set = 0;
         }
-        for (names, on, field) in [
+        for (names, add, field) in [
             (&security.add_capabilities, true, "add"),
             (&security.drop_capabilities, false, "drop"),
         ] {
@@ -177,14 +183,26 @@ pub fn capabilities(security: &Security, last: usize) -> Result<Vec<String>, Str
                 let number = capability_number(name).ok_or_else(|| {
                     format!("securityContext.capabilities.{field}: unknown capability {name:?}")
                 })?;
-                set[number] = on;
+                if add && available & bit(number) == 0 {
+                    return Err(format!(
+                        "securityContext.capabilities.add: {} is not in the node agent's bounding set",
+                        CAPABILITIES[number]
+                    ));
+                }
+                set = if add {
+                    set | bit(number)
+                } else {
+                    set & !bit(number)
+                };
             }
         }
-    }
+        set
+    };
+    set &= available;
     Ok(CAPABILITIES
         .iter()
         .enumerate()
-        .filter(|(n, _)| set[*n] && *n <= last)
+        .filter(|(n, _)| set & bit(*n) != 0)
         .map(|(_, c)| c.to_string())
         .collect())
 }
@@ -234,7 +252,7 @@ impl Hardening {
     /// Decides every setting for one container on `node` (reading a Localhost profile and,
     /// for a privileged container, the host's devices).
     pub fn for_container(security: &Security, node: &Node) -> Result<Hardening, String> {
-        let capabilities = capabilities(security, node.last_capability)?;
+        let capabilities = capabilities(security, node.available)?;
         let (arch, seccomp_arch) = Target::native_arch();
         let target = Target {
             arch,
@@ -328,7 +346,7 @@ mod tests {
     }
 
     fn caps(add: &[&str], drop: &[&str]) -> Vec<String> {
-        capabilities(&security(add, drop), 40).unwrap()
+        capabilities(&security(add, drop), ALL_BITS).unwrap()
     }
 
     #[test]
@@ -361,22 +379,38 @@ mod tests {
         assert!(more.iter().any(|c| c == "CAP_NET_ADMIN"));
         assert!(!more.iter().any(|c| c == "CAP_NET_RAW"));
         assert_eq!(
-            capabilities(&security(&["FLY"], &[]), 40).unwrap_err(),
+            capabilities(&security(&["FLY"], &[]), ALL_BITS).unwrap_err(),
             "securityContext.capabilities.add: unknown capability \"FLY\""
         );
     }
 
     #[test]
-    fn privileged_gets_every_capability_the_kernel_knows() {
+    fn privileged_gets_every_capability_the_agent_may_give() {
         let privileged = Security {
             privileged: true,
             drop_capabilities: vec!["ALL".into()],
             ..Security::default()
         };
-        assert_eq!(capabilities(&privileged, 40).unwrap().len(), 41);
-        let older_kernel = capabilities(&privileged, 37).unwrap();
-        assert_eq!(older_kernel.len(), 38);
-        assert_eq!(older_kernel.last().unwrap(), "CAP_AUDIT_READ");
+        assert_eq!(capabilities(&privileged, ALL_BITS).unwrap().len(), 41);
+        // An older kernel (up to CAP_AUDIT_READ, 37), and an agent without CAP_SYS_RESOURCE.
+        let held = ((1 << 38) - 1) & !(1 << 24);
+        let some = capabilities(&privileged, held).unwrap();
+        assert_eq!(some.len(), 37);
+        assert_eq!(some.last().unwrap(), "CAP_AUDIT_READ");
+        assert!(!some.iter().any(|c| c == "CAP_SYS_RESOURCE"));
+        let all = Security {
+            add_capabilities: vec!["ALL".into()],
+            ..Security::default()
+        };
+        assert_eq!(capabilities(&all, held).unwrap(), some);
+        let named = Security {
+            add_capabilities: vec!["SYS_RESOURCE".into()],
+            ..Security::default()
+        };
+        assert_eq!(
+            capabilities(&named, held).unwrap_err(),
+            "securityContext.capabilities.add: CAP_SYS_RESOURCE is not in the node agent's bounding set"
+        );
     }
 
     #[test]
@@ -403,7 +437,7 @@ mod tests {
 
     fn node(dir: &Path) -> Node {
         Node {
-            last_capability: 40,
+            available: ALL_BITS,
             kernel: Some((6, 1)),
             seccomp_dir: dir.to_path_buf(),
         }
