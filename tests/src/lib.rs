@@ -11,5 +11,6 @@ pub mod images;
 pub mod linearizability;
 pub mod multihost;
 pub mod nodes;
+pub mod pod_security;
 pub mod proxy;
 pub mod registry;

@@ -11,6 +11,7 @@ use skiff_api::types::{ContainerStatus, Node, Pod};
 use skiff_client::{Client, DeleteParams, LogParams};
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
+use skiff_tests::pod_security::allow_privileged_pods;
 
 const READY: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(30);
@@ -356,6 +357,8 @@ async fn graceful_and_forced_deletion() {
         return;
     }
     let s = setup().await;
+    // The hostPath volume below needs a namespace that admits pods using the host.
+    allow_privileged_pods(&s.client, "default").await.unwrap();
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().display().to_string();
     create(
@@ -454,6 +457,42 @@ async fn graceful_and_forced_deletion() {
     })
     .await
     .unwrap();
+    delete_all_and_check_clean(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_runtime_refuses_a_security_context_it_cannot_honour_naming_the_field() {
+    if !runnable() {
+        return;
+    }
+    let s = setup().await;
+    create(
+        &s.client,
+        json!({
+            "metadata": {"name": "as-user"},
+            "spec": {"securityContext": {"runAsUser": 1000},
+                     "containers": [{"name": "main", "image": "busybox",
+                                     "command": [BUSYBOX, "sleep", "3600"]}]}
+        }),
+    )
+    .await;
+    let waiting = |pod: &Pod| {
+        container_opt(pod, "main")
+            .and_then(|c| c.state.as_ref())
+            .and_then(|st| st.waiting.clone())
+    };
+    let pod = wait_pod(&s.client, "as-user", SETTLE, "refused", |p| {
+        waiting(p).and_then(|w| w.reason).as_deref() == Some("CreateContainerConfigError")
+    })
+    .await;
+    let uid = nix::unistd::geteuid();
+    assert_eq!(
+        waiting(&pod).unwrap().message.unwrap_or_default(),
+        format!(
+            "container \"main\": the process runtime cannot honour securityContext.runAsUser: 1000 (containers run as the agent's user {uid}); run the pod on a node with the oci runtime"
+        )
+    );
+    assert_eq!(restarts(&pod, "main"), 0);
     delete_all_and_check_clean(&s).await;
 }
 

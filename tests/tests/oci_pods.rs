@@ -24,6 +24,7 @@ use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
 use skiff_tests::host::{BUSYBOX, runs_without};
 use skiff_tests::images::BusyboxImage;
+use skiff_tests::pod_security::allow_privileged_pods;
 use skiff_tests::registry::Registry;
 
 const READY: Duration = Duration::from_secs(30);
@@ -129,6 +130,32 @@ impl Setup {
             self.agent.log()
         );
         out
+    }
+
+    /// Imports the busybox image (applet links included) tagged `tag`.
+    fn import_busybox(&self, tag: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("busybox.tar");
+        std::fs::write(&archive, busybox_image().docker_archive(tag)).unwrap();
+        self.import(&archive);
+    }
+
+    /// The log of `container` (the pod's only one: None) once it has `lines` lines.
+    async fn log_lines(&self, pod: &str, container: Option<&str>, lines: usize) -> String {
+        let params = skiff_client::LogParams {
+            container: container.map(String::from),
+            ..Default::default()
+        };
+        eventually(SETTLE, || async {
+            let text = self.client.logs_text("default", pod, &params).await?;
+            anyhow::ensure!(
+                text.lines().count() >= lines,
+                "{pod} {container:?}: {text:?}"
+            );
+            Ok(text)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n----- agent log\n{}", self.agent.log()))
     }
 
     async fn create(&self, pod: serde_json::Value) {
@@ -562,14 +589,7 @@ async fn oci_pods_3_memory_limit_is_reported_as_oomkilled() {
         return;
     }
     let s = setup("oci_pods_3").await;
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("busybox.tar");
-    std::fs::write(
-        &archive,
-        busybox_image().docker_archive("skiff-test/busybox:oom"),
-    )
-    .unwrap();
-    s.import(&archive);
+    s.import_busybox("skiff-test/busybox:oom");
     let limited = |name: &str, script: &str| {
         json!({
             "metadata": {"name": name},
@@ -686,5 +706,187 @@ async fn oci_pods_4_corrupt_archive_is_refused_and_changes_nothing() {
         .await;
     s.wait_pod("still-good", "running and ready", running_and_ready)
         .await;
+    s.delete_all_and_check_clean().await;
+}
+
+/// A container of the busybox image that runs `script` and then sleeps (so the pod stays
+/// Running while its log is read).
+fn scripted(
+    name: &str,
+    image: &str,
+    script: &str,
+    security: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["/bin/busybox", "sh", "-c", format!("{script}; exec /bin/busybox sleep 3600")],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "securityContext": security,
+    })
+}
+
+/// What a container's shell reports about itself: its uid, then its effective
+/// capabilities, no_new_privs and seccomp mode as /proc/self/status lists them, then
+/// whether it could write to `/`.
+const SELF_REPORT: &str = "/bin/busybox id -u; \
+    /bin/busybox grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; \
+    if why=$( (echo x > /probe) 2>&1 ); then echo 'wrote to /'; else echo \"write to / failed: $why\"; fi";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_gets_the_user_groups_seccomp_no_new_privs_capabilities_and_read_only_root_it_asks_for()
+ {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_security_context").await;
+    let image = "skiff-test/busybox:secure";
+    s.import_busybox(image);
+    s.create(json!({
+        "metadata": {"name": "secure"},
+        "spec": {
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 3000,
+                                "supplementalGroups": [4], "fsGroup": 2000},
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                // The pod's user and groups; it may write to the emptyDir, whose files
+                // belong to the fsGroup.
+                scripted("user", image,
+                    "/bin/busybox id -u; /bin/busybox id -G; echo hi > /scratch/by-user && /bin/busybox stat -c 'group %g' /scratch/by-user",
+                    json!({})),
+                // Root, locked down: every capability dropped, no escalation, Docker's
+                // seccomp profile, a read-only root.
+                scripted("locked", image, SELF_REPORT, json!({
+                    "runAsUser": 0, "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true,
+                    "seccompProfile": {"type": "RuntimeDefault"}})),
+                // Root with nothing asked for: containerd's defaults.
+                scripted("defaults", image, SELF_REPORT, json!({"runAsUser": 0})),
+            ],
+        }
+    }))
+    .await;
+    s.wait_pod("secure", "running", |p| phase(p) == Some("Running"))
+        .await;
+    let user = s.log_lines("secure", Some("user"), 3).await;
+    let lines: Vec<&str> = user.lines().collect();
+    assert_eq!(lines[0], "1000", "{user}");
+    let groups: BTreeSet<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(groups, BTreeSet::from(["3000", "4", "2000"]), "{user}");
+    assert_eq!(lines[2], "group 2000", "{user}");
+
+    let locked = s.log_lines("secure", Some("locked"), 5).await;
+    assert_eq!(
+        locked.lines().collect::<Vec<_>>(),
+        [
+            "0",
+            "CapEff:\t0000000000000000",
+            "NoNewPrivs:\t1",
+            "Seccomp:\t2",
+            "write to / failed: sh: can't create /probe: Read-only file system",
+        ],
+        "{locked}"
+    );
+    let defaults = s.log_lines("secure", Some("defaults"), 5).await;
+    assert_eq!(
+        defaults.lines().collect::<Vec<_>>(),
+        [
+            "0",
+            "CapEff:\t00000000a80425fb",
+            "NoNewPrivs:\t0",
+            "Seccomp:\t2",
+            "wrote to /",
+        ],
+        "{defaults}"
+    );
+    // The host's timer list is masked: an empty file over it (it is there on the host).
+    assert!(Path::new("/proc/timer_list").exists());
+    let (code, out, err) = s.skiff(&[
+        "exec",
+        "secure",
+        "-c",
+        "defaults",
+        "--",
+        "/bin/busybox",
+        "wc",
+        "-c",
+        "/proc/timer_list",
+    ]);
+    assert_eq!(
+        (code, out.split_whitespace().next()),
+        (0, Some("0")),
+        "{out}{err}"
+    );
+    s.delete_all_and_check_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_non_root_refuses_a_root_image_and_privileged_runs_unconfined_where_allowed() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_non_root_and_privileged").await;
+    let image = "skiff-test/busybox:root";
+    s.import_busybox(image);
+    let pod = |name: &str, pod_security: serde_json::Value, security: serde_json::Value| {
+        json!({
+            "metadata": {"name": name},
+            "spec": {
+                "securityContext": pod_security,
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "containers": [scripted("main", image, SELF_REPORT, security)],
+            }
+        })
+    };
+
+    // The image runs as root: runAsNonRoot refuses it in the kubelet's words.
+    s.create(pod("rootless", json!({"runAsNonRoot": true}), json!({})))
+        .await;
+    let rootless = s
+        .wait_pod("rootless", "refused", |p| {
+            waiting(p).is_some_and(|(reason, _)| reason == "CreateContainerConfigError")
+        })
+        .await;
+    let uid = rootless.metadata.uid.clone().unwrap();
+    assert_eq!(
+        waiting(&rootless).unwrap().1,
+        format!(
+            "container has runAsNonRoot and image will run as root (pod: \"rootless_default({uid})\", container: main)"
+        )
+    );
+    // With a user it may run.
+    s.create(pod(
+        "non-root",
+        json!({"runAsNonRoot": true, "runAsUser": 1000}),
+        json!({}),
+    ))
+    .await;
+    s.wait_pod("non-root", "running", |p| phase(p) == Some("Running"))
+        .await;
+
+    // Privileged, once the namespace admits it: every capability, no filter, and a
+    // writable root as asked.
+    allow_privileged_pods(&s.client, "default").await.unwrap();
+    s.create(pod("privileged", json!({}), json!({"privileged": true})))
+        .await;
+    s.wait_pod("privileged", "running", |p| phase(p) == Some("Running"))
+        .await;
+    let report = s.log_lines("privileged", None, 5).await;
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "0", "{report}");
+    assert_eq!(
+        lines[2..],
+        ["NoNewPrivs:\t0", "Seccomp:\t0", "wrote to /"],
+        "{report}"
+    );
+    // Every capability the agent holds (this process's bounding set: same user, same host).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    assert_eq!(lines[1], format!("CapEff:\t{bounding}"), "{report}");
     s.delete_all_and_check_clean().await;
 }
