@@ -735,8 +735,7 @@ const SELF_REPORT: &str = "/bin/busybox id -u; \
     if why=$( (echo x > /probe) 2>&1 ); then echo 'wrote to /'; else echo \"write to / failed: $why\"; fi";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pod_gets_the_user_groups_seccomp_no_new_privs_capabilities_and_read_only_root_it_asks_for()
- {
+async fn a_pod_gets_the_security_context_it_asks_for_over_containerds_defaults() {
     if !runnable(false) {
         return;
     }
@@ -818,6 +817,19 @@ async fn a_pod_gets_the_user_groups_seccomp_no_new_privs_capabilities_and_read_o
         (0, Some("0")),
         "{out}{err}"
     );
+    // The pids limit (the agent's default) holds in the container's cgroup (v1 or v2).
+    let (code, out, err) = s.skiff(&[
+        "exec",
+        "secure",
+        "-c",
+        "defaults",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!((code, out.trim()), (0, "4096"), "{out}{err}");
     s.delete_all_and_check_clean().await;
 }
 
