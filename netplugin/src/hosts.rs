@@ -121,17 +121,24 @@ impl SimulatedHosts {
     }
 
     /// Creates the underlay and one host per name, pinned in `dir` (created if missing).
-    /// On failure, whatever was made is removed again.
+    /// What exists already is kept: a namespace still pinned there stays with whatever runs
+    /// inside it, one whose pin is gone (after a reboot) is made again, and a host that lost
+    /// its link to the underlay (the underlay was made again) gets a new one — so calling it
+    /// again repairs the hosts. On failure, what this call made is removed again.
     pub fn create(dir: &Path, prefix: &str, names: &[&str]) -> Result<SimulatedHosts, HostsError> {
         let mut me = Self::layout(dir, prefix, names)?;
         std::fs::create_dir_all(dir).map_err(|source| HostsError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
-        match me.wire() {
+        let mut made = Vec::new();
+        match me.wire(&mut made) {
             Ok(()) => Ok(me),
             Err(e) => {
-                me.destroy();
+                for pin in made.iter().rev() {
+                    kill_inside(pin);
+                    let _ = netns::remove(pin);
+                }
                 Err(e)
             }
         }
@@ -153,17 +160,23 @@ impl SimulatedHosts {
         Ok(me)
     }
 
-    fn pin(&mut self, path: PathBuf) -> Result<(), HostsError> {
-        netns::create(&path).map_err(|source| HostsError::Netns {
-            what: "create a host namespace".into(),
-            source,
-        })?;
+    /// Pins a new namespace at `path` unless one is pinned there already (recording it in
+    /// `made` then); a pin file without its namespace is replaced.
+    fn pin(&mut self, path: PathBuf, made: &mut Vec<PathBuf>) -> Result<(), HostsError> {
+        if !netns::is_pinned(&path) {
+            let create = netns::remove(&path).and_then(|()| netns::create(&path));
+            create.map_err(|source| HostsError::Netns {
+                what: "create a host namespace".into(),
+                source,
+            })?;
+            made.push(path.clone());
+        }
         self.pins.push(path);
         Ok(())
     }
 
-    fn wire(&mut self) -> Result<(), HostsError> {
-        self.pin(self.underlay.clone())?;
+    fn wire(&mut self, made: &mut Vec<PathBuf>) -> Result<(), HostsError> {
+        self.pin(self.underlay.clone(), made)?;
         netlink(
             &self.underlay,
             "set up the underlay bridge",
@@ -178,24 +191,49 @@ impl SimulatedHosts {
         )?;
         for i in 1..=self.hosts.len() {
             let host = self.hosts[i - 1].clone();
-            self.pin(host.clone())?;
+            self.pin(host.clone(), made)?;
             let port = format!("h{i}");
             let peer = format!("h{i}p");
-            let file = std::fs::File::open(&host).map_err(|source| HostsError::Dir {
-                path: host.clone(),
-                source,
-            })?;
-            netlink(
-                &self.underlay,
-                &format!("wire host {i} to the underlay"),
+            // Linked when both ends of the pair are there: the port on the bridge and the
+            // host's end, renamed or not yet. A pair dies with either namespace, but only
+            // once the kernel has cleaned a removed namespace up, so an end left over from
+            // one is deleted here rather than trusted.
+            let ends = netlink(&host, &format!("look at host {i}'s link"), {
+                let peer = peer.clone();
                 move |links| async move {
-                    links.create_veth(&port, &peer).await?;
-                    links.move_to_netns(&peer, &file).await?;
-                    links.set_master(&port, UNDERLAY_BRIDGE).await?;
-                    links.set_up(&port).await
-                },
-            )?;
-            let peer = format!("h{i}p");
+                    Ok(links.index(HOST_LINK).await?.is_some()
+                        || links.index(&peer).await?.is_some())
+                }
+            })?;
+            let port_there = netlink(&self.underlay, &format!("look at port {port}"), {
+                let port = port.clone();
+                move |links| async move { Ok(links.index(&port).await?.is_some()) }
+            })?;
+            if !(ends && port_there) {
+                netlink(&host, &format!("clear host {i}'s old link"), {
+                    let peer = peer.clone();
+                    move |links| async move {
+                        links.delete_link(HOST_LINK).await?;
+                        links.delete_link(&peer).await
+                    }
+                })?;
+                let file = std::fs::File::open(&host).map_err(|source| HostsError::Dir {
+                    path: host.clone(),
+                    source,
+                })?;
+                let peer = peer.clone();
+                netlink(
+                    &self.underlay,
+                    &format!("wire host {i} to the underlay"),
+                    move |links| async move {
+                        links.delete_link(&port).await?;
+                        links.create_veth(&port, &peer).await?;
+                        links.move_to_netns(&peer, &file).await?;
+                        links.set_master(&port, UNDERLAY_BRIDGE).await?;
+                        links.set_up(&port).await
+                    },
+                )?;
+            }
             let ip = self.ip(i);
             netlink(
                 &host,
@@ -295,34 +333,39 @@ impl SimulatedHosts {
     }
 }
 
+/// Whether process `pid` lives in the network namespace pinned at `pin`.
+pub fn runs_inside(pid: u32, pin: &Path) -> bool {
+    let (Ok(ns), Ok(theirs)) = (
+        std::fs::metadata(pin),
+        std::fs::metadata(format!("/proc/{pid}/ns/net")),
+    ) else {
+        return false;
+    };
+    theirs.dev() == ns.dev() && theirs.ino() == ns.ino()
+}
+
 /// SIGKILLs every process (other than this one) whose network namespace is the one pinned
 /// at `pin`, so that nothing keeps it alive; returns how many it signalled.
 pub fn kill_inside(pin: &Path) -> usize {
-    let Ok(ns) = std::fs::metadata(pin) else {
+    if !netns::is_pinned(pin) {
         return 0;
-    };
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
-    let me = std::process::id() as i32;
+    let me = std::process::id();
     let mut killed = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(|s| s.parse::<u32>().ok())
         else {
             continue;
         };
-        if pid == me {
-            continue;
-        }
-        let Ok(theirs) = std::fs::metadata(entry.path().join("ns/net")) else {
-            continue;
-        };
-        if theirs.dev() == ns.dev()
-            && theirs.ino() == ns.ino()
-            && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        if pid != me
+            && runs_inside(pid, pin)
+            && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
         {
             killed += 1;
         }
@@ -346,6 +389,55 @@ mod tests {
             Err(HostsError::Name(n)) if n == "Not_Ok"
         ));
         assert!(!dir.exists());
+    }
+
+    /// Host 2 reaches host 1's address over the underlay (a TCP connection).
+    fn connects(hosts: &SimulatedHosts) -> bool {
+        let listener = netns::run_in(&hosts.netns_path(1), || {
+            std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+        })
+        .unwrap()
+        .unwrap();
+        let address = (hosts.ip(1), listener.local_addr().unwrap().port()).into();
+        netns::run_in(&hosts.netns_path(2), move || {
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2))
+        })
+        .unwrap()
+        .is_ok()
+    }
+
+    #[test]
+    fn create_again_keeps_what_is_pinned_and_makes_the_rest() {
+        if !skiff_testkit::root_or_skip("network namespaces, links") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("again{}", std::process::id());
+        let mut hosts = SimulatedHosts::create(dir.path(), &prefix, &["a", "b"]).unwrap();
+        assert!(connects(&hosts));
+        let ns = |path: &Path| std::fs::metadata(path).unwrap().ino();
+        let kept = ns(&hosts.netns_path(1));
+        // As after a reboot: the underlay and host b are gone, b's pin file stays behind.
+        netns::remove(&hosts.underlay_path()).unwrap();
+        netns::remove(&hosts.netns_path(2)).unwrap();
+        std::fs::write(hosts.netns_path(2), "").unwrap();
+        assert!(!connects_or_fails(&hosts));
+        let mut again = SimulatedHosts::create(dir.path(), &prefix, &["a", "b"]).unwrap();
+        assert_eq!(ns(&again.netns_path(1)), kept, "host a is kept");
+        assert!(again.pins().iter().all(|pin| netns::is_pinned(pin)));
+        assert!(connects(&again));
+        // And once more with everything in place: nothing changes.
+        let third = SimulatedHosts::create(dir.path(), &prefix, &["a", "b"]).unwrap();
+        assert_eq!(ns(&third.netns_path(1)), kept);
+        assert!(connects(&third));
+        assert!(again.destroy().is_empty());
+        assert!(hosts.destroy().is_empty());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    /// Like [`connects`], false also when host 2's namespace is not there.
+    fn connects_or_fails(hosts: &SimulatedHosts) -> bool {
+        netns::is_pinned(&hosts.netns_path(2)) && connects(hosts)
     }
 
     #[test]

@@ -64,6 +64,13 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
     made
 }
 
+/// Whether `path` pins a namespace (a bind mount of one). A pin file whose mount is gone —
+/// after a reboot, or an unmount — is just an empty file and pins nothing.
+pub fn is_pinned(path: &Path) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
+
 /// Unpins and deletes the namespace at `path` (it goes away once nothing uses it).
 /// A path that does not exist is fine.
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
@@ -150,6 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pin = dir.path().join("ns1");
         create(&pin).unwrap();
+        assert!(is_pinned(&pin));
         let host = inode("/proc/self/ns/net");
         let inside = run_in(&pin, || inode("/proc/thread-self/ns/net")).unwrap();
         assert_ne!(inside, host);
@@ -160,8 +168,11 @@ mod tests {
         );
         assert_eq!(inode("/proc/thread-self/ns/net"), host);
         remove(&pin).unwrap();
-        assert!(!pin.exists());
+        assert!(!pin.exists() && !is_pinned(&pin));
         remove(&pin).unwrap();
         assert!(run_in(&pin, || ()).is_err());
+        // A pin file left without its mount pins nothing.
+        std::fs::write(&pin, "").unwrap();
+        assert!(!is_pinned(&pin));
     }
 }
