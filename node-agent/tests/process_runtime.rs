@@ -525,7 +525,7 @@ async fn a_sandbox_whose_namespaces_went_with_a_reboot_is_made_again_with_its_fi
     let state = wait_exited(&rt, &c1.id).await;
     assert_eq!(exit_code(&state), Some(0), "{state:?}");
     let seen = String::from_utf8(logs::read(&c1.log_path, None, false).unwrap()).unwrap();
-    assert_eq!(seen, "rebooted\nstill here\n");
+    assert_eq!(seen, "rebooted\nstill here");
     rt.remove_sandbox(&sb.id).await.unwrap();
     assert_eq!(mounts_under(f.dir.path()), Vec::<String>::new());
 }

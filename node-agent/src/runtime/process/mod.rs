@@ -292,6 +292,28 @@ impl ProcessRuntime {
             .collect()
     }
 
+    /// Makes the sandbox's namespaces and pins them on `dir/netns` and `dir/utsns` (the
+    /// node's own for a host-network pod), through the `__sandbox` helper.
+    async fn make_namespaces(&self, dir: &Path, config: &SandboxConfig) -> Result<()> {
+        let output = tokio::process::Command::new(&self.helper)
+            .arg(helpers::SANDBOX)
+            .arg(dir)
+            .arg(&config.hostname)
+            .args(config.host_network.then_some(helpers::HOST_NETWORK))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(io(format!("run {}", self.helper.display())))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::System(format!(
+                "making the pod's namespaces failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+
     /// Waits for the container's exit record up to `deadline`.
     pub(crate) async fn wait_exit(
         &self,
@@ -339,10 +361,22 @@ impl Runtime for ProcessRuntime {
                 config.pod_uid
             )));
         }
+        let dir = self.layout.sandbox(&id);
         if let Ok(existing) = self.sandbox_info(&id) {
+            if ["netns", "utsns"]
+                .iter()
+                .all(|pin| skiff_netplugin::netns::is_pinned(&dir.join(pin)))
+            {
+                return Ok(existing);
+            }
+            // Its files are here but its namespaces are not: the host rebooted. Make them
+            // again in place, as the kubelet makes a new sandbox for a pod after a reboot;
+            // volumes and logs stay, and the containers' records read as exited (so the
+            // restart policy decides).
+            tracing::info!(sandbox = id, "making the namespaces of a sandbox again");
+            self.make_namespaces(&dir, config).await?;
             return Ok(existing);
         }
-        let dir = self.layout.sandbox(&id);
         // A sandbox left half-made (the agent died while making it) is made again.
         teardown_sandbox_dir(&dir)?;
         let volumes_dir = dir.join("volumes");
@@ -353,21 +387,9 @@ impl Runtime for ProcessRuntime {
         ] {
             std::fs::create_dir_all(&sub).map_err(io(format!("create {}", sub.display())))?;
         }
-        let output = tokio::process::Command::new(&self.helper)
-            .arg(helpers::SANDBOX)
-            .arg(&dir)
-            .arg(&config.hostname)
-            .args(config.host_network.then_some(helpers::HOST_NETWORK))
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(io(format!("run {}", self.helper.display())))?;
-        if !output.status.success() {
+        if let Err(e) = self.make_namespaces(&dir, config).await {
             let _ = teardown_sandbox_dir(&dir);
-            return Err(RuntimeError::System(format!(
-                "making the pod's namespaces failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+            return Err(e);
         }
         let info = SandboxInfo {
             id: id.clone(),
