@@ -15,6 +15,7 @@ pub mod pod;
 pub mod pod_index;
 pub mod runtime;
 pub mod server;
+pub mod shutdown;
 
 use std::future::Future;
 use std::sync::Arc;

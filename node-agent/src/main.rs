@@ -1,8 +1,11 @@
 //! `skiff-agent`: parses flags and runs the node agent until SIGINT/SIGTERM. Pods keep
 //! running when it stops; the next start adopts them. `skiff-agent sweep` instead removes
-//! what agents left on this host for good (what `skiff down` runs).
+//! what agents left on this host for good (what `skiff down` runs); `skiff-agent
+//! stop-containers` stops the pods' containers gracefully and keeps everything else (what
+//! `skiff stop` runs, a node shutdown).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use skiff_agent::image::pull::parse_registry_auth;
 use skiff_agent::image::{ImageStore, NodeImages, PullOptions};
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
+use skiff_agent::runtime::Runtime;
 use skiff_agent::runtime::oci::{self, OciRuntime, RuntimeChoice};
 use skiff_agent::runtime::process::{ProcessRuntime, dispatch_internal};
 
@@ -129,20 +133,145 @@ struct SweepFlags {
     timeout: Duration,
 }
 
-/// Runs `skiff-agent sweep …` if that is what this process was started as: its exit code.
-/// (Before the agent's flags are parsed, which that command does not take.)
-fn dispatch_sweep() -> Option<i32> {
+/// `skiff-agent stop-containers`: a node shutdown's stop of every container under agent
+/// data dirs — SIGTERM, then SIGKILL after the pod's grace period — keeping the sandboxes,
+/// volumes, logs and records, so the agent's next start restarts them. Run it once the
+/// agents themselves stopped (a running agent would restart them at once). Prints each
+/// container stopped, one per line; exits 0 when all stopped, else 1.
+#[derive(Parser)]
+#[command(
+    name = "skiff-agent stop-containers",
+    about = "Stops every container under agents' data dirs gracefully, as a node shutdown does"
+)]
+struct StopFlags {
+    /// An agent's data dir; repeatable.
+    #[arg(long = "data-dir", value_name = "DIR", required = true)]
+    data_dirs: Vec<PathBuf>,
+    /// The grace period of pods that --pod-grace does not name.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    grace_period: Duration,
+    /// A pod's own grace period (its terminationGracePeriodSeconds); repeatable.
+    #[arg(long = "pod-grace", value_name = "POD-UID=DURATION", value_parser = parse_pod_grace)]
+    pod_graces: Vec<(String, Duration)>,
+    /// The runc binary of the oci runtime's containers (default: runc on PATH, else
+    /// /usr/sbin/runc).
+    #[arg(long)]
+    runc: Option<PathBuf>,
+}
+
+fn parse_pod_grace(text: &str) -> Result<(String, Duration), String> {
+    let (uid, grace) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: give POD-UID=DURATION"))?;
+    Ok((uid.to_string(), parse_duration(grace)?))
+}
+
+/// Runs `skiff-agent sweep …` or `skiff-agent stop-containers …` if that is what this
+/// process was started as: its exit code. (Before the agent's flags are parsed, which
+/// these commands do not take.)
+fn dispatch_commands() -> Option<i32> {
     let mut args = std::env::args_os().skip(1);
-    if args.next()? != "sweep" {
-        return None;
-    }
+    let command = args.next()?;
+    let command = command.to_str()?;
     // Usage errors exit 2, --help 0.
-    let flags = SweepFlags::parse_from(std::iter::once("skiff-agent sweep".into()).chain(args));
+    let args = std::iter::once(format!("skiff-agent {command}").into()).chain(args);
+    match command {
+        "sweep" => Some(sweep(SweepFlags::parse_from(args))),
+        "stop-containers" => Some(stop_containers(StopFlags::parse_from(args))),
+        _ => None,
+    }
+}
+
+fn sweep(flags: SweepFlags) -> i32 {
     let left = skiff_agent::cleanup::sweep_until_clean(&flags.data_dirs, flags.timeout);
     for leftover in &left {
         println!("{leftover}");
     }
-    Some(if left.is_empty() { 0 } else { 1 })
+    if left.is_empty() { 0 } else { 1 }
+}
+
+fn stop_containers(flags: StopFlags) -> i32 {
+    let graces: HashMap<String, Duration> = flags.pod_graces.into_iter().collect();
+    let grace = |uid: &str| graces.get(uid).copied().unwrap_or(flags.grace_period);
+    let runc = flags.runc.unwrap_or_else(oci::find_runc);
+    let failed = |what: String| {
+        eprintln!("skiff-agent stop-containers: {what}");
+        1
+    };
+    let helper = match std::env::current_exe() {
+        Ok(helper) => helper,
+        Err(e) => return failed(format!("cannot find the agent's own executable: {e}")),
+    };
+    let tokio = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(tokio) => tokio,
+        Err(e) => return failed(format!("tokio runtime: {e}")),
+    };
+    let stops = flags.data_dirs.iter().map(|data_dir| {
+        let (helper, runc, grace) = (&helper, &runc, &grace);
+        async move {
+            // Each runtime this data dir has used.
+            let mut results = Vec::new();
+            if data_dir.join("oci").is_dir() {
+                let stopped = match open_oci(data_dir, helper, Rotation::default(), runc) {
+                    Ok((runtime, _)) => stop_all(&runtime, grace).await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                results.push(stopped);
+            }
+            if data_dir.join("process").is_dir() {
+                let root = data_dir.join("process");
+                let stopped = match ProcessRuntime::new(root, helper, Rotation::default()) {
+                    Ok(runtime) => stop_all(&runtime, grace).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                results.push(stopped);
+            }
+            (data_dir, results)
+        }
+    });
+    let mut code = 0;
+    for (data_dir, results) in tokio.block_on(futures::future::join_all(stops)) {
+        for result in results {
+            match result {
+                Ok(stopped) => {
+                    for id in stopped.stopped {
+                        println!("stopped {id}");
+                    }
+                    for (id, why) in stopped.failed {
+                        code = failed(format!("{id}: {why}"));
+                    }
+                }
+                Err(why) => code = failed(format!("{}: {why}", data_dir.display())),
+            }
+        }
+    }
+    code
+}
+
+async fn stop_all<R: Runtime>(
+    runtime: &R,
+    grace: impl Fn(&str) -> Duration,
+) -> Result<skiff_agent::shutdown::Stopped, String> {
+    skiff_agent::shutdown::stop_containers(runtime, grace)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The `oci` runtime of the agent at `data_dir` (state in `oci/`) and the image store it
+/// runs containers from (`images/`).
+fn open_oci(
+    data_dir: &Path,
+    helper: &Path,
+    rotation: Rotation,
+    runc: &Path,
+) -> anyhow::Result<(OciRuntime, ImageStore)> {
+    let images = ImageStore::open(data_dir.join("images")).context("image store")?;
+    let runtime = OciRuntime::new(data_dir.join("oci"), helper, rotation, images.clone(), runc)
+        .context("oci runtime")?;
+    Ok((runtime, images))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -151,7 +280,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     // The same binary is the runtime's sandbox maker, shim and nsexec.
-    if let Some(code) = dispatch_internal().or_else(dispatch_sweep) {
+    if let Some(code) = dispatch_internal().or_else(dispatch_commands) {
         std::process::exit(code);
     }
     tracing_subscriber::fmt()
@@ -225,17 +354,9 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         if use_oci {
-            let images = ImageStore::open(config.data_dir.join("images")).context("image store")?;
-            let runtime = OciRuntime::new(
-                config.data_dir.join("oci"),
-                helper,
-                config.log_rotation,
-                images.clone(),
-                runc,
-            )
-            .context("oci runtime")?;
+            let (runtime, store) = open_oci(&config.data_dir, &helper, config.log_rotation, &runc)?;
             let images = NodeImages {
-                store: images,
+                store,
                 pull: pull_options,
             };
             skiff_agent::serve(
