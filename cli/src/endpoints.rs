@@ -11,6 +11,9 @@
 //!     # Optional: the network namespace these addresses live in (`skiff up`'s clusters
 //!     # exist only inside namespaces); the CLI joins it before connecting.
 //!     netns: /run/netns/skiff-local-underlay
+//!     # Optional: the state file of that `skiff up` cluster; before connecting the CLI
+//!     # checks that the cluster runs, and says how to start it when it does not.
+//!     local-state: /var/lib/skiff-local/local/state.json
 //!     ca: |
 //!       -----BEGIN CERTIFICATE-----
 //!     client-certificate: |
@@ -46,6 +49,8 @@ pub enum EndpointsError {
 pub struct Target {
     pub servers: Vec<String>,
     pub netns: Option<PathBuf>,
+    /// The state file of the `skiff up` cluster reached in `netns`.
+    pub local_state: Option<PathBuf>,
     /// The config cluster's name and entry, when the config file names one.
     pub cluster: Option<(String, ClusterEntry)>,
 }
@@ -147,6 +152,7 @@ pub fn resolve_target(
             return Ok(Target {
                 servers,
                 netns: None,
+                local_state: None,
                 cluster,
             });
         }
@@ -158,6 +164,7 @@ pub fn resolve_target(
         Some((_, entry)) if !entry.servers.is_empty() => Ok(Target {
             servers: entry.servers.clone(),
             netns: entry.netns.clone(),
+            local_state: entry.local_state.clone(),
             cluster: Some((name, entry)),
         }),
         Some(_) => Err(EndpointsError::Config {

@@ -41,7 +41,9 @@ pub enum Verb {
     /// members and 2 workers by default, plus a demo deployment (needs root).
     ///
     /// Writes the cluster into ~/.skiff/config as the current one, so plain `skiff get
-    /// nodes` works afterwards. Examples: sudo skiff up; sudo skiff up --workers 4 --no-demo
+    /// nodes` works afterwards. On a cluster that exists but does not run (after a reboot
+    /// or `skiff stop`) it does what `skiff start` does. Examples: sudo skiff up;
+    /// sudo skiff up --workers 4 --no-demo
     Up {
         /// Control-plane members (one host each).
         #[arg(long, default_value_t = 3)]
@@ -62,14 +64,33 @@ pub enum Verb {
         #[arg(long, default_value_t = 90)]
         timeout_secs: u64,
     },
+    /// Start a stopped local cluster again, with its data: after a reboot or `skiff stop`
+    /// (needs root).
+    ///
+    /// Makes its namespaces again, starts the members and agents on their data dirs (what
+    /// still runs is reused) and waits for the nodes and the pods. `skiff up` on a stopped
+    /// cluster does the same. Example: sudo skiff start
+    Start {
+        #[command(flatten)]
+        cluster: LocalCluster,
+        /// How long to wait for the nodes and the pods.
+        #[arg(long, default_value_t = 90)]
+        timeout_secs: u64,
+    },
+    /// Stop a local cluster and keep its data: the agents and members get SIGTERM, every
+    /// container its pod's grace period; the namespaces go (needs root).
+    ///
+    /// The pods stay; `skiff start` brings everything back. Example: sudo skiff stop
+    Stop {
+        #[command(flatten)]
+        cluster: LocalCluster,
+    },
     /// Stop a local cluster and remove every namespace, link, process and data dir it made.
     ///
     /// Example: sudo skiff down
     Down {
-        #[arg(long, default_value = "local")]
-        name: String,
-        #[arg(long, default_value = local::DEFAULT_DIR)]
-        dir: PathBuf,
+        #[command(flatten)]
+        cluster: LocalCluster,
     },
     /// List objects as tables like kubectl's.
     ///
@@ -277,6 +298,17 @@ pub enum Verb {
         #[command(subcommand)]
         what: TokenVerb,
     },
+}
+
+/// Which local cluster `start`, `stop` and `down` act on.
+#[derive(clap::Args)]
+pub struct LocalCluster {
+    /// The cluster's name, as given to `skiff up`.
+    #[arg(long, default_value = "local")]
+    pub name: String,
+    /// Where its data, logs and state live (DIR/NAME), as given to `skiff up`.
+    #[arg(long, default_value = local::DEFAULT_DIR)]
+    pub dir: PathBuf,
 }
 
 // `label` and `annotate`: TYPE NAME k=v|k- … [--overwrite].

@@ -40,17 +40,21 @@ pub fn main(flags: Flags) -> ExitCode {
             )
             .map(|_| ()),
         ),
-        Verb::Down { name, dir } => Some(local::down(name, dir, &mut std::io::stdout()).and_then(
-            |report| {
-                if report.leftovers.is_empty() {
-                    Ok(())
-                } else {
-                    Err(local::LocalError::Invalid(
-                        "some things could not be removed (listed above)".into(),
-                    ))
-                }
-            },
+        Verb::Start {
+            cluster,
+            timeout_secs,
+        } => Some(local::start(
+            &cluster.name,
+            &cluster.dir,
+            Duration::from_secs(*timeout_secs),
+            &mut std::io::stdout(),
         )),
+        Verb::Stop { cluster } => Some(
+            local::stop(&cluster.name, &cluster.dir, &mut std::io::stdout()).and_then(nothing_left),
+        ),
+        Verb::Down { cluster } => Some(
+            local::down(&cluster.name, &cluster.dir, &mut std::io::stdout()).and_then(nothing_left),
+        ),
         _ => None,
     };
     if let Some(result) = local {
@@ -85,6 +89,17 @@ pub fn main(flags: Flags) -> ExitCode {
     }
 }
 
+/// `skiff stop` and `skiff down` fail when something could not be stopped or removed.
+fn nothing_left(report: local::DownReport) -> Result<(), local::LocalError> {
+    if report.leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(local::LocalError::Invalid(
+            "some things could not be stopped or removed (listed above)".into(),
+        ))
+    }
+}
+
 async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     // Verbs that need no control plane.
     match &flags.verb {
@@ -110,13 +125,27 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    let client = connect(&flags)?;
+    let (client, local) = connect(&flags)?;
+    if let Some(status) = local {
+        if let Some(warning) = status.warning() {
+            eprintln!("warning: {warning}");
+        }
+        if matches!(
+            flags.verb,
+            Verb::Cluster {
+                what: ClusterVerb::Status
+            }
+        ) {
+            println!("{}", status.render());
+        }
+    }
     dispatch(&client, flags).await
 }
 
 /// The client for the endpoints and credential `--server`, `--config`, `--token` and the
-/// environment name; inside the network namespace of a `skiff up` cluster.
-fn connect(flags: &Flags) -> anyhow::Result<Client> {
+/// environment name; inside the network namespace of a `skiff up` cluster, with what of
+/// that cluster runs (one that does not is an error that says how to start it).
+fn connect(flags: &Flags) -> anyhow::Result<(Client, Option<local::Status>)> {
     let config_file = endpoints::config_path_from(flags.config.as_deref());
     let target = endpoints::resolve_target(
         flags.server.as_deref(),
@@ -131,7 +160,13 @@ fn connect(flags: &Flags) -> anyhow::Result<Client> {
     let target = target.with_token(token);
     let tls = target.tls_config(&config_file)?;
     let bearer = target.bearer_token().map(String::from);
+    let mut local = None;
     if let Some(netns) = &target.netns {
+        let name = target
+            .cluster
+            .as_ref()
+            .map_or("", |(name, _)| name.as_str());
+        local = local::check_config_cluster(name, netns, target.local_state.as_deref())?;
         // A `skiff up` cluster: its addresses exist only inside that namespace. The runtime
         // is single-threaded, so this thread is where every connection is made.
         skiff_netplugin::netns::enter(netns).map_err(|e| {
@@ -146,7 +181,7 @@ fn connect(flags: &Flags) -> anyhow::Result<Client> {
     if let Some(token) = bearer {
         builder = builder.bearer_token(token);
     }
-    Ok(builder.build()?)
+    Ok((builder.build()?, local))
 }
 
 /// Runs a verb that talks to the cluster. Most return their output, printed here; the rest
@@ -319,9 +354,12 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
         Verb::Rollout {
             what: RolloutVerb::Restart { target },
         } => verbs::rollout_restart(client, &namespace, &target).await?,
-        Verb::Completion { .. } | Verb::Explain { .. } | Verb::Up { .. } | Verb::Down { .. } => {
-            unreachable!("handled before connecting")
-        }
+        Verb::Completion { .. }
+        | Verb::Explain { .. }
+        | Verb::Up { .. }
+        | Verb::Start { .. }
+        | Verb::Stop { .. }
+        | Verb::Down { .. } => unreachable!("handled before connecting"),
         Verb::Cluster {
             what: ClusterVerb::Status,
         } => verbs::cluster_status_text(&client.cluster_status().await?),

@@ -65,6 +65,10 @@ pub struct ClusterEntry {
     /// A network namespace to join before connecting (needs root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
+    /// The state file of the `skiff up` cluster this entry names (`<dir>/<name>/state.json`):
+    /// the CLI checks that the cluster runs before connecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_state: Option<PathBuf>,
     /// The cluster CA, PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
@@ -88,6 +92,7 @@ impl std::fmt::Debug for ClusterEntry {
         f.debug_struct("ClusterEntry")
             .field("servers", &self.servers)
             .field("netns", &self.netns)
+            .field("local_state", &self.local_state)
             .field("ca", &self.ca.is_some())
             .field("token", &hidden(&self.token))
             .field("client_certificate", &self.client_certificate.is_some())
