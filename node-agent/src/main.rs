@@ -114,6 +114,9 @@ struct Flags {
     /// changed by hand) at least this often.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     route_resync: Duration,
+    /// At most this many processes in each container of the oci runtime; -1 for no limit.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
+    pod_pids_limit: i64,
 }
 
 /// `skiff-agent sweep`: kills the processes started under agent data dirs, unmounts what is
@@ -329,6 +332,7 @@ fn main() -> anyhow::Result<()> {
     config.masquerade = flags.masquerade;
     config.cluster_cidr = flags.cluster_cidr;
     config.route_resync = flags.route_resync;
+    config.pod_pids_limit = flags.pod_pids_limit;
     config.check()?;
     let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
     let choice = oci::choose_runtime(flags.runtime.as_deref(), || oci::check_host(&runc)).context(
@@ -355,6 +359,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         if use_oci {
             let (runtime, store) = open_oci(&config.data_dir, &helper, config.log_rotation, &runc)?;
+            let runtime = runtime.with_pids_limit(config.pids_limit());
             let images = NodeImages {
                 store,
                 pull: pull_options,
