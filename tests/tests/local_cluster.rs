@@ -1,14 +1,17 @@
-//! `skiff up` and `skiff down` as a user runs them: the real binaries, a cluster on
-//! network-namespace hosts, the demo answering on its pod IPs from another host, and
+//! `skiff up`, `start`, `stop` and `down` as a user runs them: the real binaries, a cluster
+//! on network-namespace hosts, the demo answering on its pod IPs from another host, the
+//! cluster back with its objects after a reboot (simulated by hand) and after a stop, and
 //! nothing left behind afterwards.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use skiff_netplugin::netns;
 use skiff_tests::cluster::binary;
 use skiff_tests::host::privileged_tests_can_run;
@@ -99,8 +102,361 @@ fn http_get_from(netns: &Path, ip: &str) -> anyhow::Result<String> {
     })?
 }
 
+/// `skiff ARGS`, which must succeed: its standard output.
+fn skiff_ok(config: &Path, args: &[&str]) -> String {
+    let out = skiff(config, args);
+    assert!(
+        out.status.success(),
+        "skiff {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skiff ARGS`, which must fail: its standard error.
+fn skiff_fails(config: &Path, args: &[&str]) -> String {
+    let out = skiff(config, args);
+    assert!(
+        !out.status.success(),
+        "skiff {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Namespaces, nodes, deployments and pods, by `Kind namespace/name`.
+fn objects(config: &Path) -> BTreeMap<String, Value> {
+    let mut found = BTreeMap::new();
+    for kind in ["namespaces", "nodes", "deployments", "pods"] {
+        let list: Value =
+            serde_json::from_str(&skiff_ok(config, &["get", kind, "-A", "-o", "json"]))
+                .expect("a JSON list");
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            let key = format!(
+                "{} {}/{}",
+                item["kind"].as_str().unwrap_or(kind),
+                item["metadata"]["namespace"].as_str().unwrap_or(""),
+                item["metadata"]["name"].as_str().unwrap_or("")
+            );
+            found.insert(key, item);
+        }
+    }
+    found
+}
+
+fn resource_version(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resourceVersion: {object}"))
+}
+
+/// The same objects as `before`: the same names, uids, metadata and specs. Objects of the
+/// `untouched` kinds keep their resourceVersion too; the others' status was written since
+/// (their agents restarted their containers), so theirs only grew.
+fn assert_same_objects(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+    untouched: &[&str],
+) {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    let without_status = |object: &Value| {
+        let mut object = object.clone();
+        object.as_object_mut().unwrap().remove("status");
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        object
+    };
+    for (key, old) in before {
+        let new = &after[key];
+        assert_eq!(without_status(old), without_status(new), "{key}");
+        let kind = key.split(' ').next().unwrap();
+        if untouched.contains(&kind) {
+            assert_eq!(resource_version(old), resource_version(new), "{key}");
+        } else {
+            assert!(resource_version(new) >= resource_version(old), "{key}");
+        }
+    }
+}
+
+/// Each pod's first container's restart count, by `namespace/name`.
+fn restart_counts(config: &Path) -> BTreeMap<String, i64> {
+    pods(config)
+        .iter()
+        .map(|pod| {
+            (
+                pod_key(pod),
+                pod["status"]["containerStatuses"][0]["restartCount"]
+                    .as_i64()
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn pods(config: &Path) -> Vec<Value> {
+    let list: Value =
+        serde_json::from_str(&skiff_ok(config, &["get", "pods", "-A", "-o", "json"])).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod_key(pod: &Value) -> String {
+    format!(
+        "{}/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or(""),
+        pod["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+/// Running and Ready with its container started again since `restarts` was taken.
+fn running_again(pod: &Value, restarts: &BTreeMap<String, i64>) -> bool {
+    let status = &pod["status"];
+    let ready = status["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    let container = &status["containerStatuses"][0];
+    status["phase"] == "Running"
+        && ready
+        && container["state"]["running"].is_object()
+        && container["restartCount"].as_i64().unwrap_or(0)
+            > restarts.get(&pod_key(pod)).copied().unwrap_or(-1)
+}
+
+/// Waits until every pod of `restarts` runs again (see [`running_again`]); how long after
+/// `since` that was.
+fn wait_running_again(config: &Path, restarts: &BTreeMap<String, i64>, since: Instant) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = pods(config);
+        let waiting: Vec<String> = restarts
+            .keys()
+            .filter(|key| {
+                !pods
+                    .iter()
+                    .any(|p| pod_key(p) == **key && running_again(p, restarts))
+            })
+            .cloned()
+            .collect();
+        if waiting.is_empty() {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not running again: {waiting:?}\n{pods:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `skiff ARGS` (`up` or `start`), which must bring the cluster back within 10 s: the
+/// objects of `before` the same (see [`assert_same_objects`]) and every pod of `restarts`
+/// running again. Prints the time it took `after` what; returns the command's output.
+fn back_within_10s(
+    config: &Path,
+    args: &[&str],
+    before: &BTreeMap<String, Value>,
+    restarts: &BTreeMap<String, i64>,
+    after: &str,
+) -> String {
+    let since = Instant::now();
+    let out = skiff_ok(config, args);
+    let took = since.elapsed();
+    let back = wait_running_again(config, restarts, since);
+    eprintln!(
+        "after {after}: skiff {} returned after {took:.1?}, every pod ran again after {back:.1?}\n{out}",
+        args[0]
+    );
+    let cluster = Path::new(args[4]).join(args[2]);
+    assert!(
+        back < Duration::from_secs(10),
+        "back after {back:?}\n{}",
+        agent_logs(&cluster)
+    );
+    assert_same_objects(before, &objects(config), &["Namespace", "Node"]);
+    out
+}
+
+/// The agents' logs of cluster dir `cluster`, for an assertion message.
+fn agent_logs(cluster: &Path) -> String {
+    ["worker-1", "worker-2"]
+        .iter()
+        .map(|w| {
+            let log = std::fs::read_to_string(cluster.join(format!("logs/{w}.log")));
+            format!("----- {w}.log\n{}", log.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Mount points under `dir`, deepest last.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let below = format!("{}/", dir.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| m.starts_with(&below))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes whose command line names `needle`.
+fn processes_naming(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .collect()
+}
+
+/// The processes started with `--data-dir DIR` (a member or an agent on that data dir).
+fn processes_on(data_dir: &Path) -> Vec<i32> {
+    processes_naming(&format!("--data-dir {} ", data_dir.display()))
+}
+
+/// The namespace pins of cluster `name`.
+fn pins(name: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("skiff-{name}-"))
+        })
+        .collect()
+}
+
+/// What a host's reboot does to cluster `name`, done by hand rather than through skiff:
+/// every process of it — members, agents, shims, runc, containers — killed with SIGKILL,
+/// every mount under its dir undone, its namespaces and its containers' cgroups gone. Only
+/// the files stay.
+fn simulate_reboot(name: &str, cluster: &Path, cgroups_before: &BTreeSet<String>) {
+    let netns_pins = pins(name);
+    let mounts = mounts_under(cluster);
+    for _ in 0..100 {
+        let mut killed = 0;
+        for pid in processes_naming(&cluster.display().to_string()) {
+            killed += usize::from(
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok(),
+            );
+        }
+        // What lives in its namespaces: the daemons, and the containers in the pods'
+        // namespaces pinned under its dir.
+        for pin in netns_pins
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(mounts.iter().map(Path::new))
+        {
+            killed += skiff_netplugin::hosts::kill_inside(pin);
+        }
+        if killed == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for mount in mounts.iter().rev() {
+        let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    for pin in &netns_pins {
+        let _ = nix::mount::umount2(pin, nix::mount::MntFlags::MNT_DETACH);
+        std::fs::remove_file(pin).unwrap();
+    }
+    // The killed containers' cgroups, once the kernel let their processes go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for cgroup in container_cgroups().difference(cgroups_before) {
+        while std::fs::remove_dir(cgroup).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(mounts_under(cluster), Vec::<String>::new());
+    assert!(processes_naming(&cluster.display().to_string()).is_empty());
+    assert!(pins(name).is_empty());
+}
+
+/// The spec of the workload's pods: a container from the image the test imports, which
+/// says when SIGTERM reaches it and then ends at once, within its 20 s grace.
+const POD_SPEC: &str = r#"terminationGracePeriodSeconds: 20
+containers:
+  - name: main
+    image: skiff-test/reboot:1
+    command: [/bin/busybox, sh, -c, 'trap "echo got SIGTERM; exit 0" TERM; echo started; /bin/busybox sleep 1000000 & wait']"#;
+
+/// A namespace, a deployment and a bare pod of [`POD_SPEC`].
+fn workload() -> String {
+    let indent = |spaces: usize| POD_SPEC.replace('\n', &format!("\n{}", " ".repeat(spaces)));
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: keep
+  labels:
+    purpose: reboot
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: keep
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      {}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bare
+  namespace: keep
+spec:
+  {}
+"#,
+        indent(6),
+        indent(2)
+    )
+}
+/// Every node's address of a pod, by `namespace/name`.
+fn pod_ips(config: &Path) -> BTreeMap<String, String> {
+    pods(config)
+        .iter()
+        .map(|p| {
+            (
+                pod_key(p),
+                p["status"]["podIP"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
+fn a_local_cluster_serves_the_demo_comes_back_after_a_reboot_and_a_stop_and_down_leaves_nothing() {
     if !privileged_tests_can_run() {
         return;
     }
@@ -221,7 +577,10 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
             .any(|l| l.trim_start().starts_with("1 ") && l.contains("httpd")),
         "{ps_text}"
     );
-    assert!(ps_text.lines().count() <= 3, "only httpd and ps: {ps_text}");
+    assert!(
+        ps_text.lines().count() <= 4,
+        "only the demo's shell, httpd and ps: {ps_text}"
+    );
 
     // A second `up` says the cluster runs, and changes nothing.
     let again = skiff(&config, &["up", "--name", &name, "--dir", &dir_text]);
@@ -243,6 +602,8 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
     assert!(!as_nobody.status.success(), "{nobody_text}");
     assert!(nobody_text.contains("needs root"), "{nobody_text}");
 
+    back_after_a_reboot_and_a_stop(&config, &name, &dir, &cgroups_before);
+
     // Down removes everything, and forgets the cluster in the config.
     drop(guard);
     let left = remains(&name, &dir);
@@ -258,4 +619,170 @@ fn local_cluster_1_up_serves_the_demo_and_down_leaves_nothing() {
     let down = skiff(&config, &["down", "--name", &name, "--dir", &dir_text]);
     assert!(down.status.success(), "{}", text(&down));
     assert!(String::from_utf8_lossy(&down.stdout).contains("No local cluster"));
+}
+
+/// The second half of the test above: a workload of our own, a simulated reboot and
+/// `skiff up`, part of the cluster killed and `skiff start`, `skiff stop` and `skiff start`.
+fn back_after_a_reboot_and_a_stop(
+    config: &Path,
+    name: &str,
+    dir: &Path,
+    cgroups_before: &BTreeSet<String>,
+) {
+    let dir_text = dir.display().to_string();
+    let cluster = dir.join(name);
+    let stopped = format!(
+        "error: local cluster {name:?} is stopped: start it with skiff start --name {name} --dir {dir_text}\n"
+    );
+
+    // A namespace, a deployment and a bare pod from an image imported into every node.
+    let busybox = std::fs::read(skiff_tests::host::BUSYBOX).unwrap();
+    let archive = dir.join("reboot.tar");
+    std::fs::write(
+        &archive,
+        skiff_tests::images::BusyboxImage::with_applets(&busybox)
+            .docker_archive("skiff-test/reboot:1"),
+    )
+    .unwrap();
+    skiff_ok(
+        config,
+        &[
+            "image",
+            "import",
+            &archive.display().to_string(),
+            "--all-nodes",
+        ],
+    );
+    std::fs::remove_file(&archive).unwrap();
+    let manifest = dir.join("workload.yaml");
+    std::fs::write(&manifest, workload()).unwrap();
+    skiff_ok(config, &["apply", "-f", &manifest.display().to_string()]);
+    std::fs::remove_file(&manifest).unwrap();
+    // Its three pods run (running_again with no counts: Running and Ready).
+    let running = || {
+        pods(config)
+            .iter()
+            .filter(|p| pod_key(p).starts_with("keep/") && running_again(p, &BTreeMap::new()))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running() < 3 {
+        assert!(Instant::now() < deadline, "{:#?}", pods(config));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A reboot: nothing of the cluster is left but its files. It reads stopped, and every
+    // verb says how to start it.
+    let before = objects(config);
+    let restarts = restart_counts(config);
+    let ips = pod_ips(config);
+    assert_eq!(
+        restarts.len(),
+        6,
+        "3 demo pods, 2 web pods, bare: {restarts:?}"
+    );
+    simulate_reboot(name, &cluster, cgroups_before);
+    assert_eq!(skiff_fails(config, &["get", "nodes"]), stopped);
+    assert_eq!(skiff_fails(config, &["cluster", "status"]), stopped);
+
+    // `up` brings it back, with the same objects, addresses and images.
+    let up = back_within_10s(
+        config,
+        &["up", "--name", name, "--dir", &dir_text],
+        &before,
+        &restarts,
+        "a simulated reboot",
+    );
+    assert!(up.contains("exists but does not run"), "{up}");
+    assert_eq!(pod_ips(config), ips, "the pods keep their addresses");
+    for pod in pods(config)
+        .iter()
+        .filter(|p| pod_key(p).starts_with("keep/"))
+    {
+        let image = pod["status"]["containerStatuses"][0]["image"]
+            .as_str()
+            .unwrap_or("");
+        assert!(image.contains("skiff-test/reboot:1"), "{pod}");
+    }
+    let demo = pods(config)
+        .into_iter()
+        .find(|p| pod_key(p).starts_with("default/demo-"))
+        .unwrap();
+    let other = if demo["spec"]["nodeName"] == "worker-1" {
+        "worker-2"
+    } else {
+        "worker-1"
+    };
+    let response = http_get_from(
+        &PathBuf::from(format!("/run/netns/skiff-{name}-{other}")),
+        demo["status"]["podIP"].as_str().unwrap(),
+    )
+    .expect("the demo answers again across hosts");
+    assert!(response.contains("hello from demo-"), "{response}");
+    let images = skiff_ok(config, &["image", "ls"]);
+    assert_eq!(images.matches("skiff-test/reboot:1").count(), 2, "{images}");
+
+    // Part of the cluster dies: a start reuses what runs and starts the rest, one process
+    // per data dir.
+    for host in ["cp-2", "worker-1"] {
+        for pid in processes_on(&cluster.join(host)) {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let status = skiff_ok(config, &["cluster", "status"]);
+    assert!(
+        status.contains("partly running (not: cp-2, worker-1)"),
+        "{status}"
+    );
+    let start = skiff_ok(config, &["start", "--name", name, "--dir", &dir_text]);
+    assert!(start.contains("Started cp-2, worker-1"), "{start}");
+    assert!(start.contains("running already: cp-1 (pid"), "{start}");
+    for host in ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"] {
+        assert_eq!(processes_on(&cluster.join(host)).len(), 1, "{host}");
+    }
+    let again = skiff_ok(config, &["start", "--name", name, "--dir", &dir_text]);
+    assert!(
+        again.contains("running already: nothing to start"),
+        "{again}"
+    );
+
+    // `stop`: every container gets SIGTERM (they end at once, well within their 20 s
+    // grace), the data stays, nothing else does; the cluster reads stopped.
+    let before = objects(config);
+    let restarts = restart_counts(config);
+    let since = Instant::now();
+    let stop = skiff_ok(config, &["stop", "--name", name, "--dir", &dir_text]);
+    let stop_took = since.elapsed();
+    assert!(stop.contains("6 container(s) stopped"), "{stop}");
+    assert!(
+        stop_took < Duration::from_secs(15),
+        "stopped after {stop_took:?}: {stop}"
+    );
+    assert_eq!(remains(name, dir), [format!("dir {}", cluster.display())]);
+    assert_eq!(skiff_fails(config, &["cluster", "status"]), stopped);
+    assert_eq!(skiff_fails(config, &["get", "pods", "-n", "keep"]), stopped);
+    let again = skiff_ok(config, &["stop", "--name", name, "--dir", &dir_text]);
+    assert!(again.contains("is stopped already"), "{again}");
+
+    // `start` brings it back as `up` did after the reboot.
+    back_within_10s(
+        config,
+        &["start", "--name", name, "--dir", &dir_text],
+        &before,
+        &restarts,
+        &format!("skiff stop (it took {stop_took:.1?})"),
+    );
+    let previous = skiff_ok(config, &["logs", "bare", "-n", "keep", "--previous"]);
+    assert_eq!(previous, "started\ngot SIGTERM\n");
+    let bare = pods(config)
+        .into_iter()
+        .find(|p| pod_key(p) == "keep/bare")
+        .unwrap();
+    let last = &bare["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 0, "{bare}");
 }
