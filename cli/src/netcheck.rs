@@ -14,8 +14,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use skiff_api::types::{Node, Pod};
+use skiff_api::types::{Namespace, Node, Pod};
 use skiff_client::{Client, DeleteParams, ListParams};
+
+/// The namespace the probes run in. Host-network probes need the `privileged` Pod Security
+/// level, which no namespace has unless a cluster-admin gives it: the check makes this one,
+/// so labelled, when it is missing (and removes it again unless `--keep`).
+pub const NAMESPACE: &str = "skiff-net-check";
 
 /// Label on every probe pod, with the run's id as value.
 pub const PROBE_LABEL: &str = "skiff.dev/net-check";
@@ -24,7 +29,6 @@ const PORT: u16 = 8080;
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
-    pub namespace: String,
     pub busybox: String,
     /// How long probes may take to start.
     pub timeout: Duration,
@@ -207,33 +211,57 @@ fn probe(
         spec["volumes"] = json!([{"name": "www", "emptyDir": {}}]);
     }
     serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {PROBE_LABEL: run}},
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {PROBE_LABEL: run}},
         "spec": spec
     }))
     .expect("probe pod json")
 }
 
-/// Runs the check; the probes are removed again unless `keep` (also when it fails).
+/// Runs the check; the probes (and the namespace, if this run made it) are removed again
+/// unless `keep`, also when it fails.
 pub async fn run(client: &Client, options: &CheckOptions) -> Result<Report, CheckError> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let made_namespace = ensure_namespace(client).await?;
     let result = check(client, options, &run).await;
     if !options.keep {
         let probes = client
-            .list::<Pod>(
-                &ListParams::namespace(&options.namespace).labels(format!("{PROBE_LABEL}={run}")),
-            )
+            .list::<Pod>(&ListParams::namespace(NAMESPACE).labels(format!("{PROBE_LABEL}={run}")))
             .await;
         for pod in probes.map(|l| l.items).unwrap_or_default() {
             let _ = client
-                .delete::<Pod>(
-                    &options.namespace,
-                    &pod.metadata.name,
-                    &DeleteParams::force(),
-                )
+                .delete::<Pod>(NAMESPACE, &pod.metadata.name, &DeleteParams::force())
+                .await;
+        }
+        if made_namespace {
+            let _ = client
+                .delete::<Namespace>("", NAMESPACE, &DeleteParams::default())
                 .await;
         }
     }
     result
+}
+
+/// Makes [`NAMESPACE`] at the `privileged` level when it does not exist; whether it did.
+async fn ensure_namespace(client: &Client) -> Result<bool, CheckError> {
+    match client.get::<Namespace>("", NAMESPACE).await {
+        Ok(_) => Ok(false),
+        Err(e) if e.is_not_found() => {
+            let namespace: Namespace = serde_json::from_value(json!({
+                "metadata": {
+                    "name": NAMESPACE,
+                    "labels": {"pod-security.kubernetes.io/enforce": "privileged"}
+                }
+            }))
+            .expect("namespace json");
+            match client.create(&namespace).await {
+                Ok(_) => Ok(true),
+                // Another run made it meanwhile.
+                Err(e) if e.is_already_exists() => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn check(client: &Client, options: &CheckOptions, run: &str) -> Result<Report, CheckError> {
@@ -252,12 +280,11 @@ async fn check(client: &Client, options: &CheckOptions, run: &str) -> Result<Rep
         client.create(&server_pod(run, node, options)).await?;
         client.create(&host_pod(run, node, options)).await?;
     }
-    let ns = options.namespace.clone();
     // Wait for every probe to run (servers with their pod IPs).
     let deadline = tokio::time::Instant::now() + options.timeout;
     let targets = loop {
         let pods = client
-            .list::<Pod>(&ListParams::namespace(&ns).labels(format!("{PROBE_LABEL}={run}")))
+            .list::<Pod>(&ListParams::namespace(NAMESPACE).labels(format!("{PROBE_LABEL}={run}")))
             .await?
             .items;
         let running =
@@ -306,7 +333,6 @@ async fn check(client: &Client, options: &CheckOptions, run: &str) -> Result<Rep
     let results = futures::stream::iter(calls)
         .map(|(caller, to)| {
             let targets = &targets;
-            let ns = &ns;
             async move {
                 let (pod, caller_ip) = match &caller {
                     Caller::Pod(node) => (format!("net-check-{node}"), Some(targets[node])),
@@ -318,7 +344,7 @@ async fn check(client: &Client, options: &CheckOptions, run: &str) -> Result<Rep
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                let verdict = match client.exec_output(ns, &pod, None, &argv).await {
+                let verdict = match client.exec_output(NAMESPACE, &pod, None, &argv).await {
                     Ok(out) if out.exit_code == 0 => {
                         judge(caller_ip, &String::from_utf8_lossy(&out.stdout))
                     }

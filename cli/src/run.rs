@@ -417,7 +417,6 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let options = CheckOptions {
-                namespace,
                 busybox,
                 timeout: Duration::from_secs(timeout_secs),
                 keep,

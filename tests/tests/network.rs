@@ -17,7 +17,6 @@ use skiff_netplugin::link::{Links, SKIFF_ROUTE_PROTOCOL};
 use skiff_netplugin::netns;
 use skiff_tests::cluster::eventually;
 use skiff_tests::multihost::MultiHost;
-use skiff_tests::pod_security::allow_privileged_pods;
 
 use skiff_tests::host::BUSYBOX;
 const SETTLE: Duration = Duration::from_secs(40);
@@ -445,12 +444,6 @@ async fn skiff_net_check_passes_then_names_a_broken_route() {
     })
     .await
     .unwrap();
-    // The check's host-network probes need a namespace that admits pods using the host.
-    world
-        .api(|client| async move { allow_privileged_pods(&client, "default").await })
-        .await
-        .unwrap();
-
     let (ok, text) = net_check(&world);
     assert!(ok, "{text}\n{}", world.logs());
     eprintln!("{text}");
