@@ -155,6 +155,7 @@ fn run_shim(dir: &Path) -> Result<(), String> {
         shim_pid: std::process::id(),
         pid,
         started_at,
+        boot_id: super::layout::boot_id(),
     };
     write_json(&dir.join("started.json"), &started).map_err(|e| e.to_string())?;
     let _ = writeln!(report, "started {pid}");

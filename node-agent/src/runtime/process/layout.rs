@@ -69,6 +69,24 @@ pub struct Started {
     /// The container's process, also its process group.
     pub pid: u32,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The kernel's boot id when it started ([`boot_id`]; none in older records): after a
+    /// reboot its pids name other processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+impl Started {
+    /// Whether it started since the host last booted (an older record is taken to have).
+    pub fn this_boot(&self) -> bool {
+        self.boot_id.is_none() || self.boot_id == boot_id()
+    }
+}
+
+/// This boot's id, which the kernel draws anew at every boot.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_string())
 }
 
 /// Written by the shim (or by the runtime, when the shim died) once the container ended.
@@ -224,6 +242,24 @@ mod tests {
             Exited::start_error("no such file".into()).reason,
             "StartError"
         );
+    }
+
+    #[test]
+    fn a_container_started_before_a_reboot_is_known_by_its_boot_id() {
+        let started = |boot_id: Option<&str>| Started {
+            shim_pid: 1,
+            pid: 2,
+            started_at: chrono::Utc::now(),
+            boot_id: boot_id.map(str::to_string),
+        };
+        assert!(started(boot_id().as_deref()).this_boot());
+        assert!(!started(Some("an-earlier-boot")).this_boot());
+        // A record from before records had one.
+        let old: Started = serde_json::from_str(
+            r#"{"shim_pid": 1, "pid": 2, "started_at": "2024-05-01T12:00:00Z"}"#,
+        )
+        .unwrap();
+        assert!(old.this_boot());
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl ProcessRuntime {
             // Read again: the shim may have finished between the two reads.
             exited = read_json(&dir.join("exit.json")).map_err(io("read exit.json"))?;
             if exited.is_none() {
-                kill_group(started.pid, Signal::SIGKILL);
+                // What is left of it — unless the host rebooted since: its pid is another's.
+                if started.this_boot() {
+                    kill_group(started.pid, Signal::SIGKILL);
+                }
                 let record = Exited {
                     exit_code: 255,
                     signal: None,
