@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,14 +63,7 @@ impl MemberCredentials {
         hosts: &[String],
     ) -> Result<MemberCredentials, CredentialsError> {
         let dir = data_dir.join("tls");
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(io(&dir))?;
-        }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
+        skiff_pki::config::private_dir(&dir).map_err(io(&dir))?;
         let cert_path = dir.join("member.crt");
         let key_path = dir.join("member.key");
         let member = match (

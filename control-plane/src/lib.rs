@@ -74,7 +74,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     config.check()?;
     let token = config.token.clone().ok_or(RunError::NoToken)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+    skiff_pki::config::private_dir(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;

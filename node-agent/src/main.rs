@@ -334,6 +334,8 @@ fn main() -> anyhow::Result<()> {
     config.route_resync = flags.route_resync;
     config.pod_pids_limit = flags.pod_pids_limit;
     config.check()?;
+    skiff_pki::config::private_dir(&config.data_dir)
+        .with_context(|| format!("data dir {}", config.data_dir.display()))?;
     let runc = flags.runc.clone().unwrap_or_else(oci::find_runc);
     let choice = oci::choose_runtime(flags.runtime.as_deref(), || oci::check_host(&runc)).context(
         "the oci runtime cannot work on this host; the agent does not fall back to the \

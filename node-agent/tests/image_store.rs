@@ -145,6 +145,13 @@ fn flip_middle_byte(files: &mut Archive, matches: impl Fn(&str) -> bool) -> Stri
 #[test]
 fn imports_docker_archives_with_plain_and_gzip_layers() {
     let f = Fixture::new();
+    // No other host user may walk into layers holding images' setuid files.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(f.store.root())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     let plain = f.import("plain.tar", &f.docker(false, &[PLAIN]));
     let gzipped = f.import("gzip.tar", &f.docker(true, &[GZIP, "busybox:skiff-test"]));
     assert_eq!(plain.images.len(), 1);

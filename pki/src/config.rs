@@ -211,6 +211,17 @@ fn pick(
     }
 }
 
+/// Makes `dir` (and its missing parents) and leaves it mode 0700, also when it existed: a
+/// daemon's data dir holds its keys, and images' setuid files and device nodes that no
+/// other user of the host may reach (the pattern of Moby's CVE-2021-41091).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Reads a config file; a missing file is an empty config.
 pub fn load(path: &Path) -> Result<SkiffConfig, ConfigError> {
     let failed = |message: String| ConfigError::File {
@@ -322,6 +333,20 @@ mod tests {
             err.contains("tokn") && err.contains(&path.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_private_dir_is_0700_whether_made_or_found_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let made = dir.path().join("a/b");
+        private_dir(&made).unwrap();
+        assert_eq!(mode(&made), 0o700);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
     }
 
     #[test]

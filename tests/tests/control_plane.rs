@@ -433,17 +433,24 @@ async fn api_errors_carry_codes_and_field_paths() {
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("nowhere"));
 
-    // Stale resourceVersion → Aborted, and the stored object is unchanged.
-    let current = get_pod(&endpoint, "warmup").await.unwrap();
-    let mut first = current.clone();
-    first["metadata"]["labels"]["v"] = json!("1");
-    client
-        .update(UpdateRequest {
-            kind: "Pod".into(),
-            object: serde_json::to_vec(&first).unwrap(),
-        })
-        .await
-        .unwrap();
+    // Stale resourceVersion → Aborted, and the stored object is unchanged. The first update
+    // is read again when it races the scheduler's status write (no node fits the pod).
+    let current = loop {
+        let current = get_pod(&endpoint, "warmup").await.unwrap();
+        let mut first = current.clone();
+        first["metadata"]["labels"]["v"] = json!("1");
+        match client
+            .update(UpdateRequest {
+                kind: "Pod".into(),
+                object: serde_json::to_vec(&first).unwrap(),
+            })
+            .await
+        {
+            Ok(_) => break current,
+            Err(status) if status.code() == Code::Aborted => continue,
+            Err(status) => panic!("{status}"),
+        }
+    };
     let mut stale = current.clone();
     stale["metadata"]["labels"]["v"] = json!("2");
     let status = client

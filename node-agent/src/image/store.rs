@@ -234,6 +234,9 @@ impl ImageStore {
             fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;
         }
+        // Layers hold images' setuid files and device nodes: no other host user may walk in.
+        skiff_pki::config::private_dir(&store.root)
+            .map_err(|e| ImageError::io(format!("chmod 0700 {}", store.root.display()), e))?;
         let _lock = store.lock()?;
         store.sweep_tmp()?;
         let index = store.read_index()?;

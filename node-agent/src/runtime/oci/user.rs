@@ -37,7 +37,7 @@ pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), Str
         Some((n, g)) => (n, Some(g)),
         None => (user, None),
     };
-    let passwd = read(rootfs, "etc/passwd");
+    let passwd = read(rootfs, "etc/passwd")?;
     let entry = passwd_entry(&passwd, name);
     let uid = match name.parse::<u32>() {
         Ok(uid) => uid,
@@ -50,7 +50,7 @@ pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), Str
         None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => entries(&read(rootfs, "etc/group"), 3)
+            Err(_) => entries(&read(rootfs, "etc/group")?, 3)
                 .find(|f| f[0] == g)
                 .and_then(|f| f[2].parse().ok())
                 .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?,
@@ -73,10 +73,10 @@ pub fn container_user(
     let asked = run_as_user.map(|uid| uid.to_string());
     let (uid, gid) = resolve_user(asked.as_deref().or(image_user), rootfs)?;
     let gid = run_as_group.unwrap_or(gid);
-    let passwd = read(rootfs, "etc/passwd");
+    let passwd = read(rootfs, "etc/passwd")?;
     let name = passwd_entry(&passwd, &uid.to_string()).map(|f| f[0].to_string());
     let member_of: Vec<u32> = match &name {
-        Some(name) => entries(&read(rootfs, "etc/group"), 4)
+        Some(name) => entries(&read(rootfs, "etc/group")?, 4)
             .filter(|f| f[3].split(',').any(|m| m == name))
             .filter_map(|f| f[2].parse().ok())
             .collect(),
@@ -95,8 +95,55 @@ pub fn container_user(
     })
 }
 
-fn read(rootfs: &Path, file: &str) -> String {
-    std::fs::read_to_string(rootfs.join(file)).unwrap_or_default()
+/// The largest `/etc/passwd` or `/etc/group` read from an image.
+pub const MAX_ACCOUNT_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The image's `file` (`etc/passwd`), resolved as if `rootfs` were `/`: a link, absolute or
+/// not, cannot lead out of the image (a hostile `/etc/passwd -> /host/etc/shadow` reads the
+/// image's own path). Only a regular file of at most [`MAX_ACCOUNT_FILE_BYTES`] is read: a
+/// link to `/dev/zero` or a FIFO would otherwise keep the agent reading (or waiting) for
+/// ever. A missing file reads as empty, as containerd takes it.
+fn read(rootfs: &Path, file: &str) -> Result<String, String> {
+    use std::io::Read;
+
+    use nix::errno::Errno;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    use nix::sys::stat::Mode;
+
+    let shown = format!("the image's /{file}");
+    let root = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{shown}: open the root filesystem: {e}"))?;
+    let how = OpenHow::new()
+        // Non-blocking: opening a FIFO must not wait for a writer.
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&root, file, how) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(String::new()),
+        Err(e) => return Err(format!("{shown}: {e}")),
+    };
+    let opened = std::fs::File::from(fd);
+    let meta = opened.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.len() > MAX_ACCOUNT_FILE_BYTES {
+        return Err(format!(
+            "{shown} is {} bytes, more than the {MAX_ACCOUNT_FILE_BYTES} read",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    // The size was checked, but the file may still grow under a running container.
+    opened
+        .take(MAX_ACCOUNT_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -165,5 +212,52 @@ mod tests {
             [7, 63]
         );
         assert_eq!(user(None, None, None, &[]).additional_gids, [0, 63]);
+    }
+
+    #[test]
+    fn a_passwd_linked_to_dev_zero_is_never_read_from_the_host() {
+        let image = image();
+        let passwd = image.path().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap();
+        // Resolved inside the image, where there is no /dev/zero: no passwd at all.
+        assert_eq!(read(image.path(), "etc/passwd"), Ok(String::new()));
+        assert_eq!(resolve_user(Some("1000"), image.path()), Ok((1000, 0)));
+        let err = resolve_user(Some("web"), image.path()).unwrap_err();
+        assert!(err.contains("not in the image's /etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn an_absolute_link_cannot_read_a_host_file() {
+        let image = image();
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(host.path(), "evil:x:4242:4242::/:/bin/sh\n").unwrap();
+        let passwd = image.path().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink(host.path(), &passwd).unwrap();
+        let err = resolve_user(Some("evil"), image.path()).unwrap_err();
+        assert!(err.contains("not in the image's /etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_a_directory_or_an_oversized_file_is_refused_naming_it() {
+        let image = image();
+        let passwd = image.path().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = container_user(None, Some(1000), None, [], image.path()).unwrap_err();
+        assert_eq!(err, "the image's /etc/passwd is not a regular file");
+
+        let group = image.path().join("etc/group");
+        std::fs::remove_file(&group).unwrap();
+        std::fs::create_dir(&group).unwrap();
+        let err = read(image.path(), "etc/group").unwrap_err();
+        assert_eq!(err, "the image's /etc/group is not a regular file");
+
+        std::fs::remove_file(&passwd).unwrap();
+        let big = std::fs::File::create(&passwd).unwrap();
+        big.set_len(MAX_ACCOUNT_FILE_BYTES + 1).unwrap();
+        let err = read(image.path(), "etc/passwd").unwrap_err();
+        assert!(err.contains("more than the 1048576 read"), "{err}");
     }
 }
