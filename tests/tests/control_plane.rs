@@ -435,7 +435,9 @@ async fn api_errors_carry_codes_and_field_paths() {
 
     // Stale resourceVersion → Aborted, and the stored object is unchanged. The first update
     // is read again when it races the scheduler's status write (no node fits the pod).
+    let mut attempts = 0;
     let current = loop {
+        attempts += 1;
         let current = get_pod(&endpoint, "warmup").await.unwrap();
         let mut first = current.clone();
         first["metadata"]["labels"]["v"] = json!("1");
@@ -447,7 +449,7 @@ async fn api_errors_carry_codes_and_field_paths() {
             .await
         {
             Ok(_) => break current,
-            Err(status) if status.code() == Code::Aborted => continue,
+            Err(status) if status.code() == Code::Aborted && attempts < 10 => continue,
             Err(status) => panic!("{status}"),
         }
     };

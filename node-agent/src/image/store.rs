@@ -225,8 +225,10 @@ impl ImageStore {
     /// (left by a crash between moving content in and writing the index).
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore> {
         let store = ImageStore { root: root.into() };
+        // Layers hold images' setuid files and device nodes: no other host user may walk in.
+        skiff_pki::config::private_dir(&store.root)
+            .map_err(|e| ImageError::io(format!("mkdir 0700 {}", store.root.display()), e))?;
         for dir in [
-            store.root.clone(),
             store.root.join("blobs/sha256"),
             store.root.join("layers"),
             store.root.join(TMP),
@@ -234,9 +236,6 @@ impl ImageStore {
             fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;
         }
-        // Layers hold images' setuid files and device nodes: no other host user may walk in.
-        skiff_pki::config::private_dir(&store.root)
-            .map_err(|e| ImageError::io(format!("chmod 0700 {}", store.root.display()), e))?;
         let _lock = store.lock()?;
         store.sweep_tmp()?;
         let index = store.read_index()?;

@@ -28,8 +28,10 @@ fn passwd_entry<'a>(passwd: &'a str, name: &str) -> Option<Vec<&'a str>> {
     entries(passwd, 4).find(|f| f[0] == name || (numeric && f[2] == name))
 }
 
-/// The uid and gid for `user` in the root filesystem at `rootfs`; root without a user.
-pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), String> {
+/// The uid and gid for `user`, looked up in the image's `passwd` (the text of its
+/// `/etc/passwd`) and, for a named group, its `/etc/group` under `rootfs`; root without a
+/// user.
+pub fn resolve_user(user: Option<&str>, passwd: &str, rootfs: &Path) -> Result<(u32, u32), String> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok((0, 0));
     };
@@ -37,8 +39,7 @@ pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), Str
         Some((n, g)) => (n, Some(g)),
         None => (user, None),
     };
-    let passwd = read(rootfs, "etc/passwd")?;
-    let entry = passwd_entry(&passwd, name);
+    let entry = passwd_entry(passwd, name);
     let uid = match name.parse::<u32>() {
         Ok(uid) => uid,
         Err(_) => entry
@@ -70,10 +71,10 @@ pub fn container_user(
     extra: impl IntoIterator<Item = u32>,
     rootfs: &Path,
 ) -> Result<ProcessUser, String> {
-    let asked = run_as_user.map(|uid| uid.to_string());
-    let (uid, gid) = resolve_user(asked.as_deref().or(image_user), rootfs)?;
-    let gid = run_as_group.unwrap_or(gid);
     let passwd = read(rootfs, "etc/passwd")?;
+    let asked = run_as_user.map(|uid| uid.to_string());
+    let (uid, gid) = resolve_user(asked.as_deref().or(image_user), &passwd, rootfs)?;
+    let gid = run_as_group.unwrap_or(gid);
     let name = passwd_entry(&passwd, &uid.to_string()).map(|f| f[0].to_string());
     let member_of: Vec<u32> = match &name {
         Some(name) => entries(&read(rootfs, "etc/group")?, 4)
@@ -169,7 +170,8 @@ mod tests {
     #[test]
     fn names_and_ids_resolve_against_the_image() {
         let dir = image();
-        let r = |u: Option<&str>| resolve_user(u, dir.path());
+        let passwd = read(dir.path(), "etc/passwd").unwrap();
+        let r = |u: Option<&str>| resolve_user(u, &passwd, dir.path());
         assert_eq!(r(None), Ok((0, 0)));
         assert_eq!(r(Some("web")), Ok((1000, 1001)));
         assert_eq!(r(Some("1000")), Ok((1000, 1001)));
@@ -222,8 +224,12 @@ mod tests {
         std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap();
         // Resolved inside the image, where there is no /dev/zero: no passwd at all.
         assert_eq!(read(image.path(), "etc/passwd"), Ok(String::new()));
-        assert_eq!(resolve_user(Some("1000"), image.path()), Ok((1000, 0)));
-        let err = resolve_user(Some("web"), image.path()).unwrap_err();
+        let passwd = read(image.path(), "etc/passwd").unwrap();
+        assert_eq!(
+            resolve_user(Some("1000"), &passwd, image.path()),
+            Ok((1000, 0))
+        );
+        let err = resolve_user(Some("web"), &passwd, image.path()).unwrap_err();
         assert!(err.contains("not in the image's /etc/passwd"), "{err}");
     }
 
@@ -235,7 +241,8 @@ mod tests {
         let passwd = image.path().join("etc/passwd");
         std::fs::remove_file(&passwd).unwrap();
         std::os::unix::fs::symlink(host.path(), &passwd).unwrap();
-        let err = resolve_user(Some("evil"), image.path()).unwrap_err();
+        let passwd = read(image.path(), "etc/passwd").unwrap();
+        let err = resolve_user(Some("evil"), &passwd, image.path()).unwrap_err();
         assert!(err.contains("not in the image's /etc/passwd"), "{err}");
     }
 
