@@ -8,6 +8,12 @@
 //! [`reconcile`] applies [`plan`] to every deployment in a snapshot and turns it into
 //! writes: new pods (named and admitted here), deletions, status, events; pods whose
 //! deployment is gone are deleted.
+//!
+//! Ownership follows the selector, as a ReplicaSet's does: a pod whose labels stop matching
+//! its deployment's selector is released (its controller reference removed) and replaced,
+//! and an orphan that matches is adopted. What a Kubernetes ReplicaSet selects is the
+//! deployment's selector plus its `pod-template-hash`, so an orphan is adopted only when it
+//! also carries the current template's hash (a bare `app=web` pod is left alone there too).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,14 +22,14 @@ use skiff_api::meta::{OwnerReference, Time};
 use skiff_api::types::{
     Deployment, DeploymentCondition, DeploymentStatus, IntOrString, Pod, PodTemplateSpec,
 };
-use skiff_api::{Kind, Object};
+use skiff_api::{Kind, Object, Selector};
 
-use super::snapshot::{PodFacts, Snapshot};
-use super::writes::{Writes, delete_pod, note, status_update};
+use super::snapshot::{PodFacts, Snapshot, Versioned};
+use super::writes::{Writes, delete_pod, note, status_update, to_json};
 use crate::admission::{Ids, admit};
 use crate::error::ApiError;
 use crate::pod_security::{self, NamespaceLevels};
-use crate::raft_types::Command;
+use crate::raft_types::{Command, UpdatePart};
 
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
@@ -381,17 +387,38 @@ pub fn reconcile(
 ) -> DeploymentPass {
     let mut out = DeploymentPass::default();
     let writes = &mut out.writes;
-    let mut owned: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    let mut owned: HashMap<&str, Vec<&Versioned<PodFacts>>> = HashMap::new();
+    // Active pods no controller owns, by namespace: candidates for adoption.
+    let mut orphans: HashMap<&str, Vec<&Versioned<PodFacts>>> = HashMap::new();
     for entry in snapshot.pods {
-        if let Some(uid) = &entry.object.deployment {
-            owned.entry(uid.as_str()).or_default().push(&entry.object);
+        let facts = &entry.object;
+        if let Some(uid) = &facts.deployment {
+            owned.entry(uid.as_str()).or_default().push(entry);
+        } else if facts.owned.active()
+            && !facts
+                .pod
+                .metadata
+                .owner_references
+                .iter()
+                .any(|o| o.controller == Some(true))
+        {
+            let namespace = facts.pod.metadata.namespace.as_deref().unwrap_or_default();
+            orphans.entry(namespace).or_default().push(entry);
         }
     }
     for entry in snapshot.deployments {
         let d = &*entry.object;
         let uid = d.metadata.uid.clone().unwrap_or_default();
-        let mine = owned.remove(uid.as_str()).unwrap_or_default();
-        let views: Vec<OwnedPod> = mine.iter().map(|f| f.owned.clone()).collect();
+        let mut mine = owned.remove(uid.as_str()).unwrap_or_default();
+        // Validation refuses a selector that does not parse; should one be stored anyway,
+        // ownership stays as it is rather than every pod being released.
+        if let Ok(selector) = Selector::from_label_selector(&d.spec.selector) {
+            let namespace = d.metadata.namespace.as_deref().unwrap_or_default();
+            let candidates = orphans.remove(namespace).unwrap_or_default();
+            let left = claim(d, &uid, &selector, &mut mine, candidates, writes);
+            orphans.insert(namespace, left);
+        }
+        let views: Vec<OwnedPod> = mine.iter().map(|f| f.object.owned.clone()).collect();
         let plan = plan(d, &views, wall);
         if let Some(after) = plan.requeue_after {
             out.requeue_after = Some(out.requeue_after.map_or(after, |r| r.min(after)));
@@ -437,8 +464,10 @@ pub fn reconcile(
         }
         if !plan.delete.is_empty() {
             for name in &plan.delete {
-                if let Some(facts) = mine.iter().find(|f| f.pod.metadata.name == *name) {
-                    writes.commands.push(delete_pod(&facts.pod, false, wall));
+                if let Some(facts) = mine.iter().find(|f| f.object.pod.metadata.name == *name) {
+                    writes
+                        .commands
+                        .push(delete_pod(&facts.object.pod, false, wall));
                 }
             }
             writes.notes.push(note(
@@ -458,12 +487,74 @@ pub fn reconcile(
         }
     }
     // Whatever is left belongs to deployments that no longer exist.
-    for facts in owned.into_values().flatten() {
-        if !facts.owned.terminating {
-            writes.commands.push(delete_pod(&facts.pod, false, wall));
+    for entry in owned.into_values().flatten() {
+        if !entry.object.owned.terminating {
+            writes
+                .commands
+                .push(delete_pod(&entry.object.pod, false, wall));
         }
     }
     out
+}
+
+/// Makes `d`'s pods the ones its selector matches, as a ReplicaSet claims its pods: an
+/// owned pod that no longer matches is released (unless it is on its way out anyway) and
+/// leaves `mine`; an orphan that matches and carries the current template's hash is
+/// adopted and joins `mine`. Each change is conditional on the version the pod was read
+/// at, so a pod changed meanwhile is looked at again next pass. Returns the orphans left.
+fn claim<'a>(
+    d: &Deployment,
+    uid: &str,
+    selector: &Selector,
+    mine: &mut Vec<&'a Versioned<PodFacts>>,
+    orphans: Vec<&'a Versioned<PodFacts>>,
+    writes: &mut Writes,
+) -> Vec<&'a Versioned<PodFacts>> {
+    mine.retain(|entry| {
+        let pod = &entry.object.pod;
+        if entry.object.owned.terminating || selector.matches(&pod.metadata.labels) {
+            return true;
+        }
+        let mut released = pod.clone();
+        released.metadata.owner_references.retain(|o| o.uid != uid);
+        writes.commands.push(owner_update(&released, entry.version));
+        false
+    });
+    let hash = template_hash(&d.spec.template);
+    let (adopted, left): (Vec<_>, Vec<_>) = orphans.into_iter().partition(|entry| {
+        let labels = &entry.object.pod.metadata.labels;
+        selector.matches(labels) && labels.get(TEMPLATE_HASH_LABEL) == Some(&hash)
+    });
+    for entry in adopted {
+        let mut pod = entry.object.pod.clone();
+        pod.metadata.owner_references.push(controller_ref(d, uid));
+        writes.commands.push(owner_update(&pod, entry.version));
+        mine.push(entry);
+    }
+    left
+}
+
+/// Writes a pod's metadata with changed owner references; refused if the pod changed since
+/// `version`.
+fn owner_update(pod: &Pod, version: u64) -> Command {
+    Command::Update {
+        kind: Kind::Pod,
+        object: to_json(pod),
+        part: UpdatePart::Main,
+        expected_version: Some(version),
+    }
+}
+
+/// The reference that makes deployment `d` (uid `uid`) a pod's controller.
+fn controller_ref(d: &Deployment, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// A new pod from the deployment's template, admitted like a client's create (Pod Security
@@ -483,14 +574,7 @@ fn new_pod(
     meta.name = pod_name(&d.metadata.name, hash, &random_suffix(ids.random()));
     meta.generate_name = None;
     meta.namespace = d.metadata.namespace.clone();
-    meta.owner_references = vec![OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: d.metadata.name.clone(),
-        uid: uid.to_string(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }];
+    meta.owner_references = vec![controller_ref(d, uid)];
     let mut object = Object::Pod(Pod {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
@@ -934,6 +1018,108 @@ mod reconcile_tests {
         // Graceful, once: one already on its way out is left to finish.
         assert_eq!(deletes(&writes), [("orphan".to_string(), false)]);
         assert!(writes.notes.is_empty());
+    }
+
+    /// The pod updates written: (name, owner uids, expected version).
+    fn owner_changes(writes: &Writes) -> Vec<(String, Vec<String>, Option<u64>)> {
+        updates(writes, Kind::Pod)
+            .into_iter()
+            .map(|(pod, part, version)| {
+                assert_eq!(part, UpdatePart::Main);
+                let owners = pod["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|o| o["uid"].as_str().unwrap().to_string())
+                    .collect();
+                (
+                    pod["metadata"]["name"].as_str().unwrap().to_string(),
+                    owners,
+                    version,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_relabelled_out_of_the_selector_is_released_and_replaced() {
+        let d = deployment(2, json!({}));
+        let mut relabelled = current_pod("web-b", &d.object);
+        let mut pod = (*relabelled.object).pod.clone();
+        pod.metadata.labels.insert("app".into(), "debug".into());
+        relabelled = Versioned::new(9, PodFacts::new(pod.clone()));
+        // One on its way out is left to finish, owned, whatever its labels.
+        pod.metadata.name = "web-c".into();
+        pod.metadata.deletion_timestamp = Some(wall(-1));
+        let leaving = Versioned::new(10, PodFacts::new(pod));
+        let pods = [current_pod("web-a", &d.object), relabelled, leaving];
+        let writes = run(&[d], &pods);
+        assert_eq!(owner_changes(&writes), [("web-b".into(), vec![], Some(9))]);
+        assert_eq!(creates(&writes).len(), 1, "a replacement");
+        assert!(deletes(&writes).is_empty());
+    }
+
+    #[test]
+    fn an_orphan_of_the_current_template_is_adopted_and_the_surplus_scaled_down() {
+        let d = deployment(1, json!({}));
+        let mut orphan = (*current_pod("web-b", &d.object).object).pod.clone();
+        orphan.metadata.owner_references.clear();
+        let pods = [
+            current_pod("web-a", &d.object),
+            Versioned::new(9, PodFacts::new(orphan)),
+        ];
+        let writes = run(&[d], &pods);
+        assert_eq!(
+            owner_changes(&writes),
+            [("web-b".into(), vec!["d-web".into()], Some(9))]
+        );
+        assert!(creates(&writes).is_empty());
+        assert_eq!(deletes(&writes).len(), 1, "two pods for one replica");
+    }
+
+    #[test]
+    fn orphans_without_the_template_hash_or_elsewhere_or_controlled_are_left_alone() {
+        let d = deployment(1, json!({}));
+        let hash = template_hash(&d.object.spec.template);
+        let bare = pod("bare", 8, json!({"metadata": {"labels": {"app": "web"}}}));
+        let elsewhere = pod(
+            "elsewhere",
+            9,
+            json!({"metadata": {"namespace": "other", "labels": {"app": "web", TEMPLATE_HASH_LABEL: hash}}}),
+        );
+        let mut controlled = owned_by("d-other");
+        merge(
+            &mut controlled,
+            json!({"metadata": {"labels": {"app": "web", TEMPLATE_HASH_LABEL: hash}}}),
+        );
+        let controlled = pod("controlled", 10, controlled);
+        let mut finished = (*current_pod("finished", &d.object).object).pod.clone();
+        finished.metadata.owner_references.clear();
+        finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        let finished = Versioned::new(11, PodFacts::new(finished));
+        let writes = run(&[d], &[bare, elsewhere, controlled, finished]);
+        assert!(owner_changes(&writes).is_empty());
+        assert_eq!(creates(&writes).len(), 1);
+    }
+
+    #[test]
+    fn an_orphan_two_deployments_select_is_adopted_by_one() {
+        let first = deployment(1, json!({}));
+        let mut second = (*first.object).clone();
+        second.metadata.name = "web2".into();
+        second.metadata.uid = Some("d-web2".into());
+        let second = Versioned::new(4, second);
+        let mut orphan = (*current_pod("web-x", &first.object).object).pod.clone();
+        orphan.metadata.owner_references.clear();
+        let writes = run(
+            &[first, second],
+            &[Versioned::new(9, PodFacts::new(orphan))],
+        );
+        assert_eq!(
+            owner_changes(&writes),
+            [("web-x".into(), vec!["d-web".into()], Some(9))]
+        );
+        assert_eq!(creates(&writes).len(), 1, "the second makes its own");
     }
 
     #[test]
