@@ -45,6 +45,41 @@ pub fn schema(kind: Kind) -> Schema {
 /// the fields are spelled as in YAML. Arrays are looked through, so `spec.containers.name` is
 /// the name of each container.
 pub fn explain(path: &str) -> Result<String, ExplainError> {
+    explain_with(path, false)
+}
+
+/// `explain --recursive`: [`explain`]'s heading and description, then every field below as
+/// a tree (names and types, two spaces deeper per level, no descriptions), as kubectl prints
+/// it.
+pub fn explain_recursive(path: &str) -> Result<String, ExplainError> {
+    explain_with(path, true)
+}
+
+/// How deep `--recursive` goes: a type that contains itself would never end.
+const MAX_DEPTH: usize = 16;
+
+/// Appends the fields of `schema` at `indent`, and theirs below each, for `--recursive`.
+fn field_tree(out: &mut String, schemas: &Schemas, schema: &Value, indent: usize) {
+    let Some((properties, required)) = schemas.fields(schema) else {
+        return;
+    };
+    let mut names: Vec<&String> = properties.keys().collect();
+    names.sort();
+    for name in names {
+        let field = &properties[name];
+        let pad = " ".repeat(indent);
+        out.push_str(&format!("{pad}{name}\t<{}>", schemas.type_name(field)));
+        if required.contains(&name.as_str()) {
+            out.push_str(" -required-");
+        }
+        out.push('\n');
+        if indent / 2 < MAX_DEPTH {
+            field_tree(out, schemas, field, indent + 2);
+        }
+    }
+}
+
+fn explain_with(path: &str, recursive: bool) -> Result<String, ExplainError> {
     let mut segments = path.trim().split('.');
     let resource = segments.next().unwrap_or_default();
     let kind =
@@ -101,6 +136,13 @@ pub fn explain(path: &str) -> Result<String, ExplainError> {
         wrap_into(&mut out, &description, 4);
     }
 
+    if recursive {
+        if schemas.fields(current).is_some() {
+            out.push_str("\nFIELDS:\n");
+            field_tree(&mut out, &schemas, current, 2);
+        }
+        return Ok(out);
+    }
     if let Some((properties, required)) = schemas.fields(current) {
         out.push_str("\nFIELDS:\n");
         let mut names: Vec<&String> = properties.keys().collect();
@@ -309,6 +351,22 @@ mod tests {
 
     use super::*;
     use crate::object::Object;
+
+    #[test]
+    fn recursive_lists_every_field_below_as_a_tree() {
+        let out = explain_recursive("deploy.spec.template").unwrap();
+        assert!(out.contains("FIELD: template <PodTemplateSpec>\n"), "{out}");
+        for line in [
+            "\nFIELDS:\n  metadata\t<ObjectMeta>\n    annotations\t<map[string]string>\n",
+            "  spec\t<PodSpec>\n    containers\t<[]Container>",
+            "      env\t<[]EnvVar>\n        name\t<string> -required-\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in\n{out}");
+        }
+        // Only names and types below FIELDS.
+        let fields = &out[out.find("FIELDS:").unwrap()..];
+        assert!(fields.lines().skip(1).all(|l| l.contains("\t<")), "{fields}");
+    }
 
     #[test]
     fn kind_lists_its_top_level_fields() {

@@ -22,9 +22,10 @@ use skiff_api::kind::Kind;
 use skiff_api::manifest::{ManifestError, parse_entries};
 use skiff_api::object::Object;
 use skiff_api::validate::{self, ValidationError};
-use skiff_client::{Client, DeleteParams};
+use skiff_client::Client;
 
 use crate::error::{refusal, stderr_line};
+use crate::verbs::{DeleteOptions, wait_all_gone};
 
 /// Where `apply` keeps the manifest it applied last, as kubectl does.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -70,6 +71,13 @@ pub enum ApplyError {
     Unsupported { file: String, message: String },
     #[error("no objects passed to {0}")]
     NoObjects(&'static str),
+    /// A manifest names another namespace than the one `-n` gave, as kubectl refuses it.
+    #[error(
+        "the namespace from the provided object \"{object}\" does not match the namespace \"{given}\". You must pass '--namespace={object}' to perform this operation."
+    )]
+    NamespaceMismatch { object: String, given: String },
+    #[error("{0}")]
+    Wait(String),
     /// Some objects failed. `done` holds the lines of those that worked (print them to
     /// stdout first); `errors` one line per failure, already prefixed as kubectl prints it
     /// (`Error from server (NotFound): ...`, `The Pod "web" is invalid: ...` or
@@ -370,22 +378,78 @@ pub async fn create(
 /// `skiff delete -f`: deletes every object, namespaces last. Returns `pod "web" deleted`
 /// per object; a missing one is reported as `Error from server (NotFound): pods "web" not
 /// found` after the others were deleted.
+/// With `-n` given, every namespaced object of the manifests must be in that namespace (or
+/// name none): kubectl's check before it sends anything.
+pub fn check_namespaces(sources: &[Source], given: &str) -> Result<(), ApplyError> {
+    for object in sources.iter().flat_map(|s| &s.objects) {
+        let named = object.metadata().namespace.as_deref().unwrap_or_default();
+        if object.kind().is_namespaced() && !named.is_empty() && named != given {
+            return Err(ApplyError::NamespaceMismatch {
+                object: named.to_string(),
+                given: given.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `skiff delete -f`: `pod "web" deleted` per object; with `options.wait`, returns once every
+/// object is gone (a namespace's pods too), as `delete TYPE NAME` does.
 pub async fn delete_sources(
     client: &Client,
     sources: &[Source],
     default_namespace: &str,
-    params: &DeleteParams,
+    options: &DeleteOptions,
 ) -> Result<Vec<String>, ApplyError> {
     let items = items(sources, default_namespace, "delete")?;
-    each(&items, |item| async move {
+    let result = each(&items, |item| async move {
         let object = &item.object;
         let (kind, name) = (object.kind(), &object.metadata().name);
-        client
-            .delete_object(kind, namespace_of(object), name, params)
-            .await?;
-        Ok(format!("{} {name:?} deleted", kind.resource()))
+        let deleted = client
+            .delete_object(kind, namespace_of(object), name, &options.params)
+            .await;
+        match deleted {
+            Ok(_) => Ok(format!("{} {name:?} deleted", kind.resource())),
+            // Nothing to print for what was already gone.
+            Err(e) if e.is_not_found() && options.ignore_not_found => Ok(String::new()),
+            Err(e) => Err(e),
+        }
     })
-    .await
+    .await;
+    let result: Result<Vec<String>, ApplyError> = match result {
+        Ok(done) => Ok(done.into_iter().filter(|l| !l.is_empty()).collect()),
+        Err(ApplyError::Failed { done, errors }) => Err(ApplyError::Failed {
+            done: done.into_iter().filter(|l| !l.is_empty()).collect(),
+            errors,
+        }),
+        Err(e) => Err(e),
+    };
+    if let Some(timeout) = options.wait {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let objects: Vec<(Kind, String, String)> = items
+            .iter()
+            .map(|i| {
+                let meta = i.object.metadata();
+                let ns = namespace_of(&i.object).to_string();
+                (i.object.kind(), ns, meta.name.clone())
+            })
+            .collect();
+        let gone = wait_all_gone(client, &objects, deadline).await;
+        match gone {
+            Ok(true) => {}
+            Ok(false) => {
+                let done = result.as_ref().map_or_else(|e| e.done(), Vec::as_slice);
+                for line in done {
+                    println!("{line}");
+                }
+                return Err(ApplyError::Wait(
+                    "timed out waiting for the objects to be deleted".into(),
+                ));
+            }
+            Err(e) => return Err(ApplyError::Wait(e.to_string())),
+        }
+    }
+    result
 }
 
 // ------------------------------------------------------------------------- merging

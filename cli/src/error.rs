@@ -16,11 +16,31 @@ pub fn refusal(error: &Error) -> Option<String> {
     }
 }
 
-/// An SDK error as the verbs' errors show it: a missing object and a [`refusal`] in
-/// kubectl's words, anything else as the SDK says it (`unavailable: …`).
+/// The reason kubectl shows for a server's answer that has no kind of its own in the SDK
+/// (the HTTP status Kubernetes would have sent): never the gRPC code's name.
+fn reason(code: &str) -> &'static str {
+    match code {
+        "FailedPrecondition" | "OutOfRange" => "BadRequest",
+        "ResourceExhausted" => "TooManyRequests",
+        "Unimplemented" => "MethodNotAllowed",
+        "Cancelled" => "Timeout",
+        _ => "InternalError",
+    }
+}
+
+/// An SDK error as the verbs' errors show it: the server's answers in kubectl's `Error from
+/// server (Reason): …` form (its [`refusal`]s in their own words); what never reached a
+/// server (or left its answer unknown) as the SDK says it (`unavailable: …`).
 pub fn api_message(error: &Error) -> String {
     match error {
         Error::NotFound(m) => format!("Error from server (NotFound): {m}"),
+        Error::AlreadyExists(m) => format!("Error from server (AlreadyExists): {m}"),
+        Error::Conflict(m) => format!("Error from server (Conflict): {m}"),
+        Error::Invalid(m) => format!("Error from server (Invalid): {m}"),
+        Error::TooOld(m) => format!("Error from server (Expired): {m}"),
+        Error::Other { code, message } => {
+            format!("Error from server ({}): {message}", reason(code))
+        }
         other => refusal(other).unwrap_or_else(|| other.to_string()),
     }
 }
@@ -57,6 +77,20 @@ mod tests {
             (
                 Error::Unavailable("no quorum".into()),
                 "error: unavailable: no quorum",
+            ),
+            (
+                Error::Other {
+                    code: "FailedPrecondition".into(),
+                    message: "pod web is not scheduled to a node yet".into(),
+                },
+                "Error from server (BadRequest): pod web is not scheduled to a node yet",
+            ),
+            (
+                Error::Other {
+                    code: "Internal".into(),
+                    message: "boom".into(),
+                },
+                "Error from server (InternalError): boom",
             ),
         ];
         for (error, line) in cases {

@@ -97,10 +97,9 @@ pub enum Verb {
     /// Examples: skiff get pods -o wide; skiff get po -A -l app=web; skiff get nodes;
     /// skiff get deploy web -o yaml
     Get {
-        /// pods (po), nodes (no), deployments (deploy), namespaces (ns).
-        kind: String,
-        /// Only these objects.
-        names: Vec<String>,
+        /// TYPE[,TYPE…] [NAME…] or TYPE/NAME…: pods (po), nodes (no), deployments (deploy),
+        /// namespaces (ns), events (ev), or all (pods and deployments).
+        targets: Vec<String>,
         /// wide, json, yaml or name.
         #[arg(short = 'o', long)]
         output: Option<String>,
@@ -131,14 +130,17 @@ pub enum Verb {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
     },
-    /// Create objects from manifests (an existing one is an error), or a namespace.
+    /// Create objects from manifests (an existing one is an error), a namespace or a
+    /// deployment.
     ///
-    /// Examples: skiff create -f pod.yaml; skiff create namespace team-a
+    /// Examples: skiff create -f pod.yaml; skiff create namespace team-a;
+    /// skiff create deployment web --image=busybox --replicas=3 -- httpd -f -p 8080
+    #[command(args_conflicts_with_subcommands = true)]
     Create {
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
-        /// `namespace NAME`
-        what: Vec<String>,
+        #[command(subcommand)]
+        what: Option<CreateVerb>,
     },
     /// Start a pod running one container.
     ///
@@ -158,12 +160,22 @@ pub enum Verb {
     /// Show an object in detail, with its events at the end.
     ///
     /// Examples: skiff describe pod web-1; skiff describe deploy web; skiff describe node host-1
-    Describe { kind: String, name: String },
+    Describe {
+        /// TYPE [NAME…] or TYPE/NAME…
+        targets: Vec<String>,
+        /// Label selector (with TYPE alone).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+    },
     /// Print a container's log.
     ///
     /// Examples: skiff logs web-1; skiff logs web-1 -c sidecar -f --tail 20; skiff logs web-1 --previous
     Logs {
+        /// POD or pod/POD.
         pod: String,
+        /// The container (as -c names it).
+        #[arg(value_name = "CONTAINER")]
+        container_arg: Option<String>,
         #[arg(short = 'c', long)]
         container: Option<String>,
         /// Keep streaming new output.
@@ -175,13 +187,21 @@ pub enum Verb {
         /// The previous (crashed) instance of the container.
         #[arg(short = 'p', long)]
         previous: bool,
+        /// Prefix each line with its RFC3339 timestamp.
         #[arg(long)]
         timestamps: bool,
+        /// Only lines newer than this (5s, 2m, 3h).
+        #[arg(long, value_parser = parse_duration, conflicts_with = "since_time")]
+        since: Option<Duration>,
+        /// Only lines after this RFC3339 time.
+        #[arg(long)]
+        since_time: Option<String>,
     },
     /// Run a command in a container; its exit code becomes skiff's.
     ///
     /// Examples: skiff exec web-1 -- ls /; skiff exec -i web-1 -c main -- sh
     Exec {
+        /// POD or pod/POD.
         pod: String,
         #[arg(short = 'c', long)]
         container: Option<String>,
@@ -199,9 +219,8 @@ pub enum Verb {
     /// Examples: skiff delete pod web-1; skiff delete pods -l app=web; skiff delete deploy --all;
     /// skiff delete pod web-1 --grace-period=0 --force
     Delete {
-        /// The type (pods, deployments, namespaces, nodes); not with -f.
-        kind: Option<String>,
-        names: Vec<String>,
+        /// TYPE [NAME…] or TYPE/NAME… (pods, deployments, namespaces, nodes); not with -f.
+        targets: Vec<String>,
         #[arg(short = 'l', long)]
         selector: Option<String>,
         #[arg(long)]
@@ -221,12 +240,16 @@ pub enum Verb {
         /// How long --wait waits.
         #[arg(long, default_value = "2m", value_parser = parse_duration)]
         timeout: Duration,
+        /// A name that does not exist is not an error.
+        #[arg(long)]
+        ignore_not_found: bool,
     },
     /// Set a deployment's replica count.
     ///
-    /// Example: skiff scale deploy/web --replicas=5
+    /// Example: skiff scale deploy/web --replicas=5; skiff scale deployment web --replicas=0
     Scale {
-        target: String,
+        /// deploy/NAME or deploy NAME.
+        targets: Vec<String>,
         #[arg(long)]
         replicas: i32,
     },
@@ -247,16 +270,28 @@ pub enum Verb {
     /// Example: skiff uncordon host-2
     Uncordon { node: String },
     /// Cordon a node and evict its pods (their deployments bring them back elsewhere).
+    /// Pods no controller owns are refused unless --force.
     ///
     /// Example: skiff drain host-2
-    Drain { node: String },
-    /// Wait until a pod has a condition, or is gone.
+    Drain {
+        node: String,
+        /// Also delete pods that no controller owns (they do not come back).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Wait until objects have a condition, or are gone.
     ///
     /// Examples: skiff wait --for=condition=Ready pod/web-1 --timeout=60s;
-    /// skiff wait --for=delete pod/web-1
+    /// skiff wait --for=condition=Available deploy/web; skiff wait --for=delete pod -l app=web
     Wait {
-        /// pod/NAME
-        target: String,
+        /// TYPE/NAME…, TYPE NAME…, or TYPE with -l or --all.
+        targets: Vec<String>,
+        /// Label selector.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Every object of the type.
+        #[arg(long)]
+        all: bool,
         /// condition=NAME[=STATUS] or delete.
         #[arg(long = "for")]
         until: String,
@@ -273,11 +308,36 @@ pub enum Verb {
     /// schema of the types the API decodes objects into.
     ///
     /// Examples: skiff explain pod; skiff explain pod.spec.containers; skiff explain deploy.spec.strategy
-    Explain { path: String },
-    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Explain {
+        path: String,
+        /// Every field below, as a tree of names and types.
+        #[arg(long)]
+        recursive: bool,
+    },
+    /// The kinds of object the cluster serves: NAME SHORTNAMES APIVERSION NAMESPACED KIND.
+    ///
+    /// Example: skiff api-resources
+    ApiResources {
+        /// Only the names, as `-o name` prints them.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// The client's version and the cluster's.
+    ///
+    /// Example: skiff version; skiff version --client
+    Version {
+        /// Only the client's version (no cluster needed).
+        #[arg(long)]
+        client: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell). Bash's also
+    /// completes resource types and the names of objects in the cluster.
     ///
     /// Example: source <(skiff completion bash)
     Completion { shell: clap_complete::Shell },
+    /// For completion scripts: the resource types, or the names of the objects of one.
+    #[command(name = "__complete", hide = true)]
+    Complete { kind: Option<String> },
     /// The control plane itself.
     Cluster {
         #[command(subcommand)]
@@ -311,14 +371,49 @@ pub struct LocalCluster {
     pub dir: PathBuf,
 }
 
-// `label` and `annotate`: TYPE NAME k=v|k- … [--overwrite].
+// `label` and `annotate`: TYPE NAME… | TYPE/NAME… | TYPE -l SEL | TYPE --all, then
+// k=v|k- … [--overwrite].
 #[derive(clap::Args)]
 pub struct MetadataFlags {
-    pub kind: String,
-    pub name: String,
-    pub pairs: Vec<String>,
+    /// The objects (TYPE NAME…, TYPE/NAME…) and the changes (KEY=VALUE, KEY-), in any order.
+    #[arg(required = true)]
+    pub args: Vec<String>,
     #[arg(long)]
     pub overwrite: bool,
+    /// Label selector (with TYPE alone).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Every object of the type.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CreateVerb {
+    /// Create a namespace.
+    ///
+    /// Example: skiff create namespace team-a
+    #[command(alias = "ns")]
+    Namespace { name: String },
+    /// Create a deployment of the given images (one container each, named after its image),
+    /// labelled and selected by app=NAME.
+    ///
+    /// Example: skiff create deployment web --image=busybox --replicas=2 -- httpd -f -p 8080
+    #[command(alias = "deploy")]
+    Deployment {
+        name: String,
+        /// Image to run (repeat for several containers).
+        #[arg(long, required = true)]
+        image: Vec<String>,
+        #[arg(short = 'r', long, default_value_t = 1)]
+        replicas: i32,
+        /// The containerPort the deployment exposes.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The command and its arguments (one image only).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -409,6 +504,45 @@ pub enum RolloutVerb {
     },
 }
 
+/// What `skiff TYPO` prints, as kubectl (cobra) words it: `Error: unknown command "gett"
+/// for "skiff"`, then `Did you mean this?` and each verb within two edits of it (or that it
+/// starts), tab-indented.
+pub fn unknown_verb_text(typed: &str) -> String {
+    use clap::CommandFactory;
+    let command = Flags::command();
+    let lower = typed.to_lowercase();
+    let suggestions: Vec<String> = command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .filter(|name| edit_distance(&lower, name) <= 2 || name.starts_with(&lower))
+        .collect();
+    let mut text = format!("Error: unknown command \"{typed}\" for \"skiff\"\n");
+    if !suggestions.is_empty() {
+        text.push_str("\nDid you mean this?\n");
+        for name in suggestions {
+            text.push_str(&format!("\t{name}\n"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     skiff_api::duration::parse(text).map_err(|e| e.to_string())
 }
@@ -451,6 +585,24 @@ mod tests {
     }
 
     #[test]
+    fn a_typoed_verb_gets_kubectls_suggestions() {
+        // Verbs in the order they are listed, as cobra lists them.
+        assert_eq!(
+            unknown_verb_text("gett"),
+            "Error: unknown command \"gett\" for \"skiff\"\n\nDid you mean this?\n\tget\n\tnet\n\n"
+        );
+        assert_eq!(
+            unknown_verb_text("dscribe"),
+            "Error: unknown command \"dscribe\" for \"skiff\"\n\nDid you mean this?\n\tdescribe\n\n"
+        );
+        assert_eq!(
+            unknown_verb_text("zzzz"),
+            "Error: unknown command \"zzzz\" for \"skiff\"\n"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
     fn label_and_annotate_take_the_same_arguments() {
         for verb in ["label", "annotate"] {
             let flags =
@@ -459,8 +611,7 @@ mod tests {
             let (Verb::Label(what) | Verb::Annotate(what)) = flags.verb else {
                 panic!("{verb}");
             };
-            assert_eq!((what.kind.as_str(), what.name.as_str()), ("pod", "web"));
-            assert_eq!(what.pairs, ["a=1", "b-"]);
+            assert_eq!(what.args, ["pod", "web", "a=1", "b-"]);
             assert!(what.overwrite);
         }
     }

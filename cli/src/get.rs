@@ -1,16 +1,20 @@
-//! `skiff get TYPE [NAME…]`: tables like kubectl's, or the objects as JSON / YAML / names.
+//! `skiff get TYPE[,TYPE…] [NAME…]`, `TYPE/NAME…`, `all`: tables like kubectl's, or the
+//! objects as JSON / YAML / names.
 
+use serde_json::Value;
+use skiff_api::Kind;
 use skiff_api::meta::Time;
 use skiff_api::types::{Deployment, Event, Namespace, Node, Pod};
 use skiff_client::{Client, ListParams, Resource};
 
 use crate::error::api_message;
 use crate::table;
+use crate::target::{Request, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GetError {
-    #[error("the server doesn't have a resource type \"{0}\"")]
-    UnknownType(String),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(
         "unable to match a printer suitable for the output format \"{0}\", allowed formats are: json,name,wide,yaml"
     )]
@@ -25,11 +29,6 @@ impl From<skiff_client::Error> for GetError {
     fn from(e: skiff_client::Error) -> GetError {
         GetError::Api(e)
     }
-}
-
-/// kubectl's TYPE argument: a kind's name, plural or short name, in any case.
-pub fn parse_kind(text: &str) -> Result<skiff_api::Kind, GetError> {
-    skiff_api::Kind::parse(text).ok_or_else(|| GetError::UnknownType(text.to_string()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,16 +76,23 @@ pub struct GetArgs {
     pub output: Output,
 }
 
+/// The objects `args` name (a missing one adds kubectl's NotFound line to `missing`), or
+/// those its selectors pick.
 async fn fetch<T: Resource>(
     client: &Client,
     args: &GetArgs,
     scoped: bool,
+    missing: &mut Vec<String>,
 ) -> Result<Vec<T>, GetError> {
     let namespace = if scoped { args.namespace.as_str() } else { "" };
     if !args.names.is_empty() {
         let mut objects = Vec::new();
         for name in &args.names {
-            objects.push(client.get::<T>(namespace, name).await?);
+            match client.get::<T>(namespace, name).await {
+                Ok(object) => objects.push(object),
+                Err(e) if e.is_not_found() => missing.push(api_message(&e)),
+                Err(e) => return Err(e.into()),
+            }
         }
         return Ok(objects);
     }
@@ -104,40 +110,30 @@ async fn fetch<T: Resource>(
     Ok(client.list::<T>(&params).await?.items)
 }
 
-fn print<T: Resource>(objects: &[T], args: &GetArgs) -> Result<String, GetError> {
-    let single = args.names.len() == 1;
-    let value = |objects: &[T]| -> Result<serde_json::Value, GetError> {
-        let items = objects
-            .iter()
-            .map(|o| serde_json::to_value(o).map_err(|e| GetError::Print(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(if single {
-            items.into_iter().next().unwrap_or_default()
-        } else {
-            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
-        })
+/// The objects (each with its kind) in a format other than a table; `single`: one object
+/// was asked for by name, and prints as itself rather than in a List.
+fn print(objects: &[(Kind, Value)], single: bool, output: &Output) -> Result<String, GetError> {
+    let items = || objects.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let value = || match objects {
+        [(_, object)] if single => object.clone(),
+        _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items()}),
     };
-    match &args.output {
-        Output::Json => serde_json::to_string_pretty(&value(objects)?)
+    match output {
+        Output::Json => serde_json::to_string_pretty(&value())
             .map(|s| s + "\n")
             .map_err(|e| GetError::Print(e.to_string())),
-        Output::Yaml => {
-            serde_yaml_ng::to_string(&value(objects)?).map_err(|e| GetError::Print(e.to_string()))
-        }
+        Output::Yaml => Ok(crate::yaml::to_string(&value())),
         Output::Name => Ok(objects
             .iter()
-            .map(|o| format!("{}/{}\n", args.kind.resource(), o.metadata().name))
+            .map(|(kind, o)| {
+                let name = o["metadata"]["name"].as_str().unwrap_or_default();
+                format!("{}/{name}\n", kind.resource())
+            })
             .collect()),
-        Output::JsonPath(template) => crate::jsonpath::jsonpath(template, &value(objects)?)
+        Output::JsonPath(template) => crate::jsonpath::jsonpath(template, &value())
             .map_err(|e| GetError::Print(e.to_string())),
-        Output::CustomColumns(spec) => {
-            let items = objects
-                .iter()
-                .map(|o| serde_json::to_value(o).map_err(|e| GetError::Print(e.to_string())))
-                .collect::<Result<Vec<_>, _>>()?;
-            crate::jsonpath::custom_columns(spec, &items)
-                .map_err(|e| GetError::Print(e.to_string()))
-        }
+        Output::CustomColumns(spec) => crate::jsonpath::custom_columns(spec, &items())
+            .map_err(|e| GetError::Print(e.to_string())),
         Output::Table | Output::Wide => unreachable!("tables are printed by the caller"),
     }
 }
@@ -183,35 +179,109 @@ impl Tabular for Event {
     }
 }
 
-/// One kind's objects as `args` asks (kubectl's "No resources found" included).
-async fn show<T: Tabular>(client: &Client, args: &GetArgs) -> Result<String, GetError> {
-    let mut objects: Vec<T> = fetch(client, args, args.kind.is_namespaced()).await?;
+/// One kind's objects as `args` asks: a table (None when there are none) for table
+/// outputs, else the objects as JSON values.
+async fn show<T: Tabular>(
+    client: &Client,
+    args: &GetArgs,
+    missing: &mut Vec<String>,
+) -> Result<(Option<table::Table>, Vec<Value>), GetError> {
+    let mut objects: Vec<T> = fetch(client, args, args.kind.is_namespaced(), missing).await?;
     if !matches!(args.output, Output::Table | Output::Wide) {
-        return print(&objects, args);
+        let values = objects
+            .iter()
+            .map(|o| serde_json::to_value(o).map_err(|e| GetError::Print(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        return Ok((None, values));
     }
     if objects.is_empty() {
-        let scope = if args.kind.is_namespaced() && !args.all_namespaces {
-            format!(" in {} namespace", args.namespace)
-        } else {
-            String::new()
-        };
-        return Ok(format!("No resources found{scope}.\n"));
+        return Ok((None, Vec::new()));
     }
     let mut table = T::table(&mut objects, args, chrono::Utc::now());
     let labels: Vec<_> = objects.iter().map(|o| &o.metadata().labels).collect();
     table.add_label_columns(&labels, &args.label_columns, args.show_labels);
-    Ok(table.render())
+    Ok((Some(table), Vec::new()))
 }
 
-/// The text `skiff get` prints.
+/// What `skiff get` prints: `out` on standard output, then each of `missing` (kubectl's
+/// NotFound lines) on standard error, which makes the exit code 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Got {
+    pub out: String,
+    pub missing: Vec<String>,
+}
+
+/// The text `skiff get` prints for `args`' one kind (a missing name is an error).
 pub async fn get(client: &Client, args: &GetArgs) -> Result<String, GetError> {
-    match args.kind {
-        skiff_api::Kind::Pod => show::<Pod>(client, args).await,
-        skiff_api::Kind::Node => show::<Node>(client, args).await,
-        skiff_api::Kind::Deployment => show::<Deployment>(client, args).await,
-        skiff_api::Kind::Namespace => show::<Namespace>(client, args).await,
-        skiff_api::Kind::Event => show::<Event>(client, args).await,
+    let request = Request {
+        kind: args.kind,
+        names: args.names.clone(),
+    };
+    let got = get_requests(client, &[request], args).await?;
+    if got.missing.is_empty() {
+        Ok(got.out)
+    } else {
+        Err(GetError::Print(got.missing.join("\n")))
     }
+}
+
+/// `skiff get` of every request in turn, with `args`' namespace, selectors and output
+/// (its `kind` and `names` are the requests'). Tables of several kinds name each object
+/// `kind/name` and are a blank line apart, as kubectl prints them.
+pub async fn get_requests(
+    client: &Client,
+    requests: &[Request],
+    args: &GetArgs,
+) -> Result<Got, GetError> {
+    let mut missing = Vec::new();
+    let mut tables = Vec::new();
+    let mut values = Vec::new();
+    for request in requests {
+        let args = GetArgs {
+            kind: request.kind,
+            names: request.names.clone(),
+            ..args.clone()
+        };
+        let (table, objects) = match request.kind {
+            Kind::Pod => show::<Pod>(client, &args, &mut missing).await?,
+            Kind::Node => show::<Node>(client, &args, &mut missing).await?,
+            Kind::Deployment => show::<Deployment>(client, &args, &mut missing).await?,
+            Kind::Namespace => show::<Namespace>(client, &args, &mut missing).await?,
+            Kind::Event => show::<Event>(client, &args, &mut missing).await?,
+        };
+        tables.extend(table.map(|t| (request.kind, t)));
+        values.extend(objects.into_iter().map(|o| (request.kind, o)));
+    }
+    if !matches!(args.output, Output::Table | Output::Wide) {
+        let single = matches!(requests, [r] if r.names.len() == 1);
+        let out = if values.is_empty() && !missing.is_empty() {
+            String::new()
+        } else {
+            print(&values, single, &args.output)?
+        };
+        return Ok(Got { out, missing });
+    }
+    let with_kind = requests.len() > 1;
+    let mut out = String::new();
+    for (i, (kind, mut table)) in tables.into_iter().enumerate() {
+        if with_kind {
+            table.prefix_names(&format!("{}/", kind.resource()));
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&table.render());
+    }
+    if out.is_empty() && missing.is_empty() {
+        let namespaced = requests.iter().any(|r| r.kind.is_namespaced());
+        let scope = if namespaced && !args.all_namespaces {
+            format!(" in {} namespace", args.namespace)
+        } else {
+            String::new()
+        };
+        out = format!("No resources found{scope}.\n");
+    }
+    Ok(Got { out, missing })
 }
 
 /// `skiff get … -w`: after the listing, one table row per change, until the stream ends.
@@ -262,7 +332,9 @@ async fn follow<T: Tabular>(
             continue;
         }
         // Each row is laid out on its own; the header, as laid out with the first one.
-        let table = T::table(std::slice::from_mut(&mut object), args, chrono::Utc::now());
+        let mut table = T::table(std::slice::from_mut(&mut object), args, chrono::Utc::now());
+        let labels = [&object.metadata().labels];
+        table.add_label_columns(&labels, &args.label_columns, args.show_labels);
         let lines = table.lines();
         let skip = if header_printed { 1 } else { 0 };
         header_printed = true;
@@ -277,20 +349,6 @@ async fn follow<T: Tabular>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(output: Output, names: &[&str]) -> GetArgs {
-        GetArgs {
-            kind: skiff_api::Kind::Pod,
-            names: names.iter().map(|s| s.to_string()).collect(),
-            namespace: "default".into(),
-            all_namespaces: false,
-            selector: None,
-            field_selector: None,
-            show_labels: false,
-            label_columns: vec![],
-            output,
-        }
-    }
 
     fn pods() -> Vec<Pod> {
         ["a", "b"]
@@ -308,19 +366,22 @@ mod tests {
 
     #[test]
     fn name_json_yaml_golden() {
-        let pods = pods();
+        let pods: Vec<(Kind, Value)> = pods()
+            .iter()
+            .map(|p| (Kind::Pod, serde_json::to_value(p).unwrap()))
+            .collect();
         assert_eq!(
-            print(&pods, &args(Output::Name, &[])).unwrap(),
+            print(&pods, false, &Output::Name).unwrap(),
             "pod/a\npod/b\n"
         );
         // One named object prints the object itself.
         assert_eq!(
-            print(&pods[..1], &args(Output::Json, &["a"])).unwrap(),
+            print(&pods[..1], true, &Output::Json).unwrap(),
             "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"metadata\": {\n    \"name\": \"a\",\n    \"namespace\": \"default\"\n  },\n  \"spec\": {\n    \"containers\": [\n      {\n        \"image\": \"busybox\",\n        \"name\": \"c\"\n      }\n    ]\n  }\n}\n"
         );
         // Several print as a List.
         assert_eq!(
-            print(&pods, &args(Output::Yaml, &[])).unwrap(),
+            print(&pods, false, &Output::Yaml).unwrap(),
             "\
 apiVersion: v1
 items:
@@ -348,17 +409,7 @@ kind: List
     }
 
     #[test]
-    fn types_and_outputs() {
-        assert_eq!(parse_kind("po").unwrap(), skiff_api::Kind::Pod);
-        assert_eq!(parse_kind("Deploy").unwrap(), skiff_api::Kind::Deployment);
-        assert_eq!(
-            parse_kind("deployments").unwrap(),
-            skiff_api::Kind::Deployment
-        );
-        assert_eq!(
-            parse_kind("pdos").unwrap_err().to_string(),
-            "the server doesn't have a resource type \"pdos\""
-        );
+    fn outputs() {
         assert_eq!(Output::parse(Some("wide")).unwrap(), Output::Wide);
         assert!(
             Output::parse(Some("xml"))

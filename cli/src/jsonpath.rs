@@ -69,7 +69,7 @@ pub fn custom_columns(spec: &str, objects: &[Value]) -> Result<String, JsonPathE
             let cells: Vec<String> = values
                 .into_iter()
                 .filter(|v| !v.is_null())
-                .map(|v| escape_cell(&render_value(v)))
+                .map(|v| escape_cell(&go_value(v)))
                 .collect();
             row.push(if cells.is_empty() {
                 "<none>".to_string()
@@ -646,6 +646,29 @@ fn execute(
         }
     }
     Ok(())
+}
+
+/// A value as kubectl's custom-columns prints it, Go's `fmt.Sprint` of the decoded JSON:
+/// maps as `map[k:v k2:v2]` (sorted keys), lists as `[a b]`, null as `<nil>`.
+fn go_value(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(go_value).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
+            let entries: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_value(v)))
+                .collect();
+            format!("map[{}]", entries.join(" "))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Strings print raw, everything else as compact JSON (`null`, `3`, `true`, `{"a":1}`).
@@ -1471,7 +1494,7 @@ mod tests {
             )
             .unwrap(),
             "NAME     HOST     INTERNAL-IP    CPU   ANNOTATIONS   LABELS\n\
-             node-a   node-a   192.168.1.10   4     <none>        {\"kubernetes.io/hostname\":\"node-a\",\"node-role.kubernetes.io/control-plane\":\"\"}\n"
+             node-a   node-a   192.168.1.10   4     <none>        map[kubernetes.io/hostname:node-a node-role.kubernetes.io/control-plane:]\n"
         );
     }
 

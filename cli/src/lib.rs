@@ -3,6 +3,7 @@
 //! live here so they can be tested.
 
 pub mod apply;
+pub mod completion;
 pub mod describe;
 pub mod endpoints;
 pub mod error;
@@ -14,5 +15,7 @@ pub mod local;
 pub mod netcheck;
 pub mod run;
 pub mod table;
+pub mod target;
 pub mod verbs;
 pub mod wait;
+pub mod yaml;

@@ -4,14 +4,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use skiff_api::Kind;
 use skiff_client::{Client, DeleteParams, LogParams};
 
 use crate::flags::{
-    ClusterVerb, Flags, ImageVerb, MetadataFlags, NetVerb, RolloutVerb, TokenVerb, Verb,
+    ClusterVerb, CreateVerb, Flags, ImageVerb, MetadataFlags, NetVerb, RolloutVerb, TokenVerb, Verb,
 };
 use crate::netcheck::{self, CheckOptions};
-use crate::{apply, describe, endpoints, error, get, image, local, verbs, wait};
+use crate::{apply, describe, endpoints, error, get, image, local, target, verbs, wait};
 
 /// Runs the verb and returns `skiff`'s exit code, having printed its output and, on failure,
 /// one error line.
@@ -80,9 +79,9 @@ pub fn main(flags: Flags) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // The verbs' own errors word the server's answers; a bare SDK error (create,
-            // cluster status) only its refusals.
-            let refused = e.downcast_ref().and_then(error::refusal);
-            let message = refused.unwrap_or_else(|| format!("{e:#}"));
+            // cluster status) is worded here.
+            let sdk = e.downcast_ref::<skiff_client::Error>();
+            let message = sdk.map_or_else(|| format!("{e:#}"), error::api_message);
             eprintln!("{}", error::stderr_line(&message));
             ExitCode::FAILURE
         }
@@ -105,17 +104,38 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     match &flags.verb {
         Verb::Completion { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                *shell,
-                &mut Flags::command(),
-                "skiff",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Flags::command(), "skiff", &mut script);
+            if *shell == clap_complete::Shell::Bash {
+                script.extend_from_slice(crate::completion::BASH_OBJECTS.as_bytes());
+            }
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Verb::Explain { path } => {
-            print!("{}", skiff_api::explain::explain(path)?);
+        Verb::Complete { kind: None } => {
+            print!("{}", crate::completion::types());
             return Ok(ExitCode::SUCCESS);
+        }
+        Verb::Explain { path, recursive } => {
+            let text = if *recursive {
+                skiff_api::explain::explain_recursive(path)?
+            } else {
+                skiff_api::explain::explain(path)?
+            };
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Verb::ApiResources { output } => {
+            print!("{}", verbs::api_resources(output.as_deref())?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Verb::Version { client: true } => {
+            print!("{}", verbs::client_version());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Verb::Version { client: false } => {
+            // kubectl prints the client's version before it asks the server.
+            print!("{}", verbs::client_version());
         }
         Verb::Token {
             what: TokenVerb::Generate,
@@ -190,8 +210,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
     let namespace = flags.namespace;
     let out = match flags.verb {
         Verb::Get {
-            kind,
-            names,
+            targets,
             output,
             selector,
             all_namespaces,
@@ -200,9 +219,10 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             label_columns,
             watch,
         } => {
+            let requests = target::parse(&targets, "get", true)?;
             let args = get::GetArgs {
-                kind: get::parse_kind(&kind)?,
-                names,
+                kind: requests[0].kind,
+                names: requests[0].names.clone(),
                 namespace,
                 all_namespaces,
                 selector,
@@ -212,7 +232,10 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                 output: get::Output::parse(output.as_deref())?,
             };
             if !watch {
-                get::get(client, &args).await?
+                let got = get::get_requests(client, &requests, &args).await?;
+                return Ok(report(&got.out, &got.missing));
+            } else if requests.len() > 1 {
+                anyhow::bail!("you may only specify a single resource type");
             } else if matches!(args.output, get::Output::Table | get::Output::Wide) {
                 get::watch(client, &args, &mut std::io::stdout()).await?;
                 String::new()
@@ -222,26 +245,42 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
         }
         Verb::Apply { files } => {
             let sources = apply::read_sources(&files)?;
+            check_namespaces(&sources, &namespace, flags.namespace_given)?;
             return finish(apply::apply(client, &sources, &namespace).await);
         }
-        Verb::Create { files, what } => {
-            if files.is_empty() {
-                let [kind, name] = what.as_slice() else {
-                    anyhow::bail!("use skiff create -f FILE, or skiff create namespace NAME");
-                };
-                if Kind::parse(kind) != Some(Kind::Namespace) {
-                    anyhow::bail!("skiff create {kind} is not supported: use -f FILE");
-                }
+        Verb::Create { files, what } => match what {
+            Some(CreateVerb::Namespace { name }) => {
                 let mut created = skiff_api::types::Namespace::default();
-                created.metadata.name = name.clone();
+                created.metadata.name = name;
                 return create_one(client, &created).await;
             }
-            if !what.is_empty() {
-                anyhow::bail!("give either -f FILE or `namespace NAME`, not both");
+            Some(CreateVerb::Deployment {
+                name,
+                image,
+                replicas,
+                port,
+                command,
+            }) => {
+                let new = verbs::NewDeployment {
+                    name,
+                    images: image,
+                    replicas,
+                    port,
+                    command,
+                };
+                let mut deployment = verbs::new_deployment(&new)?;
+                deployment.metadata.namespace = Some(namespace);
+                return create_one(client, &deployment).await;
             }
-            let sources = apply::read_sources(&files)?;
-            return finish(apply::create(client, &sources, &namespace).await);
-        }
+            None if files.is_empty() => anyhow::bail!(
+                "use skiff create -f FILE, skiff create namespace NAME or skiff create deployment NAME --image=IMAGE"
+            ),
+            None => {
+                let sources = apply::read_sources(&files)?;
+                check_namespaces(&sources, &namespace, flags.namespace_given)?;
+                return finish(apply::create(client, &sources, &namespace).await);
+            }
+        },
         Verb::Run(what) => {
             let mut pod = verbs::run_pod(&what)?;
             pod.metadata.namespace = Some(namespace);
@@ -259,23 +298,41 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             .await?;
             String::new()
         }
-        Verb::Describe { kind, name } => {
-            describe::describe(client, &kind, &namespace, &name).await?
+        Verb::Describe { targets, selector } => {
+            let requests = target::parse(&targets, "describe", false)?;
+            let got = describe::describe(client, &requests, &namespace, selector.as_deref());
+            let got = got.await?;
+            return Ok(report(&got.out, &got.missing));
         }
         Verb::Logs {
             pod,
+            container_arg,
             container,
             follow,
             tail,
             previous,
             timestamps,
+            since,
+            since_time,
         } => {
+            let pod = target::pod(&pod, "logs")?;
+            let container = match (container, container_arg) {
+                (Some(_), Some(_)) => {
+                    anyhow::bail!("only one of -c or an inline container name is allowed")
+                }
+                (flag, arg) => flag.or(arg),
+            };
+            let container = verbs::pick_container(client, &namespace, &pod, container).await?;
             let params = LogParams {
-                container,
+                container: Some(container),
                 follow,
                 tail_lines: tail,
                 previous,
                 timestamps,
+                since_seconds: since.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                since_time: since_time
+                    .map(|t| verbs::parse_since_time(&t))
+                    .transpose()?,
             };
             verbs::logs(client, &namespace, &pod, &params, &mut std::io::stdout()).await?;
             String::new()
@@ -287,13 +344,14 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             tty: _,
             command,
         } => {
-            let container = container.as_deref();
-            let code = verbs::exec(client, &namespace, &pod, container, &command, stdin).await?;
+            let pod = target::pod(&pod, "exec")?;
+            let container = verbs::pick_container(client, &namespace, &pod, container).await?;
+            let code =
+                verbs::exec(client, &namespace, &pod, Some(&container), &command, stdin).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Verb::Delete {
-            kind,
-            names,
+            targets,
             selector,
             all,
             grace_period,
@@ -301,48 +359,70 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             files,
             wait,
             timeout,
+            ignore_not_found,
         } => {
-            let params = DeleteParams {
-                grace_period_seconds: grace_period,
-                force,
+            let options = verbs::DeleteOptions {
+                params: DeleteParams {
+                    grace_period_seconds: grace_period,
+                    force,
+                },
+                wait: wait.then_some(timeout),
+                ignore_not_found,
             };
             if !files.is_empty() {
-                if kind.is_some() || selector.is_some() || all {
+                if !targets.is_empty() || selector.is_some() || all {
                     anyhow::bail!("-f names the objects itself: give no type, -l or --all with it");
                 }
                 let sources = apply::read_sources(&files)?;
-                let deleted = apply::delete_sources(client, &sources, &namespace, &params);
-                return finish(deleted.await);
+                check_namespaces(&sources, &namespace, flags.namespace_given)?;
+                let deleted = apply::delete_sources(client, &sources, &namespace, &options).await;
+                return finish(deleted);
             }
-            let Some(kind) = kind else {
+            if targets.is_empty() {
                 anyhow::bail!("give a type and names, -l SELECTOR or --all, or -f FILE");
-            };
-            let selection = match (names.is_empty(), selector, all) {
-                (false, None, false) => verbs::Selection::Names(names),
-                (true, Some(selector), false) => verbs::Selection::Selector(selector),
-                (true, None, true) => verbs::Selection::All,
-                _ => anyhow::bail!("give names, or -l SELECTOR, or --all (exactly one of them)"),
-            };
-            let kind = get::parse_kind(&kind)?;
-            let wait = wait.then_some(timeout);
-            verbs::delete(client, kind, &namespace, &selection, &params, wait).await?
+            }
+            let requests = target::parse(&targets, "delete", false)?;
+            let selection = verbs::Selection::from_flags(&requests, selector, all)?;
+            let outcome = verbs::delete(client, &requests, &namespace, &selection, &options);
+            let outcome = outcome.await?;
+            return Ok(report(&outcome.out, &outcome.failed));
         }
-        Verb::Scale { target, replicas } => {
-            verbs::scale(client, &namespace, &target, replicas).await?
+        Verb::Scale { targets, replicas } => {
+            verbs::scale(client, &namespace, &targets, replicas).await?
         }
-        Verb::Label(what) => metadata(client, &namespace, &what, true).await?,
-        Verb::Annotate(what) => metadata(client, &namespace, &what, false).await?,
+        Verb::Label(what) => return metadata(client, &namespace, what, true).await,
+        Verb::Annotate(what) => return metadata(client, &namespace, what, false).await,
         Verb::Cordon { node } => verbs::node_verb(client, "cordon", &node).await?,
         Verb::Uncordon { node } => verbs::node_verb(client, "uncordon", &node).await?,
-        Verb::Drain { node } => verbs::node_verb(client, "drain", &node).await?,
+        Verb::Drain { node, force } => {
+            let outcome = verbs::drain(client, &node, force).await?;
+            print!("{}", outcome.out);
+            for line in &outcome.failed {
+                eprintln!("{line}");
+            }
+            return Ok(success(outcome.failed.is_empty()));
+        }
         Verb::Wait {
-            target,
+            targets,
+            selector,
+            all,
             until,
             timeout,
         } => {
             let until = wait::Until::parse(&until)?;
-            let name = wait::pod_target(&target)?;
-            wait::wait_pod(client, &namespace, name, &until, timeout).await?
+            let what = wait::WaitFor {
+                requests: target::parse(&targets, "wait", false)?,
+                selector,
+                all,
+            };
+            wait::wait(client, &namespace, &what, &until, timeout).await?
+        }
+        Verb::Complete { kind: Some(kind) } => {
+            crate::completion::names(client, &kind, &namespace).await?
+        }
+        Verb::Version { .. } => {
+            let server = client.server_version().await?;
+            format!("Server Version: {}\n", server.git_version)
         }
         Verb::Rollout {
             what: RolloutVerb::Status { target, timeout },
@@ -356,6 +436,8 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
         } => verbs::rollout_restart(client, &namespace, &target).await?,
         Verb::Completion { .. }
         | Verb::Explain { .. }
+        | Verb::ApiResources { .. }
+        | Verb::Complete { kind: None }
         | Verb::Up { .. }
         | Verb::Start { .. }
         | Verb::Stop { .. }
@@ -438,17 +520,47 @@ fn success(ok: bool) -> ExitCode {
     }
 }
 
+/// Prints `out`, then each failure line (kubectl's own, or after `error: `) on standard
+/// error: exit code 1 when there was any.
+fn report(out: &str, failed: &[String]) -> ExitCode {
+    print!("{out}");
+    for line in failed {
+        eprintln!("{}", error::stderr_line(line));
+    }
+    success(failed.is_empty())
+}
+
+/// kubectl's refusal of a manifest whose namespace is not the one -n gave.
+fn check_namespaces(
+    sources: &[apply::Source],
+    namespace: &str,
+    given: bool,
+) -> Result<(), apply::ApplyError> {
+    if given {
+        apply::check_namespaces(sources, namespace)?;
+    }
+    Ok(())
+}
+
 /// `skiff label` and `skiff annotate`.
 async fn metadata(
     client: &Client,
     namespace: &str,
-    what: &MetadataFlags,
+    what: MetadataFlags,
     labels: bool,
-) -> anyhow::Result<String> {
-    let kind = get::parse_kind(&what.kind)?;
-    let patch = verbs::metadata_patch(&what.pairs, labels, what.overwrite)?;
-    let patched = verbs::patch_metadata(client, kind, namespace, &what.name, &patch, labels);
-    Ok(patched.await?)
+) -> anyhow::Result<ExitCode> {
+    let (objects, changes) = target::split_changes(&what.args);
+    if changes.is_empty() {
+        let word = if labels { "label" } else { "annotation" };
+        anyhow::bail!("at least one {word} update is required");
+    }
+    let verb = if labels { "label" } else { "annotate" };
+    let requests = target::parse(&objects, verb, false)?;
+    let selection = verbs::Selection::from_flags(&requests, what.selector, what.all)?;
+    let patch = verbs::metadata_patch(&changes, labels, what.overwrite)?;
+    let patched = verbs::patch_metadata(client, &requests, namespace, &selection, &patch, labels);
+    let outcome = patched.await?;
+    Ok(report(&outcome.out, &outcome.failed))
 }
 
 /// Prints what a manifest verb did; on partial failure the objects done go to stdout and

@@ -63,6 +63,18 @@ impl Table {
         }
     }
 
+    /// Puts `prefix` before every cell of the NAME column (`pod/` when a table is one of
+    /// several kinds).
+    pub fn prefix_names(&mut self, prefix: &str) {
+        if let Some(column) = self.header.iter().position(|h| h == "NAME") {
+            for row in &mut self.rows {
+                if let Some(cell) = row.get_mut(column) {
+                    cell.insert_str(0, prefix);
+                }
+            }
+        }
+    }
+
     /// The lines as printed, header first, without line ends: every column but the last
     /// padded to its widest cell and three spaces apart, like kubectl's tabwriter.
     pub fn lines(&self) -> Vec<String> {
@@ -200,23 +212,40 @@ pub fn pod_status(pod: &Pod) -> String {
     reason
 }
 
-/// `kubectl get pods` (`wide` adds IP and NODE; `namespaces` adds NAMESPACE first).
+/// The RESTARTS column: the containers' restarts, and how long ago the last one ended
+/// when known (`3 (2m ago)`), as kubectl prints it.
+fn restarts(pod: &Pod, now: Time) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .map(|s| s.container_statuses.as_slice())
+        .unwrap_or_default();
+    let count: i32 = statuses.iter().map(|c| c.restart_count).sum();
+    let last = statuses
+        .iter()
+        .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.finished_at)
+        .max();
+    match last {
+        Some(at) if count > 0 => {
+            format!("{count} ({} ago)", human_duration((now - at).num_seconds()))
+        }
+        _ => count.to_string(),
+    }
+}
+
+/// `kubectl get pods` (`wide` adds IP, NODE, NOMINATED NODE and READINESS GATES;
+/// `namespaces` adds NAMESPACE first).
 pub fn pods(pods: &[Pod], wide: bool, namespaces: bool, now: Time) -> Table {
     let rows = pods
         .iter()
         .map(|pod| {
             let status = pod.status.clone().unwrap_or_default();
             let ready = status.container_statuses.iter().filter(|c| c.ready).count();
-            let restarts: i32 = status
-                .container_statuses
-                .iter()
-                .map(|c| c.restart_count)
-                .sum();
             vec![
                 pod.metadata.name.clone(),
                 format!("{ready}/{}", pod.spec.containers.len()),
                 pod_status(pod),
-                restarts.to_string(),
+                restarts(pod, now),
                 age(&pod.metadata, now),
             ]
         })
@@ -227,6 +256,9 @@ pub fn pods(pods: &[Pod], wide: bool, namespaces: bool, now: Time) -> Table {
         table.push_column("IP", pods.iter().map(|p| or_none(ip(p))));
         let node = pods.iter().map(|p| or_none(p.spec.node_name.clone()));
         table.push_column("NODE", node);
+        // Skiff has no preemption and no readiness gates: kubectl's `<none>` for both.
+        table.push_column("NOMINATED NODE", pods.iter().map(|_| or_none(None)));
+        table.push_column("READINESS GATES", pods.iter().map(|_| or_none(None)));
     }
     if namespaces {
         namespace_column(&mut table, pods.iter().map(|p| &p.metadata));
@@ -239,8 +271,38 @@ fn or_none(value: Option<String>) -> String {
     value.unwrap_or_else(|| "<none>".into())
 }
 
-/// `kubectl get nodes` (`wide` adds INTERNAL-IP and POD-CIDR).
+/// A node's roles from its `node-role.kubernetes.io/ROLE` labels (and
+/// `kubernetes.io/role`), sorted and comma-separated, or `<none>`, as kubectl finds them.
+fn node_roles(node: &Node) -> String {
+    let mut roles: Vec<&str> = node
+        .metadata
+        .labels
+        .iter()
+        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) => Some(role),
+            None if k == "kubernetes.io/role" => Some(v.as_str()),
+            None => None,
+        })
+        .filter(|role| !role.is_empty())
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    if roles.is_empty() {
+        "<none>".into()
+    } else {
+        roles.join(",")
+    }
+}
+
+/// `kubectl get nodes`: NAME STATUS ROLES AGE VERSION (`wide` adds INTERNAL-IP,
+/// EXTERNAL-IP, OS-IMAGE, KERNEL-VERSION and CONTAINER-RUNTIME).
 pub fn nodes(nodes: &[Node], wide: bool, now: Time) -> Table {
+    let info = |node: &Node| {
+        node.status
+            .as_ref()
+            .and_then(|s| s.node_info.clone())
+            .unwrap_or_default()
+    };
     let rows = nodes
         .iter()
         .map(|node| {
@@ -253,19 +315,40 @@ pub fn nodes(nodes: &[Node], wide: bool, now: Time) -> Table {
             if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
                 state.push_str(",SchedulingDisabled");
             }
-            vec![node.metadata.name.clone(), state, age(&node.metadata, now)]
+            vec![
+                node.metadata.name.clone(),
+                state,
+                node_roles(node),
+                age(&node.metadata, now),
+                info(node).kubelet_version,
+            ]
         })
         .collect();
-    let mut table = Table::new(&["NAME", "STATUS", "AGE"], rows);
+    let mut table = Table::new(&["NAME", "STATUS", "ROLES", "AGE", "VERSION"], rows);
     if wide {
-        let internal_ip = |node: &Node| {
+        let address = |node: &Node, type_: &str| {
             let addresses = &node.status.as_ref()?.addresses;
-            let internal = addresses.iter().find(|a| a.type_ == "InternalIP")?;
-            Some(internal.address.clone())
+            let found = addresses.iter().find(|a| a.type_ == type_)?;
+            Some(found.address.clone())
         };
-        table.push_column("INTERNAL-IP", nodes.iter().map(|n| or_none(internal_ip(n))));
-        let cidr = |node: &Node| node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
-        table.push_column("POD-CIDR", nodes.iter().map(|n| or_none(cidr(n))));
+        let unknown = |text: String| {
+            if text.is_empty() {
+                "<unknown>".to_string()
+            } else {
+                text
+            }
+        };
+        let internal = nodes.iter().map(|n| or_none(address(n, "InternalIP")));
+        table.push_column("INTERNAL-IP", internal);
+        let external = nodes.iter().map(|n| or_none(address(n, "ExternalIP")));
+        table.push_column("EXTERNAL-IP", external);
+        table.push_column("OS-IMAGE", nodes.iter().map(|n| unknown(info(n).os_image)));
+        let kernel = nodes.iter().map(|n| unknown(info(n).kernel_version));
+        table.push_column("KERNEL-VERSION", kernel);
+        let runtime = nodes
+            .iter()
+            .map(|n| unknown(info(n).container_runtime_version));
+        table.push_column("CONTAINER-RUNTIME", runtime);
     }
     table
 }
@@ -461,11 +544,20 @@ pending           0/1     Pending            0          30s
         assert_eq!(
             pods_table(&pods, true, true),
             "\
-NAMESPACE   NAME              READY   STATUS             RESTARTS   AGE   IP           NODE
-default     web-7d4b9-x2x9q   1/2     CrashLoopBackOff   3          3m    10.244.0.2   host-1
-team-a      pending           0/1     Pending            0          30s   <none>       <none>
+NAMESPACE   NAME              READY   STATUS             RESTARTS   AGE   IP           NODE     NOMINATED NODE   READINESS GATES
+default     web-7d4b9-x2x9q   1/2     CrashLoopBackOff   3          3m    10.244.0.2   host-1   <none>           <none>
+team-a      pending           0/1     Pending            0          30s   <none>       <none>   <none>           <none>
 "
         );
+        // The last restart's age, when the container's last state says when it ended.
+        let mut restarted = pods[0].clone();
+        let statuses = &mut restarted.status.as_mut().unwrap().container_statuses;
+        statuses[1].last_state = Some(
+            serde_json::from_value(serde_json::json!({"terminated": {
+                "exitCode": 1, "finishedAt": "2026-11-23T11:58:00Z"}}))
+            .unwrap(),
+        );
+        assert_eq!(restarts(&restarted, now()), "3 (2m ago)");
     }
 
     fn row(cells: &[&str]) -> Vec<String> {
@@ -581,17 +673,21 @@ LAST SEEN   TYPE     REASON      OBJECT      MESSAGE
     #[test]
     fn nodes_deployments_namespaces_golden() {
         let node: Node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "host-1", "creationTimestamp": "2026-11-21T12:00:00Z"},
+            "metadata": {"name": "host-1", "creationTimestamp": "2026-11-21T12:00:00Z",
+                         "labels": {"node-role.kubernetes.io/worker": "",
+                                    "node-role.kubernetes.io/edge": "", "app": "x"}},
             "spec": {"podCIDR": "10.244.0.0/24", "unschedulable": true},
             "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                       "addresses": [{"type": "InternalIP", "address": "10.250.0.2"}]}
+                       "addresses": [{"type": "InternalIP", "address": "10.250.0.2"}],
+                       "nodeInfo": {"kubeletVersion": "v0.1.0", "kernelVersion": "6.1.0",
+                                    "containerRuntimeVersion": "runc://1.1.12"}}
         }))
         .unwrap();
         assert_eq!(
             nodes(&[node], true, now()).render(),
             "\
-NAME     STATUS                     AGE   INTERNAL-IP   POD-CIDR
-host-1   Ready,SchedulingDisabled   2d    10.250.0.2    10.244.0.0/24
+NAME     STATUS                     ROLES         AGE   VERSION   INTERNAL-IP   EXTERNAL-IP   OS-IMAGE    KERNEL-VERSION   CONTAINER-RUNTIME
+host-1   Ready,SchedulingDisabled   edge,worker   2d    v0.1.0    10.250.0.2    <none>        <unknown>   6.1.0            runc://1.1.12
 "
         );
         let d: Deployment = serde_json::from_value(serde_json::json!({

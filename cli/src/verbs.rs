@@ -14,6 +14,7 @@ use skiff_client::{
 
 use crate::error::api_message;
 use crate::table::{self, Table};
+use crate::target::{Request, TargetError};
 
 /// Why a verb failed (these, `describe`, `wait` and `rollout status`, `image`), worded as
 /// kubectl words it.
@@ -31,6 +32,8 @@ pub enum VerbError {
     Timeout(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 impl From<skiff_client::Error> for VerbError {
@@ -41,6 +44,68 @@ impl From<skiff_client::Error> for VerbError {
             other => VerbError::Api(other),
         }
     }
+}
+
+/// The annotation that names the container `logs` and `exec` use without `-c`.
+pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container kubectl's `logs` and `exec` pick without `-c`: the one the
+/// [`DEFAULT_CONTAINER`] annotation names, else the first, with the lines kubectl prints on
+/// standard error about the choice (`Defaulted container "a" out of: a, b` when there was a
+/// choice; a warning when the annotation names no container of the pod).
+pub fn default_container(pod: &Pod) -> (String, Vec<String>) {
+    let mut notes = Vec::new();
+    if let Some(named) = pod.metadata.annotations.get(DEFAULT_CONTAINER) {
+        if pod.spec.containers.iter().any(|c| &c.name == named) {
+            return (named.clone(), notes);
+        }
+        notes.push(format!(
+            "Default container name \"{named}\" not found in pod {}",
+            pod.metadata.name
+        ));
+    }
+    let names: Vec<&str> = pod
+        .spec
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let first = names.first().copied().unwrap_or_default().to_string();
+    if names.len() > 1 {
+        notes.push(format!(
+            "Defaulted container \"{first}\" out of: {}",
+            names.join(", ")
+        ));
+    }
+    (first, notes)
+}
+
+/// `container`, or the pod's [`default_container`] (its notes printed on standard error).
+pub async fn pick_container(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<String>,
+) -> Result<String, VerbError> {
+    if let Some(container) = container {
+        return Ok(container);
+    }
+    let (name, notes) = default_container(&client.get::<Pod>(namespace, pod).await?);
+    for note in notes {
+        eprintln!("{note}");
+    }
+    Ok(name)
+}
+
+/// `--since-time`'s RFC 3339 time, checked here so a typo is named before anything is sent.
+pub fn parse_since_time(text: &str) -> Result<String, VerbError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_rfc3339())
+        .map_err(|e| {
+            VerbError::Usage(format!(
+                "--since-time: {text:?} is not an RFC 3339 time: {e}"
+            ))
+        })
 }
 
 /// `skiff logs POD [-c C] [-f] [--tail N] [--previous] [--timestamps]`, streamed to `out`.
@@ -140,70 +205,175 @@ fn handle(event: Option<Result<ExecEvent, skiff_client::Error>>) -> Result<Optio
     }
 }
 
-/// Which objects `skiff delete TYPE …` deletes.
+/// Which objects of a kind `skiff delete`, `label` and `annotate` act on.
 #[derive(Debug, Clone)]
 pub enum Selection {
-    Names(Vec<String>),
+    /// Those the requests name.
+    Names,
     Selector(String),
     All,
 }
 
-/// `skiff delete TYPE …`: `pod "x" deleted` per object.
-pub async fn delete(
+impl Selection {
+    /// From the flags: names (in `requests`), `-l` or `--all`, exactly one of them.
+    pub fn from_flags(
+        requests: &[Request],
+        selector: Option<String>,
+        all: bool,
+    ) -> Result<Selection, VerbError> {
+        let named = requests.iter().any(|r| !r.names.is_empty());
+        match (named, selector, all) {
+            (true, None, false) => Ok(Selection::Names),
+            (false, Some(selector), false) => Ok(Selection::Selector(selector)),
+            (false, None, true) => Ok(Selection::All),
+            _ => Err(VerbError::Usage(
+                "give names, or -l SELECTOR, or --all (exactly one of them)".into(),
+            )),
+        }
+    }
+}
+
+/// The names of `request`'s kind that `selection` picks.
+async fn selected_names(
     client: &Client,
-    kind: Kind,
+    request: &Request,
     namespace: &str,
     selection: &Selection,
-    params: &DeleteParams,
-    wait: Option<std::time::Duration>,
-) -> Result<String, VerbError> {
-    let ns = if kind.is_namespaced() { namespace } else { "" };
-    let names: Vec<String> = match selection {
-        Selection::Names(names) => names.clone(),
-        Selection::Selector(_) | Selection::All => {
-            let mut list = if kind.is_namespaced() {
-                ListParams::namespace(namespace)
-            } else {
-                ListParams::all_namespaces()
-            };
-            if let Selection::Selector(s) = selection {
-                list = list.labels(s.clone());
-            }
-            client
-                .list_objects(kind, &list)
-                .await?
-                .items
-                .iter()
-                .map(|o| o.metadata().name.clone())
-                .collect()
-        }
+) -> Result<Vec<String>, VerbError> {
+    let mut list = if request.kind.is_namespaced() {
+        ListParams::namespace(namespace)
+    } else {
+        ListParams::all_namespaces()
     };
-    if names.is_empty() {
-        return Ok(if kind.is_namespaced() {
+    match selection {
+        Selection::Names => return Ok(request.names.clone()),
+        Selection::Selector(s) => list = list.labels(s.clone()),
+        Selection::All => {}
+    }
+    Ok(client
+        .list_objects(request.kind, &list)
+        .await?
+        .items
+        .iter()
+        .map(|o| o.metadata().name.clone())
+        .collect())
+}
+
+/// What `delete`, `label` and `annotate` print: `out` on standard output, then `failed`
+/// (kubectl's error lines, one per object) on standard error, which makes the exit code 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub out: String,
+    pub failed: Vec<String>,
+}
+
+/// How `skiff delete` deletes.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub params: DeleteParams,
+    /// Return only once the objects are gone, within this long (kubectl's --wait).
+    pub wait: Option<std::time::Duration>,
+    /// A name that does not exist is not an error.
+    pub ignore_not_found: bool,
+}
+
+/// `skiff delete TYPE NAME… | TYPE/NAME… | TYPE -l SEL | TYPE --all`: `pod "x" deleted` per
+/// object. Like kubectl it carries on past a name that does not exist (reported in
+/// [`Outcome::failed`]), and with a wait returns once every deleted object is gone (a
+/// namespace once its pods are gone too).
+pub async fn delete(
+    client: &Client,
+    requests: &[Request],
+    namespace: &str,
+    selection: &Selection,
+    options: &DeleteOptions,
+) -> Result<Outcome, VerbError> {
+    let mut outcome = Outcome::default();
+    let mut deleted: Vec<(Kind, String, String)> = Vec::new();
+    for request in requests {
+        let kind = request.kind;
+        let ns = if kind.is_namespaced() { namespace } else { "" };
+        for name in selected_names(client, request, namespace, selection).await? {
+            match client.delete_object(kind, ns, &name, &options.params).await {
+                Ok(_) => {
+                    outcome
+                        .out
+                        .push_str(&format!("{} \"{name}\" deleted\n", kind.resource()));
+                    deleted.push((kind, ns.to_string(), name));
+                }
+                Err(e) if e.is_not_found() => {
+                    if !options.ignore_not_found {
+                        outcome.failed.push(api_message(&e));
+                    }
+                }
+                Err(e) => {
+                    print!("{}", outcome.out);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    if deleted.is_empty() && outcome.failed.is_empty() && !matches!(selection, Selection::Names) {
+        outcome.out = if requests.iter().any(|r| r.kind.is_namespaced()) {
             format!("No resources found in {namespace} namespace.\n")
         } else {
             "No resources found.\n".into()
-        });
-    }
-    let mut out = String::new();
-    for name in &names {
-        client.delete_object(kind, ns, name, params).await?;
-        out.push_str(&format!("{} \"{name}\" deleted\n", kind.resource()));
+        };
     }
     // Like kubectl's --wait: return once the objects are gone (pods stop gracefully first).
-    if let Some(timeout) = wait {
+    if let Some(timeout) = options.wait {
         let deadline = tokio::time::Instant::now() + timeout;
-        for name in &names {
-            if !wait_gone(client, kind, ns, name, deadline).await? {
-                print!("{out}");
-                return Err(VerbError::Usage(format!(
-                    "timed out waiting for the deletion of {}/{name}",
-                    kind.resource()
-                )));
-            }
+        if !wait_all_gone(client, &deleted, deadline).await? {
+            print!("{}", outcome.out);
+            let names: Vec<String> = deleted
+                .iter()
+                .map(|(kind, _, name)| format!("{}/{name}", kind.resource()))
+                .collect();
+            return Err(VerbError::Usage(format!(
+                "timed out waiting for the deletion of {}",
+                names.join(", ")
+            )));
         }
     }
-    Ok(out)
+    Ok(outcome)
+}
+
+/// Waits until every object (kind, namespace, name) is gone, a namespace's pods included
+/// (true), or the deadline passes (false).
+pub async fn wait_all_gone(
+    client: &Client,
+    objects: &[(Kind, String, String)],
+    deadline: tokio::time::Instant,
+) -> Result<bool, VerbError> {
+    for (kind, ns, name) in objects {
+        if !wait_gone(client, *kind, ns, name, deadline).await? {
+            return Ok(false);
+        }
+        if *kind == Kind::Namespace && !wait_no_pods(client, name, deadline).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Polls until namespace `namespace` has no pods (true) or the deadline passes (false).
+async fn wait_no_pods(
+    client: &Client,
+    namespace: &str,
+    deadline: tokio::time::Instant,
+) -> Result<bool, VerbError> {
+    loop {
+        let pods = client
+            .list::<Pod>(&ListParams::namespace(namespace))
+            .await?;
+        if pods.items.is_empty() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Polls until the object is gone (true) or the deadline passes (false).
@@ -224,14 +394,23 @@ async fn wait_gone(
     }
 }
 
-/// `skiff scale deploy/NAME --replicas=N`.
+/// `skiff scale deploy/NAME --replicas=N` (or `deploy NAME`).
 pub async fn scale(
     client: &Client,
     namespace: &str,
-    target: &str,
+    targets: &[String],
     replicas: i32,
 ) -> Result<String, VerbError> {
-    let name = deployment_name(target, "scale")?;
+    let name = match crate::target::one(targets, "scale")? {
+        (Kind::Deployment, name) => name,
+        (kind, _) => {
+            return Err(VerbError::Usage(format!(
+                "scale works on deployments, not {}",
+                kind.plural()
+            )));
+        }
+    };
+    let name = name.as_str();
     if replicas < 0 {
         return Err(VerbError::Usage("--replicas must be 0 or more".into()));
     }
@@ -316,43 +495,124 @@ pub fn metadata_patch(
     Ok(patch)
 }
 
-/// `skiff label|annotate TYPE NAME k=v … [--overwrite]`.
-pub async fn patch_metadata(
-    client: &Client,
-    kind: Kind,
-    namespace: &str,
-    name: &str,
-    patch: &MetadataPatch,
-    labels: bool,
-) -> Result<String, VerbError> {
-    let ns = if kind.is_namespaced() { namespace } else { "" };
-    client.patch_raw(kind, ns, name, patch).await?;
-    let verb = if labels { "labeled" } else { "annotated" };
-    Ok(format!("{}/{name} {verb}\n", kind.resource()))
+/// What `label` prints for a patch, as kubectl decides it: `unlabeled` when it only removed
+/// labels, `labeled` otherwise; `annotate` always says `annotated`.
+pub fn metadata_verb(patch: &MetadataPatch, labels: bool) -> &'static str {
+    if !labels {
+        "annotated"
+    } else if !patch.labels.is_empty() && patch.labels.iter().all(|(_, v)| v.is_none()) {
+        "unlabeled"
+    } else {
+        "labeled"
+    }
 }
 
-/// `skiff cordon|uncordon|drain NODE`.
-pub async fn node_verb(client: &Client, verb: &str, node: &str) -> Result<String, VerbError> {
-    Ok(match verb {
-        "cordon" => {
-            client.cordon(node).await?;
-            format!("node/{node} cordoned\n")
-        }
-        "uncordon" => {
-            client.uncordon(node).await?;
-            format!("node/{node} uncordoned\n")
-        }
-        _ => {
-            let drained = client.drain(node, None).await?;
-            let mut out = format!("node/{node} cordoned\n");
-            for pod in drained.evicted {
-                let (_, name) = pod.split_once('/').unwrap_or(("", &pod));
-                out.push_str(&format!("evicting pod {pod}\npod/{name} evicted\n"));
+/// `skiff label|annotate TYPE NAME… | TYPE/NAME… | TYPE -l SEL | TYPE --all  k=v|k- …
+/// [--overwrite]`: `pod/x labeled` per object; like kubectl it carries on past an object it
+/// cannot change (reported in [`Outcome::failed`]).
+pub async fn patch_metadata(
+    client: &Client,
+    requests: &[Request],
+    namespace: &str,
+    selection: &Selection,
+    patch: &MetadataPatch,
+    labels: bool,
+) -> Result<Outcome, VerbError> {
+    let verb = metadata_verb(patch, labels);
+    let mut outcome = Outcome::default();
+    for request in requests {
+        let kind = request.kind;
+        let ns = if kind.is_namespaced() { namespace } else { "" };
+        for name in selected_names(client, request, namespace, selection).await? {
+            match client.patch_raw(kind, ns, &name, patch).await {
+                Ok(_) => outcome
+                    .out
+                    .push_str(&format!("{}/{name} {verb}\n", kind.resource())),
+                Err(e) => outcome.failed.push(VerbError::from(e).to_string()),
             }
-            out.push_str(&format!("node/{node} drained\n"));
-            out
         }
+    }
+    if outcome.out.is_empty() && outcome.failed.is_empty() {
+        outcome.out = format!("No resources found in {namespace} namespace.\n");
+    }
+    Ok(outcome)
+}
+
+/// `skiff cordon|uncordon NODE`.
+pub async fn node_verb(client: &Client, verb: &str, node: &str) -> Result<String, VerbError> {
+    Ok(if verb == "cordon" {
+        client.cordon(node).await?;
+        format!("node/{node} cordoned\n")
+    } else {
+        client.uncordon(node).await?;
+        format!("node/{node} uncordoned\n")
     })
+}
+
+/// The pods on a node that drain refuses without --force: those no controller owns (they
+/// would not come back), unless they already finished — kubectl's rule.
+pub fn unreplicated(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .filter(|p| {
+            let finished = matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            );
+            let owned = p
+                .metadata
+                .owner_references
+                .iter()
+                .any(|o| o.controller == Some(true));
+            !finished && !owned
+        })
+        .map(|p| {
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            format!("{ns}/{}", p.metadata.name)
+        })
+        .collect()
+}
+
+/// `skiff drain NODE [--force]`: cordons the node, then deletes its pods — unless some have
+/// no controller and there is no --force, when it deletes none and fails with kubectl's
+/// words (with --force it warns about them).
+pub async fn drain(client: &Client, node: &str, force: bool) -> Result<Outcome, VerbError> {
+    client.cordon(node).await?;
+    let mut outcome = Outcome {
+        out: format!("node/{node} cordoned\n"),
+        failed: Vec::new(),
+    };
+    let on_node = ListParams::all_namespaces().fields(format!("spec.nodeName={node}"));
+    let pods = client.list::<Pod>(&on_node).await?.items;
+    let bare = unreplicated(&pods);
+    if !bare.is_empty() {
+        let problem = format!(
+            "cannot delete Pods that declare no controller (use --force to override): {}",
+            bare.join(", ")
+        );
+        if !force {
+            outcome.failed = vec![
+                format!(
+                    "error: unable to drain node \"{node}\" due to error: {problem}, continuing command..."
+                ),
+                format!("There are pending nodes to be drained:\n {node}"),
+                format!("error: {problem}"),
+            ];
+            return Ok(outcome);
+        }
+        eprintln!(
+            "Warning: deleting Pods that declare no controller: {}",
+            bare.join(", ")
+        );
+    }
+    let drained = client.drain(node, None).await?;
+    for pod in drained.evicted {
+        let (_, name) = pod.split_once('/').unwrap_or(("", &pod));
+        outcome
+            .out
+            .push_str(&format!("evicting pod {pod}\npod/{name} evicted\n"));
+    }
+    outcome.out.push_str(&format!("node/{node} drained\n"));
+    Ok(outcome)
 }
 
 /// `skiff cluster status`: the members, the leader, each member's health.
@@ -620,6 +880,113 @@ pub fn run_pod(args: &RunArgs) -> Result<Pod, VerbError> {
     .map_err(|e| VerbError::Usage(format!("cannot build the pod: {e}")))
 }
 
+/// The container name kubectl's `create deployment` derives from an image: its last path
+/// part without tag or digest; one with `_` or `.` gets them as `-` and a random suffix.
+pub fn container_name(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let name = last.split([':', '@']).next().unwrap_or(last);
+    if !name.contains(['_', '.']) {
+        return name.to_string();
+    }
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
+    format!("{}-{suffix}", name.replace(['_', '.'], "-"))
+}
+
+/// What `skiff create deployment` builds from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct NewDeployment {
+    pub name: String,
+    pub images: Vec<String>,
+    pub replicas: i32,
+    pub port: Option<u16>,
+    pub command: Vec<String>,
+}
+
+/// The deployment `skiff create deployment` creates, as kubectl's does: labelled and
+/// selected by `app=NAME`, a container per image named after it, the port on the first,
+/// the command on every one.
+pub fn new_deployment(new: &NewDeployment) -> Result<Deployment, VerbError> {
+    if new.images.is_empty() {
+        return Err(VerbError::Usage("--image is required".into()));
+    }
+    if new.images.len() > 1 && !new.command.is_empty() {
+        return Err(VerbError::Usage(
+            "cannot specify multiple --image options and command".into(),
+        ));
+    }
+    if new.replicas < 0 {
+        return Err(VerbError::Usage("--replicas must be 0 or more".into()));
+    }
+    let labels = serde_json::json!({"app": new.name});
+    let containers: Vec<serde_json::Value> = new
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let mut container = serde_json::json!({"name": container_name(image), "image": image});
+            if !new.command.is_empty() {
+                container["command"] = serde_json::json!(new.command);
+            }
+            if let (0, Some(port)) = (i, new.port) {
+                container["ports"] = serde_json::json!([{"containerPort": port}]);
+            }
+            container
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": new.name, "labels": labels},
+        "spec": {
+            "replicas": new.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}
+        }
+    }))
+    .map_err(|e| VerbError::Usage(format!("cannot build the deployment: {e}")))
+}
+
+/// `skiff api-resources`: kubectl's NAME SHORTNAMES APIVERSION NAMESPACED KIND table, the
+/// core group first, then by group and name; `-o name` prints `name[.group]` lines.
+pub fn api_resources(output: Option<&str>) -> Result<String, VerbError> {
+    let mut kinds = Kind::ALL.to_vec();
+    kinds.sort_by_key(|k| (k.group(), k.plural()));
+    match output {
+        None | Some("wide") => {}
+        Some("name") => {
+            return Ok(kinds
+                .iter()
+                .map(|k| match k.group() {
+                    "" => format!("{}\n", k.plural()),
+                    group => format!("{}.{group}\n", k.plural()),
+                })
+                .collect());
+        }
+        Some(other) => {
+            return Err(VerbError::Usage(format!(
+                "--output {other:?} is not available: use wide or name"
+            )));
+        }
+    }
+    let rows = kinds
+        .iter()
+        .map(|k| {
+            vec![
+                k.plural().to_string(),
+                k.short_name().to_string(),
+                k.api_version().to_string(),
+                k.is_namespaced().to_string(),
+                k.as_str().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"];
+    Ok(Table::new(&header, rows).render())
+}
+
+/// `Client Version: v0.1.0` (kubectl's first line of `version`).
+pub fn client_version() -> String {
+    format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION"))
+}
+
 #[cfg(test)]
 mod more_tests {
     use super::*;
@@ -631,6 +998,116 @@ mod more_tests {
         assert_eq!(parse_ports(":80").unwrap(), (0, 80));
         assert!(parse_ports("x:80").is_err());
         assert!(parse_ports("80:0").is_err());
+    }
+
+    #[test]
+    fn create_deployment_builds_kubectls_deployment() {
+        let d = new_deployment(&NewDeployment {
+            name: "web".into(),
+            images: vec!["registry:5000/library/busybox:1.36".into()],
+            replicas: 2,
+            port: Some(8080),
+            command: vec!["httpd".into(), "-f".into()],
+        })
+        .unwrap();
+        assert_eq!(d.metadata.labels["app"], "web");
+        assert_eq!(d.spec.replicas, Some(2));
+        assert_eq!(d.spec.selector.match_labels["app"], "web");
+        assert_eq!(d.spec.template.metadata.labels["app"], "web");
+        let c = &d.spec.template.spec.containers[0];
+        assert_eq!(c.name, "busybox");
+        assert_eq!(c.command, ["httpd", "-f"]);
+        assert_eq!(c.ports[0].container_port, 8080);
+        let two = NewDeployment {
+            name: "x".into(),
+            images: vec!["a".into(), "b".into()],
+            replicas: 1,
+            command: vec!["sh".into()],
+            ..NewDeployment::default()
+        };
+        assert!(new_deployment(&two).is_err());
+        let name = container_name("my_app.v2:1");
+        assert!(name.starts_with("my-app-v2-") && name.len() == 15, "{name}");
+    }
+
+    #[test]
+    fn api_resources_lists_every_kind_as_kubectl_does() {
+        assert_eq!(
+            api_resources(None).unwrap(),
+            "\
+NAME          SHORTNAMES   APIVERSION   NAMESPACED   KIND
+events        ev           v1           true         Event
+namespaces    ns           v1           false        Namespace
+nodes         no           v1           false        Node
+pods          po           v1           true         Pod
+deployments   deploy       apps/v1      true         Deployment
+"
+        );
+        assert_eq!(
+            api_resources(Some("name")).unwrap(),
+            "events\nnamespaces\nnodes\npods\ndeployments.apps\n"
+        );
+    }
+
+    #[test]
+    fn a_pod_with_several_containers_defaults_as_kubectl_does() {
+        let pod = |annotations: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "annotations": annotations},
+                "spec": {"containers": [{"name": "a"}, {"name": "b"}]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            default_container(&pod(serde_json::json!({}))),
+            (
+                "a".to_string(),
+                vec!["Defaulted container \"a\" out of: a, b".to_string()]
+            )
+        );
+        let annotated = pod(serde_json::json!({DEFAULT_CONTAINER: "b"}));
+        assert_eq!(default_container(&annotated), ("b".to_string(), vec![]));
+        let wrong = pod(serde_json::json!({DEFAULT_CONTAINER: "z"}));
+        assert_eq!(
+            default_container(&wrong).1,
+            [
+                "Default container name \"z\" not found in pod p",
+                "Defaulted container \"a\" out of: a, b"
+            ]
+        );
+    }
+
+    #[test]
+    fn label_says_unlabeled_when_it_only_removes() {
+        let remove = metadata_patch(&["a-".to_string()], true, false).unwrap();
+        let both = metadata_patch(&["a-".to_string(), "b=1".to_string()], true, false).unwrap();
+        assert_eq!(metadata_verb(&remove, true), "unlabeled");
+        assert_eq!(metadata_verb(&both, true), "labeled");
+        assert_eq!(metadata_verb(&remove, false), "annotated");
+    }
+
+    #[test]
+    fn drain_refuses_pods_no_controller_owns() {
+        let pod = |name: &str, owned: bool, phase: &str| -> Pod {
+            let owners = if owned {
+                serde_json::json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "web", "uid": "u", "controller": true}])
+            } else {
+                serde_json::json!([])
+            };
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "default", "ownerReferences": owners},
+                "spec": {"containers": [{"name": "a"}]},
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        let pods = [
+            pod("owned", true, "Running"),
+            pod("bare", false, "Running"),
+            pod("done", false, "Succeeded"),
+        ];
+        assert_eq!(unreplicated(&pods), ["default/bare"]);
     }
 
     #[test]

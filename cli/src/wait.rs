@@ -1,13 +1,14 @@
-//! `skiff wait` and `skiff rollout status`: poll an object until it reaches a state, with
+//! `skiff wait` and `skiff rollout status`: poll objects until they reach a state, with
 //! kubectl's messages, or give up after a timeout.
 
 use std::time::Duration;
 
 use skiff_api::Kind;
-use skiff_api::types::{Deployment, Pod};
-use skiff_client::Client;
+use skiff_api::types::Deployment;
+use skiff_client::{Client, ListParams};
 
-use crate::verbs::{VerbError, deployment_name, parse_target};
+use crate::target::Request;
+use crate::verbs::{VerbError, deployment_name};
 
 /// What `--for=` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,61 +44,101 @@ impl Until {
     }
 }
 
-/// `pod/NAME` (or `pods/NAME`, `po/NAME`) → NAME; other kinds are refused.
-pub fn pod_target(target: &str) -> Result<&str, VerbError> {
-    match parse_target(target) {
-        Some((Kind::Pod, name)) if !name.is_empty() => Ok(name),
-        _ => Err(VerbError::Usage(format!(
-            "wait works on pods: name one as pod/NAME, not {target:?}"
-        ))),
-    }
-}
-
-/// Whether the pod meets `until` (None: the pod is gone).
-pub fn pod_meets(pod: Option<&Pod>, until: &Until) -> bool {
-    match (until, pod) {
-        (Until::Delete, pod) => pod.is_none(),
+/// Whether an object (as JSON; None: it is gone) meets `until`: a condition in its
+/// `status.conditions` with that type and status (both compared without case, as kubectl
+/// does), or being gone.
+pub fn meets(object: Option<&serde_json::Value>, until: &Until) -> bool {
+    match (until, object) {
+        (Until::Delete, object) => object.is_none(),
         (Until::Condition { .. }, None) => false,
-        (Until::Condition { name, status }, Some(pod)) => pod.status.as_ref().is_some_and(|s| {
-            s.conditions.iter().any(|c| {
-                c.type_.eq_ignore_ascii_case(name) && c.status.eq_ignore_ascii_case(status)
-            })
-        }),
+        (Until::Condition { name, status }, Some(object)) => object["status"]["conditions"]
+            .as_array()
+            .is_some_and(|conditions| {
+                conditions.iter().any(|c| {
+                    let text = |key: &str| c[key].as_str().unwrap_or_default().to_string();
+                    text("type").eq_ignore_ascii_case(name)
+                        && text("status").eq_ignore_ascii_case(status)
+                })
+            }),
     }
 }
 
-/// `skiff wait --for=… pod/NAME --timeout=…`.
-pub async fn wait_pod(
+/// Which objects `skiff wait` waits for.
+#[derive(Debug, Clone)]
+pub struct WaitFor {
+    pub requests: Vec<Request>,
+    pub selector: Option<String>,
+    pub all: bool,
+}
+
+/// `skiff wait --for=… TYPE/NAME… | TYPE NAME… | TYPE -l SEL | TYPE --all`: waits for each
+/// object in turn within one `timeout`, printing kubectl's `pod/x condition met` for each.
+/// The objects of -l and --all are those that exist when it starts; none is an error (but
+/// for --for=delete, where an object already gone is simply met, silently, as in kubectl).
+pub async fn wait(
     client: &Client,
     namespace: &str,
-    name: &str,
+    what: &WaitFor,
     until: &Until,
     timeout: Duration,
 ) -> Result<String, VerbError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let pod = match client.get::<Pod>(namespace, name).await {
-            Ok(pod) => Some(pod),
-            Err(e) if e.is_not_found() => {
-                if *until != Until::Delete {
-                    let missing = format!("pods \"{name}\" not found");
-                    return Err(skiff_client::Error::NotFound(missing).into());
-                }
-                None
-            }
-            Err(e) => return Err(e.into()),
+    let mut targets: Vec<(Kind, String)> = Vec::new();
+    for request in &what.requests {
+        let listing = what.selector.is_some() || what.all;
+        if listing != request.names.is_empty() {
+            return Err(VerbError::Usage(
+                "give names, or -l SELECTOR, or --all (exactly one of them)".into(),
+            ));
+        }
+        if !listing {
+            targets.extend(request.names.iter().map(|n| (request.kind, n.clone())));
+            continue;
+        }
+        let mut params = if request.kind.is_namespaced() {
+            ListParams::namespace(namespace)
+        } else {
+            ListParams::all_namespaces()
         };
-        if pod_meets(pod.as_ref(), until) {
-            return Ok(match until {
-                Until::Delete => format!("pod/{name} deleted\n"),
-                Until::Condition { .. } => format!("pod/{name} condition met\n"),
-            });
+        if let Some(selector) = &what.selector {
+            params = params.labels(selector.clone());
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(VerbError::Timeout(format!("pods/{name}")));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let listed = client.list_objects(request.kind, &params).await?.items;
+        targets.extend(
+            listed
+                .iter()
+                .map(|o| (request.kind, o.metadata().name.clone())),
+        );
     }
+    if targets.is_empty() && *until != Until::Delete {
+        return Err(VerbError::Usage("no matching resources found".into()));
+    }
+    let mut out = String::new();
+    for (kind, name) in targets {
+        let ns = if kind.is_namespaced() { namespace } else { "" };
+        let mut first = true;
+        loop {
+            let object = match client.get_object(kind, ns, &name).await {
+                Ok(object) => Some(object.to_value()),
+                Err(e) if e.is_not_found() && *until == Until::Delete => None,
+                Err(e) => return Err(e.into()),
+            };
+            if meets(object.as_ref(), until) {
+                // kubectl is silent about an object that was already gone.
+                if !(first && object.is_none()) {
+                    out.push_str(&format!("{}/{name} condition met\n", kind.resource()));
+                }
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                print!("{out}");
+                return Err(VerbError::Timeout(format!("{}/{name}", kind.plural())));
+            }
+            first = false;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(out)
 }
 
 /// kubectl's rollout progress line for a deployment, and whether it is done.
@@ -197,9 +238,26 @@ mod tests {
             }
         );
         assert!(Until::parse("ready").is_err());
-        assert_eq!(pod_target("pod/web").unwrap(), "web");
-        assert!(pod_target("deploy/web").is_err());
-        assert!(pod_target("pod/").is_err());
+    }
+
+    #[test]
+    fn conditions_are_met_by_type_and_status() {
+        let available = serde_json::json!({"status": {"conditions": [
+            {"type": "Available", "status": "True"}, {"type": "Progressing", "status": "False"}]}});
+        let until = |text: &str| Until::parse(text).unwrap();
+        assert!(meets(Some(&available), &until("condition=available")));
+        assert!(meets(
+            Some(&available),
+            &until("condition=Progressing=false")
+        ));
+        assert!(!meets(Some(&available), &until("condition=Progressing")));
+        assert!(!meets(Some(&available), &until("delete")));
+        assert!(!meets(None, &until("condition=Available")));
+        assert!(meets(None, &until("delete")));
+        assert!(!meets(
+            Some(&serde_json::json!({})),
+            &until("condition=Ready")
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use skiff_api::proto::objects_client::ObjectsClient;
 use skiff_api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
     CreateRequest, DeleteRequest, DeleteResponse, GetRequest, KeyChange, ListRequest, ListResponse,
-    PatchRequest, UpdateRequest,
+    PatchRequest, UpdateRequest, VersionRequest, VersionResponse,
 };
 use skiff_api::{Kind, Object};
 use tokio::time::Instant;
@@ -844,6 +844,16 @@ impl Client {
                 ClusterClient::new(channel)
                     .status(ClusterStatusRequest {})
                     .await
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    /// The version of the member that answers (any authenticated caller may ask).
+    pub async fn server_version(&self) -> Result<VersionResponse, Error> {
+        let response = self
+            .with_failover(|channel| async move {
+                ClusterClient::new(channel).version(VersionRequest {}).await
             })
             .await?;
         Ok(response.into_inner())

@@ -19,6 +19,10 @@ pub struct LogParams {
     pub tail_lines: Option<i64>,
     pub previous: bool,
     pub timestamps: bool,
+    /// Only lines written in the last this many seconds (kubectl's --since).
+    pub since_seconds: Option<i64>,
+    /// Only lines written at or after this RFC 3339 time (kubectl's --since-time).
+    pub since_time: Option<String>,
 }
 
 /// What a finished exec produced.
@@ -145,6 +149,8 @@ impl Client {
             tail_lines: params.tail_lines.unwrap_or(-1),
             previous: params.previous,
             timestamps: params.timestamps,
+            since_seconds: params.since_seconds.unwrap_or(0),
+            since_time: params.since_time.clone().unwrap_or_default(),
         };
         let response = self
             .with_failover(|channel| {

@@ -169,6 +169,17 @@ pub fn files_of(path: &Path) -> Vec<PathBuf> {
 
 /// The rendered log (rotated files included), or its last `tail` entries.
 pub fn read(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<Vec<u8>> {
+    read_since(path, tail, timestamps, None)
+}
+
+/// [`read`], with `since` (a time as [`LogWriter`] writes them) only the entries written
+/// from then on (kubectl's --since; `tail` counts from the end of those).
+pub fn read_since(
+    path: &Path,
+    tail: Option<usize>,
+    timestamps: bool,
+    since: Option<&str>,
+) -> io::Result<Vec<u8>> {
     let mut lines = Vec::new();
     for file in files_of(path) {
         match std::fs::read_to_string(&file) {
@@ -177,7 +188,12 @@ pub fn read(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<Ve
             Err(e) => return Err(e),
         }
     }
-    let entries: Vec<Entry> = lines.iter().filter_map(|l| parse_line(l)).collect();
+    // The times are fixed-width UTC (nanoseconds, `Z`): they sort as text.
+    let entries: Vec<Entry> = lines
+        .iter()
+        .filter_map(|l| parse_line(l))
+        .filter(|e| since.is_none_or(|since| e.time >= since))
+        .collect();
     let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
     let mut out = Vec::new();
     for entry in &entries[skip..] {

@@ -79,6 +79,31 @@ fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, BoxStream<T
     (tx, Box::pin(ReceiverStream::new(rx)))
 }
 
+/// The time from which `logs` returns lines (kubectl's --since / --since-time), written as
+/// the log writes times; None for the whole log.
+fn log_cutoff(request: &LogsRequest) -> Result<Option<String>, Status> {
+    let format =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    if request.since_seconds > 0 {
+        let ago =
+            chrono::Duration::try_seconds(request.since_seconds).unwrap_or(chrono::Duration::MAX);
+        let from = chrono::Utc::now()
+            .checked_sub_signed(ago)
+            .unwrap_or_default();
+        return Ok(Some(format(from)));
+    }
+    if request.since_time.is_empty() {
+        return Ok(None);
+    }
+    let from = chrono::DateTime::parse_from_rfc3339(&request.since_time).map_err(|e| {
+        Status::invalid_argument(format!(
+            "since_time: {:?} is not an RFC 3339 time: {e}",
+            request.since_time
+        ))
+    })?;
+    Ok(Some(format(from.to_utc())))
+}
+
 impl<R: Runtime> AgentService<R> {
     fn log_path(&self, request: &LogsRequest) -> Result<std::path::PathBuf, Status> {
         let (_, name, entry) =
@@ -127,7 +152,8 @@ impl<R: Runtime> Agent for AgentService<R> {
         let tail = usize::try_from(request.tail_lines).ok();
         // Follow from the end of what is read now (lines written in between may repeat).
         let mut follower = Follower::from_end(&path);
-        let existing = logs::read(&path, tail, request.timestamps)
+        let since = log_cutoff(&request)?;
+        let existing = logs::read_since(&path, tail, request.timestamps, since.as_deref())
             .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
         let (tx, stream) = channel();
         let pod_index = self.pod_index.clone();

@@ -435,7 +435,7 @@ fn compose_cluster_pods_across_containers_and_leader_kill() {
             nodes.lines().any(|l| {
                 let c: Vec<&str> = l.split_whitespace().collect();
                 c.first() == Some(&format!("agent-{n}").as_str())
-                    && c.get(3) == Some(&cluster.agent_ip(n).as_str())
+                    && c.get(5) == Some(&cluster.agent_ip(n).as_str())
             }),
             "agent-{n} with INTERNAL-IP {}:\n{nodes}",
             cluster.agent_ip(n)

@@ -210,7 +210,9 @@ async fn pods_across_hosts_reach_each_other_without_nat() {
                 "0",
                 columns[4],
                 &ips[name].to_string(),
-                &format!("host-{host}")
+                &format!("host-{host}"),
+                "<none>",
+                "<none>"
             ],
             "{text}"
         );

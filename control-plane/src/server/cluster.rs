@@ -9,7 +9,7 @@ use skiff_api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse,
     CreateTokenRequest, CreateTokenResponse, DeleteTokenRequest, DeleteTokenResponse,
     JoinNodeRequest, JoinNodeResponse, ListTokensRequest, ListTokensResponse, Member,
-    NodeHeartbeatRequest, NodeHeartbeatResponse,
+    NodeHeartbeatRequest, NodeHeartbeatResponse, VersionRequest, VersionResponse,
 };
 use skiff_pki::{Attributes, NodeTarget, Verb};
 use tonic::{Request, Response, Status};
@@ -273,6 +273,18 @@ impl Cluster for ClusterServer {
         Ok(Response::new(
             super::tokens::list(&self.node, &subject, request.into_inner()).await?,
         ))
+    }
+
+    async fn version(
+        &self,
+        request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        self.gate.subject(&request).await?;
+        let version = env!("CARGO_PKG_VERSION");
+        Ok(Response::new(VersionResponse {
+            version: version.into(),
+            git_version: format!("v{version}"),
+        }))
     }
 
     async fn delete_token(
