@@ -146,15 +146,19 @@ pub enum Verb {
     ///
     /// Example: skiff run web --image=busybox --port=8080 --labels=app=web -- /bin/busybox httpd -f -p 8080
     Run(crate::verbs::RunArgs),
-    /// Forward a local port to a port in a pod (through the control plane).
+    /// Forward local ports to ports of a pod (through the control plane), listening in
+    /// this shell's own network namespace, also for a `skiff up` cluster.
     ///
-    /// Example: skiff port-forward web-1 8080:80
+    /// Examples: skiff port-forward pod/web 8080:80; skiff port-forward deploy/web 8080:80 9090
     PortForward {
-        pod: String,
-        /// LOCAL:REMOTE, or PORT for both (:REMOTE picks a free local port).
-        ports: String,
-        /// Local address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
+        /// pod/NAME, NAME (a pod) or deployment/NAME (one of its ready pods).
+        target: String,
+        /// LOCAL:REMOTE, or PORT for both (:REMOTE picks a free local port); several allowed.
+        #[arg(required = true)]
+        ports: Vec<String>,
+        /// Addresses to listen on (comma-separated IP addresses or localhost, which is
+        /// 127.0.0.1 and ::1).
+        #[arg(long, default_value = "localhost")]
         address: String,
     },
     /// Show an object in detail, with its events at the end.

@@ -8,6 +8,7 @@ pub mod describe;
 pub mod endpoints;
 pub mod error;
 pub mod flags;
+pub mod forward;
 pub mod get;
 pub mod image;
 pub mod jsonpath;

@@ -10,7 +10,7 @@ use crate::flags::{
     ClusterVerb, CreateVerb, Flags, ImageVerb, MetadataFlags, NetVerb, RolloutVerb, TokenVerb, Verb,
 };
 use crate::netcheck::{self, CheckOptions};
-use crate::{apply, describe, endpoints, error, get, image, local, target, verbs, wait};
+use crate::{apply, describe, endpoints, error, forward, get, image, local, target, verbs, wait};
 
 /// Runs the verb and returns `skiff`'s exit code, having printed its output and, on failure,
 /// one error line.
@@ -287,12 +287,11 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             return create_one(client, &pod).await;
         }
         Verb::PortForward {
-            pod,
+            target,
             ports,
             address,
         } => {
-            let ports = verbs::parse_ports(&ports)?;
-            verbs::port_forward(client, &namespace, &pod, &address, ports, async {
+            forward::port_forward(client, &namespace, &target, &address, &ports, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;

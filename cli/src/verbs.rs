@@ -730,89 +730,6 @@ ID   ADDRESS           ROLE    STATE         TERM   APPLIED   ERROR
     }
 }
 
-/// `LOCAL:REMOTE` (or one port for both) of `skiff port-forward`.
-pub fn parse_ports(text: &str) -> Result<(u16, u16), VerbError> {
-    let bad = || VerbError::Usage(format!("{text:?} is not LOCAL:REMOTE or PORT"));
-    let (local, remote) = text.split_once(':').unwrap_or((text, text));
-    let remote: u16 = remote.parse().map_err(|_| bad())?;
-    let local: u16 = if local.is_empty() {
-        0
-    } else {
-        local.parse().map_err(|_| bad())?
-    };
-    if remote == 0 {
-        return Err(bad());
-    }
-    Ok((local, remote))
-}
-
-/// `skiff port-forward POD LOCAL:REMOTE`: every connection to the local port becomes a byte
-/// stream into the pod's port (through the control plane and the node's agent). Runs until
-/// `stop` resolves; prints the kubectl line once listening.
-pub async fn port_forward(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-    address: &str,
-    ports: (u16, u16),
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<(), VerbError> {
-    let (local, remote) = ports;
-    // The pod must exist (a clear NotFound now rather than on the first connection).
-    client.get::<Pod>(namespace, pod).await?;
-    let listener = tokio::net::TcpListener::bind((address, local)).await?;
-    let bound = listener.local_addr()?;
-    println!("Forwarding from {bound} -> {remote}");
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let (socket, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = &mut stop => return Ok(()),
-        };
-        println!("Handling connection for {}", bound.port());
-        let client = client.clone();
-        let (namespace, pod) = (namespace.to_string(), pod.to_string());
-        tokio::spawn(async move {
-            if let Err(e) = forward_one(&client, &namespace, &pod, remote, socket).await {
-                eprintln!("error forwarding port {remote} to pod {pod}: {e}");
-            }
-        });
-    }
-}
-
-async fn forward_one(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-    port: u16,
-    socket: tokio::net::TcpStream,
-) -> Result<(), VerbError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut forward = client.port_forward(namespace, pod, port).await?;
-    let (mut reader, mut writer) = socket.into_split();
-    // Take the sender out, so the pod's side sees end-of-stream when the local client
-    // stops sending.
-    let to_pod = std::mem::replace(&mut forward.to_pod, tokio::sync::mpsc::channel(1).0);
-    let upstream = tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if to_pod.send(buf[..n].to_vec()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    while let Some(chunk) = forward.read().await {
-        writer.write_all(&chunk?).await?;
-    }
-    upstream.abort();
-    Ok(())
-}
-
 // What `skiff run` builds, as its flags give it (a `//` comment: a doc comment would be
 // the subcommand's help).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -990,15 +907,6 @@ pub fn client_version() -> String {
 #[cfg(test)]
 mod more_tests {
     use super::*;
-
-    #[test]
-    fn port_forward_arguments_parse_as_kubectl_does() {
-        assert_eq!(parse_ports("8080:80").unwrap(), (8080, 80));
-        assert_eq!(parse_ports("80").unwrap(), (80, 80));
-        assert_eq!(parse_ports(":80").unwrap(), (0, 80));
-        assert!(parse_ports("x:80").is_err());
-        assert!(parse_ports("80:0").is_err());
-    }
 
     #[test]
     fn create_deployment_builds_kubectls_deployment() {

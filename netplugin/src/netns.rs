@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -102,12 +103,42 @@ where
     .map_err(|_| NetnsError::Panicked)?
 }
 
+/// The namespace the process was in before [`enter`] moved it: [`run_in_origin`] goes back.
+static ORIGIN: OnceLock<File> = OnceLock::new();
+
+/// The calling thread's own network namespace file.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
 /// Moves the calling thread into the namespace at `path`; threads it starts afterwards
 /// begin there too. For a program that lives in one namespace (the CLI reaching a
-/// `skiff up` cluster), called before it starts any other thread.
+/// `skiff up` cluster), called before it starts any other thread. The namespace it leaves
+/// stays reachable through [`run_in_origin`].
 pub fn enter(path: &Path) -> Result<(), NetnsError> {
     let file = File::open(path).map_err(io_err(path, "open"))?;
+    if ORIGIN.get().is_none() {
+        let origin = Path::new(THREAD_NETNS);
+        let _ = ORIGIN.set(File::open(origin).map_err(io_err(origin, "open"))?);
+    }
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(path, "setns"))
+}
+
+/// Runs `work` in the network namespace the process was in before [`enter`] (on a thread
+/// of its own that joined it; directly when [`enter`] was never called): for sockets the
+/// user's own programs must reach, such as `skiff port-forward`'s listeners.
+pub fn run_in_origin<T, F>(work: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let Some(origin) = ORIGIN.get() else {
+        return Ok(work());
+    };
+    std::thread::spawn(move || -> Result<T, NetnsError> {
+        setns(origin, CloneFlags::CLONE_NEWNET).map_err(sys(Path::new(THREAD_NETNS), "setns"))?;
+        Ok(work())
+    })
+    .join()
+    .map_err(|_| NetnsError::Panicked)?
 }
 
 /// Like [`run_in`] for async work: a current-thread tokio runtime on the namespace's thread
@@ -174,5 +205,33 @@ mod tests {
         // A pin file left without its mount pins nothing.
         std::fs::write(&pin, "").unwrap();
         assert!(!is_pinned(&pin));
+    }
+
+    #[test]
+    fn run_in_origin_works_where_the_process_was_before_enter() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(
+                std::env::var_os("SKIFF_REQUIRE_PRIVILEGED").is_none(),
+                "needs root"
+            );
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("ns1");
+        create(&pin).unwrap();
+        let host = inode("/proc/thread-self/ns/net");
+        let inside = run_in(&pin, || inode("/proc/thread-self/ns/net")).unwrap();
+        let pin_inside = pin.clone();
+        // On a thread of its own: enter moves only the calling thread.
+        let (entered, origin) = std::thread::spawn(move || {
+            enter(&pin_inside).unwrap();
+            let origin = run_in_origin(|| inode("/proc/thread-self/ns/net")).unwrap();
+            (inode("/proc/thread-self/ns/net"), origin)
+        })
+        .join()
+        .unwrap();
+        assert_eq!((entered, origin), (inside, host));
+        remove(&pin).unwrap();
     }
 }
