@@ -64,6 +64,11 @@ struct Flags {
     /// Pulls happen only with `--runtime oci`.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
+    /// Pull a registry's images from a mirror instead: REGISTRY=HOST:PORT (REGISTRY as in
+    /// image names, docker.io for short ones like busybox), as a containerd mirror; repeatable.
+    /// `skiff up` points docker.io at its local registry.
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=HOST:PORT")]
+    registry_mirrors: Vec<String>,
     /// Basic-auth credentials for a registry (HOST[:PORT] as in image names); repeatable.
     /// Other registries are pulled from anonymously. Visible in `ps`: prefer
     /// --registry-auth-file on shared hosts.
@@ -385,12 +390,23 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `--insecure-registry`, `--registry-auth` and `--registry-auth-file` as pull options.
+/// `--insecure-registry`, `--registry-mirror`, `--registry-auth` and `--registry-auth-file`
+/// as pull options.
 fn pull_options(flags: &Flags) -> anyhow::Result<PullOptions> {
     let mut options = PullOptions {
         insecure_registries: flags.insecure_registries.clone(),
         ..Default::default()
     };
+    for mirror in &flags.registry_mirrors {
+        match mirror.split_once('=') {
+            Some((registry, endpoint)) if !registry.is_empty() && !endpoint.is_empty() => {
+                options
+                    .mirrors
+                    .insert(registry.to_string(), endpoint.to_string());
+            }
+            _ => anyhow::bail!("--registry-mirror {mirror:?}: expected REGISTRY=HOST:PORT"),
+        }
+    }
     let mut entries: Vec<String> = Vec::new();
     if let Some(path) = &flags.registry_auth_file {
         let text = std::fs::read_to_string(path)

@@ -51,12 +51,24 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Registry `HOST[:PORT]` → basic-auth credentials; others are accessed anonymously.
     pub auth: BTreeMap<String, Credentials>,
+    /// Registry `HOST[:PORT]` (as in image names, `docker.io` for short names) → the
+    /// `HOST:PORT` its images are pulled from instead, as a containerd mirror (a local
+    /// cluster's registry stands in for Docker Hub).
+    pub mirrors: BTreeMap<String, String>,
     /// Connect and read timeouts (default 10 s and 60 s).
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
 }
 
 impl PullOptions {
+    /// Where `registry`'s images are pulled from: its mirror, or itself.
+    pub fn endpoint(&self, registry: &str) -> String {
+        self.mirrors
+            .get(registry)
+            .cloned()
+            .unwrap_or_else(|| registry.to_string())
+    }
+
     /// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
     pub fn plain_http(&self, registry: &str) -> bool {
         is_loopback(registry) || self.insecure_registries.iter().any(|r| r == registry)
@@ -241,7 +253,7 @@ impl ImageStore {
             .await
             .map_err(|e| ImageError::io(format!("mkdir {}", blobs.display()), e))?;
 
-        let registry = reference.registry().to_string();
+        let registry = options.endpoint(reference.registry());
         let config = ClientConfig {
             protocol: if options.plain_http(&registry) {
                 ClientProtocol::Http
@@ -493,6 +505,16 @@ mod tests {
         assert!(!options.plain_http("registry.lan"));
         assert!(!options.plain_http("docker.io"));
         assert!(!options.plain_http("127.example.com"));
+    }
+
+    #[test]
+    fn a_mirrored_registry_is_pulled_from_its_mirror_and_others_from_themselves() {
+        let options = PullOptions {
+            mirrors: [("docker.io".to_string(), "10.250.0.1:5000".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(options.endpoint("docker.io"), "10.250.0.1:5000");
+        assert_eq!(options.endpoint("registry.lan:5000"), "registry.lan:5000");
     }
 
     #[test]
