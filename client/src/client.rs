@@ -45,6 +45,9 @@ pub struct ListParams {
     pub field_selector: String,
     /// Serve from the contacted node's state without a linearizability check.
     pub stale_ok: bool,
+    /// Fetch the list in pages of this many items (0: in one request), as kubectl's
+    /// `--chunk-size`. Every page reflects the state of the first one.
+    pub page_size: u64,
 }
 
 impl ListParams {
@@ -68,6 +71,11 @@ impl ListParams {
         self.field_selector = selector.into();
         self
     }
+
+    pub fn page_size(mut self, items: u64) -> ListParams {
+        self.page_size = items;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +83,18 @@ pub struct ObjectList<T> {
     pub items: Vec<T>,
     /// The version the list reflects: watch from here to miss nothing.
     pub resource_version: u64,
+}
+
+/// One page of a list ([`Client::list_page`]).
+#[derive(Debug, Clone)]
+pub struct ObjectPage<T> {
+    pub items: Vec<T>,
+    /// The version the whole list reflects (the first page's).
+    pub resource_version: u64,
+    /// Where the list goes on; None on its last page.
+    pub continue_token: Option<String>,
+    /// How many items follow this page, when more follow.
+    pub remaining_item_count: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -529,10 +549,12 @@ impl Client {
         Ok(response.into_inner().object)
     }
 
-    pub(crate) async fn list_bytes(
+    /// One page of `params.page_size` items (all with 0), going on from `continue_token`.
+    async fn list_page_bytes(
         &self,
         kind: Kind,
         params: &ListParams,
+        continue_token: &str,
     ) -> Result<ListResponse, Error> {
         let namespace = match &params.namespace {
             Some(namespace) => scoped(kind, namespace),
@@ -546,11 +568,44 @@ impl Client {
                     label_selector: params.label_selector.clone(),
                     field_selector: params.field_selector.clone(),
                     stale_ok: params.stale_ok,
+                    limit: params.page_size,
+                    r#continue: continue_token.into(),
                 };
                 async move { Client::objects_client(channel).list(request).await }
             })
             .await?;
         Ok(response.into_inner())
+    }
+
+    /// The whole list, in pages of `params.page_size`, as one response at the first page's
+    /// version. When the history no longer reaches back to that version before the last
+    /// page (a long list on a busy cluster), the list starts over in one request, as
+    /// client-go's pager does.
+    pub(crate) async fn list_bytes(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<ListResponse, Error> {
+        let mut list = self.list_page_bytes(kind, params, "").await?;
+        let mut next = std::mem::take(&mut list.r#continue);
+        while !next.is_empty() {
+            match self.list_page_bytes(kind, params, &next).await {
+                Ok(mut page) => {
+                    list.items.append(&mut page.items);
+                    next = page.r#continue;
+                }
+                Err(Error::TooOld(_)) => {
+                    let whole = ListParams {
+                        page_size: 0,
+                        ..params.clone()
+                    };
+                    return self.list_page_bytes(kind, &whole, "").await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        list.remaining_item_count = None;
+        Ok(list)
     }
 
     async fn update_bytes(
@@ -759,6 +814,30 @@ impl Client {
         typed(&self.get_bytes(T::KIND, namespace, name).await?)
     }
 
+    /// One page of at most `params.page_size` items (all with 0): the first without a
+    /// `continue_token`, the next with the previous page's. A token whose version fell out
+    /// of the server's history is [`Error::TooOld`]: list again from the start.
+    pub async fn list_page<T: Resource>(
+        &self,
+        params: &ListParams,
+        continue_token: Option<&str>,
+    ) -> Result<ObjectPage<T>, Error> {
+        let response = self
+            .list_page_bytes(T::KIND, params, continue_token.unwrap_or(""))
+            .await?;
+        Ok(ObjectPage {
+            items: response
+                .items
+                .iter()
+                .map(|item| typed(item))
+                .collect::<Result<_, _>>()?,
+            resource_version: response.resource_version,
+            continue_token: Some(response.r#continue).filter(|c| !c.is_empty()),
+            remaining_item_count: response.remaining_item_count,
+        })
+    }
+
+    /// Every matching object, fetched in pages of `params.page_size` (all at once with 0).
     pub async fn list<T: Resource>(&self, params: &ListParams) -> Result<ObjectList<T>, Error> {
         let response = self.list_bytes(T::KIND, params).await?;
         Ok(ObjectList {

@@ -103,6 +103,16 @@ impl From<tonic::Status> for Error {
             tonic::Code::DeadlineExceeded => Error::Timeout(message),
             tonic::Code::Unauthenticated => Error::Unauthorized(message),
             tonic::Code::PermissionDenied => Error::Forbidden(message),
+            // The server refused the request by its length before reading it (tonic's
+            // own wording, which names the size and the limit).
+            tonic::Code::OutOfRange if message.contains("decoded message length too large") => {
+                let detail = message
+                    .split_once("too large: ")
+                    .map_or(message.as_str(), |(_, detail)| detail);
+                Error::Invalid(format!(
+                    "request too large: {detail} (the server's --max-request-bytes)"
+                ))
+            }
             code => Error::Other {
                 code: format!("{code:?}"),
                 message,
@@ -116,6 +126,17 @@ mod tests {
     use tonic::{Code, Status};
 
     use super::*;
+
+    #[test]
+    fn a_request_over_the_servers_cap_is_invalid_naming_the_size_and_the_limit() {
+        let status = Status::out_of_range(
+            "Error, decoded message length too large: found 10485873 bytes, the limit is: 3145728 bytes",
+        );
+        assert_eq!(
+            Error::from(status).to_string(),
+            "invalid: request too large: found 10485873 bytes, the limit is: 3145728 bytes (the server's --max-request-bytes)"
+        );
+    }
 
     #[test]
     fn maps_status_codes() {

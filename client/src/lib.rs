@@ -58,7 +58,7 @@ mod watch;
 
 pub use client::{
     Client, ClientBuilder, DeleteParams, Deleted, ListParams, MetadataPatch, ObjectList,
-    select_cluster,
+    ObjectPage, select_cluster,
 };
 pub use error::Error;
 pub use images::{Image, ImportedImageInfo, RemovedImages};

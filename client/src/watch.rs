@@ -215,6 +215,7 @@ impl Client {
             label_selector: params.label_selector.clone(),
             field_selector: params.field_selector.clone(),
             stale_ok: false,
+            page_size: 0,
         };
         let listed = tokio::select! {
             listed = self.list_bytes(T::KIND, &list_params) => listed,

@@ -27,6 +27,18 @@ pub enum ConfigError {
     InitialClusterState(String),
     #[error("--max-request-bytes must be at least 64 KiB, got {0}")]
     MaxRequestBytes(usize),
+    #[error("--max-object-bytes must be at least 64 KiB, got {0}")]
+    MaxObjectBytes(usize),
+    #[error(
+        "--max-object-bytes ({object}) must not exceed --max-request-bytes ({request}): an object that large could never be sent"
+    )]
+    ObjectOverRequest { object: usize, request: usize },
+    #[error("--watch-history-bytes must be at least 1 MiB, got {0}")]
+    WatchHistoryBytes(usize),
+    #[error("--watch-history must be at least 1, got 0")]
+    WatchHistory,
+    #[error("--max-watches-per-connection must be at least 1, got 0")]
+    MaxWatchesPerConnection,
 }
 
 /// etcd's `--initial-cluster-state`: whether a fresh data dir starts a new cluster with the
@@ -58,6 +70,18 @@ impl std::str::FromStr for InitialClusterState {
 /// default is 1.5 MiB). Replication handles entries of this size on slow links.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 
+/// The largest object stored by default: etcd's default request limit (1.5 MiB), which
+/// is what bounds a Kubernetes object. Measured on the object's JSON as it would be stored.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// The watch history's default byte bound: 64 MiB of changes (objects and their previous
+/// versions) for resuming watchers, whatever the objects' sizes.
+pub const DEFAULT_WATCH_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Concurrent watches one client connection may hold by default; more are refused with
+/// RESOURCE_EXHAUSTED. HTTP/2 streams per connection are capped a little above it.
+pub const DEFAULT_MAX_WATCHES_PER_CONNECTION: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeId,
@@ -70,6 +94,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How many changes the watch history keeps for resuming watchers.
     pub watch_history: usize,
+    /// How many bytes of changes the watch history keeps (whichever bound comes first).
+    pub watch_history_bytes: usize,
+    /// The largest object stored (its JSON, as it would be stored).
+    pub max_object_bytes: usize,
+    /// Concurrent watches per client connection.
+    pub max_watches_per_connection: usize,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
@@ -90,6 +120,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// The cluster token (`--token-file`): the CA and every certificate derive from it.
     pub token: Option<skiff_pki::ClusterToken>,
+    /// Where the Kubernetes API is served (`--kube-listen`); off unless asked for.
+    pub kube_listen: crate::kube::KubeListen,
 }
 
 impl Config {
@@ -101,6 +133,9 @@ impl Config {
             cluster_cidr: "10.244.0.0/16".into(),
             request_timeout: Duration::from_secs(5),
             watch_history: 100_000,
+            watch_history_bytes: DEFAULT_WATCH_HISTORY_BYTES,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            max_watches_per_connection: DEFAULT_MAX_WATCHES_PER_CONNECTION,
             // A follower of a dead leader waits out the leader's lease (openraft 0.9: the
             // maximum election timeout) plus a random election timeout before it stands, so
             // failover takes max + [min, max]: 400 + 200..400 ms keeps writes back within
@@ -117,6 +152,7 @@ impl Config {
             initial_cluster_state: InitialClusterState::New,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             token: None,
+            kube_listen: crate::kube::KubeListen::Off,
         }
     }
 
@@ -129,6 +165,24 @@ impl Config {
         }
         if self.max_request_bytes < 64 * 1024 {
             return Err(ConfigError::MaxRequestBytes(self.max_request_bytes));
+        }
+        if self.max_object_bytes < 64 * 1024 {
+            return Err(ConfigError::MaxObjectBytes(self.max_object_bytes));
+        }
+        if self.max_object_bytes > self.max_request_bytes {
+            return Err(ConfigError::ObjectOverRequest {
+                object: self.max_object_bytes,
+                request: self.max_request_bytes,
+            });
+        }
+        if self.watch_history == 0 {
+            return Err(ConfigError::WatchHistory);
+        }
+        if self.watch_history_bytes < 1024 * 1024 {
+            return Err(ConfigError::WatchHistoryBytes(self.watch_history_bytes));
+        }
+        if self.max_watches_per_connection == 0 {
+            return Err(ConfigError::MaxWatchesPerConnection);
         }
         self.pod_cidr_range()?;
         Ok(())
@@ -240,6 +294,44 @@ mod tests {
             "--max-request-bytes must be at least 64 KiB, got 65535"
         );
         config.max_request_bytes = 64 * 1024;
+        config.max_object_bytes = 64 * 1024;
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn an_object_cap_over_the_request_cap_or_under_64_kib_is_refused_by_name() {
+        let mut config = Config::new(1, "d".into(), parse_peers("1=a:1").unwrap());
+        config.check().unwrap();
+        config.max_object_bytes = config.max_request_bytes + 1;
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "--max-object-bytes (3145729) must not exceed --max-request-bytes (3145728): an object that large could never be sent"
+        );
+        config.max_object_bytes = 1000;
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "--max-object-bytes must be at least 64 KiB, got 1000"
+        );
+    }
+
+    #[test]
+    fn watch_bounds_of_zero_or_a_history_under_1_mib_are_refused_by_name() {
+        let mut config = Config::new(1, "d".into(), parse_peers("1=a:1").unwrap());
+        config.watch_history_bytes = 1024 * 1024 - 1;
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "--watch-history-bytes must be at least 1 MiB, got 1048575"
+        );
+        config.watch_history_bytes = 1024 * 1024;
+        config.watch_history = 0;
+        assert!(matches!(config.check(), Err(ConfigError::WatchHistory)));
+        config.watch_history = 1;
+        config.max_watches_per_connection = 0;
+        assert!(matches!(
+            config.check(),
+            Err(ConfigError::MaxWatchesPerConnection)
+        ));
+        config.max_watches_per_connection = 1;
         config.check().unwrap();
     }
 }

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// Kubernetes answers 403 Forbidden.
     #[error("{0}")]
     Forbidden(String),
+    /// A per-client limit is reached (watches on one connection, event rate).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The request is valid but the object is not in a state to serve it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -80,6 +83,7 @@ impl From<ApiError> for tonic::Status {
                 tonic::Status::failed_precondition(m)
             }
             ApiError::Forbidden(m) => tonic::Status::permission_denied(m),
+            ApiError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
             ApiError::Internal(m) => tonic::Status::internal(m),
         }
     }

@@ -40,6 +40,9 @@ use raft_transport::{NetworkFactory, PeerPool};
 pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
+/// HTTP/2 streams a connection may open beyond its watches: unary calls and Raft traffic.
+const EXTRA_STREAMS: u32 = 128;
+
 /// Largest message on the wire: snapshots travel in one piece per chunk.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -96,7 +99,11 @@ pub async fn run(
         tracing::info!(path = %path.display(), "wrote the cluster-admin config");
     }
     let server_tls = credentials.server_config()?;
-    let (log, sm, shared) = store::open(&config.data_dir, config.watch_history)
+    let window = store::watch::Window {
+        records: config.watch_history,
+        bytes: config.watch_history_bytes,
+    };
+    let (log, sm, shared) = store::open(&config.data_dir, window)
         .map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
     if log
@@ -197,6 +204,10 @@ pub async fn run(
         gate: gate.clone(),
         bookmark_interval: Duration::from_secs(1),
         stopping: stopping_rx,
+        max_object_bytes: config.max_object_bytes,
+        watches: Arc::new(server::objects::WatchSlots::new(
+            config.max_watches_per_connection,
+        )),
     })
     // A request over the cap is refused as it arrives (tonic reads the length first), so
     // nothing larger than replication can carry ever reaches the log.
@@ -221,6 +232,14 @@ pub async fn run(
         // over a 200 ms link): far too little for a forwarded or staged multi-MiB write.
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        // Streams per connection are bounded too: the watch cap, and room for the calls a
+        // client makes beside its watches (a watch over the cap is refused by name, not
+        // queued by HTTP/2).
+        .max_concurrent_streams(Some(
+            u32::try_from(config.max_watches_per_connection)
+                .unwrap_or(u32::MAX)
+                .saturating_add(EXTRA_STREAMS),
+        ))
         .add_service(objects)
         .add_service(cluster)
         .add_service(raft_service)

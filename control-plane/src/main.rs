@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use skiff_control_plane::config::{
-    Config, DEFAULT_MAX_REQUEST_BYTES, InitialClusterState, parse_duration, parse_peers,
+    Config, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_WATCHES_PER_CONNECTION, DEFAULT_WATCH_HISTORY_BYTES, InitialClusterState,
+    parse_duration, parse_peers,
 };
 
 // Raft and the API allocate many short-lived buffers; mimalloc handles that pattern
@@ -45,6 +47,10 @@ struct Flags {
     /// Changes kept for watchers that resume from a resourceVersion.
     #[arg(long, default_value_t = 100_000)]
     watch_history: usize,
+    /// Bytes of changes kept for resuming watchers (whichever of the two bounds comes
+    /// first); a watch from an older version is told it is too old and relists.
+    #[arg(long, default_value_t = DEFAULT_WATCH_HISTORY_BYTES)]
+    watch_history_bytes: usize,
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_after_entries: u64,
@@ -69,6 +75,13 @@ struct Flags {
     /// The largest API request accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+    /// The largest object stored, in bytes of its JSON (etcd's default 1.5 MiB); at most
+    /// --max-request-bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_bytes: usize,
+    /// Concurrent watches one client connection may hold.
+    #[arg(long, default_value_t = DEFAULT_MAX_WATCHES_PER_CONNECTION)]
+    max_watches_per_connection: usize,
     /// Raft heartbeat interval; also the time one AppendEntries may take. Raise it on
     /// links with a long round trip (etcd's advice: about the round-trip time).
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
@@ -105,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
     config.cluster_cidr = flags.cluster_cidr;
     config.request_timeout = Duration::from_millis(flags.request_timeout_ms);
     config.watch_history = flags.watch_history;
+    config.watch_history_bytes = flags.watch_history_bytes;
+    config.max_object_bytes = flags.max_object_bytes;
+    config.max_watches_per_connection = flags.max_watches_per_connection;
     config.snapshot_after_entries = flags.snapshot_after_entries;
     config.log_entries_kept = flags.log_entries_kept;
     config.node_grace = flags.node_grace;

@@ -343,8 +343,17 @@ async fn request_of_death(cluster: &ControlPlaneCluster, client: &Client, write_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_replicate_and_an_oversized_request_is_refused_without_an_election() {
-    // The cap raised so that an 8 MiB object is a legal request.
-    let cluster = ControlPlaneCluster::start_with(3, &["--max-request-bytes", "10485760"]).unwrap();
+    // The caps raised so that an 8 MiB object is a legal request and a legal object.
+    let cluster = ControlPlaneCluster::start_with(
+        3,
+        &[
+            "--max-request-bytes",
+            "10485760",
+            "--max-object-bytes",
+            "10485760",
+        ],
+    )
+    .unwrap();
     let client = started(&cluster).await;
     request_of_death(&cluster, &client, Duration::from_secs(1)).await;
 }
@@ -369,6 +378,8 @@ async fn large_objects_replicate_over_a_slow_link_between_members() {
         .through(ports, advertise)
         .arg("--max-request-bytes")
         .arg("10485760")
+        .arg("--max-object-bytes")
+        .arg("10485760")
         .arg("--heartbeat-interval")
         .arg("500ms")
         .arg("--election-timeout-min")
@@ -382,16 +393,40 @@ async fn large_objects_replicate_over_a_slow_link_between_members() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_cap_takes_two_mib_and_refuses_four() {
+async fn the_default_caps_take_a_one_mib_object_refuse_a_two_mib_object_and_a_four_mib_request() {
     let cluster = ControlPlaneCluster::start(3).unwrap();
     let client = started(&cluster).await;
     client
-        .create_raw(Kind::Pod, &big_pod("two", 2 * MIB))
+        .create_raw(Kind::Pod, &big_pod("one", MIB))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    // Under the 3 MiB request cap, over the 1.5 MiB object cap.
+    let refused = client
+        .create_raw(Kind::Pod, &big_pod("two", 2 * MIB))
+        .await
+        .expect_err("over the 1.5 MiB default object cap");
+    assert!(refused.is_invalid(), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("larger than the limit of 1.5 MiB (1572864 bytes, --max-object-bytes)"),
+        "{refused}"
+    );
     let refused = client
         .create_raw(Kind::Pod, &big_pod("four", 4 * MIB))
         .await
-        .expect_err("over the 3 MiB default");
-    assert!(refused.to_string().contains("too large"), "{refused}");
+        .expect_err("over the 3 MiB default request cap");
+    assert!(
+        refused
+            .to_string()
+            .contains("the limit is: 3145728 bytes (the server's --max-request-bytes)"),
+        "{refused}"
+    );
+    for name in ["two", "four"] {
+        let missing = client.get_raw(Kind::Pod, "default", name).await;
+        assert!(
+            missing.as_ref().is_err_and(|e| e.is_not_found()),
+            "{name}: {missing:?}"
+        );
+    }
 }

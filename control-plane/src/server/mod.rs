@@ -5,6 +5,7 @@ pub mod agent_proxy;
 pub mod auth;
 pub mod cluster;
 pub mod objects;
+pub mod paging;
 pub mod raft;
 pub mod tokens;
 

@@ -1,7 +1,12 @@
 //! The public object API: validation in, Raft commands out, reads from the local table
 //! behind a linearizability barrier, and watches from the local history.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use skiff_api::pod_security::Level;
@@ -14,18 +19,20 @@ use skiff_api::selector::{FieldSelector, Selector};
 use skiff_api::types::Pod;
 use skiff_api::{Kind, Object, names, validate};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 
 use super::auth::{Gate, check};
+use super::paging::ContinueToken;
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
 use crate::pod_security;
 use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
-use crate::store::objects::{EventType, SELECTABLE_FIELDS};
+use crate::store::objects::{
+    EventType, SELECTABLE_FIELDS, kind_prefix, patched_value, updated_value,
+};
 use crate::store::{StoredObject, WatchRecord};
 
 pub struct ObjectsServer {
@@ -35,11 +42,76 @@ pub struct ObjectsServer {
     pub bookmark_interval: Duration,
     /// Turns true when the node shuts down: open watches end (clients resume elsewhere).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The largest object stored (`--max-object-bytes`), in bytes of its JSON.
+    pub max_object_bytes: usize,
+    /// Open watches per client connection (`--max-watches-per-connection`).
+    pub watches: Arc<WatchSlots>,
 }
 
 /// How many times an update without a resourceVersion is retried after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 5;
-const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+/// Events buffered for one watcher before it counts as slow. The buffer holds the stored
+/// objects themselves (shared with the table and the history), not copies.
+const WATCH_BUFFER: usize = 1024;
+
+/// How long a watcher's full buffer may stay full before the watch is closed with "too
+/// old", so the client relists instead of the member buffering for it without end.
+pub const SLOW_WATCHER_GRACE: Duration = Duration::from_secs(5);
+
+/// Counts open watches per client connection (by its remote address), and refuses those
+/// over the cap.
+pub struct WatchSlots {
+    cap: usize,
+    open: Mutex<HashMap<Option<SocketAddr>, usize>>,
+}
+
+impl WatchSlots {
+    pub fn new(cap: usize) -> WatchSlots {
+        WatchSlots {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(self: &Arc<Self>, connection: Option<SocketAddr>) -> Result<WatchSlot, ApiError> {
+        let mut open = self.open.lock().expect("watch slots lock");
+        let count = open.entry(connection).or_default();
+        if *count >= self.cap {
+            return Err(ApiError::ResourceExhausted(format!(
+                "too many watches on this connection: at most {} at a time (--max-watches-per-connection); close one or open another connection",
+                self.cap
+            )));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            connection,
+        })
+    }
+}
+
+/// One open watch; the slot is given back when the watch's task ends.
+struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    connection: Option<SocketAddr>,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("watch slots lock");
+        if let Some(count) = open.get_mut(&self.connection) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.connection);
+            }
+        }
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
 
 fn parse_kind(kind: &str) -> Result<Kind, ApiError> {
     Kind::parse(kind).ok_or_else(|| {
@@ -170,6 +242,38 @@ impl Filter {
 }
 
 impl ObjectsServer {
+    /// Refuses an object whose JSON, as it would be stored, is over `--max-object-bytes`.
+    fn check_object_size(&self, kind: Kind, name: &str, json_len: usize) -> Result<(), ApiError> {
+        if json_len <= self.max_object_bytes {
+            return Ok(());
+        }
+        Err(ApiError::InvalidArgument(format!(
+            "{} \"{name}\": object is {} ({json_len} bytes), larger than the limit of {} ({} bytes, --max-object-bytes)",
+            kind.plural(),
+            mib(json_len),
+            mib(self.max_object_bytes),
+            self.max_object_bytes
+        )))
+    }
+
+    /// The stored object a write changes. The table may lag the leader by a moment, so an
+    /// object missing here is looked up again after a read barrier before it counts as
+    /// missing.
+    async fn current_for_write(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<StoredObject>, ApiError> {
+        match self.local_get(kind, namespace, name) {
+            Err(ApiError::NotFound(_)) => {
+                self.node.read_barrier().await?;
+                self.local_get(kind, namespace, name)
+            }
+            found => found,
+        }
+    }
+
     async fn ensure_namespace_for(&self, kind: Kind, namespace: &str) -> Result<(), ApiError> {
         // `default` always exists; a fresh cluster may not have written it yet.
         if kind.is_namespaced() && namespace == "default" {
@@ -263,16 +367,15 @@ impl ObjectsServer {
                 })
             },
         )?;
+        let json = object.to_json();
+        self.check_object_size(kind, &name, json.len())?;
         self.ensure_namespace_for(kind, &namespace).await?;
         if let Object::Pod(pod) = &object {
             self.enforce_pod_security(pod, &namespace).await?;
         }
         let applied = self
             .node
-            .propose(Command::Create {
-                kind,
-                object: object.to_json(),
-            })
+            .propose(Command::Create { kind, object: json })
             .await?;
         Ok(applied.object)
     }
@@ -320,12 +423,17 @@ impl ObjectsServer {
                     Some(self.local_get(kind, &namespace, &name)?.version)
                 }
             };
+            let current = self.current_for_write(kind, &namespace, &name).await?;
             if part == UpdatePart::Main {
-                let current = self.local_get(kind, &namespace, &name)?;
                 let current = Object::from_json(Some(kind), &current.json)
                     .map_err(|e| ApiError::Internal(format!("stored object is unreadable: {e}")))?;
                 validate::validate_update(&current, &object).map_err(validation)?;
             }
+            // Measured on what the update makes of the stored object: a status update
+            // keeps the stored spec, and an update keeps the stored status.
+            let after = updated_value(&current.value(), object.to_value(), part);
+            let after_len = serde_json::to_vec(&after).map_or(usize::MAX, |j| j.len());
+            self.check_object_size(kind, &name, after_len)?;
             let command = Command::Update {
                 kind,
                 object: object.to_json(),
@@ -389,37 +497,42 @@ impl ObjectsServer {
                 ))
             })?;
         }
-        if !request.annotations.is_empty() {
-            let current = self.local_get(kind, &namespace, &request.name)?;
-            let value = current.value();
-            let mut annotations: std::collections::BTreeMap<String, String> = value
-                .pointer("/metadata/annotations")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            for KeyChange { key, value } in &request.annotations {
-                match value {
-                    Some(v) => annotations.insert(key.clone(), v.clone()),
-                    None => annotations.remove(key),
-                };
-            }
-            let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
-            if size > ANNOTATIONS_LIMIT {
+        let pairs =
+            |changes: Vec<KeyChange>| changes.into_iter().map(|c| (c.key, c.value)).collect();
+        let labels: Vec<(String, Option<String>)> = pairs(request.labels);
+        let annotations: Vec<(String, Option<String>)> = pairs(request.annotations);
+        // The limits hold for the object the patch makes, as for a create or an update.
+        let current = self
+            .current_for_write(kind, &namespace, &request.name)
+            .await?;
+        let after = patched_value(&current.value(), &labels, &annotations, request.overwrite)
+            .map_err(ApiError::from)?;
+        if let Some(map) = after
+            .pointer("/metadata/annotations")
+            .and_then(|v| v.as_object())
+        {
+            let size: usize = map
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum();
+            if size > validate::ANNOTATIONS_MAX_BYTES {
                 return Err(ApiError::InvalidArgument(format!(
-                    "metadata.annotations: Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
+                    "metadata.annotations: Too long: must have at most {} bytes",
+                    validate::ANNOTATIONS_MAX_BYTES
                 ))
                 .into());
             }
         }
-        let pairs =
-            |changes: Vec<KeyChange>| changes.into_iter().map(|c| (c.key, c.value)).collect();
+        let after_len = serde_json::to_vec(&after).map_or(usize::MAX, |j| j.len());
+        self.check_object_size(kind, &request.name, after_len)?;
         let applied = self
             .node
             .propose(Command::Patch {
                 kind,
                 namespace,
                 name: request.name,
-                labels: pairs(request.labels),
-                annotations: pairs(request.annotations),
+                labels,
+                annotations,
                 overwrite: request.overwrite,
                 expected_version: parse_version(&request.resource_version)?,
             })
@@ -477,28 +590,72 @@ impl ObjectsServer {
         check(subject, &filter.attributes(Verb::List), || {
             Ok(NodeTarget::None)
         })?;
+        let prefix = kind_prefix(filter.kind, filter.namespace.as_deref());
+        let token = match request.r#continue.as_str() {
+            "" => None,
+            text => Some(ContinueToken::decode(text, &prefix).map_err(ApiError::from)?),
+        };
         if !request.stale_ok {
             self.node.read_barrier().await?;
         }
-        let table = self.node.shared.table.read().expect("table lock");
-        // Read under the table lock, so the version is exactly the listed state's.
-        let resource_version = self.node.shared.applied_index();
-        let items = table
-            .list(filter.kind, filter.namespace.as_deref())
-            .filter(|o| filter.matches(o))
-            .map(|o| o.json.to_vec())
-            .collect();
+        let shared = &self.node.shared;
+        if let Some(token) = &token
+            && token.version > shared.applied_index()
+        {
+            // A token from a member ahead of this one: wait until this one caught up.
+            tokio::time::timeout(
+                self.node.request_timeout,
+                shared.wait_applied(token.version),
+            )
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "this member has not yet reached the list's version {}",
+                    token.version
+                ))
+            })?;
+        }
+        let after = token.as_ref().map_or("", |t| t.after.as_str());
+        let at = token.as_ref().map(|t| t.version);
+        let (resource_version, objects) = shared
+            .list_at(filter.kind, filter.namespace.as_deref(), after, at)
+            .map_err(|too_old| {
+                ApiError::TooOld(format!(
+                    "continue: the list's version is too old ({too_old}); list again from the start"
+                ))
+            })?;
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let mut matching = objects.into_iter().filter(|o| filter.matches(o));
+        let page: Vec<Arc<StoredObject>> = match limit {
+            0 => matching.by_ref().collect(),
+            limit => matching.by_ref().take(limit).collect(),
+        };
+        let remaining = matching.count();
+        let (r#continue, remaining_item_count) = match page.last() {
+            Some(last) if remaining > 0 => (
+                ContinueToken {
+                    version: resource_version,
+                    after: last.key(),
+                }
+                .encode(),
+                Some(remaining as u64),
+            ),
+            _ => (String::new(), None),
+        };
         Ok(ListResponse {
-            items,
+            items: page.iter().map(|o| o.json.to_vec()).collect(),
             resource_version,
+            r#continue,
+            remaining_item_count,
         })
     }
 
     fn start_watch(
         &self,
         subject: &Subject,
+        connection: Option<SocketAddr>,
         request: WatchRequest,
-    ) -> Result<ReceiverStream<Result<WatchEvent, Status>>, Status> {
+    ) -> Result<WatchStream, Status> {
         let filter = Filter::new(
             &request.kind,
             &request.namespace,
@@ -516,6 +673,7 @@ impl ObjectsServer {
         {
             shared.hub.since(v).map_err(ApiError::from)?;
         }
+        let slot = self.watches.take(connection)?;
         let initial = match requested {
             Some(_) => None,
             None => {
@@ -529,52 +687,143 @@ impl ObjectsServer {
                 Some((version, objects))
             }
         };
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let evicted = Arc::new(AtomicBool::new(false));
+        let sink = Sink {
+            tx,
+            evicted: evicted.clone(),
+        };
         let bookmark_interval = self.bookmark_interval;
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 _ = stopping.wait_for(|s| *s) => {}
-                _ = stream_watch(shared, filter, initial, requested, tx, bookmark_interval) => {}
+                _ = stream_watch(shared, filter, initial, requested, sink, bookmark_interval) => {}
             }
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(WatchStream {
+            rx,
+            evicted,
+            done: false,
+        })
+    }
+}
+
+/// What a watch's task hands its stream: the stored objects themselves, so a full buffer
+/// costs pointers, and each is encoded only as the client takes it.
+enum Outgoing {
+    Event(EventType, Arc<StoredObject>),
+    Bookmark(u64),
+    Fail(Status),
+}
+
+/// The watch task's end of a watch.
+struct Sink {
+    tx: mpsc::Sender<Outgoing>,
+    evicted: Arc<AtomicBool>,
+}
+
+/// Why a watch's task stops sending.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The client did not take events for [`SLOW_WATCHER_GRACE`] with its buffer full.
+    Slow,
+}
+
+impl Sink {
+    async fn send(&self, item: Outgoing) -> Result<(), Stop> {
+        match tokio::time::timeout(SLOW_WATCHER_GRACE, self.tx.send(item)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => {
+                // The buffer cannot take the error either: the stream reports it first.
+                self.evicted.store(true, Ordering::SeqCst);
+                Err(Stop::Slow)
+            }
+        }
+    }
+}
+
+/// The stream a watch answers with. A slow watcher's buffered events are dropped and it
+/// gets the "too old" error next, which tells it to list again.
+pub struct WatchStream {
+    rx: mpsc::Receiver<Outgoing>,
+    evicted: Arc<AtomicBool>,
+    done: bool,
+}
+
+fn slow_watcher() -> Status {
+    ApiError::TooOld(format!(
+        "resource version too old: this watcher did not keep up (its buffer of {WATCH_BUFFER} events stayed full for {} s); list again",
+        SLOW_WATCHER_GRACE.as_secs()
+    ))
+    .into()
+}
+
+impl tokio_stream::Stream for WatchStream {
+    type Item = Result<WatchEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.evicted.load(Ordering::SeqCst) {
+            self.done = true;
+            return Poll::Ready(Some(Err(slow_watcher())));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Outgoing::Event(kind, object))) => {
+                Poll::Ready(Some(Ok(event(kind, &object))))
+            }
+            Poll::Ready(Some(Outgoing::Bookmark(version))) => Poll::Ready(Some(Ok(WatchEvent {
+                r#type: "BOOKMARK".into(),
+                object: Vec::new(),
+                resource_version: version,
+            }))),
+            Poll::Ready(Some(Outgoing::Fail(status))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                // Evicted between the check above and the task dropping its sender.
+                Poll::Ready(
+                    self.evicted
+                        .load(Ordering::SeqCst)
+                        .then(|| Err(slow_watcher())),
+                )
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 /// Feeds one watch: the initial list (if any), then every matching change, with bookmarks
-/// while idle. Returns when the client goes away or the history is too old.
+/// while idle. Returns when the client goes away, falls behind, or the history is too old.
 async fn stream_watch(
     shared: Arc<crate::store::SharedState>,
     filter: Filter,
     initial: Option<(u64, Vec<Arc<StoredObject>>)>,
     requested: Option<u64>,
-    tx: mpsc::Sender<Result<WatchEvent, Status>>,
+    sink: Sink,
     bookmark_interval: Duration,
-) {
+) -> Result<(), Stop> {
     let mut cursor = match initial {
         Some((version, objects)) => {
             for object in objects {
-                if tx.send(Ok(event(EventType::Added, &object))).await.is_err() {
-                    return;
-                }
+                sink.send(Outgoing::Event(EventType::Added, object)).await?;
             }
             // Marks the end of the initial list: resuming from here misses nothing.
-            let bookmark = WatchEvent {
-                r#type: "BOOKMARK".into(),
-                object: Vec::new(),
-                resource_version: version,
-            };
-            if tx.send(Ok(bookmark)).await.is_err() {
-                return;
-            }
+            sink.send(Outgoing::Bookmark(version)).await?;
             version
         }
         None => {
             let version = requested.unwrap_or(0);
             tokio::select! {
                 _ = shared.wait_applied(version) => {}
-                _ = tx.closed() => return,
+                _ = sink.tx.closed() => return Err(Stop::Gone),
             }
             version
         }
@@ -586,15 +835,13 @@ async fn stream_watch(
         let records = match shared.hub.since(cursor) {
             Ok(records) => records,
             Err(too_old) => {
-                let _ = tx.send(Err(ApiError::from(too_old).into())).await;
-                return;
+                let status = ApiError::from(too_old).into();
+                return sink.send(Outgoing::Fail(status)).await;
             }
         };
-        for record in &records {
-            if let Some(kind) = filter.event_for(record) {
-                if tx.send(Ok(event(kind, &record.object))).await.is_err() {
-                    return;
-                }
+        for record in records {
+            if let Some(kind) = filter.event_for(&record) {
+                sink.send(Outgoing::Event(kind, record.object)).await?;
                 last_sent_version = record.version;
             }
             cursor = cursor.max(record.version);
@@ -602,14 +849,11 @@ async fn stream_watch(
         // Everything up to `applied` was published before it was announced.
         cursor = cursor.max(applied);
         tokio::select! {
-            changed = applied_rx.changed() => if changed.is_err() { return },
-            _ = tx.closed() => return,
+            changed = applied_rx.changed() => if changed.is_err() { return Ok(()) },
+            _ = sink.tx.closed() => return Err(Stop::Gone),
             _ = tokio::time::sleep(bookmark_interval) => {
                 if cursor > last_sent_version {
-                    let bookmark = WatchEvent { r#type: "BOOKMARK".into(), object: Vec::new(), resource_version: cursor };
-                    if tx.send(Ok(bookmark)).await.is_err() {
-                        return;
-                    }
+                    sink.send(Outgoing::Bookmark(cursor)).await?;
                     last_sent_version = cursor;
                 }
             }
@@ -702,15 +946,18 @@ impl Objects for ObjectsServer {
         ))
     }
 
-    type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
+    type WatchStream = WatchStream;
 
     async fn watch(
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let subject = self.gate.subject(&request).await?;
-        Ok(Response::new(
-            self.start_watch(&subject, request.into_inner())?,
-        ))
+        let connection = request.remote_addr();
+        Ok(Response::new(self.start_watch(
+            &subject,
+            connection,
+            request.into_inner(),
+        )?))
     }
 }

@@ -10,17 +10,19 @@ pub mod objects;
 pub mod state_machine;
 pub mod watch;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use openraft::{AnyError, StorageIOError};
+use skiff_api::Kind;
 
 pub use log_store::LogStore;
 pub use objects::{ObjectTable, StoredObject, WatchRecord};
 pub use state_machine::StateMachineStore;
 
 use crate::raft_types::StorageError;
-use watch::WatchHub;
+use watch::{TooOld, WatchHub};
 
 /// What readers see of the state machine: the object table, the applied index, and the
 /// history watchers resume from. Writers (apply) hold the table's write lock while they
@@ -36,6 +38,48 @@ impl SharedState {
         *self.applied.borrow()
     }
 
+    /// The objects of `kind` (in `namespace`, or all) whose key sorts after `after`, in key
+    /// order, as they were at version `at` (None: now), and that version. A past state is
+    /// the current one with the history's later changes undone, so it is exact as long as
+    /// the history reaches back to `at`; `at` must not be ahead of this node.
+    pub fn list_at(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: &str,
+        at: Option<u64>,
+    ) -> Result<(u64, Vec<Arc<StoredObject>>), TooOld> {
+        let table = self.table.read().expect("table lock");
+        // Read under the table lock: apply publishes under its write lock, so the table,
+        // the applied version and the history agree.
+        let applied = self.applied_index();
+        let current = table.list_after(kind, namespace, after);
+        let at = match at {
+            Some(at) if at < applied => at,
+            _ => return Ok((applied, current.cloned().collect())),
+        };
+        let prefix = objects::kind_prefix(kind, namespace);
+        let mut state: BTreeMap<String, Arc<StoredObject>> =
+            current.map(|o| (o.key(), o.clone())).collect();
+        // The first change after `at` to a key holds the key's state at `at`.
+        let mut undone = BTreeSet::new();
+        for record in self.hub.since(at)? {
+            let key = record.object.key();
+            if record.object.kind != kind
+                || !key.starts_with(&prefix)
+                || key.as_str() <= after
+                || !undone.insert(key.clone())
+            {
+                continue;
+            }
+            match record.previous {
+                Some(previous) => state.insert(key, previous),
+                None => state.remove(&key),
+            };
+        }
+        Ok((at, state.into_values().collect()))
+    }
+
     /// Waits until this node has applied `index`.
     pub async fn wait_applied(&self, index: u64) {
         let mut rx = self.applied.subscribe();
@@ -47,7 +91,7 @@ impl SharedState {
 /// Opens (or creates) the store under `dir`.
 pub fn open(
     dir: &Path,
-    watch_history: usize,
+    watch_history: watch::Window,
 ) -> Result<(LogStore, StateMachineStore, Arc<SharedState>), StorageError> {
     let db = sled::Config::new()
         .path(dir.join("sled"))

@@ -115,7 +115,8 @@ pub fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
     format!("{}/{}/{}", kind.plural(), namespace, name)
 }
 
-fn kind_prefix(kind: Kind, namespace: Option<&str>) -> String {
+/// The prefix of every key a list of `kind` (in `namespace`, or all) covers.
+pub fn kind_prefix(kind: Kind, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{}/{}/", kind.plural(), ns),
         None => format!("{}/", kind.plural()),
@@ -172,6 +173,25 @@ impl ObjectTable {
         let prefix = kind_prefix(kind, namespace);
         self.objects
             .range::<String, _>((Bound::Included(prefix.clone()), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+    }
+
+    /// Like [`ObjectTable::list`], only the objects whose key sorts after `after`.
+    pub fn list_after<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<StoredObject>> + 'a {
+        let prefix = kind_prefix(kind, namespace);
+        let start = if after.as_bytes() > prefix.as_bytes() {
+            Bound::Excluded(after.to_string())
+        } else {
+            Bound::Included(prefix.clone())
+        };
+        self.objects
+            .range::<String, _>((start, Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(&prefix))
             .map(|(_, v)| v)
     }
@@ -343,19 +363,7 @@ fn apply_inner(
                 return Err(conflict(*kind, &old.name));
             }
             let old_value = old.value();
-            let new_value = match part {
-                UpdatePart::Main => merge_main(&old_value, incoming),
-                UpdatePart::Status => {
-                    let mut v = old_value.clone();
-                    match incoming.get("status") {
-                        Some(status) => v["status"] = status.clone(),
-                        None => {
-                            v.as_object_mut().map(|o| o.remove("status"));
-                        }
-                    }
-                    v
-                }
-            };
+            let new_value = updated_value(&old_value, incoming, *part);
             write_if_changed(table, index, &old, old_value, new_value, records)
         }
         Command::Patch {
@@ -376,10 +384,7 @@ fn apply_inner(
                 return Err(conflict(*kind, name));
             }
             let old_value = old.value();
-            let mut new_value = old_value.clone();
-            let meta = metadata_mut(&mut new_value);
-            patch_map(meta, "labels", labels, *overwrite)?;
-            patch_map(meta, "annotations", annotations, *overwrite)?;
+            let new_value = patched_value(&old_value, labels, annotations, *overwrite)?;
             write_if_changed(table, index, &old, old_value, new_value, records)
         }
         Command::Delete {
@@ -611,6 +616,39 @@ fn mark_terminating(
         EventType::Modified,
         records,
     ))
+}
+
+/// The object an update of `part` makes of `old` (before its resourceVersion is set): the
+/// API server measures it against the object size cap before proposing the update.
+pub fn updated_value(old: &Value, incoming: Value, part: UpdatePart) -> Value {
+    match part {
+        UpdatePart::Main => merge_main(old, incoming),
+        UpdatePart::Status => {
+            let mut v = old.clone();
+            match incoming.get("status") {
+                Some(status) => v["status"] = status.clone(),
+                None => {
+                    v.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            v
+        }
+    }
+}
+
+/// The object a label and annotation patch makes of `old` (before its resourceVersion is
+/// set).
+pub fn patched_value(
+    old: &Value,
+    labels: &[(String, Option<String>)],
+    annotations: &[(String, Option<String>)],
+    overwrite: bool,
+) -> Result<Value, ApplyError> {
+    let mut value = old.clone();
+    let meta = metadata_mut(&mut value);
+    patch_map(meta, "labels", labels, overwrite)?;
+    patch_map(meta, "annotations", annotations, overwrite)?;
+    Ok(value)
 }
 
 /// An update replaces spec, labels and annotations; the server keeps identity, timestamps

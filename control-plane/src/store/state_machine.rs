@@ -21,7 +21,7 @@ use super::{SharedState, decode, encode, io_read, io_write};
 use crate::raft_types::{
     CommandResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::store::watch::WatchHub;
+use crate::store::watch::{WatchHub, Window};
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
@@ -95,7 +95,7 @@ impl StateMachineStore {
     /// Opens the state at the latest stored snapshot (empty without one).
     pub(super) fn open(
         db: &sled::Db,
-        watch_history: usize,
+        watch_history: Window,
     ) -> Result<(StateMachineStore, Arc<SharedState>), StorageError> {
         let snapshots = db.open_tree("snapshots").map_err(io_read)?;
         let (table, last_applied, membership) =
