@@ -122,6 +122,14 @@ pub enum Verb {
         #[arg(short = 'w', long)]
         watch: bool,
     },
+    /// CPU and memory of nodes or pods, as `kubectl top` shows them, from the agents'
+    /// cgroup readings.
+    ///
+    /// Examples: skiff top nodes; skiff top pods -A; skiff top pods -l app=web
+    Top {
+        #[command(subcommand)]
+        what: crate::top::TopVerb,
+    },
     /// Create or update objects from manifests (client-side apply, like kubectl's).
     ///
     /// Examples: skiff apply -f web.yaml; skiff apply -f manifests/; cat x.yaml | skiff apply -f -

@@ -16,6 +16,7 @@ pub mod local;
 pub mod netcheck;
 pub mod run;
 pub mod table;
+pub mod top;
 pub mod target;
 pub mod verbs;
 pub mod wait;

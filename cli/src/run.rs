@@ -243,6 +243,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("-w prints table rows: use it without -o, or with -o wide");
             }
         }
+        Verb::Top { what } => crate::top::top(client, &what, &namespace).await?,
         Verb::Apply { files } => {
             let sources = apply::read_sources(&files)?;
             check_namespaces(&sources, &namespace, flags.namespace_given)?;

@@ -54,6 +54,7 @@ mod nodes;
 mod pods;
 mod resource;
 mod tokens;
+mod top;
 mod watch;
 
 pub use client::{

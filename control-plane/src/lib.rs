@@ -10,6 +10,7 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod error;
+pub mod metrics;
 pub mod pod_security;
 pub mod raft_node;
 pub mod raft_transport;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use openraft::{BasicNode, ServerState};
 use skiff_api::proto::agent_server::AgentServer as AgentService;
 use skiff_api::proto::cluster_server::ClusterServer as ClusterService;
+use skiff_api::proto::metrics_server::MetricsServer as MetricsService;
 use skiff_api::proto::objects_server::ObjectsServer as ObjectsService;
 use skiff_api::proto::raft_server::RaftServer as RaftService;
 use skiff_pki::tls::ServerCheck;
@@ -69,10 +71,12 @@ pub enum RunError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Serves one control-plane node on `listener` until `shutdown` resolves.
+/// Serves one control-plane node on `listener` until `shutdown` resolves, and its
+/// Prometheus metrics on `metrics_listener` if given.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.check()?;
@@ -188,6 +192,7 @@ pub async fn run(
         event_ttl: config.event_ttl,
     };
     tokio::spawn(leader_duties(node.clone(), settings));
+    tokio::spawn(metrics::count_leader_changes(node.clone()));
 
     // Watches stream forever; they end when shutdown begins so the graceful stop can finish.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -195,6 +200,16 @@ pub async fn run(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
+    if let Some(metrics_listener) = metrics_listener {
+        let mut stopping = stopping_rx.clone();
+        tokio::spawn(skiff_metrics::serve(
+            metrics_listener,
+            Arc::new(metrics::registry(node.clone())),
+            async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            },
+        ));
+    }
 
     // Who may do what: each public method asks the gate (server/auth.rs); Raft's methods
     // need a member's certificate (server/raft.rs).
@@ -245,7 +260,14 @@ pub async fn run(
         .add_service(raft_service)
         .add_service(AgentService::new(server::agent_proxy::AgentProxy {
             node: node.clone(),
-            gate,
+            gate: gate.clone(),
+        }))
+        .add_service(MetricsService::new(server::top::MetricsServer {
+            node: node.clone(),
+            agents: server::agent_proxy::AgentProxy {
+                node: node.clone(),
+                gate,
+            },
         }));
     let served = skiff_pki::tls::serve_tls(router, listener, server_tls, shutdown).await;
     let _ = raft.shutdown().await;

@@ -92,7 +92,16 @@ struct Flags {
     /// Raft election timeout, the upper bound.
     #[arg(long, default_value = "400ms", value_parser = parse_duration)]
     election_timeout_max: Duration,
+    /// Where to serve Prometheus metrics (plain HTTP, /metrics only) [default:
+    /// 127.0.0.1:9190]; empty or `off` disables them. A given address that cannot be bound
+    /// is an error; the default one, taken (several members on one host), is skipped with
+    /// a warning.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
+
+/// The default `--metrics-listen`, as DESIGN.md has it.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9190";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -142,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&flags.listen)
         .await
         .with_context(|| format!("cannot listen on {}", flags.listen))?;
-    match skiff_control_plane::run(config, listener, shutdown_signal()).await {
+    let metrics_listener =
+        skiff_metrics::bind(flags.metrics_listen.as_deref(), DEFAULT_METRICS_LISTEN).await?;
+    match skiff_control_plane::run(config, listener, metrics_listener, shutdown_signal()).await {
         // A member that must not start as asked (it lost its data, or the cluster does
         // not know it) says why and exits 2, like a bad flag: retrying cannot help.
         Err(e @ skiff_control_plane::RunError::Refused(_)) => {

@@ -533,12 +533,14 @@ pub fn spawn_raft_batcher(raft: Raft, timeout: Duration) -> mpsc::Sender<Proposa
 /// leads again (the chaos suite caught that). Callers see Unavailable: the write may or
 /// may not have been applied, as with any timeout.
 async fn write_batch(raft: &Raft, mut commands: Vec<Command>, timeout: Duration) -> BatchOutcome {
+    let proposals = commands.len() as u64;
     let entry = if commands.len() == 1 {
         commands.pop().expect("one command")
     } else {
         Command::Batch(commands)
     };
-    match tokio::time::timeout(timeout, raft.client_write(entry)).await {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, raft.client_write(entry)).await {
         Ok(written) => written
             .map(|response| response.data.results)
             .map_err(write_error),
@@ -546,7 +548,15 @@ async fn write_batch(raft: &Raft, mut commands: Vec<Command>, timeout: Duration)
             "the write was not committed within {} ms",
             timeout.as_millis()
         ))),
+    };
+    let metrics = &crate::metrics::METRICS;
+    if outcome.is_ok() {
+        metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+        metrics.proposals_committed.inc_by(proposals);
+    } else {
+        metrics.proposals_failed.inc_by(proposals);
     }
+    outcome
 }
 
 /// A follower's batcher: one forwarding RPC to the leader per batch.

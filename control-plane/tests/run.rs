@@ -1,5 +1,5 @@
 //! The library entry point in-process: a single-node cluster on port 0, driven through the
-//! SDK, and a clean stop while a watch is open.
+//! SDK, its Prometheus metrics, and a clean stop while a watch is open.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,8 +24,10 @@ async fn single_node_serves_then_stops_with_a_watch_open() {
         BTreeMap::from([(1, address.clone())]),
     );
     config.token = Some(skiff_pki::ClusterToken::parse(&skiff_pki::generate_token()).unwrap());
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = metrics.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(config, listener, async {
+    let server = tokio::spawn(run(config, listener, Some(metrics), async {
         let _ = stopped.await;
     }));
 
@@ -63,10 +65,37 @@ async fn single_node_serves_then_stops_with_a_watch_open() {
         other => panic!("expected the existing pod first, got {other:?}"),
     }
 
+    // The member's metrics tell the same story: it leads, took the create, serves the watch.
+    let text = scrape(metrics_address).await;
+    for line in [
+        "skiff_raft_is_leader 1",
+        "skiff_raft_has_leader 1",
+        "skiff_apiserver_request_total{verb=\"CREATE\",resource=\"pods\",code=\"OK\"} 1",
+        "skiff_apiserver_watches 1",
+        "skiff_apiserver_storage_objects{resource=\"pods\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+
     stop.send(()).unwrap();
     // An open watch must not keep the server from stopping.
     let result = tokio::time::timeout(Duration::from_secs(20), server)
         .await
         .expect("run returns after shutdown even with a watch open");
     result.unwrap().unwrap();
+}
+
+/// The body of `GET /metrics` from `address`.
+async fn scrape(address: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    body.to_string()
 }

@@ -153,7 +153,16 @@ impl ImageService {
             drop(upload);
             result
         })
-        .await?;
+        .await;
+        let metrics = &crate::metrics::METRICS;
+        metrics
+            .image_imports
+            .get_or_create(&crate::metrics::outcome(&imported))
+            .inc();
+        if imported.is_ok() {
+            metrics.image_import_bytes.inc_by(received);
+        }
+        let imported = imported?;
         Ok(ImportImageResponse {
             images: imported
                 .images

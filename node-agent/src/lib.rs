@@ -9,6 +9,7 @@ pub mod events;
 pub mod image;
 pub mod image_service;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pod;
@@ -16,6 +17,7 @@ pub mod pod_index;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,12 +48,14 @@ fn image_store(
 /// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec,
 /// port-forward and the image store on `listener`, until `shutdown` resolves. `images`:
 /// the store `runtime` runs containers from and how to pull into it (None for runtimes of
-/// host programs). Pods keep running afterwards; the next start adopts them.
+/// host programs). Pods keep running afterwards; the next start adopts them. Prometheus
+/// metrics are served on `metrics_listener` if given.
 pub async fn serve<R: runtime::Runtime>(
     config: AgentConfig,
     runtime: Arc<R>,
     images: Option<image::NodeImages>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     config.check()?;
@@ -65,9 +69,27 @@ pub async fn serve<R: runtime::Runtime>(
     let server_tls = credentials.server_config()?;
     let client_tls = credentials.client_config()?;
     let pod_index = Arc::new(pod_index::PodIndex::default());
+    let runtime = Arc::new(metrics::Instrumented::new(runtime));
+    let usage = Arc::new(usage::UsageBook::default());
+    let sampler = tokio::spawn(usage::sample_loop(
+        runtime.clone(),
+        pod_index.clone(),
+        usage.clone(),
+    ));
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(metrics_listener) = metrics_listener {
+        tokio::spawn(skiff_metrics::serve(
+            metrics_listener,
+            Arc::new(metrics::registry(pod_index.clone(), usage.clone())),
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     let service = AgentServer::new(server::AgentService {
         runtime: runtime.clone(),
         pod_index: pod_index.clone(),
+        usage,
         images: image_service::ImageService::new(
             image_store(&config, images.as_ref()),
             &config.data_dir,
@@ -85,6 +107,8 @@ pub async fn serve<R: runtime::Runtime>(
     ));
     let result = agent::run_agent(config, runtime, pod_index, images, client_tls, shutdown).await;
     let _ = stop.send(());
+    let _ = stop_metrics.send(());
+    sampler.abort();
     match api.await {
         Ok(Err(e)) => tracing::warn!("agent api: {e}"),
         Err(e) => tracing::warn!("agent api task: {e}"),

@@ -46,6 +46,12 @@ struct Flags {
     /// Where sandboxes, container state, volumes and logs live.
     #[arg(long, default_value = "/var/lib/skiff-agent")]
     data_dir: PathBuf,
+    /// Where to serve Prometheus metrics (plain HTTP, /metrics only) [default:
+    /// 127.0.0.1:9191]; empty or `off` disables them. A given address that cannot be bound
+    /// is an error; the default one, taken (several agents on one host), is skipped with a
+    /// warning.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Address for logs, exec and port-forward (the control plane proxies to it; TLS, member
     /// certificates only). Default: --node-ip, port 10250.
     #[arg(long)]
@@ -286,6 +292,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     skiff_api::duration::parse(text).map_err(|e| e.to_string())
 }
 
+/// The default `--metrics-listen`, as DESIGN.md has it.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9191";
+
 fn main() -> anyhow::Result<()> {
     // The same binary is the runtime's sandbox maker, shim and nsexec.
     if let Some(code) = dispatch_internal().or_else(dispatch_commands) {
@@ -353,6 +362,7 @@ fn main() -> anyhow::Result<()> {
         "container runtime"
     );
 
+    let metrics_listen = flags.metrics_listen.clone();
     // Two workers: the agent mostly waits, and a small footprint matters on every node.
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -364,6 +374,8 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener =
+            skiff_metrics::bind(metrics_listen.as_deref(), DEFAULT_METRICS_LISTEN).await?;
         if use_oci {
             let (runtime, store) = open_oci(&config.data_dir, &helper, config.log_rotation, &runc)?;
             let runtime = runtime.with_pids_limit(config.pids_limit());
@@ -376,6 +388,7 @@ fn main() -> anyhow::Result<()> {
                 Arc::new(runtime),
                 Some(images),
                 listener,
+                metrics_listener,
                 shutdown_signal(),
             )
             .await?;
@@ -383,8 +396,15 @@ fn main() -> anyhow::Result<()> {
             let runtime =
                 ProcessRuntime::new(config.data_dir.join("process"), helper, config.log_rotation)
                     .context("process runtime")?;
-            skiff_agent::serve(config, Arc::new(runtime), None, listener, shutdown_signal())
-                .await?;
+            skiff_agent::serve(
+                config,
+                Arc::new(runtime),
+                None,
+                listener,
+                metrics_listener,
+                shutdown_signal(),
+            )
+            .await?;
         }
         Ok(())
     })

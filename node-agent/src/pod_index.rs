@@ -67,6 +67,23 @@ impl PodIndex {
             })
     }
 
+    /// Every pod's current container instances, by namespace and name.
+    pub fn current_containers(&self) -> Vec<((String, String), Vec<String>)> {
+        self.pods
+            .lock()
+            .expect("pod_index lock")
+            .iter()
+            .map(|(key, pod)| {
+                let ids = pod
+                    .containers
+                    .values()
+                    .filter_map(|c| c.current.clone())
+                    .collect();
+                (key.clone(), ids)
+            })
+            .collect()
+    }
+
     /// The named container, or the pod's only one when `container` is empty.
     pub fn container(
         &self,

@@ -32,6 +32,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct AgentService<R> {
     pub runtime: Arc<R>,
     pub pod_index: Arc<PodIndex>,
+    /// The latest cgroup readings (`skiff top`).
+    pub usage: Arc<crate::usage::UsageBook>,
     /// The node's image store (`<data-dir>/images`).
     pub images: ImageService,
 }
@@ -354,5 +356,30 @@ impl<R: Runtime> Agent for AgentService<R> {
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let request = request.into_inner();
         Ok(Response::new(self.images.remove(request.reference).await?))
+    }
+
+    async fn usage(
+        &self,
+        _request: Request<skiff_api::proto::UsageRequest>,
+    ) -> Result<Response<skiff_api::proto::UsageResponse>, Status> {
+        let sample = self.usage.latest();
+        let pods = sample
+            .pods
+            .iter()
+            .map(|((namespace, name), reading)| skiff_api::proto::PodUsage {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                cpu_millicores: reading.cpu_millicores,
+                memory_bytes: reading.memory_bytes,
+            })
+            .collect();
+        Ok(Response::new(skiff_api::proto::UsageResponse {
+            cpu_millicores: sample.node.cpu_millicores,
+            memory_bytes: sample.node.memory_bytes,
+            cpu_capacity_millicores: sample.cpu_capacity_millicores,
+            memory_capacity_bytes: sample.memory_capacity_bytes,
+            pods,
+            window_ms: u64::try_from(sample.window.as_millis()).unwrap_or(u64::MAX),
+        }))
     }
 }

@@ -91,6 +91,9 @@ pub async fn run_while_leading(node: Arc<ControlPlane>, settings: Settings, term
                 Some(Duration::from_millis(200))
             }
         };
+        crate::metrics::METRICS
+            .controller_pass
+            .observe(pass_started.elapsed().as_secs_f64());
         let wait = requeue.unwrap_or(idle).min(idle);
         tokio::select! {
             _ = applied.changed() => {}

@@ -360,7 +360,21 @@ pub fn schedule(snapshot: Snapshot, busy: &HashSet<String>, wall: Time) -> Write
             requests: facts.requests,
             owner: facts.deployment.as_deref(),
         };
-        match scheduler.place(&request) {
+        let started = std::time::Instant::now();
+        let placement = scheduler.place(&request);
+        let metrics = &crate::metrics::METRICS;
+        metrics
+            .scheduling_duration
+            .observe(crate::metrics::since(started));
+        let result = match placement {
+            Placement::Node(_) => "scheduled",
+            Placement::Unschedulable(_) => "unschedulable",
+        };
+        metrics
+            .schedule_attempts
+            .get_or_create(&crate::metrics::ResultLabel { result })
+            .inc();
+        match placement {
             Placement::Node(i) => {
                 let node_name = scheduler.node_name(i).to_string();
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();

@@ -14,7 +14,7 @@ use skiff_api::proto::agent_server::Agent;
 use skiff_api::proto::{
     ExecRequest, ExecResponse, ImportImageRequest, ImportImageResponse, ListImagesRequest,
     ListImagesResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
-    RemoveImageRequest, RemoveImageResponse,
+    RemoveImageRequest, RemoveImageResponse, UsageRequest, UsageResponse,
 };
 use skiff_api::types::{Node, Pod};
 use tonic::transport::Channel;
@@ -102,7 +102,7 @@ impl AgentProxy {
     }
 
     /// A connection to the agent of node `node_name`.
-    async fn agent_on(&self, node_name: &str) -> Result<AgentClient<Channel>, Status> {
+    pub(super) async fn agent_on(&self, node_name: &str) -> Result<AgentClient<Channel>, Status> {
         if node_name.is_empty() {
             return Err(Status::invalid_argument("node: Required value"));
         }
@@ -258,5 +258,22 @@ impl Agent for AgentProxy {
         check_images(&subject, Verb::Delete, &request.node)?;
         let mut agent = self.agent_on(&request.node).await?;
         agent.remove_image(request).await
+    }
+
+    /// A node's figures cover every pod on it: for those who may read the node and list
+    /// pods in every namespace (`skiff top` asks through the Metrics service instead).
+    async fn usage(
+        &self,
+        request: Request<UsageRequest>,
+    ) -> Result<Response<UsageResponse>, Status> {
+        let subject = self.gate.subject(&request).await?;
+        let request = request.into_inner();
+        let node = Attributes::new(Verb::Get, "nodes").name(&request.node);
+        check(&subject, &node, || Ok(NodeTarget::None))?;
+        check(&subject, &Attributes::new(Verb::List, "pods"), || {
+            Ok(NodeTarget::None)
+        })?;
+        let mut agent = self.agent_on(&request.node).await?;
+        agent.usage(request).await
     }
 }

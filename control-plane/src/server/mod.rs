@@ -8,6 +8,7 @@ pub mod objects;
 pub mod paging;
 pub mod raft;
 pub mod tokens;
+pub mod top;
 
 use skiff_pki::Identity;
 use tonic::{Request, Status};

@@ -810,6 +810,7 @@ async fn stream_watch(
     sink: Sink,
     bookmark_interval: Duration,
 ) -> Result<(), Stop> {
+    let _watching = crate::metrics::WatchGuard::new();
     let mut cursor = match initial {
         Some((version, objects)) => {
             for object in objects {
@@ -875,75 +876,117 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<CreateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        let object = self.do_create(&subject, request.into_inner()).await?;
-        Ok(Response::new(ObjectResponse { object }))
+        let timer = crate::metrics::RequestTimer::start("CREATE", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                let object = self.do_create(&subject, request.into_inner()).await?;
+                Ok(Response::new(ObjectResponse { object }))
+            }
+            .await,
+        )
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        let request = request.into_inner();
-        let kind = parse_kind(&request.kind)?;
-        check(
-            &subject,
-            &attributes(Verb::Get, kind, &request.namespace, &request.name),
-            || Ok(NodeTarget::None),
-        )?;
-        if !request.stale_ok {
-            self.node.read_barrier().await?;
-        }
-        let object = self.local_get(kind, &request.namespace, &request.name)?;
-        Ok(Response::new(ObjectResponse {
-            object: object.json.to_vec(),
-        }))
+        let timer = crate::metrics::RequestTimer::start("GET", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                let request = request.into_inner();
+                let kind = parse_kind(&request.kind)?;
+                check(
+                    &subject,
+                    &attributes(Verb::Get, kind, &request.namespace, &request.name),
+                    || Ok(NodeTarget::None),
+                )?;
+                if !request.stale_ok {
+                    self.node.read_barrier().await?;
+                }
+                let object = self.local_get(kind, &request.namespace, &request.name)?;
+                Ok(Response::new(ObjectResponse {
+                    object: object.json.to_vec(),
+                }))
+            }
+            .await,
+        )
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        Ok(Response::new(
-            self.do_list(&subject, request.into_inner()).await?,
-        ))
+        let timer = crate::metrics::RequestTimer::start("LIST", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                Ok(Response::new(
+                    self.do_list(&subject, request.into_inner()).await?,
+                ))
+            }
+            .await,
+        )
     }
 
     async fn update(
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        let object = self
-            .do_update(&subject, request.into_inner(), UpdatePart::Main)
-            .await?;
-        Ok(Response::new(ObjectResponse { object }))
+        let timer = crate::metrics::RequestTimer::start("UPDATE", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                let object = self
+                    .do_update(&subject, request.into_inner(), UpdatePart::Main)
+                    .await?;
+                Ok(Response::new(ObjectResponse { object }))
+            }
+            .await,
+        )
     }
 
     async fn update_status(
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        let object = self
-            .do_update(&subject, request.into_inner(), UpdatePart::Status)
-            .await?;
-        Ok(Response::new(ObjectResponse { object }))
+        let timer = crate::metrics::RequestTimer::start("UPDATE_STATUS", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                let object = self
+                    .do_update(&subject, request.into_inner(), UpdatePart::Status)
+                    .await?;
+                Ok(Response::new(ObjectResponse { object }))
+            }
+            .await,
+        )
     }
 
     async fn patch(
         &self,
         request: Request<PatchRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        let object = self.do_patch(&subject, request.into_inner()).await?;
-        Ok(Response::new(ObjectResponse { object }))
+        let timer = crate::metrics::RequestTimer::start("PATCH", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                let object = self.do_patch(&subject, request.into_inner()).await?;
+                Ok(Response::new(ObjectResponse { object }))
+            }
+            .await,
+        )
     }
 
     async fn delete(
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let subject = self.gate.subject(&request).await?;
-        Ok(Response::new(
-            self.do_delete(&subject, request.into_inner()).await?,
-        ))
+        let timer = crate::metrics::RequestTimer::start("DELETE", &request.get_ref().kind);
+        timer.finish(
+            async move {
+                let subject = self.gate.subject(&request).await?;
+                Ok(Response::new(
+                    self.do_delete(&subject, request.into_inner()).await?,
+                ))
+            }
+            .await,
+        )
     }
 
     type WatchStream = WatchStream;
@@ -952,12 +995,16 @@ impl Objects for ObjectsServer {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let subject = self.gate.subject(&request).await?;
+        // Until the watch is set up; `skiff_apiserver_watches` counts it while it runs.
+        let timer = crate::metrics::RequestTimer::start("WATCH", &request.get_ref().kind);
+        let subject = match self.gate.subject(&request).await {
+            Ok(subject) => subject,
+            Err(e) => return timer.finish(Err(e)),
+        };
         let connection = request.remote_addr();
-        Ok(Response::new(self.start_watch(
-            &subject,
-            connection,
-            request.into_inner(),
-        )?))
+        timer.finish(
+            self.start_watch(&subject, connection, request.into_inner())
+                .map(Response::new),
+        )
     }
 }

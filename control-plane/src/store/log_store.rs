@@ -147,6 +147,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// reader that would trust a stale one, a leader resuming its term at start-up, is
     /// made to stand for election instead ([`LogStore::forget_own_leadership`]).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let index = committed.map_or(0, |c| c.index);
+        crate::metrics::METRICS
+            .commit_index
+            .set(i64::try_from(index).unwrap_or(i64::MAX));
         self.meta
             .insert(COMMITTED, encode(&committed))
             .map_err(io_write)?;
@@ -176,11 +180,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // (replicating, taking more writes) instead of waiting for the disk.
         let db = self.db.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let flushed = db
                 .flush_async()
                 .await
                 .map(|_| ())
                 .map_err(std::io::Error::other);
+            crate::metrics::METRICS
+                .wal_fsync
+                .observe(crate::metrics::since(started));
             callback.log_io_completed(flushed);
         });
         Ok(())

@@ -90,9 +90,16 @@ impl PodImages for NodeImages {
         let options = self.pull.clone();
         let reference = Reference::parse(image).map_err(|e| e.to_string());
         Box::pin(async move {
-            store
-                .pull(&reference?, &options)
-                .await
+            let pulled = store.pull(&reference?, &options).await;
+            let metrics = &crate::metrics::METRICS;
+            metrics
+                .image_pulls
+                .get_or_create(&crate::metrics::outcome(&pulled))
+                .inc();
+            if let Ok(image) = &pulled {
+                metrics.image_pull_bytes.inc_by(image.size);
+            }
+            pulled
                 .map(|image| image.digest.to_string())
                 .map_err(|e| e.to_string())
         })

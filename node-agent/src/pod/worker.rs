@@ -81,11 +81,18 @@ pub struct PodWorker<R: Runtime> {
     pod_ip: Option<std::net::Ipv4Addr>,
     probe_tx: mpsc::UnboundedSender<ProbeResult>,
     probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
+    /// When this agent first saw the pod not yet running, until its Running status is
+    /// written (the pod-start histogram); `None` for a pod adopted already running.
+    start_seen: Option<Instant>,
 }
 
 impl<R: Runtime> PodWorker<R> {
     pub fn new(shared: Arc<Shared<R>>, uid: String, pod: watch::Receiver<Option<Pod>>) -> Self {
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let running = pod.borrow().as_ref().is_some_and(|p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        });
+        let start_seen = (!running).then(Instant::now);
         PodWorker {
             shared,
             pod,
@@ -98,6 +105,7 @@ impl<R: Runtime> PodWorker<R> {
             pod_ip: None,
             probe_tx,
             probe_rx,
+            start_seen,
         }
     }
 
@@ -476,6 +484,9 @@ impl<R: Runtime> PodWorker<R> {
                 return;
             }
         };
+        if info.attempt > 0 {
+            crate::metrics::METRICS.container_restarts.inc();
+        }
         let actions = slot.created();
         self.apply(pod, Some(index), actions).await;
         if let Err(e) = runtime.start_container(&info.id).await {
@@ -533,7 +544,16 @@ impl<R: Runtime> PodWorker<R> {
         let mut updated = pod.clone();
         updated.status = Some(status.clone());
         match self.shared.api.write_status(&updated).await {
-            Ok(()) => self.last_status = Some(status),
+            Ok(()) => {
+                if status.phase.as_deref() == Some("Running")
+                    && let Some(seen) = self.start_seen.take()
+                {
+                    crate::metrics::METRICS
+                        .pod_start
+                        .observe(seen.elapsed().as_secs_f64());
+                }
+                self.last_status = Some(status);
+            }
             Err(e) => tracing::debug!(pod = pod.metadata.name, "status not written: {e}"),
         }
     }

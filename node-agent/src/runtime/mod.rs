@@ -244,4 +244,11 @@ pub trait Runtime: Send + Sync + 'static {
         port: u16,
         timeout: Duration,
     ) -> impl Future<Output = Result<tokio::net::TcpStream>> + Send;
+
+    /// The container's CPU time and memory from its cgroup (blocking file reads), for
+    /// runtimes that give containers one; `None` otherwise or once it is gone.
+    fn container_usage(&self, container_id: &str) -> Option<crate::usage::ContainerUsage> {
+        let _ = container_id;
+        None
+    }
 }

@@ -653,6 +653,14 @@ impl Runtime for OciRuntime {
         self.core.list_containers(sandbox_id).await
     }
 
+    fn container_usage(&self, container_id: &str) -> Option<crate::usage::ContainerUsage> {
+        crate::usage::read_cgroup(
+            self.hierarchy == Hierarchy::V2,
+            &self.cgroup_dir(container_id, "cpuacct").ok()?,
+            &self.cgroup_dir(container_id, "memory").ok()?,
+        )
+    }
+
     async fn exec(&self, container_id: &str, argv: &[String]) -> Result<ExecProcess> {
         if argv.is_empty() {
             return Err(RuntimeError::Invalid("exec needs a command".into()));
