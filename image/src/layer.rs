@@ -23,6 +23,9 @@ pub enum Kind {
     Symlink(String),
     /// A hard link to this earlier path of the same tar.
     Hardlink(String),
+    /// A character device node with this major and minor number (hostile images carry
+    /// `/dev/zero` to make whoever reads a link to it read for ever).
+    CharDevice(u32, u32),
 }
 
 /// One entry of a tar: its path (directories end in `/`), what it is, its mode and owner.
@@ -66,6 +69,11 @@ impl Entry {
         Entry::new(path, Kind::Hardlink(target.into()), 0o644)
     }
 
+    /// A character device node (mode 0666), such as `/dev/zero`'s 1, 5.
+    pub fn char_device(path: impl Into<String>, major: u32, minor: u32) -> Entry {
+        Entry::new(path, Kind::CharDevice(major, minor), 0o666)
+    }
+
     /// The entry with permission bits `mode` (setuid, setgid and sticky bits included).
     pub fn mode(self, mode: u32) -> Entry {
         Entry { mode, ..self }
@@ -100,6 +108,12 @@ impl Entry {
             Kind::Hardlink(target) => {
                 header.set_entry_type(tar::EntryType::Link);
                 builder.append_link(&mut header, &self.path, target)
+            }
+            Kind::CharDevice(major, minor) => {
+                header.set_entry_type(tar::EntryType::Char);
+                header.set_device_major(*major)?;
+                header.set_device_minor(*minor)?;
+                builder.append_data(&mut header, &self.path, io::empty())
             }
         }
     }
@@ -153,6 +167,10 @@ mod tests {
                     tar::EntryType::Directory => Kind::Dir,
                     tar::EntryType::Symlink => Kind::Symlink(link()),
                     tar::EntryType::Link => Kind::Hardlink(link()),
+                    tar::EntryType::Char => Kind::CharDevice(
+                        header.device_major().unwrap().unwrap(),
+                        header.device_minor().unwrap().unwrap(),
+                    ),
                     _ => {
                         let mut data = Vec::new();
                         io::Read::read_to_end(&mut entry, &mut data).unwrap();
@@ -181,6 +199,7 @@ mod tests {
             Entry::symlink("bin/sh", "busybox"),
             Entry::hardlink("bin/again", "bin/suid"),
             Entry::file(format!("deep/{}/file", "d".repeat(150)), "x"),
+            Entry::char_device("dev/zero", 1, 5),
         ];
         assert_eq!(read_back(&layer(&entries).unwrap()), entries);
     }

@@ -56,6 +56,11 @@ pub struct AgentConfig {
     /// (`--pod-pids-limit`); -1 (or any value below 1) for no limit, as the kubelet's
     /// `podPidsLimit`.
     pub pod_pids_limit: i64,
+    /// Exec sessions open at once, per pod and on the node.
+    pub exec_limits: crate::server::ExecLimits,
+    /// What imports and pulls may cost (unpacked bytes, entries, manifest size, how many
+    /// at once).
+    pub image_limits: crate::image::ImageLimits,
 }
 
 impl AgentConfig {
@@ -79,6 +84,8 @@ impl AgentConfig {
             route_resync: Duration::from_secs(10),
             token: None,
             pod_pids_limit: 4096,
+            exec_limits: Default::default(),
+            image_limits: Default::default(),
         }
     }
 

@@ -52,6 +52,7 @@ pub fn status_of(e: ImageError) -> Status {
         ImageError::Io { .. } | ImageError::CorruptIndex { .. } => Status::internal(message),
         ImageError::Registry { .. } => Status::unavailable(message),
         ImageError::InUse { .. } => Status::failed_precondition(message),
+        ImageError::Limit { .. } => Status::resource_exhausted(message),
         // Reference, ambiguous prefix, and everything wrong with an archive.
         _ => Status::invalid_argument(message),
     }
@@ -148,6 +149,7 @@ impl ImageService {
         }
         file.flush().await.map_err(|e| internal("writing the", e))?;
         drop(file);
+        let _turn = store.import_turn().await;
         let imported = blocking(move || {
             let result = store.import_named(&upload.path, "the uploaded archive");
             drop(upload);

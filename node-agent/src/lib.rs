@@ -39,10 +39,12 @@ fn image_store(
         return Ok(images.store.clone());
     }
     let root = config.data_dir.join("images");
-    image::ImageStore::open(&root).map_err(|e| {
-        tracing::warn!("image store {}: {e}", root.display());
-        e.to_string()
-    })
+    image::ImageStore::open(&root)
+        .map(|store| store.with_limits(config.image_limits))
+        .map_err(|e| {
+            tracing::warn!("image store {}: {e}", root.display());
+            e.to_string()
+        })
 }
 
 /// Runs the agent with `runtime` — registration, heartbeats, pods — and serves logs, exec,
@@ -94,6 +96,7 @@ pub async fn serve<R: runtime::Runtime>(
             image_store(&config, images.as_ref()),
             &config.data_dir,
         ),
+        exec_sessions: Arc::new(server::ExecSessions::new(config.exec_limits)),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = tonic::transport::Server::builder().add_service(service);

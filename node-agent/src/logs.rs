@@ -167,6 +167,41 @@ pub fn files_of(path: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Deletes a container's older logs: in the directory of `kept` (one container's logs,
+/// `<attempt>.log` and their rotated `<attempt>.log.N`), every log file that is not one of
+/// `kept`'s. The agent keeps the current and the previous attempt's, as the kubelet does, so
+/// a crash-looping container cannot fill the disk with attempts. Returns what was deleted.
+pub fn keep_only(kept: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    let Some(dir) = kept.first().and_then(|p| p.parent()) else {
+        return Ok(Vec::new());
+    };
+    let keep: std::collections::HashSet<PathBuf> = kept.iter().flat_map(|p| files_of(p)).collect();
+    let is_log = |name: &str| {
+        let (attempt, rest) = name.split_once(".log").unwrap_or(("", ""));
+        !attempt.is_empty()
+            && attempt.bytes().all(|b| b.is_ascii_digit())
+            && (rest.is_empty()
+                || rest
+                    .strip_prefix('.')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+    };
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if keep.contains(&path) || !name.as_deref().is_some_and(is_log) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// The rendered log (rotated files included), or its last `tail` entries.
 pub fn read(path: &Path, tail: Option<usize>, timestamps: bool) -> io::Result<Vec<u8>> {
     read_since(path, tail, timestamps, None)
@@ -346,5 +381,24 @@ mod tests {
             seen.extend(f.poll(false).unwrap());
         }
         assert_eq!(String::from_utf8(seen).unwrap(), "n0\nn1\nn2\nn3\nn4\nn5\n");
+    }
+
+    #[test]
+    fn only_the_kept_attempts_logs_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = |name: &str| dir.path().join(name);
+        for name in [
+            "0.log", "0.log.1", "1.log", "2.log.1", "2.log", "3.log", "notes",
+        ] {
+            std::fs::write(log(name), "x").unwrap();
+        }
+        let removed = keep_only(&[log("2.log"), log("3.log")]).unwrap();
+        assert_eq!(removed, [log("0.log"), log("0.log.1"), log("1.log")]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2.log", "2.log.1", "3.log", "notes"]);
     }
 }

@@ -13,12 +13,13 @@ use anyhow::Context;
 use clap::Parser;
 use skiff_agent::config::{AgentConfig, parse_labels, parse_servers};
 use skiff_agent::image::pull::parse_registry_auth;
-use skiff_agent::image::{ImageStore, NodeImages, PullOptions};
+use skiff_agent::image::{ImageLimits, ImageStore, NodeImages, PullOptions};
 use skiff_agent::logs::Rotation;
 use skiff_agent::pod::restart::BackoffPolicy;
 use skiff_agent::runtime::Runtime;
 use skiff_agent::runtime::oci::{self, OciRuntime, RuntimeChoice};
 use skiff_agent::runtime::process::{ProcessRuntime, dispatch_internal};
+use skiff_agent::server::ExecLimits;
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +129,26 @@ struct Flags {
     /// At most this many processes in each container of the oci runtime; -1 for no limit.
     #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
     pod_pids_limit: i64,
+    /// Exec sessions open at once in one pod; one more is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = ExecLimits::default().per_pod)]
+    max_exec_sessions_per_pod: usize,
+    /// Exec sessions open at once on this node; one more is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = ExecLimits::default().per_node)]
+    max_exec_sessions: usize,
+    /// Bytes of file content one image import or pull may unpack (all its layers); a
+    /// layer that would unpack past it is refused and nothing of the image is kept.
+    #[arg(long, default_value_t = ImageLimits::default().unpacked_bytes)]
+    image_max_unpacked_bytes: u64,
+    /// Tar entries (files, dirs, links) one image import or pull may unpack.
+    #[arg(long, default_value_t = ImageLimits::default().entries)]
+    image_max_entries: u64,
+    /// The largest image manifest or index taken from a registry or an archive (4 MiB, as
+    /// containerd); a longer one is refused as it streams in.
+    #[arg(long, default_value_t = ImageLimits::default().manifest_bytes)]
+    image_max_manifest_bytes: u64,
+    /// Image imports and pulls unpacking at once; more wait their turn.
+    #[arg(long, default_value_t = ImageLimits::default().concurrent_imports)]
+    image_concurrent_imports: usize,
 }
 
 /// `skiff-agent sweep`: kills the processes started under agent data dirs, unmounts what is
@@ -229,7 +250,13 @@ fn stop_containers(flags: StopFlags) -> i32 {
             // Each runtime this data dir has used.
             let mut results = Vec::new();
             if data_dir.join("oci").is_dir() {
-                let stopped = match open_oci(data_dir, helper, Rotation::default(), runc) {
+                let stopped = match open_oci(
+                    data_dir,
+                    helper,
+                    Rotation::default(),
+                    runc,
+                    ImageLimits::default(),
+                ) {
                     Ok((runtime, _)) => stop_all(&runtime, grace).await,
                     Err(e) => Err(format!("{e:#}")),
                 };
@@ -281,8 +308,11 @@ fn open_oci(
     helper: &Path,
     rotation: Rotation,
     runc: &Path,
+    limits: ImageLimits,
 ) -> anyhow::Result<(OciRuntime, ImageStore)> {
-    let images = ImageStore::open(data_dir.join("images")).context("image store")?;
+    let images = ImageStore::open(data_dir.join("images"))
+        .context("image store")?
+        .with_limits(limits);
     let runtime = OciRuntime::new(data_dir.join("oci"), helper, rotation, images.clone(), runc)
         .context("oci runtime")?;
     Ok((runtime, images))
@@ -347,6 +377,16 @@ fn main() -> anyhow::Result<()> {
     config.cluster_cidr = flags.cluster_cidr;
     config.route_resync = flags.route_resync;
     config.pod_pids_limit = flags.pod_pids_limit;
+    config.exec_limits = ExecLimits {
+        per_pod: flags.max_exec_sessions_per_pod,
+        per_node: flags.max_exec_sessions,
+    };
+    config.image_limits = ImageLimits {
+        unpacked_bytes: flags.image_max_unpacked_bytes,
+        entries: flags.image_max_entries,
+        manifest_bytes: flags.image_max_manifest_bytes,
+        concurrent_imports: flags.image_concurrent_imports.max(1),
+    };
     config.check()?;
     skiff_pki::config::private_dir(&config.data_dir)
         .with_context(|| format!("data dir {}", config.data_dir.display()))?;
@@ -377,7 +417,13 @@ fn main() -> anyhow::Result<()> {
         let metrics_listener =
             skiff_metrics::bind(metrics_listen.as_deref(), DEFAULT_METRICS_LISTEN).await?;
         if use_oci {
-            let (runtime, store) = open_oci(&config.data_dir, &helper, config.log_rotation, &runc)?;
+            let (runtime, store) = open_oci(
+                &config.data_dir,
+                &helper,
+                config.log_rotation,
+                &runc,
+                config.image_limits,
+            )?;
             let runtime = runtime.with_pids_limit(config.pids_limit());
             let images = NodeImages {
                 store,

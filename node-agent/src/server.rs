@@ -1,8 +1,9 @@
 //! The agent's gRPC service: logs, exec and port-forward for the pods on this node, and the
 //! node's image store (`image_service.rs`). The control plane proxies clients' calls here.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
@@ -36,6 +37,89 @@ pub struct AgentService<R> {
     pub usage: Arc<crate::usage::UsageBook>,
     /// The node's image store (`<data-dir>/images`).
     pub images: ImageService,
+    pub exec_sessions: Arc<ExecSessions>,
+}
+
+/// Exec sessions open at once, per pod and on the whole node (`--max-exec-sessions-per-pod`,
+/// `--max-exec-sessions`): each holds a process, pipes and a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecLimits {
+    pub per_pod: usize,
+    pub per_node: usize,
+}
+
+impl Default for ExecLimits {
+    fn default() -> Self {
+        ExecLimits {
+            per_pod: 16,
+            per_node: 128,
+        }
+    }
+}
+
+/// The open exec sessions, counted against [`ExecLimits`].
+#[derive(Debug, Default)]
+pub struct ExecSessions {
+    limits: ExecLimits,
+    /// Sessions per `namespace/pod`, and their sum.
+    open: Mutex<(HashMap<String, usize>, usize)>,
+}
+
+/// One open exec session; closed when dropped.
+pub struct ExecSession {
+    sessions: Arc<ExecSessions>,
+    pod: String,
+}
+
+impl ExecSessions {
+    pub fn new(limits: ExecLimits) -> ExecSessions {
+        ExecSessions {
+            limits,
+            open: Mutex::default(),
+        }
+    }
+
+    /// Opens a session in `namespace/pod`, or RESOURCE_EXHAUSTED naming the cap it would pass.
+    pub fn open(self: &Arc<Self>, namespace: &str, pod: &str) -> Result<ExecSession, Status> {
+        let key = format!("{namespace}/{pod}");
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_pod, total) = &mut *open;
+        if *total >= self.limits.per_node {
+            return Err(Status::resource_exhausted(format!(
+                "too many exec sessions on this node: {total} open, the limit is {} \
+                 (--max-exec-sessions)",
+                self.limits.per_node
+            )));
+        }
+        let in_pod = per_pod.entry(key.clone()).or_default();
+        if *in_pod >= self.limits.per_pod {
+            return Err(Status::resource_exhausted(format!(
+                "too many exec sessions in pod {key}: {in_pod} open, the limit is {} \
+                 (--max-exec-sessions-per-pod)",
+                self.limits.per_pod
+            )));
+        }
+        *in_pod += 1;
+        *total += 1;
+        Ok(ExecSession {
+            sessions: self.clone(),
+            pod: key,
+        })
+    }
+}
+
+impl Drop for ExecSession {
+    fn drop(&mut self) {
+        let mut open = self.sessions.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_pod, total) = &mut *open;
+        *total -= 1;
+        if let Some(n) = per_pod.get_mut(&self.pod) {
+            *n -= 1;
+            if *n == 0 {
+                per_pod.remove(&self.pod);
+            }
+        }
+    }
 }
 
 impl From<LookupError> for Status {
@@ -213,6 +297,7 @@ impl<R: Runtime> Agent for AgentService<R> {
         let (_, name, entry) =
             self.pod_index
                 .container(&start.namespace, &start.pod, &start.container)?;
+        let session = self.exec_sessions.open(&start.namespace, &start.pod)?;
         let container_id = entry.current.ok_or_else(|| {
             Status::failed_precondition(format!(
                 "container {name} is not running in pod {}",
@@ -252,6 +337,7 @@ impl<R: Runtime> Agent for AgentService<R> {
             // Dropping stdin closes it: the command sees end of file.
         });
         tokio::spawn(async move {
+            let _session = session;
             let out = pump_output(stdout, tx.clone(), |data| ExecResponse {
                 stdout: data,
                 ..ExecResponse::default()
@@ -260,8 +346,17 @@ impl<R: Runtime> Agent for AgentService<R> {
                 stderr: data,
                 ..ExecResponse::default()
             });
-            tokio::join!(out, err);
-            let code = match process.child.wait().await {
+            let finished = async {
+                tokio::join!(out, err);
+                process.child.wait().await
+            };
+            let status = tokio::select! {
+                status = finished => status,
+                // The client went away (its stream was dropped): a silent command would
+                // never notice, so it is killed now (dropping `process` kills it).
+                _ = tx.closed() => return,
+            };
+            let code = match status {
                 Ok(status) => status.code().unwrap_or_else(|| {
                     128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
                 }),

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use super::digest::{Digest, HashingWriter, is_sha256_hex};
 use super::reference::Reference;
 use super::types::*;
-use super::{ImageError, Result};
+use super::{ImageError, ImageLimits, Result};
 
 /// JSON documents larger than this are refused rather than read into memory.
 const MAX_JSON: u64 = 64 << 20;
@@ -31,6 +31,8 @@ pub struct ArchiveFiles {
     /// Symlinks and hardlinks: path → target path (normalized from the archive's root);
     /// `None` for a symlink pointing outside the archive.
     links: BTreeMap<String, Option<String>>,
+    /// The largest manifest or index taken ([`super::ImageLimits::manifest_bytes`]).
+    pub manifest_limit: u64,
 }
 
 /// An archive path as `a/b/c`: `.` dropped; `..` and absolute paths refused (`None`).
@@ -85,6 +87,7 @@ impl ArchiveFiles {
         let mut out = ArchiveFiles {
             files: BTreeMap::new(),
             links: BTreeMap::new(),
+            manifest_limit: ImageLimits::default().manifest_bytes,
         };
         let entries = tar
             .entries()
@@ -143,6 +146,7 @@ impl ArchiveFiles {
         ArchiveFiles {
             files,
             links: BTreeMap::new(),
+            manifest_limit: ImageLimits::default().manifest_bytes,
         }
     }
 
@@ -169,6 +173,21 @@ impl ArchiveFiles {
             what: what.to_string(),
             blob: name.to_string(),
         })
+    }
+
+    /// Refuses a manifest or index longer than [`ArchiveFiles::manifest_limit`] before
+    /// anything reads it.
+    fn check_manifest_size(&self, member: &Member, what: &str) -> Result<()> {
+        if member.size > self.manifest_limit {
+            return Err(ImageError::Limit {
+                what: format!("{what} ({} bytes)", member.size),
+                limit: format!(
+                    "the limit of {} bytes for a manifest (--image-max-manifest-bytes)",
+                    self.manifest_limit
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, member: &Member, what: &str) -> Result<T> {
@@ -332,7 +351,9 @@ fn matches_host(p: &Platform) -> bool {
 }
 
 fn oci_images(files: &ArchiveFiles) -> Result<Vec<SourceImage>> {
-    let index: Index = files.read_json(files.require(OCI_INDEX, "the archive")?, OCI_INDEX)?;
+    let top = files.require(OCI_INDEX, "the archive")?;
+    files.check_manifest_size(top, OCI_INDEX)?;
+    let index: Index = files.read_json(top, OCI_INDEX)?;
     if index.manifests.is_empty() {
         return Err(ImageError::InvalidArchive(
             "index.json lists no images".into(),
@@ -410,6 +431,7 @@ fn resolve_manifest(
     }
     let (digest, member) = verified_blob(files, descriptor, what)?;
     let what = format!("{what} ({digest})");
+    files.check_manifest_size(member, &what)?;
     let sniff: Sniff = files.read_json(member, &what)?;
     let media_type = [
         descriptor.media_type.as_str(),

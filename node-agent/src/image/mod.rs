@@ -38,6 +38,33 @@ pub use pull::{Credentials, PullOptions};
 pub use reference::Reference;
 pub use store::{Image, ImageStore, Imported, ImportedImage, LayerRecord, Removed};
 
+/// Caps on what images may cost the node: a hostile image (a tar bomb, an endless
+/// manifest) is refused with the cap it passed named, and leaves the store as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Bytes of file content one import (an archive's images, or a pull) may unpack
+    /// (`--image-max-unpacked-bytes`).
+    pub unpacked_bytes: u64,
+    /// Tar entries one import may hold (`--image-max-entries`).
+    pub entries: u64,
+    /// The largest manifest or index taken, checked as it streams in
+    /// (`--image-max-manifest-bytes`; containerd's 4 MiB by default).
+    pub manifest_bytes: u64,
+    /// Imports and pulls unpacking at once (`--image-concurrent-imports`); more wait.
+    pub concurrent_imports: usize,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits {
+            unpacked_bytes: 8 << 30,
+            entries: 1_000_000,
+            manifest_bytes: 4 << 20,
+            concurrent_imports: 2,
+        }
+    }
+}
+
 /// What pod workers need of images when the runtime runs containers from them: the store
 /// the runtime makes containers from, and how to pull into it.
 #[derive(Debug, Clone)]
@@ -93,6 +120,9 @@ pub enum ImageError {
     /// A layer entry that would land outside the layer directory, or go through a symlink.
     #[error("unsafe layer entry {path:?}: {reason}")]
     UnsafePath { path: String, reason: String },
+    /// Past one of [`ImageLimits`]: `what` went over `limit`, named with its flag.
+    #[error("{what} exceeds {limit}")]
+    Limit { what: String, limit: String },
     /// A layer tar that cannot be unpacked (bad header, truncated data, bad link).
     #[error("layer {layer}: {reason}")]
     BadLayer { layer: String, reason: String },

@@ -27,9 +27,6 @@ use super::store::{Image, ImageStore};
 use super::types::*;
 use super::{ImageError, Result};
 
-/// Manifests larger than this are refused.
-const MAX_MANIFEST: usize = 4 << 20;
-
 /// Basic-auth credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -221,6 +218,153 @@ fn registry_error(reference: &Reference, message: String) -> ImageError {
     }
 }
 
+/// A blob's file, refusing to grow past the size its descriptor gives.
+struct CappedWriter {
+    file: tokio::fs::File,
+    left: u64,
+    /// Set when more came than the descriptor said.
+    overrun: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CappedWriter {
+    fn new(file: tokio::fs::File, size: u64) -> CappedWriter {
+        CappedWriter {
+            file,
+            left: size,
+            overrun: Default::default(),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            self.overrun
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "the blob is longer than its descriptor says",
+            )));
+        }
+        let this = &mut *self;
+        let written = std::task::ready!(std::pin::Pin::new(&mut this.file).poll_write(cx, buf))?;
+        this.left -= written as u64;
+        std::task::Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP client with oci-client's timeouts and user agent, for manifests.
+fn http_client(config: &ClientConfig) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().user_agent(config.user_agent);
+    if let Some(timeout) = config.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    if let Some(timeout) = config.read_timeout {
+        builder = builder.read_timeout(timeout);
+    }
+    builder.build().map_err(|e| ImageError::Registry {
+        reference: String::new(),
+        message: format!("http client: {e}"),
+    })
+}
+
+/// Fetches manifests with their size capped as they stream in (oci-client reads a whole
+/// response into memory first), authenticated as oci-client authenticates its own calls.
+struct ManifestFetch<'a> {
+    client: &'a oci_client::Client,
+    http: reqwest::Client,
+    auth: &'a RegistryAuth,
+    plain_http: bool,
+    limit: u64,
+    reference: &'a Reference,
+}
+
+impl ManifestFetch<'_> {
+    async fn get(&self, target: &oci_client::Reference) -> Result<Vec<u8>> {
+        let reference = self.reference;
+        let fail =
+            |e: OciDistributionError| registry_error(reference, describe_error(&e, reference));
+        let token = self
+            .client
+            .auth(target, self.auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(fail)?;
+        let registry = target.resolve_registry();
+        let scheme = if self.plain_http { "http" } else { "https" };
+        let url = format!(
+            "{scheme}://{registry}/v2/{}/manifests/{}",
+            target.repository(),
+            target.digest().or(target.tag()).unwrap_or("latest")
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, ACCEPTED.join(", "));
+        request = match (token, self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let unreachable = |e: reqwest::Error| registry_error(reference, format!("GET {url}: {e}"));
+        let mut response = request.send().await.map_err(unreachable)?;
+        let too_large = || ImageError::Limit {
+            what: format!("the manifest of {reference}"),
+            limit: format!(
+                "the limit of {} bytes (--image-max-manifest-bytes)",
+                self.limit
+            ),
+        };
+        if response.content_length().is_some_and(|n| n > self.limit) {
+            return Err(too_large());
+        }
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if (body.len() + chunk.len()) as u64 > self.limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(fail(OciDistributionError::UnauthorizedError { url }));
+        }
+        if !status.is_success() {
+            return Err(
+                match serde_json::from_slice::<oci_client::errors::OciEnvelope>(&body) {
+                    Ok(envelope) if status.is_client_error() => {
+                        fail(OciDistributionError::RegistryError { envelope, url })
+                    }
+                    _ => registry_error(
+                        reference,
+                        format!(
+                            "GET {url}: {status}: {}",
+                            String::from_utf8_lossy(&body).trim()
+                        ),
+                    ),
+                },
+            );
+        }
+        Ok(body)
+    }
+}
+
 /// Hashes a staged file.
 fn member_of(path: &Path) -> Result<Member> {
     let file =
@@ -242,6 +386,7 @@ impl ImageStore {
     /// [`ImageError::Registry`] with the registry's reason.
     pub async fn pull(&self, reference: &Reference, options: &PullOptions) -> Result<Image> {
         install_crypto_provider();
+        let _turn = self.import_turn().await;
         let staging = {
             let store = self.clone();
             tokio::task::spawn_blocking(move || store.pull_staging())
@@ -265,6 +410,7 @@ impl ImageStore {
             user_agent: concat!("skiff-agent/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
+        let http = http_client(&config)?;
         let client = oci_client::Client::try_from(config)
             .map_err(|e| registry_error(reference, format!("registry client: {e}")))?;
         let auth = options.registry_auth(&registry);
@@ -284,10 +430,15 @@ impl ImageStore {
             |e: OciDistributionError| registry_error(reference, describe_error(&e, reference));
 
         // The top manifest (or index), kept as fetched: its digest is what we hash.
-        let (bytes, _) = client
-            .pull_manifest_raw(&oci_ref, &auth, ACCEPTED)
-            .await
-            .map_err(fail)?;
+        let fetch = ManifestFetch {
+            client: &client,
+            http,
+            auth: &auth,
+            plain_http: options.plain_http(&registry),
+            limit: self.limits().manifest_bytes,
+            reference,
+        };
+        let bytes = fetch.get(&oci_ref).await?;
         let top_digest = Digest::of(&bytes);
         if let Some(pinned) = reference.digest()
             && *pinned != top_digest
@@ -344,10 +495,7 @@ impl ImageStore {
                 reference.repository().to_string(),
                 digest.to_string(),
             );
-            let (bytes, _) = client
-                .pull_manifest_raw(&by_digest, &auth, ACCEPTED)
-                .await
-                .map_err(fail)?;
+            let bytes = fetch.get(&by_digest).await?;
             // Checked again by the import; a wrong one is not worth parsing.
             let got = Digest::of(&bytes);
             if got != digest {
@@ -380,16 +528,28 @@ impl ImageStore {
             let file = tokio::fs::File::create(&path)
                 .await
                 .map_err(|e| ImageError::io(format!("create {}", path.display()), e))?;
+            let expected = u64::try_from(descriptor.size).unwrap_or(0);
+            let file = CappedWriter::new(file, expected);
+            let overrun = file.overrun.clone();
             let oci_descriptor = OciDescriptor {
                 media_type: descriptor.media_type.clone(),
                 digest: digest.to_string(),
                 size: descriptor.size,
                 ..Default::default()
             };
-            client
+            let pulled = client
                 .pull_blob(&by_repo(&registry, reference), &oci_descriptor, file)
-                .await
-                .map_err(fail)?;
+                .await;
+            if overrun.load(std::sync::atomic::Ordering::Relaxed) {
+                // Stopped at the descriptor's size: a registry cannot fill the disk.
+                return Err(registry_error(
+                    reference,
+                    format!(
+                        "blob {digest} is longer than the {expected} bytes its descriptor says"
+                    ),
+                ));
+            }
+            pulled.map_err(fail)?;
         }
 
         // The layout: `oci-layout`, `index.json` naming the reference, the blobs.
@@ -430,7 +590,8 @@ impl ImageStore {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 members.insert(format!("blobs/sha256/{name}"), member_of(&entry.path())?);
             }
-            let files = ArchiveFiles::from_members(members);
+            let mut files = ArchiveFiles::from_members(members);
+            files.manifest_limit = store.limits().manifest_bytes;
             let imported = store.import_staged(&staging, &files)?;
             imported
                 .images
@@ -454,12 +615,6 @@ fn by_repo(registry: &str, reference: &Reference) -> oci_client::Reference {
 }
 
 fn parse_document(bytes: &[u8], reference: &Reference) -> Result<Document> {
-    if bytes.len() > MAX_MANIFEST {
-        return Err(registry_error(
-            reference,
-            format!("manifest of {} bytes is too large", bytes.len()),
-        ));
-    }
     let document: Document = serde_json::from_slice(bytes)
         .map_err(|e| registry_error(reference, format!("invalid manifest: {e}")))?;
     if document.schema_version == Some(1) {
@@ -526,5 +681,75 @@ mod tests {
         assert!(parse_registry_auth("nohost").is_err());
         assert!(parse_registry_auth("h=nouser").is_err());
         assert!(!format!("{c:?}").contains("pa:ss"));
+    }
+
+    /// A registry on loopback that answers `/v2/` and then sends a manifest that never
+    /// ends (a chunked body, written until the client hangs up); returns its address and
+    /// how many manifest bytes it got out.
+    async fn endless_manifest_registry() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if request.starts_with(b"GET /v2/ ") {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {MEDIA_OCI_MANIFEST}\r\ntransfer-encoding: chunked\r\n\r\n"
+                    );
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+                    while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                        counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (address, sent)
+    }
+
+    #[tokio::test]
+    async fn an_endless_manifest_is_refused_at_the_cap_and_the_store_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = crate::image::ImageLimits {
+            manifest_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let store = ImageStore::open(dir.path()).unwrap().with_limits(limits);
+        let (registry, sent) = endless_manifest_registry().await;
+        let reference = Reference::parse(&format!("{registry}/endless:1")).unwrap();
+        let options = PullOptions::default();
+        let pull = store.pull(&reference, &options);
+        let error = tokio::time::timeout(Duration::from_secs(30), pull)
+            .await
+            .expect("the pull ends although the manifest does not")
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("exceeds the limit of 1048576 bytes (--image-max-manifest-bytes)"),
+            "{message}"
+        );
+        // It stopped near the cap: what the socket buffers beyond it, not the whole stream.
+        let got = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(got < 64 << 20, "{got} bytes sent");
+        assert!(store.list().unwrap().is_empty());
     }
 }

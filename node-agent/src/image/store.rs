@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -16,8 +17,8 @@ use super::archive::{self, ArchiveFiles, SourceImage};
 use super::config::ImageConfig;
 use super::digest::{Digest, HashingReader, is_sha256_hex};
 use super::reference::Reference;
-use super::unpack::{open_layer, remove_tree, unpack_layer};
-use super::{ImageError, Result};
+use super::unpack::{Budget, open_layer, remove_tree, unpack_layer};
+use super::{ImageError, ImageLimits, Result};
 
 const INDEX: &str = "index.json";
 const INDEX_VERSION: u32 = 1;
@@ -217,6 +218,9 @@ impl Drop for Staging {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    limits: ImageLimits,
+    /// Shared by the store's clones: imports and pulls unpacking at once.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl ImageStore {
@@ -224,7 +228,13 @@ impl ImageStore {
     /// in `tmp/`, checks the index, and collects blobs and layers no image references
     /// (left by a crash between moving content in and writing the index).
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore> {
-        let store = ImageStore { root: root.into() };
+        let store = ImageStore {
+            root: root.into(),
+            limits: ImageLimits::default(),
+            imports: Arc::new(tokio::sync::Semaphore::new(
+                ImageLimits::default().concurrent_imports,
+            )),
+        };
         // Layers hold images' setuid files and device nodes: no other host user may walk in.
         skiff_pki::config::private_dir(&store.root)
             .map_err(|e| ImageError::io(format!("mkdir 0700 {}", store.root.display()), e))?;
@@ -241,6 +251,28 @@ impl ImageStore {
         let index = store.read_index()?;
         store.gc_locked(&index)?;
         Ok(store)
+    }
+
+    /// The store with `limits` on what imports and pulls may cost.
+    pub fn with_limits(mut self, limits: ImageLimits) -> ImageStore {
+        self.limits = limits;
+        self.imports = Arc::new(tokio::sync::Semaphore::new(
+            limits.concurrent_imports.max(1),
+        ));
+        self
+    }
+
+    pub fn limits(&self) -> ImageLimits {
+        self.limits
+    }
+
+    /// Waits for a turn to unpack: at most `concurrent_imports` imports and pulls at once.
+    pub async fn import_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.imports
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the import semaphore is never closed")
     }
 
     /// The store's root directory.
@@ -396,7 +428,8 @@ impl ImageStore {
             let _lock = self.lock()?;
             Staging::new(&self.tmp(), "import")?
         };
-        let files = ArchiveFiles::extract(archive, shown, &staging.dir.join("archive"))?;
+        let mut files = ArchiveFiles::extract(archive, shown, &staging.dir.join("archive"))?;
+        files.manifest_limit = self.limits.manifest_bytes;
         self.import_files(&staging, &files)
     }
 
@@ -427,6 +460,7 @@ impl ImageStore {
         // does not have its layer yet.
         let mut checked: HashMap<Digest, (Digest, u64)> = HashMap::new();
         let mut unpacked: HashSet<Digest> = HashSet::new();
+        let mut budget = Budget::new(self.limits);
         for source in &sources {
             for (i, layer) in source.layers.iter().enumerate() {
                 let expected = &source.diff_ids[i];
@@ -441,7 +475,8 @@ impl ImageStore {
                                 fs::create_dir(&dir).map_err(|e| {
                                     ImageError::io(format!("mkdir {}", dir.display()), e)
                                 })?;
-                                let result = unpack_and_hash(&layer.path, &dir, &layer.what)?;
+                                let result =
+                                    unpack_and_hash(&layer.path, &dir, &layer.what, &mut budget)?;
                                 if result.0 == *expected {
                                     unpacked.insert(expected.clone());
                                 }
@@ -654,7 +689,8 @@ impl ImageStore {
         fs::create_dir_all(dir)
             .map_err(|e| ImageError::io(format!("mkdir {}", dir.display()), e))?;
         let what = format!("blob {blob}");
-        let (got, _) = unpack_and_hash(&self.blob_path(blob), dir, &what)?;
+        let mut budget = Budget::new(self.limits);
+        let (got, _) = unpack_and_hash(&self.blob_path(blob), dir, &what, &mut budget)?;
         if got != *diff_id {
             return Err(ImageError::DiffIdMismatch {
                 index: 0,
@@ -915,9 +951,14 @@ fn hash_layer(path: &Path, what: &str) -> Result<(Digest, u64)> {
 
 /// Unpacks a layer blob into `dir` and returns its diff_id (and uncompressed length), from
 /// one pass over the blob.
-fn unpack_and_hash(path: &Path, dir: &Path, what: &str) -> Result<(Digest, u64)> {
+fn unpack_and_hash(
+    path: &Path,
+    dir: &Path,
+    what: &str,
+    budget: &mut Budget,
+) -> Result<(Digest, u64)> {
     let mut reader = HashingReader::new(open_layer(path, what)?);
-    unpack_layer(&mut reader, dir, what)?;
+    unpack_layer(&mut reader, dir, what, budget)?;
     reader.finish().map_err(|e| ImageError::BadLayer {
         layer: what.to_string(),
         reason: format!("decompressing: {e}"),

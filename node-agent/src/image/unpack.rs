@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
-use super::{ImageError, Result};
+use super::{ImageError, ImageLimits, Result};
 
 /// The opaque-directory marker of the OCI / Docker layer format.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -41,6 +41,54 @@ pub struct UnpackStats {
     pub entries: u64,
     /// Bytes of regular file content.
     pub bytes: u64,
+}
+
+/// What one import may still unpack: its share of [`ImageLimits`], spent layer by layer.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: ImageLimits,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Budget {
+    pub fn new(limits: ImageLimits) -> Budget {
+        Budget {
+            limits,
+            bytes: 0,
+            entries: 0,
+        }
+    }
+
+    /// Counts one more tar entry.
+    fn entry(&mut self, layer: &str) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.entries {
+            return Err(ImageError::Limit {
+                what: format!("the image's layers ({layer})"),
+                limit: format!(
+                    "the limit of {} entries per image (--image-max-entries)",
+                    self.limits.entries
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts `size` more bytes of file content, before they are written.
+    fn bytes(&mut self, size: u64, layer: &str) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > self.limits.unpacked_bytes {
+            return Err(ImageError::Limit {
+                what: format!("the image's unpacked layers ({layer})"),
+                limit: format!(
+                    "the limit of {} unpacked bytes per image (--image-max-unpacked-bytes)",
+                    self.limits.unpacked_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Opens a layer blob for reading its uncompressed tar: gzip is recognised by its magic
@@ -267,8 +315,14 @@ fn apply_meta(path: &Path, meta: &Meta, symlink: bool, set_mode: bool, layer: &s
 }
 
 /// Unpacks the (uncompressed) layer tar read from `tar` into `dest`, an existing empty
-/// directory; `layer` names the layer in errors. Returns what was written.
-pub fn unpack_layer<R: Read>(tar: R, dest: &Path, layer: &str) -> Result<UnpackStats> {
+/// directory; `layer` names the layer in errors. Every entry and every file's size is
+/// taken from `budget` before anything is written. Returns what was written.
+pub fn unpack_layer<R: Read>(
+    tar: R,
+    dest: &Path,
+    layer: &str,
+    budget: &mut Budget,
+) -> Result<UnpackStats> {
     let bad = |reason: String| ImageError::BadLayer {
         layer: layer.to_string(),
         reason,
@@ -283,6 +337,7 @@ pub fn unpack_layer<R: Read>(tar: R, dest: &Path, layer: &str) -> Result<UnpackS
         .map_err(|e| bad(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("bad tar entry: {e}")))?;
+        budget.entry(layer)?;
         let raw_path: PathBuf = entry
             .path()
             .map_err(|e| bad(format!("bad entry path: {e}")))?
@@ -337,6 +392,7 @@ pub fn unpack_layer<R: Read>(tar: R, dest: &Path, layer: &str) -> Result<UnpackS
                 dirs.push((path, meta));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                budget.bytes(entry.size(), layer)?;
                 clear(&path, false)?;
                 // create_new: O_CREAT|O_EXCL never follows a symlink planted meanwhile.
                 let mut file = OpenOptions::new()
@@ -548,8 +604,51 @@ mod tests {
     fn unpack(tar: Tar) -> (tempfile::TempDir, Result<UnpackStats>) {
         let dir = tempfile::tempdir().unwrap();
         let bytes = tar.bytes();
-        let result = unpack_layer(&bytes[..], dir.path(), "test");
+        let mut budget = Budget::new(ImageLimits::default());
+        let result = unpack_layer(&bytes[..], dir.path(), "test", &mut budget);
         (dir, result)
+    }
+
+    #[test]
+    fn unpacking_stops_at_the_byte_and_entry_caps_before_writing_past_them() {
+        let limits = ImageLimits {
+            unpacked_bytes: 100,
+            entries: 3,
+            ..ImageLimits::default()
+        };
+        let big = Tar::new().file("a", &[1; 60]).file("b", &[2; 60]).bytes();
+        let dir = tempfile::tempdir().unwrap();
+        let mut budget = Budget::new(limits);
+        let error = unpack_layer(&big[..], dir.path(), "layer 0", &mut budget).unwrap_err();
+        assert!(
+            error.to_string().contains("100 unpacked bytes per image")
+                && error.to_string().contains("--image-max-unpacked-bytes"),
+            "{error}"
+        );
+        let written: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            dir.path().join("a").exists() && !dir.path().join("b").exists(),
+            "{written:?}"
+        );
+
+        // The budget is the image's: two layers of two entries pass the cap of three.
+        let small = Tar::new().dir("d").file("d/x", b"x").bytes();
+        let mut budget = Budget::new(limits);
+        let first = tempfile::tempdir().unwrap();
+        unpack_layer(&small[..], first.path(), "layer 0", &mut budget).unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let error = unpack_layer(&small[..], second.path(), "layer 1", &mut budget).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("3 entries per image (--image-max-entries)"),
+            "{error}"
+        );
+        assert!(matches!(error, ImageError::Limit { .. }));
     }
 
     #[test]
@@ -667,10 +766,22 @@ mod tests {
     fn truncated_and_garbage_input() {
         let bytes = Tar::new().file("big", &[7u8; 4096]).bytes();
         let dir = tempfile::tempdir().unwrap();
-        let err = unpack_layer(&bytes[..512 + 1000], dir.path(), "L").unwrap_err();
+        let err = unpack_layer(
+            &bytes[..512 + 1000],
+            dir.path(),
+            "L",
+            &mut Budget::new(ImageLimits::default()),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("layer L:"), "{err}");
         let dir = tempfile::tempdir().unwrap();
-        let err = unpack_layer(&[0x55u8; 1024][..], dir.path(), "L").unwrap_err();
+        let err = unpack_layer(
+            &[0x55u8; 1024][..],
+            dir.path(),
+            "L",
+            &mut Budget::new(ImageLimits::default()),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("layer L:"), "{err}");
     }
 
@@ -687,7 +798,13 @@ mod tests {
         builder.append_data(&mut h, "f", &b"x"[..]).unwrap();
         let bytes = builder.into_inner().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        unpack_layer(&bytes[..], dir.path(), "L").unwrap();
+        unpack_layer(
+            &bytes[..],
+            dir.path(),
+            "L",
+            &mut Budget::new(ImageLimits::default()),
+        )
+        .unwrap();
         let f = dir.path().join("f");
         assert_eq!(xattr::get(&f, "trusted.overlay.redirect").unwrap(), None);
         // user xattrs need filesystem support; when there, they are kept.

@@ -769,3 +769,46 @@ async fn a_container_that_exits_at_once_crash_loops_instead_of_failing_the_pod()
         "never Failed under restartPolicy Always: {phases:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_container_name_is_a_path_is_failed_and_nothing_is_created() {
+    let fake = FakeRuntime::new();
+    let images = FakeImages::new(&fake);
+    let pod = pod_with(
+        serde_json::json!([{"name": "../x", "image": "app:1", "command": ["/bin/app"]}]),
+        serde_json::json!({}),
+    );
+    let h = Harness::start(pod, &fake, Some(images));
+    h.until(5 * SEC, "refused", |h| {
+        h.status().reason.as_deref() == Some(super::worker::INVALID_POD_REASON)
+    })
+    .await;
+    let status = h.status();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("spec.containers[0].name") && message.contains("../x"),
+        "{message}"
+    );
+    assert_eq!(events(&fake), [super::worker::INVALID_POD_REASON]);
+    h.delete(30);
+    h.until(5 * SEC, "deletion confirmed", |h| {
+        h.fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::ConfirmDeletion { .. }))
+    })
+    .await;
+    // Nothing on the node was made from the pod's names, not even a sandbox or a pull.
+    let touched: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            !matches!(
+                c,
+                Call::WriteStatus(_) | Call::Event { .. } | Call::ConfirmDeletion { .. }
+            )
+        })
+        .collect();
+    assert_eq!(touched, Vec::<Call>::new());
+}

@@ -121,15 +121,22 @@ pub async fn check<R: Runtime>(
 ) -> Result<(), String> {
     let run = async {
         if let Some(exec) = &probe.exec {
-            let process = runtime
+            // Dropped when the probe times out: the command is killed in the container.
+            let mut process = runtime
                 .exec(container_id, &exec.command)
                 .await
                 .map_err(|e| e.to_string())?;
-            let output = process
-                .child
-                .wait_with_output()
-                .await
-                .map_err(|e| e.to_string())?;
+            drop(process.child.stdin.take());
+            // Both pipes at once, as wait_with_output does: a full one would stall the other.
+            let (stdout, stderr) = tokio::join!(
+                read_all(process.child.stdout.take()),
+                read_all(process.child.stderr.take())
+            );
+            let output = std::process::Output {
+                stdout: stdout.map_err(|e| e.to_string())?,
+                stderr: stderr.map_err(|e| e.to_string())?,
+                status: process.child.wait().await.map_err(|e| e.to_string())?,
+            };
             return match output.status.code() {
                 Some(0) => Ok(()),
                 code => Err(format!(
@@ -184,6 +191,15 @@ pub async fn check<R: Runtime>(
         Ok(result) => result,
         Err(_) => Err(format!("probe timed out after {}s", timeout.as_secs())),
     }
+}
+
+/// Everything a pipe gives until it closes (nothing without a pipe).
+async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(&mut data).await?;
+    }
+    Ok(data)
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use skiff_api::object::Object;
 use skiff_api::types::{Container, Pod, PodStatus, Probe};
+use skiff_api::validate::{ValidationError, validate};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -30,6 +32,14 @@ use crate::runtime::{
     ContainerConfig, ContainerOptions, Mount, Resources, Runtime, RuntimeError, SandboxConfig,
     SandboxInfo,
 };
+
+/// The reason (status and event) of a pod the agent refuses because its spec is invalid.
+pub const INVALID_POD_REASON: &str = "InvalidPodSpec";
+
+/// The API's own validation, run again on what the watch brought.
+fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
+    validate(&Object::Pod(pod.clone()))
+}
 
 /// What every pod worker shares.
 pub struct Shared<R> {
@@ -126,7 +136,12 @@ impl<R: Runtime> PodWorker<R> {
                 Round::FinishedElsewhere | Round::Sync => {}
             }
             let Some(pod) = pod else { return };
-            let wake = if round == Round::FinishedElsewhere {
+            let wake = if let Err(e) = validate_pod(&pod) {
+                // Names become paths, cgroups and runc ids: a spec the API should have refused
+                // (a bug, an old server, a store edited by hand) touches nothing on this node.
+                self.refuse(&pod, e).await;
+                Duration::from_secs(3600)
+            } else if round == Round::FinishedElsewhere {
                 self.teardown(Some(&pod), Duration::ZERO, false).await;
                 Duration::from_secs(3600)
             } else {
@@ -210,6 +225,7 @@ impl<R: Runtime> PodWorker<R> {
                 Action::Register { instance } => {
                     let Some(i) = index else { continue };
                     let name = self.slots[i].spec.name.clone();
+                    let mut kept = Vec::new();
                     self.shared
                         .pod_index
                         .update(&namespace, &pod.metadata.name, |entry| {
@@ -218,7 +234,20 @@ impl<R: Runtime> PodWorker<R> {
                             if !c.logs.contains(&instance.log_path) {
                                 c.logs.push(instance.log_path.clone());
                             }
+                            // The current attempt's and the previous one's, as the kubelet.
+                            let older = c.logs.len().saturating_sub(2);
+                            c.logs.drain(..older);
+                            kept = c.logs.clone();
                         });
+                    let pruned = tokio::task::spawn_blocking(move || crate::logs::keep_only(&kept));
+                    match pruned.await {
+                        Ok(Ok(removed)) if !removed.is_empty() => {
+                            tracing::debug!(?removed, "deleted the logs of older attempts")
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!("deleting older attempts' logs: {e}"),
+                        Err(e) => tracing::warn!("deleting older attempts' logs: {e}"),
+                    }
                 }
                 Action::Pull { image } => {
                     if let (Some(i), Some(images)) = (index, &self.shared.images) {
@@ -524,6 +553,31 @@ impl<R: Runtime> PodWorker<R> {
                 named_ports.clone(),
                 self.probe_tx.clone(),
             )));
+        }
+    }
+
+    /// Fails a pod the agent will not run, once: a Warning event and a Failed status naming
+    /// what is invalid.
+    async fn refuse(&mut self, pod: &Pod, error: ValidationError) {
+        let message = format!("Pod {:?} is invalid: {error}", pod.metadata.name);
+        let status = PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some(INVALID_POD_REASON.into()),
+            message: Some(message.clone()),
+            host_ip: Some(self.shared.node_ip.clone()),
+            ..PodStatus::default()
+        };
+        if self.last_status.as_ref() == Some(&status) || pod.status.as_ref() == Some(&status) {
+            return;
+        }
+        self.shared
+            .api
+            .event(pod, "Warning", INVALID_POD_REASON, message);
+        let mut updated = pod.clone();
+        updated.status = Some(status.clone());
+        match self.shared.api.write_status(&updated).await {
+            Ok(()) => self.last_status = Some(status),
+            Err(e) => tracing::debug!(pod = pod.metadata.name, "status not written: {e}"),
         }
     }
 

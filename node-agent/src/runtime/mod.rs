@@ -163,9 +163,47 @@ pub struct ContainerOptions {
     pub security: security::Security,
 }
 
-/// A command started inside a container by `exec`: its pipes and its exit.
+/// A command started inside a container by `exec`: its pipes and its exit. Dropped before
+/// it exited, the command is killed: a client gone or a probe timed out leaves nothing
+/// running in the container.
 pub struct ExecProcess {
     pub child: tokio::process::Child,
+    /// Where the runtime wrote the command's host pid when `child` only relays it (`runc
+    /// exec`: killing runc leaves the command running in the container); removed on drop.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl ExecProcess {
+    /// A command that is `child` itself (killed on drop with it).
+    pub fn direct(child: tokio::process::Child) -> ExecProcess {
+        ExecProcess {
+            child,
+            pid_file: None,
+        }
+    }
+}
+
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        let Some(pid_file) = self.pid_file.take() else {
+            return;
+        };
+        // Only while the relay has not been reaped: until then it has not reaped the
+        // command either, so the pid cannot belong to another process.
+        if matches!(self.child.try_wait(), Ok(None))
+            && let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+                .filter(|pid| *pid > 1)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = std::fs::remove_file(&pid_file);
+        // `child` is kill_on_drop: the relay goes with it.
+    }
 }
 
 /// The runtime interface. Every method is idempotent where Kubernetes' CRI is: removing

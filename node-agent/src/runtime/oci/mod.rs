@@ -38,13 +38,16 @@ pub mod user;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use self::cgroup::Hierarchy;
 use super::process::ProcessRuntime;
-use super::process::layout::{OciShim, ShimSpec, container_id, split_container_id, write_json};
+use super::process::layout::{
+    Layout, OciShim, ShimSpec, container_id, split_container_id, write_json,
+};
 use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
     RuntimeError, SandboxConfig, SandboxInfo,
@@ -64,6 +67,8 @@ const START_POLL: Duration = Duration::from_millis(5);
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// At most this many processes per container unless told otherwise (`--pod-pids-limit`).
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+/// Numbers the pid files of exec'd commands (`<container>/exec-<n>.pid`).
+static EXEC_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The mode of a new emptyDir volume, as the kubelet makes them: any user of the pod may
 /// write to it (the agent's data dir keeps everyone else out).
 const EMPTY_DIR_MODE: u32 = 0o777;
@@ -162,6 +167,15 @@ pub fn find_runc() -> PathBuf {
 pub struct OciRuntime {
     /// Sandboxes, container records and shims: the process runtime's, with `oci://` ids.
     core: ProcessRuntime,
+    bundles: Arc<Bundles>,
+}
+
+/// What making and discarding a container's bundle needs. That work blocks (the image's
+/// `/etc/passwd`, mounts, the spec's files), so it runs on tokio's blocking threads, never
+/// on an async worker that heartbeats and other pods need.
+#[derive(Clone)]
+struct Bundles {
+    layout: Layout,
     runc: PathBuf,
     runc_root: PathBuf,
     images: ImageStore,
@@ -190,6 +204,15 @@ fn update_hosts(path: &Path, hostname: &str, ip: std::net::IpAddr) -> Result<()>
         return Ok(());
     }
     std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
+}
+
+/// Runs blocking filesystem work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RuntimeError::System(format!("blocking task: {e}")))?
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -246,25 +269,28 @@ impl OciRuntime {
         }
         Ok(OciRuntime {
             core,
-            runc: runc.into(),
-            runc_root,
-            images,
-            rotation,
-            hierarchy: Hierarchy::detect(),
-            node: security::Node::detect(root.join("seccomp")),
-            pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            bundles: Arc::new(Bundles {
+                layout,
+                runc: runc.into(),
+                runc_root,
+                images,
+                rotation,
+                hierarchy: Hierarchy::detect(),
+                node: security::Node::detect(root.join("seccomp")),
+                pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            }),
         })
     }
 
     /// At most `limit` processes in each container (None: no limit).
     pub fn with_pids_limit(mut self, limit: Option<u64>) -> OciRuntime {
-        self.pids_limit = limit;
+        Arc::make_mut(&mut self.bundles).pids_limit = limit;
         self
     }
 
     /// Where Localhost seccomp profiles are read from (`localhostProfile` is relative to it).
     pub fn seccomp_dir(&self) -> &Path {
-        &self.node.seccomp_dir
+        &self.bundles.node.seccomp_dir
     }
 
     /// runc's name for a container: its local id (`<sandbox>_<name>_<attempt>`).
@@ -282,18 +308,19 @@ impl OciRuntime {
     /// The container's cgroup directory for `controller` on this host.
     pub fn cgroup_dir(&self, container_id: &str, controller: &str) -> Result<PathBuf> {
         Ok(self
+            .bundles
             .hierarchy
             .dir(controller, &OciRuntime::cgroups_path(container_id)?))
     }
 
     /// Where runc keeps its state (one directory per container it knows).
     pub fn runc_root(&self) -> &Path {
-        &self.runc_root
+        &self.bundles.runc_root
     }
 
     fn runc(&self) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(&self.runc);
-        command.arg("--root").arg(&self.runc_root);
+        let mut command = tokio::process::Command::new(&self.bundles.runc);
+        command.arg("--root").arg(&self.bundles.runc_root);
         command
     }
 
@@ -305,7 +332,7 @@ impl OciRuntime {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("run {}: {e}", self.runc.display()))?;
+            .map_err(|e| format!("run {}: {e}", self.bundles.runc.display()))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -333,6 +360,22 @@ impl OciRuntime {
         Ok(())
     }
 
+    async fn kill(&self, container_id: &str, signal: &str) -> Result<()> {
+        let runc_id = OciRuntime::runc_id(container_id)?;
+        if let Err(e) = self.runc_call(&["kill", &runc_id, signal]).await {
+            // Gone or stopped already: the exit record follows.
+            tracing::debug!(container = container_id, "runc kill {signal}: {e}");
+        }
+        Ok(())
+    }
+
+    async fn wait_exit(&self, container_id: &str, deadline: Instant) -> Result<bool> {
+        let (sandbox, dir) = self.core.container_dir(container_id)?;
+        self.core.wait_exit(&sandbox, &dir, deadline).await
+    }
+}
+
+impl Bundles {
     /// Makes the bundle and the records of a new container; on error nothing is left.
     fn prepare(
         &self,
@@ -357,7 +400,7 @@ impl OciRuntime {
             .map_err(|e| RuntimeError::Invalid(format!("image {:?}: {e}", config.image)))?;
         let mut process = resolve_process(&image_config, &options.spec)
             .map_err(|e| RuntimeError::Invalid(format!("container {:?}: {e}", config.name)))?;
-        let sandbox_dir = self.core.layout().sandbox(&sandbox.id);
+        let sandbox_dir = self.layout.sandbox(&sandbox.id);
         if let Ok(hostname) = std::fs::read_to_string(sandbox_dir.join("hostname")) {
             if let Some(ip) = options.pod_ip {
                 update_hosts(&sandbox_dir.join("etc/hosts"), &hostname, ip)?;
@@ -467,10 +510,7 @@ impl OciRuntime {
             mounts: Vec::new(),
             netns: sandbox_dir.join("netns"),
             utsns: sandbox_dir.join("utsns"),
-            log_path: self
-                .core
-                .layout()
-                .log(&sandbox.id, &config.name, config.attempt),
+            log_path: self.layout.log(&sandbox.id, &config.name, config.attempt),
             log_max_bytes: self.rotation.max_bytes,
             log_max_files: self.rotation.max_files,
             image: config.image.clone(),
@@ -500,20 +540,6 @@ impl OciRuntime {
         self.images
             .release(&OciRuntime::runc_id(container_id)?)
             .map_err(|e| RuntimeError::System(format!("release the image lease: {e}")))
-    }
-
-    async fn kill(&self, container_id: &str, signal: &str) -> Result<()> {
-        let runc_id = OciRuntime::runc_id(container_id)?;
-        if let Err(e) = self.runc_call(&["kill", &runc_id, signal]).await {
-            // Gone or stopped already: the exit record follows.
-            tracing::debug!(container = container_id, "runc kill {signal}: {e}");
-        }
-        Ok(())
-    }
-
-    async fn wait_exit(&self, container_id: &str, deadline: Instant) -> Result<bool> {
-        let (sandbox, dir) = self.core.container_dir(container_id)?;
-        self.core.wait_exit(&sandbox, &dir, deadline).await
     }
 }
 
@@ -583,10 +609,16 @@ impl Runtime for OciRuntime {
                 "container {id} exists already"
             )));
         }
-        if let Err(e) = self.prepare(&sandbox, config, options, &dir, &id) {
-            let _ = self.discard(&dir, &id);
-            return Err(e);
-        }
+        let bundles = self.bundles.clone();
+        let (config, options) = (config.clone(), options.clone());
+        let made = blocking(move || {
+            let made = bundles.prepare(&sandbox, &config, &options, &dir, &id);
+            if made.is_err() {
+                let _ = bundles.discard(&dir, &id);
+            }
+            made.map(|()| (sandbox, dir))
+        });
+        let (sandbox, dir) = made.await?;
         self.core.read_container(&sandbox.id, &dir)
     }
 
@@ -642,7 +674,9 @@ impl Runtime for OciRuntime {
         {
             return Err(RuntimeError::System(format!("runc delete {runc_id}: {e}")));
         }
-        self.discard(&dir, container_id)
+        let bundles = self.bundles.clone();
+        let id = container_id.to_string();
+        blocking(move || bundles.discard(&dir, &id)).await
     }
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerInfo> {
@@ -655,7 +689,7 @@ impl Runtime for OciRuntime {
 
     fn container_usage(&self, container_id: &str) -> Option<crate::usage::ContainerUsage> {
         crate::usage::read_cgroup(
-            self.hierarchy == Hierarchy::V2,
+            self.bundles.hierarchy == Hierarchy::V2,
             &self.cgroup_dir(container_id, "cpuacct").ok()?,
             &self.cgroup_dir(container_id, "memory").ok()?,
         )
@@ -673,10 +707,17 @@ impl Runtime for OciRuntime {
             )));
         }
         let runc_id = OciRuntime::runc_id(container_id)?;
+        let (_, dir) = self.core.container_dir(container_id)?;
+        let pid_file = dir.join(format!(
+            "exec-{}.pid",
+            EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         // runc exec takes the container's env, user, cwd and capabilities from its spec.
         let child = self
             .runc()
             .arg("exec")
+            .arg("--pid-file")
+            .arg(&pid_file)
             .arg(&runc_id)
             .args(argv)
             .stdin(Stdio::piped())
@@ -684,8 +725,11 @@ impl Runtime for OciRuntime {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(io(format!("run {}", self.runc.display())))?;
-        Ok(ExecProcess { child })
+            .map_err(io(format!("run {}", self.bundles.runc.display())))?;
+        Ok(ExecProcess {
+            child,
+            pid_file: Some(pid_file),
+        })
     }
 
     async fn connect(

@@ -630,7 +630,7 @@ impl Runtime for ProcessRuntime {
             .kill_on_drop(true)
             .spawn()
             .map_err(io(format!("run {}", self.helper.display())))?;
-        Ok(ExecProcess { child })
+        Ok(ExecProcess::direct(child))
     }
 
     async fn connect(
