@@ -91,7 +91,7 @@ fn tab_map(
 /// A container state as kubectl's describe words it (`State:\tRunning`, then its details
 /// one level deeper).
 fn tab_state(out: &mut String, label: &str, state: &ContainerState) {
-    let time = |t: &Option<Time>| t.map(|t| t.to_rfc2822()).unwrap_or_default();
+    let time = |t: &Option<Time>| t.map(rfc1123z).unwrap_or_default();
     if let Some(running) = &state.running {
         let _ = writeln!(out, "    {label}:\tRunning");
         let _ = writeln!(out, "      Started:\t{}", time(&running.started_at));
@@ -116,6 +116,14 @@ fn tab_state(out: &mut String, label: &str, state: &ContainerState) {
         }
     }
 }
+
+/// A time as kubectl's describe prints it (Go's RFC1123Z: `Mon, 07 Dec 2026 02:55:06 +0000`).
+fn rfc1123z(t: Time) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+}
+
+/// The annotation kubectl's describe leaves out: `apply`'s copy of the manifest.
+const HIDDEN_ANNOTATIONS: [&str; 1] = [crate::apply::LAST_APPLIED];
 
 /// Kubernetes' QoS class: Guaranteed when every container's cpu and memory limits are set
 /// and its requests (defaulting to them) equal them, BestEffort with no requests or limits
@@ -263,10 +271,12 @@ pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
     };
     let _ = writeln!(out, "Node:\t{node}");
     if let Some(t) = status.start_time {
-        let _ = writeln!(out, "Start Time:\t{}", t.to_rfc2822());
+        let _ = writeln!(out, "Start Time:\t{}", rfc1123z(t));
     }
     tab_map(&mut out, "", "Labels", &meta.labels, "=");
-    tab_map(&mut out, "", "Annotations", &meta.annotations, ": ");
+    let mut annotations = meta.annotations.clone();
+    annotations.retain(|k, _| !HIDDEN_ANNOTATIONS.contains(&k.as_str()));
+    tab_map(&mut out, "", "Annotations", &annotations, ": ");
     if let Some(deleted) = meta.deletion_timestamp {
         let _ = writeln!(
             out,

@@ -425,8 +425,8 @@ deployments   deploy       apps/v1      true         Deployment
     );
     w.ok(&["apply", "-f", &ticker]);
     let stamped = eventually(SETTLE, || async {
-        let out = w.ok(&["logs", "ticker", "--timestamps"]);
-        anyhow::ensure!(out.lines().count() == 2, "{out}");
+        let (code, out, err) = w.skiff(&["logs", "ticker", "--timestamps"]);
+        anyhow::ensure!(code == 0 && out.lines().count() == 2, "{out}{err}");
         Ok(out)
     })
     .await
@@ -605,13 +605,22 @@ async fn tables_and_texts_read_like_kubectls() {
     // describe: ports, environment, mounts, volumes and QoS, aligned.
     let out = w.ok(&["describe", "pod", "web"]);
     for part in [
-        "    Port:           8080/TCP\n    Host Port:      0/TCP\n",
-        "    Environment:\n      MODE:  fast\n    Mounts:\n      /data from data (rw)\n",
+        "    Port:          8080/TCP\n    Host Port:     0/TCP\n    Command:\n",
+        "    Ready:          True\n    Restart Count:  0\n    Environment:\n      MODE:  fast\n    Mounts:\n      /data from data (rw)\n",
         "Volumes:\n  data:\n    Type:        EmptyDir (a temporary directory that shares a pod's lifetime)\n",
         "\nQoS Class:       BestEffort\nNode-Selectors:  <none>\nTolerations:     <none>\n",
     ] {
         assert!(out.contains(part), "{part:?} in\n{out}");
     }
+    // Times as kubectl prints them (RFC 1123 with a two-digit day); no apply annotation.
+    let start = out.lines().find_map(|l| l.strip_prefix("Start Time:   "));
+    let parts: Vec<&str> = start.expect("a start time").split(' ').collect();
+    assert_eq!(
+        (parts.len(), parts[1].len(), parts[5]),
+        (6, 2, "+0000"),
+        "{out}"
+    );
+    assert!(!out.contains("last-applied-configuration"), "{out}");
 
     // label KEY- says unlabeled.
     assert_eq!(
