@@ -63,6 +63,11 @@ struct Setup {
 }
 
 async fn setup(name: &'static str) -> Setup {
+    setup_with(name, &[]).await
+}
+
+/// [`setup`] with more flags for the agent.
+async fn setup_with(name: &'static str, extra: &[&str]) -> Setup {
     // Built first (once per test process), so that a test's time is its own.
     for program in ["skiff-control-plane", "skiff-agent", "skiff"] {
         binary(program);
@@ -71,20 +76,17 @@ async fn setup(name: &'static str) -> Setup {
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
     let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
-    let agent = AgentProcess::start(
-        NODE,
-        &cluster.endpoints(),
-        // Explicitly: the default runtime may change. A short back-off for failed pulls.
-        &[
-            "--runtime",
-            "oci",
-            "--backoff-base",
-            "1s",
-            "--backoff-cap",
-            "2s",
-        ],
-    )
-    .expect("start agent");
+    // Explicitly: the default runtime may change. A short back-off for failed pulls.
+    let mut args = vec![
+        "--runtime",
+        "oci",
+        "--backoff-base",
+        "1s",
+        "--backoff-cap",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    let agent = AgentProcess::start(NODE, &cluster.endpoints(), &args).expect("start agent");
     eventually(READY, || async {
         let node = client.get::<Node>("", NODE).await?;
         anyhow::ensure!(skiff_tests::nodes::is_ready(&node), "node not ready");
@@ -900,5 +902,339 @@ async fn run_as_non_root_refuses_a_root_image_and_privileged_runs_unconfined_whe
         .unwrap()
         .trim();
     assert_eq!(lines[1], format!("CapEff:\t{bounding}"), "{report}");
+    s.delete_all_and_check_clean().await;
+}
+
+/// What the node's image store holds: its images as `skiff image ls` lists them, its
+/// unpacked layers, and whatever is left in its staging dir.
+fn store_state(s: &Setup) -> (String, Vec<String>, Vec<String>) {
+    let (code, listed, err) = s.skiff(&["image", "ls", "--node", NODE]);
+    assert_eq!(code, 0, "{err}");
+    let names = |dir: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(s.agent.data_dir().join("images").join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    (listed, names("layers"), names("tmp"))
+}
+
+/// `skiff image import` of `archive`, which must fail; its stderr.
+fn refused_import(s: &Setup, dir: &Path, name: &str, archive: &[u8]) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, archive).unwrap();
+    let (code, out, err) = s.skiff(&[
+        "image",
+        "import",
+        &file.display().to_string(),
+        "--node",
+        NODE,
+    ]);
+    assert_ne!(code, 0, "{name} imported: {out}");
+    err
+}
+
+/// The control plane's `--node-grace` (its default): a node whose agent stops heartbeating
+/// for this long is no longer Ready.
+const NODE_GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_images_are_refused_or_fail_their_pod_alone_and_the_node_stays_up() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup_with(
+        "oci_pods_hostile_images",
+        &[
+            "--image-max-unpacked-bytes",
+            "16777216",
+            "--image-max-manifest-bytes",
+            "65536",
+        ],
+    )
+    .await;
+    let good = "skiff-test/busybox:good";
+    s.import_busybox(good);
+    let before = store_state(&s);
+    let dir = tempfile::tempdir().unwrap();
+
+    // A tar bomb: 32 MiB of zeros, 32 KiB gzip'ed, past the test's 16 MiB cap.
+    let bomb =
+        skiff_image::layer(&[skiff_image::Entry::file("zeros", vec![0u8; 32 << 20])]).unwrap();
+    let config =
+        skiff_image::Config::default().to_json(&skiff_image::diff_ids(std::slice::from_ref(&bomb)));
+    let gzipped = [skiff_image::gzip(&bomb)];
+    let archive = skiff_image::DockerSave::new(&config, &gzipped, &["skiff-test/bomb:1"])
+        .tar()
+        .unwrap();
+    assert!(archive.len() < 1 << 20, "{} bytes", archive.len());
+    let err = refused_import(&s, dir.path(), "bomb.tar", &archive);
+    assert!(
+        err.contains(
+            "exceeds the limit of 16777216 unpacked bytes per image (--image-max-unpacked-bytes)"
+        ),
+        "{err}"
+    );
+    assert_eq!(store_state(&s), before, "after the tar bomb");
+
+    // A manifest of 100 KiB (padded with an annotation), past the test's 64 KiB cap.
+    let image = busybox_image();
+    let mut manifest =
+        skiff_image::OciManifest::new(image.config.clone(), vec![image.layer_gzip.clone()]);
+    let mut padded: serde_json::Value = serde_json::from_slice(&manifest.json).unwrap();
+    padded["annotations"] = json!({"padding": "x".repeat(100 << 10)});
+    manifest.json = padded.to_string().into_bytes();
+    let layout = skiff_image::OciLayout::single(
+        skiff_image::host_architecture(),
+        manifest,
+        "skiff-test/busybox:long",
+    );
+    let err = refused_import(&s, dir.path(), "long.tar", &layout.archive().tar().unwrap());
+    assert!(
+        err.contains(
+            "exceeds the limit of 65536 bytes for a manifest (--image-max-manifest-bytes)"
+        ),
+        "{err}"
+    );
+    assert_eq!(store_state(&s), before, "after the long manifest");
+
+    // An image whose /etc/passwd links to /dev/zero, which it carries as a device node:
+    // read through the link, the agent would read for ever.
+    let hostile_layer = skiff_image::layer(&[
+        skiff_image::Entry::dir("etc/"),
+        skiff_image::Entry::symlink("etc/passwd", "/dev/zero"),
+        skiff_image::Entry::dir("dev/"),
+        skiff_image::Entry::char_device("dev/zero", 1, 5),
+    ])
+    .unwrap();
+    let layers = [image.layer.clone(), hostile_layer];
+    let config = skiff_image::Config {
+        env: vec!["PATH=/bin".into()],
+        ..skiff_image::Config::default()
+    }
+    .to_json(&skiff_image::diff_ids(&layers));
+    let hostile = dir.path().join("hostile.tar");
+    std::fs::write(
+        &hostile,
+        skiff_image::DockerSave::new(&config, &layers, &["skiff-test/hostile:1"])
+            .tar()
+            .unwrap(),
+    )
+    .unwrap();
+    s.import(&hostile);
+    s.create(json!({
+        "metadata": {"name": "hostile"},
+        "spec": {"containers": [{
+            "name": "main",
+            "image": "skiff-test/hostile:1",
+            "imagePullPolicy": "Never",
+            "command": ["sleep", "3600"],
+        }]}
+    }))
+    .await;
+    let refused = s
+        .wait_pod("hostile", "refused", |p| {
+            waiting(p).is_some_and(|(reason, _)| reason == "CreateContainerError")
+        })
+        .await;
+    let (_, message) = waiting(&refused).unwrap();
+    assert!(
+        message.contains("the image's /etc/passwd is not a regular file"),
+        "{message}"
+    );
+    // The rest of the node goes on: another pod starts, and the node heartbeats.
+    s.create(httpd_pod("fine", good, "Never")).await;
+    s.wait_pod("fine", "running and ready", running_and_ready)
+        .await;
+    // Heartbeats live in the leader's memory, not in the Node: the node stays Ready for
+    // longer than the grace period while the agent retries the hostile pod.
+    let until = std::time::Instant::now() + NODE_GRACE + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        let node = s.client.get::<Node>("", NODE).await.unwrap();
+        assert!(
+            skiff_tests::nodes::is_ready(&node),
+            "node-1 not ready: {:#?}\n{}",
+            node.status,
+            s.agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.delete_all_and_check_clean().await;
+}
+
+/// Host pids of processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+/// Waits until a process runs `argv`.
+async fn started(argv: &[&str]) {
+    eventually(SETTLE, || async {
+        anyhow::ensure!(!pids_running(argv).is_empty(), "{argv:?} not running");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// How long until no process runs `argv` (at most 10 s).
+async fn gone_after(argv: &[&str]) -> Duration {
+    let start = std::time::Instant::now();
+    while !pids_running(argv).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{argv:?} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_dies_with_its_client_and_one_session_past_the_cap_is_refused() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup_with(
+        "oci_pods_exec_sessions",
+        &["--max-exec-sessions-per-pod", "2"],
+    )
+    .await;
+    let image = "skiff-test/busybox:exec";
+    s.import_busybox(image);
+    s.create(httpd_pod("shell", image, "Never")).await;
+    s.wait_pod("shell", "running and ready", running_and_ready)
+        .await;
+    let argv = |n: &str| vec!["sleep".to_string(), n.to_string()];
+
+    // One session through the SDK, one through a `skiff exec` process.
+    let sdk = s
+        .client
+        .exec("default", "shell", None, &argv("3141"), false)
+        .await
+        .unwrap();
+    started(&["sleep", "3141"]).await;
+    let config = skiff_tests::cluster::cluster_files(&s.servers)
+        .expect("the cluster's files")
+        .admin_conf;
+    let mut cli = std::process::Command::new(binary("skiff"))
+        .args(["--server", &s.servers, "--config"])
+        .arg(&config)
+        .args(["exec", "shell", "--", "sleep", "2718"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    started(&["sleep", "2718"]).await;
+
+    // A third is one too many.
+    let refused = s
+        .client
+        .exec("default", "shell", None, &argv("1618"), false)
+        .await
+        .err()
+        .expect("a third session refused");
+    assert!(
+        refused.to_string().contains(
+            "too many exec sessions in pod default/shell: 2 open, the limit is 2 (--max-exec-sessions-per-pod)"
+        ),
+        "{refused}"
+    );
+
+    // The clients go away: their commands end within a second.
+    drop(sdk);
+    let waited = gone_after(&["sleep", "3141"]).await;
+    assert!(
+        waited < Duration::from_secs(1),
+        "the SDK's exec ran {waited:?} on"
+    );
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let waited = gone_after(&["sleep", "2718"]).await;
+    assert!(
+        waited < Duration::from_secs(1),
+        "the CLI's exec ran {waited:?} on"
+    );
+
+    // Their sessions are closed: a new one runs.
+    let output = eventually(SETTLE, || async {
+        Ok(s.client
+            .exec_output("default", "shell", None, &["echo".into(), "again".into()])
+            .await?)
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "again\n");
+    s.delete_all_and_check_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_restarts_only_the_current_and_previous_attempts_logs_are_on_disk() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_log_retention").await;
+    let image = "skiff-test/busybox:logs";
+    s.import_busybox(image);
+    s.create(json!({
+        "metadata": {"name": "crasher"},
+        "spec": {"containers": [{
+            "name": "main",
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "echo attempt; exit 1"],
+        }]}
+    }))
+    .await;
+    let pod = s
+        .wait_pod("crasher", "restarted twice", |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.first())
+                .is_some_and(|c| c.restart_count >= 2)
+        })
+        .await;
+    let sandbox: String = pod
+        .metadata
+        .uid
+        .unwrap()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let logs = s
+        .agent
+        .data_dir()
+        .join("oci/sandboxes")
+        .join(sandbox)
+        .join("logs/main");
+    // Two files, the newest attempt's and the one before (it keeps restarting meanwhile).
+    let kept = eventually(SETTLE, || async {
+        let mut attempts: Vec<u32> = std::fs::read_dir(&logs)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        attempts.sort();
+        anyhow::ensure!(
+            attempts.len() == 2 && attempts[0] + 1 == attempts[1] && attempts[1] >= 2,
+            "attempts logged: {attempts:?}"
+        );
+        Ok(attempts)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.agent.log()));
+    assert!(!logs.join("0.log").exists(), "kept {kept:?}");
     s.delete_all_and_check_clean().await;
 }
