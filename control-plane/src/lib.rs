@@ -10,6 +10,7 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod error;
+pub mod kube;
 pub mod metrics;
 pub mod pod_security;
 pub mod raft_node;
@@ -69,6 +70,8 @@ pub enum RunError {
     Refused(#[from] bootstrap::Refusal),
     #[error("grpc server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    KubeListen(#[from] kube::ListenError),
 }
 
 /// Serves one control-plane node on `listener` until `shutdown` resolves, and its
@@ -89,6 +92,14 @@ pub async fn run(
     // entry, and the address it listens on unless that is every address.
     let mut hosts = vec![config.peers[&config.id].clone()];
     if let Ok(address) = listener.local_addr()
+        && !address.ip().is_unspecified()
+    {
+        hosts.push(address.to_string());
+    }
+    // The Kubernetes API's address too, when it names a host of its own.
+    let kube_listener = config.kube_listen.bind().await?;
+    let kube_address = kube_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(address) = kube_address
         && !address.ip().is_unspecified()
     {
         hosts.push(address.to_string());
@@ -214,19 +225,43 @@ pub async fn run(
     // Who may do what: each public method asks the gate (server/auth.rs); Raft's methods
     // need a member's certificate (server/raft.rs).
     let gate = server::auth::Gate::new(node.clone());
-    let objects = ObjectsService::new(server::objects::ObjectsServer {
+    let objects_api = Arc::new(server::objects::ObjectsServer {
         node: node.clone(),
         gate: gate.clone(),
         bookmark_interval: Duration::from_secs(1),
-        stopping: stopping_rx,
+        stopping: stopping_rx.clone(),
         max_object_bytes: config.max_object_bytes,
         watches: Arc::new(server::objects::WatchSlots::new(
             config.max_watches_per_connection,
         )),
-    })
+    });
+    let objects = ObjectsService::from_arc(objects_api.clone())
     // A request over the cap is refused as it arrives (tonic reads the length first), so
     // nothing larger than replication can carry ever reaches the log.
     .max_decoding_message_size(config.max_request_bytes);
+    if let (Some(kube_listener), Some(address)) = (kube_listener, kube_address) {
+        // Where clients reach it: the advertised host when it listens on every address.
+        let host = match address.ip().is_unspecified() {
+            true => skiff_pki::host_of(&config.peers[&config.id]).unwrap_or_default(),
+            false => address.ip().to_string(),
+        };
+        let state = Arc::new(kube::KubeState {
+            objects: objects_api.clone(),
+            gate: gate.clone(),
+            address: format!("{host}:{}", address.port()),
+        });
+        let mut stopping = stopping_rx.clone();
+        tracing::info!(addr = %address, "kubernetes api serving");
+        tokio::spawn(kube::serve(
+            kube_listener,
+            (*server_tls).clone(),
+            state,
+            config.max_request_bytes,
+            async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            },
+        ));
+    }
     let cluster = ClusterService::new(server::cluster::ClusterServer {
         node: node.clone(),
         gate: gate.clone(),

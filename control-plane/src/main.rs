@@ -35,6 +35,11 @@ struct Flags {
     /// Address to serve the API and Raft on.
     #[arg(long)]
     listen: String,
+    /// Where to serve the Kubernetes API over HTTPS (HOST:PORT) [default: the --listen host,
+    /// port 6443]; `off` disables it. A given address that cannot be bound is an error; the
+    /// default one, taken (several members on one host), is skipped with a warning.
+    #[arg(long)]
+    kube_listen: Option<String>,
     /// Every initial member: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT (this node's entry is its advertised address).
     #[arg(long)]
     peers: String,
@@ -141,6 +146,12 @@ async fn main() -> anyhow::Result<()> {
     config.election_timeout_min = flags.election_timeout_min;
     config.election_timeout_max = flags.election_timeout_max;
     config.token = Some(token);
+    config.kube_listen =
+        skiff_control_plane::kube::KubeListen::parse(flags.kube_listen.as_deref(), &flags.listen)
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            });
     if let Err(e) = config
         .check()
         .and_then(|()| config.raft_config().map(|_| ()))

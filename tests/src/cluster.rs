@@ -307,6 +307,7 @@ impl ControlPlaneClusterBuilder {
                     Some((netns, ip)) => Member {
                         host: ip.to_string(),
                         netns: Some(netns.clone()),
+                        kube_port: 6443,
                         ..Member::new(7000)
                     },
                     None => Member::new(
@@ -354,6 +355,8 @@ impl ControlPlaneClusterBuilder {
 struct Member {
     host: String,
     port: u16,
+    /// Where it serves the Kubernetes API (`--kube-listen`), on `host`.
+    kube_port: u16,
     /// The test host's network namespace it runs in, if any.
     netns: Option<PathBuf>,
     /// Flags for this member only, after everyone's.
@@ -369,6 +372,8 @@ impl Member {
         Member {
             host: "127.0.0.1".into(),
             port,
+            // Members share loopback: each gets its own port instead of 6443.
+            kube_port: free_port(),
             netns: None,
             extra_args: Vec::new(),
             advertise: None,
@@ -475,6 +480,12 @@ impl ControlPlaneCluster {
     pub fn endpoint(&self, id: u64) -> String {
         let member = &self.members[&id];
         format!("{}:{}", member.host, member.port)
+    }
+
+    /// Member `id`'s Kubernetes API: `https://HOST:PORT`.
+    pub fn kube_url(&self, id: u64) -> String {
+        let member = &self.members[&id];
+        format!("https://{}:{}", member.host, member.kube_port)
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -683,6 +694,8 @@ impl ControlPlaneCluster {
             self.peers_flag(),
             "--token-file".into(),
             self.token_file().display().to_string(),
+            "--kube-listen".into(),
+            format!("{}:{}", self.members[&id].host, self.members[&id].kube_port),
         ]
         .into_iter()
         .chain(self.extra_args.iter().cloned())

@@ -49,7 +49,7 @@ impl Gate {
         self.bearer(token.trim()).await
     }
 
-    async fn bearer(&self, token: &str) -> Result<Subject, Status> {
+    pub(crate) async fn bearer(&self, token: &str) -> Result<Subject, Status> {
         let (name, _) = parse_bearer(token).map_err(|_| Status::unauthenticated(INVALID_TOKEN))?;
         // A token removed before this request must fail here too, on any member: the
         // record is read after the barrier linearizable reads use.

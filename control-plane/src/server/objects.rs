@@ -345,7 +345,25 @@ impl ObjectsServer {
         )?)
     }
 
-    async fn do_create(
+    pub(crate) async fn do_get(
+        &self,
+        subject: &Subject,
+        request: GetRequest,
+    ) -> Result<Vec<u8>, Status> {
+        let kind = parse_kind(&request.kind)?;
+        check(
+            subject,
+            &attributes(Verb::Get, kind, &request.namespace, &request.name),
+            || Ok(NodeTarget::None),
+        )?;
+        if !request.stale_ok {
+            self.node.read_barrier().await?;
+        }
+        let object = self.local_get(kind, &request.namespace, &request.name)?;
+        Ok(object.json.to_vec())
+    }
+
+    pub(crate) async fn do_create(
         &self,
         subject: &Subject,
         request: CreateRequest,
@@ -380,7 +398,7 @@ impl ObjectsServer {
         Ok(applied.object)
     }
 
-    async fn do_update(
+    pub(crate) async fn do_update(
         &self,
         subject: &Subject,
         request: UpdateRequest,
@@ -540,7 +558,7 @@ impl ObjectsServer {
         Ok(applied.object)
     }
 
-    async fn do_delete(
+    pub(crate) async fn do_delete(
         &self,
         subject: &Subject,
         request: DeleteRequest,
@@ -576,7 +594,7 @@ impl ObjectsServer {
         })
     }
 
-    async fn do_list(
+    pub(crate) async fn do_list(
         &self,
         subject: &Subject,
         request: ListRequest,
@@ -892,20 +910,8 @@ impl Objects for ObjectsServer {
         timer.finish(
             async move {
                 let subject = self.gate.subject(&request).await?;
-                let request = request.into_inner();
-                let kind = parse_kind(&request.kind)?;
-                check(
-                    &subject,
-                    &attributes(Verb::Get, kind, &request.namespace, &request.name),
-                    || Ok(NodeTarget::None),
-                )?;
-                if !request.stale_ok {
-                    self.node.read_barrier().await?;
-                }
-                let object = self.local_get(kind, &request.namespace, &request.name)?;
-                Ok(Response::new(ObjectResponse {
-                    object: object.json.to_vec(),
-                }))
+                let object = self.do_get(&subject, request.into_inner()).await?;
+                Ok(Response::new(ObjectResponse { object }))
             }
             .await,
         )

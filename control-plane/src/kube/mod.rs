@@ -1,0 +1,228 @@
+//! The Kubernetes REST API, served over HTTPS on `--kube-listen` beside the gRPC port: one
+//! more front door to the same store. Requests are authenticated by the connection's client
+//! certificate or a bearer token ([`auth`]), then handed to the object API's own functions
+//! ([`resources`]), so validation, authorization and forwarding are the gRPC API's. Errors
+//! are `metav1.Status` objects ([`status`]); discovery is generated from the resource table
+//! ([`discovery`]).
+
+pub mod auth;
+pub mod discovery;
+pub mod resources;
+pub mod status;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+
+use crate::server::auth::Gate;
+use crate::server::objects::ObjectsServer;
+use auth::Peer;
+use status::KubeError;
+
+/// The Kubernetes API's conventional port (`--kube-listen`'s default, on the `--listen` host).
+pub const DEFAULT_PORT: u16 = 6443;
+
+/// Where a member serves the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KubeListen {
+    /// Not served (`--kube-listen off`, and the library's default).
+    #[default]
+    Off,
+    /// The daemon's default address: when it is taken (several members on one host), that
+    /// member serves no Kubernetes API, with a warning.
+    Default(String),
+    /// An address given: failing to bind it is an error.
+    At(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("--kube-listen: expected HOST:PORT or off, got {0:?}")]
+    Invalid(String),
+    #[error("--kube-listen: cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+impl KubeListen {
+    /// `--kube-listen` as given (`flag`), or the default for a member listening on `listen`.
+    pub fn parse(flag: Option<&str>, listen: &str) -> Result<KubeListen, ListenError> {
+        let Some(text) = flag.map(str::trim) else {
+            let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+            return Ok(KubeListen::Default(format!("{host}:{DEFAULT_PORT}")));
+        };
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(KubeListen::Off);
+        }
+        match text.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(KubeListen::At(text.to_string()))
+            }
+            _ => Err(ListenError::Invalid(text.to_string())),
+        }
+    }
+
+    /// The listener, or `None` when off (or the default address is taken).
+    pub async fn bind(&self) -> Result<Option<TcpListener>, ListenError> {
+        match self {
+            KubeListen::Off => Ok(None),
+            KubeListen::Default(address) => Ok(TcpListener::bind(address)
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!("kubernetes api not served: cannot listen on {address}: {e}")
+                })
+                .ok()),
+            KubeListen::At(address) => {
+                TcpListener::bind(address)
+                    .await
+                    .map(Some)
+                    .map_err(|source| ListenError::Bind {
+                        address: address.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+}
+
+/// What the handlers share: the object API they call, and the gate that authenticates.
+pub struct KubeState {
+    pub objects: Arc<ObjectsServer>,
+    pub gate: Gate,
+    /// `HOST:PORT` clients reach this API at, for `/api`'s serverAddressByClientCIDRs.
+    pub address: String,
+}
+
+/// Serves the Kubernetes API on `listener` over TLS with `tls` (h2 and http/1.1, client
+/// certificates optional) until `shutdown` resolves; requests larger than
+/// `max_request_bytes` are refused.
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    state: Arc<KubeState>,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut tls = tls;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let router = Router::new()
+        .fallback(dispatch)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_request_bytes));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = skiff_pki::tls::tls_incoming(listener, Arc::new(tls));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            next = connections.next() => match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let peer = Peer::from_certificates(stream.get_ref().1.peer_certificates());
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(Arc::new(peer))));
+        let mut stopping = stop_rx.clone();
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::select! {
+                served = connection => {
+                    if let Err(e) = served {
+                        tracing::debug!("kube api connection: {e}");
+                    }
+                }
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+}
+
+/// Every request: authenticate, then discovery or a resource.
+async fn dispatch(
+    State(state): State<Arc<KubeState>>,
+    axum::Extension(peer): axum::Extension<Arc<Peer>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match route(&state, &peer, &method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(
+    state: &KubeState,
+    peer: &Peer,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, KubeError> {
+    let subject = auth::subject(&state.gate, peer, headers).await?;
+    let body = body.map_err(|e| {
+        KubeError::BadRequest(format!(
+            "the request body could not be read: {}",
+            e.body_text()
+        ))
+    })?;
+    let Query(params): Query<HashMap<String, String>> = Query::try_from_uri(uri)
+        .map_err(|e| KubeError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let discovery = match segments.as_slice() {
+        ["version"] => Some(discovery::version()),
+        ["api"] => Some(discovery::core_versions(&state.address)),
+        ["api", "v1"] => discovery::resources("", "v1"),
+        ["apis"] => Some(discovery::groups()),
+        ["apis", group] => discovery::group(group),
+        ["apis", group, version] => discovery::resources(group, version),
+        ["openapi", "v3"] => Some(discovery::openapi_root()),
+        ["openapi", "v3", rest @ ..] => discovery::openapi_group_version(&rest.join("/")),
+        _ => None,
+    };
+    if let Some(document) = discovery {
+        if *method != Method::GET {
+            return Err(KubeError::MethodNotAllowed(format!(
+                "{method} is not allowed on {path}"
+            )));
+        }
+        // Plain JSON even when aggregated discovery is asked for: see discovery.rs.
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::Json(document),
+        )
+            .into_response());
+    }
+    let target = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => resources::parse_target("", "v1", rest),
+        ["apis", group, version, rest @ ..] => resources::parse_target(group, version, rest),
+        _ => None,
+    };
+    let Some(target) = target else {
+        return Err(KubeError::NotFound(format!(
+            "the server could not find the requested resource ({path})"
+        )));
+    };
+    resources::serve(state, &subject, method, target, &params, body).await
+}

@@ -1,0 +1,518 @@
+//! The resources served, and their REST verbs: each maps onto the object API's own
+//! functions (server/objects.rs), so validation, authorization, admission and forwarding
+//! are the gRPC API's, never a copy.
+//!
+//! A verb or subresource not yet served (watch, patch, tables, logs, exec, port-forward,
+//! eviction, scale) is absent from [`RESOURCES`], so discovery does not claim it and kubectl
+//! says so instead of failing half-way; adding one is a table entry and a match arm here.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use skiff_api::Kind;
+use skiff_api::proto::{CreateRequest, DeleteRequest, GetRequest, ListRequest, UpdateRequest};
+use skiff_pki::Subject;
+
+use super::KubeState;
+use super::status::KubeError;
+use crate::raft_types::UpdatePart;
+
+/// One resource: its kind (which gives its group, plural, short name and scope), the verbs
+/// served on it, and its subresources with theirs.
+pub struct Resource {
+    pub kind: Kind,
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [(&'static str, &'static [&'static str])],
+}
+
+const VERBS: &[&str] = &["create", "delete", "get", "list", "update"];
+
+pub const RESOURCES: [Resource; 5] = [
+    Resource {
+        kind: Kind::Namespace,
+        verbs: VERBS,
+        subresources: &[],
+    },
+    Resource {
+        kind: Kind::Pod,
+        verbs: VERBS,
+        subresources: &[("status", &["get", "update"])],
+    },
+    Resource {
+        kind: Kind::Node,
+        verbs: VERBS,
+        subresources: &[],
+    },
+    Resource {
+        kind: Kind::Event,
+        verbs: VERBS,
+        subresources: &[],
+    },
+    Resource {
+        kind: Kind::Deployment,
+        verbs: VERBS,
+        subresources: &[],
+    },
+];
+
+/// What a resource path names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    /// The path's namespace (`…/namespaces/<ns>/…`); `None` for cluster-scoped kinds and
+    /// for lists across every namespace.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+fn resource(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind.group() == group && version == "v1" && r.kind.plural() == plural)
+}
+
+/// The resource path after `/api/v1/` (group "") or `/apis/<group>/<version>/`, split into
+/// segments: `plural[/name[/sub]]` or `namespaces/<ns>/plural[/name[/sub]]`. `None`: no
+/// such resource here.
+pub fn parse_target(group: &str, version: &str, segments: &[&str]) -> Option<Target> {
+    if segments.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (namespace, rest) = match segments {
+        // `namespaces/<ns>/<plural>…` when <plural> is a namespaced resource; otherwise the
+        // segments name a namespace object (`namespaces/<name>[/<sub>]`).
+        ["namespaces", ns, plural, ..]
+            if resource(group, version, plural).is_some_and(|r| r.kind.is_namespaced()) =>
+        {
+            (Some(ns.to_string()), &segments[2..])
+        }
+        _ => (None, segments),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    let kind = resource(group, version, plural)?.kind;
+    // A namespaced object is only ever named within its namespace.
+    if kind.is_namespaced() && namespace.is_none() && name.is_some() {
+        return None;
+    }
+    Some(Target {
+        kind,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+/// The query parameters of a request (the last value of each).
+pub type Params = HashMap<String, String>;
+
+/// Serves one request on a resource path.
+pub async fn serve(
+    state: &KubeState,
+    subject: &Subject,
+    method: &Method,
+    target: Target,
+    params: &Params,
+    body: Bytes,
+) -> Result<Response, KubeError> {
+    if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
+        return Err(KubeError::MethodNotAllowed(format!(
+            "watch is not served yet for {}",
+            target.kind.plural()
+        )));
+    }
+    if params.contains_key("dryRun") {
+        // Refused rather than ignored: a dry run must never write.
+        return Err(KubeError::BadRequest(
+            "dryRun: this server does not support dry runs yet".into(),
+        ));
+    }
+    let served_sub = target.subresource.as_deref().is_none_or(|sub| {
+        RESOURCES
+            .iter()
+            .any(|r| r.kind == target.kind && r.subresources.iter().any(|(s, _)| *s == sub))
+    });
+    if !served_sub {
+        return Err(KubeError::NotFound(format!(
+            "the server could not find the requested resource ({}/{})",
+            target.kind.plural(),
+            target.subresource.as_deref().unwrap_or_default()
+        )));
+    }
+    match (
+        method.clone(),
+        target.name.clone(),
+        target.subresource.as_deref(),
+    ) {
+        (Method::GET, None, None) => list(state, subject, &target, params).await,
+        (Method::POST, None, None)
+            if target.namespace.is_some() || !target.kind.is_namespaced() =>
+        {
+            create(state, subject, &target, body).await
+        }
+        (Method::GET, Some(name), None | Some("status")) => {
+            get(state, subject, &target, &name, params).await
+        }
+        (Method::PUT, Some(name), sub) => {
+            let part = match sub {
+                Some("status") => UpdatePart::Status,
+                _ => UpdatePart::Main,
+            };
+            update(state, subject, &target, &name, part, body).await
+        }
+        (Method::DELETE, Some(name), None) => {
+            delete(state, subject, &target, &name, params, body).await
+        }
+        (method, _, _) => Err(KubeError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            target.kind.plural()
+        ))),
+    }
+}
+
+/// A JSON response; `bytes` are already JSON (a stored object's encoding).
+fn json(code: StatusCode, bytes: impl Into<axum::body::Body>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes.into(),
+    )
+        .into_response()
+}
+
+/// `resourceVersion=0` asks for any version: served from this member without a barrier.
+fn stale_ok(params: &Params) -> bool {
+    params.get("resourceVersion").is_some_and(|v| v == "0")
+}
+
+async fn get(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    name: &str,
+    params: &Params,
+) -> Result<Response, KubeError> {
+    let request = GetRequest {
+        kind: target.kind.as_str().into(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: name.into(),
+        stale_ok: stale_ok(params),
+    };
+    let object = state
+        .objects
+        .do_get(subject, request)
+        .await
+        .map_err(|e| KubeError::api(e, target.kind, name))?;
+    Ok(json(StatusCode::OK, object))
+}
+
+async fn list(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    params: &Params,
+) -> Result<Response, KubeError> {
+    let param = |key: &str| params.get(key).cloned().unwrap_or_default();
+    let request = ListRequest {
+        kind: target.kind.as_str().into(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        label_selector: param("labelSelector"),
+        field_selector: param("fieldSelector"),
+        stale_ok: stale_ok(params),
+        ..ListRequest::default()
+    };
+    let listed = state
+        .objects
+        .do_list(subject, request)
+        .await
+        .map_err(|e| KubeError::api(e, target.kind, ""))?;
+    // The items are stored JSON already: the list is written around them, not re-encoded.
+    let kind = target.kind;
+    let mut body = format!(
+        r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{}"}},"items":["#,
+        kind.as_str(),
+        kind.api_version(),
+        listed.resource_version
+    )
+    .into_bytes();
+    for (i, item) in listed.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(json(StatusCode::OK, body))
+}
+
+/// The request's object, with the path's namespace: filled in when the body has none, and
+/// a body naming another namespace is refused, as Kubernetes does.
+fn body_object(target: &Target, body: &[u8]) -> Result<(Value, String), KubeError> {
+    let mut object: Value = serde_json::from_slice(body).map_err(|e| {
+        KubeError::BadRequest(format!("the request body is not a JSON object: {e}"))
+    })?;
+    let Some(map) = object.as_object_mut() else {
+        return Err(KubeError::BadRequest(
+            "the request body is not a JSON object".into(),
+        ));
+    };
+    let metadata = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Err(KubeError::BadRequest("metadata: must be an object".into()));
+    };
+    if let Some(namespace) = &target.namespace {
+        match metadata.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                metadata.insert("namespace".into(), Value::String(namespace.clone()));
+            }
+            Some(given) if given == namespace => {}
+            Some(_) => {
+                return Err(KubeError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+        }
+    }
+    let name = metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok((object, name))
+}
+
+async fn create(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    body: Bytes,
+) -> Result<Response, KubeError> {
+    let (object, name) = body_object(target, &body)?;
+    let request = CreateRequest {
+        kind: target.kind.as_str().into(),
+        object: serde_json::to_vec(&object).expect("a JSON value encodes"),
+    };
+    let created = state
+        .objects
+        .do_create(subject, request)
+        .await
+        .map_err(|e| KubeError::api(e, target.kind, &name))?;
+    Ok(json(StatusCode::CREATED, created))
+}
+
+async fn update(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    name: &str,
+    part: UpdatePart,
+    body: Bytes,
+) -> Result<Response, KubeError> {
+    let (object, body_name) = body_object(target, &body)?;
+    if body_name != name {
+        return Err(KubeError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let request = UpdateRequest {
+        kind: target.kind.as_str().into(),
+        object: serde_json::to_vec(&object).expect("a JSON value encodes"),
+    };
+    let updated = state
+        .objects
+        .do_update(subject, request, part)
+        .await
+        .map_err(|e| KubeError::api(e, target.kind, name))?;
+    Ok(json(StatusCode::OK, updated))
+}
+
+/// DeleteOptions, from the body (what kubectl sends) and the query (what curl sends).
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptions {
+    grace_period_seconds: Option<i64>,
+    propagation_policy: Option<String>,
+    #[serde(default)]
+    dry_run: Vec<String>,
+}
+
+fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, KubeError> {
+    let mut options = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| KubeError::BadRequest(format!("DeleteOptions: {e}")))?
+    };
+    if let Some(grace) = params.get("gracePeriodSeconds") {
+        options.grace_period_seconds = Some(grace.parse().map_err(|_| {
+            KubeError::BadRequest(format!(
+                "gracePeriodSeconds: Invalid value: {grace:?}: must be an integer"
+            ))
+        })?);
+    }
+    if let Some(policy) = params.get("propagationPolicy") {
+        options.propagation_policy = Some(policy.clone());
+    }
+    if !options.dry_run.is_empty() {
+        return Err(KubeError::BadRequest(
+            "dryRun: this server does not support dry runs yet".into(),
+        ));
+    }
+    // Dependents (a deployment's pods) are collected in the background after their owner
+    // goes; orphaning them or waiting for them is not supported yet.
+    match options.propagation_policy.as_deref() {
+        None | Some("Background") => Ok(options),
+        Some(other) => Err(KubeError::BadRequest(format!(
+            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Background\""
+        ))),
+    }
+}
+
+async fn delete(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    name: &str,
+    params: &Params,
+    body: Bytes,
+) -> Result<Response, KubeError> {
+    let options = delete_options(params, &body)?;
+    let request = DeleteRequest {
+        kind: target.kind.as_str().into(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: name.into(),
+        grace_period_seconds: options.grace_period_seconds,
+        // Kubernetes removes an object deleted with a grace period of 0 at once (kubectl
+        // delete --force --grace-period=0).
+        force: options.grace_period_seconds == Some(0),
+    };
+    let deleted = state
+        .objects
+        .do_delete(subject, request)
+        .await
+        .map_err(|e| KubeError::api(e, target.kind, name))?;
+    Ok(json(StatusCode::OK, deleted.object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(
+        kind: Kind,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Target {
+        Target {
+            kind,
+            namespace: namespace.map(String::from),
+            name: name.map(String::from),
+            subresource: sub.map(String::from),
+        }
+    }
+
+    #[test]
+    fn resource_paths_name_their_kind_namespace_name_and_subresource() {
+        let cases: [(&str, &str, &[&str], Option<Target>); 10] = [
+            (
+                "",
+                "v1",
+                &["pods"],
+                Some(target(Kind::Pod, None, None, None)),
+            ),
+            (
+                "",
+                "v1",
+                &["namespaces", "default", "pods"],
+                Some(target(Kind::Pod, Some("default"), None, None)),
+            ),
+            (
+                "",
+                "v1",
+                &["namespaces", "a", "pods", "web", "status"],
+                Some(target(Kind::Pod, Some("a"), Some("web"), Some("status"))),
+            ),
+            (
+                "",
+                "v1",
+                &["namespaces", "a"],
+                Some(target(Kind::Namespace, None, Some("a"), None)),
+            ),
+            (
+                "",
+                "v1",
+                &["namespaces", "a", "status"],
+                Some(target(Kind::Namespace, None, Some("a"), Some("status"))),
+            ),
+            (
+                "",
+                "v1",
+                &["nodes", "n1"],
+                Some(target(Kind::Node, None, Some("n1"), None)),
+            ),
+            (
+                "apps",
+                "v1",
+                &["namespaces", "a", "deployments", "web"],
+                Some(target(Kind::Deployment, Some("a"), Some("web"), None)),
+            ),
+            // A namespaced object outside its namespace, a kind of another group, too deep.
+            ("", "v1", &["pods", "web"], None),
+            ("", "v1", &["deployments"], None),
+            (
+                "",
+                "v1",
+                &["namespaces", "a", "pods", "web", "status", "x"],
+                None,
+            ),
+        ];
+        for (group, version, segments, expected) in cases {
+            assert_eq!(
+                parse_target(group, version, segments),
+                expected,
+                "{segments:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn delete_options_come_from_the_body_and_the_query() {
+        let params = Params::from([("gracePeriodSeconds".to_string(), "5".to_string())]);
+        let options = delete_options(
+            &params,
+            br#"{"kind":"DeleteOptions","propagationPolicy":"Background"}"#,
+        )
+        .unwrap();
+        assert_eq!(options.grace_period_seconds, Some(5));
+        assert!(delete_options(&Params::new(), b"").is_ok());
+        let orphan = delete_options(&Params::new(), br#"{"propagationPolicy":"Orphan"}"#);
+        assert!(matches!(orphan, Err(KubeError::BadRequest(m)) if m.contains("Orphan")));
+        let dry = delete_options(&Params::new(), br#"{"dryRun":["All"]}"#);
+        assert!(matches!(dry, Err(KubeError::BadRequest(m)) if m.contains("dryRun")));
+        let bad = Params::from([("gracePeriodSeconds".to_string(), "soon".to_string())]);
+        assert!(delete_options(&bad, b"").is_err());
+    }
+
+    #[test]
+    fn a_body_gets_the_paths_namespace_and_may_not_name_another() {
+        let t = target(Kind::Pod, Some("team"), None, None);
+        let (object, name) = body_object(&t, br#"{"metadata":{"name":"web"}}"#).unwrap();
+        assert_eq!(object["metadata"]["namespace"], "team");
+        assert_eq!(name, "web");
+        let other = body_object(&t, br#"{"metadata":{"name":"web","namespace":"x"}}"#);
+        assert!(matches!(other, Err(KubeError::BadRequest(m)) if m.contains("does not match")));
+        assert!(body_object(&t, b"[1]").is_err());
+        assert!(body_object(&t, b"not json").is_err());
+    }
+}
