@@ -361,6 +361,34 @@ mod tests {
     }
 
     #[test]
+    fn since_leaves_out_the_lines_written_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let line = |time: &str, text: &str| format!("{time} stdout F {text}\n");
+        let text = [
+            line("2026-12-07T10:00:00.000000000Z", "old"),
+            line("2026-12-07T10:00:05.000000000Z", "edge"),
+            line("2026-12-07T10:00:09.999999999Z", "new"),
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap();
+        let since = |from: Option<&str>, tail: Option<usize>| {
+            String::from_utf8(read_since(&path, tail, false, from).unwrap()).unwrap()
+        };
+        assert_eq!(since(None, None), "old\nedge\nnew\n");
+        // From the cutoff on, inclusive; the tail counts within what is left.
+        assert_eq!(
+            since(Some("2026-12-07T10:00:05.000000000Z"), None),
+            "edge\nnew\n"
+        );
+        assert_eq!(
+            since(Some("2026-12-07T10:00:01.000000000Z"), Some(1)),
+            "new\n"
+        );
+        assert_eq!(since(Some("2026-12-07T11:00:00.000000000Z"), None), "");
+    }
+
+    #[test]
     fn follow_sees_new_lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
