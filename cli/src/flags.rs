@@ -365,6 +365,20 @@ pub enum Verb {
         #[command(subcommand)]
         what: ImageVerb,
     },
+    /// Print a kubeconfig for kubectl: every member's Kubernetes API URL, the cluster CA,
+    /// and the current credential (the config's, or --token / SKIFF_TOKEN).
+    ///
+    /// Example: skiff kubeconfig > ~/.kube/config; kubectl get pods
+    Kubeconfig {
+        /// The port members serve the Kubernetes API on (their --kube-listen), at the host of
+        /// each server.
+        #[arg(long, default_value_t = crate::kubeconfig::DEFAULT_KUBE_PORT)]
+        kube_port: u16,
+        /// The members' Kubernetes API URLs (https://HOST:PORT,…), when they do not serve it
+        /// at their server's host and --kube-port.
+        #[arg(long, value_delimiter = ',')]
+        kube_server: Vec<String>,
+    },
     /// Cluster tokens.
     Token {
         #[command(subcommand)]

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod get;
 pub mod image;
 pub mod jsonpath;
+pub mod kubeconfig;
 pub mod local;
 pub mod netcheck;
 pub mod run;

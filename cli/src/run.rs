@@ -137,6 +137,27 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             // kubectl prints the client's version before it asks the server.
             print!("{}", verbs::client_version());
         }
+        Verb::Kubeconfig {
+            kube_port,
+            kube_server,
+        } => {
+            let config_file = endpoints::config_path_from(flags.config.as_deref());
+            let server_env = std::env::var("SKIFF_SERVER").ok();
+            let options = crate::kubeconfig::Options {
+                config_file: &config_file,
+                server_flag: flags.server.as_deref(),
+                server_env: server_env.as_deref(),
+                token: flags
+                    .token
+                    .clone()
+                    .or_else(|| std::env::var("SKIFF_TOKEN").ok())
+                    .filter(|t| !t.trim().is_empty()),
+                kube_port: *kube_port,
+                kube_servers: kube_server,
+            };
+            print!("{}", crate::kubeconfig::kubeconfig(&options)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         Verb::Token {
             what: TokenVerb::Generate,
         } => {
@@ -437,6 +458,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
         Verb::Completion { .. }
         | Verb::Explain { .. }
         | Verb::ApiResources { .. }
+        | Verb::Kubeconfig { .. }
         | Verb::Complete { kind: None }
         | Verb::Up { .. }
         | Verb::Start { .. }

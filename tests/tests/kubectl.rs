@@ -1,0 +1,261 @@
+//! The real kubectl (v1.32) against Skiff's Kubernetes API on a 3-member control plane,
+//! through the kubeconfig `skiff kubeconfig` prints: reading, writing and Kubernetes'
+//! own error messages. kubectl missing skips these tests, and fails them when
+//! SKIFF_REQUIRE_PRIVILEGED is set (CI), as every missing prerequisite does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use skiff_api::types::Node;
+use skiff_client::NewToken;
+use skiff_tests::agent::AgentProcess;
+use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli};
+use skiff_tests::host::runs_without;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// kubectl on PATH, unless missing (then what to install).
+fn missing_kubectl() -> Option<String> {
+    let found = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!found).then(|| "kubectl v1.32 on PATH".to_string())
+}
+
+/// A kubeconfig file from `skiff kubeconfig`, with the admin credential or `token`.
+struct Kubectl {
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(cluster: &ControlPlaneCluster, token: Option<&str>) -> Kubectl {
+        let urls: Vec<String> = cluster
+            .ids()
+            .iter()
+            .map(|id| cluster.kube_url(*id))
+            .collect();
+        let urls = urls.join(",");
+        let mut args = vec!["kubeconfig", "--kube-server", &urls];
+        if let Some(token) = token {
+            args.extend(["--token", token]);
+        }
+        let (code, out, err) = skiff_cli(&cluster.endpoints().join(","), &args);
+        assert_eq!(code, 0, "skiff kubeconfig: {err}");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, out).unwrap();
+        Kubectl {
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    /// Runs kubectl: (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run kubectl");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Runs kubectl and wants it to succeed: its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "kubectl {args:?} failed:\n{out}{err}");
+        out
+    }
+
+    /// Runs kubectl and wants it to fail: its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_ne!(code, 0, "kubectl {args:?} succeeded:\n{out}");
+        err
+    }
+}
+
+fn write_pod(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: web\nspec:\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n"
+    );
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lists_ready_nodes_and_pods_in_every_output_and_creates_and_deletes_a_pod() {
+    if !skiff_tests::host::privileged_tests_can_run() || !runs_without(missing_kubectl().as_deref())
+    {
+        return;
+    }
+    let cluster = ControlPlaneCluster::start_ready(3).await;
+    let client = cluster.client();
+    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
+        .iter()
+        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
+        .collect();
+    for name in ["node-1", "node-2"] {
+        eventually(SETTLE, || async {
+            let node = client.get::<Node>("", name).await?;
+            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
+    }
+    let kubectl = Kubectl::new(&cluster, None);
+
+    let nodes = kubectl.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+    ]);
+    assert_eq!(nodes, "node-1=True\nnode-2=True\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_pod(dir.path(), "web");
+    let created = kubectl.ok(&["create", "-f", manifest.to_str().unwrap()]);
+    assert_eq!(created, "pod/web created\n");
+    let (_, _, again) = kubectl.run(&["create", "-f", manifest.to_str().unwrap()]);
+    assert_eq!(
+        again.trim(),
+        r#"Error from server (AlreadyExists): error when creating "PATH": pods "web" already exists"#
+            .replace("PATH", manifest.to_str().unwrap())
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&kubectl.ok(&["get", "pods", "-o", "json"])).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["kind"], "Pod");
+    assert_eq!(list["items"][0]["metadata"]["name"], "web");
+    assert_eq!(list["items"][0]["metadata"]["namespace"], "default");
+    let yaml = kubectl.ok(&["get", "pod", "web", "-o", "yaml"]);
+    assert!(yaml.starts_with("apiVersion: v1\nkind: Pod\n"), "{yaml}");
+    assert!(yaml.contains("  name: web\n"), "{yaml}");
+    assert_eq!(kubectl.ok(&["get", "pods", "-o", "name"]), "pod/web\n");
+    assert_eq!(
+        kubectl.ok(&["get", "pods", "-A", "-o", "name"]),
+        "pod/web\n"
+    );
+    assert_eq!(
+        kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "name"]),
+        "pod/web\n"
+    );
+    assert_eq!(
+        kubectl.ok(&["get", "pods", "-l", "app!=web", "-o", "name"]),
+        ""
+    );
+    let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "{wide}"
+    );
+    // The scheduler binds it; kubectl reads the binding like any field.
+    eventually(SETTLE, || async {
+        let node = kubectl.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]);
+        anyhow::ensure!(node.starts_with("node-"), "unbound: {node:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // Deleted with a grace period, as kubectl does by default; gone once the agent stopped it.
+    let deleted = kubectl.ok(&["delete", "pod", "web", "--wait=false"]);
+    assert_eq!(deleted, "pod \"web\" deleted\n");
+    eventually(SETTLE, || async {
+        let (code, _, err) = kubectl.run(&["get", "pod", "web"]);
+        anyhow::ensure!(code != 0, "still there");
+        Ok(err)
+    })
+    .await
+    .map(|err| {
+        assert_eq!(
+            err.trim(),
+            r#"Error from server (NotFound): pods "web" not found"#
+        )
+    })
+    .unwrap();
+    drop(agents);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unauthenticated_requests()
+ {
+    if !runs_without(missing_kubectl().as_deref()) {
+        return;
+    }
+    let cluster = ControlPlaneCluster::start_ready(3).await;
+    let admin = Kubectl::new(&cluster, None);
+    let dir = tempfile::tempdir().unwrap();
+
+    // The version skew check reads 1.32: no warning.
+    let (code, out, err) = admin.run(&["version"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Server Version: v1.32.0-skiff."), "{out}");
+    assert!(!err.contains("WARNING"), "{err}");
+
+    let missing = admin.fails(&["get", "pod", "missing"]);
+    assert_eq!(
+        missing.trim(),
+        r#"Error from server (NotFound): pods "missing" not found"#
+    );
+    let missing_ns = admin.fails(&["get", "namespace", "nope"]);
+    assert_eq!(
+        missing_ns.trim(),
+        r#"Error from server (NotFound): namespaces "nope" not found"#
+    );
+
+    let bad = write_pod(dir.path(), "Bad_Name");
+    let invalid = admin.fails(&["create", "-f", bad.to_str().unwrap()]);
+    assert!(
+        invalid.starts_with(
+            r#"The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": "#
+        ),
+        "{invalid}"
+    );
+
+    let (secret, _) = cluster
+        .client()
+        .create_token(&NewToken {
+            name: "viewer".into(),
+            role: "view".into(),
+            namespace: None,
+            ttl: None,
+        })
+        .await
+        .expect("create token");
+    let viewer = Kubectl::new(&cluster, Some(&secret));
+    assert_eq!(viewer.ok(&["get", "pods", "-o", "name"]), "");
+    let web = write_pod(dir.path(), "web");
+    let forbidden = viewer.fails(&["create", "-f", web.to_str().unwrap()]);
+    // The gRPC API's authorizer and words: it names the object a create is refused for.
+    assert_eq!(
+        forbidden.trim(),
+        format!(
+            r#"Error from server (Forbidden): error when creating "{}": pods "web" is forbidden: User "viewer" cannot create resource "pods" in API group "" in the namespace "default""#,
+            web.display()
+        )
+    );
+
+    let stranger = Kubectl::new(
+        &cluster,
+        Some("skt.nobody.0123456789abcdef0123456789abcdef"),
+    );
+    let unauthorized = stranger.fails(&["get", "pods"]);
+    assert_eq!(
+        unauthorized.trim(),
+        "error: You must be logged in to the server (Unauthorized)"
+    );
+}
