@@ -478,3 +478,33 @@ impl<R: Runtime> Agent for AgentService<R> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_sessions_are_capped_per_pod_and_per_node_until_they_close() {
+        let sessions = Arc::new(ExecSessions::new(ExecLimits {
+            per_pod: 2,
+            per_node: 3,
+        }));
+        let a1 = sessions.open("default", "a").unwrap();
+        let _a2 = sessions.open("default", "a").unwrap();
+        let refused = sessions.open("default", "a").err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            "too many exec sessions in pod default/a: 2 open, the limit is 2 \
+             (--max-exec-sessions-per-pod)"
+        );
+        let _b1 = sessions.open("other", "a").unwrap();
+        let refused = sessions.open("default", "b").err().unwrap();
+        assert_eq!(
+            refused.message(),
+            "too many exec sessions on this node: 3 open, the limit is 3 (--max-exec-sessions)"
+        );
+        drop(a1);
+        let _b2 = sessions.open("default", "b").unwrap();
+    }
+}

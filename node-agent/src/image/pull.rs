@@ -683,10 +683,12 @@ mod tests {
         assert!(!format!("{c:?}").contains("pa:ss"));
     }
 
-    /// A registry on loopback that answers `/v2/` and then sends a manifest that never
-    /// ends (a chunked body, written until the client hangs up); returns its address and
-    /// how many manifest bytes it got out.
-    async fn endless_manifest_registry() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    /// A registry on loopback that answers `/v2/`, serves `manifest` (None: a manifest
+    /// that never ends) and, for every blob, bytes that never end: chunked bodies written
+    /// until the client hangs up. Returns its address and how many endless bytes it sent.
+    async fn hostile_registry(
+        manifest: Option<Vec<u8>>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
@@ -695,6 +697,7 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let counter = counter.clone();
+                let manifest = manifest.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -704,15 +707,33 @@ mod tests {
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
                     }
-                    if request.starts_with(b"GET /v2/ ") {
-                        let _ = socket
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                        return;
+                    let line = String::from_utf8_lossy(&request).into_owned();
+                    let is_manifest = line.contains("/manifests/");
+                    let head = |kind: &str, length: &str| {
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\n{length}\r\n\r\n")
+                    };
+                    match (&manifest, is_manifest) {
+                        _ if line.starts_with("GET /v2/ ") => {
+                            let _ = socket
+                                .write_all(head("text/plain", "content-length: 0").as_bytes())
+                                .await;
+                            return;
+                        }
+                        (Some(manifest), true) => {
+                            let length = format!("content-length: {}", manifest.len());
+                            let mut response = head(MEDIA_OCI_MANIFEST, &length).into_bytes();
+                            response.extend_from_slice(manifest);
+                            let _ = socket.write_all(&response).await;
+                            return;
+                        }
+                        _ => {}
                     }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: {MEDIA_OCI_MANIFEST}\r\ntransfer-encoding: chunked\r\n\r\n"
-                    );
+                    let kind = if is_manifest {
+                        MEDIA_OCI_MANIFEST
+                    } else {
+                        "application/octet-stream"
+                    };
+                    let head = head(kind, "transfer-encoding: chunked");
                     if socket.write_all(head.as_bytes()).await.is_err() {
                         return;
                     }
@@ -727,6 +748,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_blob_longer_than_its_descriptor_is_cut_off_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let config = Digest::of(b"{}");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2},
+            "layers": [],
+        });
+        let (registry, sent) = hostile_registry(Some(manifest.to_string().into_bytes())).await;
+        let reference = Reference::parse(&format!("{registry}/long-blob:1")).unwrap();
+        let options = PullOptions::default();
+        let error = tokio::time::timeout(Duration::from_secs(30), store.pull(&reference, &options))
+            .await
+            .expect("the pull ends although the blob does not")
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "blob {config} is longer than the 2 bytes its descriptor says"
+            )),
+            "{message}"
+        );
+        let got = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(got < 64 << 20, "{got} bytes sent");
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn an_endless_manifest_is_refused_at_the_cap_and_the_store_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let limits = crate::image::ImageLimits {
@@ -734,7 +785,7 @@ mod tests {
             ..Default::default()
         };
         let store = ImageStore::open(dir.path()).unwrap().with_limits(limits);
-        let (registry, sent) = endless_manifest_registry().await;
+        let (registry, sent) = hostile_registry(None).await;
         let reference = Reference::parse(&format!("{registry}/endless:1")).unwrap();
         let options = PullOptions::default();
         let pull = store.pull(&reference, &options);

@@ -1057,4 +1057,22 @@ mod tests {
         let back: Index = serde_json::from_str(&json).unwrap();
         assert_eq!(back, index);
     }
+
+    #[tokio::test]
+    async fn imports_beyond_the_concurrency_limit_wait_for_a_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ImageLimits {
+            concurrent_imports: 1,
+            ..ImageLimits::default()
+        };
+        let store = ImageStore::open(dir.path()).unwrap().with_limits(limits);
+        let first = store.import_turn().await;
+        // A clone shares the turns: the second waits until the first is done.
+        let other = store.clone();
+        let mut second = tokio::spawn(async move { other.import_turn().await });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut second).await;
+        assert!(waited.is_err(), "a second import ran beside the first");
+        drop(first);
+        let _turn = second.await.unwrap();
+    }
 }
