@@ -18,7 +18,7 @@ use skiff_api::proto::{
 use skiff_api::selector::{FieldSelector, Selector};
 use skiff_api::types::Pod;
 use skiff_api::{Kind, Object, names, validate};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::{Request, Response, Status};
 
 use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
@@ -54,6 +54,10 @@ const UNCONDITIONAL_RETRIES: usize = 5;
 /// Events buffered for one watcher before it counts as slow. The buffer holds the stored
 /// objects themselves (shared with the table and the history), not copies.
 const WATCH_BUFFER: usize = 1024;
+
+/// Bytes of objects one watcher's buffer may hold. The objects are shared, but a slow
+/// watcher keeps alive those the history has already let go; this bounds how many.
+const WATCH_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a watcher's full buffer may stay full before the watch is closed with "too
 /// old", so the client relists instead of the member buffering for it without end.
@@ -709,6 +713,7 @@ impl ObjectsServer {
         let evicted = Arc::new(AtomicBool::new(false));
         let sink = Sink {
             tx,
+            bytes: Arc::new(Semaphore::new(WATCH_BUFFER_BYTES)),
             evicted: evicted.clone(),
         };
         let bookmark_interval = self.bookmark_interval;
@@ -731,7 +736,8 @@ impl ObjectsServer {
 /// What a watch's task hands its stream: the stored objects themselves, so a full buffer
 /// costs pointers, and each is encoded only as the client takes it.
 enum Outgoing {
-    Event(EventType, Arc<StoredObject>),
+    /// The permit holds the object's bytes of the watcher's budget until it is taken.
+    Event(EventType, Arc<StoredObject>, OwnedSemaphorePermit),
     Bookmark(u64),
     Fail(Status),
 }
@@ -739,6 +745,8 @@ enum Outgoing {
 /// The watch task's end of a watch.
 struct Sink {
     tx: mpsc::Sender<Outgoing>,
+    /// The watcher's budget of buffered bytes ([`WATCH_BUFFER_BYTES`]).
+    bytes: Arc<Semaphore>,
     evicted: Arc<AtomicBool>,
 }
 
@@ -751,16 +759,40 @@ enum Stop {
 }
 
 impl Sink {
+    /// Queues an event, waiting at most [`SLOW_WATCHER_GRACE`] for room in the buffer.
+    async fn event(&self, kind: EventType, object: Arc<StoredObject>) -> Result<(), Stop> {
+        let deadline = tokio::time::Instant::now() + SLOW_WATCHER_GRACE;
+        // An object larger than the whole budget takes all of it.
+        let bytes = u32::try_from(object.json.len().min(WATCH_BUFFER_BYTES)).unwrap_or(u32::MAX);
+        let permit =
+            match tokio::time::timeout_at(deadline, self.bytes.clone().acquire_many_owned(bytes))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(Stop::Gone),
+                Err(_) => return Err(self.evict()),
+            };
+        self.send_by(deadline, Outgoing::Event(kind, object, permit))
+            .await
+    }
+
     async fn send(&self, item: Outgoing) -> Result<(), Stop> {
-        match tokio::time::timeout(SLOW_WATCHER_GRACE, self.tx.send(item)).await {
+        self.send_by(tokio::time::Instant::now() + SLOW_WATCHER_GRACE, item)
+            .await
+    }
+
+    async fn send_by(&self, deadline: tokio::time::Instant, item: Outgoing) -> Result<(), Stop> {
+        match tokio::time::timeout_at(deadline, self.tx.send(item)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Gone),
-            Err(_) => {
-                // The buffer cannot take the error either: the stream reports it first.
-                self.evicted.store(true, Ordering::SeqCst);
-                Err(Stop::Slow)
-            }
+            Err(_) => Err(self.evict()),
         }
+    }
+
+    /// The buffer cannot take the error either: the stream reports it first.
+    fn evict(&self) -> Stop {
+        self.evicted.store(true, Ordering::SeqCst);
+        Stop::Slow
     }
 }
 
@@ -774,7 +806,7 @@ pub struct WatchStream {
 
 fn slow_watcher() -> Status {
     ApiError::TooOld(format!(
-        "resource version too old: this watcher did not keep up (its buffer of {WATCH_BUFFER} events stayed full for {} s); list again",
+        "resource version too old: this watcher did not keep up (its buffer stayed full for {} s); list again",
         SLOW_WATCHER_GRACE.as_secs()
     ))
     .into()
@@ -792,7 +824,8 @@ impl tokio_stream::Stream for WatchStream {
             return Poll::Ready(Some(Err(slow_watcher())));
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Outgoing::Event(kind, object))) => {
+            // The permit goes with the event: its bytes leave the budget.
+            Poll::Ready(Some(Outgoing::Event(kind, object, _permit))) => {
                 Poll::Ready(Some(Ok(event(kind, &object))))
             }
             Poll::Ready(Some(Outgoing::Bookmark(version))) => Poll::Ready(Some(Ok(WatchEvent {
@@ -832,7 +865,7 @@ async fn stream_watch(
     let mut cursor = match initial {
         Some((version, objects)) => {
             for object in objects {
-                sink.send(Outgoing::Event(EventType::Added, object)).await?;
+                sink.event(EventType::Added, object).await?;
             }
             // Marks the end of the initial list: resuming from here misses nothing.
             sink.send(Outgoing::Bookmark(version)).await?;
@@ -860,7 +893,7 @@ async fn stream_watch(
         };
         for record in records {
             if let Some(kind) = filter.event_for(&record) {
-                sink.send(Outgoing::Event(kind, record.object)).await?;
+                sink.event(kind, record.object).await?;
                 last_sent_version = record.version;
             }
             cursor = cursor.max(record.version);
