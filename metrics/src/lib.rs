@@ -1,6 +1,7 @@
 //! The Prometheus endpoint both daemons serve on `--metrics-listen`: plain HTTP, `GET
-//! /metrics` only (the registry in the OpenMetrics text format), 404 for any other path, as
-//! etcd's `--listen-metrics-urls` does. A hand-rolled HTTP/1.1 responder over tokio: one
+//! /metrics` only, 404 for any other path, as etcd's `--listen-metrics-urls` does. A scraper
+//! that accepts OpenMetrics (Prometheus does) gets it; anyone else (curl, `promtool check
+//! metrics`) gets the classic text format 0.0.4. A hand-rolled HTTP/1.1 responder over tokio: one
 //! request per connection and no body to read is all a scraper needs, and it keeps an HTTP
 //! framework out of both daemons.
 
@@ -15,8 +16,10 @@ use tokio::sync::Semaphore;
 
 pub use prometheus_client;
 
-/// What a scraper is told it gets (Prometheus negotiates OpenMetrics by this).
+/// OpenMetrics, for scrapers that accept it.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic text format, for everyone else.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The largest request head read; a scrape's is a few hundred bytes.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -128,16 +131,20 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
         }
         head.extend_from_slice(&buf[..n]);
     }
+    let openmetrics = accepts_openmetrics(&head);
     let (status, body) = match route(&head) {
         Route::Metrics { head_only } => {
             let mut text = String::new();
             if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
                 ("500 Internal Server Error", String::new())
-            } else if head_only {
-                // HEAD: the headers a GET would get, with the length of its body.
-                let length = text.len();
-                return respond_head(&mut stream, length).await;
             } else {
+                if !openmetrics {
+                    text = classic_text(&text);
+                }
+                if head_only {
+                    // HEAD: the headers a GET would get, with the length of its body.
+                    return respond_head(&mut stream, openmetrics, text.len()).await;
+                }
                 ("200 OK", text)
             }
         }
@@ -145,12 +152,55 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
         Route::NotAllowed => ("405 Method Not Allowed", String::new()),
         Route::Bad => ("400 Bad Request", String::new()),
     };
-    let content_type = if status.starts_with("200") {
-        CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
+    let content_type = match (status.starts_with("200"), openmetrics) {
+        (true, true) => CONTENT_TYPE,
+        (true, false) => TEXT_CONTENT_TYPE,
+        (false, _) => "text/plain; charset=utf-8",
     };
     respond(&mut stream, status, content_type, &body).await
+}
+
+/// Whether the request's Accept header names OpenMetrics.
+fn accepts_openmetrics(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head).lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("accept")
+                && value.contains("application/openmetrics-text")
+        })
+    })
+}
+
+/// OpenMetrics text as the classic text format: a counter's family is named with its
+/// `_total` suffix, and there is no `# EOF` or `# UNIT` line.
+fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // A family's HELP line waits for its TYPE line, which says whether it is renamed.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').or(Some((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -209,9 +259,18 @@ async fn respond(
     stream.shutdown().await
 }
 
-async fn respond_head(stream: &mut TcpStream, length: usize) -> std::io::Result<()> {
+async fn respond_head(
+    stream: &mut TcpStream,
+    openmetrics: bool,
+    length: usize,
+) -> std::io::Result<()> {
+    let content_type = if openmetrics {
+        CONTENT_TYPE
+    } else {
+        TEXT_CONTENT_TYPE
+    };
     let out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: {CONTENT_TYPE}\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(out.as_bytes()).await?;
     stream.shutdown().await
@@ -253,10 +312,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn get_metrics_answers_the_registry_in_openmetrics_text() {
+    async fn get_metrics_answers_the_registry_in_openmetrics_text_to_who_accepts_it() {
         let (address, counter, _stop) = server().await;
         counter.inc_by(7);
-        let answer = exchange(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n";
+        let answer = exchange(address, request).await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.contains(CONTENT_TYPE), "{answer}");
         assert!(answer.contains("\nskiff_test_events_total 7\n"), "{answer}");
@@ -265,6 +325,21 @@ mod tests {
         assert!(
             head.contains(&format!("Content-Length: {}", body.len())),
             "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn others_get_the_classic_text_format_with_counters_named_total() {
+        let (address, counter, _stop) = server().await;
+        counter.inc_by(3);
+        let answer = exchange(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answer.contains(TEXT_CONTENT_TYPE), "{answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body,
+            "# HELP skiff_test_events_total Events seen by the test.\n\
+             # TYPE skiff_test_events_total counter\n\
+             skiff_test_events_total 3\n"
         );
     }
 

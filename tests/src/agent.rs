@@ -31,6 +31,8 @@ fn token_args(servers: &[String], extra: &[&str]) -> Vec<String> {
 pub struct AgentProcess {
     pub name: String,
     pub port: u16,
+    /// Where it serves Prometheus metrics (`--metrics-listen`), when on loopback.
+    pub metrics_port: Option<u16>,
     root: TempDir,
     args: Vec<String>,
     child: Option<Child>,
@@ -73,10 +75,16 @@ impl AgentProcess {
             "false".into(),
         ];
         args.extend(token_args(servers, extra));
+        // A port of its own: several agents share this host, and the default is one port.
+        let metrics_port = (!extra.contains(&"--metrics-listen")).then(free_port);
+        if let Some(metrics_port) = metrics_port {
+            args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics_port}")]);
+        }
         with_flags(&mut args, extra);
         let mut agent = AgentProcess {
             name: name.into(),
             port,
+            metrics_port,
             root,
             args,
             child: None,
@@ -116,6 +124,7 @@ impl AgentProcess {
         let mut agent = AgentProcess {
             name: name.into(),
             port: 10250,
+            metrics_port: None,
             root,
             args,
             child: None,

@@ -355,6 +355,9 @@ impl ControlPlaneClusterBuilder {
 struct Member {
     host: String,
     port: u16,
+    /// Where it serves Prometheus metrics (`--metrics-listen 127.0.0.1:PORT`): members
+    /// share loopback, so each gets its own port instead of 9190.
+    metrics_port: u16,
     /// Where it serves the Kubernetes API (`--kube-listen`), on `host`.
     kube_port: u16,
     /// The test host's network namespace it runs in, if any.
@@ -372,6 +375,7 @@ impl Member {
         Member {
             host: "127.0.0.1".into(),
             port,
+            metrics_port: free_port(),
             // Members share loopback: each gets its own port instead of 6443.
             kube_port: free_port(),
             netns: None,
@@ -486,6 +490,12 @@ impl ControlPlaneCluster {
     pub fn kube_url(&self, id: u64) -> String {
         let member = &self.members[&id];
         format!("https://{}:{}", member.host, member.kube_port)
+    }
+
+    /// Member `id`'s Prometheus endpoint, `127.0.0.1:PORT` (in its test host's network
+    /// namespace when it runs in one).
+    pub fn metrics_endpoint(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.members[&id].metrics_port)
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -694,6 +704,8 @@ impl ControlPlaneCluster {
             self.peers_flag(),
             "--token-file".into(),
             self.token_file().display().to_string(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", self.members[&id].metrics_port),
             "--kube-listen".into(),
             format!("{}:{}", self.members[&id].host, self.members[&id].kube_port),
         ]
