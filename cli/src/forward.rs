@@ -7,6 +7,7 @@
 //! ([`skiff_netplugin::netns::run_in_origin`]), and a socket stays in the namespace it was
 //! made in.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use skiff_api::types::{Deployment, Pod};
@@ -210,7 +211,12 @@ pub async fn port_forward(
                             continue;
                         }
                     };
-                    println!("Handling connection for {}", bound.port());
+                    // Not println!: a closed standard output must not end the forward.
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "Handling connection for {}",
+                        bound.port()
+                    );
                     let (client, namespace, pod) = (client.clone(), namespace.clone(), pod.clone());
                     tokio::spawn(async move {
                         if let Err(e) = forward_one(&client, &namespace, &pod, remote, socket).await

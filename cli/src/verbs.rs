@@ -748,6 +748,10 @@ pub struct RunArgs {
     /// Always, OnFailure or Never.
     #[arg(long)]
     pub restart: Option<String>,
+    /// Always, IfNotPresent or Never (default: the server's, Always for an untagged or
+    /// :latest image, else IfNotPresent).
+    #[arg(long)]
+    pub image_pull_policy: Option<String>,
     /// The command and its arguments.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -789,6 +793,14 @@ pub fn run_pod(args: &RunArgs) -> Result<Pod, VerbError> {
     }
     if let Some(port) = args.port {
         container["ports"] = serde_json::json!([{"containerPort": port}]);
+    }
+    if let Some(policy) = &args.image_pull_policy {
+        if !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never") {
+            return Err(VerbError::Usage(format!(
+                "--image-pull-policy: {policy:?} must be Always, IfNotPresent or Never"
+            )));
+        }
+        container["imagePullPolicy"] = serde_json::json!(policy);
     }
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": args.name, "labels": labels},
@@ -1026,6 +1038,7 @@ deployments   deploy       apps/v1      true         Deployment
             env: vec!["A=1".into()],
             port: Some(8080),
             restart: Some("Never".into()),
+            image_pull_policy: Some("IfNotPresent".into()),
             command: vec!["/bin/busybox".into(), "httpd".into(), "-f".into()],
             ..RunArgs::default()
         })
@@ -1036,6 +1049,14 @@ deployments   deploy       apps/v1      true         Deployment
         assert_eq!((c.name.as_str(), c.image.as_str()), ("web", "busybox"));
         assert_eq!(c.command, ["/bin/busybox", "httpd", "-f"]);
         assert_eq!(c.env[0].value.as_deref(), Some("1"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert!(
+            run_pod(&RunArgs {
+                image_pull_policy: Some("Sometimes".into()),
+                ..RunArgs::default()
+            })
+            .is_err()
+        );
         assert!(
             run_pod(&RunArgs {
                 restart: Some("Sometimes".into()),

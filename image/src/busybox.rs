@@ -17,6 +17,13 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 /// `/bin/busybox` (the bytes of a static busybox), `/bin/<applet>` links to it for each of
 /// [`BUSYBOX_APPLETS`], `/tmp`; Cmd `sh`. The same bytes give the same archive.
 pub fn busybox_archive(busybox: &[u8], tag: &str) -> io::Result<Vec<u8>> {
+    let (config, layer) = busybox_image(busybox)?;
+    DockerSave::new(&config, std::slice::from_ref(&layer), &[tag]).tar()
+}
+
+/// The config and the (uncompressed) layer of [`busybox_archive`]'s image, for a registry
+/// push (`skiff up` pushes it into its cluster's registry).
+pub fn busybox_image(busybox: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut entries = vec![
         Entry::dir("bin/"),
         Entry::file("bin/busybox", busybox).mode(0o755),
@@ -27,14 +34,14 @@ pub fn busybox_archive(busybox: &[u8], tag: &str) -> io::Result<Vec<u8>> {
             .iter()
             .map(|applet| Entry::symlink(format!("bin/{applet}"), "busybox")),
     );
-    let layers = [layer(&entries)?];
+    let layer = layer(&entries)?;
     let config = Config {
         cmd: vec!["sh".into()],
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         ..Config::default()
     }
-    .to_json(&diff_ids(&layers));
-    DockerSave::new(&config, &layers, &[tag]).tar()
+    .to_json(&diff_ids(std::slice::from_ref(&layer)));
+    Ok((config, layer))
 }
 
 #[cfg(test)]

@@ -786,3 +786,236 @@ fn back_after_a_reboot_and_a_stop(
     let last = &bare["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 0, "{bare}");
 }
+
+/// A `skiff port-forward` child, killed when dropped (also when the test fails).
+struct Forward(std::process::Child);
+
+impl Forward {
+    /// Starts `skiff port-forward ARGS` and waits for its `Forwarding from` lines (`lines`
+    /// of them); returns it with those lines.
+    fn start(config: &Path, args: &[&str], lines: usize) -> (Forward, Vec<String>) {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("skiff"))
+            .arg("port-forward")
+            .args(args)
+            .env("SKIFF_CONFIG", config)
+            .env_remove("SKIFF_SERVER")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("run skiff port-forward");
+        let stdout = child.stdout.take().unwrap();
+        let forward = Forward(child);
+        // Read on a thread: a forward that never prints must fail the test, not hang it.
+        // It reads to the end, so the pipe stays open for the forward's later lines.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < lines {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("Forwarding from") => seen.push(line),
+                Ok(_) => {}
+                Err(_) => panic!("port-forward {args:?} printed only {seen:?}"),
+            }
+        }
+        (forward, seen)
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTP GET of `/` at `address`, from this test's own network namespace; again until
+/// an answer comes, for at most 10 s (a server that just started may not listen yet).
+fn http_get(address: &str) -> anyhow::Result<String> {
+    let address: SocketAddr = address.parse()?;
+    let once = || -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        anyhow::ensure!(!response.is_empty(), "no answer");
+        Ok(response)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match once() {
+            Ok(response) => return Ok(response),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Waits (at most `within`) until `check` holds for the pods in `default`; how long it took.
+fn wait_pods(
+    config: &Path,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let list: Value =
+            serde_json::from_str(&skiff_ok(config, &["get", "pods", "-o", "json"])).unwrap();
+        let pods = list["items"].as_array().cloned().unwrap_or_default();
+        if check(&pods) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what} within {within:?}: {pods:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn named<'a>(pods: &'a [Value], name: &str) -> Option<&'a Value> {
+    pods.iter().find(|p| p["metadata"]["name"] == name)
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+#[test]
+fn on_a_fresh_local_cluster_busybox_pulls_port_forward_reaches_the_host_and_a_relabelled_pod_is_replaced()
+ {
+    if !privileged_tests_can_run() {
+        return;
+    }
+    binary("skiff-control-plane");
+    binary("skiff-agent");
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config");
+    let dir = work.path().join("clusters");
+    let dir_text = dir.display().to_string();
+    let name = format!("h{}", std::process::id());
+    let guard = Down {
+        config: config.clone(),
+        name: name.clone(),
+        dir: dir.clone(),
+    };
+    let up = skiff(&config, &["up", "--name", &name, "--dir", &dir_text]);
+    let report = text(&up);
+    assert!(up.status.success(), "{report}");
+    assert!(
+        report.contains("Pushed busybox:latest into the cluster's registry (10.250.0.1:5000)"),
+        "{report}"
+    );
+
+    // The README's example: an untagged image means imagePullPolicy Always, and the pull
+    // comes from the cluster's registry.
+    skiff_ok(
+        &config,
+        &[
+            "run",
+            "web",
+            "--image=busybox",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    );
+    let took = wait_pods(&config, Duration::from_secs(60), "web running", |pods| {
+        named(pods, "web").is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    println!("skiff run web --image=busybox: Running after {took:?}");
+    let web = skiff_ok(&config, &["get", "pod", "web", "-o", "json"]);
+    let web: Value = serde_json::from_str(&web).unwrap();
+    assert_eq!(web["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    // --image-pull-policy reaches the pod.
+    skiff_ok(
+        &config,
+        &[
+            "run",
+            "kept",
+            "--image=busybox",
+            "--image-pull-policy=Never",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    let kept: Value =
+        serde_json::from_str(&skiff_ok(&config, &["get", "pod", "kept", "-o", "json"])).unwrap();
+    assert_eq!(kept["spec"]["containers"][0]["imagePullPolicy"], "Never");
+
+    // port-forward listens in this (the host's) namespace, on both loopbacks, for several
+    // ports at once; the cluster's API is reachable only inside its underlay namespace.
+    let (first, second) = (
+        skiff_tests::cluster::free_port(),
+        skiff_tests::cluster::free_port(),
+    );
+    let ports = [format!("{first}:8080"), format!("{second}:8080")];
+    let (forward, lines) = Forward::start(&config, &["pod/web", &ports[0], &ports[1]], 2);
+    assert!(
+        lines.contains(&format!("Forwarding from 127.0.0.1:{first} -> 8080")),
+        "{lines:?}"
+    );
+    for port in [first, second] {
+        let response = http_get(&format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|e| panic!("GET http://127.0.0.1:{port}/: {e:#}"));
+        assert!(response.starts_with("HTTP/1."), "{response}");
+    }
+    if let Ok(response) = http_get(&format!("[::1]:{first}")) {
+        assert!(response.starts_with("HTTP/1."), "{response}");
+    }
+    drop(forward);
+    // deploy/NAME forwards to one of its ready pods.
+    let port = skiff_tests::cluster::free_port();
+    let (forward, _) = Forward::start(&config, &["deploy/demo", &format!("{port}:80")], 1);
+    let response = http_get(&format!("127.0.0.1:{port}")).unwrap();
+    assert!(response.contains("hello from demo-"), "{response}");
+    drop(forward);
+
+    // A demo pod relabelled out of the deployment's selector is released and replaced, and
+    // lives on unowned.
+    let list: Value = serde_json::from_str(&skiff_ok(
+        &config,
+        &["get", "pods", "-l", "app=demo", "-o", "json"],
+    ))
+    .unwrap();
+    let old = list["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    skiff_ok(&config, &["label", "pod", &old, "app=debug", "--overwrite"]);
+    let replaced = wait_pods(&config, Duration::from_secs(5), "a replacement", |pods| {
+        let demo: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == "demo" && ready(p))
+            .collect();
+        let released = named(pods, &old)
+            .is_some_and(|p| p["metadata"]["ownerReferences"].is_null() && ready(p));
+        demo.len() == 3 && released
+    });
+    println!("relabelled pod replaced (3 ready demo pods again) after {replaced:?}");
+    let old_pod: Value =
+        serde_json::from_str(&skiff_ok(&config, &["get", "pod", &old, "-o", "json"])).unwrap();
+    assert_eq!(old_pod["status"]["phase"], "Running");
+
+    drop(guard);
+    let left = remains(&name, &dir);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

@@ -13,7 +13,7 @@ use skiff_api::types::{Node, Pod};
 use skiff_client::{Client, ListParams};
 use skiff_netplugin::netns;
 
-use super::{BUSYBOX, BUSYBOX_IMAGE, DEMO_MANIFEST};
+use super::{BUSYBOX, BUSYBOX_IMAGE, DEMO_MANIFEST, registry};
 use crate::endpoints::ClusterEntry;
 use crate::{apply, get};
 
@@ -98,10 +98,20 @@ pub(super) async fn bring_up(
     let mut report = wait_nodes(client, workers, deadline).await?;
     if Path::new(BUSYBOX).is_file() {
         let nodes: Vec<String> = ready_nodes(client).await?;
-        import_busybox(client, &nodes).await?;
+        let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("read {BUSYBOX}: {e}"))?;
+        import_busybox(client, &busybox, &nodes).await?;
         report.push_str(&format!(
             "Imported {BUSYBOX_IMAGE} (built from this host's {BUSYBOX}) into {}\n",
             nodes.join(", ")
+        ));
+        // Pulls (imagePullPolicy Always, what busybox and busybox:latest mean) find it there.
+        let (config, layer) = skiff_image::busybox_image(&busybox)
+            .map_err(|e| format!("build the busybox image: {e}"))?;
+        let image = skiff_image::OciManifest::new(config, vec![skiff_image::gzip(&layer)]);
+        registry::push(BUSYBOX_IMAGE, &image).await?;
+        report.push_str(&format!(
+            "Pushed {BUSYBOX_IMAGE} into the cluster's registry ({})\n",
+            registry::address()
         ));
     }
     if !demo {
@@ -287,9 +297,8 @@ async fn ready_nodes(client: &Client) -> Result<Vec<String>, String> {
 
 /// Puts a busybox image into every node's image store, so that pods (the demo's too) can
 /// name `busybox` with no registry in reach: the `oci` runtime runs images only.
-async fn import_busybox(client: &Client, nodes: &[String]) -> Result<(), String> {
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("read {BUSYBOX}: {e}"))?;
-    let archive = skiff_image::busybox_archive(&busybox, BUSYBOX_IMAGE)
+async fn import_busybox(client: &Client, busybox: &[u8], nodes: &[String]) -> Result<(), String> {
+    let archive = skiff_image::busybox_archive(busybox, BUSYBOX_IMAGE)
         .map_err(|e| format!("build the busybox image: {e}"))?;
     for node in nodes {
         client

@@ -16,9 +16,11 @@
 //! `skiff stop` stops the agents, the members and then every container with its pod's grace
 //! period, and keeps the data; `skiff down` removes everything. Commands on one cluster take
 //! turns: each holds a lock on the cluster's dir. What they ask of the cluster's API — the
-//! waits for nodes and pods, the image import, the demo — is in [`api`].
+//! waits for nodes and pods, the image import, the demo — is in [`api`]. The cluster's image
+//! registry, which the agents pull Docker Hub names from, is in [`registry`].
 
 mod api;
+mod registry;
 mod status;
 
 use std::collections::HashMap;
@@ -581,6 +583,21 @@ impl Boot {
             }
         )
         .ok();
+        // Before the agents, which pull from it.
+        let registry_started = registry::ensure(cluster, &state.underlay(), &logs)
+            .map_err(|e| failed("start the image registry", e))?;
+        writeln!(
+            out,
+            "Image registry: {} on {} in the underlay namespace{} (agents pull docker.io images from it)",
+            registry::BINARY,
+            registry::address(),
+            if registry_started {
+                ""
+            } else {
+                ", running already"
+            }
+        )
+        .ok();
         let launcher = Launcher::new(state, cluster, &hosts)?;
         let (members, agents) = launcher.daemons.split_at(state.control_planes);
         let mut started = Vec::new();
@@ -752,7 +769,8 @@ impl<'a> Launcher<'a> {
                 .arg("--labels")
                 .arg("skiff.dev/role=worker")
                 .arg("--listen")
-                .arg(format!("{ip}:{AGENT_PORT}"));
+                .arg(format!("{ip}:{AGENT_PORT}"))
+                .args(registry::agent_args());
         }
         command
             .arg("--data-dir")
@@ -1156,6 +1174,8 @@ fn sweep_agents(agent_dirs: &[PathBuf]) -> Vec<String> {
 fn teardown(state: &State, dir: &Path, remove_dir: bool) -> Result<DownReport, LocalError> {
     let mut hosts = state.hosts()?;
     let mut report = DownReport::default();
+    // Also one that runs outside the underlay (whose namespace went).
+    report.processes += registry::stop(dir, DAEMON_GRACE);
     // The daemons first: no agent may restart a pod we are about to kill.
     for pin in hosts.pins() {
         report.processes += kill_inside(pin);

@@ -102,6 +102,16 @@ pub fn processes_on(data_dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The processes with `path` among their arguments (the registry, by its config file).
+pub fn processes_naming(path: &Path) -> Vec<u32> {
+    let path = path.to_string_lossy();
+    command_lines()
+        .into_iter()
+        .filter(|(_, args)| args.iter().any(|a| *a == path))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Whether any process names a path below `dir` (an agent's shims and runc, which run the
 /// pods' containers: an agent data dir without them has no container left running).
 pub fn anything_runs_under(dir: &Path) -> bool {
