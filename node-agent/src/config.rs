@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// What imports and pulls may cost (unpacked bytes, entries, manifest size, how many
     /// at once).
     pub image_limits: crate::image::ImageLimits,
+    /// What the node reports as `containerRuntimeVersion` (`oci://runc-1.1.5`,
+    /// `process://0.1.0`): the runtime it really uses.
+    pub runtime_version: String,
 }
 
 impl AgentConfig {
@@ -86,6 +89,7 @@ impl AgentConfig {
             pod_pids_limit: 4096,
             exec_limits: Default::default(),
             image_limits: Default::default(),
+            runtime_version: crate::node::process_runtime_version(),
         }
     }
 

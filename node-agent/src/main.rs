@@ -397,6 +397,16 @@ fn main() -> anyhow::Result<()> {
              give --runtime process to run it on a trusted host",
     )?;
     let use_oci = choice == RuntimeChoice::Oci;
+    if use_oci {
+        // check_host ran it already: it answers.
+        let output = std::process::Command::new(&runc)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("{} --version", runc.display()))?;
+        config.runtime_version =
+            skiff_agent::node::oci_runtime_version(&String::from_utf8_lossy(&output.stdout));
+    }
     tracing::info!(
         runtime = if use_oci { "oci" } else { "process" },
         "container runtime"

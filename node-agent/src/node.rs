@@ -43,7 +43,28 @@ fn mem_total_kib(meminfo: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-fn system_info() -> NodeSystemInfo {
+/// The `process` runtime's `containerRuntimeVersion`: the agent's own version.
+pub fn process_runtime_version() -> String {
+    format!("process://{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The `oci` runtime's `containerRuntimeVersion`, from `runc --version`'s first line
+/// (`runc version 1.1.5+ds1` → `oci://runc-1.1.5+ds1`), as containerd reports
+/// `containerd://1.7.2`; `oci://runc` when it says nothing readable.
+pub fn oci_runtime_version(runc_version_output: &str) -> String {
+    let version = runc_version_output
+        .lines()
+        .next()
+        .and_then(|line| line.trim().strip_prefix("runc version "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.contains(char::is_whitespace));
+    match version {
+        Some(v) => format!("oci://runc-{v}"),
+        None => "oci://runc".into(),
+    }
+}
+
+fn system_info(config: &AgentConfig) -> NodeSystemInfo {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
@@ -54,7 +75,7 @@ fn system_info() -> NodeSystemInfo {
         os_image: String::new(),
         architecture: std::env::consts::ARCH.into(),
         operating_system: std::env::consts::OS.into(),
-        container_runtime_version: "process://0.1".into(),
+        container_runtime_version: config.runtime_version.clone(),
         kubelet_version: format!("skiff-agent {}", env!("CARGO_PKG_VERSION")),
     }
 }
@@ -76,7 +97,7 @@ fn reported_status(config: &AgentConfig) -> NodeStatus {
                 address: config.name.clone(),
             },
         ],
-        node_info: Some(system_info()),
+        node_info: Some(system_info(config)),
         daemon_endpoints: config.listen_port().ok().map(|port| NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(port),
@@ -150,6 +171,15 @@ pub async fn heartbeat_loop(client: Client, config: AgentConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oci_runtime_version_is_runcs_own() {
+        let output = "runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\n";
+        assert_eq!(oci_runtime_version(output), "oci://runc-1.1.5+ds1");
+        assert_eq!(oci_runtime_version("something else"), "oci://runc");
+        assert_eq!(oci_runtime_version(""), "oci://runc");
+        assert!(process_runtime_version().starts_with("process://"));
+    }
 
     #[test]
     fn capacity_from_flags_or_host() {
