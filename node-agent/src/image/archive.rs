@@ -362,6 +362,7 @@ fn oci_images(files: &ArchiveFiles) -> Result<Vec<SourceImage>> {
     // Docker 25+ archives also carry manifest.json: its RepoTags name images by config.
     let mut docker_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(member) = files.get(DOCKER_MANIFEST) {
+        files.check_manifest_size(member, DOCKER_MANIFEST)?;
         let entries: Vec<DockerManifestEntry> = files.read_json(member, DOCKER_MANIFEST)?;
         for entry in entries {
             docker_names
@@ -591,10 +592,9 @@ fn sniff_layer_media_type(path: &Path) -> Result<&'static str> {
 }
 
 fn docker_images(files: &ArchiveFiles) -> Result<Vec<SourceImage>> {
-    let entries: Vec<DockerManifestEntry> = files.read_json(
-        files.require(DOCKER_MANIFEST, "the archive")?,
-        DOCKER_MANIFEST,
-    )?;
+    let member = files.require(DOCKER_MANIFEST, "the archive")?;
+    files.check_manifest_size(member, DOCKER_MANIFEST)?;
+    let entries: Vec<DockerManifestEntry> = files.read_json(member, DOCKER_MANIFEST)?;
     if entries.is_empty() {
         return Err(ImageError::InvalidArchive(
             "manifest.json lists no images".into(),

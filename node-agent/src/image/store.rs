@@ -1075,4 +1075,38 @@ mod tests {
         drop(first);
         let _turn = second.await.unwrap();
     }
+
+    #[test]
+    fn an_archive_whose_manifest_is_over_the_cap_is_refused_and_nothing_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ImageLimits {
+            manifest_bytes: 64,
+            ..ImageLimits::default()
+        };
+        let store = ImageStore::open(dir.path().join("images"))
+            .unwrap()
+            .with_limits(limits);
+        let layer = skiff_image::layer(&[skiff_image::Entry::file("f", "x")]).unwrap();
+        let config = skiff_image::Config::default()
+            .to_json(&skiff_image::diff_ids(std::slice::from_ref(&layer)));
+        let archive = dir.path().join("image.tar");
+        let tags = ["skiff-test/small:1"];
+        let save = skiff_image::DockerSave::new(&config, std::slice::from_ref(&layer), &tags);
+        fs::write(&archive, save.tar().unwrap()).unwrap();
+        let error = store.import(&archive).unwrap_err();
+        assert!(matches!(error, ImageError::Limit { .. }), "{error}");
+        assert!(
+            error.to_string().starts_with("manifest.json (")
+                && error.to_string().ends_with(
+                    "exceeds the limit of 64 bytes for a manifest (--image-max-manifest-bytes)"
+                ),
+            "{error}"
+        );
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(
+            read_dir_names(&store.root.join("layers")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(read_dir_names(&store.tmp()).unwrap(), Vec::<String>::new());
+    }
 }
