@@ -253,7 +253,7 @@ impl RequestTimer {
     pub fn start(verb: &'static str, kind: &str) -> RequestTimer {
         RequestTimer {
             verb,
-            resource: Kind::parse(kind).map_or("unknown", Kind::plural),
+            resource: resource_of(kind),
             started: Instant::now(),
         }
     }
@@ -279,6 +279,16 @@ impl RequestTimer {
             .inc();
         result
     }
+}
+
+/// The resource a request's kind names: the exact kind or plural (what the SDK sends) without
+/// allocating, else whatever `Kind::parse` accepts, else `unknown`.
+fn resource_of(kind: &str) -> &'static str {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind || k.plural() == kind)
+        .or_else(|| Kind::parse(kind))
+        .map_or("unknown", Kind::plural)
 }
 
 /// gRPC's canonical code names.

@@ -551,7 +551,9 @@ async fn write_batch(raft: &Raft, mut commands: Vec<Command>, timeout: Duration)
     };
     let metrics = &crate::metrics::METRICS;
     if outcome.is_ok() {
-        metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
         metrics.proposals_committed.inc_by(proposals);
     } else {
         metrics.proposals_failed.inc_by(proposals);

@@ -78,7 +78,10 @@ impl AgentProcess {
         // A port of its own: several agents share this host, and the default is one port.
         let metrics_port = (!extra.contains(&"--metrics-listen")).then(free_port);
         if let Some(metrics_port) = metrics_port {
-            args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics_port}")]);
+            args.extend([
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ]);
         }
         with_flags(&mut args, extra);
         let mut agent = AgentProcess {

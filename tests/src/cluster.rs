@@ -246,6 +246,9 @@ pub struct ControlPlaneClusterBuilder {
     /// Addresses members name each other by in `--peers`, when not their own listen
     /// address (e.g. a delaying proxy in front of each); clients still dial members directly.
     pub advertise: BTreeMap<u64, String>,
+    /// Members serve Prometheus metrics (each on a port of its own); off: `--metrics-listen
+    /// off`, for the benchmark's comparison.
+    pub metrics: bool,
 }
 
 impl ControlPlaneClusterBuilder {
@@ -258,6 +261,7 @@ impl ControlPlaneClusterBuilder {
             hosts: Vec::new(),
             listen_ports: Vec::new(),
             advertise: BTreeMap::new(),
+            metrics: true,
         }
     }
 
@@ -276,6 +280,11 @@ impl ControlPlaneClusterBuilder {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
         self
     }
 
@@ -341,6 +350,7 @@ impl ControlPlaneClusterBuilder {
             root,
             binary,
             extra_args: self.extra_args,
+            metrics: self.metrics,
             tls: OnceLock::new(),
         };
         cluster.register();
@@ -400,6 +410,8 @@ pub struct ControlPlaneCluster {
     extra_args: Vec<String>,
     /// The admin's TLS client config, read from member 1's admin.conf once it exists.
     tls: OnceLock<Arc<rustls::ClientConfig>>,
+    /// Whether members serve metrics (see [`ControlPlaneClusterBuilder::metrics`]).
+    metrics: bool,
 }
 
 impl ControlPlaneCluster {
@@ -705,7 +717,11 @@ impl ControlPlaneCluster {
             "--token-file".into(),
             self.token_file().display().to_string(),
             "--metrics-listen".into(),
-            format!("127.0.0.1:{}", self.members[&id].metrics_port),
+            if self.metrics {
+                format!("127.0.0.1:{}", self.members[&id].metrics_port)
+            } else {
+                "off".into()
+            },
             "--kube-listen".into(),
             format!("{}:{}", self.members[&id].host, self.members[&id].kube_port),
         ]

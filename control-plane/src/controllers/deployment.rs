@@ -1045,7 +1045,7 @@ mod reconcile_tests {
     fn a_pod_relabelled_out_of_the_selector_is_released_and_replaced() {
         let d = deployment(2, json!({}));
         let mut relabelled = current_pod("web-b", &d.object);
-        let mut pod = (*relabelled.object).pod.clone();
+        let mut pod = relabelled.object.pod.clone();
         pod.metadata.labels.insert("app".into(), "debug".into());
         relabelled = Versioned::new(9, PodFacts::new(pod.clone()));
         // One on its way out is left to finish, owned, whatever its labels.
@@ -1062,7 +1062,7 @@ mod reconcile_tests {
     #[test]
     fn an_orphan_of_the_current_template_is_adopted_and_the_surplus_scaled_down() {
         let d = deployment(1, json!({}));
-        let mut orphan = (*current_pod("web-b", &d.object).object).pod.clone();
+        let mut orphan = current_pod("web-b", &d.object).object.pod.clone();
         orphan.metadata.owner_references.clear();
         let pods = [
             current_pod("web-a", &d.object),
@@ -1093,7 +1093,7 @@ mod reconcile_tests {
             json!({"metadata": {"labels": {"app": "web", TEMPLATE_HASH_LABEL: hash}}}),
         );
         let controlled = pod("controlled", 10, controlled);
-        let mut finished = (*current_pod("finished", &d.object).object).pod.clone();
+        let mut finished = current_pod("finished", &d.object).object.pod.clone();
         finished.metadata.owner_references.clear();
         finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
         let finished = Versioned::new(11, PodFacts::new(finished));
@@ -1109,7 +1109,7 @@ mod reconcile_tests {
         second.metadata.name = "web2".into();
         second.metadata.uid = Some("d-web2".into());
         let second = Versioned::new(4, second);
-        let mut orphan = (*current_pod("web-x", &first.object).object).pod.clone();
+        let mut orphan = current_pod("web-x", &first.object).object.pod.clone();
         orphan.metadata.owner_references.clear();
         let writes = run(
             &[first, second],

@@ -99,9 +99,10 @@ pub struct PodWorker<R: Runtime> {
 impl<R: Runtime> PodWorker<R> {
     pub fn new(shared: Arc<Shared<R>>, uid: String, pod: watch::Receiver<Option<Pod>>) -> Self {
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-        let running = pod.borrow().as_ref().is_some_and(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        });
+        let running = pod
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
         let start_seen = (!running).then(Instant::now);
         PodWorker {
             shared,

@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p skiff-tests --bin bench-writes -- [--duration-secs 10]
 //!  [--clients 1,16,64] [--target skiff|etcd|both] [--value-bytes 1024]
-//!  [--skiff-endpoints HOST:PORT,...]`
+//!  [--skiff-endpoints HOST:PORT,...] [--skiff-metrics on|off]`
 //!
 //! Both systems run as 3-node clusters on loopback with their data dirs under one temp dir.
 //! For each concurrency level every client writes fresh ~1 KiB objects back to back (closed
@@ -51,6 +51,10 @@ struct Flags {
     /// forwarding from that of the Raft path.
     #[arg(long)]
     skiff_leader_only: bool,
+    /// Whether the started Skiff members serve Prometheus metrics (on or off), to measure
+    /// what metrics cost.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    skiff_metrics: String,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -316,6 +320,7 @@ async fn start_skiff(
         // Built off the async threads so that Ctrl-C is still handled during the build.
         tokio::task::spawn_blocking(|| try_binary("skiff-control-plane", true)).await??;
         let cluster = ControlPlaneClusterBuilder::new(3)
+            .metrics(flags.skiff_metrics == "on")
             .release(true)
             .parent_dir(root)
             .start()?;
