@@ -183,7 +183,7 @@ pub enum Verb {
     ///
     /// Examples: skiff logs web-1; skiff logs web-1 -c sidecar -f --tail 20; skiff logs web-1 --previous
     Logs {
-        /// POD or pod/POD.
+        /// POD, pod/POD or deployment/NAME (its first pod).
         pod: String,
         /// The container (as -c names it).
         #[arg(value_name = "CONTAINER")]
@@ -213,7 +213,7 @@ pub enum Verb {
     ///
     /// Examples: skiff exec web-1 -- ls /; skiff exec -i web-1 -c main -- sh
     Exec {
-        /// POD or pod/POD.
+        /// POD, pod/POD or deployment/NAME (its first pod).
         pod: String,
         #[arg(short = 'c', long)]
         container: Option<String>,

@@ -336,7 +336,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             since,
             since_time,
         } => {
-            let pod = target::pod(&pod, "logs")?;
+            let pod = verbs::pod_for(client, &namespace, &pod, "logs").await?;
             let container = match (container, container_arg) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("only one of -c or an inline container name is allowed")
@@ -365,7 +365,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             tty: _,
             command,
         } => {
-            let pod = target::pod(&pod, "exec")?;
+            let pod = verbs::pod_for(client, &namespace, &pod, "exec").await?;
             let container = verbs::pick_container(client, &namespace, &pod, container).await?;
             let code =
                 verbs::exec(client, &namespace, &pod, Some(&container), &command, stdin).await?;

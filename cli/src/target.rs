@@ -118,20 +118,6 @@ pub fn one(args: &[String], verb: &str) -> Result<(Kind, String), TargetError> {
     }
 }
 
-/// A pod as `logs`, `exec` and `port-forward` name it: `NAME` or `pod/NAME` (kubectl's
-/// `(POD | TYPE/NAME)`); other kinds are refused by name.
-pub fn pod(arg: &str, verb: &str) -> Result<String, TargetError> {
-    if !arg.contains('/') {
-        return Ok(arg.to_string());
-    }
-    match one_slash(arg)? {
-        (Kind::Pod, name) => Ok(name),
-        _ => Err(TargetError::Usage(format!(
-            "{verb} works on pods: name one as NAME or pod/NAME, not {arg:?}"
-        ))),
-    }
-}
-
 /// The arguments of `label` and `annotate` split as kubectl splits them: those with `=` or a
 /// trailing `-` are the changes, the rest name the objects.
 pub fn split_changes(args: &[String]) -> (Vec<String>, Vec<String>) {
@@ -210,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn one_object_and_pods() {
+    fn one_object_in_either_form() {
         assert_eq!(
             one(&args(&["deploy", "web"]), "scale").unwrap(),
             (Kind::Deployment, "web".to_string())
@@ -221,12 +207,6 @@ mod tests {
         );
         assert!(one(&args(&["deploy", "a", "b"]), "scale").is_err());
         assert!(one(&args(&["deploy"]), "scale").is_err());
-        assert_eq!(pod("web", "logs").unwrap(), "web");
-        assert_eq!(pod("po/web", "logs").unwrap(), "web");
-        assert_eq!(
-            pod("node/n", "logs").unwrap_err().to_string(),
-            "logs works on pods: name one as NAME or pod/NAME, not \"node/n\""
-        );
     }
 
     #[test]

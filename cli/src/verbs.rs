@@ -80,6 +80,62 @@ pub fn default_container(pod: &Pod) -> (String, Vec<String>) {
     (first, notes)
 }
 
+/// The pod `logs` and `exec` act on for their `(POD | TYPE/NAME)` argument: the pod, or for
+/// `deployment/NAME` the first of its pods as kubectl ranks them for logs (scheduled,
+/// running, ready, then the oldest), saying `Found N pods, using pod/x` on standard error
+/// when there was a choice.
+pub async fn pod_for(
+    client: &Client,
+    namespace: &str,
+    arg: &str,
+    verb: &str,
+) -> Result<String, VerbError> {
+    if !arg.contains('/') {
+        return Ok(arg.to_string());
+    }
+    let name = match crate::target::one(&[arg.to_string()], verb)? {
+        (Kind::Pod, name) => return Ok(name),
+        (Kind::Deployment, name) => name,
+        (kind, _) => {
+            return Err(VerbError::Usage(format!(
+                "{verb} takes a pod or a deployment, not {}",
+                kind.plural()
+            )));
+        }
+    };
+    let deployment = client.get::<Deployment>(namespace, &name).await?;
+    let selector = skiff_api::selector::Selector::from_label_selector(&deployment.spec.selector)
+        .map_err(|e| VerbError::Usage(format!("deployment {name:?}: {e}")))?;
+    let list = ListParams::namespace(namespace).labels(selector.to_string());
+    let mut pods = client.list::<Pod>(&list).await?.items;
+    pods.retain(|p| p.metadata.deletion_timestamp.is_none());
+    pods.sort_by_key(|p| {
+        let status = p.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (
+            p.spec.node_name.is_none(),
+            status.phase.as_deref() != Some("Running"),
+            !ready,
+            p.metadata.creation_timestamp,
+            p.metadata.name.clone(),
+        )
+    });
+    let Some(first) = pods.first() else {
+        return Err(VerbError::Usage(format!("deployment {name:?} has no pods")));
+    };
+    if pods.len() > 1 {
+        eprintln!(
+            "Found {} pods, using pod/{}",
+            pods.len(),
+            first.metadata.name
+        );
+    }
+    Ok(first.metadata.name.clone())
+}
+
 /// `container`, or the pod's [`default_container`] (its notes printed on standard error).
 pub async fn pick_container(
     client: &Client,

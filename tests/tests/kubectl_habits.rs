@@ -177,8 +177,10 @@ async fn objects_are_named_in_every_form_kubectl_takes() {
         "{err}"
     );
     let (code, _, err) = w.skiff(&["logs", "node/node-1"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("logs works on pods"), "{err}");
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: logs takes a pod or a deployment, not nodes\n")
+    );
 
     // Comma lists and `all`: one table per kind, names as kind/name, a blank line between.
     let out = w.ok(&["get", "pod,node"]);
@@ -356,6 +358,16 @@ async fn the_verbs_and_flags_kubectl_has_work() {
         (code, err.as_str()),
         (1, "error: no matching resources found\n")
     );
+
+    // logs and exec of deploy/NAME use one of its pods, saying which.
+    let (code, _, err) = w.skiff(&["logs", "deploy/web"]);
+    assert_eq!(code, 0, "{err}");
+    let used = err
+        .strip_prefix("Found 2 pods, using pod/")
+        .map(str::trim_end);
+    assert!(used.is_some_and(|p| pods.iter().any(|q| q == p)), "{err}");
+    let (code, out, _) = w.skiff(&["exec", "deployment/web", "--", BUSYBOX, "echo", "hi"]);
+    assert_eq!((code, out.as_str()), (0, "hi\n"));
 
     // Bash completes resource types and object names.
     assert_eq!(w.bash_complete(&["get", "po"]), ["pods"]);
