@@ -1157,6 +1157,7 @@ async fn an_exec_dies_with_its_client_and_one_session_past_the_cap_is_refused() 
     // The clients go away: their commands end within a second.
     drop(sdk);
     let waited = gone_after(&["sleep", "3141"]).await;
+    eprintln!("the SDK's exec was gone {waited:?} after its client");
     assert!(
         waited < Duration::from_secs(1),
         "the SDK's exec ran {waited:?} on"
@@ -1164,6 +1165,7 @@ async fn an_exec_dies_with_its_client_and_one_session_past_the_cap_is_refused() 
     cli.kill().unwrap();
     cli.wait().unwrap();
     let waited = gone_after(&["sleep", "2718"]).await;
+    eprintln!("the CLI's exec was gone {waited:?} after its client");
     assert!(
         waited < Duration::from_secs(1),
         "the CLI's exec ran {waited:?} on"

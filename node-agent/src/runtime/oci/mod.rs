@@ -220,6 +220,25 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     move |e| RuntimeError::io(what, e)
 }
 
+/// The pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in `dir`, unless there.
+fn write_pod_etc(dir: &Path, hostname: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let hosts = hosts_file(hostname, None);
+    // The node's resolvers: pods have no cluster DNS yet.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (file, text) in [
+        ("hosts", hosts),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv),
+    ] {
+        let path = dir.join(file);
+        if !path.exists() {
+            std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes an emptyDir volume the first time a container of the pod mounts it: writable by
 /// every user (the kubelet's 0777) and, with the pod's `fsGroup`, owned by that group with
 /// the setgid bit, so what the pod writes there belongs to the group too.
@@ -340,24 +359,12 @@ impl OciRuntime {
         }
     }
 
-    /// Writes the pod's `/etc` files (kept across calls: containers bind-mount them).
-    fn write_etc_files(&self, sandbox: &SandboxInfo, hostname: &str) -> Result<()> {
+    /// Writes the pod's `/etc` files (kept across calls: containers bind-mount them), on a
+    /// blocking thread.
+    async fn write_etc_files(&self, sandbox: &SandboxInfo, hostname: &str) -> Result<()> {
         let dir = self.core.layout().sandbox(&sandbox.id).join("etc");
-        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let hosts = hosts_file(hostname, None);
-        // The node's resolvers: pods have no cluster DNS yet.
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        for (file, text) in [
-            ("hosts", hosts),
-            ("hostname", format!("{hostname}\n")),
-            ("resolv.conf", resolv),
-        ] {
-            let path = dir.join(file);
-            if !path.exists() {
-                std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
-            }
-        }
-        Ok(())
+        let hostname = hostname.to_string();
+        blocking(move || write_pod_etc(&dir, &hostname)).await
     }
 
     async fn kill(&self, container_id: &str, signal: &str) -> Result<()> {
@@ -550,7 +557,7 @@ impl Runtime for OciRuntime {
 
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
         let info = self.core.create_sandbox(config).await?;
-        if let Err(e) = self.write_etc_files(&info, &config.hostname) {
+        if let Err(e) = self.write_etc_files(&info, &config.hostname).await {
             let _ = self.core.remove_sandbox(&info.id).await;
             return Err(e);
         }
