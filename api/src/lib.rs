@@ -14,6 +14,7 @@ pub mod object;
 pub mod outcome;
 pub mod pod_security;
 pub mod selector;
+pub mod table;
 pub mod types;
 pub mod validate;
 

@@ -123,6 +123,20 @@ async fn kubectl_lists_ready_nodes_and_pods_in_every_output_and_creates_and_dele
         r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
     ]);
     assert_eq!(nodes, "node-1=True\nnode-2=True\n");
+    // Server-side tables: kubectl prints Kubernetes' columns.
+    let table = kubectl.ok(&["get", "nodes"]);
+    assert!(
+        table.starts_with("NAME     STATUS   ROLES    AGE   VERSION\n"),
+        "{table}"
+    );
+    for name in ["node-1", "node-2"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}   Ready    <none>"))),
+            "{table}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_pod(dir.path(), "web");
@@ -157,15 +171,27 @@ async fn kubectl_lists_ready_nodes_and_pods_in_every_output_and_creates_and_dele
         kubectl.ok(&["get", "pods", "-l", "app!=web", "-o", "name"]),
         ""
     );
-    let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+    let pods = kubectl.ok(&["get", "pods"]);
+    assert!(pods.starts_with("NAME   READY   STATUS"), "{pods}");
+    let all = kubectl.ok(&["get", "pods", "-A", "--show-labels"]);
     assert!(
-        wide.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
-        "{wide}"
+        all.starts_with("NAMESPACE   NAME   READY   STATUS"),
+        "{all}"
     );
-    // The scheduler binds it; kubectl reads the binding like any field.
+    let row = all.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("default     web    ") && row.ends_with("app=web"),
+        "{all}"
+    );
+    // The scheduler binds it and the agent runs it: -o wide shows where.
     eventually(SETTLE, || async {
-        let node = kubectl.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]);
-        anyhow::ensure!(node.starts_with("node-"), "unbound: {node:?}");
+        let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+        anyhow::ensure!(wide.contains("   NODE   "), "{wide}");
+        let row = wide.lines().nth(1).unwrap_or_default();
+        anyhow::ensure!(
+            row.starts_with("web    1/1     Running") && row.contains("node-"),
+            "{wide}"
+        );
         Ok(())
     })
     .await
@@ -247,6 +273,30 @@ async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unau
             r#"Error from server (Forbidden): error when creating "{}": pods "web" is forbidden: User "viewer" cannot create resource "pods" in API group "" in the namespace "default""#,
             web.display()
         )
+    );
+
+    // kubectl lists in chunks (--chunk-size, 500 by default) and follows the continue token.
+    for name in ["a", "b"] {
+        let manifest = write_pod(dir.path(), name);
+        admin.ok(&["create", "-f", manifest.to_str().unwrap()]);
+    }
+    assert_eq!(
+        admin.ok(&["get", "pods", "--chunk-size=1", "-o", "name"]),
+        "pod/a\npod/b\n"
+    );
+    let page: serde_json::Value = serde_json::from_str(&admin.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods?limit=1",
+    ]))
+    .unwrap();
+    assert_eq!(page["kind"], "PodList");
+    assert_eq!(page["items"][0]["metadata"]["name"], "a");
+    assert_eq!(page["metadata"]["remainingItemCount"], 1);
+    assert!(
+        page["metadata"]["continue"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
     );
 
     let stranger = Kubectl::new(

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod discovery;
 pub mod resources;
 pub mod status;
+pub mod table;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -224,5 +225,6 @@ async fn route(
             "the server could not find the requested resource ({path})"
         )));
     };
-    resources::serve(state, &subject, method, target, &params, body).await
+    let as_table = table::wanted(headers);
+    resources::serve(state, &subject, method, target, &params, as_table, body).await
 }

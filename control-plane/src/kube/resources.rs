@@ -16,8 +16,8 @@ use skiff_api::Kind;
 use skiff_api::proto::{CreateRequest, DeleteRequest, GetRequest, ListRequest, UpdateRequest};
 use skiff_pki::Subject;
 
-use super::KubeState;
 use super::status::KubeError;
+use super::{KubeState, table};
 use crate::raft_types::UpdatePart;
 
 /// One resource: its kind (which gives its group, plural, short name and scope), the verbs
@@ -121,6 +121,7 @@ pub async fn serve(
     method: &Method,
     target: Target,
     params: &Params,
+    as_table: bool,
     body: Bytes,
 ) -> Result<Response, KubeError> {
     if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
@@ -152,14 +153,14 @@ pub async fn serve(
         target.name.clone(),
         target.subresource.as_deref(),
     ) {
-        (Method::GET, None, None) => list(state, subject, &target, params).await,
+        (Method::GET, None, None) => list(state, subject, &target, params, as_table).await,
         (Method::POST, None, None)
             if target.namespace.is_some() || !target.kind.is_namespaced() =>
         {
             create(state, subject, &target, body).await
         }
         (Method::GET, Some(name), None | Some("status")) => {
-            get(state, subject, &target, &name, params).await
+            get(state, subject, &target, &name, params, as_table).await
         }
         (Method::PUT, Some(name), sub) => {
             let part = match sub {
@@ -188,6 +189,10 @@ fn json(code: StatusCode, bytes: impl Into<axum::body::Body>) -> Response {
         .into_response()
 }
 
+fn now() -> skiff_api::meta::Time {
+    chrono::Utc::now()
+}
+
 /// `resourceVersion=0` asks for any version: served from this member without a barrier.
 fn stale_ok(params: &Params) -> bool {
     params.get("resourceVersion").is_some_and(|v| v == "0")
@@ -199,7 +204,9 @@ async fn get(
     target: &Target,
     name: &str,
     params: &Params,
+    as_table: bool,
 ) -> Result<Response, KubeError> {
+    let include = table::Include::parse(params.get("includeObject").map(String::as_str))?;
     let request = GetRequest {
         kind: target.kind.as_str().into(),
         namespace: target.namespace.clone().unwrap_or_default(),
@@ -211,6 +218,16 @@ async fn get(
         .do_get(subject, request)
         .await
         .map_err(|e| KubeError::api(e, target.kind, name))?;
+    if as_table {
+        let table = table::build(
+            target.kind,
+            &[object],
+            serde_json::json!({}),
+            include,
+            now(),
+        )?;
+        return Ok(json(StatusCode::OK, table.to_string()));
+    }
     Ok(json(StatusCode::OK, object))
 }
 
@@ -219,15 +236,26 @@ async fn list(
     subject: &Subject,
     target: &Target,
     params: &Params,
+    as_table: bool,
 ) -> Result<Response, KubeError> {
+    let include = table::Include::parse(params.get("includeObject").map(String::as_str))?;
     let param = |key: &str| params.get(key).cloned().unwrap_or_default();
+    let limit = match params.get("limit") {
+        None => 0,
+        Some(text) => text.parse().map_err(|_| {
+            KubeError::BadRequest(format!(
+                "limit: Invalid value: {text:?}: must be a non-negative integer"
+            ))
+        })?,
+    };
     let request = ListRequest {
         kind: target.kind.as_str().into(),
         namespace: target.namespace.clone().unwrap_or_default(),
         label_selector: param("labelSelector"),
         field_selector: param("fieldSelector"),
         stale_ok: stale_ok(params),
-        ..ListRequest::default()
+        limit,
+        r#continue: param("continue"),
     };
     let listed = state
         .objects
@@ -236,11 +264,22 @@ async fn list(
         .map_err(|e| KubeError::api(e, target.kind, ""))?;
     // The items are stored JSON already: the list is written around them, not re-encoded.
     let kind = target.kind;
+    let mut metadata =
+        serde_json::json!({ "resourceVersion": listed.resource_version.to_string() });
+    if !listed.r#continue.is_empty() {
+        metadata["continue"] = listed.r#continue.into();
+    }
+    if let Some(remaining) = listed.remaining_item_count {
+        metadata["remainingItemCount"] = remaining.into();
+    }
+    if as_table {
+        let table = table::build(kind, &listed.items, metadata, include, now())?;
+        return Ok(json(StatusCode::OK, table.to_string()));
+    }
     let mut body = format!(
-        r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{}"}},"items":["#,
+        r#"{{"kind":"{}List","apiVersion":"{}","metadata":{metadata},"items":["#,
         kind.as_str(),
         kind.api_version(),
-        listed.resource_version
     )
     .into_bytes();
     for (i, item) in listed.items.iter().enumerate() {
