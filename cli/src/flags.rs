@@ -121,6 +121,9 @@ pub enum Verb {
         /// After listing, print a row for every change (until interrupted).
         #[arg(short = 'w', long)]
         watch: bool,
+        /// Fetch lists in pages of this many objects (0: all at once), as kubectl's.
+        #[arg(long, default_value_t = 500)]
+        chunk_size: u64,
     },
     /// CPU and memory of nodes or pods, as `kubectl top` shows them, from the agents'
     /// cgroup readings.

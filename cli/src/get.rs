@@ -74,6 +74,8 @@ pub struct GetArgs {
     /// Add a column per label key (tables only).
     pub label_columns: Vec<String>,
     pub output: Output,
+    /// Lists come in pages of this many objects (0: one request), `--chunk-size`.
+    pub chunk_size: u64,
 }
 
 /// The objects `args` name (a missing one adds kubectl's NotFound line to `missing`), or
@@ -107,7 +109,10 @@ async fn fetch<T: Resource>(
     if let Some(selector) = &args.field_selector {
         params = params.fields(selector.clone());
     }
-    Ok(client.list::<T>(&params).await?.items)
+    Ok(client
+        .list::<T>(&params.page_size(args.chunk_size))
+        .await?
+        .items)
 }
 
 /// The objects (each with its kind) in a format other than a table; `single`: one object

@@ -239,6 +239,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             show_labels,
             label_columns,
             watch,
+            chunk_size,
         } => {
             let requests = target::parse(&targets, "get", true)?;
             let args = get::GetArgs {
@@ -251,6 +252,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                 show_labels,
                 label_columns,
                 output: get::Output::parse(output.as_deref())?,
+                chunk_size,
             };
             if !watch {
                 let got = get::get_requests(client, &requests, &args).await?;

@@ -234,6 +234,7 @@ pub async fn run(
         watches: Arc::new(server::objects::WatchSlots::new(
             config.max_watches_per_connection,
         )),
+        events: Default::default(),
     });
     let objects = ObjectsService::from_arc(objects_api.clone())
     // A request over the cap is refused as it arrives (tonic reads the length first), so

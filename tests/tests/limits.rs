@@ -565,3 +565,109 @@ async fn a_thousand_watchers_on_one_member_leave_its_memory_bounded_and_writes_g
         "slowest write took {slowest:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_writing_events_about_one_object_past_its_burst_is_refused() {
+    use skiff_api::events::Note;
+    use skiff_api::types::Event;
+    let now = || skiff_api::meta::Time::from(std::time::SystemTime::now());
+    let (_cluster, client) = member(&[]).await;
+    let subject = namespace("noisy", 10);
+    let note = |reason: &'static str| {
+        Note::about(
+            Kind::Namespace,
+            &subject.metadata,
+            "Warning",
+            reason,
+            "again".into(),
+            "test-spammer",
+            Some("node-x".into()),
+        )
+    };
+    // 25 writes: the first creates the event, the next 24 count it up (as a recorder does).
+    let mut stored: Option<Event> = None;
+    for i in 0..25 {
+        let event = note("Flapping").merged_into(stored.as_ref(), now());
+        let written = match stored {
+            None => client.create(&event).await,
+            Some(_) => client.update(&event).await,
+        };
+        stored = Some(written.unwrap_or_else(|e| panic!("event write {i}: {e}")));
+    }
+    assert_eq!(
+        stored.as_ref().unwrap().count,
+        Some(25),
+        "repeats merge by count"
+    );
+    let event = note("Flapping").merged_into(stored.as_ref(), now());
+    let refused = client.update(&event).await.expect_err("the 26th write");
+    assert!(
+        refused
+            .to_string()
+            .contains("limited to a burst of 25 and one more every 5 minutes"),
+        "{refused}"
+    );
+    // Another event from the same source about the same object shares the bucket; another
+    // source does not.
+    let other = note("Other").merged_into(None, now());
+    assert!(client.create(&other).await.is_err());
+    let mut elsewhere = note("Other");
+    elsewhere.component = "test-other-source";
+    client
+        .create(&elsewhere.merged_into(None, now()))
+        .await
+        .unwrap();
+    let kept: Event = client
+        .get(
+            note("Flapping").event_namespace(),
+            &note("Flapping").event_name(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.count, Some(25), "the refused write changed nothing");
+}
+
+/// Runs `skiff` as the cluster's admin: its exit code and stdout.
+fn skiff(cluster: &ControlPlaneCluster, args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(skiff_tests::cluster::binary("skiff"))
+        .arg("--config")
+        .arg(cluster.admin_conf())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_in_chunks_prints_every_object_once_as_one_list_does() {
+    let (cluster, client) = member(&[]).await;
+    for i in 0..12 {
+        client
+            .create(&namespace(&format!("chunk-{i:02}"), 10))
+            .await
+            .unwrap();
+    }
+    let names = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    let (code, whole) = skiff(&cluster, &["get", "namespaces", "--chunk-size", "0"]);
+    assert_eq!(code, 0, "{whole}");
+    let mut expected: Vec<String> = (0..12).map(|i| format!("chunk-{i:02}")).collect();
+    expected.push("default".into());
+    expected.sort();
+    assert_eq!(names(&whole), expected, "{whole}");
+    for chunk in ["1", "5", "13", "500"] {
+        let (code, out) = skiff(&cluster, &["get", "namespaces", "--chunk-size", chunk]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(names(&out), expected, "--chunk-size {chunk}: {out}");
+    }
+    let (code, out) = skiff(&cluster, &["get", "namespaces", "--chunk-size", "-1"]);
+    assert_ne!(code, 0, "{out}");
+}

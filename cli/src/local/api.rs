@@ -271,6 +271,7 @@ async fn pods_table(
             show_labels: false,
             label_columns: Vec::new(),
             output: get::Output::Wide,
+            chunk_size: 500,
         },
     )
     .await

@@ -4,6 +4,7 @@
 pub mod agent_proxy;
 pub mod auth;
 pub mod cluster;
+pub mod event_limit;
 pub mod objects;
 pub mod paging;
 pub mod raft;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_api::pod_security::Level;
 use skiff_api::proto::objects_server::Objects;
@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 
 use super::auth::{Gate, check};
+use super::event_limit::EventLimiter;
 use super::paging::ContinueToken;
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
 use crate::error::ApiError;
@@ -46,6 +47,8 @@ pub struct ObjectsServer {
     pub max_object_bytes: usize,
     /// Open watches per client connection (`--max-watches-per-connection`).
     pub watches: Arc<WatchSlots>,
+    /// How often one source may write events about one object.
+    pub events: EventLimiter,
 }
 
 /// How many times an update without a resourceVersion is retried after losing a race.
@@ -391,6 +394,11 @@ impl ObjectsServer {
         )?;
         let json = object.to_json();
         self.check_object_size(kind, &name, json.len())?;
+        if let Object::Event(event) = &object {
+            self.events
+                .admit(event, Instant::now())
+                .map_err(ApiError::from)?;
+        }
         self.ensure_namespace_for(kind, &namespace).await?;
         if let Object::Pod(pod) = &object {
             self.enforce_pod_security(pod, &namespace).await?;
@@ -433,6 +441,12 @@ impl ObjectsServer {
             }
             _ => self.stored_target(kind, &namespace, &name),
         })?;
+        // A repeated event is its stored one counted up: an update, limited as a create.
+        if let Object::Event(event) = &object {
+            self.events
+                .admit(event, Instant::now())
+                .map_err(ApiError::from)?;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
