@@ -65,16 +65,30 @@ async fn single_node_serves_then_stops_with_a_watch_open() {
         other => panic!("expected the existing pod first, got {other:?}"),
     }
 
-    // The member's metrics tell the same story: it leads, took the create, serves the watch.
-    let text = scrape(metrics_address).await;
-    for line in [
+    // The member's metrics tell the same story: it leads, took the create, serves the watch
+    // (the SDK may hand out the listed pod before its watch call is set up: polled).
+    let lines = [
         "skiff_raft_is_leader 1",
         "skiff_raft_has_leader 1",
         "skiff_apiserver_request_total{verb=\"CREATE\",resource=\"pods\",code=\"OK\"} 1",
         "skiff_apiserver_watches 1",
         "skiff_apiserver_storage_objects{resource=\"pods\"} 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(metrics_address).await;
+        let missing: Vec<&str> = lines
+            .into_iter()
+            .filter(|line| !text.lines().any(|l| l == *line))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {missing:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     stop.send(()).unwrap();
