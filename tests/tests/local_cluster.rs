@@ -922,6 +922,19 @@ fn on_a_fresh_local_cluster_busybox_pulls_port_forward_reaches_the_host_and_a_re
         "{report}"
     );
 
+    // Nodes report the runtime they use: runc, by its own version.
+    let runtime = skiff_ok(
+        &config,
+        &[
+            "get",
+            "node",
+            "worker-1",
+            "-o",
+            "jsonpath={.status.nodeInfo.containerRuntimeVersion}",
+        ],
+    );
+    assert!(runtime.starts_with("oci://runc-"), "{runtime}");
+
     // The README's example: an untagged image means imagePullPolicy Always, and the pull
     // comes from the cluster's registry.
     skiff_ok(
@@ -944,6 +957,14 @@ fn on_a_fresh_local_cluster_busybox_pulls_port_forward_reaches_the_host_and_a_re
     let web = skiff_ok(&config, &["get", "pod", "web", "-o", "json"]);
     let web: Value = serde_json::from_str(&web).unwrap();
     assert_eq!(web["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    // Pulled, from the registry, not found in the node's store.
+    let events = skiff_ok(&config, &["get", "events"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("pod/web") && l.contains("Successfully pulled image \"busybox\"")),
+        "{events}"
+    );
     // --image-pull-policy reaches the pod.
     skiff_ok(
         &config,
