@@ -3,8 +3,9 @@
 //! own error messages. kubectl missing skips these tests, and fails them when
 //! SKIFF_REQUIRE_PRIVILEGED is set (CI), as every missing prerequisite does.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use skiff_api::types::Node;
@@ -197,22 +198,16 @@ async fn kubectl_lists_ready_nodes_and_pods_in_every_output_and_creates_and_dele
     .await
     .unwrap();
 
-    // Deleted with a grace period, as kubectl does by default; gone once the agent stopped it.
-    let deleted = kubectl.ok(&["delete", "pod", "web", "--wait=false"]);
+    // kubectl wait and delete watch the pod: Ready, then gone once the agent stopped it.
+    let waited = kubectl.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    assert_eq!(waited, "pod/web condition met\n");
+    let deleted = kubectl.ok(&["delete", "pod", "web", "--timeout=30s"]);
     assert_eq!(deleted, "pod \"web\" deleted\n");
-    eventually(SETTLE, || async {
-        let (code, _, err) = kubectl.run(&["get", "pod", "web"]);
-        anyhow::ensure!(code != 0, "still there");
-        Ok(err)
-    })
-    .await
-    .map(|err| {
-        assert_eq!(
-            err.trim(),
-            r#"Error from server (NotFound): pods "web" not found"#
-        )
-    })
-    .unwrap();
+    let (_, _, err) = kubectl.run(&["get", "pod", "web"]);
+    assert_eq!(
+        err.trim(),
+        r#"Error from server (NotFound): pods "web" not found"#
+    );
     drop(agents);
 }
 
@@ -297,6 +292,42 @@ async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unau
         page["metadata"]["continue"]
             .as_str()
             .is_some_and(|c| !c.is_empty())
+    );
+
+    // get -w prints a pod created while it watches.
+    let mut watching = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin.kubeconfig)
+        .args(["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let lines = BufReader::new(watching.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The initial list (a, b) first, so the watch is open before the create.
+    let first: Vec<String> = (0..3)
+        .map(|_| {
+            rx.recv_timeout(SETTLE)
+                .expect("kubectl get -w printed nothing")
+        })
+        .collect();
+    assert!(first[0].starts_with("NAME   READY   STATUS"), "{first:?}");
+    let late = write_pod(dir.path(), "late");
+    admin.ok(&["create", "-f", late.to_str().unwrap()]);
+    let seen =
+        std::iter::from_fn(|| rx.recv_timeout(SETTLE).ok()).find(|line| line.starts_with("late "));
+    let _ = watching.kill();
+    let _ = watching.wait();
+    assert!(
+        seen.is_some_and(|l| l.contains("Pending")),
+        "get -w never showed the pod"
     );
 
     let stranger = Kubectl::new(

@@ -13,6 +13,7 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -136,9 +137,12 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let peer = Peer::from_certificates(stream.get_ref().1.peer_certificates());
+        let connection = Connection {
+            peer: Peer::from_certificates(stream.get_ref().1.peer_certificates()),
+            remote: stream.get_ref().0.peer_addr().ok(),
+        };
         let service =
-            TowerToHyperService::new(router.clone().layer(axum::Extension(Arc::new(peer))));
+            TowerToHyperService::new(router.clone().layer(axum::Extension(Arc::new(connection))));
         let mut stopping = stop_rx.clone();
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
@@ -156,16 +160,23 @@ pub async fn serve(
     let _ = stop_tx.send(true);
 }
 
+/// What every request on one connection shares.
+struct Connection {
+    peer: Peer,
+    /// Where it comes from: watches are capped per connection, as on the gRPC port.
+    remote: Option<SocketAddr>,
+}
+
 /// Every request: authenticate, then discovery or a resource.
 async fn dispatch(
     State(state): State<Arc<KubeState>>,
-    axum::Extension(peer): axum::Extension<Arc<Peer>>,
+    axum::Extension(connection): axum::Extension<Arc<Connection>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match route(&state, &peer, &method, &uri, &headers, body).await {
+    match route(&state, &connection, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -173,13 +184,13 @@ async fn dispatch(
 
 async fn route(
     state: &KubeState,
-    peer: &Peer,
+    connection: &Connection,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, KubeError> {
-    let subject = auth::subject(&state.gate, peer, headers).await?;
+    let subject = auth::subject(&state.gate, &connection.peer, headers).await?;
     let body = body.map_err(|e| {
         KubeError::BadRequest(format!(
             "the request body could not be read: {}",
@@ -226,5 +237,11 @@ async fn route(
         )));
     };
     let as_table = table::wanted(headers);
-    resources::serve(state, &subject, method, target, &params, as_table, body).await
+    let request = resources::Request {
+        method,
+        params: &params,
+        as_table,
+        remote: connection.remote,
+    };
+    resources::serve(state, &subject, request, target, body).await
 }

@@ -7,16 +7,20 @@
 //! says so instead of failing half-way; adding one is a table entry and a match arm here.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use skiff_api::Kind;
-use skiff_api::proto::{CreateRequest, DeleteRequest, GetRequest, ListRequest, UpdateRequest};
+use skiff_api::proto::{
+    CreateRequest, DeleteRequest, GetRequest, ListRequest, UpdateRequest, WatchEvent, WatchRequest,
+};
 use skiff_pki::Subject;
 
-use super::status::KubeError;
+use super::status::{Failure, KubeError};
 use super::{KubeState, table};
 use crate::raft_types::UpdatePart;
 
@@ -28,7 +32,7 @@ pub struct Resource {
     pub subresources: &'static [(&'static str, &'static [&'static str])],
 }
 
-const VERBS: &[&str] = &["create", "delete", "get", "list", "update"];
+const VERBS: &[&str] = &["create", "delete", "get", "list", "update", "watch"];
 
 pub const RESOURCES: [Resource; 5] = [
     Resource {
@@ -115,20 +119,37 @@ pub fn parse_target(group: &str, version: &str, segments: &[&str]) -> Option<Tar
 pub type Params = HashMap<String, String>;
 
 /// Serves one request on a resource path.
+/// How a request on a resource path is to be answered.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub params: &'a Params,
+    /// The client asked for a Table (`kubectl get`).
+    pub as_table: bool,
+    /// The client's address, for the per-connection watch cap.
+    pub remote: Option<SocketAddr>,
+}
+
 pub async fn serve(
     state: &KubeState,
     subject: &Subject,
-    method: &Method,
+    request: Request<'_>,
     target: Target,
-    params: &Params,
-    as_table: bool,
     body: Bytes,
 ) -> Result<Response, KubeError> {
+    let Request {
+        method,
+        params,
+        as_table,
+        remote,
+    } = request;
     if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
-        return Err(KubeError::MethodNotAllowed(format!(
-            "watch is not served yet for {}",
-            target.kind.plural()
-        )));
+        if *method != Method::GET || target.subresource.is_some() {
+            return Err(KubeError::MethodNotAllowed(format!(
+                "watch is a GET of {} or one of them",
+                target.kind.plural()
+            )));
+        }
+        return watch(state, subject, &target, params, as_table, remote);
     }
     if params.contains_key("dryRun") {
         // Refused rather than ignored: a dry run must never write.
@@ -290,6 +311,118 @@ async fn list(
     }
     body.extend_from_slice(b"]}");
     Ok(json(StatusCode::OK, body))
+}
+
+/// `?watch=1`: the object API's watch, streamed as Kubernetes' JSON watch events, one per
+/// line (`{"type":"ADDED","object":{…}}`); a failure mid-stream (the history no longer
+/// reaching back, a slow watcher) is an ERROR event with its Status, and ends the stream.
+/// A watch of one object is a watch with its name as a field selector, as Kubernetes has it.
+fn watch(
+    state: &KubeState,
+    subject: &Subject,
+    target: &Target,
+    params: &Params,
+    as_table: bool,
+    remote: Option<SocketAddr>,
+) -> Result<Response, KubeError> {
+    let param = |key: &str| params.get(key).cloned().unwrap_or_default();
+    let include = table::Include::parse(params.get("includeObject").map(String::as_str))?;
+    let mut field_selector = param("fieldSelector");
+    if let Some(name) = &target.name {
+        let by_name = format!("metadata.name={name}");
+        field_selector = match field_selector.is_empty() {
+            true => by_name,
+            false => format!("{field_selector},{by_name}"),
+        };
+    }
+    // "0" is any version: Kubernetes then starts with the current objects, as an empty one.
+    let resource_version = match param("resourceVersion").as_str() {
+        "0" => String::new(),
+        other => other.to_string(),
+    };
+    let timeout = match params.get("timeoutSeconds") {
+        None => None,
+        Some(text) => Some(Duration::from_secs(text.parse().map_err(|_| {
+            KubeError::BadRequest(format!(
+                "timeoutSeconds: Invalid value: {text:?}: must be a non-negative integer"
+            ))
+        })?)),
+    };
+    let bookmarks = params
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let request = WatchRequest {
+        kind: target.kind.as_str().into(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        label_selector: param("labelSelector"),
+        field_selector,
+        resource_version,
+    };
+    let kind = target.kind;
+    let events = state
+        .objects
+        .start_watch(subject, remote, request)
+        .map_err(|e| KubeError::api(e, kind, ""))?;
+    let lines = tokio_stream::StreamExt::filter_map(events, move |event| {
+        watch_line(kind, event, bookmarks, as_table, include)
+            .map(|line| Ok::<_, std::convert::Infallible>(Bytes::from(line)))
+    });
+    let body = match timeout {
+        // The client asked the watch to end after this long; it then watches again.
+        Some(after) => axum::body::Body::from_stream(futures::StreamExt::take_until(
+            lines,
+            tokio::time::sleep(after),
+        )),
+        None => axum::body::Body::from_stream(lines),
+    };
+    Ok(json(StatusCode::OK, body))
+}
+
+/// One watch event as a line of the stream, or `None` for a bookmark not asked for.
+fn watch_line(
+    kind: Kind,
+    event: Result<WatchEvent, tonic::Status>,
+    bookmarks: bool,
+    as_table: bool,
+    include: table::Include,
+) -> Option<Vec<u8>> {
+    let event = match event {
+        Ok(event) => event,
+        Err(status) => {
+            let failure = Failure::from(&KubeError::api(status, kind, ""));
+            let line = serde_json::json!({ "type": "ERROR", "object": failure.body() });
+            return Some(format!("{line}\n").into_bytes());
+        }
+    };
+    let version = event.resource_version.to_string();
+    if event.r#type == "BOOKMARK" {
+        let object = serde_json::json!({
+            "kind": kind.as_str(),
+            "apiVersion": kind.api_version(),
+            "metadata": { "resourceVersion": version },
+        });
+        let line = serde_json::json!({ "type": "BOOKMARK", "object": object });
+        return bookmarks.then(|| format!("{line}\n").into_bytes());
+    }
+    let object = match as_table {
+        true => {
+            let metadata = serde_json::json!({ "resourceVersion": version });
+            match table::build(kind, &[event.object], metadata, include, now()) {
+                Ok(table) => serde_json::to_vec(&table).expect("a JSON value encodes"),
+                Err(e) => {
+                    let line =
+                        serde_json::json!({ "type": "ERROR", "object": Failure::from(&e).body() });
+                    return Some(format!("{line}\n").into_bytes());
+                }
+            }
+        }
+        // The stored JSON as it is: the line is written around it.
+        false => event.object,
+    };
+    let mut line = format!(r#"{{"type":"{}","object":"#, event.r#type).into_bytes();
+    line.extend_from_slice(&object);
+    line.extend_from_slice(b"}\n");
+    Some(line)
 }
 
 /// The request's object, with the path's namespace: filled in when the body has none, and
@@ -541,6 +674,40 @@ mod tests {
         assert!(matches!(dry, Err(KubeError::BadRequest(m)) if m.contains("dryRun")));
         let bad = Params::from([("gracePeriodSeconds".to_string(), "soon".to_string())]);
         assert!(delete_options(&bad, b"").is_err());
+    }
+
+    #[test]
+    fn watch_events_are_lines_of_kubernetes_json_and_a_failure_is_an_error_event() {
+        let added = WatchEvent {
+            r#type: "ADDED".into(),
+            object: br#"{"kind":"Pod","metadata":{"name":"web"}}"#.to_vec(),
+            resource_version: 7,
+        };
+        let line = watch_line(Kind::Pod, Ok(added), false, false, table::Include::Metadata);
+        let line = String::from_utf8(line.unwrap()).unwrap();
+        assert!(line.ends_with('\n'));
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["type"], "ADDED");
+        assert_eq!(event["object"]["metadata"]["name"], "web");
+
+        let bookmark = || WatchEvent {
+            r#type: "BOOKMARK".into(),
+            object: Vec::new(),
+            resource_version: 9,
+        };
+        let include = table::Include::Metadata;
+        assert!(watch_line(Kind::Pod, Ok(bookmark()), false, false, include).is_none());
+        let line = watch_line(Kind::Pod, Ok(bookmark()), true, false, include).unwrap();
+        let event: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(event["object"]["metadata"]["resourceVersion"], "9");
+        assert_eq!(event["object"]["kind"], "Pod");
+
+        let too_old = tonic::Status::failed_precondition("resource version too old");
+        let line = watch_line(Kind::Pod, Err(too_old), true, false, include).unwrap();
+        let event: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(event["type"], "ERROR");
+        assert_eq!(event["object"]["code"], 410);
+        assert_eq!(event["object"]["reason"], "Expired");
     }
 
     #[test]

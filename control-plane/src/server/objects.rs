@@ -686,7 +686,7 @@ impl ObjectsServer {
         })
     }
 
-    fn start_watch(
+    pub(crate) fn start_watch(
         &self,
         subject: &Subject,
         connection: Option<SocketAddr>,
