@@ -294,6 +294,22 @@ async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unau
             .is_some_and(|c| !c.is_empty())
     );
 
+    // Every member serves it, followers forwarding their writes to the leader.
+    for (i, name) in ["m1", "m2", "m3"].iter().enumerate() {
+        let manifest = write_pod(dir.path(), name);
+        let context = format!("skiff-{}", i + 1);
+        let created = admin.ok(&[
+            "--context",
+            &context,
+            "create",
+            "-f",
+            manifest.to_str().unwrap(),
+        ]);
+        assert_eq!(created, format!("pod/{name} created\n"));
+        let read = admin.ok(&["--context", &context, "get", "pod", "m1", "-o", "name"]);
+        assert_eq!(read, "pod/m1\n");
+    }
+
     // get -w prints a pod created while it watches.
     let mut watching = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -311,8 +327,8 @@ async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unau
             }
         }
     });
-    // The initial list (a, b) first, so the watch is open before the create.
-    let first: Vec<String> = (0..3)
+    // The initial list first (its header and a row), so the watch is open before the create.
+    let first: Vec<String> = (0..2)
         .map(|_| {
             rx.recv_timeout(SETTLE)
                 .expect("kubectl get -w printed nothing")
