@@ -226,6 +226,9 @@ pub enum Verb {
         /// Accepted for kubectl habits; output is not a terminal.
         #[arg(short = 't', long)]
         tty: bool,
+        /// The deprecated form's command, without `--` (kubectl still runs it, warning).
+        #[arg(hide = true)]
+        deprecated_command: Vec<String>,
         #[arg(last = true)]
         command: Vec<String>,
     },

@@ -365,12 +365,17 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             container,
             stdin,
             tty: _,
+            deprecated_command,
             command,
         } => {
+            let command = verbs::exec_command(deprecated_command, command)?;
             let pod = verbs::pod_for(client, &namespace, &pod, "exec").await?;
             let container = verbs::pick_container(client, &namespace, &pod, container).await?;
             let code =
                 verbs::exec(client, &namespace, &pod, Some(&container), &command, stdin).await?;
+            if code != 0 {
+                eprintln!("command terminated with exit code {code}");
+            }
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Verb::Delete {

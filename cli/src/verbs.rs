@@ -180,6 +180,29 @@ pub async fn logs(
     Ok(())
 }
 
+/// The command of `skiff exec POD -- CMD…`, or of the deprecated `skiff exec POD CMD…`,
+/// which runs with kubectl's warning; both at once are refused.
+pub fn exec_command(
+    deprecated: Vec<String>,
+    command: Vec<String>,
+) -> Result<Vec<String>, VerbError> {
+    match (deprecated.is_empty(), command.is_empty()) {
+        (true, _) => Ok(command),
+        (false, true) => {
+            eprintln!(
+                "skiff exec [POD] [COMMAND] is DEPRECATED and will be removed in a future version. \
+                 Use skiff exec [POD] -- [COMMAND] instead."
+            );
+            Ok(deprecated)
+        }
+        (false, false) => Err(VerbError::Usage(format!(
+            "exec [POD] [COMMAND] -- [COMMAND] is not supported: {:?} before -- is not a pod; \
+             use skiff exec [POD] -- [COMMAND]",
+            deprecated.join(" ")
+        ))),
+    }
+}
+
 /// `skiff exec POD [-c C] [-i] -- CMD…`: streams output, forwards stdin with `-i`, and
 /// returns the command's exit code.
 pub async fn exec(
@@ -254,6 +277,13 @@ fn handle(event: Option<Result<ExecEvent, skiff_client::Error>>) -> Result<Optio
             Ok(None)
         }
         Some(Ok(ExecEvent::Exit(code))) => Ok(Some(code)),
+        Some(Ok(ExecEvent::NotStarted(error))) => {
+            // kubectl's words when the runtime could not start the command.
+            eprintln!(
+                "error: Internal error occurred: error executing command in container: {error}"
+            );
+            Ok(Some(126))
+        }
         Some(Err(e)) => Err(e.into()),
         None => Err(VerbError::Usage(
             "the exec stream ended without an exit code".into(),

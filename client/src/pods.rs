@@ -31,6 +31,8 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
+    /// Why the command could not be started (then `exit_code` is 126).
+    pub start_failure: Option<String>,
 }
 
 /// A running exec: send stdin, read output until the exit code arrives.
@@ -45,6 +47,9 @@ pub enum ExecEvent {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     Exit(i32),
+    /// The command could not be started (not found, not executable): why, in the container
+    /// runtime's words. Its exit code is 126, as a shell's for a command it cannot run.
+    NotStarted(String),
 }
 
 impl ExecSession {
@@ -89,6 +94,9 @@ impl ExecSession {
             if !message.stderr.is_empty() {
                 return Some(Ok(ExecEvent::Stderr(message.stderr)));
             }
+            if !message.error.is_empty() {
+                return Some(Ok(ExecEvent::NotStarted(message.error)));
+            }
             if let Some(code) = message.exit_code {
                 return Some(Ok(ExecEvent::Exit(code)));
             }
@@ -105,6 +113,11 @@ impl ExecSession {
                 ExecEvent::Stderr(d) => output.stderr.extend(d),
                 ExecEvent::Exit(code) => {
                     output.exit_code = code;
+                    return Ok(output);
+                }
+                ExecEvent::NotStarted(error) => {
+                    output.exit_code = 126;
+                    output.start_failure = Some(error);
                     return Ok(output);
                 }
             }

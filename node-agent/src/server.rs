@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::image_service::ImageService;
 use crate::logs::{self, Follower};
 use crate::pod_index::{LookupError, PodIndex};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, START_FAILURE_PREFIX};
 
 const CHUNK: usize = 32 * 1024;
 /// How often a followed log is looked at for new lines.
@@ -158,6 +158,48 @@ async fn pump_output(
             break;
         }
     }
+}
+
+/// Sends an exec's stderr on like [`pump_output`], except a first line that starts as
+/// runc's own start failure does: held back and returned at end of file, so the caller
+/// sends it only if the command did start. At most a line of [`CHUNK`] bytes is held;
+/// anything past it sends it on at once.
+async fn pump_stderr(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    tx: mpsc::Sender<Result<ExecResponse, Status>>,
+    may_fail_to_start: bool,
+) -> Vec<u8> {
+    let mut held = Vec::new();
+    let mut holding = may_fail_to_start;
+    let mut buf = vec![0u8; CHUNK];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let data = if holding {
+            held.extend_from_slice(&buf[..n]);
+            let prefix = START_FAILURE_PREFIX.len().min(held.len());
+            let one_line = held
+                .iter()
+                .position(|b| *b == b'\n')
+                .is_none_or(|end| end + 1 == held.len());
+            if held[..prefix] == START_FAILURE_PREFIX[..prefix] && one_line && held.len() <= CHUNK {
+                continue;
+            }
+            holding = false;
+            std::mem::take(&mut held)
+        } else {
+            buf[..n].to_vec()
+        };
+        let message = ExecResponse {
+            stderr: data,
+            ..ExecResponse::default()
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            break;
+        }
+    }
+    held
 }
 
 fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, BoxStream<T>) {
@@ -342,16 +384,13 @@ impl<R: Runtime> Agent for AgentService<R> {
                 stdout: data,
                 ..ExecResponse::default()
             });
-            let err = pump_output(stderr, tx.clone(), |data| ExecResponse {
-                stderr: data,
-                ..ExecResponse::default()
-            });
+            let err = pump_stderr(stderr, tx.clone(), process.start_log.is_some());
             let finished = async {
-                tokio::join!(out, err);
-                process.child.wait().await
+                let (_, held) = tokio::join!(out, err);
+                (held, process.child.wait().await)
             };
-            let status = tokio::select! {
-                status = finished => status,
+            let (held, status) = tokio::select! {
+                finished = finished => finished,
                 // The client went away (its stream was dropped): a silent command would
                 // never notice, so it is killed now (dropping `process` kills it).
                 _ = tx.closed() => return,
@@ -362,12 +401,29 @@ impl<R: Runtime> Agent for AgentService<R> {
                 }),
                 Err(_) => 126,
             };
-            let _ = tx
-                .send(Ok(ExecResponse {
-                    exit_code: Some(code),
+            let last = match process.start_failure(code) {
+                // runc's line on stderr says the same as `error`, in a log's words: dropped.
+                Some(error) => ExecResponse {
+                    exit_code: Some(126),
+                    error,
                     ..ExecResponse::default()
-                }))
-                .await;
+                },
+                None => {
+                    if !held.is_empty() {
+                        let _ = tx
+                            .send(Ok(ExecResponse {
+                                stderr: held,
+                                ..ExecResponse::default()
+                            }))
+                            .await;
+                    }
+                    ExecResponse {
+                        exit_code: Some(code),
+                        ..ExecResponse::default()
+                    }
+                }
+            };
+            let _ = tx.send(Ok(last)).await;
         });
         Ok(Response::new(stream))
     }

@@ -1184,6 +1184,74 @@ async fn an_exec_dies_with_its_client_and_one_session_past_the_cap_is_refused() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_binary_exits_126_in_kubectls_words_and_the_form_without_dashes_warns() {
+    if !runnable(false) {
+        return;
+    }
+    let s = setup("oci_pods_exec_forms").await;
+    let image = "skiff-test/busybox:exec-forms";
+    s.import_busybox(image);
+    s.create(httpd_pod("shell", image, "Never")).await;
+    s.wait_pod("shell", "running and ready", running_and_ready)
+        .await;
+
+    // Not runc's log line: kubectl's error, then its exit code line, and 126.
+    let (code, out, err) = s.exec("shell", &["nope"]);
+    assert_eq!(code, 126, "{out}{err}\n{}", s.agent.log());
+    assert_eq!(
+        err,
+        "error: Internal error occurred: error executing command in container: \
+         OCI runtime exec failed: exec failed: unable to start container process: \
+         exec: \"nope\": executable file not found in $PATH: unknown\n\
+         command terminated with exit code 126\n"
+    );
+    assert_eq!(out, "");
+    // The SDK says the same.
+    let output = s
+        .client
+        .exec_output("default", "shell", None, &["nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(output.exit_code, 126);
+    assert!(
+        output
+            .start_failure
+            .as_deref()
+            .is_some_and(|e| e.contains("executable file not found in $PATH")),
+        "{output:?}"
+    );
+    assert!(output.stderr.is_empty(), "{output:?}");
+    // A command that starts and writes what runc would keeps its stderr and exit code.
+    let (code, _, err) = s.exec(
+        "shell",
+        &["sh", "-c", "echo 'exec failed: mine' >&2; exit 255"],
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            255,
+            "exec failed: mine\ncommand terminated with exit code 255\n"
+        )
+    );
+
+    // The deprecated form runs the command, with kubectl's warning.
+    let (code, out, err) = s.skiff(&["exec", "shell", "ls", "/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "bin"), "{out}");
+    assert_eq!(
+        err,
+        "skiff exec [POD] [COMMAND] is DEPRECATED and will be removed in a future version. \
+         Use skiff exec [POD] -- [COMMAND] instead.\n"
+    );
+    // Both forms at once are refused, naming what is wrong, and nothing runs.
+    let (code, out, err) = s.skiff(&["exec", "shell", "ls", "--", "echo", "x"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("\"ls\" before -- is not a pod"), "{err}");
+    assert_eq!(out, "");
+    s.delete_all_and_check_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_restarts_only_the_current_and_previous_attempts_logs_are_on_disk() {
     if !runnable(false) {
         return;

@@ -171,7 +171,14 @@ pub struct ExecProcess {
     /// Where the runtime wrote the command's host pid when `child` only relays it (`runc
     /// exec`: killing runc leaves the command running in the container); removed on drop.
     pub pid_file: Option<PathBuf>,
+    /// The relay's own log (runc's `--log`, JSON lines), where it says why the command could
+    /// not be started; removed on drop.
+    pub start_log: Option<PathBuf>,
 }
+
+/// What runc writes on its stderr, after the error, when the command could not be started
+/// (the command never ran, so this line is all of that stderr).
+pub const START_FAILURE_PREFIX: &[u8] = b"exec failed: ";
 
 impl ExecProcess {
     /// A command that is `child` itself (killed on drop with it).
@@ -179,12 +186,36 @@ impl ExecProcess {
         ExecProcess {
             child,
             pid_file: None,
+            start_log: None,
         }
     }
+
+    /// Why the command never started, given the relay's exit code: runc exits 255 and logs
+    /// an error (a command that ran and exited 255 leaves no error there). In containerd's
+    /// words, which kubectl users know.
+    pub fn start_failure(&self, code: i32) -> Option<String> {
+        if code != 255 {
+            return None;
+        }
+        let log = std::fs::read_to_string(self.start_log.as_ref()?).ok()?;
+        start_failure_in(&log).map(|m| format!("OCI runtime exec failed: {m}: unknown"))
+    }
+}
+
+/// The last error runc logged (one JSON object a line; other lines are skipped).
+fn start_failure_in(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["level"] == "error")
+        .filter_map(|entry| entry["msg"].as_str().map(str::to_string))
+        .next_back()
 }
 
 impl Drop for ExecProcess {
     fn drop(&mut self) {
+        if let Some(log) = self.start_log.take() {
+            let _ = std::fs::remove_file(log);
+        }
         let Some(pid_file) = self.pid_file.take() else {
             return;
         };
@@ -288,5 +319,32 @@ pub trait Runtime: Send + Sync + 'static {
     fn container_usage(&self, container_id: &str) -> Option<crate::usage::ContainerUsage> {
         let _ = container_id;
         None
+    }
+}
+
+#[cfg(test)]
+mod exec_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_error_runc_logged_is_why_an_exec_did_not_start() {
+        let log = concat!(
+            "{\"level\":\"warning\",\"msg\":\"a warning\",\"time\":\"t\"}\n",
+            "not json\n",
+            "{\"level\":\"error\",\"msg\":\"exec failed: unable to start container process: ",
+            "exec: \\\"nope\\\": executable file not found in $PATH\",\"time\":\"t\"}\n",
+        );
+        assert_eq!(
+            start_failure_in(log).as_deref(),
+            Some(
+                "exec failed: unable to start container process: exec: \"nope\": \
+                 executable file not found in $PATH"
+            )
+        );
+        assert_eq!(
+            start_failure_in("{\"level\":\"info\",\"msg\":\"x\"}\n"),
+            None
+        );
+        assert_eq!(start_failure_in(""), None);
     }
 }

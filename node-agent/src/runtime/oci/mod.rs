@@ -715,13 +715,18 @@ impl Runtime for OciRuntime {
         }
         let runc_id = OciRuntime::runc_id(container_id)?;
         let (_, dir) = self.core.container_dir(container_id)?;
-        let pid_file = dir.join(format!(
-            "exec-{}.pid",
-            EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let seq = EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid_file = dir.join(format!("exec-{seq}.pid"));
+        // runc's own errors (the command could not be started) go to this log too, where
+        // they are told apart from the command's stderr.
+        let start_log = dir.join(format!("exec-{seq}.log"));
         // runc exec takes the container's env, user, cwd and capabilities from its spec.
         let child = self
             .runc()
+            .arg("--log")
+            .arg(&start_log)
+            .arg("--log-format")
+            .arg("json")
             .arg("exec")
             .arg("--pid-file")
             .arg(&pid_file)
@@ -736,6 +741,7 @@ impl Runtime for OciRuntime {
         Ok(ExecProcess {
             child,
             pid_file: Some(pid_file),
+            start_log: Some(start_log),
         })
     }
 
