@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use skiff_api::types::{Namespace, Node, Pod};
-use skiff_client::Client;
+use skiff_client::{Client, Error, NewToken};
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, free_port, skiff_cli};
 use skiff_tests::host::{BUSYBOX, runs_without};
@@ -388,17 +388,58 @@ async fn metrics_3_skiff_top_shows_a_spinning_pod_at_half_a_core_and_an_idle_one
     let (code, _, err) = skiff_cli(&servers, &["image", "import", &archive, "--node", "node-1"]);
     assert_eq!(code, 0, "import: {err}\n{}", agents[0].log());
 
-    for (name, command) in [
-        ("spin", json!(["sh", "-c", "while :; do :; done"])),
-        ("idle", json!(["sleep", "3600"])),
+    for (name, command, requests) in [
+        (
+            "spin",
+            json!(["sh", "-c", "while :; do :; done"]),
+            json!({"cpu": "1"}),
+        ),
+        ("idle", json!(["sleep", "3600"]), json!({})),
     ] {
+        // The spinner requests a core: a container without a request gets cpu.shares 2,
+        // as in Kubernetes, and next to a busy machine's other work almost no CPU at all.
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "spec": {"containers": [{"name": "main", "image": "busybox:top", "command": command}]}
+            "spec": {"containers": [{
+                "name": "main", "image": "busybox:top", "command": command,
+                "resources": {"requests": requests}
+            }]}
         }))
         .unwrap();
         client.create(&pod).await.unwrap();
     }
+    // Authorized as listing is: a viewer of `default` gets its pods (a label selector
+    // narrows them), not every namespace's, nor the nodes.
+    let new = NewToken {
+        name: "top-viewer".into(),
+        role: "view".into(),
+        namespace: Some("default".into()),
+        ttl: None,
+    };
+    let (secret, _) = client.create_token(&new).await.unwrap();
+    let viewer = cluster.bearer_client(&cluster.endpoints(), &secret);
+    eventually(SETTLE, || async {
+        let seen = viewer.top_pods("default", "").await?;
+        anyhow::ensure!(seen.iter().any(|p| p.name == "spin"), "{seen:?}");
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", agents[0].log()));
+    assert!(
+        viewer
+            .top_pods("default", "app=none")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let everywhere = viewer.top_pods("", "").await;
+    assert!(
+        matches!(everywhere, Err(Error::Forbidden(_))),
+        "{everywhere:?}"
+    );
+    let nodes = viewer.top_nodes("").await;
+    assert!(matches!(nodes, Err(Error::Forbidden(_))), "{nodes:?}");
+
     eventually(SETTLE, || async {
         let (code, out, err) = skiff_cli(&servers, &["top", "pods"]);
         anyhow::ensure!(code == 0, "skiff top pods: {err}");
