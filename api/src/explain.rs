@@ -365,7 +365,10 @@ mod tests {
         }
         // Only names and types below FIELDS.
         let fields = &out[out.find("FIELDS:").unwrap()..];
-        assert!(fields.lines().skip(1).all(|l| l.contains("\t<")), "{fields}");
+        assert!(
+            fields.lines().skip(1).all(|l| l.contains("\t<")),
+            "{fields}"
+        );
     }
 
     #[test]

@@ -118,8 +118,8 @@ pub async fn run(
         records: config.watch_history,
         bytes: config.watch_history_bytes,
     };
-    let (log, sm, shared) = store::open(&config.data_dir, window)
-        .map_err(|e| RunError::Store(e.to_string()))?;
+    let (log, sm, shared) =
+        store::open(&config.data_dir, window).map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
     if log
         .forget_own_leadership(config.id)
@@ -237,9 +237,9 @@ pub async fn run(
         events: Default::default(),
     });
     let objects = ObjectsService::from_arc(objects_api.clone())
-    // A request over the cap is refused as it arrives (tonic reads the length first), so
-    // nothing larger than replication can carry ever reaches the log.
-    .max_decoding_message_size(config.max_request_bytes);
+        // A request over the cap is refused as it arrives (tonic reads the length first), so
+        // nothing larger than replication can carry ever reaches the log.
+        .max_decoding_message_size(config.max_request_bytes);
     if let (Some(kube_listener), Some(address)) = (kube_listener, kube_address) {
         // Where clients reach it: the advertised host when it listens on every address.
         let host = match address.ip().is_unspecified() {
