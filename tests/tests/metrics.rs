@@ -210,7 +210,7 @@ fn promtool_check(text: &str) -> (i32, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_1_a_real_prometheus_scrapes_every_member_and_agent_and_promtool_parses_them() {
+async fn a_real_prometheus_scrapes_every_member_and_agent_and_promtool_parses_them() {
     if !skiff_tests::host::privileged_tests_can_run() {
         return;
     }
@@ -251,7 +251,7 @@ async fn metrics_1_a_real_prometheus_scrapes_every_member_and_agent_and_promtool
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_2_follow_the_cluster_through_writes_a_leader_change_and_pod_starts() {
+async fn the_metrics_follow_the_cluster_through_writes_a_leader_change_and_pod_starts() {
     if !skiff_tests::host::privileged_tests_can_run() {
         return;
     }
@@ -374,7 +374,7 @@ fn millicores(table: &str, name: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_3_skiff_top_shows_a_spinning_pod_at_half_a_core_and_an_idle_one_near_zero() {
+async fn skiff_top_shows_a_spinning_pod_at_half_a_core_and_an_idle_one_near_zero() {
     if !oci_runnable() {
         return;
     }
