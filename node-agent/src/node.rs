@@ -76,7 +76,8 @@ fn system_info(config: &AgentConfig) -> NodeSystemInfo {
         architecture: std::env::consts::ARCH.into(),
         operating_system: std::env::consts::OS.into(),
         container_runtime_version: config.runtime_version.clone(),
-        kubelet_version: format!("skiff-agent {}", env!("CARGO_PKG_VERSION")),
+        // One word, as kubectl's VERSION column shows a kubelet's (`v1.32.0`).
+        kubelet_version: format!("v{}", env!("CARGO_PKG_VERSION")),
     }
 }
 
