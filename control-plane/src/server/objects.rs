@@ -338,11 +338,14 @@ impl ObjectsServer {
             })
     }
 
-    /// Pod Security admission of a new pod. A refusal is decided on the leader's state (after
-    /// a read barrier): a namespace labelled a moment ago through another member counts,
-    /// while admitted pods cost no round trip.
+    /// Pod Security admission of a new pod. A refusal, and any pod in a namespace this member
+    /// has not seen yet, is decided on the leader's state (after a read barrier): a namespace
+    /// made or labelled a moment ago through another member counts (judging an unseen one by
+    /// the default level would admit a pod its `restricted` label refuses), while admitted
+    /// pods in known namespaces cost no round trip.
     async fn enforce_pod_security(&self, pod: &Pod, namespace: &str) -> Result<(), ApiError> {
-        if pod_security::enforce(self.pod_security_level(namespace), pod).is_ok() {
+        let known = self.local_get(Kind::Namespace, "", namespace).is_ok();
+        if known && pod_security::enforce(self.pod_security_level(namespace), pod).is_ok() {
             return Ok(());
         }
         self.node.read_barrier().await?;
