@@ -330,12 +330,12 @@ impl ObjectsServer {
         })
     }
 
-    /// The Pod Security level of `namespace` as this member's table has it.
-    fn pod_security_level(&self, namespace: &str) -> Level {
+    /// The Pod Security level of `namespace` as this member's table has it; `None` when this
+    /// member has not seen the namespace.
+    fn pod_security_level(&self, namespace: &str) -> Option<Level> {
         self.local_get(Kind::Namespace, "", namespace)
-            .map_or(Level::UNLABELLED, |ns| {
-                Level::of_namespace(&ns.summary.labels)
-            })
+            .ok()
+            .map(|ns| Level::of_namespace(&ns.summary.labels))
     }
 
     /// Pod Security admission of a new pod. A refusal, and any pod in a namespace this member
@@ -344,15 +344,16 @@ impl ObjectsServer {
     /// the default level would admit a pod its `restricted` label refuses), while admitted
     /// pods in known namespaces cost no round trip.
     async fn enforce_pod_security(&self, pod: &Pod, namespace: &str) -> Result<(), ApiError> {
-        let known = self.local_get(Kind::Namespace, "", namespace).is_ok();
-        if known && pod_security::enforce(self.pod_security_level(namespace), pod).is_ok() {
+        if let Some(level) = self.pod_security_level(namespace)
+            && pod_security::enforce(level, pod).is_ok()
+        {
             return Ok(());
         }
         self.node.read_barrier().await?;
-        Ok(pod_security::enforce(
-            self.pod_security_level(namespace),
-            pod,
-        )?)
+        let level = self
+            .pod_security_level(namespace)
+            .unwrap_or(Level::UNLABELLED);
+        Ok(pod_security::enforce(level, pod)?)
     }
 
     pub(crate) async fn do_get(
