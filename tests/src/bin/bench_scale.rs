@@ -1,0 +1,311 @@
+//! Memory at scale: what each control-plane member holds for many stored pods.
+//!
+//! `cargo run --release -p skiff-tests --bin bench-scale -- [--pods 20000] [--pod-bytes 1330]
+//!  [--clients 64] [--settle-secs 5] [--cp-arg=--flag=value ...]`
+//!
+//! Starts a 3-node release control plane on loopback (real processes, so memory is per
+//! member) and creates `--pods` pods in `default`, each about `--pod-bytes` of JSON as
+//! stored (labels, a container with env, ports and requests, and an annotation padding it
+//! to size). The pods name a scheduler no one runs, so they stay as created: the state
+//! holds exactly the pods, and every member's memory is the cost of holding them (the
+//! leader's controllers still read and cache every pod). After `--settle-secs` it prints
+//! each member's VmRSS and VmHWM, its data dir's size, and the time a linearizable list of
+//! every pod takes (through the leader and through a follower). Then it kills every member
+//! (SIGKILL), starts them all again and prints the time until the first list returns every
+//! pod, and each member's memory after that restart.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use skiff_api::types::{Container, ContainerPort, EnvVar, Pod, Quantity, ResourceRequirements};
+use skiff_client::{Client, ListParams};
+use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
+use tokio::signal::unix::{SignalKind, signal};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A scheduler no one runs: the pods stay pending and unchanged.
+const IDLE_SCHEDULER: &str = "bench-scale-nobody";
+/// The bytes the server adds to a created pod (uid, creationTimestamp, resourceVersion,
+/// generation), measured once: the padding aims at the stored size.
+const SERVER_ADDED_BYTES: usize = 130;
+
+#[derive(Parser)]
+#[command(about = "Memory per member, data dir size, list and restart time at many pods")]
+struct Flags {
+    /// Pods to create.
+    #[arg(long, default_value_t = 20_000)]
+    pods: usize,
+    /// Bytes of each pod's JSON as stored (at least ~800: the pod without padding).
+    #[arg(long, default_value_t = 1330)]
+    pod_bytes: usize,
+    /// Closed-loop pod creators.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds to wait after the last create before measuring (controllers settle).
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+    /// How long the cluster may take after a full restart to list every pod.
+    #[arg(long, default_value_t = 120)]
+    restart_timeout_secs: u64,
+    /// Extra flags for every control-plane process (e.g. `--cp-arg=--watch-history=10000`).
+    #[arg(long = "cp-arg", allow_hyphen_values = true)]
+    cp_args: Vec<String>,
+}
+
+/// A pod of about `bytes` stored bytes, shaped like a real workload's.
+fn scale_pod(i: usize, bytes: usize) -> Pod {
+    let mut pod = Pod::default();
+    pod.metadata.name = format!("scale-{i:06}");
+    pod.metadata.namespace = Some("default".into());
+    pod.metadata.labels = [
+        ("app", format!("app-{}", i % 100)),
+        ("tier", "backend".to_string()),
+        ("release", "stable".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    pod.spec.scheduler_name = Some(IDLE_SCHEDULER.into());
+    let requests = [("cpu", "100m"), ("memory", "128Mi")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity::from(v)))
+        .collect();
+    pod.spec.containers = vec![Container {
+        name: "main".into(),
+        image: "registry.example/team/service:1.4.2".into(),
+        command: vec!["/bin/service".into()],
+        args: vec!["--port=8080".into(), "--log-level=info".into()],
+        env: (0..6)
+            .map(|e| EnvVar {
+                name: format!("SERVICE_SETTING_{e}"),
+                value: Some(format!("value-{e}-{i}")),
+            })
+            .collect(),
+        ports: vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            ..ContainerPort::default()
+        }],
+        resources: Some(ResourceRequirements {
+            requests,
+            ..ResourceRequirements::default()
+        }),
+        ..Container::default()
+    }];
+    let unpadded = serde_json::to_vec(&pod).map_or(0, |j| j.len()) + SERVER_ADDED_BYTES;
+    // The annotation's key, quotes and separators cost about 30 bytes of their own.
+    let padding = bytes.saturating_sub(unpadded + 30);
+    pod.metadata
+        .annotations
+        .insert("bench.skiff.dev/padding".into(), "x".repeat(padding));
+    pod
+}
+
+/// One closed-loop creator: takes the next pod index until all are taken.
+async fn creator(
+    client: Client,
+    next: Arc<AtomicUsize>,
+    total: usize,
+    bytes: usize,
+) -> anyhow::Result<()> {
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= total {
+            return Ok(());
+        }
+        match client.create(&scale_pod(i, bytes)).await {
+            // A create retried on another endpoint may already have been applied.
+            Ok(_) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e).with_context(|| format!("create pod {i}")),
+        }
+    }
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// One line per member: its role, memory and data dir size.
+async fn print_members(cluster: &ControlPlaneCluster, when: &str) {
+    let leader = cluster.leader_id().await;
+    for id in cluster.ids() {
+        let role = if Some(id) == leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        let (rss, hwm) = cluster
+            .pid(id)
+            .map(skiff_tests::host::memory_kib)
+            .unwrap_or_default();
+        println!(
+            "{when}: node {id} ({role:8}) VmRSS {:6.1} MiB  VmHWM {:6.1} MiB  data dir {:6.1} MiB",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+            mib(dir_bytes(&cluster.data_dir(id)))
+        );
+    }
+}
+
+/// Lists every pod of `default` once, checking the count; returns the time it took.
+async fn timed_list(client: &Client, total: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let listed = client
+        .list::<Pod>(&ListParams::namespace("default"))
+        .await
+        .context("list pods")?;
+    let took = started.elapsed();
+    ensure!(
+        listed.items.len() == total,
+        "listed {} pods, expected {total}",
+        listed.items.len()
+    );
+    Ok(took)
+}
+
+async fn run(flags: &Flags) -> anyhow::Result<()> {
+    println!(
+        "# command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("# machine: {}", skiff_tests::host::machine_info());
+    eprintln!("# building (release) and starting a 3-node skiff cluster ...");
+    tokio::task::spawn_blocking(|| try_binary("skiff-control-plane", true)).await??;
+    let mut builder = ControlPlaneCluster::builder(3).release(true);
+    for arg in &flags.cp_args {
+        builder = builder.arg(arg.clone());
+    }
+    let mut cluster = builder.start().context("start control plane")?;
+    let leader = cluster.wait_for_leader(READY_TIMEOUT).await?;
+    cluster.client().wait_ready(READY_TIMEOUT).await?;
+    let clients: Vec<Client> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| cluster.client_for(std::slice::from_ref(e), Duration::from_secs(30)))
+        .collect();
+    print_members(&cluster, "empty").await;
+
+    eprintln!("# creating {} pods ...", flags.pods);
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..flags.clients)
+        .map(|c| {
+            let client = clients[c % clients.len()].clone();
+            tokio::spawn(creator(client, next.clone(), flags.pods, flags.pod_bytes))
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let leader_client = cluster.client_for(&[cluster.endpoint(leader)], Duration::from_secs(30));
+    let sample: Pod = leader_client
+        .get("default", &format!("scale-{:06}", 0))
+        .await
+        .context("get a created pod")?;
+    let stored_bytes = serde_json::to_vec(&sample)?.len();
+    println!(
+        "created: {} pods in {create_secs:.1} s = {:.0} pods/s; one pod is {stored_bytes} B \
+         of JSON as read back, {:.1} MiB in all",
+        flags.pods,
+        flags.pods as f64 / create_secs,
+        mib((stored_bytes * flags.pods) as u64)
+    );
+    tokio::time::sleep(Duration::from_secs(flags.settle_secs)).await;
+    print_members(&cluster, "loaded").await;
+
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("no follower")?;
+    let follower_client =
+        cluster.client_for(&[cluster.endpoint(follower)], Duration::from_secs(30));
+    for (who, client) in [("leader", &leader_client), ("follower", &follower_client)] {
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            times.push(timed_list(client, flags.pods).await?);
+        }
+        let ms: Vec<String> = times
+            .iter()
+            .map(|t| format!("{:.0}", t.as_secs_f64() * 1000.0))
+            .collect();
+        println!(
+            "list of {} pods through the {who} (node {}): {} ms (three runs)",
+            flags.pods,
+            if who == "leader" { leader } else { follower },
+            ms.join(", ")
+        );
+    }
+    print_members(&cluster, "after lists").await;
+
+    eprintln!("# killing every member and starting them again ...");
+    cluster.kill_all();
+    let restarted = Instant::now();
+    cluster.restart_all();
+    let deadline = restarted + Duration::from_secs(flags.restart_timeout_secs);
+    let any = cluster.client_for(&cluster.endpoints(), Duration::from_secs(5));
+    let mut last_error = String::new();
+    loop {
+        if Instant::now() > deadline {
+            bail!(
+                "no complete list within {} s of the restart (last: {last_error})",
+                flags.restart_timeout_secs
+            );
+        }
+        match timed_list(&any, flags.pods).await {
+            Ok(_) => break,
+            Err(e) => last_error = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "full restart (SIGKILL all, start all) to the first complete list: {:.2} s",
+        restarted.elapsed().as_secs_f64()
+    );
+    print_members(&cluster, "restarted").await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    if flags.pods == 0 || flags.clients == 0 {
+        bail!("--pods and --clients must be at least 1");
+    }
+    if flags.pod_bytes > 64 * 1024 {
+        bail!("--pod-bytes must be at most 65536");
+    }
+    // Registered before anything starts, so no Ctrl-C falls through to the default action
+    // (which would leave the cluster's temp dir behind).
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let interrupted = tokio::select! {
+        result = run(&flags) => { result?; false }
+        _ = interrupt.recv() => true,
+    };
+    if interrupted {
+        eprintln!("interrupted; cluster stopped and temp dir removed");
+        std::process::exit(130);
+    }
+    Ok(())
+}
