@@ -19,9 +19,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -167,16 +169,31 @@ struct Connection {
     remote: Option<SocketAddr>,
 }
 
+/// The request's HTTP/1.1 upgrade, taken out of its extensions (hyper puts it there when
+/// the connection is served with upgrades): exec and port-forward answer `101 Switching
+/// Protocols` and then speak their own protocol on the raw stream. `None` on HTTP/2.
+pub struct Upgrade(pub Option<OnUpgrade>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Upgrade(parts.extensions.remove::<OnUpgrade>()))
+    }
+}
+
 /// Every request: authenticate, then discovery or a resource.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     State(state): State<Arc<KubeState>>,
     axum::Extension(connection): axum::Extension<Arc<Connection>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    Upgrade(upgrade): Upgrade,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match route(&state, &connection, &method, &uri, &headers, body).await {
+    match route(&state, &connection, &method, &uri, &headers, upgrade, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -188,6 +205,7 @@ async fn route(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, KubeError> {
     let subject = auth::subject(&state.gate, &connection.peer, headers).await?;
@@ -242,6 +260,9 @@ async fn route(
         params: &params,
         as_table,
         remote: connection.remote,
+        uri,
+        headers,
+        upgrade,
     };
     resources::serve(state, &subject, request, target, body).await
 }

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
 use skiff_api::Kind;
 use skiff_api::proto::{
@@ -127,6 +128,12 @@ pub struct Request<'a> {
     pub as_table: bool,
     /// The client's address, for the per-connection watch cap.
     pub remote: Option<SocketAddr>,
+    /// The raw request line's target: `command` repeats in exec's query, which `params`
+    /// (one value a key) cannot hold.
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    /// The connection's HTTP/1.1 upgrade, for exec and port-forward (`None` on HTTP/2).
+    pub upgrade: Option<OnUpgrade>,
 }
 
 pub async fn serve(
@@ -141,6 +148,7 @@ pub async fn serve(
         params,
         as_table,
         remote,
+        ..
     } = request;
     if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
         if *method != Method::GET || target.subresource.is_some() {
