@@ -480,7 +480,8 @@ pub enum TokenVerb {
 #[derive(Subcommand)]
 pub enum ImageVerb {
     /// Load a `docker save` archive or an OCI image-layout tarball (gzipped or not) into
-    /// one node's store or every Ready node's.
+    /// one node's store or every Ready node's (on a `skiff up` cluster, also into its
+    /// registry).
     ///
     /// Examples: skiff image import busybox.tar --node node-1; skiff image import app.tar --all-nodes
     #[command(group(clap::ArgGroup::new("target").required(true).args(["node", "all_nodes"])))]
@@ -492,6 +493,12 @@ pub enum ImageVerb {
         #[arg(long)]
         all_nodes: bool,
     },
+    /// Push the images of a `docker save` archive or an OCI image-layout tarball into the
+    /// registry of the `skiff up` cluster the config names, under their Docker Hub names,
+    /// where agents pull them from (`imagePullPolicy: Always`, what `:latest` means).
+    ///
+    /// Example: skiff image push app.tar; skiff run app --image=me/app:latest
+    Push { file: PathBuf },
     /// List the images of one node, or of every Ready node.
     ///
     /// Examples: skiff image ls; skiff image ls --node node-1

@@ -1,4 +1,5 @@
-//! `skiff image import | ls | rm`: the nodes' image stores. One node (`--node`) or every
+//! `skiff image import | push | ls | rm`: the nodes' image stores, and the registry of a
+//! `skiff up` cluster. One node (`--node`) or every
 //! Ready node (`--all-nodes`; `ls` without `--node`); with several nodes a node's failure is
 //! reported on stderr (`node-2: Error from server (…): …`) and the others go on, and the
 //! verb fails at the end. The texts are pure functions of the answers, tested with fixed
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use skiff_api::meta::Time;
 use skiff_api::types::Node;
 use skiff_client::{Client, Image, ImportedImageInfo, ListParams, RemovedImages};
+use skiff_image::ArchiveImage;
 
 use crate::table::{Table, human_duration};
 use crate::verbs::VerbError;
@@ -184,15 +186,8 @@ fn per_node<T>(
     }
 }
 
-/// `skiff image import FILE (--node N | --all-nodes)`. Ok(false): some node failed (its
-/// error is on `err`).
-pub async fn import(
-    client: &Client,
-    file: &Path,
-    target: &Target,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> Result<bool, VerbError> {
+/// Refuses what is not a readable archive file of at most [`MAX_ARCHIVE_BYTES`].
+fn check_archive(file: &Path) -> Result<(), VerbError> {
     let shown = file.display();
     let metadata = match std::fs::metadata(file) {
         Ok(m) => m,
@@ -212,6 +207,22 @@ pub async fn import(
             metadata.len()
         )));
     }
+    Ok(())
+}
+
+/// `skiff image import FILE (--node N | --all-nodes)`; on a `skiff up` cluster the images
+/// also go into its registry, as `kind load` and `k3d image import` do, so that pulls
+/// (`imagePullPolicy: Always`, what `:latest` means) find them. Ok(false): some node failed
+/// (its error is on `err`).
+pub async fn import(
+    client: &Client,
+    file: &Path,
+    target: &Target,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<bool, VerbError> {
+    check_archive(file)?;
+    let shown = file.display();
     let nodes = nodes(client, target).await?;
     let several = matches!(target, Target::AllNodes);
     let mut failed = false;
@@ -224,7 +235,85 @@ pub async fn import(
             out.write_all(import_lines(node, &images).as_bytes())?;
         }
     }
+    if let Some(registry) = crate::local::registry::reachable() {
+        failed |= !push_archive(file, &registry.to_string(), out, err).await?;
+    }
     Ok(!failed)
+}
+
+/// `skiff image push FILE`: every named image of a `docker save` archive or an OCI layout
+/// tarball into the registry of the `skiff up` cluster this config names, under each of
+/// its names.
+pub async fn push(
+    file: &Path,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<bool, VerbError> {
+    check_archive(file)?;
+    let Some(registry) = crate::local::registry::reachable() else {
+        return Err(VerbError::Usage(
+            "skiff image push puts images into a local cluster's registry (skiff up), and the current config names no local cluster".into(),
+        ));
+    };
+    push_archive(file, &registry.to_string(), out, err).await
+}
+
+/// Which names of `images` go to the registry (name, index of the image), and a line for
+/// each that cannot: an unnamed image, a name of another registry than Docker Hub.
+pub fn push_plan(images: &[ArchiveImage]) -> (Vec<(String, usize)>, Vec<String>) {
+    let mut pushes = Vec::new();
+    let mut refused = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        if image.names.is_empty() {
+            refused.push(format!(
+                "image {} (sha256:{}) has no name in the archive: not pushed",
+                index + 1,
+                short_id(&skiff_image::sha256(&image.manifest.config))
+            ));
+        }
+        for name in &image.names {
+            if skiff_image::push::hub_repository(name).is_some() {
+                pushes.push((name.clone(), index));
+            } else {
+                refused.push(format!(
+                    "{name}: not pushed: the local registry stands in for Docker Hub, and this name is another registry's"
+                ));
+            }
+        }
+    }
+    (pushes, refused)
+}
+
+/// Pushes the images of `file` into `registry` (a Docker Hub mirror); Ok(false) when some
+/// image was not pushed (said on `err`).
+async fn push_archive(
+    file: &Path,
+    registry: &str,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<bool, VerbError> {
+    let shown = file.display();
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|e| VerbError::Usage(format!("cannot read \"{shown}\": {e}")))?;
+    let images = skiff_image::archive_images(&bytes)
+        .map_err(|e| VerbError::Usage(format!("\"{shown}\": {e}")))?;
+    drop(bytes);
+    let (pushes, refused) = push_plan(&images);
+    for line in &refused {
+        writeln!(err, "{line}")?;
+    }
+    let mut ok = refused.is_empty();
+    for (name, index) in pushes {
+        match skiff_image::push::push_hub_name(registry, &name, &images[index].manifest).await {
+            Ok(digest) => writeln!(out, "{registry}: pushed {name} ({digest})")?,
+            Err(e) => {
+                writeln!(err, "{registry}: {e}")?;
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// `skiff image ls [--node N]` (every Ready node without `--node`).
@@ -413,6 +502,37 @@ node-1: imported <none> (sha256:0123456789ab)
         assert_eq!(
             remove_lines("node-2", &untag_only),
             "node-2: untagged docker.io/library/busybox:1.36\n"
+        );
+    }
+
+    #[test]
+    fn a_push_goes_by_each_docker_hub_name_and_reports_what_it_cannot_push() {
+        let manifest = skiff_image::OciManifest::new(b"{}".to_vec(), vec![]);
+        let image = |names: &[&str]| ArchiveImage {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            manifest: manifest.clone(),
+        };
+        let images = [
+            image(&["busybox:latest", "me/app:v1"]),
+            image(&[]),
+            image(&["ghcr.io/x/y:1"]),
+        ];
+        let (pushes, refused) = push_plan(&images);
+        assert_eq!(
+            pushes,
+            [
+                ("busybox:latest".to_string(), 0),
+                ("me/app:v1".to_string(), 0)
+            ]
+        );
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(
+            refused[0].starts_with("image 2 (sha256:44136fa355b3) has no name"),
+            "{refused:?}"
+        );
+        assert!(
+            refused[1].starts_with("ghcr.io/x/y:1: not pushed"),
+            "{refused:?}"
         );
     }
 

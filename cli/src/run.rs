@@ -215,6 +215,7 @@ fn connect(flags: &Flags) -> anyhow::Result<(Client, Option<local::Status>)> {
                 "{e} (the config's cluster lives in a network namespace: is it still up, and are you root?)"
             )
         })?;
+        local::registry::entered_underlay();
     }
     let mut builder = Client::builder(target.servers)
         .tls(tls)
@@ -504,6 +505,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                     let target = image::Target::from_flags(node, all_nodes)?;
                     image::import(client, &file, &target, &mut out, &mut err).await?
                 }
+                ImageVerb::Push { file } => image::push(&file, &mut out, &mut err).await?,
                 ImageVerb::Ls { node } => {
                     let now = chrono::Utc::now();
                     image::ls(client, node.as_deref(), now, &mut out, &mut err).await?

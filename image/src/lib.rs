@@ -22,6 +22,9 @@ mod config;
 mod docker;
 mod layer;
 pub mod oci;
+#[cfg(feature = "push")]
+pub mod push;
+mod read;
 
 use std::io::Write;
 
@@ -33,6 +36,7 @@ pub use config::{Config, diff_ids};
 pub use docker::DockerSave;
 pub use layer::{Entry, Kind, MTIME, OPAQUE, WHITEOUT_PREFIX, layer, opaque, whiteout};
 pub use oci::{OciLayout, OciManifest};
+pub use read::{ArchiveImage, ReadError, archive_images};
 
 /// The 64 lowercase hex digits of the sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,6 +1,6 @@
 //! A loopback image registry for tests: Debian's `docker-registry` (the Go distribution
 //! registry v2) on `127.0.0.1:<free port>`, with a temp config and storage, and pushes of
-//! the busybox test image into it with oci-client (the crate the agent pulls with).
+//! the busybox test image into it ([`skiff_image::push`], the one pusher of the workspace).
 //! Dropping it kills the process and removes its storage.
 //!
 //! ```no_run
@@ -20,12 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use tempfile::TempDir;
 
 use crate::cluster::free_port;
-use crate::images::{BusyboxImage, MEDIA_OCI_MANIFEST, sha256};
+use crate::images::BusyboxImage;
 
 /// Debian's registry binary (package docker-registry).
 pub const REGISTRY: &str = "/usr/bin/docker-registry";
@@ -110,39 +108,11 @@ impl Registry {
         tag: &str,
         image: &BusyboxImage,
     ) -> anyhow::Result<String> {
-        // oci-client is built without a default TLS provider (even plain HTTP clients make
-        // a TLS config); failing means one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = oci_client::Client::try_from(ClientConfig {
-            protocol: ClientProtocol::Http,
-            ..Default::default()
-        })
-        .context("oci client")?;
-        let reference = oci_client::Reference::with_tag(self.host(), repository.into(), tag.into());
-        client
-            .auth(
-                &reference,
-                &RegistryAuth::Anonymous,
-                oci_client::RegistryOperation::Push,
-            )
+        let manifest =
+            skiff_image::OciManifest::new(image.config.clone(), vec![image.layer_gzip.clone()]);
+        skiff_image::push::push(&self.host(), repository, tag, &manifest, true)
             .await
-            .context("registry auth")?;
-        for blob in [&image.layer_gzip, &image.config] {
-            client
-                .push_blob(&reference, blob.clone(), &sha256(blob))
-                .await
-                .with_context(|| format!("push blob {}\n{}", sha256(blob), self.log()))?;
-        }
-        let manifest = image.oci_manifest();
-        client
-            .push_manifest_raw(
-                &reference,
-                manifest.clone(),
-                http::HeaderValue::from_static(MEDIA_OCI_MANIFEST),
-            )
-            .await
-            .with_context(|| format!("push manifest {reference}\n{}", self.log()))?;
-        Ok(sha256(&manifest))
+            .with_context(|| format!("push {repository}:{tag}\n{}", self.log()))
     }
 }
 

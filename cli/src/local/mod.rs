@@ -20,7 +20,7 @@
 //! registry, which the agents pull Docker Hub names from, is in [`registry`].
 
 mod api;
-mod registry;
+pub mod registry;
 mod status;
 
 use std::collections::HashMap;

@@ -9,12 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use skiff_image::OciManifest;
-use skiff_image::oci::MEDIA_OCI_MANIFEST;
 use skiff_netplugin::hosts::{UNDERLAY_IP, runs_inside};
 use skiff_netplugin::netns;
 
@@ -26,6 +24,20 @@ pub const BINARY: &str = "/usr/bin/docker-registry";
 pub const PORT: u16 = 5000;
 /// How long the registry may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Set once this process has entered a `skiff up` cluster's underlay namespace, where its
+/// registry listens.
+static ENTERED: AtomicBool = AtomicBool::new(false);
+
+/// Records that this process now runs in a local cluster's underlay namespace.
+pub fn entered_underlay() {
+    ENTERED.store(true, Ordering::Relaxed);
+}
+
+/// The registry of the local cluster this process talks to, if it talks to one.
+pub fn reachable() -> Option<SocketAddr> {
+    ENTERED.load(Ordering::Relaxed).then(address)
+}
 
 /// `10.250.0.1:5000`: where agents pull from, as image names start.
 pub fn address() -> SocketAddr {
@@ -140,91 +152,11 @@ pub fn ensure(cluster: &Path, underlay: &Path, logs: &Path) -> Result<bool, Stri
     }
 }
 
-/// `busybox:latest` → (`library/busybox`, `latest`): a Docker Hub name's repository and
-/// tag in the registry that stands in for Docker Hub. Names of other registries are `None`.
-pub fn hub_repository(name: &str) -> Option<(String, String)> {
-    let (path, tag) = match name.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') => (path, tag),
-        _ => (name, "latest"),
-    };
-    let path = path
-        .strip_prefix("docker.io/")
-        .or_else(|| path.strip_prefix("index.docker.io/"))
-        .unwrap_or(path);
-    let first = path.split('/').next().unwrap_or_default();
-    // A first part with a dot or a port, or localhost, is another registry's host.
-    if path.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
-        return None;
-    }
-    let repository = if path.contains('/') {
-        path.to_string()
-    } else {
-        format!("library/{path}")
-    };
-    Some((repository, tag.to_string()))
-}
-
-/// Pushes `image` into the registry as `name` (a Docker Hub name, see [`hub_repository`]),
-/// over plain HTTP; must run inside the underlay namespace.
+/// Pushes `image` into the registry as `name` (a Docker Hub name, which the registry
+/// mirrors), over plain HTTP; must run inside the underlay namespace.
 pub async fn push(name: &str, image: &OciManifest) -> Result<(), String> {
-    let (repository, tag) = hub_repository(name).ok_or_else(|| {
-        format!("{name}: not a Docker Hub name, which the local registry mirrors")
-    })?;
-    // oci-client makes a TLS config even for plain HTTP; failing means one is installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::try_from(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-    .map_err(|e| format!("registry client: {e}"))?;
-    let reference = oci_client::Reference::with_tag(address().to_string(), repository, tag);
-    let failed = |what: &str, e: oci_client::errors::OciDistributionError| {
-        format!(
-            "push {name} to the local registry ({}): {what}: {e}",
-            address()
-        )
-    };
-    client
-        .auth(
-            &reference,
-            &RegistryAuth::Anonymous,
-            oci_client::RegistryOperation::Push,
-        )
+    skiff_image::push::push_hub_name(&address().to_string(), name, image)
         .await
-        .map_err(|e| failed("auth", e))?;
-    for blob in image.layers.iter().chain([&image.config]) {
-        client
-            .push_blob(&reference, blob.clone(), &skiff_image::sha256(blob))
-            .await
-            .map_err(|e| failed("blob", e))?;
-    }
-    client
-        .push_manifest_raw(
-            &reference,
-            image.json.clone(),
-            http::HeaderValue::from_static(MEDIA_OCI_MANIFEST),
-        )
-        .await
-        .map_err(|e| failed("manifest", e))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_hub_names_map_to_the_registrys_repositories_and_others_do_not() {
-        let hub = |name: &str| hub_repository(name).map(|(r, t)| format!("{r}:{t}"));
-        assert_eq!(hub("busybox").as_deref(), Some("library/busybox:latest"));
-        assert_eq!(hub("busybox:1.36").as_deref(), Some("library/busybox:1.36"));
-        assert_eq!(
-            hub("docker.io/library/busybox:latest").as_deref(),
-            Some("library/busybox:latest")
-        );
-        assert_eq!(hub("me/app:v2").as_deref(), Some("me/app:v2"));
-        assert_eq!(hub("registry.lan:5000/x/y:1"), None);
-        assert_eq!(hub("localhost/x"), None);
-        assert_eq!(hub("ghcr.io/x/y"), None);
-    }
+        .map(drop)
+        .map_err(|e| format!("push {name} to the local registry ({}): {e}", address()))
 }
