@@ -115,6 +115,44 @@ pub struct ObjectMeta {
     /// entry with `controller: true` names the managing controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
+    /// Which manager owns which fields, as server-side apply records them (`kubectl apply
+    /// --server-side`). Written by the server; kubectl hides it unless asked
+    /// (`--show-managed-fields`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// ManagedFieldsEntry is a workflow-id, a FieldSet and the group version of the resource that the
+/// fieldset applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedFieldsEntry {
+    /// Manager is an identifier of the workflow managing these fields (kubectl's
+    /// `--field-manager`).
+    #[serde(default)]
+    pub manager: String,
+    /// Operation is the type of operation which lead to this entry being created: `Apply` or
+    /// `Update`.
+    #[serde(default)]
+    pub operation: String,
+    /// APIVersion defines the version of this resource that this field set applies to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    /// Time is the RFC 3339 time at which the fields were last changed by this manager.
+    #[serde(default, with = "time_format", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
+    pub time: Option<Time>,
+    /// FieldsType is the discriminator for the different fields format and version; the only
+    /// valid value is "FieldsV1".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fields_type: String,
+    /// FieldsV1 holds the set of fields owned, as a tree of `f:<name>` (a field), `k:<keys>` (a
+    /// list element by its merge key) and `v:<value>` (a set member) keys, `{}` at each leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_v1: Option<serde_json::Value>,
+    /// Subresource is the name of the subresource used to update that object, or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
 }
 
 /// OwnerReference contains enough information to let you identify an owning object. An owning

@@ -8,6 +8,7 @@
 
 pub mod deployment;
 pub mod node_lifecycle;
+pub mod propagation;
 pub mod scheduler;
 pub mod snapshot;
 pub mod writes;
@@ -212,8 +213,12 @@ impl Controllers {
 
     /// One look at the whole state; returns when to look again at the latest.
     async fn pass(&mut self) -> Result<Option<Duration>, ApiError> {
-        let (pods, nodes, deployments, levels) = {
+        let (pods, nodes, deployments, levels, deleting) = {
             let table = self.node.shared.table.read().expect("table lock");
+            let deleting: Vec<(String, Vec<u8>)> = table
+                .system_prefixed(propagation::RECORD_PREFIX)
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect();
             let all = |kind| table.list(kind, None).cloned().collect::<Vec<_>>();
             let levels: NamespaceLevels = table
                 .list(Kind::Namespace, None)
@@ -224,6 +229,7 @@ impl Controllers {
                 all(Kind::Node),
                 all(Kind::Deployment),
                 levels,
+                deleting,
             )
         };
         let pods = self.pods.refresh(&pods, |s| parse(s).map(PodFacts::new));
@@ -262,7 +268,24 @@ impl Controllers {
         );
         let mut writes = lifecycle.writes;
         writes.append(scheduler::schedule(snapshot, &lifecycle.written, wall));
-        let deployments = deployment::reconcile(snapshot, wall, &mut self.ids, &levels);
+        // Deployments deleted with Orphan or Foreground, and their pods, are the propagation
+        // step's alone until they are gone.
+        let propagating = propagation::reconcile(&deleting, snapshot, wall);
+        let hiding = !propagating.hidden.is_empty();
+        let (visible_pods, visible_deployments) = match hiding {
+            true => propagation::visible(snapshot, &propagating.hidden),
+            false => (Vec::new(), Vec::new()),
+        };
+        let visible = match hiding {
+            true => Snapshot {
+                nodes: &nodes,
+                pods: &visible_pods,
+                deployments: &visible_deployments,
+            },
+            false => snapshot,
+        };
+        writes.append(propagating.writes);
+        let deployments = deployment::reconcile(visible, wall, &mut self.ids, &levels);
         writes.append(deployments.writes);
         let requeue = deployments.requeue_after;
         self.submit(writes.commands).await?;

@@ -5,8 +5,10 @@
 //! are `metav1.Status` objects ([`status`]); discovery is generated from the resource table
 //! ([`discovery`]).
 
+pub mod apply;
 pub mod auth;
 pub mod discovery;
+pub mod patch;
 pub mod openapi;
 pub mod resources;
 pub mod status;

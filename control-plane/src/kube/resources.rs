@@ -2,9 +2,9 @@
 //! functions (server/objects.rs), so validation, authorization, admission and forwarding
 //! are the gRPC API's, never a copy.
 //!
-//! A verb or subresource not yet served (watch, patch, tables, logs, exec, port-forward,
-//! eviction, scale) is absent from [`RESOURCES`], so discovery does not claim it and kubectl
-//! says so instead of failing half-way; adding one is a table entry and a match arm here.
+//! A verb or subresource not yet served is absent from [`RESOURCES`], so discovery does
+//! not claim it and kubectl says so instead of failing half-way; adding one is a table
+//! entry and a match arm here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,9 +21,11 @@ use skiff_api::proto::{
 };
 use skiff_pki::Subject;
 
+use super::apply::{WriteOptions, check_fields, respond};
 use super::status::{Failure, KubeError};
 use super::{KubeState, table};
 use crate::raft_types::UpdatePart;
+use crate::server::objects::Propagation;
 
 /// One resource: its kind (which gives its group, plural, short name and scope), the verbs
 /// served on it, and its subresources with theirs.
@@ -33,7 +35,9 @@ pub struct Resource {
     pub subresources: &'static [(&'static str, &'static [&'static str])],
 }
 
-const VERBS: &[&str] = &["create", "delete", "get", "list", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 pub const RESOURCES: [Resource; 5] = [
     Resource {
@@ -44,7 +48,7 @@ pub const RESOURCES: [Resource; 5] = [
     Resource {
         kind: Kind::Pod,
         verbs: VERBS,
-        subresources: &[("status", &["get", "update"])],
+        subresources: &[("status", &["get", "patch", "update"])],
     },
     Resource {
         kind: Kind::Node,
@@ -143,6 +147,7 @@ pub async fn serve(
     target: Target,
     body: Bytes,
 ) -> Result<Response, KubeError> {
+    let headers = request.headers;
     let Request {
         method,
         params,
@@ -158,12 +163,6 @@ pub async fn serve(
             )));
         }
         return watch(state, subject, &target, params, as_table, remote);
-    }
-    if params.contains_key("dryRun") {
-        // Refused rather than ignored: a dry run must never write.
-        return Err(KubeError::BadRequest(
-            "dryRun: this server does not support dry runs yet".into(),
-        ));
     }
     let served_sub = target.subresource.as_deref().is_none_or(|sub| {
         RESOURCES
@@ -186,7 +185,7 @@ pub async fn serve(
         (Method::POST, None, None)
             if target.namespace.is_some() || !target.kind.is_namespaced() =>
         {
-            create(state, subject, &target, body).await
+            create(state, subject, &target, params, body).await
         }
         (Method::GET, Some(name), None | Some("status")) => {
             get(state, subject, &target, &name, params, as_table).await
@@ -196,7 +195,15 @@ pub async fn serve(
                 Some("status") => UpdatePart::Status,
                 _ => UpdatePart::Main,
             };
-            update(state, subject, &target, &name, part, body).await
+            update(state, subject, &target, &name, part, params, body).await
+        }
+        (Method::PATCH, Some(name), None | Some("status")) => {
+            let part = match target.subresource.as_deref() {
+                Some("status") => UpdatePart::Status,
+                _ => UpdatePart::Main,
+            };
+            let write = super::apply::patch;
+            write(state, subject, &target, &name, part, params, headers, body).await
         }
         (Method::DELETE, Some(name), None) => {
             delete(state, subject, &target, &name, params, body).await
@@ -435,7 +442,7 @@ fn watch_line(
 
 /// The request's object, with the path's namespace: filled in when the body has none, and
 /// a body naming another namespace is refused, as Kubernetes does.
-fn body_object(target: &Target, body: &[u8]) -> Result<(Value, String), KubeError> {
+pub(super) fn body_object(target: &Target, body: &[u8]) -> Result<(Value, String), KubeError> {
     let mut object: Value = serde_json::from_slice(body).map_err(|e| {
         KubeError::BadRequest(format!("the request body is not a JSON object: {e}"))
     })?;
@@ -475,19 +482,22 @@ async fn create(
     state: &KubeState,
     subject: &Subject,
     target: &Target,
+    params: &Params,
     body: Bytes,
 ) -> Result<Response, KubeError> {
-    let (object, name) = body_object(target, &body)?;
+    let options = WriteOptions::parse(params)?;
+    let (mut object, name) = body_object(target, &body)?;
+    let warnings = check_fields(target.kind, &mut object, options.validation)?;
     let request = CreateRequest {
         kind: target.kind.as_str().into(),
         object: serde_json::to_vec(&object).expect("a JSON value encodes"),
     };
     let created = state
         .objects
-        .do_create(subject, request)
+        .do_create_with(subject, request, options.mode(false))
         .await
         .map_err(|e| KubeError::api(e, target.kind, &name))?;
-    Ok(json(StatusCode::CREATED, created))
+    Ok(respond(StatusCode::CREATED, created, &warnings))
 }
 
 async fn update(
@@ -496,24 +506,27 @@ async fn update(
     target: &Target,
     name: &str,
     part: UpdatePart,
+    params: &Params,
     body: Bytes,
 ) -> Result<Response, KubeError> {
-    let (object, body_name) = body_object(target, &body)?;
+    let options = WriteOptions::parse(params)?;
+    let (mut object, body_name) = body_object(target, &body)?;
     if body_name != name {
         return Err(KubeError::BadRequest(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
+    let warnings = check_fields(target.kind, &mut object, options.validation)?;
     let request = UpdateRequest {
         kind: target.kind.as_str().into(),
         object: serde_json::to_vec(&object).expect("a JSON value encodes"),
     };
     let updated = state
         .objects
-        .do_update(subject, request, part)
+        .do_update_with(subject, request, part, options.mode(false))
         .await
         .map_err(|e| KubeError::api(e, target.kind, name))?;
-    Ok(json(StatusCode::OK, updated))
+    Ok(respond(StatusCode::OK, updated, &warnings))
 }
 
 /// DeleteOptions, from the body (what kubectl sends) and the query (what curl sends).
@@ -543,18 +556,28 @@ fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, KubeErr
     if let Some(policy) = params.get("propagationPolicy") {
         options.propagation_policy = Some(policy.clone());
     }
-    if !options.dry_run.is_empty() {
-        return Err(KubeError::BadRequest(
-            "dryRun: this server does not support dry runs yet".into(),
-        ));
+    if let Some(dry) = params.get("dryRun") {
+        options.dry_run = vec![dry.clone()];
     }
-    // Dependents (a deployment's pods) are collected in the background after their owner
-    // goes; orphaning them or waiting for them is not supported yet.
+    if let Some(other) = options.dry_run.iter().find(|d| *d != "All") {
+        return Err(KubeError::BadRequest(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        )));
+    }
     match options.propagation_policy.as_deref() {
-        None | Some("Background") => Ok(options),
+        None | Some("Background" | "Orphan" | "Foreground") => Ok(options),
         Some(other) => Err(KubeError::BadRequest(format!(
-            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Background\""
+            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
         ))),
+    }
+}
+
+/// What a delete does with the object's dependents.
+fn propagation(options: &DeleteOptions) -> Propagation {
+    match options.propagation_policy.as_deref() {
+        Some("Orphan") => Propagation::Orphan,
+        Some("Foreground") => Propagation::Foreground,
+        _ => Propagation::Background,
     }
 }
 
@@ -578,7 +601,12 @@ async fn delete(
     };
     let deleted = state
         .objects
-        .do_delete(subject, request)
+        .do_delete_with(
+            subject,
+            request,
+            !options.dry_run.is_empty(),
+            propagation(&options),
+        )
         .await
         .map_err(|e| KubeError::api(e, target.kind, name))?;
     Ok(json(StatusCode::OK, deleted.object))
@@ -677,8 +705,12 @@ mod tests {
         assert_eq!(options.grace_period_seconds, Some(5));
         assert!(delete_options(&Params::new(), b"").is_ok());
         let orphan = delete_options(&Params::new(), br#"{"propagationPolicy":"Orphan"}"#);
-        assert!(matches!(orphan, Err(KubeError::BadRequest(m)) if m.contains("Orphan")));
-        let dry = delete_options(&Params::new(), br#"{"dryRun":["All"]}"#);
+        assert_eq!(propagation(&orphan.unwrap()), Propagation::Orphan);
+        let odd = delete_options(&Params::new(), br#"{"propagationPolicy":"Sideways"}"#);
+        assert!(matches!(odd, Err(KubeError::BadRequest(m)) if m.contains("Sideways")));
+        let dry = delete_options(&Params::new(), br#"{"dryRun":["All"]}"#).unwrap();
+        assert_eq!(dry.dry_run, vec!["All".to_string()]);
+        let dry = delete_options(&Params::new(), br#"{"dryRun":["Some"]}"#);
         assert!(matches!(dry, Err(KubeError::BadRequest(m)) if m.contains("dryRun")));
         let bad = Params::from([("gracePeriodSeconds".to_string(), "soon".to_string())]);
         assert!(delete_options(&bad, b"").is_err());

@@ -27,6 +27,7 @@ use super::auth::{Gate, check};
 use super::event_limit::EventLimiter;
 use super::paging::ContinueToken;
 use crate::admission::{admit_new, effective_namespace, normalize_namespace};
+use crate::controllers::propagation as deletion;
 use crate::error::ApiError;
 use crate::pod_security;
 use crate::raft_node::ControlPlane;
@@ -53,6 +54,28 @@ pub struct ObjectsServer {
 
 /// How many times an update without a resourceVersion is retried after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 5;
+
+/// How a write is made: for real, or as a dry run (the Kubernetes API's `dryRun=All`: every
+/// check made, nothing written, the would-be object returned); and the verb it is
+/// authorized as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteMode {
+    pub dry_run: bool,
+    /// A PATCH, authorized as `patch` rather than `update`.
+    pub patch: bool,
+}
+
+/// What happens to an object's dependents (a deployment's pods) when it is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner goes now; the deployment controller deletes its pods after it.
+    #[default]
+    Background,
+    /// The owner goes once its pods no longer refer to it; the pods stay.
+    Orphan,
+    /// The owner goes once its pods are gone.
+    Foreground,
+}
 
 /// Events buffered for one watcher before it counts as slow. The buffer holds the stored
 /// objects themselves (shared with the table and the history), not copies.
@@ -379,6 +402,16 @@ impl ObjectsServer {
         subject: &Subject,
         request: CreateRequest,
     ) -> Result<Vec<u8>, Status> {
+        self.do_create_with(subject, request, WriteMode::default())
+            .await
+    }
+
+    pub(crate) async fn do_create_with(
+        &self,
+        subject: &Subject,
+        request: CreateRequest,
+        mode: WriteMode,
+    ) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
         admit_new(&mut object)?;
@@ -407,6 +440,18 @@ impl ObjectsServer {
         if let Object::Pod(pod) = &object {
             self.enforce_pod_security(pod, &namespace).await?;
         }
+        if mode.dry_run {
+            // What the write would refuse for want of room, the dry run refuses too.
+            self.node.read_barrier().await?;
+            if self.local_get(kind, &namespace, &name).is_ok() {
+                return Err(ApiError::AlreadyExists(format!(
+                    "{} \"{name}\" already exists",
+                    kind.plural()
+                ))
+                .into());
+            }
+            return Ok(json);
+        }
         let applied = self
             .node
             .propose(Command::Create { kind, object: json })
@@ -414,11 +459,35 @@ impl ObjectsServer {
         Ok(applied.object)
     }
 
+    /// The stored object's JSON as the leader has it, for a write that starts from it (a
+    /// PATCH); authorized by the write that follows, not as a read.
+    pub(crate) async fn current_json(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<u8>, Status> {
+        let kind = parse_kind(kind)?;
+        self.node.read_barrier().await?;
+        Ok(self.local_get(kind, namespace, name)?.json.to_vec())
+    }
+
     pub(crate) async fn do_update(
         &self,
         subject: &Subject,
         request: UpdateRequest,
         part: UpdatePart,
+    ) -> Result<Vec<u8>, Status> {
+        self.do_update_with(subject, request, part, WriteMode::default())
+            .await
+    }
+
+    pub(crate) async fn do_update_with(
+        &self,
+        subject: &Subject,
+        request: UpdateRequest,
+        part: UpdatePart,
+        mode: WriteMode,
     ) -> Result<Vec<u8>, Status> {
         let kind = parse_kind(&request.kind)?;
         let mut object = parse_object(kind, &request.object)?;
@@ -431,7 +500,12 @@ impl ObjectsServer {
         let namespace = object.metadata().namespace.clone().unwrap_or_default();
         let name = object.metadata().name.clone();
         self.barrier_for_nodes(subject).await?;
-        let mut wanted = attributes(Verb::Update, kind, &namespace, &name);
+        let verb = if mode.patch {
+            Verb::Patch
+        } else {
+            Verb::Update
+        };
+        let mut wanted = attributes(verb, kind, &namespace, &name);
         if part == UpdatePart::Status {
             wanted = wanted.subresource("status");
         }
@@ -474,6 +548,18 @@ impl ObjectsServer {
             let after = updated_value(&current.value(), object.to_value(), part);
             let after_len = serde_json::to_vec(&after).map_or(usize::MAX, |j| j.len());
             self.check_object_size(kind, &name, after_len)?;
+            if mode.dry_run {
+                if expected.is_some_and(|v| v != current.version) {
+                    return Err(ApiError::Conflict(format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                        kind.plural()
+                    ))
+                    .into());
+                }
+                return Ok(serde_json::to_vec(&after).map_err(|e| {
+                    ApiError::Internal(format!("the updated object does not encode: {e}"))
+                })?);
+            }
             let command = Command::Update {
                 kind,
                 object: object.to_json(),
@@ -585,6 +671,17 @@ impl ObjectsServer {
         subject: &Subject,
         request: DeleteRequest,
     ) -> Result<DeleteResponse, Status> {
+        self.do_delete_with(subject, request, false, Propagation::Background)
+            .await
+    }
+
+    pub(crate) async fn do_delete_with(
+        &self,
+        subject: &Subject,
+        request: DeleteRequest,
+        dry_run: bool,
+        propagation: Propagation,
+    ) -> Result<DeleteResponse, Status> {
         let kind = parse_kind(&request.kind)?;
         let namespace = effective_namespace(kind, Some(&request.namespace));
         self.barrier_for_nodes(subject).await?;
@@ -599,21 +696,103 @@ impl ObjectsServer {
             ))
             .into());
         }
-        let applied = self
-            .node
-            .propose(Command::Delete {
-                kind,
-                namespace,
-                name: request.name,
-                grace_period_seconds: request.grace_period_seconds,
-                force: request.force,
-                now: now_rfc3339(),
-            })
-            .await?;
+        if dry_run {
+            let current = self
+                .current_for_write(kind, &namespace, &request.name)
+                .await?;
+            return Ok(DeleteResponse {
+                object: current.json.to_vec(),
+                removed: false,
+            });
+        }
+        let delete = Command::Delete {
+            kind,
+            namespace: namespace.clone(),
+            name: request.name.clone(),
+            grace_period_seconds: request.grace_period_seconds,
+            force: request.force,
+            now: now_rfc3339(),
+        };
+        let policy = match propagation {
+            Propagation::Background => None,
+            Propagation::Orphan => Some(deletion::Policy::Orphan),
+            Propagation::Foreground => Some(deletion::Policy::Foreground),
+        };
+        if let Some(policy) = policy
+            && kind == Kind::Deployment
+        {
+            return self
+                .delete_propagating(&namespace, &request.name, policy)
+                .await;
+        }
+        let applied = self.node.propose(delete).await?;
         Ok(DeleteResponse {
             object: applied.object,
             removed: applied.removed,
         })
+    }
+
+    /// Deletes a deployment with Orphan or Foreground propagation: the controllers' leader
+    /// carries it out (controllers/propagation.rs) from a system record written here; the
+    /// answer waits, up to the request timeout, for the deployment to be gone, as kubectl
+    /// waits for it.
+    async fn delete_propagating(
+        &self,
+        namespace: &str,
+        name: &str,
+        policy: deletion::Policy,
+    ) -> Result<DeleteResponse, Status> {
+        self.node.read_barrier().await?;
+        let owner = self.local_get(Kind::Deployment, namespace, name)?;
+        let uid = owner
+            .value()
+            .pointer("/metadata/uid")
+            .and_then(|u| u.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let record = deletion::Deleting {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.clone(),
+            policy,
+        };
+        self.node
+            .propose(Command::PutSystem {
+                key: deletion::record_key(&uid),
+                value: record.encode(),
+            })
+            .await?;
+        let shared = &self.node.shared;
+        let mut applied = shared.applied.subscribe();
+        let deadline = tokio::time::Instant::now() + self.node.request_timeout;
+        loop {
+            let current = self.local_get(Kind::Deployment, namespace, name);
+            match current {
+                Ok(current)
+                    if current
+                        .value()
+                        .pointer("/metadata/uid")
+                        .and_then(|u| u.as_str())
+                        == Some(uid.as_str()) =>
+                {
+                    let changed = tokio::time::timeout_at(deadline, applied.changed()).await;
+                    if !matches!(changed, Ok(Ok(()))) {
+                        // Still under way: the deployment as it stands, as Kubernetes answers
+                        // a deletion that waits on its finalizers.
+                        return Ok(DeleteResponse {
+                            object: current.json.to_vec(),
+                            removed: false,
+                        });
+                    }
+                }
+                _ => {
+                    return Ok(DeleteResponse {
+                        object: owner.json.to_vec(),
+                        removed: true,
+                    });
+                }
+            }
+        }
     }
 
     pub(crate) async fn do_list(
