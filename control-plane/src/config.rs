@@ -35,6 +35,8 @@ pub enum ConfigError {
     ObjectOverRequest { object: usize, request: usize },
     #[error("--watch-history-bytes must be at least 1 MiB, got {0}")]
     WatchHistoryBytes(usize),
+    #[error("--storage-cache-bytes must be at least 1 MiB, got {0}")]
+    StorageCacheBytes(u64),
     #[error("--watch-history must be at least 1, got 0")]
     WatchHistory,
     #[error("--max-watches-per-connection must be at least 1, got 0")]
@@ -96,6 +98,8 @@ pub struct Config {
     pub watch_history: usize,
     /// How many bytes of changes the watch history keeps (whichever bound comes first).
     pub watch_history_bytes: usize,
+    /// Bytes of sled's page cache (the log and the snapshot as stored).
+    pub storage_cache_bytes: u64,
     /// The largest object stored (its JSON, as it would be stored).
     pub max_object_bytes: usize,
     /// Concurrent watches per client connection.
@@ -134,6 +138,7 @@ impl Config {
             request_timeout: Duration::from_secs(5),
             watch_history: 100_000,
             watch_history_bytes: DEFAULT_WATCH_HISTORY_BYTES,
+            storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_watches_per_connection: DEFAULT_MAX_WATCHES_PER_CONNECTION,
             // A follower of a dead leader waits out the leader's lease (openraft 0.9: the
@@ -180,6 +185,9 @@ impl Config {
         }
         if self.watch_history_bytes < 1024 * 1024 {
             return Err(ConfigError::WatchHistoryBytes(self.watch_history_bytes));
+        }
+        if self.storage_cache_bytes < 1024 * 1024 {
+            return Err(ConfigError::StorageCacheBytes(self.storage_cache_bytes));
         }
         if self.max_watches_per_connection == 0 {
             return Err(ConfigError::MaxWatchesPerConnection);

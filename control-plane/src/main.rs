@@ -56,6 +56,10 @@ struct Flags {
     /// first); a watch from an older version is told it is too old and relists.
     #[arg(long, default_value_t = DEFAULT_WATCH_HISTORY_BYTES)]
     watch_history_bytes: usize,
+    /// Bytes of the storage engine's page cache (sled's: recent log entries and the
+    /// snapshot as stored; the objects themselves are held in memory regardless).
+    #[arg(long, default_value_t = skiff_control_plane::store::DEFAULT_CACHE_BYTES)]
+    storage_cache_bytes: u64,
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_after_entries: u64,
@@ -133,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     config.request_timeout = Duration::from_millis(flags.request_timeout_ms);
     config.watch_history = flags.watch_history;
     config.watch_history_bytes = flags.watch_history_bytes;
+    config.storage_cache_bytes = flags.storage_cache_bytes;
     config.max_object_bytes = flags.max_object_bytes;
     config.max_watches_per_connection = flags.max_watches_per_connection;
     config.snapshot_after_entries = flags.snapshot_after_entries;

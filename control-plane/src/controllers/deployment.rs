@@ -394,16 +394,8 @@ pub fn reconcile(
         let facts = &entry.object;
         if let Some(uid) = &facts.deployment {
             owned.entry(uid.as_str()).or_default().push(entry);
-        } else if facts.owned.active()
-            && !facts
-                .pod
-                .metadata
-                .owner_references
-                .iter()
-                .any(|o| o.controller == Some(true))
-        {
-            let namespace = facts.pod.metadata.namespace.as_deref().unwrap_or_default();
-            orphans.entry(namespace).or_default().push(entry);
+        } else if facts.owned.active() && !facts.controlled {
+            orphans.entry(facts.namespace()).or_default().push(entry);
         }
     }
     for entry in snapshot.deployments {
@@ -464,7 +456,7 @@ pub fn reconcile(
         }
         if !plan.delete.is_empty() {
             for name in &plan.delete {
-                if let Some(facts) = mine.iter().find(|f| f.object.pod.metadata.name == *name) {
+                if let Some(facts) = mine.iter().find(|f| f.object.owned.name == *name) {
                     writes
                         .commands
                         .push(delete_pod(&facts.object.pod, false, wall));
@@ -511,22 +503,21 @@ fn claim<'a>(
     writes: &mut Writes,
 ) -> Vec<&'a Versioned<PodFacts>> {
     mine.retain(|entry| {
-        let pod = &entry.object.pod;
-        if entry.object.owned.terminating || selector.matches(&pod.metadata.labels) {
+        if entry.object.owned.terminating || selector.matches(entry.object.labels()) {
             return true;
         }
-        let mut released = pod.clone();
+        let mut released = Pod::clone(&entry.object.pod);
         released.metadata.owner_references.retain(|o| o.uid != uid);
         writes.commands.push(owner_update(&released, entry.version));
         false
     });
     let hash = template_hash(&d.spec.template);
     let (adopted, left): (Vec<_>, Vec<_>) = orphans.into_iter().partition(|entry| {
-        let labels = &entry.object.pod.metadata.labels;
+        let labels = entry.object.labels();
         selector.matches(labels) && labels.get(TEMPLATE_HASH_LABEL) == Some(&hash)
     });
     for entry in adopted {
-        let mut pod = entry.object.pod.clone();
+        let mut pod = Pod::clone(&entry.object.pod);
         pod.metadata.owner_references.push(controller_ref(d, uid));
         writes.commands.push(owner_update(&pod, entry.version));
         mine.push(entry);

@@ -134,7 +134,7 @@ impl<T> Cache<T> {
     fn refresh(
         &mut self,
         objects: &[Arc<StoredObject>],
-        parse: impl Fn(&StoredObject) -> Option<T>,
+        parse: impl Fn(&Arc<StoredObject>) -> Option<T>,
     ) -> Vec<Versioned<T>> {
         use std::collections::hash_map::Entry;
         self.pass += 1;
@@ -232,9 +232,11 @@ impl Controllers {
                 deleting,
             )
         };
-        let pods = self.pods.refresh(&pods, |s| parse(s).map(PodFacts::new));
-        let nodes = self.nodes.refresh(&nodes, parse::<Node>);
-        let deployments = self.deployments.refresh(&deployments, parse::<Deployment>);
+        let pods = self.pods.refresh(&pods, PodFacts::from_stored);
+        let nodes = self.nodes.refresh(&nodes, |s| parse::<Node>(s));
+        let deployments = self
+            .deployments
+            .refresh(&deployments, |s| parse::<Deployment>(s));
         let now = Instant::now();
         let wall = chrono::Utc::now();
 
@@ -397,7 +399,7 @@ mod tests {
     #[test]
     fn the_cache_parses_each_stored_object_once() {
         let parses = Cell::new(0);
-        let parse = |s: &StoredObject| {
+        let parse = |s: &Arc<StoredObject>| {
             parses.set(parses.get() + 1);
             (s.name != "bad").then(|| s.name.clone())
         };

@@ -318,14 +318,7 @@ pub fn schedule(snapshot: Snapshot, busy: &HashSet<String>, wall: Time) -> Write
             let f = &p.object;
             f.node().is_none() && !f.owned.terminating && !f.owned.finished
         })
-        .filter(|p| {
-            p.object
-                .pod
-                .spec
-                .scheduler_name
-                .as_deref()
-                .is_none_or(|s| s == skiff_api::object::DEFAULT_SCHEDULER)
-        })
+        .filter(|p| p.object.scheduler_name.is_none())
         .collect();
     if pending.is_empty() {
         return writes;

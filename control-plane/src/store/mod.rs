@@ -88,14 +88,28 @@ impl SharedState {
     }
 }
 
+/// sled's page cache by default (`--storage-cache-bytes`). sled's own default is 1 GiB;
+/// the cache serves log reads (replication, a lagging follower) and the snapshot, while the
+/// state itself is in memory anyway.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Opens (or creates) the store under `dir`.
 pub fn open(
     dir: &Path,
     watch_history: watch::Window,
 ) -> Result<(LogStore, StateMachineStore, Arc<SharedState>), StorageError> {
+    open_with(dir, watch_history, DEFAULT_CACHE_BYTES)
+}
+
+/// Like [`open`], with sled's page cache bounded by `cache_bytes`.
+pub fn open_with(
+    dir: &Path,
+    watch_history: watch::Window,
+    cache_bytes: u64,
+) -> Result<(LogStore, StateMachineStore, Arc<SharedState>), StorageError> {
     let db = sled::Config::new()
         .path(dir.join("sled"))
-        .cache_capacity(64 * 1024 * 1024)
+        .cache_capacity(cache_bytes)
         .open()
         .map_err(|e| StorageIOError::<u64>::read(AnyError::new(&e)))?;
     let log = LogStore::open(&db)?;
