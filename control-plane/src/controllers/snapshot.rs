@@ -65,9 +65,14 @@ impl PodFacts {
             }
         };
         let mut facts = PodFacts::derive(&pod, stored.clone());
-        // The scheduler reads a pending pod in full next: keep what was just parsed. Bound
-        // pods (nearly all, once scheduled) keep only the facts.
-        if facts.node().is_none() && !facts.owned.terminating && !facts.owned.finished {
+        // The scheduler reads a pod it is to place in full next: keep what was just parsed.
+        // Bound pods (nearly all, once scheduled) and pods for other schedulers keep only
+        // the facts.
+        if facts.node().is_none()
+            && facts.scheduler_name.is_none()
+            && !facts.owned.terminating
+            && !facts.owned.finished
+        {
             facts.pod.parsed = OnceLock::from(Box::new(pod));
         }
         Some(facts)
