@@ -64,7 +64,7 @@ pub use client::{
 pub use error::Error;
 pub use images::{Image, ImportedImageInfo, RemovedImages};
 pub use nodes::Drained;
-pub use pods::{ExecEvent, ExecOutput, ExecSession, LogParams, PortForward};
+pub use pods::{ExecEvent, ExecOptions, ExecOutput, ExecSession, LogParams, PortForward};
 pub use resource::{Resource, version_of};
 pub use skiff_api as api;
 pub use skiff_pki as pki;

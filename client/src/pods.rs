@@ -3,7 +3,7 @@
 
 use futures::{Stream, StreamExt};
 use skiff_api::proto::agent_client::AgentClient;
-use skiff_api::proto::{ExecRequest, ExecStart, LogsRequest, PortForwardRequest};
+use skiff_api::proto::{ExecRequest, ExecStart, LogsRequest, PortForwardRequest, TerminalSize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -35,9 +35,21 @@ pub struct ExecOutput {
     pub start_failure: Option<String>,
 }
 
+/// How an exec runs its command (kubectl exec's -i and -t).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Keep the command's stdin open for [`ExecSession::write_stdin`].
+    pub stdin: bool,
+    /// Run it on a terminal of this many (columns, rows): its output all comes as stdout.
+    pub tty: Option<(u16, u16)>,
+}
+
 /// A running exec: send stdin, read output until the exit code arrives.
 pub struct ExecSession {
     stdin: Option<mpsc::Sender<ExecRequest>>,
+    /// A tty session's window changes travel on the request stream too, also after stdin
+    /// is closed.
+    resize: Option<mpsc::Sender<ExecRequest>>,
     output: tonic::Streaming<skiff_api::proto::ExecResponse>,
 }
 
@@ -62,6 +74,24 @@ impl ExecSession {
         sender
             .send(ExecRequest {
                 stdin: data,
+                ..ExecRequest::default()
+            })
+            .await
+            .map_err(|_| Error::Unavailable("the exec stream has ended".into()))
+    }
+
+    /// Tells a tty session's terminal its new window size (columns, rows); nothing for a
+    /// session without a tty.
+    pub async fn resize(&self, width: u16, height: u16) -> Result<(), Error> {
+        let Some(sender) = self.resize.as_ref() else {
+            return Ok(());
+        };
+        sender
+            .send(ExecRequest {
+                resize: Some(TerminalSize {
+                    width: width.into(),
+                    height: height.into(),
+                }),
                 ..ExecRequest::default()
             })
             .await
@@ -204,12 +234,31 @@ impl Client {
         command: &[String],
         stdin: bool,
     ) -> Result<ExecSession, Error> {
+        let options = ExecOptions { stdin, tty: None };
+        self.exec_with(namespace, pod, container, command, options)
+            .await
+    }
+
+    /// [`Client::exec`] with a terminal when `options.tty` says so.
+    pub async fn exec_with(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        command: &[String],
+        options: ExecOptions,
+    ) -> Result<ExecSession, Error> {
         let start = ExecStart {
             namespace: namespace.into(),
             pod: pod.into(),
             container: container.unwrap_or_default().into(),
             command: command.to_vec(),
-            stdin,
+            stdin: options.stdin,
+            tty: options.tty.is_some(),
+            size: options.tty.map(|(width, height)| TerminalSize {
+                width: width.into(),
+                height: height.into(),
+            }),
         };
         let (sender, output) = self
             .with_failover(|channel| {
@@ -231,6 +280,7 @@ impl Client {
             })
             .await?;
         Ok(ExecSession {
+            resize: options.tty.map(|_| sender.clone()),
             stdin: Some(sender),
             output,
         })

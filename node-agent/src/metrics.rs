@@ -293,6 +293,15 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         timed("exec", self.inner.exec(container_id, argv)).await
     }
 
+    async fn exec_tty(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        size: crate::runtime::pty::TerminalSize,
+    ) -> Result<ExecProcess> {
+        timed("exec", self.inner.exec_tty(container_id, argv, size)).await
+    }
+
     async fn connect(
         &self,
         sandbox_id: &str,

@@ -22,7 +22,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::image_service::ImageService;
 use crate::logs::{self, Follower};
 use crate::pod_index::{LookupError, PodIndex};
-use crate::runtime::{Runtime, START_FAILURE_PREFIX};
+use crate::runtime::pty::{Pty, TerminalSize};
+use crate::runtime::{ExecProcess, Runtime, START_FAILURE_PREFIX};
 
 const CHUNK: usize = 32 * 1024;
 /// How often a followed log is looked at for new lines.
@@ -160,36 +161,62 @@ async fn pump_output(
     }
 }
 
-/// Sends an exec's stderr on like [`pump_output`], except a first line that starts as
-/// runc's own start failure does: held back and returned at end of file, so the caller
-/// sends it only if the command did start. At most a line of [`CHUNK`] bytes is held;
-/// anything past it sends it on at once.
+/// Holds back a first line of output that starts as runc's own start failure does, so it
+/// is sent only if the command did start (else `ExecResponse.error` says it in kubectl's
+/// words). At most a line of [`CHUNK`] bytes is held; anything past it sends it on at once.
+struct StartFailureFilter {
+    held: Vec<u8>,
+    holding: bool,
+}
+
+impl StartFailureFilter {
+    fn new(may_fail_to_start: bool) -> StartFailureFilter {
+        StartFailureFilter {
+            held: Vec::new(),
+            holding: may_fail_to_start,
+        }
+    }
+
+    /// What of `data` (and of what was held) to send on now.
+    fn feed(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if !self.holding {
+            return Some(data.to_vec());
+        }
+        self.held.extend_from_slice(data);
+        let held = &self.held;
+        let prefix = START_FAILURE_PREFIX.len().min(held.len());
+        let one_line = held
+            .iter()
+            .position(|b| *b == b'\n')
+            .is_none_or(|end| end + 1 == held.len());
+        if held[..prefix] == START_FAILURE_PREFIX[..prefix] && one_line && held.len() <= CHUNK {
+            return None;
+        }
+        self.holding = false;
+        Some(std::mem::take(&mut self.held))
+    }
+
+    /// What is still held at end of file.
+    fn held(self) -> Vec<u8> {
+        self.held
+    }
+}
+
+/// Sends an exec's stderr on like [`pump_output`], except what [`StartFailureFilter`]
+/// holds back, which is returned at end of file.
 async fn pump_stderr(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     tx: mpsc::Sender<Result<ExecResponse, Status>>,
     may_fail_to_start: bool,
 ) -> Vec<u8> {
-    let mut held = Vec::new();
-    let mut holding = may_fail_to_start;
+    let mut filter = StartFailureFilter::new(may_fail_to_start);
     let mut buf = vec![0u8; CHUNK];
     while let Ok(n) = pipe.read(&mut buf).await {
         if n == 0 {
             break;
         }
-        let data = if holding {
-            held.extend_from_slice(&buf[..n]);
-            let prefix = START_FAILURE_PREFIX.len().min(held.len());
-            let one_line = held
-                .iter()
-                .position(|b| *b == b'\n')
-                .is_none_or(|end| end + 1 == held.len());
-            if held[..prefix] == START_FAILURE_PREFIX[..prefix] && one_line && held.len() <= CHUNK {
-                continue;
-            }
-            holding = false;
-            std::mem::take(&mut held)
-        } else {
-            buf[..n].to_vec()
+        let Some(data) = filter.feed(&buf[..n]) else {
+            continue;
         };
         let message = ExecResponse {
             stderr: data,
@@ -199,7 +226,116 @@ async fn pump_stderr(
             break;
         }
     }
-    held
+    filter.held()
+}
+
+/// How long a tty exec's output is still read after its command exited: what it wrote
+/// last is in the pty, and a background job it left may hold the pty open for good.
+const TTY_DRAIN: Duration = Duration::from_secs(1);
+
+/// A terminal size from the API: each side at most 65535 cells, as in the kernel's winsize.
+fn terminal_size(
+    size: Option<skiff_api::proto::TerminalSize>,
+    field: &str,
+) -> Result<TerminalSize, Status> {
+    let size = size.unwrap_or_default();
+    let side = |value: u32, name: &str| {
+        u16::try_from(value).map_err(|_| {
+            Status::invalid_argument(format!(
+                "{field}.{name}: Invalid value: {value}: must be at most 65535"
+            ))
+        })
+    };
+    Ok(TerminalSize {
+        width: side(size.width, "width")?,
+        height: side(size.height, "height")?,
+    })
+}
+
+/// The exit code of a finished exec's relay or command, as a shell reports it.
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    match status {
+        Ok(status) => status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        }),
+        Err(_) => 126,
+    }
+}
+
+/// The last message of an exec: its exit code, or why it never started (then what the
+/// output filter held back is runc's own line, dropped).
+async fn send_exit(
+    tx: &mpsc::Sender<Result<ExecResponse, Status>>,
+    process: &ExecProcess,
+    code: i32,
+    held: Vec<u8>,
+    wrap: impl Fn(Vec<u8>) -> ExecResponse,
+) {
+    let last = match process.start_failure(code) {
+        Some(error) => ExecResponse {
+            exit_code: Some(126),
+            error,
+            ..ExecResponse::default()
+        },
+        None => {
+            if !held.is_empty() {
+                let _ = tx.send(Ok(wrap(held))).await;
+            }
+            ExecResponse {
+                exit_code: Some(code),
+                ..ExecResponse::default()
+            }
+        }
+    };
+    let _ = tx.send(Ok(last)).await;
+}
+
+/// Runs a tty exec to its end: the pty's output as stdout (a terminal has no stderr),
+/// window changes passed on to a relay as they come, the exit code last. Returns early, killing the
+/// command (dropping `process`), when the client goes.
+async fn pump_tty(
+    mut process: ExecProcess,
+    pty: Arc<Pty>,
+    mut resizes: mpsc::Receiver<()>,
+    tx: mpsc::Sender<Result<ExecResponse, Status>>,
+) {
+    let stdout = |data: Vec<u8>| ExecResponse {
+        stdout: data,
+        ..ExecResponse::default()
+    };
+    let mut filter = StartFailureFilter::new(process.start_log.is_some());
+    let mut buf = vec![0u8; CHUNK];
+    let mut exited = None;
+    let mut drain_until = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            read = pty.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(data) = filter.feed(&buf[..n])
+                        && tx.send(Ok(stdout(data))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            },
+            Some(()) = resizes.recv() => process.window_changed(),
+            status = process.child.wait(), if exited.is_none() => {
+                exited = Some(exit_code(status));
+                drain_until = tokio::time::Instant::now() + TTY_DRAIN;
+            }
+            _ = tokio::time::sleep_until(drain_until), if exited.is_some() => break,
+            _ = tx.closed() => return,
+        }
+    }
+    let code = match exited {
+        Some(code) => code,
+        None => tokio::select! {
+            status = process.child.wait() => exit_code(status),
+            _ = tx.closed() => return,
+        },
+    };
+    send_exit(&tx, &process, code, filter.held(), stdout).await;
 }
 
 fn channel<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, BoxStream<T>) {
@@ -346,6 +482,51 @@ impl<R: Runtime> Agent for AgentService<R> {
                 start.pod
             ))
         })?;
+        if start.tty {
+            let size = terminal_size(start.size, "size")?;
+            let mut process = self
+                .runtime
+                .exec_tty(&container_id, &start.command, size)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let pty = Arc::new(
+                process
+                    .tty
+                    .take()
+                    .ok_or_else(|| Status::internal("exec: the runtime gave no pty"))?,
+            );
+            let (tx, stream) = channel();
+            // One pending notice is enough: the relay reads the size when it gets it.
+            let (resize_tx, resizes) = mpsc::channel(1);
+            let input_pty = pty.clone();
+            let with_stdin = start.stdin;
+            tokio::spawn(async move {
+                // A terminal has no end of file to send: closing stdin only stops the input.
+                let mut stdin_open = with_stdin;
+                while let Some(Ok(message)) = input.next().await {
+                    // Set here, before the input that follows it is written.
+                    if let Some(Ok(size)) = message.resize.map(|s| terminal_size(Some(s), "resize"))
+                        && input_pty.resize(size).is_ok()
+                    {
+                        let _ = resize_tx.try_send(());
+                    }
+                    if stdin_open
+                        && !message.stdin.is_empty()
+                        && input_pty.write_all(&message.stdin).await.is_err()
+                    {
+                        stdin_open = false;
+                    }
+                    if message.close_stdin {
+                        stdin_open = false;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _session = session;
+                pump_tty(process, pty, resizes, tx).await;
+            });
+            return Ok(Response::new(stream));
+        }
         let mut process = self
             .runtime
             .exec(&container_id, &start.command)
@@ -395,35 +576,14 @@ impl<R: Runtime> Agent for AgentService<R> {
                 // never notice, so it is killed now (dropping `process` kills it).
                 _ = tx.closed() => return,
             };
-            let code = match status {
-                Ok(status) => status.code().unwrap_or_else(|| {
-                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-                }),
-                Err(_) => 126,
-            };
-            let last = match process.start_failure(code) {
-                // runc's line on stderr says the same as `error`, in a log's words: dropped.
-                Some(error) => ExecResponse {
-                    exit_code: Some(126),
-                    error,
+            // runc's line on stderr says the same as `error`, in a log's words: dropped.
+            send_exit(&tx, &process, exit_code(status), held, |data| {
+                ExecResponse {
+                    stderr: data,
                     ..ExecResponse::default()
-                },
-                None => {
-                    if !held.is_empty() {
-                        let _ = tx
-                            .send(Ok(ExecResponse {
-                                stderr: held,
-                                ..ExecResponse::default()
-                            }))
-                            .await;
-                    }
-                    ExecResponse {
-                        exit_code: Some(code),
-                        ..ExecResponse::default()
-                    }
                 }
-            };
-            let _ = tx.send(Ok(last)).await;
+            })
+            .await;
         });
         Ok(Response::new(stream))
     }
@@ -538,6 +698,201 @@ impl<R: Runtime> Agent for AgentService<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The agent's service on the fake runtime, one running container `main` in pod
+    /// `default/shell`, served on a loopback port; the client and the container's id.
+    async fn fake_agent() -> (
+        skiff_api::proto::agent_client::AgentClient<tonic::transport::Channel>,
+        Arc<crate::runtime::fake::FakeRuntime>,
+        String,
+        tempfile::TempDir,
+    ) {
+        use crate::runtime::{ContainerConfig, SandboxConfig};
+        let runtime = crate::runtime::fake::FakeRuntime::new();
+        let sandbox = runtime
+            .create_sandbox(&SandboxConfig {
+                pod_uid: "uid-1".into(),
+                namespace: "default".into(),
+                name: "shell".into(),
+                hostname: "shell".into(),
+                host_network: false,
+            })
+            .await
+            .unwrap();
+        let container = runtime
+            .create_container(
+                &sandbox.id,
+                &ContainerConfig {
+                    name: "main".into(),
+                    attempt: 0,
+                    image: "busybox".into(),
+                    argv: vec!["sh".into()],
+                    env: Default::default(),
+                    working_dir: None,
+                    mounts: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        runtime.start_container(&container.id).await.unwrap();
+        let pod_index = Arc::new(PodIndex::default());
+        pod_index.update("default", "shell", |pod| {
+            pod.sandbox_id = sandbox.id.clone();
+            pod.container_order = vec!["main".into()];
+            pod.containers.insert(
+                "main".into(),
+                crate::pod_index::ContainerEntry {
+                    current: Some(container.id.clone()),
+                    logs: Vec::new(),
+                },
+            );
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let service = skiff_api::proto::agent_server::AgentServer::new(AgentService {
+            runtime: runtime.clone(),
+            pod_index,
+            usage: Arc::default(),
+            images: ImageService::new(Err("no image store in this test".into()), dir.path()),
+            exec_sessions: Arc::new(ExecSessions::new(ExecLimits::default())),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming),
+        );
+        let client =
+            skiff_api::proto::agent_client::AgentClient::connect(format!("http://{address}"))
+                .await
+                .unwrap();
+        (client, runtime, container.id, dir)
+    }
+
+    /// Reads the exec's responses until `want` has appeared in its stdout (or it ended).
+    async fn stdout_until(
+        output: &mut tonic::Streaming<ExecResponse>,
+        seen: &mut String,
+        want: &str,
+    ) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !seen.contains(want) {
+            let message = tokio::time::timeout_at(deadline, output.message())
+                .await
+                .unwrap_or_else(|_| panic!("no {want:?} in {seen:?} within 10 s"))
+                .unwrap()?;
+            assert!(message.stderr.is_empty(), "a terminal has no stderr");
+            seen.push_str(&String::from_utf8_lossy(&message.stdout));
+            if message.exit_code.is_some() {
+                return message.exit_code;
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn a_tty_exec_runs_on_a_terminal_of_the_asked_size_that_follows_resizes() {
+        let (mut client, runtime, container_id, _dir) = fake_agent().await;
+        let (requests, receiver) = mpsc::channel(8);
+        let script = "tty; stty size; read line; stty size; echo \"got $line\" 1>&2; exit 7";
+        let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        requests
+            .send(ExecRequest {
+                start: Some(skiff_api::proto::ExecStart {
+                    namespace: "default".into(),
+                    pod: "shell".into(),
+                    command: argv.clone(),
+                    stdin: true,
+                    tty: true,
+                    size: Some(skiff_api::proto::TerminalSize {
+                        width: 91,
+                        height: 17,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut output = client
+            .exec(ReceiverStream::new(receiver))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = String::new();
+        assert_eq!(stdout_until(&mut output, &mut seen, "17 91").await, None);
+        assert!(seen.contains("/dev/pts/"), "{seen:?}");
+        let journal = runtime.calls();
+        assert!(
+            journal.iter().any(|call| *call
+                == crate::runtime::fake::Call::ExecTty {
+                    id: container_id.clone(),
+                    argv: argv.clone(),
+                    size: TerminalSize {
+                        width: 91,
+                        height: 17
+                    },
+                }),
+            "{journal:?}"
+        );
+        // The resize is applied before the input after it, as both travel in order.
+        requests
+            .send(ExecRequest {
+                resize: Some(skiff_api::proto::TerminalSize {
+                    width: 120,
+                    height: 40,
+                }),
+                stdin: b"hello\n".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let code = stdout_until(&mut output, &mut seen, "got hello").await;
+        assert!(seen.contains("40 120"), "{seen:?}");
+        let code = match code {
+            Some(code) => code,
+            None => loop {
+                let message = output.message().await.unwrap().expect("an exit code");
+                if let Some(code) = message.exit_code {
+                    break code;
+                }
+            },
+        };
+        assert_eq!(code, 7);
+    }
+
+    #[tokio::test]
+    async fn a_terminal_size_over_what_a_terminal_holds_is_refused_naming_the_field() {
+        let (mut client, _runtime, _id, _dir) = fake_agent().await;
+        let (requests, receiver) = mpsc::channel(1);
+        requests
+            .send(ExecRequest {
+                start: Some(skiff_api::proto::ExecStart {
+                    namespace: "default".into(),
+                    pod: "shell".into(),
+                    command: vec!["sh".into()],
+                    tty: true,
+                    size: Some(skiff_api::proto::TerminalSize {
+                        width: 70_000,
+                        height: 24,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let refused = client
+            .exec(ReceiverStream::new(receiver))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            refused.message(),
+            "size.width: Invalid value: 70000: must be at most 65535"
+        );
+    }
 
     #[test]
     fn exec_sessions_are_capped_per_pod_and_per_node_until_they_close() {

@@ -21,6 +21,7 @@ use skiff_api::types::{Pod, PodStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::pty::{Pty, TerminalSize};
 use super::{
     ContainerConfig, ContainerInfo, ContainerState, ExecProcess, Result, Runtime, RuntimeError,
     SandboxConfig, SandboxInfo,
@@ -83,6 +84,12 @@ pub enum Call {
     /// From [`FakeImages`]: a pull started.
     Pull {
         image: String,
+    },
+    /// `exec -t`: the command and the terminal's first size.
+    ExecTty {
+        id: String,
+        argv: Vec<String>,
+        size: TerminalSize,
     },
 }
 
@@ -464,6 +471,46 @@ impl Runtime for FakeRuntime {
         Err(RuntimeError::System(format!(
             "the fake runtime cannot exec in {container_id}"
         )))
+    }
+
+    /// Runs `argv` on the host (the fake has no containers to enter) on a real pty, so a
+    /// test sees what a terminal's program sees: its size (`stty size`), its input, its
+    /// output. The call and the first size go to the journal.
+    async fn exec_tty(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        size: TerminalSize,
+    ) -> Result<ExecProcess> {
+        {
+            let mut state = self.lock();
+            FakeRuntime::find(&state, container_id)?;
+            let call = Call::ExecTty {
+                id: container_id.into(),
+                argv: argv.to_vec(),
+                size,
+            };
+            self.record(&mut state, call);
+        }
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| RuntimeError::Invalid("exec needs a command".into()))?;
+        let (pty, slave) = Pty::open(size).map_err(|e| RuntimeError::io("open a pty", e))?;
+        let clone = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| RuntimeError::io("dup the pty", e))
+        };
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(clone(&slave)?)
+            .stdout(clone(&slave)?)
+            .stderr(slave)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RuntimeError::io(format!("run {program}"), e))?;
+        let mut process = ExecProcess::direct(child);
+        process.tty = Some(pty);
+        Ok(process)
     }
 
     async fn connect(

@@ -11,6 +11,7 @@
 pub mod fake;
 pub mod oci;
 pub mod process;
+pub mod pty;
 pub mod sandbox;
 pub mod security;
 
@@ -174,6 +175,8 @@ pub struct ExecProcess {
     /// The relay's own log (runc's `--log`, JSON lines), where it says why the command could
     /// not be started; removed on drop.
     pub start_log: Option<PathBuf>,
+    /// A tty exec's terminal: its input and output (the child's pipes are none then).
+    pub tty: Option<pty::Pty>,
 }
 
 /// What runc writes on its stderr, after the error, when the command could not be started
@@ -187,6 +190,24 @@ impl ExecProcess {
             child,
             pid_file: None,
             start_log: None,
+            tty: None,
+        }
+    }
+
+    /// Tells a tty exec that its terminal's window changed ([`pty::Pty::resize`]). A relay
+    /// (`runc exec -t`) runs the command on a pty of its own and copies the size over when
+    /// it gets SIGWINCH, which the kernel sends only to a terminal's foreground process
+    /// group: so it is sent here. A command on the pty itself got it from the kernel.
+    pub fn window_changed(&mut self) {
+        // Only while the relay is not reaped, so its pid is still its own.
+        if self.pid_file.is_some()
+            && matches!(self.child.try_wait(), Ok(None))
+            && let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGWINCH,
+            );
         }
     }
 
@@ -303,6 +324,16 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         container_id: &str,
         argv: &[String],
+    ) -> impl Future<Output = Result<ExecProcess>> + Send;
+
+    /// [`Runtime::exec`] on a terminal (`exec -t`): the command's stdin, stdout and stderr
+    /// are one pty of `size`, whose master is [`ExecProcess::tty`]; the command leads its
+    /// own session with the pty as its controlling terminal, as a login shell does.
+    fn exec_tty(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        size: pty::TerminalSize,
     ) -> impl Future<Output = Result<ExecProcess>> + Send;
 
     /// A TCP connection to `port` on the sandbox's loopback, made inside its network namespace

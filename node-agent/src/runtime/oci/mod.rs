@@ -48,6 +48,7 @@ use super::process::ProcessRuntime;
 use super::process::layout::{
     Layout, OciShim, ShimSpec, container_id, split_container_id, write_json,
 };
+use super::pty::{self, Pty, TerminalSize};
 use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
     RuntimeError, SandboxConfig, SandboxInfo,
@@ -550,6 +551,86 @@ impl Bundles {
     }
 }
 
+impl OciRuntime {
+    /// `runc exec`, with pipes or (`tty`) on a pty of that size. With `--tty` and without
+    /// `--detach`, runc wants a terminal as its own stdio (it opens `/dev/tty` otherwise): it
+    /// makes a second pty inside the container for the command (the container's devpts, the
+    /// command's session and controlling terminal), copies between the two, and copies the
+    /// window size over on SIGWINCH. `--console-socket` is only for `--detach`, which would
+    /// leave the command's exit code unknowable.
+    async fn runc_exec(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        tty: Option<TerminalSize>,
+    ) -> Result<ExecProcess> {
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("exec needs a command".into()));
+        }
+        let info = self.core.container_status(container_id).await?;
+        if !matches!(info.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::Invalid(format!(
+                "container {:?} is not running",
+                info.name
+            )));
+        }
+        let runc_id = OciRuntime::runc_id(container_id)?;
+        let (_, dir) = self.core.container_dir(container_id)?;
+        let seq = EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid_file = dir.join(format!("exec-{seq}.pid"));
+        // runc's own errors (the command could not be started) go to this log too, where
+        // they are told apart from the command's stderr.
+        let start_log = dir.join(format!("exec-{seq}.log"));
+        // runc exec takes the container's env, user, cwd and capabilities from its spec.
+        let mut command = self.runc();
+        command
+            .arg("--log")
+            .arg(&start_log)
+            .arg("--log-format")
+            .arg("json")
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(&pid_file);
+        let pty = match tty {
+            Some(size) => {
+                let (pty, slave) = Pty::open(size).map_err(io("open a pty"))?;
+                // runc sets it raw too, but only once the command runs: input written
+                // before that must not be echoed or cooked by this outer terminal.
+                pty::make_raw(&slave).map_err(io("make the exec pty raw"))?;
+                let clone = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io("dup the pty"));
+                command
+                    .stdin(clone(&slave)?)
+                    .stdout(clone(&slave)?)
+                    .stderr(slave)
+                    .arg("--tty");
+                Some(pty)
+            }
+            None => {
+                command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                None
+            }
+        };
+        // `command` holds the slave: dropped at once, only runc has it, and the master reads
+        // end of file when runc is gone.
+        let child = command
+            .arg(&runc_id)
+            .args(argv)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("run {}", self.bundles.runc.display())));
+        drop(command);
+        Ok(ExecProcess {
+            child: child?,
+            pid_file: Some(pid_file),
+            start_log: Some(start_log),
+            tty: pty,
+        })
+    }
+}
+
 impl Runtime for OciRuntime {
     fn name(&self) -> &'static str {
         "oci"
@@ -703,46 +784,16 @@ impl Runtime for OciRuntime {
     }
 
     async fn exec(&self, container_id: &str, argv: &[String]) -> Result<ExecProcess> {
-        if argv.is_empty() {
-            return Err(RuntimeError::Invalid("exec needs a command".into()));
-        }
-        let info = self.core.container_status(container_id).await?;
-        if !matches!(info.state, ContainerState::Running { .. }) {
-            return Err(RuntimeError::Invalid(format!(
-                "container {:?} is not running",
-                info.name
-            )));
-        }
-        let runc_id = OciRuntime::runc_id(container_id)?;
-        let (_, dir) = self.core.container_dir(container_id)?;
-        let seq = EXEC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pid_file = dir.join(format!("exec-{seq}.pid"));
-        // runc's own errors (the command could not be started) go to this log too, where
-        // they are told apart from the command's stderr.
-        let start_log = dir.join(format!("exec-{seq}.log"));
-        // runc exec takes the container's env, user, cwd and capabilities from its spec.
-        let child = self
-            .runc()
-            .arg("--log")
-            .arg(&start_log)
-            .arg("--log-format")
-            .arg("json")
-            .arg("exec")
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(&runc_id)
-            .args(argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io(format!("run {}", self.bundles.runc.display())))?;
-        Ok(ExecProcess {
-            child,
-            pid_file: Some(pid_file),
-            start_log: Some(start_log),
-        })
+        self.runc_exec(container_id, argv, None).await
+    }
+
+    async fn exec_tty(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        size: TerminalSize,
+    ) -> Result<ExecProcess> {
+        self.runc_exec(container_id, argv, Some(size)).await
     }
 
     async fn connect(

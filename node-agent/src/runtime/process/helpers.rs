@@ -288,6 +288,14 @@ fn nsexec(pid: &str, argv: &[String]) -> Result<i32, String> {
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
+    // `exec -t` gives a pty as stdin: the command leads a session with it as its
+    // controlling terminal, so a shell gets job control and the kernel's SIGWINCH.
+    let stdin = std::io::stdin();
+    if rustix::termios::isatty(&stdin) {
+        rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
+        rustix::process::ioctl_tiocsctty(&stdin)
+            .map_err(|e| format!("make the pty the controlling terminal: {e}"))?;
+    }
     // Only returns on failure.
     let error = command.exec();
     Err(format!("cannot run {:?}: {error}", argv[0]))

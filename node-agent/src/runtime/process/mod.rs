@@ -20,6 +20,7 @@ use self::layout::{
     Exited, Layout, ShimSpec, Started, container_id, read_json, sandbox_id, split_container_id,
     write_json,
 };
+use super::pty::{Pty, TerminalSize};
 use super::sandbox::teardown_sandbox_dir;
 use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
@@ -351,6 +352,61 @@ fn kill_group(pid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid), signal);
 }
 
+impl ProcessRuntime {
+    /// `exec` through the `__nsexec` helper, with pipes or (`tty`) on a pty of that size,
+    /// which the helper makes the command's controlling terminal.
+    async fn nsexec(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        tty: Option<TerminalSize>,
+    ) -> Result<ExecProcess> {
+        if argv.is_empty() {
+            return Err(RuntimeError::Invalid("exec needs a command".into()));
+        }
+        let info = self.container_status(container_id).await?;
+        let ContainerState::Running { pid, .. } = info.state else {
+            return Err(RuntimeError::Invalid(format!(
+                "container {:?} is not running",
+                info.name
+            )));
+        };
+        let mut command = tokio::process::Command::new(&self.helper);
+        command
+            .arg(helpers::NSEXEC)
+            .arg(pid.to_string())
+            .arg("--")
+            .args(argv)
+            .kill_on_drop(true);
+        let pty = match tty {
+            Some(size) => {
+                let (pty, slave) = Pty::open(size).map_err(io("open a pty"))?;
+                let clone = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io("dup the pty"));
+                command
+                    .stdin(clone(&slave)?)
+                    .stdout(clone(&slave)?)
+                    .stderr(slave);
+                Some(pty)
+            }
+            None => {
+                command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                None
+            }
+        };
+        let child = command
+            .spawn()
+            .map_err(io(format!("run {}", self.helper.display())));
+        // Only the command holds the slave now: the master reads end of file once it is gone.
+        drop(command);
+        let mut process = ExecProcess::direct(child?);
+        process.tty = pty;
+        Ok(process)
+    }
+}
+
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         self.name
@@ -609,28 +665,16 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn exec(&self, container_id: &str, argv: &[String]) -> Result<ExecProcess> {
-        if argv.is_empty() {
-            return Err(RuntimeError::Invalid("exec needs a command".into()));
-        }
-        let info = self.container_status(container_id).await?;
-        let ContainerState::Running { pid, .. } = info.state else {
-            return Err(RuntimeError::Invalid(format!(
-                "container {:?} is not running",
-                info.name
-            )));
-        };
-        let child = tokio::process::Command::new(&self.helper)
-            .arg(helpers::NSEXEC)
-            .arg(pid.to_string())
-            .arg("--")
-            .args(argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io(format!("run {}", self.helper.display())))?;
-        Ok(ExecProcess::direct(child))
+        self.nsexec(container_id, argv, None).await
+    }
+
+    async fn exec_tty(
+        &self,
+        container_id: &str,
+        argv: &[String],
+        size: TerminalSize,
+    ) -> Result<ExecProcess> {
+        self.nsexec(container_id, argv, Some(size)).await
     }
 
     async fn connect(
