@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod patch;
 pub mod openapi;
 pub mod resources;
+pub mod spdy;
 pub mod status;
 pub mod table;
 
