@@ -12,7 +12,7 @@ use std::time::Duration;
 use skiff_api::Kind;
 use skiff_api::cidr::Cidr;
 use skiff_api::meta::Time;
-use skiff_api::types::{Node, NodeCondition, NodeSpec, NodeStatus, PodStatus};
+use skiff_api::types::{Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodStatus};
 use tokio::time::Instant;
 
 use super::Settings;
@@ -177,6 +177,8 @@ pub fn reconcile(
         .filter_map(|n| n.object.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
         .collect();
     let mut lost: HashSet<&str> = HashSet::new();
+    // Nodes whose Ready is False after this pass: their pods are not ready either.
+    let mut not_ready: HashSet<&str> = HashSet::new();
     for entry in snapshot.nodes {
         let node = &*entry.object;
         let name = node.metadata.name.as_str();
@@ -228,6 +230,11 @@ pub fn reconcile(
             wall,
             timeouts,
         );
+        if verdict == Verdict::MarkNotReady
+            || (ready == Some("False") && verdict != Verdict::MarkReady)
+        {
+            not_ready.insert(name);
+        }
         let (ok, reason) = match verdict {
             Verdict::Nothing => continue,
             Verdict::EvictPods => {
@@ -268,6 +275,14 @@ pub fn reconcile(
                 .creation_timestamp
                 .is_some_and(|t| wall - t > orphan_age);
         if !lost.contains(node_name) && !gone {
+            if not_ready.contains(node_name) && !facts.owned.finished {
+                let mut updated = Pod::clone(pod);
+                if mark_not_ready(&mut updated, wall) {
+                    writes
+                        .commands
+                        .push(status_update(Kind::Pod, &updated, entry.version));
+                }
+            }
             continue;
         }
         if facts.owned.terminating {
@@ -290,16 +305,38 @@ pub fn reconcile(
                 )
             };
             status.message = Some(message.clone());
-            for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
-                if c.status != "False" {
-                    c.status = "False".into();
-                    c.last_transition_time = Some(wall);
-                }
-            }
+            mark_not_ready(&mut updated, wall);
             writes.pod_status_with_warning(&updated, entry.version, "Evicted", message);
         }
     }
     out
+}
+
+/// What Kubernetes' MarkPodsNotReady does to a pod of a node that stopped reporting: its
+/// Ready and ContainersReady conditions False, and every container not ready (no one can
+/// vouch for them). Whether anything changed; the node's agent restores its own status when
+/// it is heard again.
+pub fn mark_not_ready(pod: &mut Pod, wall: Time) -> bool {
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    let mut changed = false;
+    for c in status
+        .conditions
+        .iter_mut()
+        .filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady")
+    {
+        if c.status != "False" {
+            c.status = "False".into();
+            c.reason = Some("NodeNotReady".into());
+            c.message = None;
+            c.last_transition_time = Some(wall);
+            changed = true;
+        }
+    }
+    for c in status.container_statuses.iter_mut().filter(|c| c.ready) {
+        c.ready = false;
+        changed = true;
+    }
+    changed
 }
 
 /// The Ready condition the lifecycle writes: the agent is heard (`ok`) or silent.
@@ -566,11 +603,74 @@ mod reconcile_tests {
     }
 
     #[test]
-    fn a_node_not_ready_for_less_than_the_eviction_timeout_keeps_its_pods() {
+    fn a_node_not_ready_for_less_than_the_eviction_timeout_keeps_its_pods_marked_not_ready() {
         // Exactly the timeout: stored times have whole seconds, so eviction waits one more.
-        let out = pass(&[not_ready_node("n1", 30)], &[running_on("web", "n1")], &[]);
-        assert!(out.writes.commands.is_empty());
+        let web = pod(
+            "web",
+            8,
+            json!({
+                "spec": {"nodeName": "n1"},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": wall(-50)},
+                    {"type": "ContainersReady", "status": "True"},
+                    {"type": "PodScheduled", "status": "True"},
+                ], "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "busybox"}]},
+            }),
+        );
+        let out = pass(&[not_ready_node("n1", 30)], &[web], &[]);
+        assert!(deletes(&out.writes).is_empty());
         assert!(out.writes.notes.is_empty());
+        let written = updates(&out.writes, Kind::Pod);
+        assert_eq!(written.len(), 1);
+        let (pod, part, version) = &written[0];
+        assert_eq!((*part, *version), (UpdatePart::Status, Some(8)));
+        assert_eq!(pod["status"]["phase"], "Running");
+        for type_ in ["Ready", "ContainersReady"] {
+            let condition = condition(pod, type_);
+            assert_eq!(condition["status"], "False", "{type_}");
+            assert_eq!(condition["reason"], "NodeNotReady", "{type_}");
+            assert_eq!(condition["lastTransitionTime"], json!(wall(0)), "{type_}");
+        }
+        assert_eq!(condition(pod, "PodScheduled")["status"], "True");
+        assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);
+
+        // Marked once: a pod already not ready is not written again.
+        let mut marked: Pod = serde_json::from_value(pod.clone()).unwrap();
+        assert!(!mark_not_ready(&mut marked, wall(5)));
+        let again = pass(
+            &[not_ready_node("n1", 31)],
+            &[Versioned::new(9, PodFacts::new(marked))],
+            &[],
+        );
+        assert!(again.writes.commands.is_empty());
+    }
+
+    #[test]
+    fn the_pods_of_a_node_marked_not_ready_this_pass_are_marked_too_and_a_ready_nodes_are_not() {
+        let silent = node(
+            "n1",
+            5,
+            json!({"spec": {"podCIDR": "10.244.1.0/24"}, "status": {"conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": wall(-100)}
+            ]}}),
+        );
+        let heard = node(
+            "n2",
+            6,
+            json!({"spec": {"podCIDR": "10.244.2.0/24"}, "status": {"conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": wall(-100)}
+            ]}}),
+        );
+        let out = pass(
+            &[silent, heard],
+            &[running_on("a", "n1"), running_on("b", "n2")],
+            &["n2"],
+        );
+        let pods: Vec<String> = updates(&out.writes, Kind::Pod)
+            .iter()
+            .map(|(pod, _, _)| pod["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(pods, ["a"]);
     }
 
     #[test]

@@ -812,3 +812,45 @@ async fn a_pod_whose_container_name_is_a_path_is_failed_and_nothing_is_created()
         .collect();
     assert_eq!(touched, Vec::<Call>::new());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_marked_not_ready_by_another_writer_gets_its_own_status_back() {
+    let fake = FakeRuntime::new();
+    let h = Harness::start(pod("Always"), &fake, None);
+    let ready = |status: &PodStatus| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    h.until(5 * SEC, "ready", |h| ready(&h.status())).await;
+    // The node lifecycle controller marks the pod not ready while the node is lost: a new
+    // version whose status differs from the one this agent wrote last.
+    h.pod.send_modify(|pod| {
+        let pod = pod.as_mut().expect("a pod");
+        pod.metadata.resource_version = Some("99".into());
+        let status = pod.status.as_mut().expect("a status");
+        for c in &mut status.conditions {
+            c.status = "False".into();
+        }
+        for c in &mut status.container_statuses {
+            c.ready = false;
+        }
+    });
+    let not_ready_seen = fake
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::WriteStatus(_)))
+        .count();
+    h.until(5 * SEC, "ready written again", |h| {
+        let writes = h
+            .fake
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::WriteStatus(_)))
+            .count();
+        writes > not_ready_seen && ready(&h.status())
+    })
+    .await;
+    assert!(h.container().ready, "{:?}", h.container());
+}

@@ -86,6 +86,9 @@ pub struct PodWorker<R: Runtime> {
     /// Beside `slots`, index for index.
     tasks: Vec<Tasks>,
     last_status: Option<PodStatus>,
+    /// The resourceVersion of the pod copy `last_status` was written over: while the copy
+    /// seen is still that one, the watch has not brought the write back yet.
+    last_written_over: Option<String>,
     start_time: Option<skiff_api::meta::Time>,
     /// The pod's address on the pod network, once attached.
     pod_ip: Option<std::net::Ipv4Addr>,
@@ -112,6 +115,7 @@ impl<R: Runtime> PodWorker<R> {
             slots: Vec::new(),
             tasks: Vec::new(),
             last_status: None,
+            last_written_over: None,
             start_time: None,
             pod_ip: None,
             probe_tx,
@@ -592,7 +596,12 @@ impl<R: Runtime> PodWorker<R> {
         let previous = pod.status.as_ref();
         let views: Vec<_> = self.slots.iter().map(Slot::view).collect();
         let status = pod_status(previous, &views, &facts, chrono::Utc::now());
-        if self.last_status.as_ref() == Some(&status) || previous == Some(&status) {
+        // The API's copy decides: another writer (the node lifecycle controller marking the
+        // pod not ready while this node was lost) may have changed it since this agent last
+        // wrote the same status, which must then be written again.
+        let write_pending = self.last_status.as_ref() == Some(&status)
+            && self.last_written_over == pod.metadata.resource_version;
+        if write_pending || previous == Some(&status) {
             self.last_status = Some(status);
             return;
         }
@@ -608,6 +617,7 @@ impl<R: Runtime> PodWorker<R> {
                         .observe(seen.elapsed().as_secs_f64());
                 }
                 self.last_status = Some(status);
+                self.last_written_over = pod.metadata.resource_version.clone();
             }
             Err(e) => tracing::debug!(pod = pod.metadata.name, "status not written: {e}"),
         }
