@@ -348,8 +348,8 @@ pub enum Verb {
         #[arg(long)]
         client: bool,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish or powershell). Bash's also
-    /// completes resource types and the names of objects in the cluster.
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell). Bash's,
+    /// zsh's and fish's also complete resource types and the names of objects in the cluster.
     ///
     /// Example: source <(skiff completion bash)
     Completion { shell: clap_complete::Shell },

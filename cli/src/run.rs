@@ -106,9 +106,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             use clap::CommandFactory;
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Flags::command(), "skiff", &mut script);
-            if *shell == clap_complete::Shell::Bash {
-                script.extend_from_slice(crate::completion::BASH_OBJECTS.as_bytes());
-            }
+            script.extend_from_slice(crate::completion::objects_script(*shell).as_bytes());
             std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             return Ok(ExitCode::SUCCESS);
         }

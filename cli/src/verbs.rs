@@ -593,6 +593,29 @@ pub fn metadata_verb(patch: &MetadataPatch, labels: bool) -> &'static str {
     }
 }
 
+/// What kubectl's `label` says of one object whose labels are `current` (a JSON map, or
+/// null): `label "k" not found.` for each key to remove that it lacks, and its verb from
+/// what would really change — `labeled`, `unlabeled`, `modified` (both) or `not labeled`.
+pub fn label_change(current: &serde_json::Value, patch: &MetadataPatch) -> (String, &'static str) {
+    let mut notes = String::new();
+    let (mut added, mut removed) = (false, false);
+    for (key, value) in &patch.labels {
+        let present = current.get(key).and_then(|v| v.as_str());
+        match value {
+            Some(value) => added |= present != Some(value.as_str()),
+            None if present.is_some() => removed = true,
+            None => notes.push_str(&format!("label {key:?} not found.\n")),
+        }
+    }
+    let verb = match (added, removed) {
+        (true, true) => "modified",
+        (true, false) => "labeled",
+        (false, true) => "unlabeled",
+        (false, false) => "not labeled",
+    };
+    (notes, verb)
+}
+
 /// `skiff label|annotate TYPE NAME… | TYPE/NAME… | TYPE -l SEL | TYPE --all  k=v|k- …
 /// [--overwrite]`: `pod/x labeled` per object; like kubectl it carries on past an object it
 /// cannot change (reported in [`Outcome::failed`]).
@@ -610,6 +633,27 @@ pub async fn patch_metadata(
         let kind = request.kind;
         let ns = if kind.is_namespaced() { namespace } else { "" };
         for name in selected_names(client, request, namespace, selection).await? {
+            let mut verb = verb;
+            if labels {
+                // kubectl looks at the object first: it names each absent key it was asked
+                // to remove, and sends nothing when nothing would change.
+                let current = match client.get_raw(kind, ns, &name).await {
+                    Ok(object) => object,
+                    Err(e) => {
+                        outcome.failed.push(VerbError::from(e).to_string());
+                        continue;
+                    }
+                };
+                let (notes, label_verb) = label_change(&current["metadata"]["labels"], patch);
+                outcome.out.push_str(&notes);
+                verb = label_verb;
+                if verb == "not labeled" {
+                    outcome
+                        .out
+                        .push_str(&format!("{}/{name} {verb}\n", kind.resource()));
+                    continue;
+                }
+            }
             match client.patch_raw(kind, ns, &name, patch).await {
                 Ok(_) => outcome
                     .out
@@ -1081,6 +1125,27 @@ deployments   deploy       apps/v1      true         Deployment
                 "Defaulted container \"a\" out of: a, b"
             ]
         );
+    }
+
+    #[test]
+    fn label_names_an_absent_key_and_says_what_really_changed() {
+        let current = serde_json::json!({"app": "web", "tier": "front"});
+        let patch = |p: MetadataPatch| label_change(&current, &p);
+        let none = MetadataPatch::default;
+        assert_eq!(
+            patch(none().remove_label("missing")),
+            ("label \"missing\" not found.\n".to_string(), "not labeled")
+        );
+        assert_eq!(
+            patch(none().remove_label("app")),
+            (String::new(), "unlabeled")
+        );
+        assert_eq!(patch(none().set_label("app", "web")).1, "not labeled");
+        assert_eq!(patch(none().set_label("app", "db")).1, "labeled");
+        let both = none().set_label("new", "1").remove_label("tier");
+        assert_eq!(patch(both).1, "modified");
+        let absent = label_change(&serde_json::Value::Null, &none().remove_label("x"));
+        assert_eq!(absent.1, "not labeled");
     }
 
     #[test]
