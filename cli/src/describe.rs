@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use skiff_api::Kind;
-use skiff_api::meta::{ObjectMeta, Time};
+use skiff_api::meta::{LabelSelector, ObjectMeta, Time};
 use skiff_api::types::{
-    ContainerState, Deployment, DeploymentCondition, Event, Node, NodeCondition, Pod,
+    Container, ContainerState, ContainerStatus, Deployment, Event, IntOrString, Node, Pod,
+    Quantity, Volume,
 };
 use skiff_client::{Client, ListParams};
 
-use crate::table::{self, Table, human_duration};
+use crate::table::{self, human_duration};
 use crate::target::Request;
 use crate::verbs::VerbError;
 
@@ -158,30 +159,6 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     }
 }
 
-fn map_text(map: &BTreeMap<String, String>, indent: usize) -> String {
-    if map.is_empty() {
-        return "<none>".into();
-    }
-    map.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(&format!("\n{:indent$}", ""))
-}
-
-fn field(out: &mut String, name: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
-}
-
-/// The `Name:` and `Namespace:` lines a namespaced object's description starts with.
-fn name_and_namespace(out: &mut String, meta: &ObjectMeta) {
-    field(out, "Name", &meta.name);
-    field(
-        out,
-        "Namespace",
-        meta.namespace.as_deref().unwrap_or_default(),
-    );
-}
-
 /// The events section, as kubectl prints it (tab-aligned, oldest first).
 pub fn events_text(events: &[Event], now: Time) -> String {
     if events.is_empty() {
@@ -218,41 +195,139 @@ pub fn events_text(events: &[Event], now: Time) -> String {
     tabwrite(&text)
 }
 
-/// A line `title`, then (unless it has no rows) the table indented two spaces, as describe
-/// prints sections.
-fn section(out: &mut String, title: &str, table: &Table) {
-    let _ = writeln!(out, "{title}");
-    if !table.rows.is_empty() {
-        for line in table.lines() {
-            let _ = writeln!(out, "  {line}");
+/// kubectl's container descriptions: a pod's with their `statuses`, a pod template's
+/// (`statuses` None) under `space` (two spaces).
+fn describe_containers(
+    out: &mut String,
+    containers: &[Container],
+    statuses: Option<&[ContainerStatus]>,
+    space: &str,
+) {
+    let none = if containers.is_empty() { " <none>" } else { "" };
+    let _ = writeln!(out, "{space}Containers:{none}");
+    // Under a pod template the names are one space deeper than the section's title.
+    let name_indent = if space.is_empty() { "" } else { " " };
+    for c in containers {
+        let _ = writeln!(out, "  {name_indent}{}:", c.name);
+        let cs = statuses.and_then(|all| all.iter().find(|s| s.name == c.name));
+        if let Some(id) = cs.and_then(|s| s.container_id.clone()) {
+            let _ = writeln!(out, "    Container ID:\t{id}");
+        }
+        let _ = writeln!(out, "    Image:\t{}", c.image);
+        let ports = |port: fn(&skiff_api::types::ContainerPort) -> i32| {
+            c.ports
+                .iter()
+                .map(|p| format!("{}/{}", port(p), p.protocol.as_deref().unwrap_or("TCP")))
+                .collect::<Vec<_>>()
+        };
+        for (one, several, list) in [
+            ("Port", "Ports", ports(|p| p.container_port)),
+            // Skiff has no host ports: kubectl shows 0 for a port without one.
+            ("Host Port", "Host Ports", ports(|_| 0)),
+        ] {
+            match list.len() {
+                0 => {
+                    let _ = writeln!(out, "    {one}:\t<none>");
+                }
+                1 => {
+                    let _ = writeln!(out, "    {one}:\t{}", list[0]);
+                }
+                _ => {
+                    let _ = writeln!(out, "    {several}:\t{}", list.join(", "));
+                }
+            }
+        }
+        for (label, items) in [("Command", &c.command), ("Args", &c.args)] {
+            if !items.is_empty() {
+                let _ = writeln!(out, "    {label}:");
+                for line in items.iter().flat_map(|item| item.split('\n')) {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+        if let Some(cs) = cs {
+            if let Some(state) = &cs.state {
+                tab_state(out, "State", state);
+            }
+            if let Some(last) = cs.last_state.as_ref().filter(|l| l.terminated.is_some()) {
+                tab_state(out, "Last State", last);
+            }
+            let ready = if cs.ready { "True" } else { "False" };
+            let _ = writeln!(out, "    Ready:\t{ready}");
+            let _ = writeln!(out, "    Restart Count:\t{}", cs.restart_count);
+        }
+        let resources = c.resources.clone().unwrap_or_default();
+        for (title, map) in [
+            ("Limits", &resources.limits),
+            ("Requests", &resources.requests),
+        ] {
+            if !map.is_empty() {
+                let _ = writeln!(out, "    {title}:");
+                for (name, quantity) in map {
+                    let _ = writeln!(out, "      {name}:\t{}", quantity.0);
+                }
+            }
+        }
+        if c.env.is_empty() {
+            out.push_str("    Environment:\t<none>\n");
+        } else {
+            out.push_str("    Environment:\n");
+            for e in &c.env {
+                let value = e.value.clone().unwrap_or_default();
+                for (i, line) in value.split('\n').enumerate() {
+                    let name = if i == 0 {
+                        format!("{}:", e.name)
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(out, "      {name}\t{line}");
+                }
+            }
+        }
+        if c.volume_mounts.is_empty() {
+            out.push_str("    Mounts:\t<none>\n");
+        } else {
+            out.push_str("    Mounts:\n");
+            let mut mounts: Vec<_> = c.volume_mounts.iter().collect();
+            mounts.sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
+            for m in mounts {
+                let mode = if m.read_only == Some(true) {
+                    "ro"
+                } else {
+                    "rw"
+                };
+                let _ = writeln!(out, "      {} from {} ({mode})", m.mount_path, m.name);
+            }
         }
     }
 }
 
-/// The `Conditions:` section (none without conditions): the first `columns` of Type,
-/// Status, Reason and Message, a row per condition as [`condition`] gives it.
-fn conditions(out: &mut String, columns: usize, rows: impl Iterator<Item = [String; 4]>) {
-    let rows: Vec<Vec<String>> = rows.map(|cells| cells[..columns].to_vec()).collect();
-    if !rows.is_empty() {
-        let header = &["Type", "Status", "Reason", "Message"][..columns];
-        section(out, "Conditions:", &Table::new(header, rows));
+/// kubectl's volume descriptions, of a pod or (under `space`) of a pod template.
+fn describe_volumes(out: &mut String, volumes: &[Volume], space: &str) {
+    if volumes.is_empty() {
+        let _ = writeln!(out, "{space}Volumes:\t<none>");
+    } else {
+        let _ = writeln!(out, "{space}Volumes:");
+        let name_indent = if space.is_empty() { "" } else { " " };
+        for v in volumes {
+            let _ = writeln!(out, "  {name_indent}{}:", v.name);
+            if let Some(host) = &v.host_path {
+                out.push_str("    Type:\tHostPath (bare host directory volume)\n");
+                let _ = writeln!(out, "    Path:\t{}", host.path);
+                let kind = host.type_.as_deref().unwrap_or("<none>");
+                let _ = writeln!(out, "    HostPathType:\t{kind}");
+            } else if let Some(dir) = &v.empty_dir {
+                out.push_str(
+                    "    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n",
+                );
+                let medium = dir.medium.as_deref().unwrap_or_default();
+                let _ = writeln!(out, "    Medium:\t{medium}");
+                let limit = dir.size_limit.as_ref().map(|q| q.0.clone());
+                let limit = limit.unwrap_or_else(|| "<unset>".into());
+                let _ = writeln!(out, "    SizeLimit:\t{limit}");
+            }
+        }
     }
-}
-
-/// A condition's cells (pods', deployments' and nodes' conditions are alike but for their
-/// times).
-fn condition(
-    type_: &str,
-    status: &str,
-    reason: &Option<String>,
-    message: &Option<String>,
-) -> [String; 4] {
-    [
-        type_.to_string(),
-        status.to_string(),
-        reason.clone().unwrap_or_default(),
-        message.clone().unwrap_or_default(),
-    ]
 }
 
 pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
@@ -307,129 +382,19 @@ pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
     {
         let _ = writeln!(out, "Controlled By:\t{}/{}", owner.kind, owner.name);
     }
-    out.push_str("Containers:\n");
-    for c in &pod.spec.containers {
-        let _ = writeln!(out, "  {}:", c.name);
-        let cs = status.container_statuses.iter().find(|s| s.name == c.name);
-        if let Some(id) = cs.and_then(|s| s.container_id.clone()) {
-            let _ = writeln!(out, "    Container ID:\t{id}");
-        }
-        let _ = writeln!(out, "    Image:\t{}", c.image);
-        let ports = |port: fn(&skiff_api::types::ContainerPort) -> i32| {
-            c.ports
-                .iter()
-                .map(|p| format!("{}/{}", port(p), p.protocol.as_deref().unwrap_or("TCP")))
-                .collect::<Vec<_>>()
-        };
-        for (one, several, list) in [
-            ("Port", "Ports", ports(|p| p.container_port)),
-            // Skiff has no host ports: kubectl shows 0 for a port without one.
-            ("Host Port", "Host Ports", ports(|_| 0)),
-        ] {
-            match list.len() {
-                0 => {
-                    let _ = writeln!(out, "    {one}:\t<none>");
-                }
-                1 => {
-                    let _ = writeln!(out, "    {one}:\t{}", list[0]);
-                }
-                _ => {
-                    let _ = writeln!(out, "    {several}:\t{}", list.join(", "));
-                }
-            }
-        }
-        for (label, items) in [("Command", &c.command), ("Args", &c.args)] {
-            if !items.is_empty() {
-                let _ = writeln!(out, "    {label}:");
-                for line in items.iter().flat_map(|item| item.split('\n')) {
-                    let _ = writeln!(out, "      {line}");
-                }
-            }
-        }
-        if let Some(cs) = cs {
-            if let Some(state) = &cs.state {
-                tab_state(&mut out, "State", state);
-            }
-            if let Some(last) = cs.last_state.as_ref().filter(|l| l.terminated.is_some()) {
-                tab_state(&mut out, "Last State", last);
-            }
-            let ready = if cs.ready { "True" } else { "False" };
-            let _ = writeln!(out, "    Ready:\t{ready}");
-            let _ = writeln!(out, "    Restart Count:\t{}", cs.restart_count);
-        }
-        let resources = c.resources.clone().unwrap_or_default();
-        for (title, map) in [
-            ("Limits", &resources.limits),
-            ("Requests", &resources.requests),
-        ] {
-            if !map.is_empty() {
-                let _ = writeln!(out, "    {title}:");
-                for (name, quantity) in map {
-                    let _ = writeln!(out, "      {name}:\t{}", quantity.0);
-                }
-            }
-        }
-        if c.env.is_empty() {
-            out.push_str("    Environment:\t<none>\n");
-        } else {
-            out.push_str("    Environment:\n");
-            for e in &c.env {
-                let value = e.value.clone().unwrap_or_default();
-                for (i, line) in value.split('\n').enumerate() {
-                    let name = if i == 0 {
-                        format!("{}:", e.name)
-                    } else {
-                        String::new()
-                    };
-                    let _ = writeln!(out, "      {name}\t{line}");
-                }
-            }
-        }
-        if c.volume_mounts.is_empty() {
-            out.push_str("    Mounts:\t<none>\n");
-        } else {
-            out.push_str("    Mounts:\n");
-            let mut mounts: Vec<_> = c.volume_mounts.iter().collect();
-            mounts.sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
-            for m in mounts {
-                let mode = if m.read_only == Some(true) {
-                    "ro"
-                } else {
-                    "rw"
-                };
-                let _ = writeln!(out, "      {} from {} ({mode})", m.mount_path, m.name);
-            }
-        }
-    }
+    describe_containers(
+        &mut out,
+        &pod.spec.containers,
+        Some(&status.container_statuses),
+        "",
+    );
     if !status.conditions.is_empty() {
         out.push_str("Conditions:\n  Type\tStatus\n");
         for c in &status.conditions {
             let _ = writeln!(out, "  {} \t{} ", c.type_, c.status);
         }
     }
-    if pod.spec.volumes.is_empty() {
-        out.push_str("Volumes:\t<none>\n");
-    } else {
-        out.push_str("Volumes:\n");
-        for v in &pod.spec.volumes {
-            let _ = writeln!(out, "  {}:", v.name);
-            if let Some(host) = &v.host_path {
-                out.push_str("    Type:\tHostPath (bare host directory volume)\n");
-                let _ = writeln!(out, "    Path:\t{}", host.path);
-                let kind = host.type_.as_deref().unwrap_or("<none>");
-                let _ = writeln!(out, "    HostPathType:\t{kind}");
-            } else if let Some(dir) = &v.empty_dir {
-                out.push_str(
-                    "    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n",
-                );
-                let medium = dir.medium.as_deref().unwrap_or_default();
-                let _ = writeln!(out, "    Medium:\t{medium}");
-                let limit = dir.size_limit.as_ref().map(|q| q.0.clone());
-                let limit = limit.unwrap_or_else(|| "<unset>".into());
-                let _ = writeln!(out, "    SizeLimit:\t{limit}");
-            }
-        }
-    }
+    describe_volumes(&mut out, &pod.spec.volumes, "");
     let _ = writeln!(out, "QoS Class:\t{}", qos_class(pod));
     tab_map(&mut out, "", "Node-Selectors", &pod.spec.node_selector, "=");
     out.push_str("Tolerations:\t<none>\n");
@@ -438,95 +403,348 @@ pub fn pod_text(pod: &Pod, events: &[Event], now: Time) -> String {
     text
 }
 
+/// A label selector as Kubernetes prints one (`app=web,tier in (a,b)`, keys sorted).
+fn selector_text(selector: &LabelSelector) -> String {
+    let mut parts: Vec<(String, String)> = selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), format!("{k}={v}")))
+        .collect();
+    for e in &selector.match_expressions {
+        let values = e.values.join(",");
+        let text = match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        };
+        parts.push((e.key.clone(), text));
+    }
+    parts.sort();
+    let text: Vec<String> = parts.into_iter().map(|(_, t)| t).collect();
+    text.join(",")
+}
+
+/// An int-or-percent as Kubernetes prints it.
+fn int_or_string(value: &Option<IntOrString>, default: &str) -> String {
+    match value {
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(s)) => s.clone(),
+        None => default.to_string(),
+    }
+}
+
+/// Annotations as describe shows them: all but `apply`'s copy of the manifest.
+fn shown_annotations(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    let mut annotations = meta.annotations.clone();
+    annotations.retain(|k, _| !HIDDEN_ANNOTATIONS.contains(&k.as_str()));
+    annotations
+}
+
+/// `kubectl describe deployment`, in its layout (kubectl's DeploymentDescriber without
+/// ReplicaSets, which Skiff does not have).
 pub fn deployment_text(d: &Deployment, events: &[Event], now: Time) -> String {
     let mut out = String::new();
     let status = d.status.clone().unwrap_or_default();
-    name_and_namespace(&mut out, &d.metadata);
-    field(&mut out, "Labels", map_text(&d.metadata.labels, 14));
-    field(
-        &mut out,
-        "Selector",
-        map_text(&d.spec.selector.match_labels, 14),
+    let meta = &d.metadata;
+    let _ = writeln!(out, "Name:\t{}", meta.name);
+    let _ = writeln!(
+        out,
+        "Namespace:\t{}",
+        meta.namespace.as_deref().unwrap_or_default()
     );
-    let wanted = d.spec.replicas.unwrap_or(1);
-    field(
-        &mut out,
-        "Replicas",
-        format!(
-            "{wanted} desired | {} updated | {} total | {} available | {} unavailable",
-            status.updated_replicas.unwrap_or(0),
-            status.replicas.unwrap_or(0),
-            status.available_replicas.unwrap_or(0),
-            status.unavailable_replicas.unwrap_or(0)
-        ),
+    let created = meta.creation_timestamp.map(rfc1123z).unwrap_or_default();
+    let _ = writeln!(out, "CreationTimestamp:\t{created}");
+    tab_map(&mut out, "", "Labels", &meta.labels, "=");
+    tab_map(&mut out, "", "Annotations", &shown_annotations(meta), ": ");
+    let _ = writeln!(out, "Selector:\t{}", selector_text(&d.spec.selector));
+    let _ = writeln!(
+        out,
+        "Replicas:\t{} desired | {} updated | {} total | {} available | {} unavailable",
+        d.spec.replicas.unwrap_or(1),
+        status.updated_replicas.unwrap_or(0),
+        status.replicas.unwrap_or(0),
+        status.available_replicas.unwrap_or(0),
+        status.unavailable_replicas.unwrap_or(0)
     );
-    let strategy = d
-        .spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.type_.clone())
-        .unwrap_or_else(|| "RollingUpdate".into());
-    field(&mut out, "StrategyType", strategy);
-    out.push_str("Pod Template:\n");
-    for c in &d.spec.template.spec.containers {
-        let _ = writeln!(out, "  {}:", c.name);
-        let _ = writeln!(out, "    {:<10}{}", "Image:", c.image);
+    let strategy = d.spec.strategy.clone().unwrap_or_default();
+    let strategy_type = strategy.type_.as_deref().unwrap_or("RollingUpdate");
+    let _ = writeln!(out, "StrategyType:\t{strategy_type}");
+    let _ = writeln!(
+        out,
+        "MinReadySeconds:\t{}",
+        d.spec.min_ready_seconds.unwrap_or(0)
+    );
+    if strategy_type == "RollingUpdate" {
+        // The API server's defaults, as a Kubernetes deployment shows them.
+        let rolling = strategy.rolling_update.unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "RollingUpdateStrategy:\t{} max unavailable, {} max surge",
+            int_or_string(&rolling.max_unavailable, "25%"),
+            int_or_string(&rolling.max_surge, "25%")
+        );
     }
-    let cells = |c: &DeploymentCondition| condition(&c.type_, &c.status, &c.reason, &c.message);
-    conditions(&mut out, 3, status.conditions.iter().map(cells));
-    out.push_str(&events_text(events, now));
-    out
+    let template = &d.spec.template;
+    out.push_str("Pod Template:\n");
+    let template_meta = &template.metadata;
+    tab_map(&mut out, "  ", "Labels", &template_meta.labels, "=");
+    if !template_meta.annotations.is_empty() {
+        tab_map(
+            &mut out,
+            "  ",
+            "Annotations",
+            &template_meta.annotations,
+            ": ",
+        );
+    }
+    describe_containers(&mut out, &template.spec.containers, None, "  ");
+    describe_volumes(&mut out, &template.spec.volumes, "  ");
+    tab_map(
+        &mut out,
+        "  ",
+        "Node-Selectors",
+        &template.spec.node_selector,
+        "=",
+    );
+    out.push_str("  Tolerations:\t<none>\n");
+    if !status.conditions.is_empty() {
+        out.push_str("Conditions:\n  Type\tStatus\tReason\n  ----\t------\t------\n");
+        for c in &status.conditions {
+            let reason = c.reason.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "  {} \t{}\t{reason}", c.type_, c.status);
+        }
+    }
+    let mut text = tabwrite(&out);
+    text.push_str(&events_text(events, now));
+    text
 }
 
+/// A node's roles, as kubectl finds them: `node-role.kubernetes.io/ROLE` labels and the
+/// `kubernetes.io/role` label, sorted.
+fn node_roles(node: &Node) -> Vec<String> {
+    let mut roles: Vec<String> = node
+        .metadata
+        .labels
+        .iter()
+        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) if !role.is_empty() => Some(role.to_string()),
+            _ => (k == "kubernetes.io/role" && !v.is_empty()).then(|| v.clone()),
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+/// A quantity as Kubernetes writes a sum of them: cores or millicores, and bytes in the
+/// largest binary unit that divides them.
+fn cpu_text(millis: u64) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+fn memory_text(bytes: u64) -> String {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A pod's cpu (millicores) and memory (bytes) requests and limits, summed over its
+/// containers; a container's request defaults to its limit, as the API server defaults it.
+fn pod_resources(pod: &Pod) -> [u64; 4] {
+    let mut sums = [0u64; 4];
+    for c in &pod.spec.containers {
+        let r = c.resources.clone().unwrap_or_default();
+        let request = |name: &str| r.requests.get(name).or_else(|| r.limits.get(name));
+        let cpu = |q: Option<&Quantity>| q.and_then(|q| q.cpu_millis().ok()).unwrap_or(0);
+        let memory = |q: Option<&Quantity>| q.and_then(|q| q.bytes().ok()).unwrap_or(0);
+        sums[0] += cpu(request("cpu"));
+        sums[1] += cpu(r.limits.get("cpu"));
+        sums[2] += memory(request("memory"));
+        sums[3] += memory(r.limits.get("memory"));
+    }
+    sums
+}
+
+/// `amount` as kubectl's describe node shows it: `100m (5%)` of `of` (0% when `of` is 0).
+fn share(text: String, amount: u64, of: u64) -> String {
+    let percent = if of == 0 {
+        0
+    } else {
+        (amount as f64 / of as f64 * 100.0) as i64
+    };
+    format!("{text} ({percent}%)")
+}
+
+/// `kubectl describe node`, in its layout: `pods` are the node's non-terminated pods.
 pub fn node_text(node: &Node, pods: &[Pod], events: &[Event], now: Time) -> String {
     let mut out = String::new();
     let status = node.status.clone().unwrap_or_default();
     let spec = node.spec.clone().unwrap_or_default();
-    field(&mut out, "Name", &node.metadata.name);
-    field(&mut out, "Labels", map_text(&node.metadata.labels, 14));
-    field(
-        &mut out,
-        "Unschedulable",
-        spec.unschedulable.unwrap_or(false),
+    let meta = &node.metadata;
+    let _ = writeln!(out, "Name:\t{}", meta.name);
+    let roles = node_roles(node);
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
+    let _ = writeln!(out, "Roles:\t{roles}");
+    tab_map(&mut out, "", "Labels", &meta.labels, "=");
+    tab_map(&mut out, "", "Annotations", &shown_annotations(meta), ": ");
+    let created = meta.creation_timestamp.map(rfc1123z).unwrap_or_default();
+    let _ = writeln!(out, "CreationTimestamp:\t{created}");
+    if spec.taints.is_empty() {
+        out.push_str("Taints:\t<none>\n");
+    }
+    for (i, t) in spec.taints.iter().enumerate() {
+        let title = if i == 0 { "Taints:" } else { "" };
+        let value = t
+            .value
+            .as_ref()
+            .map(|v| format!("={v}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{title}\t{}{value}:{}", t.key, t.effect);
+    }
+    let _ = writeln!(
+        out,
+        "Unschedulable:\t{}",
+        spec.unschedulable.unwrap_or(false)
     );
-    field(
-        &mut out,
-        "PodCIDR",
-        spec.pod_cidr.unwrap_or_else(|| "<none>".into()),
-    );
-    let cells = |c: &NodeCondition| condition(&c.type_, &c.status, &c.reason, &c.message);
-    conditions(&mut out, 4, status.conditions.iter().map(cells));
+    if !status.conditions.is_empty() {
+        out.push_str(
+            "Conditions:\n  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage\n",
+        );
+        out.push_str("  ----\t------\t-----------------\t------------------\t------\t-------\n");
+        let time = |t: &Option<Time>| t.map(rfc1123z).unwrap_or_default();
+        for c in &status.conditions {
+            let _ = writeln!(
+                out,
+                "  {} \t{} \t{} \t{} \t{} \t{}",
+                c.type_,
+                c.status,
+                time(&c.last_heartbeat_time),
+                time(&c.last_transition_time),
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            );
+        }
+    }
     out.push_str("Addresses:\n");
     for a in &status.addresses {
-        let _ = writeln!(out, "  {}:  {}", a.type_, a.address);
+        let _ = writeln!(out, "  {}:\t{}", a.type_, a.address);
     }
     for (title, map) in [
         ("Capacity", &status.capacity),
         ("Allocatable", &status.allocatable),
     ] {
-        let _ = writeln!(out, "{title}:");
-        for (k, v) in map {
-            let _ = writeln!(out, "  {k}:  {}", v.0);
+        if !map.is_empty() {
+            let _ = writeln!(out, "{title}:");
+            for (k, v) in map {
+                let _ = writeln!(out, "  {k}:\t{}", v.0);
+            }
         }
     }
-    let rows = pods
-        .iter()
-        .map(|p| {
-            vec![
-                p.metadata.namespace.clone().unwrap_or_default(),
-                p.metadata.name.clone(),
-                table::pod_status(p),
-            ]
-        })
-        .collect();
-    let title = format!("Non-terminated Pods:  ({} in total)", pods.len());
-    section(
-        &mut out,
-        &title,
-        &Table::new(&["Namespace", "Name", "Status"], rows),
+    let info = status.node_info.clone().unwrap_or_default();
+    out.push_str("System Info:\n");
+    for (name, value) in [
+        // Skiff's agents do not report these three.
+        ("Machine ID", ""),
+        ("System UUID", ""),
+        ("Boot ID", ""),
+        ("Kernel Version", info.kernel_version.as_str()),
+        ("OS Image", info.os_image.as_str()),
+        ("Operating System", info.operating_system.as_str()),
+        ("Architecture", info.architecture.as_str()),
+        (
+            "Container Runtime Version",
+            info.container_runtime_version.as_str(),
+        ),
+        ("Kubelet Version", info.kubelet_version.as_str()),
+    ] {
+        let _ = writeln!(out, "  {name}:\t{value}");
+    }
+    if let Some(cidr) = &spec.pod_cidr {
+        let _ = writeln!(out, "PodCIDR:\t{cidr}");
+    }
+    if !spec.pod_cidrs.is_empty() {
+        let _ = writeln!(out, "PodCIDRs:\t{}", spec.pod_cidrs.join(","));
+    }
+    let offered = if status.allocatable.is_empty() {
+        &status.capacity
+    } else {
+        &status.allocatable
+    };
+    let cpu = offered
+        .get("cpu")
+        .and_then(|q| q.cpu_millis().ok())
+        .unwrap_or(0);
+    let memory = offered
+        .get("memory")
+        .and_then(|q| q.bytes().ok())
+        .unwrap_or(0);
+    let _ = writeln!(out, "Non-terminated Pods:\t({} in total)", pods.len());
+    out.push_str(
+        "  Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge\n",
     );
-    out.push_str(&events_text(events, now));
-    out
+    out.push_str(
+        "  ---------\t----\t\t------------\t----------\t---------------\t-------------\t---\n",
+    );
+    let mut totals = [0u64; 4];
+    for p in pods {
+        let sums = pod_resources(p);
+        for (total, sum) in totals.iter_mut().zip(sums) {
+            *total += sum;
+        }
+        let age = p
+            .metadata
+            .creation_timestamp
+            .map(|t| human_duration((now - t).num_seconds()))
+            .unwrap_or_else(|| "<unknown>".into());
+        let _ = writeln!(
+            out,
+            "  {}\t{}\t\t{}\t{}\t{}\t{}\t{age}",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name,
+            share(cpu_text(sums[0]), sums[0], cpu),
+            share(cpu_text(sums[1]), sums[1], cpu),
+            share(memory_text(sums[2]), sums[2], memory),
+            share(memory_text(sums[3]), sums[3], memory),
+        );
+    }
+    out.push_str(
+        "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n",
+    );
+    out.push_str("  Resource\tRequests\tLimits\n  --------\t--------\t------\n");
+    let _ = writeln!(
+        out,
+        "  cpu\t{}\t{}",
+        share(cpu_text(totals[0]), totals[0], cpu),
+        share(cpu_text(totals[1]), totals[1], cpu)
+    );
+    let _ = writeln!(
+        out,
+        "  memory\t{}\t{}",
+        share(memory_text(totals[2]), totals[2], memory),
+        share(memory_text(totals[3]), totals[3], memory)
+    );
+    // Skiff does not account for ephemeral storage: nothing is requested.
+    out.push_str("  ephemeral-storage\t0 (0%)\t0 (0%)\n");
+    let mut text = tabwrite(&out);
+    text.push_str(&events_text(events, now));
+    text
 }
 
 /// The events about the object with this UID, in `namespace` (those of another object
@@ -763,5 +981,142 @@ Events:
 ";
         assert_eq!(pod_text(&pod, &[event], now()), expected);
         assert_eq!(events_text(&[], now()), "Events:  <none>\n");
+    }
+
+    #[test]
+    fn describe_deployment_prints_kubectls_layout() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "d1",
+                         "creationTimestamp": "2026-11-23T11:00:00Z",
+                         "labels": {"app": "web"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "main", "image": "busybox",
+                        "command": ["httpd", "-f"], "ports": [{"containerPort": 8080}]}]}}},
+            "status": {"replicas": 3, "updatedReplicas": 3, "availableReplicas": 2,
+                "unavailableReplicas": 1, "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        }))
+        .unwrap();
+        let expected = "\
+Name:                   web
+Namespace:              default
+CreationTimestamp:      Mon, 23 Nov 2026 11:00:00 +0000
+Labels:                 app=web
+Annotations:            <none>
+Selector:               app=web
+Replicas:               3 desired | 3 updated | 3 total | 2 available | 1 unavailable
+StrategyType:           RollingUpdate
+MinReadySeconds:        0
+RollingUpdateStrategy:  25% max unavailable, 25% max surge
+Pod Template:
+  Labels:  app=web
+  Containers:
+   main:
+    Image:      busybox
+    Port:       8080/TCP
+    Host Port:  0/TCP
+    Command:
+      httpd
+      -f
+    Environment:   <none>
+    Mounts:        <none>
+  Volumes:         <none>
+  Node-Selectors:  <none>
+  Tolerations:     <none>
+Conditions:
+  Type          Status  Reason
+  ----          ------  ------
+  Available     True    MinimumReplicasAvailable
+  Progressing   True    NewReplicaSetAvailable
+Events:  <none>
+";
+        let text = deployment_text(&d, &[], now());
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn describe_node_prints_kubectls_layout() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-1", "uid": "n1",
+                         "creationTimestamp": "2026-11-23T10:00:00Z",
+                         "labels": {"kubernetes.io/hostname": "node-1",
+                                    "node-role.kubernetes.io/worker": ""}},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"],
+                     "taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]},
+            "status": {
+                "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "AgentReady",
+                    "message": "skiff-agent is posting heartbeats",
+                    "lastHeartbeatTime": "2026-11-23T11:59:50Z",
+                    "lastTransitionTime": "2026-11-23T10:00:05Z"}],
+                "addresses": [{"type": "InternalIP", "address": "10.250.0.2"},
+                              {"type": "Hostname", "address": "node-1"}],
+                "nodeInfo": {"kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12",
+                    "architecture": "amd64", "operatingSystem": "linux",
+                    "containerRuntimeVersion": "oci://runc-1.1.5", "kubeletVersion": "v0.1.0"}}
+        }))
+        .unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "default",
+                         "creationTimestamp": "2026-11-23T11:55:00Z"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "main", "image": "busybox",
+                "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}}]}
+        }))
+        .unwrap();
+        let expected = "\
+Name:               node-1
+Roles:              worker
+Labels:             kubernetes.io/hostname=node-1
+                    node-role.kubernetes.io/worker=
+Annotations:        <none>
+CreationTimestamp:  Mon, 23 Nov 2026 10:00:00 +0000
+Taints:             gpu=yes:NoSchedule
+Unschedulable:      false
+Conditions:
+  Type    Status  LastHeartbeatTime                 LastTransitionTime                Reason       Message
+  ----    ------  -----------------                 ------------------                ------       -------
+  Ready   True    Mon, 23 Nov 2026 11:59:50 +0000   Mon, 23 Nov 2026 10:00:05 +0000   AgentReady   skiff-agent is posting heartbeats
+Addresses:
+  InternalIP:  10.250.0.2
+  Hostname:    node-1
+Capacity:
+  cpu:     2
+  memory:  4Gi
+  pods:    110
+Allocatable:
+  cpu:     2
+  memory:  4Gi
+  pods:    110
+System Info:
+  Machine ID:                 
+  System UUID:                
+  Boot ID:                    
+  Kernel Version:             6.1.0
+  OS Image:                   Debian GNU/Linux 12
+  Operating System:           linux
+  Architecture:               amd64
+  Container Runtime Version:  oci://runc-1.1.5
+  Kubelet Version:            v0.1.0
+PodCIDR:                      10.244.1.0/24
+PodCIDRs:                     10.244.1.0/24
+Non-terminated Pods:          (1 in total)
+  Namespace                   Name     CPU Requests  CPU Limits  Memory Requests  Memory Limits  Age
+  ---------                   ----     ------------  ----------  ---------------  -------------  ---
+  default                     web-1    500m (25%)    0 (0%)      1Gi (25%)        1Gi (25%)      5m
+Allocated resources:
+  (Total limits may be over 100 percent, i.e., overcommitted.)
+  Resource           Requests    Limits
+  --------           --------    ------
+  cpu                500m (25%)  0 (0%)
+  memory             1Gi (25%)   1Gi (25%)
+  ephemeral-storage  0 (0%)      0 (0%)
+Events:  <none>
+";
+        let text = node_text(&node, &[pod], &[], now());
+        assert_eq!(text, expected, "\n{text}");
     }
 }
