@@ -385,6 +385,23 @@ pub enum Verb {
         #[arg(long, value_delimiter = ',')]
         kube_server: Vec<String>,
     },
+    /// The web console: print its URL, signed in with the current credential (a bearer
+    /// token; with a client certificate only, a cluster-admin token for an hour is made).
+    /// The token is in the URL's fragment, which the browser never sends.
+    ///
+    /// Example: skiff dashboard --url
+    Dashboard {
+        /// Print the URL only (the verb never starts a browser: it prints the URL either way).
+        #[arg(long)]
+        url: bool,
+        /// The port members serve the Kubernetes API on (their --kube-listen).
+        #[arg(long, default_value_t = crate::kubeconfig::DEFAULT_KUBE_PORT)]
+        kube_port: u16,
+        /// The member's Kubernetes API URL (https://HOST:PORT), when not at the server's host
+        /// and --kube-port.
+        #[arg(long, value_delimiter = ',')]
+        kube_server: Vec<String>,
+    },
     /// Cluster tokens.
     Token {
         #[command(subcommand)]

@@ -77,7 +77,7 @@ pub fn kubeconfig(options: &Options) -> Result<String, KubeconfigError> {
 }
 
 /// `https://HOST:PORT` for a member reached at `server` (`HOST:PORT`).
-fn kube_url(server: &str, port: u16) -> Result<String, KubeconfigError> {
+pub fn kube_url(server: &str, port: u16) -> Result<String, KubeconfigError> {
     let host =
         skiff_pki::host_of(server).map_err(|_| KubeconfigError::BadServer(server.to_string()))?;
     Ok(match host.contains(':') {
@@ -86,7 +86,7 @@ fn kube_url(server: &str, port: u16) -> Result<String, KubeconfigError> {
     })
 }
 
-fn check_url(url: &str) -> Result<String, KubeconfigError> {
+pub fn check_url(url: &str) -> Result<String, KubeconfigError> {
     let url = url.trim().trim_end_matches('/');
     let ok = url
         .strip_prefix("https://")

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod completion;
+pub mod dashboard;
 pub mod describe;
 pub mod endpoints;
 pub mod error;

@@ -156,6 +156,41 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             print!("{}", crate::kubeconfig::kubeconfig(&options)?);
             return Ok(ExitCode::SUCCESS);
         }
+        Verb::Dashboard {
+            url,
+            kube_port,
+            kube_server,
+        } => {
+            let config_file = endpoints::config_path_from(flags.config.as_deref());
+            let server_env = std::env::var("SKIFF_SERVER").ok();
+            let options = crate::kubeconfig::Options {
+                config_file: &config_file,
+                server_flag: flags.server.as_deref(),
+                server_env: server_env.as_deref(),
+                token: flags
+                    .token
+                    .clone()
+                    .or_else(|| std::env::var("SKIFF_TOKEN").ok())
+                    .filter(|t| !t.trim().is_empty()),
+                kube_port: *kube_port,
+                kube_servers: kube_server,
+            };
+            let plan = crate::dashboard::plan(&options)?;
+            let token = match plan.token {
+                Some(token) => token,
+                None => {
+                    let (client, _) = connect(&flags)?;
+                    let (token, note) = crate::dashboard::mint(&client).await?;
+                    eprintln!("{note}");
+                    token
+                }
+            };
+            if !*url {
+                eprintln!("# open this URL in a browser to sign in to the console:");
+            }
+            println!("{}", crate::dashboard::url(&plan.base, &token));
+            return Ok(ExitCode::SUCCESS);
+        }
         Verb::Token {
             what: TokenVerb::Generate,
         } => {
@@ -465,6 +500,7 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
         | Verb::Explain { .. }
         | Verb::ApiResources { .. }
         | Verb::Kubeconfig { .. }
+        | Verb::Dashboard { .. }
         | Verb::Complete { kind: None }
         | Verb::Up { .. }
         | Verb::Start { .. }

@@ -8,12 +8,14 @@
 pub mod apply;
 pub mod auth;
 pub mod discovery;
+pub mod metrics_api;
 pub mod patch;
 pub mod openapi;
 pub mod resources;
 pub mod spdy;
 pub mod status;
 pub mod table;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -212,6 +214,10 @@ async fn route(
     upgrade: Option<OnUpgrade>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, KubeError> {
+    // The console's page, script and style are public; its data is not.
+    if let Some(response) = ui::public(method, uri) {
+        return Ok(response);
+    }
     let subject = auth::subject(&state.gate, &connection.peer, headers).await?;
     let body = body.map_err(|e| {
         KubeError::BadRequest(format!(
@@ -226,11 +232,17 @@ async fn route(
     if let Some(answer) = discovery::negotiated(method, &segments, uri.query(), headers) {
         return answer;
     }
+    if let Some(served) = metrics_api::serve(state, &subject, method, &segments, &params).await {
+        return served;
+    }
+    if let Some(served) = ui::data(state, &subject, method, &segments).await {
+        return served;
+    }
     let discovery = match segments.as_slice() {
         ["version"] => Some(discovery::version()),
         ["api"] => Some(discovery::core_versions(&state.address)),
         ["api", "v1"] => discovery::resources("", "v1"),
-        ["apis"] => Some(discovery::groups()),
+        ["apis"] => Some(metrics_api::with_group(discovery::groups())),
         ["apis", group] => discovery::group(group),
         ["apis", group, version] => discovery::resources(group, version),
         _ => None,

@@ -78,7 +78,7 @@ impl ClusterServer {
             .map(<[u8]>::to_vec))
     }
 
-    async fn status(&self) -> ClusterStatusResponse {
+    pub(crate) async fn status(&self) -> ClusterStatusResponse {
         let metrics = self.node.raft.metrics().borrow().clone();
         let probes = self
             .node

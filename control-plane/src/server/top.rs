@@ -15,7 +15,7 @@ use skiff_api::proto::{
     UsageRequest, UsageResponse,
 };
 use skiff_api::types::Node;
-use skiff_pki::{Attributes, NodeTarget, Verb};
+use skiff_pki::{Attributes, NodeTarget, Subject, Verb};
 use tonic::{Request, Response, Status};
 
 use super::agent_proxy::AgentProxy;
@@ -65,19 +65,18 @@ impl MetricsServer {
         });
         futures::future::join_all(asks).await.into_iter().collect()
     }
-}
 
-#[tonic::async_trait]
-impl Metrics for MetricsServer {
-    async fn top_nodes(
+    /// The nodes' usage for `subject`, as `skiff top nodes` and the Kubernetes API's
+    /// metrics.k8s.io (kube/metrics_api.rs) both serve it.
+    pub async fn nodes_for(
         &self,
-        request: Request<TopNodesRequest>,
-    ) -> Result<Response<TopNodesResponse>, Status> {
-        let subject = self.agents.gate.subject(&request).await?;
-        check(&subject, &Attributes::new(Verb::List, "nodes"), || {
+        subject: &Subject,
+        request: &TopNodesRequest,
+    ) -> Result<TopNodesResponse, Status> {
+        check(subject, &Attributes::new(Verb::List, "nodes"), || {
             Ok(NodeTarget::None)
         })?;
-        let labels = selector(&request.get_ref().label_selector)?;
+        let labels = selector(&request.label_selector)?;
         let nodes: Vec<(String, Resources)> = {
             let table = self.node.shared.table.read().expect("table lock");
             table
@@ -108,20 +107,20 @@ impl Metrics for MetricsServer {
                 }
             })
             .collect();
-        Ok(Response::new(TopNodesResponse { nodes }))
+        Ok(TopNodesResponse { nodes })
     }
 
-    async fn top_pods(
+    /// The pods' usage for `subject`: `skiff top pods` and metrics.k8s.io's PodMetrics.
+    pub async fn pods_for(
         &self,
-        request: Request<TopPodsRequest>,
-    ) -> Result<Response<TopPodsResponse>, Status> {
-        let subject = self.agents.gate.subject(&request).await?;
-        let request = request.into_inner();
+        subject: &Subject,
+        request: &TopPodsRequest,
+    ) -> Result<TopPodsResponse, Status> {
         let mut attributes = Attributes::new(Verb::List, "pods");
         if !request.namespace.is_empty() {
             attributes = attributes.namespace(&request.namespace);
         }
-        check(&subject, &attributes, || Ok(NodeTarget::None))?;
+        check(subject, &attributes, || Ok(NodeTarget::None))?;
         let labels = selector(&request.label_selector)?;
         let namespace = (!request.namespace.is_empty()).then_some(request.namespace.as_str());
         // The pods asked about, and the nodes they run on.
@@ -146,6 +145,27 @@ impl Metrics for MetricsServer {
             .filter(|p| wanted.contains(&(p.namespace.clone(), p.name.clone())))
             .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Ok(Response::new(TopPodsResponse { pods }))
+        Ok(TopPodsResponse { pods })
+    }
+}
+
+#[tonic::async_trait]
+impl Metrics for MetricsServer {
+    async fn top_nodes(
+        &self,
+        request: Request<TopNodesRequest>,
+    ) -> Result<Response<TopNodesResponse>, Status> {
+        let subject = self.agents.gate.subject(&request).await?;
+        let nodes = self.nodes_for(&subject, request.get_ref()).await?;
+        Ok(Response::new(nodes))
+    }
+
+    async fn top_pods(
+        &self,
+        request: Request<TopPodsRequest>,
+    ) -> Result<Response<TopPodsResponse>, Status> {
+        let subject = self.agents.gate.subject(&request).await?;
+        let pods = self.pods_for(&subject, request.get_ref()).await?;
+        Ok(Response::new(pods))
     }
 }
