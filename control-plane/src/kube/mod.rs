@@ -14,6 +14,8 @@ pub mod openapi;
 pub mod resources;
 pub mod spdy;
 pub mod status;
+pub mod stream;
+pub mod subresources;
 pub mod table;
 pub mod ui;
 

@@ -48,12 +48,17 @@ pub const RESOURCES: [Resource; 5] = [
     Resource {
         kind: Kind::Pod,
         verbs: VERBS,
-        subresources: &[("status", &["get", "patch", "update"])],
+        subresources: &[
+            ("status", &["get", "patch", "update"]),
+            ("log", &["get"]),
+            ("exec", &["create", "get"]),
+            ("eviction", &["create"]),
+        ],
     },
     Resource {
         kind: Kind::Node,
         verbs: VERBS,
-        subresources: &[],
+        subresources: &[("status", &["get", "patch", "update"])],
     },
     Resource {
         kind: Kind::Event,
@@ -63,7 +68,10 @@ pub const RESOURCES: [Resource; 5] = [
     Resource {
         kind: Kind::Deployment,
         verbs: VERBS,
-        subresources: &[],
+        subresources: &[
+            ("scale", &["get", "patch", "update"]),
+            ("status", &["get", "patch", "update"]),
+        ],
     },
 ];
 
@@ -147,6 +155,9 @@ pub async fn serve(
     target: Target,
     body: Bytes,
 ) -> Result<Response, KubeError> {
+    if super::subresources::handles(&target) {
+        return super::subresources::serve(state, subject, request, target, body).await;
+    }
     let headers = request.headers;
     let Request {
         method,

@@ -46,7 +46,7 @@ fn pod_namespace(namespace: &str) -> &str {
 }
 
 /// `verb` on subresource `sub` of pod `namespace/pod`, for `subject`.
-fn check_pod(
+pub(crate) fn check_pod(
     subject: &Subject,
     verb: Verb,
     sub: &str,
@@ -70,7 +70,7 @@ fn check_images(subject: &Subject, verb: Verb, node: &str) -> Result<(), Status>
 }
 
 impl AgentProxy {
-    fn stored<T: serde::de::DeserializeOwned>(
+    pub(crate) fn stored<T: serde::de::DeserializeOwned>(
         &self,
         kind: Kind,
         namespace: &str,
@@ -102,7 +102,7 @@ impl AgentProxy {
     }
 
     /// A connection to the agent of node `node_name`.
-    pub(super) async fn agent_on(&self, node_name: &str) -> Result<AgentClient<Channel>, Status> {
+    pub(crate) async fn agent_on(&self, node_name: &str) -> Result<AgentClient<Channel>, Status> {
         if node_name.is_empty() {
             return Err(Status::invalid_argument("node: Required value"));
         }

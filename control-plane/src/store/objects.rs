@@ -97,17 +97,45 @@ impl StoredObject {
             "metadata.namespace" => Some(self.namespace.clone()),
             "spec.nodeName" => Some(self.summary.node_name.clone().unwrap_or_default()),
             "status.phase" => Some(self.summary.phase.clone().unwrap_or_default()),
+            // What `kubectl describe` finds an object's events by. Read from the JSON when
+            // asked: events are small, and no other object's summary grows for it.
+            "involvedObject.kind"
+            | "involvedObject.namespace"
+            | "involvedObject.name"
+            | "involvedObject.uid"
+                if self.kind == Kind::Event =>
+            {
+                #[derive(serde::Deserialize)]
+                struct Involved {
+                    #[serde(rename = "involvedObject", default)]
+                    involved: Map<String, Value>,
+                }
+                let event: Involved = serde_json::from_slice(&self.json).ok()?;
+                let key = field.trim_start_matches("involvedObject.");
+                Some(
+                    event
+                        .involved
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            }
             _ => None,
         }
     }
 }
 
 /// Field names that field selectors accept.
-pub const SELECTABLE_FIELDS: [&str; 4] = [
+pub const SELECTABLE_FIELDS: [&str; 8] = [
     "metadata.name",
     "metadata.namespace",
     "spec.nodeName",
     "status.phase",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
 ];
 
 /// `pods/default/web`; cluster-scoped objects have an empty namespace segment.
@@ -1060,6 +1088,24 @@ mod tests {
             apply_command(&mut table, 5, &del("default")).0,
             Err(ApplyError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn an_events_involved_object_is_selectable_and_other_kinds_have_none() {
+        let event = serde_json::json!({
+            "metadata": {"name": "web.1", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web", "uid": "u1"},
+        });
+        let stored = StoredObject::from_value(Kind::Event, &event).unwrap();
+        assert_eq!(stored.field("involvedObject.name").as_deref(), Some("web"));
+        assert_eq!(stored.field("involvedObject.uid").as_deref(), Some("u1"));
+        assert_eq!(stored.field("involvedObject.kind").as_deref(), Some("Pod"));
+        assert_eq!(
+            stored.field("involvedObject.namespace").as_deref(),
+            Some("default")
+        );
+        let pod = StoredObject::from_value(Kind::Pod, &pod("web", None)).unwrap();
+        assert_eq!(pod.field("involvedObject.name"), None);
     }
 
     #[test]
