@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod host;
 pub mod hosts;
 pub mod images;
+pub mod kubectl;
 pub mod linearizability;
 pub mod multihost;
 pub mod nodes;

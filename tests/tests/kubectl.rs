@@ -11,79 +11,11 @@ use std::time::Duration;
 use skiff_api::types::Node;
 use skiff_client::NewToken;
 use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli};
+use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 use skiff_tests::host::runs_without;
+use skiff_tests::kubectl::{Kubectl, missing_kubectl};
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// kubectl on PATH, unless missing (then what to install).
-fn missing_kubectl() -> Option<String> {
-    let found = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    (!found).then(|| "kubectl v1.32 on PATH".to_string())
-}
-
-/// A kubeconfig file from `skiff kubeconfig`, with the admin credential or `token`.
-struct Kubectl {
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn new(cluster: &ControlPlaneCluster, token: Option<&str>) -> Kubectl {
-        let urls: Vec<String> = cluster
-            .ids()
-            .iter()
-            .map(|id| cluster.kube_url(*id))
-            .collect();
-        let urls = urls.join(",");
-        let mut args = vec!["kubeconfig", "--kube-server", &urls];
-        if let Some(token) = token {
-            args.extend(["--token", token]);
-        }
-        let (code, out, err) = skiff_cli(&cluster.endpoints().join(","), &args);
-        assert_eq!(code, 0, "skiff kubeconfig: {err}");
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, out).unwrap();
-        Kubectl {
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    /// Runs kubectl: (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run kubectl");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
-    /// Runs kubectl and wants it to succeed: its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "kubectl {args:?} failed:\n{out}{err}");
-        out
-    }
-
-    /// Runs kubectl and wants it to fail: its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_ne!(code, 0, "kubectl {args:?} succeeded:\n{out}");
-        err
-    }
-}
 
 fn write_pod(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
