@@ -36,7 +36,7 @@ fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-/// The Kubernetes name of a type the serde schema calls `def`, in the schemas of `kind`.
+/// The Kubernetes name of a type the serde schemas call `def`.
 /// Types are core/v1 unless they are apps/v1's (a deployment's own) or apimachinery's.
 fn kubernetes_name(def: &str) -> String {
     match def {
