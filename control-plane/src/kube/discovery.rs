@@ -605,7 +605,15 @@ mod tests {
             assert_eq!(r["kind"], kind);
             assert!(r["verbs"].as_array().unwrap().contains(&json!("list")));
         }
-        assert_eq!(find("pods/status")["verbs"], json!(["get", "update"]));
+        // Subresources carry the table's verbs.
+        let pods = RESOURCES.iter().find(|r| r.kind == Kind::Pod).unwrap();
+        let (_, status_verbs) = pods
+            .subresources
+            .iter()
+            .find(|(s, _)| *s == "status")
+            .unwrap();
+        assert_eq!(find("pods/status")["verbs"], json!(status_verbs));
+        assert_eq!(find("pods/status")["kind"], "Pod");
         assert!(
             list["resources"]
                 .as_array()
