@@ -143,17 +143,17 @@ mod tests {
             kube_port: 6443,
             kube_servers: &[],
         };
-        let plan = plan(&options).unwrap();
-        assert_eq!(plan.base, "https://10.0.0.5:6443");
-        assert_eq!(plan.token.as_deref(), Some("skt.a.b"));
+        let planned = plan(&options).unwrap();
+        assert_eq!(planned.base, "https://10.0.0.5:6443");
+        assert_eq!(planned.token.as_deref(), Some("skt.a.b"));
         let servers = ["https://k:9443".to_string()];
         let options = kubeconfig::Options {
             kube_servers: &servers,
             token: Some("skt.x.y".into()),
             ..options
         };
-        let plan = plan(&options).unwrap();
-        assert_eq!(plan.base, "https://k:9443");
-        assert_eq!(plan.token.as_deref(), Some("skt.x.y"));
+        let planned = plan(&options).unwrap();
+        assert_eq!(planned.base, "https://k:9443");
+        assert_eq!(planned.token.as_deref(), Some("skt.x.y"));
     }
 }
