@@ -536,6 +536,13 @@ fn merge_applied(
     let mine = |m: &Managed| m.manager == manager && m.operation == "Apply";
     let mut conflicts = Vec::new();
     for path in &applied.0 {
+        // A list element both apply is shared; its fields may conflict, not its presence.
+        if path
+            .last()
+            .is_some_and(|s| s.starts_with("k:") || s.starts_with("v:"))
+        {
+            continue;
+        }
         for other in entries.iter_mut().filter(|m| !mine(m)) {
             if !other.fields.contains(path) {
                 continue;
