@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod metrics_api;
 pub mod patch;
 pub mod openapi;
+pub mod portforward;
 pub mod resources;
 pub mod spdy;
 pub mod status;

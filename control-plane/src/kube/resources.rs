@@ -53,6 +53,7 @@ pub const RESOURCES: [Resource; 5] = [
             ("log", &["get"]),
             ("exec", &["create", "get"]),
             ("eviction", &["create"]),
+            ("portforward", &["create", "get"]),
         ],
     },
     Resource {
@@ -155,6 +156,16 @@ pub async fn serve(
     target: Target,
     body: Bytes,
 ) -> Result<Response, KubeError> {
+    if let (Kind::Pod, Some("portforward"), Some(name)) = (
+        target.kind,
+        target.subresource.as_deref(),
+        target.name.as_deref(),
+    ) {
+        let namespace = target.namespace.as_deref();
+        let (headers, upgrade) = (request.headers, request.upgrade);
+        return super::portforward::portforward(state, subject, namespace, name, headers, upgrade)
+            .await;
+    }
     if super::subresources::handles(&target) {
         return super::subresources::serve(state, subject, request, target, body).await;
     }
