@@ -540,7 +540,7 @@ fn node_roles(node: &Node) -> Vec<String> {
 /// A quantity as Kubernetes writes a sum of them: cores or millicores, and bytes in the
 /// largest binary unit that divides them.
 fn cpu_text(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -554,7 +554,7 @@ fn memory_text(bytes: u64) -> String {
         ("Mi", 1 << 20),
         ("Ki", 1 << 10),
     ] {
-        if bytes != 0 && bytes % size == 0 {
+        if bytes != 0 && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

@@ -17,7 +17,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// A member and an agent (node-1, Ready), torn down when dropped.
 struct World {
     cluster: ControlPlaneCluster,
-    _agent: AgentProcess,
+    agent: AgentProcess,
     servers: String,
     client: skiff_client::Client,
     manifests: tempfile::TempDir,
@@ -41,7 +41,7 @@ impl World {
         Some(World {
             servers: cluster.endpoints().join(","),
             cluster,
-            _agent: agent,
+            agent,
             client,
             manifests: tempfile::tempdir().unwrap(),
         })
@@ -694,4 +694,367 @@ async fn tables_and_texts_read_like_kubectls() {
             "Error: unknown command \"dscribe\" for \"skiff\"\n\nDid you mean this?\n\tdescribe\n\n"
         )
     );
+}
+
+/// Whether `pod` is Ready, ContainersReady and every container ready (all three `true`) or
+/// none of them (`false`); `None` while they disagree.
+fn readiness(pod: &serde_json::Value) -> Option<bool> {
+    let condition = |type_: &str| {
+        pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .map(|c| c["status"] == "True")
+    };
+    let containers: Vec<bool> = pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["ready"] == true)
+        .collect();
+    let all = [condition("Ready")?, condition("ContainersReady")?]
+        .into_iter()
+        .chain(containers.iter().copied())
+        .collect::<Vec<_>>();
+    if containers.is_empty() {
+        return None;
+    }
+    if all.iter().all(|r| *r) {
+        Some(true)
+    } else if all.iter().all(|r| !*r) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_on_a_lost_node_shows_its_containers_not_ready_until_the_node_is_back() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    w.sleeper("steady", "app=steady", "default");
+    let pod = || -> serde_json::Value {
+        serde_json::from_str(&w.ok(&["get", "pod", "steady", "-o", "json"])).unwrap()
+    };
+    assert_eq!(readiness(&pod()), Some(true));
+    // The agent stops (its containers run on) and the node goes NotReady after the 10 s
+    // grace: its pods are marked not ready, as Kubernetes' MarkPodsNotReady does.
+    let agent = nix::unistd::Pid::from_raw(w.agent.pid().expect("agent pid") as i32);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(agent);
+    let stopped = std::time::Instant::now();
+    while readiness(&pod()) != Some(false) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(25),
+            "still ready: {:#}",
+            pod()["status"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let table = w.ok(&["get", "pod", "steady"]);
+    let row = table.lines().nth(1).unwrap_or_default();
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[..3], ["steady", "0/1", "Running"], "{row}");
+    let node = w.ok(&["get", "node", "node-1"]);
+    assert!(node.contains("NotReady"), "{node}");
+    // The agent is back before the pods would be evicted: it writes its own status again,
+    // although it had written that same status before.
+    drop(resume);
+    let back = std::time::Instant::now();
+    while readiness(&pod()) != Some(true) {
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "not ready again: {:#}",
+            pod()["status"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let table = w.ok(&["get", "pod", "steady"]);
+    assert!(table.contains(" 1/1 "), "{table}");
+}
+
+/// Continues a stopped process when dropped, also when the test fails.
+struct Resume(nix::unistd::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_and_annotate_word_an_absent_key_as_kubectl_does() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    w.ok(&["run", "x", "--image=busybox", "--", "sleep", "3600"]);
+    assert_eq!(w.ok(&["label", "pod", "x", "app=web"]), "pod/x labeled\n");
+    assert_eq!(
+        w.ok(&["label", "pod", "x", "missing-"]),
+        "label \"missing\" not found.\npod/x not labeled\n"
+    );
+    assert_eq!(
+        w.ok(&["label", "pod", "x", "app-", "other-"]),
+        "label \"other\" not found.\npod/x unlabeled\n"
+    );
+    assert_eq!(
+        w.ok(&["label", "pod", "x", "app=db", "tier-", "--overwrite"]),
+        "label \"tier\" not found.\npod/x labeled\n"
+    );
+    // The same value again changes nothing (and needs no --overwrite).
+    assert_eq!(
+        w.ok(&["label", "pod", "x", "app=db"]),
+        "pod/x not labeled\n"
+    );
+    assert_eq!(
+        w.ok(&["label", "pod", "x", "tier=fe", "app-"]),
+        "pod/x modified\n"
+    );
+    let x: serde_json::Value =
+        serde_json::from_str(&w.ok(&["get", "pod", "x", "-o", "json"])).unwrap();
+    assert_eq!(x["metadata"]["labels"]["tier"], "fe");
+    assert!(
+        x["metadata"]["labels"]["app"].is_null(),
+        "{}",
+        x["metadata"]
+    );
+    // annotate says nothing of an absent key, and always `annotated`.
+    assert_eq!(
+        w.ok(&["annotate", "pod", "x", "missing-"]),
+        "pod/x annotated\n"
+    );
+}
+
+impl World {
+    /// What `shell` (zsh or fish) completes for `skiff ARGS…` (the last one the word being
+    /// completed), with the script `skiff completion SHELL` prints. Fish completes the
+    /// line itself (`complete -C`); zsh runs the script's `_skiff_objects` with `words`
+    /// and `CURRENT` set and `compadd` printing what it is given (completion widgets
+    /// need a terminal).
+    fn shell_complete(&self, shell: &str, typed: &[&str]) -> Vec<String> {
+        let skiff = binary("skiff");
+        let admin = self.cluster.admin_conf().display().to_string();
+        let mut words = vec!["skiff", "--server", &self.servers, "--config", &admin];
+        words.extend(typed);
+        let script = match shell {
+            "fish" => format!(
+                "skiff completion fish | source; complete -C '{}'",
+                words.join(" ")
+            ),
+            _ => format!(
+                "compdef() {{ :; }}; compset() {{ :; }}; \
+                 compadd() {{ local a; while (( $# )); do case $1 in -a) a=$2; shift 2;; *) shift;; esac; done; printf '%s\\n' \"${{(@P)a}}\"; }}; \
+                 source <(skiff completion zsh); words=({}); CURRENT={}; _skiff_objects",
+                words
+                    .iter()
+                    .map(|w| format!("'{w}'"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                words.len()
+            ),
+        };
+        let path = format!(
+            "{}:{}",
+            skiff.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new(shell);
+        if shell == "zsh" {
+            command.arg("-f");
+        }
+        let output = command
+            .args(["-c", &script])
+            .env("PATH", path)
+            .output()
+            .unwrap_or_else(|e| panic!("{shell}: {e}"));
+        let out = String::from_utf8_lossy(&output.stdout);
+        let mut words: Vec<String> = out
+            .lines()
+            // fish prints a description after a tab for some completions.
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            // Flags are clap's completions, not the objects'.
+            .filter(|l| !l.is_empty() && !l.starts_with('-'))
+            .collect();
+        words.sort();
+        words
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zsh_and_fish_complete_resource_types_and_object_names() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    for shell in ["zsh", "fish"] {
+        let found = Command::new(shell).arg("-c").arg("true").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "{shell} is missing (apt-get install zsh fish)"
+        );
+    }
+    for name in ["web-a", "web-b"] {
+        w.ok(&["run", name, "--image=busybox", "--", "sleep", "3600"]);
+    }
+    let (types, pods) = (
+        ["deployments", "events", "namespaces", "nodes", "pods"],
+        ["web-a", "web-b"],
+    );
+    for shell in ["zsh", "fish"] {
+        assert_eq!(w.shell_complete(shell, &["get", ""]), types, "{shell}");
+        assert_eq!(
+            w.shell_complete(shell, &["get", "pods", ""]),
+            pods,
+            "{shell}"
+        );
+        assert_eq!(w.shell_complete(shell, &["logs", ""]), pods, "{shell}");
+        assert_eq!(
+            w.shell_complete(shell, &["describe", "node", ""]),
+            ["node-1"],
+            "{shell}"
+        );
+        let slashed: Vec<String> = w.shell_complete(shell, &["delete", "pod/web"]);
+        // zsh's compset moves `pod/` out of the word: the names alone are added.
+        let expected: Vec<String> = match shell {
+            "fish" => pods.iter().map(|p| format!("pod/{p}")).collect(),
+            _ => pods.iter().map(|p| p.to_string()).collect(),
+        };
+        assert_eq!(slashed, expected, "{shell}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_deployment_and_node_are_laid_out_as_kubectl_lays_them_out() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    w.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--",
+        BUSYBOX,
+        "sleep",
+        "3600",
+    ]);
+    w.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "deploy/web",
+        "--timeout=30s",
+    ]);
+    let out = w.ok(&["describe", "deployment", "web"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let expected_start = [
+        "Name:                   web",
+        "Namespace:              default",
+    ];
+    assert_eq!(lines[..2], expected_start, "{out}");
+    assert!(lines[2].starts_with("CreationTimestamp:      "), "{out}");
+    for line in [
+        "Labels:                 app=web",
+        "Selector:               app=web",
+        "Replicas:               1 desired | 1 updated | 1 total | 1 available | 0 unavailable",
+        "StrategyType:           RollingUpdate",
+        "MinReadySeconds:        0",
+        "RollingUpdateStrategy:  25% max unavailable, 25% max surge",
+        "Pod Template:",
+        "  Labels:  app=web",
+        "  Containers:",
+        "   busybox:",
+        "    Image:      busybox",
+        "Conditions:",
+    ] {
+        assert!(lines.contains(&line), "{line:?} missing:\n{out}");
+    }
+    let conditions = lines.iter().position(|l| *l == "Conditions:").unwrap();
+    let header: Vec<&str> = lines[conditions + 1].split_whitespace().collect();
+    assert_eq!(header, ["Type", "Status", "Reason"], "{out}");
+    let available = lines
+        .iter()
+        .find(|l| l.starts_with("  Available "))
+        .unwrap_or_else(|| panic!("no Available condition:\n{out}"));
+    assert!(available.contains("True"), "{out}");
+    assert!(out.contains("\nEvents:"), "{out}");
+
+    let out = w.ok(&["describe", "node", "node-1"]);
+    let titles: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    let expected = [
+        "Name",
+        "Roles",
+        "Labels",
+        "Annotations",
+        "CreationTimestamp",
+        "Taints",
+        "Unschedulable",
+        "Conditions",
+        "Addresses",
+        "Capacity",
+        "Allocatable",
+        "System Info",
+        "PodCIDR",
+        "PodCIDRs",
+        "Non-terminated Pods",
+        "Allocated resources",
+        "Events",
+    ];
+    let mut titles = titles;
+    titles.dedup();
+    let titles: Vec<&str> = titles
+        .into_iter()
+        .filter(|t| expected.contains(t))
+        .collect();
+    assert_eq!(titles, expected, "{out}");
+    for line in ["Unschedulable:      false", "Taints:             <none>"] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing:\n{out}");
+    }
+    let ready = out
+        .lines()
+        .find(|l| l.starts_with("  Ready "))
+        .unwrap_or_else(|| panic!("no Ready condition:\n{out}"));
+    assert!(ready.contains("True"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  Container Runtime Version:")),
+        "{out}"
+    );
+    let pods = out
+        .lines()
+        .find(|l| l.starts_with("Non-terminated Pods:"))
+        .unwrap();
+    assert!(pods.ends_with("(1 in total)"), "{out}");
+    let header = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Namespace "))
+        .unwrap();
+    let columns: Vec<&str> = header
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Namespace",
+            "Name",
+            "CPU Requests",
+            "CPU Limits",
+            "Memory Requests",
+            "Memory Limits",
+            "Age"
+        ],
+        "{out}"
+    );
+    let resources = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Resource "))
+        .unwrap_or_else(|| panic!("no Allocated resources table:\n{out}"));
+    let columns: Vec<&str> = resources.split_whitespace().collect();
+    assert_eq!(columns, ["Resource", "Requests", "Limits"], "{out}");
 }

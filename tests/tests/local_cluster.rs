@@ -982,6 +982,74 @@ fn on_a_fresh_local_cluster_busybox_pulls_port_forward_reaches_the_host_and_a_re
         serde_json::from_str(&skiff_ok(&config, &["get", "pod", "kept", "-o", "json"])).unwrap();
     assert_eq!(kept["spec"]["containers"][0]["imagePullPolicy"], "Never");
 
+    // An image imported after `skiff up` goes into the cluster's registry too, as `kind load`
+    // and `k3d image import` do, and runs by name with imagePullPolicy Always; `skiff image
+    // push` puts an OCI layout's image there alone.
+    let busybox = std::fs::read(skiff_tests::host::BUSYBOX).unwrap();
+    let image = skiff_tests::images::BusyboxImage::with_applets(&busybox);
+    let archive = work.path().join("hello.tar");
+    std::fs::write(&archive, image.docker_archive("hello:latest")).unwrap();
+    let imported = skiff_ok(
+        &config,
+        &[
+            "image",
+            "import",
+            &archive.display().to_string(),
+            "--all-nodes",
+        ],
+    );
+    assert!(
+        imported.contains("worker-1: imported docker.io/library/hello:latest"),
+        "{imported}"
+    );
+    assert!(
+        imported.contains("10.250.0.1:5000: pushed hello:latest (sha256:"),
+        "{imported}"
+    );
+    let layout = work.path().join("other.tar");
+    std::fs::write(&layout, image.oci_layout("me/other:v1").archive).unwrap();
+    let pushed = skiff_ok(&config, &["image", "push", &layout.display().to_string()]);
+    assert!(
+        pushed.starts_with("10.250.0.1:5000: pushed me/other:v1 (sha256:"),
+        "{pushed}"
+    );
+    skiff_ok(
+        &config,
+        &["run", "hello", "--image=hello", "--", "sleep", "3600"],
+    );
+    let other = [
+        "run",
+        "other",
+        "--image=me/other:v1",
+        "--image-pull-policy=Always",
+        "--",
+        "sleep",
+        "3600",
+    ];
+    skiff_ok(&config, &other);
+    wait_pods(
+        &config,
+        Duration::from_secs(60),
+        "hello and other running",
+        |pods| {
+            ["hello", "other"]
+                .iter()
+                .all(|n| named(pods, n).is_some_and(|p| p["status"]["phase"] == "Running"))
+        },
+    );
+    let hello: Value =
+        serde_json::from_str(&skiff_ok(&config, &["get", "pod", "hello", "-o", "json"])).unwrap();
+    assert_eq!(hello["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    let events = skiff_ok(&config, &["get", "events"]);
+    for (pod, image) in [("hello", "hello"), ("other", "me/other:v1")] {
+        let pulled = format!("Successfully pulled image \"{image}\"");
+        assert!(
+            events
+                .lines()
+                .any(|l| l.contains(&format!("pod/{pod}")) && l.contains(&pulled)),
+            "{events}"
+        );
+    }
     // port-forward listens in this (the host's) namespace, on both loopbacks, for several
     // ports at once; the cluster's API is reachable only inside its underlay namespace.
     let (first, second) = (
