@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use skiff_api::Kind;
 
-use super::openapi;
 use super::resources::{RESOURCES, Resource};
 use super::status::KubeError;
+use super::{metrics_api, openapi};
 
 /// A resource of a group that is not a Skiff [`Kind`] (metrics.k8s.io's NodeMetrics and
 /// PodMetrics): what discovery says of it. Its requests are routed by whoever serves it.
@@ -39,7 +39,32 @@ pub struct ExtraGroup {
 }
 
 /// The extension point for groups that are not Skiff kinds: add an entry here.
-pub const EXTRA_GROUPS: &[&ExtraGroup] = &[];
+pub const EXTRA_GROUPS: &[&ExtraGroup] = &[&METRICS];
+
+/// metrics.k8s.io, served by [`super::metrics_api`]: `kubectl top` finds it here (through
+/// aggregated discovery, which kubectl 1.32 reads instead of `/apis`' legacy list).
+const METRICS: ExtraGroup = ExtraGroup {
+    group: metrics_api::GROUP,
+    version: metrics_api::VERSION,
+    resources: &[
+        ExtraResource {
+            name: "nodes",
+            singular: "",
+            kind: "NodeMetrics",
+            namespaced: false,
+            verbs: &["get", "list"],
+            short_names: &[],
+        },
+        ExtraResource {
+            name: "pods",
+            singular: "",
+            kind: "PodMetrics",
+            namespaced: true,
+            verbs: &["get", "list"],
+            short_names: &[],
+        },
+    ],
+};
 
 /// One resource as discovery lists it, whatever it comes from.
 struct Listed {
@@ -706,6 +731,16 @@ mod tests {
         assert_eq!(deployments["shortNames"], json!(["deploy"]));
         assert_eq!(deployments["categories"], json!(["all"]));
         assert_eq!(apis["items"][0]["versions"][0]["freshness"], "Current");
+        let metrics = &apis["items"][1];
+        assert_eq!(metrics["metadata"]["name"], "metrics.k8s.io");
+        assert_eq!(metrics["versions"][0]["version"], "v1beta1");
+        let kinds: Vec<&str> = metrics["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["responseKind"]["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["NodeMetrics", "PodMetrics"]);
 
         let (_, headers, bytes) = body(get(&["api"], None, &accept(KUBECTL_ACCEPT)).unwrap()).await;
         let core: Value = serde_json::from_slice(&bytes).unwrap();
