@@ -214,7 +214,7 @@ pub enum Verb {
     },
     /// Run a command in a container; its exit code becomes skiff's.
     ///
-    /// Examples: skiff exec web-1 -- ls /; skiff exec -i web-1 -c main -- sh
+    /// Examples: skiff exec web-1 -- ls /; skiff exec -it web-1 -c main -- sh
     Exec {
         /// POD, pod/POD or deployment/NAME (its first pod).
         pod: String,
@@ -223,7 +223,8 @@ pub enum Verb {
         /// Pass standard input to the command.
         #[arg(short = 'i', long)]
         stdin: bool,
-        /// Accepted for kubectl habits; output is not a terminal.
+        /// Stdin is a TTY: with -i, the command runs on a terminal (a shell's prompt, raw
+        /// keys, the window's size).
         #[arg(short = 't', long)]
         tty: bool,
         /// The deprecated form's command, without `--` (kubectl still runs it, warning).

@@ -20,6 +20,7 @@ pub mod run;
 pub mod table;
 pub mod target;
 pub mod top;
+pub mod tty;
 pub mod verbs;
 pub mod wait;
 pub mod yaml;

@@ -398,15 +398,23 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
             pod,
             container,
             stdin,
-            tty: _,
+            tty,
             deprecated_command,
             command,
         } => {
             let command = verbs::exec_command(deprecated_command, command)?;
             let pod = verbs::pod_for(client, &namespace, &pod, "exec").await?;
             let container = verbs::pick_container(client, &namespace, &pod, container).await?;
-            let code =
-                verbs::exec(client, &namespace, &pod, Some(&container), &command, stdin).await?;
+            let code = verbs::exec(
+                client,
+                &namespace,
+                &pod,
+                Some(&container),
+                &command,
+                stdin,
+                tty,
+            )
+            .await?;
             if code != 0 {
                 eprintln!("command terminated with exit code {code}");
             }

@@ -203,8 +203,11 @@ pub fn exec_command(
     }
 }
 
-/// `skiff exec POD [-c C] [-i] -- CMD…`: streams output, forwards stdin with `-i`, and
-/// returns the command's exit code.
+/// `skiff exec POD [-c C] [-i] [-t] -- CMD…`: streams output, forwards stdin with `-i`, and
+/// returns the command's exit code. With `-it` and a terminal on stdin the command runs on
+/// a terminal in the container: this one is raw meanwhile (restored on every way out) and
+/// its window size follows along. As kubectl: `-t` without `-i` is dropped silently, and
+/// `-it` without a terminal says so and runs without one.
 pub async fn exec(
     client: &Client,
     namespace: &str,
@@ -212,6 +215,7 @@ pub async fn exec(
     container: Option<&str>,
     command: &[String],
     stdin: bool,
+    tty: bool,
 ) -> Result<i32, VerbError> {
     if command.is_empty() {
         return Err(VerbError::Usage(
@@ -219,12 +223,27 @@ pub async fn exec(
                 .into(),
         ));
     }
+    let tty = tty && stdin;
+    if tty && !crate::tty::stdin_is_terminal() {
+        eprintln!("{}", crate::tty::NOT_A_TERMINAL);
+    }
+    let tty = tty && crate::tty::stdin_is_terminal();
+    let options = skiff_client::ExecOptions {
+        stdin,
+        // An unknown size is 0x0, which programs read as "ask no one, assume 80x24".
+        tty: tty.then(|| crate::tty::window_size().unwrap_or((0, 0))),
+    };
     let mut session = client
-        .exec(namespace, pod, container, command, stdin)
+        .exec_with(namespace, pod, container, command, options)
         .await?;
-    if stdin {
+    let _raw = if tty {
+        Some(crate::tty::RawMode::enter()?)
+    } else {
+        None
+    };
+    let mut input = if stdin {
         // Standard input goes to the command from a thread (std's stdin blocks).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         std::thread::spawn(move || {
             let mut input = std::io::stdin();
             let mut buf = vec![0u8; 8192];
@@ -239,27 +258,63 @@ pub async fn exec(
                 }
             }
         });
-        loop {
-            tokio::select! {
-                data = rx.recv() => match data {
-                    Some(data) => session.write_stdin(data).await?,
-                    None => {
-                        session.close_stdin().await;
-                        break;
-                    }
-                },
-                event = session.next() => match handle(event)? {
-                    Some(code) => return Ok(code),
-                    None => continue,
-                },
-            }
-        }
+        Some(rx)
     } else {
         session.close_stdin().await;
-    }
+        None
+    };
+    use tokio::signal::unix::{SignalKind, signal};
+    // Only a terminal session listens for window changes; it also turns the signals that
+    // would end skiff into a return, so that raw mode is undone on the way out.
+    let mut signals = if tty {
+        let mut streams = Vec::new();
+        for kind in [
+            SignalKind::window_change(),
+            SignalKind::hangup(),
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::quit(),
+        ] {
+            streams.push((kind, signal(kind)?));
+        }
+        streams
+    } else {
+        Vec::new()
+    };
     loop {
-        if let Some(code) = handle(session.next().await)? {
-            return Ok(code);
+        let caught = async {
+            if signals.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = signals
+                .iter_mut()
+                .map(|(kind, stream)| Box::pin(async move { stream.recv().await.map(|_| *kind) }));
+            futures::future::select_all(waits).await.0
+        };
+        tokio::select! {
+            data = async { input.as_mut()?.recv().await }, if input.is_some() => match data {
+                Some(data) => session.write_stdin(data).await?,
+                None => {
+                    input = None;
+                    session.close_stdin().await;
+                }
+            },
+            event = session.next() => {
+                if let Some(code) = handle(event)? {
+                    return Ok(code);
+                }
+            }
+            Some(kind) = caught => {
+                if kind == SignalKind::window_change() {
+                    if let Some((width, height)) = crate::tty::window_size() {
+                        session.resize(width, height).await?;
+                    }
+                } else {
+                    // As the shell reports a command a signal ended (the session and the
+                    // remote command end with this process).
+                    return Ok(128 + kind.as_raw_value());
+                }
+            }
         }
     }
 }
