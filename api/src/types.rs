@@ -145,6 +145,11 @@ pub struct PodSpec {
     /// Always; pods of a deployment only allow Always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<String>,
+    /// How the pod's DNS is set up: ClusterFirst, ClusterFirstWithHostNet or Default (kubectl run
+    /// sends ClusterFirst). Skiff has no cluster DNS, so every policy is Default: the pod uses the
+    /// node's resolver, as a kubelet without cluster DNS does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<String>,
     /// Duration in seconds the pod needs to terminate gracefully: after the containers are sent
     /// SIGTERM, they are killed with SIGKILL once this has passed. Must be non-negative; defaults
     /// to 30.

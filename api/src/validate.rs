@@ -429,6 +429,13 @@ fn validate_pod_spec(errors: &mut Errors, path: &str, spec: &PodSpec, allowed_re
     {
         errors.unsupported(format!("{path}.restartPolicy"), policy, allowed_restart);
     }
+    // "None" needs a dnsConfig, which Skiff does not have.
+    const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default"];
+    if let Some(policy) = &spec.dns_policy
+        && !DNS_POLICIES.contains(&policy.as_str())
+    {
+        errors.unsupported(format!("{path}.dnsPolicy"), policy, DNS_POLICIES);
+    }
     if let Some(grace) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
         errors.invalid(
             format!("{path}.terminationGracePeriodSeconds"),
