@@ -223,23 +223,30 @@ async fn route(
     }
     let subject = auth::subject(&state.gate, &connection.peer, headers).await?;
     let body = body.map_err(|e| {
-        KubeError::BadRequest(format!(
-            "the request body could not be read: {}",
-            e.body_text()
-        ))
+        // Over DefaultBodyLimit: 413 as Kubernetes answers it, not axum's plain text.
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            KubeError::TooLarge(
+                "the request body is larger than the server's --max-request-bytes".into(),
+            )
+        } else {
+            KubeError::BadRequest(format!(
+                "the request body could not be read: {}",
+                e.body_text()
+            ))
+        }
     })?;
     let Query(params): Query<HashMap<String, String>> = Query::try_from_uri(uri)
         .map_err(|e| KubeError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    if let Some(answer) = discovery::negotiated(method, &segments, uri.query(), headers) {
-        return answer;
-    }
     if let Some(served) = metrics_api::serve(state, &subject, method, &segments, &params).await {
         return served;
     }
     if let Some(served) = ui::data(state, &subject, method, &segments).await {
         return served;
+    }
+    if let Some(answer) = discovery::negotiated(method, &segments, uri.query(), headers) {
+        return answer;
     }
     let discovery = match segments.as_slice() {
         ["version"] => Some(discovery::version()),

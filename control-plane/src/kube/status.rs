@@ -27,6 +27,9 @@ pub enum KubeError {
     /// A path served, but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A body over the member's --max-request-bytes.
+    #[error("{0}")]
+    TooLarge(String),
     /// The object API refused or failed the request: its gRPC status, and what the request
     /// was about (for the Status' details).
     #[error("{}", .status.message())]
@@ -123,6 +126,9 @@ impl From<&KubeError> for Failure {
             KubeError::NotFound(m) => Failure::new(StatusCode::NOT_FOUND, "NotFound", m),
             KubeError::MethodNotAllowed(m) => {
                 Failure::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", m)
+            }
+            KubeError::TooLarge(m) => {
+                Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", m)
             }
             KubeError::Api { status, kind, name } => from_status(status, *kind, name),
         }
