@@ -253,7 +253,8 @@ function draw() {
   // Keep what the user is typing (a replica count) across live redraws.
   const focused = document.activeElement && document.activeElement.id;
   const value = focused ? document.activeElement.value : undefined;
-  $('page').replaceChildren(...body);
+  // A section with nothing to say is null: replaceChildren would print it as text.
+  $('page').replaceChildren(...body.filter((part) => part));
   if (focused && $(focused)) { $(focused).value = value; $(focused).focus(); }
 }
 
