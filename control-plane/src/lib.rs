@@ -118,9 +118,8 @@ pub async fn run(
         records: config.watch_history,
         bytes: config.watch_history_bytes,
     };
-    let (log, sm, shared) =
-        store::open_with(&config.data_dir, window, config.storage_cache_bytes)
-            .map_err(|e| RunError::Store(e.to_string()))?;
+    let (log, sm, shared) = store::open_with(&config.data_dir, window, config.storage_cache_bytes)
+        .map_err(|e| RunError::Store(e.to_string()))?;
     let fresh = log.is_fresh().map_err(|e| RunError::Store(e.to_string()))?;
     if log
         .forget_own_leadership(config.id)

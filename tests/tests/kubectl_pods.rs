@@ -161,10 +161,7 @@ async fn kubectl_reads_logs_execs_with_exit_codes_and_stdin_and_describes_a_pod_
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut newer = None;
-    while let Some(line) = rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .ok()
-    {
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if line_number(&line).is_some_and(|n| n > last_before + 1) {
             newer = Some(line);
             break;
