@@ -534,7 +534,8 @@ async fn kubectl_top_nodes_and_pods_print_the_workers_and_their_pods() {
     assert_eq!(code, 0, "kubectl top nodes: {err}");
     assert!(rows_with_figures(&nodes, &["node-1", "node-2"]), "{nodes}");
     assert!(
-        nodes.contains("CPU%") && nodes.contains("MEMORY%"),
+        // kubectl 1.32's heading.
+        nodes.contains("CPU(%)") && nodes.contains("MEMORY(%)"),
         "{nodes}"
     );
     // One pod by name, and a label selector that matches none.

@@ -638,7 +638,8 @@ mod reconcile_tests {
         let mut marked: Pod = serde_json::from_value(pod.clone()).unwrap();
         assert!(!mark_not_ready(&mut marked, wall(5)));
         let again = pass(
-            &[not_ready_node("n1", 31)],
+            // Still within the eviction timeout (30 s), as in the first pass.
+            &[not_ready_node("n1", 30)],
             &[Versioned::new(9, PodFacts::new(marked))],
             &[],
         );
