@@ -10,9 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_api::types::Node;
-use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli};
+use skiff_tests::cluster::{ControlPlaneCluster, skiff_cli};
 use skiff_tests::host::runs_without;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -83,21 +81,8 @@ async fn the_python_kubernetes_client_lists_nodes_and_pods_creates_watches_reads
     if !runnable() {
         return;
     }
-    let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
-        .collect();
-    for name in ["node-1", "node-2"] {
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
+    // The agents live as long as the test: dropping them stops them.
+    let (cluster, _agents) = skiff_tests::kubectl::cluster_with_ready_agents(SETTLE).await;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(&cluster, 1, dir.path());
 

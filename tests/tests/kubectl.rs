@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skiff_api::types::Node;
 use skiff_client::NewToken;
-use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 use skiff_tests::host::runs_without;
 use skiff_tests::kubectl::{Kubectl, missing_kubectl};
@@ -32,21 +30,7 @@ async fn kubectl_lists_ready_nodes_and_pods_in_every_output_and_creates_and_dele
     {
         return;
     }
-    let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
-        .collect();
-    for name in ["node-1", "node-2"] {
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
+    let (cluster, agents) = skiff_tests::kubectl::cluster_with_ready_agents(SETTLE).await;
     let kubectl = Kubectl::new(&cluster, None);
 
     let nodes = kubectl.ok(&[

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_api::types::Node;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 use skiff_tests::host::runs_without;
@@ -18,21 +17,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// A cluster of three members and two Ready agents, and kubectl for it.
 async fn cluster_with_agents() -> (ControlPlaneCluster, Vec<AgentProcess>, Kubectl) {
-    let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
-        .collect();
-    for name in ["node-1", "node-2"] {
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
+    let (cluster, agents) = skiff_tests::kubectl::cluster_with_ready_agents(SETTLE).await;
     let kubectl = Kubectl::new(&cluster, None);
     (cluster, agents, kubectl)
 }

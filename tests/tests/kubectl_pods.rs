@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use skiff_api::types::{Node, Pod};
+use skiff_api::types::Pod;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 use skiff_tests::host::runs_without;
@@ -22,22 +22,7 @@ async fn cluster_with_agents() -> Option<(ControlPlaneCluster, Vec<AgentProcess>
     {
         return None;
     }
-    let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
-        .collect();
-    for name in ["node-1", "node-2"] {
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
-    Some((cluster, agents))
+    Some(skiff_tests::kubectl::cluster_with_ready_agents(SETTLE).await)
 }
 
 fn write(dir: &Path, name: &str, manifest: &str) -> PathBuf {

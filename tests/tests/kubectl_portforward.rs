@@ -7,9 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use skiff_api::types::Node;
-use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, eventually};
+use skiff_tests::cluster::eventually;
 use skiff_tests::host::{BUSYBOX, runs_without};
 use skiff_tests::kubectl::{Kubectl, missing_kubectl};
 
@@ -117,21 +115,8 @@ async fn kubectl_port_forward_reaches_a_pods_web_server_over_a_websocket_and_ove
     {
         return;
     }
-    let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent"))
-        .collect();
-    for name in ["node-1", "node-2"] {
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
+    // The agents live as long as the test: dropping them stops them.
+    let (cluster, _agents) = skiff_tests::kubectl::cluster_with_ready_agents(SETTLE).await;
     let kubectl = Kubectl::new(&cluster, None);
 
     // A page only this test serves: another test's server on the port would not pass.
