@@ -37,6 +37,7 @@ use tonic::transport::Channel;
 use super::KubeState;
 use super::spdy::{self, ByteSink, ByteSource, Stream, rst};
 use super::status::KubeError;
+use super::stream::{header_tokens, websocket_key};
 use crate::server::agent_proxy::{AgentProxy, check_pod};
 
 /// The port-forward protocol (kubelet's and kubectl's only one).
@@ -63,16 +64,6 @@ enum Transport {
     Spdy { named: bool },
 }
 
-fn header_tokens<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 /// The transport `headers` ask for, or why it cannot be served (before the upgrade, so
 /// kubectl prints it, and after a refused WebSocket falls back to SPDY).
 fn requested_transport(headers: &HeaderMap) -> Result<Transport, KubeError> {
@@ -80,22 +71,8 @@ fn requested_transport(headers: &HeaderMap) -> Result<Transport, KubeError> {
         header_tokens(headers, "upgrade").any(|u| u.eq_ignore_ascii_case(protocol))
     };
     if upgrade_to("websocket") {
-        if headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .and_then(|v| v.to_str().ok())
-            != Some("13")
-        {
-            return Err(KubeError::BadRequest(
-                "unable to upgrade: Sec-WebSocket-Version must be 13".into(),
-            ));
-        }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                KubeError::BadRequest("unable to upgrade: Sec-WebSocket-Key is missing".into())
-            })?;
+        let key = websocket_key(headers)
+            .map_err(|why| KubeError::BadRequest(format!("unable to upgrade: {why}")))?;
         if !header_tokens(headers, "sec-websocket-protocol").any(|p| p == TUNNELLED_PROTOCOL) {
             return Err(KubeError::BadRequest(format!(
                 "unable to upgrade: no tunneling spdy protocols provided (served: {TUNNELLED_PROTOCOL})"

@@ -421,7 +421,11 @@ enum Upgrade<'a> {
     Spdy,
 }
 
-fn header_tokens(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
+/// The comma-separated tokens of every `name` header (Upgrade, subprotocols, versions).
+pub(super) fn header_tokens(
+    headers: &HeaderMap,
+    name: impl header::AsHeaderName,
+) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
@@ -429,29 +433,30 @@ fn header_tokens(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .collect()
+}
+
+/// A WebSocket handshake's key, once its version is checked; `Err` says what is wrong.
+pub(super) fn websocket_key(headers: &HeaderMap) -> Result<&str, &'static str> {
+    let version = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok());
+    if version != Some("13") {
+        return Err("Sec-WebSocket-Version must be 13");
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .ok_or("Sec-WebSocket-Key is missing")
 }
 
 /// The upgrade `headers` ask for, or why it cannot be served.
 fn requested_upgrade(headers: &HeaderMap) -> Result<Upgrade<'_>, KubeError> {
-    let upgrade = header_tokens(headers, header::UPGRADE);
+    let upgrade: Vec<&str> = header_tokens(headers, header::UPGRADE).collect();
     if upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
-        let version = headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .and_then(|v| v.to_str().ok());
-        if version != Some("13") {
-            return Err(KubeError::BadRequest(
-                "websocket: Sec-WebSocket-Version must be 13".into(),
-            ));
-        }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                KubeError::BadRequest("websocket: Sec-WebSocket-Key is missing".into())
-            })?;
-        let asked = header_tokens(headers, header::SEC_WEBSOCKET_PROTOCOL);
+        let key = websocket_key(headers)
+            .map_err(|why| KubeError::BadRequest(format!("websocket: {why}")))?;
+        let asked: Vec<&str> = header_tokens(headers, header::SEC_WEBSOCKET_PROTOCOL).collect();
         // The client's order is its preference.
         let protocol = asked
             .iter()
