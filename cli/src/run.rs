@@ -139,21 +139,10 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             kube_port,
             kube_server,
         } => {
-            let config_file = endpoints::config_path_from(flags.config.as_deref());
-            let server_env = std::env::var("SKIFF_SERVER").ok();
-            let options = crate::kubeconfig::Options {
-                config_file: &config_file,
-                server_flag: flags.server.as_deref(),
-                server_env: server_env.as_deref(),
-                token: flags
-                    .token
-                    .clone()
-                    .or_else(|| std::env::var("SKIFF_TOKEN").ok())
-                    .filter(|t| !t.trim().is_empty()),
-                kube_port: *kube_port,
-                kube_servers: kube_server,
-            };
-            print!("{}", crate::kubeconfig::kubeconfig(&options)?);
+            let text = with_kube_options(&flags, *kube_port, kube_server, |options| {
+                crate::kubeconfig::kubeconfig(options)
+            })?;
+            print!("{text}");
             return Ok(ExitCode::SUCCESS);
         }
         Verb::Dashboard {
@@ -161,21 +150,7 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             kube_port,
             kube_server,
         } => {
-            let config_file = endpoints::config_path_from(flags.config.as_deref());
-            let server_env = std::env::var("SKIFF_SERVER").ok();
-            let options = crate::kubeconfig::Options {
-                config_file: &config_file,
-                server_flag: flags.server.as_deref(),
-                server_env: server_env.as_deref(),
-                token: flags
-                    .token
-                    .clone()
-                    .or_else(|| std::env::var("SKIFF_TOKEN").ok())
-                    .filter(|t| !t.trim().is_empty()),
-                kube_port: *kube_port,
-                kube_servers: kube_server,
-            };
-            let plan = crate::dashboard::plan(&options)?;
+            let plan = with_kube_options(&flags, *kube_port, kube_server, crate::dashboard::plan)?;
             let token = match plan.token {
                 Some(token) => token,
                 None => {
@@ -216,6 +191,34 @@ async fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     dispatch(&client, flags).await
 }
 
+/// What `kubeconfig` and `dashboard` read: the config, the servers and the credential.
+fn with_kube_options<T>(
+    flags: &Flags,
+    kube_port: u16,
+    kube_servers: &[String],
+    f: impl FnOnce(&crate::kubeconfig::Options) -> T,
+) -> T {
+    let config_file = endpoints::config_path_from(flags.config.as_deref());
+    let server_env = std::env::var("SKIFF_SERVER").ok();
+    f(&crate::kubeconfig::Options {
+        config_file: &config_file,
+        server_flag: flags.server.as_deref(),
+        server_env: server_env.as_deref(),
+        token: token(flags),
+        kube_port,
+        kube_servers,
+    })
+}
+
+/// The bearer token to act as: `--token`, else SKIFF_TOKEN; blank is none.
+fn token(flags: &Flags) -> Option<String> {
+    flags
+        .token
+        .clone()
+        .or_else(|| std::env::var("SKIFF_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
 /// The client for the endpoints and credential `--server`, `--config`, `--token` and the
 /// environment name; inside the network namespace of a `skiff up` cluster, with what of
 /// that cluster runs (one that does not is an error that says how to start it).
@@ -226,12 +229,7 @@ fn connect(flags: &Flags) -> anyhow::Result<(Client, Option<local::Status>)> {
         std::env::var("SKIFF_SERVER").ok().as_deref(),
         &config_file,
     )?;
-    let token = flags
-        .token
-        .clone()
-        .or_else(|| std::env::var("SKIFF_TOKEN").ok())
-        .filter(|t| !t.trim().is_empty());
-    let target = target.with_token(token);
+    let target = target.with_token(token(flags));
     let tls = target.tls_config(&config_file)?;
     let bearer = target.bearer_token().map(String::from);
     let mut local = None;

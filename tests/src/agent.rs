@@ -202,6 +202,37 @@ impl AgentProcess {
     }
 }
 
+/// Agents `names` (with `extra` flags) of `cluster`, each node Ready within `settle`; a node
+/// that is not shows the agent's log.
+pub async fn start_ready(
+    cluster: &crate::cluster::ControlPlaneCluster,
+    names: &[&str],
+    extra: &[&str],
+    settle: std::time::Duration,
+) -> Vec<AgentProcess> {
+    let client = cluster.client();
+    let agents: Vec<AgentProcess> = names
+        .iter()
+        .map(|name| AgentProcess::start(name, &cluster.endpoints(), extra).expect("start agent"))
+        .collect();
+    for agent in &agents {
+        crate::cluster::eventually(settle, || async {
+            let node = client
+                .get::<skiff_api::types::Node>("", &agent.name)
+                .await?;
+            anyhow::ensure!(
+                crate::nodes::is_ready(&node),
+                "node {} not ready",
+                agent.name
+            );
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    }
+    agents
+}
+
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();

@@ -99,21 +99,6 @@ pub async fn cluster_with_ready_agents(
     settle: std::time::Duration,
 ) -> (ControlPlaneCluster, Vec<crate::agent::AgentProcess>) {
     let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<crate::agent::AgentProcess> = ["node-1", "node-2"]
-        .iter()
-        .map(|name| {
-            crate::agent::AgentProcess::start(name, &cluster.endpoints(), &[]).expect("agent")
-        })
-        .collect();
-    for name in ["node-1", "node-2"] {
-        crate::cluster::eventually(settle, || async {
-            let node = client.get::<skiff_api::types::Node>("", name).await?;
-            anyhow::ensure!(crate::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agents[0].log()));
-    }
+    let agents = crate::agent::start_ready(&cluster, &["node-1", "node-2"], &[], settle).await;
     (cluster, agents)
 }

@@ -27,6 +27,7 @@ use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli};
 use skiff_tests::host::{BUSYBOX, runs_without};
 use skiff_tests::images::BusyboxImage;
+use skiff_tests::kubectl::missing_kubectl;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -38,34 +39,13 @@ fn missing_chromium() -> Option<String> {
     (!std::path::Path::new(CHROMIUM).exists()).then(|| "chromium (apt-get install chromium)".into())
 }
 
-fn missing_kubectl() -> Option<String> {
-    let found = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    (!found).then(|| "kubectl v1.32 on PATH".to_string())
-}
-
 /// A cluster and agents `agents` (with `extra` agent flags), every node Ready.
 async fn setup(agents: &[&str], extra: &[&str]) -> (ControlPlaneCluster, Vec<AgentProcess>) {
     for program in ["skiff-control-plane", "skiff-agent", "skiff"] {
         binary(program);
     }
     let cluster = ControlPlaneCluster::start_ready(3).await;
-    let client = cluster.client();
-    let agents: Vec<AgentProcess> = agents
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), extra).expect("start agent"))
-        .collect();
-    for agent in &agents {
-        eventually(READY, || async {
-            let node = client.get::<Node>("", &agent.name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node), "node not ready");
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
-    }
+    let agents = skiff_tests::agent::start_ready(&cluster, agents, extra, READY).await;
     (cluster, agents)
 }
 

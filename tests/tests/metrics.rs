@@ -43,19 +43,7 @@ async fn setup(
     let cluster = ControlPlaneCluster::start(3).expect("start control plane");
     let client = cluster.client();
     client.wait_ready(READY).await.expect("cluster ready");
-    let agents: Vec<AgentProcess> = agents
-        .iter()
-        .map(|name| AgentProcess::start(name, &cluster.endpoints(), extra).expect("start agent"))
-        .collect();
-    for agent in &agents {
-        eventually(READY, || async {
-            let node = client.get::<Node>("", &agent.name).await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node), "node not ready");
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
-    }
+    let agents = skiff_tests::agent::start_ready(&cluster, agents, extra, READY).await;
     (cluster, client, agents)
 }
 

@@ -202,6 +202,13 @@ function internalIP(node) {
   return a ? a.address : '';
 }
 
+// A memory quantity in Mi, as `kubectl top` prints it; anything unparsable as it came.
+const UNITS = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1048576, Gi: 1073741824, Ti: 1099511627776 };
+function mebibytes(quantity) {
+  const m = /^([0-9.]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity || '');
+  if (!m) return quantity;
+  return Math.round(Number(m[1]) * UNITS[m[2] || ''] / 1048576) + 'Mi';
+}
 function podCIDR(node) { return (node.spec || {}).podCIDR || ''; }
 
 function restarts(pod) {
@@ -281,7 +288,7 @@ function overview() {
       h('td', {}, internalIP(n)),
       h('td', {}, podCIDR(n)),
       h('td', {}, (u.cpu || '—') + ' / ' + (alloc.cpu || '?')),
-      h('td', {}, (u.memory || '—') + ' / ' + (alloc.memory || '?')),
+      h('td', {}, (mebibytes(u.memory) || '—') + ' / ' + (mebibytes(alloc.memory) || '?')),
       h('td', {}, cordonButton(n)));
   });
   const phases = {};
