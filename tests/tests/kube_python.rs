@@ -130,7 +130,6 @@ async fn a_body_over_max_request_bytes_gets_413_request_entity_too_large_and_the
     assert!(cluster.is_running(1));
 }
 
-#[ignore = "not yet run since the script turned off urllib3's Retry-After retries (four attempts of the member's 5 s request timeout plus 3 s of waits made the 23 s); issue 15 next step: run it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_a_kube_request_gets_503_with_retry_after_within_a_bounded_time() {
     if !runnable() {
