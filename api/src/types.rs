@@ -579,6 +579,11 @@ pub struct ContainerStatus {
     /// Image is the name of the container image that the container is running.
     #[serde(default)]
     pub image: String,
+    /// ImageID is the image ID of the container's image, as the runtime resolved it. Always
+    /// written, empty when the runtime has not reported one, as Kubernetes does: clients such
+    /// as PyPI's `kubernetes` package refuse a ContainerStatus that leaves it out.
+    #[serde(default, rename = "imageID")]
+    pub image_id: String,
     /// ContainerID is the ID of the container in the format `<type>://<container_id>`.
     #[serde(
         default,
@@ -984,27 +989,46 @@ pub struct NodeAddress {
 }
 
 /// NodeSystemInfo is a set of ids/uuids to uniquely identify the node.
+///
+/// Every field is always written, empty when unknown, as Kubernetes does: clients such as
+/// PyPI's `kubernetes` package refuse a NodeSystemInfo that leaves one out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSystemInfo {
+    /// MachineID reported by the node, from /etc/machine-id. For unique machine identification
+    /// in the cluster this field is preferred.
+    #[serde(default, rename = "machineID")]
+    pub machine_id: String,
+    /// SystemUUID reported by the node, from /sys/class/dmi/id/product_uuid. For unique machine
+    /// identification MachineID is preferred.
+    #[serde(default, rename = "systemUUID")]
+    pub system_uuid: String,
+    /// Boot ID reported by the node, from /proc/sys/kernel/random/boot_id.
+    #[serde(default, rename = "bootID")]
+    pub boot_id: String,
     /// Kernel Version reported by the node from `uname -r`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub kernel_version: String,
-    /// OS Image reported by the node from /etc/os-release.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 12
+    /// (bookworm)).
+    #[serde(default)]
     pub os_image: String,
-    /// The Architecture reported by the node.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub architecture: String,
-    /// The Operating System reported by the node.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub operating_system: String,
     /// ContainerRuntime Version reported by the node through runtime remote API.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub container_runtime_version: String,
     /// Version of the node agent reported by the node (Kubernetes' name for it).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub kubelet_version: String,
+    /// Deprecated: KubeProxy Version reported by the node. The node agent reports its own
+    /// version here, as the kubelet does.
+    #[serde(default)]
+    pub kube_proxy_version: String,
+    /// The Operating System reported by the node.
+    #[serde(default)]
+    pub operating_system: String,
+    /// The Architecture reported by the node.
+    #[serde(default)]
+    pub architecture: String,
 }
 
 // ------------------------------------------------------------------ event

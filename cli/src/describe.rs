@@ -660,10 +660,9 @@ pub fn node_text(node: &Node, pods: &[Pod], events: &[Event], now: Time) -> Stri
     let info = status.node_info.clone().unwrap_or_default();
     out.push_str("System Info:\n");
     for (name, value) in [
-        // Skiff's agents do not report these three.
-        ("Machine ID", ""),
-        ("System UUID", ""),
-        ("Boot ID", ""),
+        ("Machine ID", info.machine_id.as_str()),
+        ("System UUID", info.system_uuid.as_str()),
+        ("Boot ID", info.boot_id.as_str()),
         ("Kernel Version", info.kernel_version.as_str()),
         ("OS Image", info.os_image.as_str()),
         ("Operating System", info.operating_system.as_str()),

@@ -139,6 +139,8 @@ fn container_status(view: &ContainerView, pod_name: &str) -> ContainerStatus {
         ready,
         restart_count: view.restart_count,
         image: view.image.clone(),
+        // Neither runtime reports the resolved image's digest to the status yet.
+        image_id: String::new(),
         container_id: id,
         started: Some(started),
         state: Some(state),
