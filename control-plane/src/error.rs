@@ -47,6 +47,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::AlreadyExists(m) => ApiError::AlreadyExists(m),
             ApplyError::Conflict(m) => ApiError::Conflict(m),
             ApplyError::Invalid(m) => ApiError::InvalidArgument(m),
+            ApplyError::Forbidden(m) => ApiError::Forbidden(m),
         }
     }
 }

@@ -109,6 +109,14 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
+    /// Mark a namespace Terminating (deletionTimestamp `now`, status.phase Terminating):
+    /// nothing new may be created in it, and the namespace controller empties it (pods
+    /// gracefully) before deleting it. Marking a terminating namespace changes nothing.
+    MarkNamespaceTerminating {
+        name: String,
+        /// RFC 3339 time of the request.
+        now: String,
+    },
 }
 
 impl Command {
@@ -134,7 +142,8 @@ impl Command {
                 Command::Delete { .. }
                 | Command::EnsureNamespace { .. }
                 | Command::Bind { .. }
-                | Command::DeleteSystem { .. } => 0,
+                | Command::DeleteSystem { .. }
+                | Command::MarkNamespaceTerminating { .. } => 0,
             }
     }
 }
@@ -160,6 +169,10 @@ pub enum ApplyError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// An admission rule the state itself decides refuses the write (a create in a
+    /// terminating namespace).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// The outcome of one command.

@@ -548,6 +548,95 @@ async fn state_is_reported_truthfully() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_is_terminating_until_its_pods_have_had_their_grace() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    const GRACE: Duration = Duration::from_secs(3);
+    w.ok(&["create", "namespace", "grace"]);
+    w.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "-n",
+        "grace",
+        "--",
+        BUSYBOX,
+        "sleep",
+        "3600",
+    ]);
+    // A container that ignores SIGTERM: only the end of its grace period stops it.
+    let stubborn = pod_yaml(
+        "stubborn",
+        Some("grace"),
+        &format!("trap '' TERM; while true; do {BUSYBOX} sleep 0.1; done"),
+    )
+    .replace(
+        "terminationGracePeriodSeconds: 5",
+        &format!("terminationGracePeriodSeconds: {}", GRACE.as_secs()),
+    );
+    let stubborn = w.manifest("stubborn.yaml", &stubborn);
+    w.ok(&["apply", "-f", &stubborn]);
+    let ready = [
+        "wait",
+        "--for=condition=Ready",
+        "pods",
+        "--all",
+        "-n",
+        "grace",
+    ];
+    w.ok(&[&ready[..], &["--timeout=30s"]].concat());
+
+    let servers = w.servers.clone();
+    let started = std::time::Instant::now();
+    let deleting = std::thread::spawn(move || {
+        let result = skiff_cli(&servers, &["delete", "ns", "grace"]);
+        (result, started.elapsed())
+    });
+    eventually(Duration::from_secs(10), || async {
+        let (_, out, _) = w.skiff(&["get", "ns", "grace", "--no-headers"]);
+        anyhow::ensure!(out.contains("Terminating"), "{out}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // Meanwhile nothing new may be made in it, in Kubernetes' words.
+    let (code, _, err) = w.skiff(&["run", "late", "--image=busybox", "-n", "grace"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error from server (Forbidden): pods \"late\" is forbidden: unable to create new \
+             content in namespace grace because it is being terminated\n"
+        )
+    );
+    // The pod is stopping, not gone: it gets its grace period.
+    let pod = w.client.get::<Pod>("grace", "stubborn").await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some(), "{pod:?}");
+
+    let ((code, out, err), took) = deleting.join().unwrap();
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "namespace \"grace\" deleted\n"),
+        "{err}"
+    );
+    assert!(
+        took >= GRACE - Duration::from_millis(500),
+        "returned after {took:?}"
+    );
+    let (code, _, err) = w.skiff(&["get", "ns", "grace"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error from server (NotFound): namespaces \"grace\" not found\n"
+        )
+    );
+    eprintln!("delete ns with a {GRACE:?} grace period returned after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_and_texts_read_like_kubectls() {
     let Some(w) = World::start().await else {
         return;

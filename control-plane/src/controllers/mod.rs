@@ -7,6 +7,7 @@
 //! events); the decisions take a [`snapshot::Snapshot`] and return [`writes::Writes`].
 
 pub mod deployment;
+pub mod namespace;
 pub mod node_lifecycle;
 pub mod propagation;
 pub mod scheduler;
@@ -35,6 +36,7 @@ use crate::pod_security::NamespaceLevels;
 use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::StoredObject;
+use crate::store::objects::namespace_terminating;
 use node_lifecycle::{ClusterCidr, Heard};
 use snapshot::{PodFacts, Snapshot, Versioned};
 use writes::{rfc3339, to_json};
@@ -213,7 +215,7 @@ impl Controllers {
 
     /// One look at the whole state; returns when to look again at the latest.
     async fn pass(&mut self) -> Result<Option<Duration>, ApiError> {
-        let (pods, nodes, deployments, levels, deleting) = {
+        let (pods, nodes, deployments, levels, deleting, terminating) = {
             let table = self.node.shared.table.read().expect("table lock");
             let deleting: Vec<(String, Vec<u8>)> = table
                 .system_prefixed(propagation::RECORD_PREFIX)
@@ -224,12 +226,19 @@ impl Controllers {
                 .list(Kind::Namespace, None)
                 .map(|ns| (ns.name.clone(), Level::of_namespace(&ns.summary.labels)))
                 .collect();
+            // Read with the pods under one lock: no pod the namespace holds is missed.
+            let terminating: Vec<String> = table
+                .list(Kind::Namespace, None)
+                .filter(|ns| namespace_terminating(ns))
+                .map(|ns| ns.name.clone())
+                .collect();
             (
                 all(Kind::Pod),
                 all(Kind::Node),
                 all(Kind::Deployment),
                 levels,
                 deleting,
+                terminating,
             )
         };
         let pods = self.pods.refresh(&pods, PodFacts::from_stored);
@@ -272,7 +281,22 @@ impl Controllers {
         writes.append(scheduler::schedule(snapshot, &lifecycle.written, wall));
         // Deployments deleted with Orphan or Foreground, and their pods, are the propagation
         // step's alone until they are gone.
-        let propagating = propagation::reconcile(&deleting, snapshot, wall);
+        let mut propagating = propagation::reconcile(&deleting, snapshot, wall);
+        // So are those of a namespace being emptied: none may replace the pods it stops.
+        let emptying = namespace::reconcile(&terminating, snapshot, wall);
+        propagating.hidden.extend(
+            deployments
+                .iter()
+                .filter(|d| {
+                    d.object
+                        .metadata
+                        .namespace
+                        .as_ref()
+                        .is_some_and(|ns| terminating.contains(ns))
+                })
+                .filter_map(|d| d.object.metadata.uid.clone()),
+        );
+        writes.append(emptying.writes);
         let hiding = !propagating.hidden.is_empty();
         let (visible_pods, visible_deployments) = match hiding {
             true => propagation::visible(snapshot, &propagating.hidden),
@@ -289,7 +313,10 @@ impl Controllers {
         writes.append(propagating.writes);
         let deployments = deployment::reconcile(visible, wall, &mut self.ids, &levels);
         writes.append(deployments.writes);
-        let requeue = deployments.requeue_after;
+        let requeue = [deployments.requeue_after, emptying.requeue_after]
+            .into_iter()
+            .flatten()
+            .min();
         self.submit(writes.commands).await?;
         self.record(writes.notes, wall).await?;
         if self

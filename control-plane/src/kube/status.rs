@@ -182,7 +182,26 @@ fn from_status(status: &tonic::Status, kind: Option<Kind>, name: &str) -> Failur
     if !name.is_empty() {
         failure.details = details(name);
     }
+    if let (Code::PermissionDenied, Some(namespace)) = (status.code(), terminating(message))
+        && let Some(details) = failure.details.as_mut()
+    {
+        // What clients (kubectl, client-go's IsNamespaceTerminating) recognise it by.
+        details["causes"] = json!([{
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {namespace} is being terminated"),
+            "field": "metadata.namespace",
+        }]);
+    }
     failure
+}
+
+/// The namespace a NamespaceLifecycle refusal names (`… unable to create new content in
+/// namespace NS because it is being terminated`).
+fn terminating(message: &str) -> Option<&str> {
+    message
+        .strip_suffix(" because it is being terminated")?
+        .rsplit_once("unable to create new content in namespace ")
+        .map(|(_, namespace)| namespace)
 }
 
 /// 422 Invalid, as apierrors.NewInvalid: `Pod "x" is invalid: <errors>`, each error a cause
@@ -262,6 +281,30 @@ mod tests {
         );
         assert_eq!(details["causes"][1]["field"], "spec.containers");
         assert_eq!(details["causes"][1]["reason"], "FieldValueRequired");
+    }
+
+    #[test]
+    fn a_create_in_a_terminating_namespace_is_403_forbidden_with_a_namespace_terminating_cause() {
+        let message = crate::store::objects::terminating_refusal(Kind::Pod, "x", "team-a");
+        let status = tonic::Status::permission_denied(message.clone());
+        let failure = Failure::from(&KubeError::api(status, Kind::Pod, "x"));
+        assert_eq!(
+            (failure.code, failure.reason),
+            (StatusCode::FORBIDDEN, "Forbidden")
+        );
+        assert_eq!(
+            failure.message,
+            "pods \"x\" is forbidden: unable to create new content in namespace team-a \
+             because it is being terminated"
+        );
+        let cause = &failure.details.unwrap()["causes"][0];
+        assert_eq!(cause["reason"], "NamespaceTerminating");
+        assert_eq!(cause["message"], "namespace team-a is being terminated");
+        assert_eq!(cause["field"], "metadata.namespace");
+        // Other refusals carry no such cause.
+        let other = tonic::Status::permission_denied("pods \"x\" is forbidden: User \"v\" cannot");
+        let failure = Failure::from(&KubeError::api(other, Kind::Pod, "x"));
+        assert!(failure.details.unwrap().get("causes").is_none());
     }
 
     #[test]

@@ -33,7 +33,8 @@ use crate::pod_security;
 use crate::raft_node::ControlPlane;
 use crate::raft_types::{Command, UpdatePart};
 use crate::store::objects::{
-    EventType, SELECTABLE_FIELDS, kind_prefix, patched_value, updated_value,
+    EventType, SELECTABLE_FIELDS, kind_prefix, namespace_terminating, patched_value,
+    terminating_refusal, updated_value,
 };
 use crate::store::{StoredObject, WatchRecord};
 
@@ -353,6 +354,25 @@ impl ObjectsServer {
         })
     }
 
+    /// NamespaceLifecycle admission: nothing new in a namespace being deleted. Judged on
+    /// this member's table, which may lag; the state machine checks again when it applies.
+    fn refuse_in_terminating_namespace(
+        &self,
+        kind: Kind,
+        name: &str,
+        namespace: &str,
+    ) -> Result<(), ApiError> {
+        if !kind.is_namespaced() {
+            return Ok(());
+        }
+        match self.local_get(Kind::Namespace, "", namespace) {
+            Ok(ns) if namespace_terminating(&ns) => Err(ApiError::Forbidden(terminating_refusal(
+                kind, name, namespace,
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The Pod Security level of `namespace` as this member's table has it; `None` when this
     /// member has not seen the namespace.
     fn pod_security_level(&self, namespace: &str) -> Option<Level> {
@@ -437,6 +457,7 @@ impl ObjectsServer {
                 .map_err(ApiError::from)?;
         }
         self.ensure_namespace_for(kind, &namespace).await?;
+        self.refuse_in_terminating_namespace(kind, &name, &namespace)?;
         if let Object::Pod(pod) = &object {
             self.enforce_pod_security(pod, &namespace).await?;
         }
@@ -705,13 +726,21 @@ impl ObjectsServer {
                 removed: false,
             });
         }
-        let delete = Command::Delete {
-            kind,
-            namespace: namespace.clone(),
-            name: request.name.clone(),
-            grace_period_seconds: request.grace_period_seconds,
-            force: request.force,
-            now: now_rfc3339(),
+        let delete = match kind {
+            // Only marked: the namespace controller empties it, pods gracefully, and then
+            // removes it (controllers/namespace.rs).
+            Kind::Namespace => Command::MarkNamespaceTerminating {
+                name: request.name.clone(),
+                now: now_rfc3339(),
+            },
+            _ => Command::Delete {
+                kind,
+                namespace: namespace.clone(),
+                name: request.name.clone(),
+                grace_period_seconds: request.grace_period_seconds,
+                force: request.force,
+                now: now_rfc3339(),
+            },
         };
         let policy = match propagation {
             Propagation::Background => None,

@@ -360,11 +360,25 @@ fn apply_inner(
             meta.insert("resourceVersion".into(), Value::String(index.to_string()));
             meta.insert("generation".into(), Value::from(1));
             let stored = StoredObject::from_value(*kind, &value)?;
-            if kind.is_namespaced() && table.get(Kind::Namespace, "", &stored.namespace).is_none() {
-                return Err(ApplyError::NotFound(format!(
-                    "namespaces \"{}\" not found",
-                    stored.namespace
-                )));
+            if kind.is_namespaced() {
+                match table.get(Kind::Namespace, "", &stored.namespace) {
+                    None => {
+                        return Err(ApplyError::NotFound(format!(
+                            "namespaces \"{}\" not found",
+                            stored.namespace
+                        )));
+                    }
+                    // Checked here too, not only by the server: a create proposed just
+                    // before the namespace was marked must not slip in behind the mark.
+                    Some(ns) if namespace_terminating(ns) => {
+                        return Err(ApplyError::Forbidden(terminating_refusal(
+                            *kind,
+                            &stored.name,
+                            &stored.namespace,
+                        )));
+                    }
+                    Some(_) => {}
+                }
             }
             if table.get(*kind, &stored.namespace, &stored.name).is_some() {
                 return Err(ApplyError::AlreadyExists(format!(
@@ -391,7 +405,12 @@ fn apply_inner(
                 return Err(conflict(*kind, &old.name));
             }
             let old_value = old.value();
-            let new_value = updated_value(&old_value, incoming, *part);
+            let mut new_value = updated_value(&old_value, incoming, *part);
+            // A terminating namespace stays Terminating whatever a status write says: its
+            // phase is what admission and the namespace controller go by.
+            if *kind == Kind::Namespace && namespace_terminating(&old) {
+                set_phase(&mut new_value, TERMINATING);
+            }
             write_if_changed(table, index, &old, old_value, new_value, records)
         }
         Command::Patch {
@@ -429,11 +448,7 @@ fn apply_inner(
                 .cloned()
                 .ok_or_else(|| not_found(*kind, name))?;
             if *kind == Kind::Namespace {
-                if name == "default" {
-                    return Err(ApplyError::Invalid(
-                        "namespaces \"default\" may not be deleted".into(),
-                    ));
-                }
+                refuse_default_namespace(name)?;
                 // Objects in a namespace go with it, in one entry, so none is orphaned.
                 for k in Kind::ALL.into_iter().filter(|k| k.is_namespaced()) {
                     let inside: Vec<_> = table.list(k, Some(name)).cloned().collect();
@@ -478,6 +493,9 @@ fn apply_inner(
             node_name,
             now,
         } => bind(table, index, namespace, name, uid, node_name, now, records),
+        Command::MarkNamespaceTerminating { name, now } => {
+            mark_namespace_terminating(table, index, name, now, records)
+        }
         Command::EnsureNamespace { name, uid, now } => {
             if let Some(existing) = table.get(Kind::Namespace, "", name) {
                 return Ok(Applied {
@@ -501,6 +519,87 @@ fn apply_inner(
             Ok(put(table, index, stored, None, EventType::Added, records))
         }
     }
+}
+
+/// The phase of a namespace that is being deleted.
+pub const TERMINATING: &str = "Terminating";
+
+/// Whether a stored namespace is being deleted. The phase is the cheap look (every create
+/// asks); the deletion timestamp, which no client write can set, is what counts.
+pub fn namespace_terminating(ns: &StoredObject) -> bool {
+    ns.summary.phase.as_deref() == Some(TERMINATING)
+        && ns.value().pointer("/metadata/deletionTimestamp").is_some()
+}
+
+/// NamespaceLifecycle admission's refusal of a create in a terminating namespace, in
+/// Kubernetes' words.
+pub fn terminating_refusal(kind: Kind, name: &str, namespace: &str) -> String {
+    format!(
+        "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} \
+         because it is being terminated",
+        kind.plural()
+    )
+}
+
+/// Sets status.phase, making status an object if it is not one (indexing into anything
+/// else would panic).
+fn set_phase(value: &mut Value, phase: &str) {
+    if !value.get("status").is_some_and(Value::is_object) {
+        value["status"] = Value::Object(Map::new());
+    }
+    value["status"]["phase"] = Value::String(phase.into());
+}
+
+fn refuse_default_namespace(name: &str) -> Result<(), ApplyError> {
+    if name == "default" {
+        return Err(ApplyError::Invalid(
+            "namespaces \"default\" may not be deleted".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Deleting a namespace, as Kubernetes does it: the namespace stays, marked, until the
+/// namespace controller has emptied it (pods stop gracefully first).
+fn mark_namespace_terminating(
+    table: &mut ObjectTable,
+    index: u64,
+    name: &str,
+    now: &str,
+    records: &mut Vec<WatchRecord>,
+) -> CommandResult {
+    refuse_default_namespace(name)?;
+    let old = table
+        .get(Kind::Namespace, "", name)
+        .cloned()
+        .ok_or_else(|| not_found(Kind::Namespace, name))?;
+    if namespace_terminating(&old) {
+        return Ok(Applied {
+            object: old.json.to_vec(),
+            removed: false,
+        });
+    }
+    let now = chrono::DateTime::parse_from_rfc3339(now)
+        .map_err(|e| ApplyError::Invalid(format!("deletion time {now:?} is not rfc 3339: {e}")))?
+        .with_timezone(&chrono::Utc);
+    let mut value = old.value();
+    let meta = metadata_mut(&mut value);
+    meta.insert(
+        "deletionTimestamp".into(),
+        Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+    meta.insert("resourceVersion".into(), Value::String(index.to_string()));
+    set_phase(&mut value, TERMINATING);
+    let stored = StoredObject::from_value(Kind::Namespace, &value)?;
+    Ok(put(
+        table,
+        index,
+        stored,
+        Some(old),
+        EventType::Modified,
+        records,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1087,6 +1186,75 @@ mod tests {
         assert!(matches!(
             apply_command(&mut table, 5, &del("default")).0,
             Err(ApplyError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_marked_namespace_is_terminating_keeps_its_pods_and_refuses_new_objects() {
+        let mut table = table_with_default();
+        let ns = Command::EnsureNamespace {
+            name: "team".into(),
+            uid: "t".into(),
+            now: NOW.into(),
+        };
+        apply_command(&mut table, 2, &ns).0.unwrap();
+        let mut a = pod("a", Some("n1"));
+        a["metadata"]["namespace"] = json!("team");
+        create(&mut table, 3, &a).unwrap();
+        let mark = |name: &str| Command::MarkNamespaceTerminating {
+            name: name.into(),
+            now: NOW.into(),
+        };
+        let (r, records) = apply_command(&mut table, 4, &mark("team"));
+        let marked: Value = serde_json::from_slice(&r.unwrap().object).unwrap();
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert_eq!(marked["metadata"]["deletionTimestamp"], NOW);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].event, EventType::Modified);
+        assert!(table.get(Kind::Pod, "team", "a").is_some());
+
+        // Marking again changes nothing, not even the version.
+        let (again, records) = apply_command(&mut table, 5, &mark("team"));
+        assert_eq!(version_of(&again.unwrap()), "4");
+        assert!(records.is_empty());
+
+        let mut b = pod("b", None);
+        b["metadata"]["namespace"] = json!("team");
+        assert_eq!(
+            create(&mut table, 6, &b),
+            Err(ApplyError::Forbidden(
+                "pods \"b\" is forbidden: unable to create new content in namespace team \
+                 because it is being terminated"
+                    .into()
+            ))
+        );
+        assert!(table.get(Kind::Pod, "team", "b").is_none());
+
+        // A status write cannot make it Active again.
+        let active = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "team"}, "status": {"phase": "Active"}});
+        let update = Command::Update {
+            kind: Kind::Namespace,
+            object: serde_json::to_vec(&active).unwrap(),
+            part: UpdatePart::Status,
+            expected_version: None,
+        };
+        apply_command(&mut table, 7, &update).0.unwrap();
+        assert!(namespace_terminating(
+            table.get(Kind::Namespace, "", "team").unwrap()
+        ));
+        assert!(matches!(
+            create(&mut table, 8, &b),
+            Err(ApplyError::Forbidden(_))
+        ));
+
+        assert!(matches!(
+            apply_command(&mut table, 9, &mark("default")).0,
+            Err(ApplyError::Invalid(_))
+        ));
+        assert!(matches!(
+            apply_command(&mut table, 10, &mark("nope")).0,
+            Err(ApplyError::NotFound(_))
         ));
     }
 
