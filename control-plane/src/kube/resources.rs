@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -317,10 +318,9 @@ async fn list(
     };
     let listed = state
         .objects
-        .do_list(subject, request)
+        .list_page(subject, request)
         .await
         .map_err(|e| KubeError::api(e, target.kind, ""))?;
-    // The items are stored JSON already: the list is written around them, not re-encoded.
     let kind = target.kind;
     let mut metadata =
         serde_json::json!({ "resourceVersion": listed.resource_version.to_string() });
@@ -330,24 +330,91 @@ async fn list(
     if let Some(remaining) = listed.remaining_item_count {
         metadata["remainingItemCount"] = remaining.into();
     }
+    let items: Vec<Arc<[u8]>> = listed.items.iter().map(|o| o.json.clone()).collect();
+    drop(listed.items);
     if as_table {
-        let table = table::build(kind, &listed.items, metadata, include, now())?;
-        return Ok(json(StatusCode::OK, table.to_string()));
+        if !table::rows_stand_alone(kind) {
+            let table = table::build(kind, &items, metadata, include, now())?;
+            return Ok(json(StatusCode::OK, table.to_string()));
+        }
+        let now = now();
+        let (columns, _) = table::parts(kind, &[] as &[&[u8]], include, now)?;
+        let head = format!(
+            r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{metadata},"columnDefinitions":{},"rows":["#,
+            Value::Array(columns)
+        );
+        let body = streamed_list(head.into_bytes(), items, move |part, out| {
+            let (_, rows) = table::parts(kind, part, include, now)?;
+            for (i, row) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, row).expect("a value writes to a vec");
+            }
+            Ok(())
+        });
+        return Ok(json(StatusCode::OK, body));
     }
-    let mut body = format!(
+    // The items are stored JSON already: the list is written around them, not re-encoded.
+    let head = format!(
         r#"{{"kind":"{}List","apiVersion":"{}","metadata":{metadata},"items":["#,
         kind.as_str(),
         kind.api_version(),
-    )
-    .into_bytes();
-    for (i, item) in listed.items.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
+    );
+    let body = streamed_list(head.into_bytes(), items, |part, out| {
+        for (i, item) in part.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
         }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"]}");
+        Ok(())
+    });
     Ok(json(StatusCode::OK, body))
+}
+
+/// Stored bytes of objects per chunk of a streamed list (at least one object a chunk).
+const LIST_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A list's body, written a chunk at a time as the client takes it: `head` (which opens the
+/// JSON array), `write` of each run of items into a chunk, commas between runs, and `]}`.
+/// The member holds the page's shared objects and the chunk being sent, never the whole
+/// body (a list of 20,000 pods is tens of MiB), and hyper asks for the next chunk only as
+/// the connection drains. The items are already chosen, so every page keeps its version.
+fn streamed_list<F>(head: Vec<u8>, items: Vec<Arc<[u8]>>, mut write: F) -> axum::body::Body
+where
+    F: FnMut(&[Arc<[u8]>], &mut Vec<u8>) -> Result<(), KubeError> + Send + 'static,
+{
+    let mut head = Some(head);
+    let mut next = 0;
+    let mut done = false;
+    let chunks = std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut chunk = head.take().unwrap_or_default();
+        let start = next;
+        let mut bytes = 0;
+        while next < items.len() && (next == start || bytes < LIST_CHUNK_BYTES) {
+            bytes += items[next].len();
+            next += 1;
+        }
+        if start > 0 && start < next {
+            chunk.push(b',');
+        }
+        if let Err(e) = write(&items[start..next], &mut chunk) {
+            // The status line is out already: the client sees the body cut short.
+            tracing::warn!("list cut short: {e}");
+            done = true;
+            return Some(Err(std::io::Error::other(e.to_string())));
+        }
+        if next == items.len() {
+            chunk.extend_from_slice(b"]}");
+            done = true;
+        }
+        Some(Ok(Bytes::from(chunk)))
+    });
+    axum::body::Body::from_stream(futures::stream::iter(chunks))
 }
 
 /// `?watch=1`: the object API's watch, streamed as Kubernetes' JSON watch events, one per
@@ -637,6 +704,74 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chunks of a streamed list body, as the client receives them.
+    async fn chunks(body: axum::body::Body) -> Vec<Bytes> {
+        use futures::TryStreamExt;
+        body.into_data_stream().try_collect().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_list_is_the_whole_json_list_in_chunks_of_bounded_size() {
+        let items: Vec<Arc<[u8]>> = (0..100)
+            .map(|i| {
+                let padding = "x".repeat(2000);
+                Arc::from(format!(r#"{{"n":{i},"pad":"{padding}"}}"#).into_bytes())
+            })
+            .collect();
+        let body = streamed_list(b"{\"items\":[".to_vec(), items.clone(), |part, out| {
+            for (i, item) in part.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            Ok(())
+        });
+        let chunks = chunks(body).await;
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        // A chunk stops at the first item that takes it past the bound.
+        let largest = items.iter().map(|i| i.len()).max().unwrap();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.len() <= LIST_CHUNK_BYTES + largest + 16)
+        );
+        let whole: Value = serde_json::from_slice(&chunks.concat()).unwrap();
+        let numbers: Vec<u64> = whole["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_empty_streamed_list_is_an_empty_array() {
+        let body = streamed_list(b"{\"items\":[".to_vec(), Vec::new(), |_, _| Ok(()));
+        assert_eq!(chunks(body).await.concat(), b"{\"items\":[]}");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_list_that_fails_midway_ends_in_an_error_not_a_short_list() {
+        let items: Vec<Arc<[u8]>> = (0..40).map(|_| Arc::from(vec![b'1'; 4096])).collect();
+        let mut parts = 0;
+        let body = streamed_list(b"[".to_vec(), items, move |_, _| {
+            parts += 1;
+            match parts {
+                1 => Ok(()),
+                _ => Err(KubeError::BadRequest(
+                    "a stored object did not decode".into(),
+                )),
+            }
+        });
+        let mut stream = body.into_data_stream();
+        use futures::StreamExt;
+        assert!(stream.next().await.unwrap().is_ok());
+        assert!(stream.next().await.unwrap().is_err());
+        assert!(stream.next().await.is_none());
+    }
 
     fn target(
         kind: Kind,

@@ -49,10 +49,10 @@ impl Include {
     }
 }
 
-fn decode<T: DeserializeOwned>(items: &[Vec<u8>]) -> Result<Vec<T>, KubeError> {
+fn decode<T: DeserializeOwned>(items: &[impl AsRef<[u8]>]) -> Result<Vec<T>, KubeError> {
     items
         .iter()
-        .map(|item| serde_json::from_slice(item))
+        .map(|item| serde_json::from_slice(item.as_ref()))
         .collect::<Result<_, _>>()
         .map_err(|e| KubeError::from(tonic::Status::internal(format!("stored object: {e}"))))
 }
@@ -103,12 +103,37 @@ fn rows<T: Serialize>(
 /// (resourceVersion, continue), or empty for one object.
 pub fn build(
     kind: Kind,
-    items: &[Vec<u8>],
+    items: &[impl AsRef<[u8]>],
     list_metadata: Value,
     include: Include,
     now: Time,
 ) -> Result<Value, KubeError> {
-    let (columns, rows) = match kind {
+    let (columns, rows) = parts(kind, items, include, now)?;
+    Ok(json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_metadata,
+        "columnDefinitions": columns,
+        "rows": rows,
+    }))
+}
+
+/// Whether a kind's rows can be made a part of the list at a time: each row depends on its
+/// own object only. Events are sorted across the whole list, so they are not.
+pub fn rows_stand_alone(kind: Kind) -> bool {
+    kind != Kind::Event
+}
+
+/// A Table's column definitions and the rows of `items` (stored JSON of `kind`), as of
+/// `now`: the columns do not depend on the items, so a long list's rows can be made a
+/// part at a time (see [`rows_stand_alone`]).
+pub fn parts(
+    kind: Kind,
+    items: &[impl AsRef<[u8]>],
+    include: Include,
+    now: Time,
+) -> Result<(Vec<Value>, Vec<Value>), KubeError> {
+    Ok(match kind {
         Kind::Pod => {
             let pods: Vec<Pod> = decode(items)?;
             let table = table::pods(&pods, true, false, now);
@@ -135,14 +160,7 @@ pub fn build(
             let table = table::events(&mut events, false, now);
             rows(&events, table, usize::MAX, |e| &e.metadata, include)
         }
-    };
-    Ok(json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -53,6 +53,16 @@ pub struct ObjectsServer {
     pub events: EventLimiter,
 }
 
+/// One page of a list: the stored objects (shared with the table, not copies), the
+/// version every page of the list reflects, and where the list goes on.
+pub(crate) struct ListPage {
+    pub items: Vec<Arc<StoredObject>>,
+    pub resource_version: u64,
+    /// Empty on the last page.
+    pub r#continue: String,
+    pub remaining_item_count: Option<u64>,
+}
+
 /// How many times an update without a resourceVersion is retried after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 5;
 
@@ -829,6 +839,27 @@ impl ObjectsServer {
         subject: &Subject,
         request: ListRequest,
     ) -> Result<ListResponse, Status> {
+        let page = self.list_page(subject, request).await?;
+        Ok(ListResponse {
+            // Each item shares the stored bytes: the only copy is the message's encoding.
+            items: page
+                .items
+                .iter()
+                .map(|o| bytes::Bytes::from_owner(o.json.clone()))
+                .collect(),
+            resource_version: page.resource_version,
+            r#continue: page.r#continue,
+            remaining_item_count: page.remaining_item_count,
+        })
+    }
+
+    /// One page of a list as the stored objects themselves, for callers that write the
+    /// response from their shared bytes ([`Self::do_list`], the Kubernetes API's list).
+    pub(crate) async fn list_page(
+        &self,
+        subject: &Subject,
+        request: ListRequest,
+    ) -> Result<ListPage, Status> {
         let filter = Filter::new(
             &request.kind,
             &request.namespace,
@@ -890,8 +921,8 @@ impl ObjectsServer {
             ),
             _ => (String::new(), None),
         };
-        Ok(ListResponse {
-            items: page.iter().map(|o| o.json.to_vec()).collect(),
+        Ok(ListPage {
+            items: page,
             resource_version,
             r#continue,
             remaining_item_count,

@@ -15,25 +15,17 @@
 //! again and prints the time until the first list returns every pod, and each member's
 //! memory after that restart.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
-use skiff_api::types::{Container, ContainerPort, EnvVar, Pod, Quantity, ResourceRequirements};
+use skiff_api::types::Pod;
 use skiff_client::{Client, ListParams};
 use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
+use skiff_tests::scale::{create_pods, mib, print_members};
 use tokio::signal::unix::{SignalKind, signal};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// A scheduler no one runs: the pods stay pending and unchanged.
-const IDLE_SCHEDULER: &str = "bench-scale-nobody";
-/// The bytes the server adds to a created pod (uid, creationTimestamp, resourceVersion,
-/// generation, status), measured once: the padding aims at the stored size.
-const SERVER_ADDED_BYTES: usize = 281;
-
 #[derive(Parser)]
 #[command(about = "Memory per member, data dir size, list and restart time at many pods")]
 struct Flags {
@@ -52,120 +44,13 @@ struct Flags {
     /// How long the cluster may take after a full restart to list every pod.
     #[arg(long, default_value_t = 120)]
     restart_timeout_secs: u64,
+    /// Run the dev profile's control plane instead of a release build (a quick look where a
+    /// release build does not fit; its figures are not release figures).
+    #[arg(long)]
+    dev_build: bool,
     /// Extra flags for every control-plane process (e.g. `--cp-arg=--watch-history=10000`).
     #[arg(long = "cp-arg", allow_hyphen_values = true)]
     cp_args: Vec<String>,
-}
-
-/// A pod of about `bytes` stored bytes, shaped like a real workload's.
-fn scale_pod(i: usize, bytes: usize) -> Pod {
-    let mut pod = Pod::default();
-    pod.metadata.name = format!("scale-{i:06}");
-    pod.metadata.namespace = Some("default".into());
-    pod.metadata.labels = [
-        ("app", format!("app-{}", i % 100)),
-        ("tier", "backend".to_string()),
-        ("release", "stable".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    pod.spec.scheduler_name = Some(IDLE_SCHEDULER.into());
-    let requests = [("cpu", "100m"), ("memory", "128Mi")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Quantity::from(v)))
-        .collect();
-    pod.spec.containers = vec![Container {
-        name: "main".into(),
-        image: "registry.example/team/service:1.4.2".into(),
-        command: vec!["/bin/service".into()],
-        args: vec!["--port=8080".into(), "--log-level=info".into()],
-        env: (0..6)
-            .map(|e| EnvVar {
-                name: format!("SERVICE_SETTING_{e}"),
-                value: Some(format!("value-{e}-{i}")),
-            })
-            .collect(),
-        ports: vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: 8080,
-            ..ContainerPort::default()
-        }],
-        resources: Some(ResourceRequirements {
-            requests,
-            ..ResourceRequirements::default()
-        }),
-        ..Container::default()
-    }];
-    let unpadded = serde_json::to_vec(&pod).map_or(0, |j| j.len()) + SERVER_ADDED_BYTES;
-    // The annotation's key, quotes and separators cost about 30 bytes of their own.
-    let padding = bytes.saturating_sub(unpadded + 30);
-    pod.metadata
-        .annotations
-        .insert("bench.skiff.dev/padding".into(), "x".repeat(padding));
-    pod
-}
-
-/// One closed-loop creator: takes the next pod index until all are taken.
-async fn creator(
-    client: Client,
-    next: Arc<AtomicUsize>,
-    total: usize,
-    bytes: usize,
-) -> anyhow::Result<()> {
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= total {
-            return Ok(());
-        }
-        match client.create(&scale_pod(i, bytes)).await {
-            // A create retried on another endpoint may already have been applied.
-            Ok(_) => {}
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e).with_context(|| format!("create pod {i}")),
-        }
-    }
-}
-
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// One line per member: its role, memory and data dir size.
-async fn print_members(cluster: &ControlPlaneCluster, when: &str) {
-    let leader = cluster.leader_id().await;
-    for id in cluster.ids() {
-        let role = if Some(id) == leader {
-            "leader"
-        } else {
-            "follower"
-        };
-        let (rss, hwm) = cluster
-            .pid(id)
-            .map(skiff_tests::host::memory_kib)
-            .unwrap_or_default();
-        println!(
-            "{when}: node {id} ({role:8}) VmRSS {:6.1} MiB  VmHWM {:6.1} MiB  data dir {:6.1} MiB",
-            rss as f64 / 1024.0,
-            hwm as f64 / 1024.0,
-            mib(dir_bytes(&cluster.data_dir(id)))
-        );
-    }
 }
 
 /// Lists every pod of `default` once, checking the count; returns the time it took.
@@ -190,9 +75,10 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         std::env::args().collect::<Vec<_>>().join(" ")
     );
     println!("# machine: {}", skiff_tests::host::machine_info());
-    eprintln!("# building (release) and starting a 3-node skiff cluster ...");
-    tokio::task::spawn_blocking(|| try_binary("skiff-control-plane", true)).await??;
-    let mut builder = ControlPlaneCluster::builder(3).release(true);
+    eprintln!("# building and starting a 3-node skiff cluster ...");
+    let release = !flags.dev_build;
+    tokio::task::spawn_blocking(move || try_binary("skiff-control-plane", release)).await??;
+    let mut builder = ControlPlaneCluster::builder(3).release(release);
     for arg in &flags.cp_args {
         builder = builder.arg(arg.clone());
     }
@@ -207,18 +93,8 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     print_members(&cluster, "empty").await;
 
     eprintln!("# creating {} pods ...", flags.pods);
-    let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..flags.clients)
-        .map(|c| {
-            let client = clients[c % clients.len()].clone();
-            tokio::spawn(creator(client, next.clone(), flags.pods, flags.pod_bytes))
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let create_secs = started.elapsed().as_secs_f64();
+    let took = create_pods(&clients, flags.pods, flags.pod_bytes, flags.clients).await?;
+    let create_secs = took.as_secs_f64();
     let leader_client = cluster.client_for(&[cluster.endpoint(leader)], Duration::from_secs(30));
     let sample: Pod = leader_client
         .get("default", &format!("scale-{:06}", 0))
