@@ -15,3 +15,4 @@ pub mod nodes;
 pub mod pod_security;
 pub mod proxy;
 pub mod registry;
+pub mod terminal;
