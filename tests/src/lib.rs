@@ -16,3 +16,4 @@ pub mod pod_security;
 pub mod proxy;
 pub mod registry;
 pub mod scale;
+pub mod terminal;

@@ -14,6 +14,7 @@ pub mod patch;
 pub mod portforward;
 pub mod resources;
 pub mod spdy;
+pub mod spdy_exec;
 pub mod status;
 pub mod stream;
 pub mod subresources;

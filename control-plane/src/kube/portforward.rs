@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tonic::transport::Channel;
 
 use super::KubeState;
-use super::spdy::{self, ByteSink, ByteSource, Stream, rst};
+use super::spdy::{self, ByteSink, ByteSource, PROTOCOL_HEADER, Stream, rst};
 use super::status::KubeError;
 use super::stream::{header_tokens, websocket_key};
 use crate::server::agent_proxy::{AgentProxy, check_pod};
@@ -44,8 +44,6 @@ use crate::server::agent_proxy::{AgentProxy, check_pod};
 pub const PROTOCOL: &str = "portforward.k8s.io";
 /// The WebSocket subprotocol that tunnels it.
 pub const TUNNELLED_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
-/// The header both the SPDY upgrade's request and its answer name the protocol in.
-const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 /// How long the first stream of a pair waits for the second (the kubelet's default).
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 /// Forwarded TCP connections at once on one client connection.

@@ -24,6 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// The protocol version in every control frame.
 pub const VERSION: u16 = 3;
+/// The HTTP header a SPDY upgrade's request offers its stream protocols in, and its
+/// answer names the one chosen (port-forward's, or exec's remote-command version).
+pub const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 /// A frame's payload above this is refused (SPDY allows 16 MiB; kubectl writes 32 KiB).
 pub const MAX_FRAME_BYTES: usize = 2 << 20;
 /// A header block may decompress to at most this many bytes.

@@ -8,8 +8,9 @@
 //! 2 stderr, 3 error (one `metav1.Status` when the command is done: Success, or Failure
 //! with reason NonZeroExitCode and an ExitCode cause, which is how kubectl learns the exit
 //! code), 4 resize (`{"Width":…,"Height":…}`); v5 adds 255, "this channel is closed", which
-//! is how a client ends stdin. Other transports (SPDY) can drive an exec through
-//! [`open_exec`] and [`exit_status`].
+//! is how a client ends stdin. On a terminal (`tty=true`) stderr is merged into stdout, so
+//! channel 2 carries nothing. The same exec ([`ExecSession`]: its input, its output) is
+//! carried over SPDY/3.1 by [`super::spdy_exec`], kubectl's fallback.
 
 use std::time::Duration;
 
@@ -22,19 +23,19 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use skiff_api::Kind;
-use skiff_api::proto::{ExecRequest, ExecResponse, ExecStart, LogsRequest};
+use skiff_api::proto::{ExecRequest, ExecResponse, ExecStart, LogsRequest, TerminalSize};
 use skiff_api::types::Pod;
 use skiff_pki::{Subject, Verb};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use super::KubeState;
 use super::resources::Params;
 use super::status::KubeError;
+use super::{KubeState, spdy, spdy_exec};
 use crate::server::agent_proxy::{AgentProxy, check_pod};
 
 /// The WebSocket subprotocols served, in the order preferred.
@@ -53,6 +54,12 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Stdin and resize messages queued for the agent before the client is slowed down.
 const INPUT_QUEUE: usize = 16;
+
+/// The largest resize message taken (`{"Width":65535,"Height":65535}` is 30 bytes).
+pub const MAX_RESIZE_BYTES: usize = 256;
+/// At most one resize per this reaches the agent; faster ones are coalesced, the latest
+/// kept (a window dragged by hand sends dozens a second).
+const RESIZE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Go's strconv.ParseBool, which Kubernetes' query parameters go through.
 fn parse_bool(name: &str, text: &str) -> Result<bool, KubeError> {
@@ -284,22 +291,198 @@ impl ExecOptions {
                 "you must specify at least 1 of stdin, stdout, stderr".into(),
             ));
         }
-        if options.tty && options.stderr {
-            // A terminal merges stderr into stdout: kubectl asks for no stderr with -t.
-            return Err(KubeError::BadRequest(
-                "tty and stderr cannot both be true".into(),
-            ));
+        // A terminal merges stderr into stdout: the kubelet drops stderr rather than
+        // refusing (kubectl asks for none with -t).
+        if options.tty {
+            options.stderr = false;
         }
         Ok(options)
     }
 }
 
-/// A command started in a container: what goes to it (stdin, resizes; the first message,
-/// the start, is sent already) and what comes back, ending with its exit code.
+/// A command started in a container, whichever transport carries it: what the client
+/// sends goes to it through `input`, and `output` gives what it writes, ending with the
+/// v4 Status that carries its exit code.
 pub struct ExecSession {
     pub options: ExecOptions,
-    pub input: mpsc::Sender<ExecRequest>,
-    pub output: tonic::Streaming<ExecResponse>,
+    pub input: ExecInput,
+    pub output: ExecOutput,
+}
+
+/// One thing a client sent, as each transport's framing gives it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientMessage<'a> {
+    Stdin(&'a [u8]),
+    CloseStdin,
+    /// remotecommand's TerminalSize as JSON: `{"Width":…,"Height":…}`.
+    Resize(&'a [u8]),
+}
+
+/// remotecommand's TerminalSize on the wire (Go's field names; Go matches them without
+/// case, so lowercase is taken too). u16 bounds each side, as a kernel winsize does.
+#[derive(Debug, serde::Deserialize)]
+struct WireSize {
+    #[serde(rename = "Width", alias = "width", default)]
+    width: u16,
+    #[serde(rename = "Height", alias = "height", default)]
+    height: u16,
+}
+
+/// A resize message's size, or why it is refused.
+fn parse_resize(json: &[u8]) -> Result<TerminalSize, String> {
+    if json.len() > MAX_RESIZE_BYTES {
+        return Err(format!(
+            "a resize message of {} bytes (at most {MAX_RESIZE_BYTES})",
+            json.len()
+        ));
+    }
+    let size: WireSize =
+        serde_json::from_slice(json).map_err(|e| format!("a malformed resize message: {e}"))?;
+    Ok(TerminalSize {
+        width: u32::from(size.width),
+        height: u32::from(size.height),
+    })
+}
+
+/// Where a client's input goes: the agent's exec stream. Resizes are coalesced to at
+/// most one per [`RESIZE_INTERVAL`], the latest size kept, so a client cannot make the
+/// agent signal the command faster than that.
+pub struct ExecInput {
+    stdin: bool,
+    requests: mpsc::Sender<ExecRequest>,
+    /// On a terminal only: the size the resize task sends next.
+    resizes: Option<watch::Sender<Option<TerminalSize>>>,
+}
+
+impl ExecInput {
+    fn new(options: &ExecOptions, requests: mpsc::Sender<ExecRequest>) -> ExecInput {
+        let resizes = options.tty.then(|| {
+            let (sizes, latest) = watch::channel(None);
+            tokio::spawn(forward_resizes(latest, requests.clone()));
+            sizes
+        });
+        ExecInput {
+            stdin: options.stdin,
+            requests,
+            resizes,
+        }
+    }
+
+    /// Passes `message` on. A send fails once the agent's side has ended: the output then
+    /// ends with the status, so the failure is not the caller's to handle here.
+    pub async fn take(&self, message: ClientMessage<'_>) {
+        let request = match message {
+            ClientMessage::Stdin(data) if self.stdin && !data.is_empty() => ExecRequest {
+                stdin: data.to_vec(),
+                ..ExecRequest::default()
+            },
+            ClientMessage::CloseStdin if self.stdin => ExecRequest {
+                close_stdin: true,
+                ..ExecRequest::default()
+            },
+            ClientMessage::Resize(json) => {
+                // Only a terminal has a size; the kubelet ignores resizes otherwise too.
+                let Some(resizes) = &self.resizes else { return };
+                match parse_resize(json) {
+                    Ok(size) => {
+                        resizes.send_replace(Some(size));
+                    }
+                    Err(why) => tracing::debug!("kube api exec: {why} ignored"),
+                }
+                return;
+            }
+            _ => return,
+        };
+        let _ = self.requests.send(request).await;
+    }
+}
+
+/// Sends the latest size, then waits [`RESIZE_INTERVAL`] before the next, until the
+/// session's input is dropped.
+async fn forward_resizes(
+    mut latest: watch::Receiver<Option<TerminalSize>>,
+    requests: mpsc::Sender<ExecRequest>,
+) {
+    while latest.changed().await.is_ok() {
+        let Some(size) = *latest.borrow_and_update() else {
+            continue;
+        };
+        let resize = ExecRequest {
+            resize: Some(size),
+            ..ExecRequest::default()
+        };
+        if requests.send(resize).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(RESIZE_INTERVAL).await;
+    }
+}
+
+/// What a command wrote, in order.
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The last: the v4 Status for the error stream (its exit code, or why it failed).
+    Done(Value),
+}
+
+/// The agent's answers to an exec, as [`Output`]: only the streams the client asked for.
+pub struct ExecOutput {
+    command: Vec<String>,
+    stdout: bool,
+    stderr: bool,
+    responses: tonic::Streaming<ExecResponse>,
+    queued: std::collections::VecDeque<Output>,
+    done: bool,
+}
+
+impl ExecOutput {
+    /// The next output; `None` after [`Output::Done`].
+    pub async fn next(&mut self) -> Option<Output> {
+        loop {
+            if let Some(output) = self.queued.pop_front() {
+                return Some(output);
+            }
+            if self.done {
+                return None;
+            }
+            self.done = true;
+            let status = match self.responses.message().await {
+                Ok(Some(response)) => {
+                    self.done = false;
+                    self.queue(response);
+                    continue;
+                }
+                Ok(None) => failure_status("the agent ended the exec without an exit code"),
+                Err(status) => failure_status(&format!("exec failed: {}", status.message())),
+            };
+            self.queued.push_back(Output::Done(status));
+        }
+    }
+
+    fn queue(&mut self, response: ExecResponse) {
+        if self.stdout && !response.stdout.is_empty() {
+            self.queued.push_back(Output::Stdout(response.stdout));
+        }
+        if self.stderr && !response.stderr.is_empty() {
+            self.queued.push_back(Output::Stderr(response.stderr));
+        }
+        if !response.error.is_empty() {
+            // The command could not be started: the runtime's words on stderr, as a
+            // runtime prints them (and 126 follows); on stdout when there is no stderr.
+            let words = format!("{}\n", response.error).into_bytes();
+            self.queued.push_back(match self.stderr {
+                true => Output::Stderr(words),
+                false => Output::Stdout(words),
+            });
+        }
+        if let Some(code) = response.exit_code {
+            self.queued
+                .push_back(Output::Done(exit_status(&self.command, code)));
+            self.done = true;
+        }
+    }
 }
 
 /// Authorizes (create on pods/exec, as the gRPC API's exec), finds the pod, its container
@@ -326,14 +509,11 @@ async fn prepare_exec(
         container,
         command: options.command.clone(),
         stdin: options.stdin,
-        ..ExecStart::default()
+        // The size is not in the query: the client's first resize message follows at once
+        // (0×0 meanwhile is a terminal's "unknown", as on a kubelet).
+        tty: options.tty,
+        size: None,
     };
-    if options.tty {
-        return Err(KubeError::BadRequest(
-            "tty: exec on a terminal is not served by this server's Kubernetes API yet (run without -t)"
-                .into(),
-        ));
-    }
     Ok((start, node))
 }
 
@@ -349,38 +529,32 @@ async fn start_exec(
         .agent_on(node)
         .await
         .map_err(|e| KubeError::api(e, Kind::Pod, name))?;
-    let (input, requests) = mpsc::channel(INPUT_QUEUE);
-    input
+    let (requests, receiver) = mpsc::channel(INPUT_QUEUE);
+    requests
         .send(ExecRequest {
             start: Some(start),
             ..ExecRequest::default()
         })
         .await
         .expect("the receiver is held here");
-    let output = agent
-        .exec(ReceiverStream::new(requests))
+    let responses = agent
+        .exec(ReceiverStream::new(receiver))
         .await
         .map_err(|e| agent_error(e, name))?
         .into_inner();
+    let output = ExecOutput {
+        command: options.command.clone(),
+        stdout: options.stdout,
+        stderr: options.stderr,
+        responses,
+        queued: Default::default(),
+        done: false,
+    };
     Ok(ExecSession {
-        options,
-        input,
+        input: ExecInput::new(&options, requests),
         output,
+        options,
     })
-}
-
-/// Authorizes and starts an exec of `uri`'s options in pod `namespace/name`, for a
-/// transport of its own (SPDY) to drive; [`exit_status`] is its error stream's message.
-pub async fn open_exec(
-    state: &KubeState,
-    subject: &Subject,
-    namespace: Option<&str>,
-    name: &str,
-    uri: &Uri,
-) -> Result<ExecSession, KubeError> {
-    let options = ExecOptions::from_uri(uri)?;
-    let (start, node) = prepare_exec(state, subject, namespace, name, &options).await?;
-    start_exec(state, name, start, &node, options).await
 }
 
 /// The error channel's message for a command that exited with `code` (as the kubelet
@@ -470,15 +644,25 @@ fn requested_upgrade(headers: &HeaderMap) -> Result<Upgrade<'_>, KubeError> {
         return Ok(Upgrade::WebSocket { key, protocol });
     }
     if upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
+        // Only v4 carries the exit code (its error stream's Status); v1 to v3 clients,
+        // which predate kubectl 1.5, are refused as the kubelet refuses a mismatch.
+        let asked: Vec<&str> = header_tokens(headers, spdy::PROTOCOL_HEADER).collect();
+        if !asked.contains(&spdy_exec::PROTOCOL) {
+            return Err(KubeError::BadRequest(format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {asked:?}, server supports [\"{}\"]",
+                spdy_exec::PROTOCOL
+            )));
+        }
         return Ok(Upgrade::Spdy);
     }
     Err(KubeError::BadRequest(
-        "Upgrade request required: exec needs an HTTP/1.1 upgrade to a WebSocket".into(),
+        "Upgrade request required: exec needs an HTTP/1.1 upgrade to a WebSocket or SPDY/3.1"
+            .into(),
     ))
 }
 
 /// `GET|POST pods/NAME/exec`: the command runs on the pod's agent, its streams carried over
-/// the WebSocket this request is upgraded to.
+/// the WebSocket or the SPDY connection this request is upgraded to.
 pub async fn exec(
     state: &KubeState,
     subject: &Subject,
@@ -493,41 +677,51 @@ pub async fn exec(
     // prints (it falls back to SPDY after a failed WebSocket upgrade and prints that
     // attempt's answer, which is then the same).
     let (start, node) = prepare_exec(state, subject, namespace, name, &options).await?;
-    let (key, protocol) = match requested_upgrade(headers)? {
-        Upgrade::WebSocket { key, protocol } => (key, protocol),
-        Upgrade::Spdy => {
-            return Err(KubeError::BadRequest(
-                "exec over SPDY/3.1 is not served: use a WebSocket (v5.channel.k8s.io, as kubectl 1.30 and later do)"
-                    .into(),
-            ));
-        }
-    };
+    let transport = requested_upgrade(headers)?;
     let Some(upgrade) = upgrade else {
         return Err(KubeError::BadRequest(
             "this request cannot be upgraded (HTTP/2?): exec needs an HTTP/1.1 connection".into(),
         ));
     };
     let session = start_exec(state, name, start, &node, options).await?;
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let v5 = protocol == EXEC_PROTOCOLS[0];
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => pump(TokioIo::new(upgraded), session, v5).await,
-            Err(e) => tracing::debug!("kube api exec: the upgrade failed: {e}"),
-        }
-    });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    response_headers.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-    );
-    response_headers.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(protocol),
-    );
+    match transport {
+        Upgrade::WebSocket { key, protocol } => {
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            response_headers.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+            );
+            response_headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(protocol),
+            );
+            let v5 = protocol == EXEC_PROTOCOLS[0];
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(upgraded) => pump(TokioIo::new(upgraded), session, v5).await,
+                    Err(e) => tracing::debug!("kube api exec: the upgrade failed: {e}"),
+                }
+            });
+        }
+        Upgrade::Spdy => {
+            response_headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+            response_headers.insert(
+                spdy::PROTOCOL_HEADER,
+                HeaderValue::from_static(spdy_exec::PROTOCOL),
+            );
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(upgraded) => spdy_exec::serve(TokioIo::new(upgraded), session).await,
+                    Err(e) => tracing::debug!("kube api exec: the upgrade failed: {e}"),
+                }
+            });
+        }
+    }
     Ok(response)
 }
 
@@ -539,20 +733,13 @@ fn on_channel(channel: u8, data: &[u8]) -> Message {
     Message::Binary(message.into())
 }
 
-/// A client message, as what to send the agent (`None`: nothing to send).
-fn client_message(data: &[u8], options: &ExecOptions, v5: bool) -> Option<ExecRequest> {
+/// A client's WebSocket message, by its channel (`None`: nothing the protocol has).
+fn ws_message(data: &[u8], v5: bool) -> Option<ClientMessage<'_>> {
     let (&channel, payload) = data.split_first()?;
     match channel {
-        STDIN if options.stdin && !payload.is_empty() => Some(ExecRequest {
-            stdin: payload.to_vec(),
-            ..ExecRequest::default()
-        }),
-        CLOSE if v5 && payload.first() == Some(&STDIN) => Some(ExecRequest {
-            close_stdin: true,
-            ..ExecRequest::default()
-        }),
-        // Resizes matter on a terminal only, which is not served yet.
-        RESIZE => None,
+        STDIN => Some(ClientMessage::Stdin(payload)),
+        CLOSE if v5 && payload.first() == Some(&STDIN) => Some(ClientMessage::CloseStdin),
+        RESIZE => Some(ClientMessage::Resize(payload)),
         _ => None,
     }
 }
@@ -570,20 +757,14 @@ where
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut source) = socket.split();
     let ExecSession {
-        options,
-        input,
-        mut output,
+        input, mut output, ..
     } = session;
-    let command = options.command.clone();
-    let (want_stdout, want_stderr) = (options.stdout, options.stderr);
     let reader = async move {
         while let Some(message) = source.next().await {
             match message {
                 Ok(Message::Binary(data)) => {
-                    // A send fails once the agent's side has ended: the writer then sends
-                    // the status, and reading goes on meanwhile (pings, the close).
-                    if let Some(request) = client_message(&data, &options, v5) {
-                        let _ = input.send(request).await;
+                    if let Some(message) = ws_message(&data, v5) {
+                        input.take(message).await;
                     }
                 }
                 Ok(Message::Close(_)) | Err(_) => return,
@@ -593,40 +774,19 @@ where
         }
     };
     let writer = async move {
-        let status = loop {
-            match output.message().await {
-                Ok(Some(response)) => {
-                    let mut messages = Vec::new();
-                    if want_stdout && !response.stdout.is_empty() {
-                        messages.push(on_channel(STDOUT, &response.stdout));
-                    }
-                    if want_stderr && !response.stderr.is_empty() {
-                        messages.push(on_channel(STDERR, &response.stderr));
-                    }
-                    if !response.error.is_empty() {
-                        // The command could not be started: the runtime's words on stderr,
-                        // as a runtime prints them (and 126 follows).
-                        let channel = if want_stderr { STDERR } else { STDOUT };
-                        messages.push(on_channel(
-                            channel,
-                            format!("{}\n", response.error).as_bytes(),
-                        ));
-                    }
-                    for message in messages {
-                        if sink.send(message).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let Some(code) = response.exit_code {
-                        break exit_status(&command, code);
-                    }
-                }
-                Ok(None) => break failure_status("the agent ended the exec without an exit code"),
-                Err(status) => break failure_status(&format!("exec failed: {}", status.message())),
+        while let Some(out) = output.next().await {
+            let message = match out {
+                Output::Stdout(data) => on_channel(STDOUT, &data),
+                Output::Stderr(data) => on_channel(STDERR, &data),
+                Output::Done(status) => on_channel(
+                    ERROR,
+                    &serde_json::to_vec(&status).expect("a JSON value encodes"),
+                ),
+            };
+            if sink.send(message).await.is_err() {
+                return;
             }
-        };
-        let status = serde_json::to_vec(&status).expect("a JSON value encodes");
-        let _ = sink.send(on_channel(ERROR, &status)).await;
+        }
         let close = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
@@ -687,21 +847,97 @@ mod tests {
     }
 
     #[test]
-    fn client_messages_are_stdin_and_v5s_close_of_stdin() {
+    fn websocket_messages_are_stdin_resize_and_v5s_close_of_stdin() {
+        assert_eq!(
+            ws_message(&[STDIN, b'h', b'i'], true),
+            Some(ClientMessage::Stdin(b"hi"))
+        );
+        assert_eq!(
+            ws_message(&[CLOSE, STDIN], true),
+            Some(ClientMessage::CloseStdin)
+        );
+        assert_eq!(
+            ws_message(b"\x04{\"Width\":80}", false),
+            Some(ClientMessage::Resize(b"{\"Width\":80}"))
+        );
+        // v4 has no close message; an empty message and unknown channels are nothing.
+        assert_eq!(ws_message(&[CLOSE, STDIN], false), None);
+        assert_eq!(ws_message(&[], true), None);
+        assert_eq!(ws_message(&[9, 1], true), None);
+    }
+
+    #[test]
+    fn tty_with_stderr_drops_stderr_as_the_kubelet_does() {
+        let options = ExecOptions::from_uri(&uri(
+            "command=sh&stdin=true&stdout=true&stderr=true&tty=true",
+        ))
+        .unwrap();
+        assert!(options.tty && options.stdout && !options.stderr);
+    }
+
+    #[test]
+    fn resize_messages_are_bounded_to_a_winsize_and_a_few_hundred_bytes() {
+        let size = parse_resize(br#"{"Width":120,"Height":40}"#).unwrap();
+        assert_eq!((size.width, size.height), (120, 40));
+        let lower = parse_resize(br#"{"width":7,"height":3}"#).unwrap();
+        assert_eq!((lower.width, lower.height), (7, 3));
+        assert!(parse_resize(br#"{"Width":65536,"Height":1}"#).is_err());
+        assert!(parse_resize(br#"{"Width":-1}"#).is_err());
+        assert!(parse_resize(b"[80,24]").is_err());
+        let padded = format!("{{\"Width\":1{}}}", " ".repeat(MAX_RESIZE_BYTES));
+        assert!(parse_resize(padded.as_bytes()).is_err());
+    }
+
+    fn exec_input(tty: bool, stdin: bool) -> (ExecInput, mpsc::Receiver<ExecRequest>) {
         let options = ExecOptions {
-            stdin: true,
+            tty,
+            stdin,
             ..ExecOptions::default()
         };
-        let stdin = client_message(&[STDIN, b'h', b'i'], &options, true).unwrap();
-        assert_eq!(stdin.stdin, b"hi");
-        let close = client_message(&[CLOSE, STDIN], &options, true).unwrap();
-        assert!(close.close_stdin);
-        // v4 has no close message; an empty message and unknown channels are nothing.
-        assert!(client_message(&[CLOSE, STDIN], &options, false).is_none());
-        assert!(client_message(&[], &options, true).is_none());
-        assert!(client_message(&[9, 1], &options, true).is_none());
-        let no_stdin = ExecOptions::default();
-        assert!(client_message(&[STDIN, b'x'], &no_stdin, true).is_none());
+        let (requests, received) = mpsc::channel(INPUT_QUEUE);
+        (ExecInput::new(&options, requests), received)
+    }
+
+    #[tokio::test]
+    async fn stdin_reaches_the_agent_only_when_the_exec_has_stdin() {
+        let (input, mut received) = exec_input(false, true);
+        input.take(ClientMessage::Stdin(b"hi")).await;
+        input.take(ClientMessage::CloseStdin).await;
+        // Not a terminal: a resize is nothing.
+        input
+            .take(ClientMessage::Resize(br#"{"Width":1,"Height":1}"#))
+            .await;
+        assert_eq!(received.recv().await.unwrap().stdin, b"hi");
+        assert!(received.recv().await.unwrap().close_stdin);
+        drop(input);
+        assert!(received.recv().await.is_none());
+
+        let (input, mut received) = exec_input(false, false);
+        input.take(ClientMessage::Stdin(b"hi")).await;
+        input.take(ClientMessage::CloseStdin).await;
+        drop(input);
+        assert!(received.recv().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_resizes_reaches_the_agent_coalesced_with_the_last_size_kept() {
+        let (input, mut received) = exec_input(true, true);
+        for width in 1..=200u32 {
+            let json = format!(r#"{{"Width":{width},"Height":10}}"#);
+            input.take(ClientMessage::Resize(json.as_bytes())).await;
+            // 200 sizes over 200 ms: four intervals' worth.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // A malformed one changes nothing.
+        input.take(ClientMessage::Resize(b"{")).await;
+        tokio::time::sleep(RESIZE_INTERVAL * 4).await;
+        drop(input);
+        let mut sizes = Vec::new();
+        while let Some(request) = received.recv().await {
+            sizes.push(request.resize.expect("only resizes were sent").width);
+        }
+        assert!((2..=6).contains(&sizes.len()), "not coalesced: {sizes:?}");
+        assert_eq!(sizes.last(), Some(&200));
     }
 
     #[test]

@@ -112,6 +112,44 @@ pub fn make_raw(slave: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// How an exec's command is given its terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slave {
+    /// The command itself runs on the slave, as it is.
+    Direct,
+    /// A relay (runc) runs the command on a pty of its own: the slave is made raw at once,
+    /// so input written before the relay sets up its own is not echoed or cooked by this
+    /// outer terminal too.
+    Raw,
+}
+
+/// Sets `command`'s stdin, stdout and stderr: the slave of a new pty of `tty`'s size
+/// (returning its master), or pipes without one. `command` holds the slave: once it has
+/// spawned and is dropped, only the child has it, and the master reads end of file when
+/// the child is gone.
+pub fn exec_stdio(
+    command: &mut tokio::process::Command,
+    tty: Option<TerminalSize>,
+    slave_as: Slave,
+) -> io::Result<Option<Pty>> {
+    let Some(size) = tty else {
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        return Ok(None);
+    };
+    let (pty, slave) = Pty::open(size)?;
+    if slave_as == Slave::Raw {
+        make_raw(&slave)?;
+    }
+    command
+        .stdin(slave.try_clone()?)
+        .stdout(slave.try_clone()?)
+        .stderr(slave);
+    Ok(Some(pty))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +179,35 @@ mod tests {
         assert_eq!((seen.ws_col, seen.ws_row), (120, 40));
         drop(slave);
         assert_eq!(pty.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_exec_on_a_pty_has_a_terminal_of_its_size_and_ends_the_master_when_it_exits() {
+        let mut command = tokio::process::Command::new("sh");
+        command.args(["-c", "stty size; test -t 0 && test -t 2 && echo on-a-tty"]);
+        let size = TerminalSize {
+            width: 77,
+            height: 11,
+        };
+        let pty = exec_stdio(&mut command, Some(size), Slave::Direct)
+            .unwrap()
+            .expect("a tty exec has a pty");
+        let mut child = command.spawn().unwrap();
+        drop(command);
+        assert!(child.wait().await.unwrap().success());
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match pty.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => shown.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&shown), "11 77\r\non-a-tty\r\n");
+
+        let mut piped = tokio::process::Command::new("true");
+        assert!(exec_stdio(&mut piped, None, Slave::Raw).unwrap().is_none());
+        let child = piped.spawn().unwrap();
+        assert!(child.stdin.is_some() && child.stdout.is_some() && child.stderr.is_some());
     }
 }

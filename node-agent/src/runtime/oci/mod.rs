@@ -48,7 +48,7 @@ use super::process::ProcessRuntime;
 use super::process::layout::{
     Layout, OciShim, ShimSpec, container_id, split_container_id, write_json,
 };
-use super::pty::{self, Pty, TerminalSize};
+use super::pty::{self, TerminalSize};
 use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
     RuntimeError, SandboxConfig, SandboxInfo,
@@ -591,28 +591,11 @@ impl OciRuntime {
             .arg("exec")
             .arg("--pid-file")
             .arg(&pid_file);
-        let pty = match tty {
-            Some(size) => {
-                let (pty, slave) = Pty::open(size).map_err(io("open a pty"))?;
-                // runc sets it raw too, but only once the command runs: input written
-                // before that must not be echoed or cooked by this outer terminal.
-                pty::make_raw(&slave).map_err(io("make the exec pty raw"))?;
-                let clone = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io("dup the pty"));
-                command
-                    .stdin(clone(&slave)?)
-                    .stdout(clone(&slave)?)
-                    .stderr(slave)
-                    .arg("--tty");
-                Some(pty)
-            }
-            None => {
-                command
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                None
-            }
-        };
+        if tty.is_some() {
+            command.arg("--tty");
+        }
+        let pty = pty::exec_stdio(&mut command, tty, pty::Slave::Raw)
+            .map_err(io("give the exec its pty or pipes"))?;
         // `command` holds the slave: dropped at once, only runc has it, and the master reads
         // end of file when runc is gone.
         let child = command

@@ -20,7 +20,7 @@ use self::layout::{
     Exited, Layout, ShimSpec, Started, container_id, read_json, sandbox_id, split_container_id,
     write_json,
 };
-use super::pty::{Pty, TerminalSize};
+use super::pty::{self, TerminalSize};
 use super::sandbox::teardown_sandbox_dir;
 use super::{
     ContainerConfig, ContainerInfo, ContainerOptions, ContainerState, ExecProcess, Result, Runtime,
@@ -378,24 +378,8 @@ impl ProcessRuntime {
             .arg("--")
             .args(argv)
             .kill_on_drop(true);
-        let pty = match tty {
-            Some(size) => {
-                let (pty, slave) = Pty::open(size).map_err(io("open a pty"))?;
-                let clone = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io("dup the pty"));
-                command
-                    .stdin(clone(&slave)?)
-                    .stdout(clone(&slave)?)
-                    .stderr(slave);
-                Some(pty)
-            }
-            None => {
-                command
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                None
-            }
-        };
+        let pty = pty::exec_stdio(&mut command, tty, pty::Slave::Direct)
+            .map_err(io("give the exec its pty or pipes"))?;
         let child = command
             .spawn()
             .map_err(io(format!("run {}", self.helper.display())));
