@@ -50,7 +50,6 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[ignore = "kubectl 1.32 sends typed-client bodies (create namespace, create deployment) as protobuf, which the kube API does not decode yet: issue 15's next step"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_applies_patches_labels_annotates_and_deletes_as_on_kubernetes() {
     if !skiff_tests::host::privileged_tests_can_run() || !runs_without(missing_kubectl().as_deref())
@@ -255,7 +254,6 @@ async fn kubectl_creates_applies_patches_labels_annotates_and_deletes_as_on_kube
     );
 }
 
-#[ignore = "not yet passing against real kubectl: a dry-run apply by another manager meets the conflict the test means to check later; issue 15's next step"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_owns_fields_and_cascades_orphan_and_foreground_as_on_kubernetes() {
     if !skiff_tests::host::privileged_tests_can_run() || !runs_without(missing_kubectl().as_deref())
@@ -331,20 +329,33 @@ async fn server_side_apply_owns_fields_and_cascades_orphan_and_foreground_as_on_
         got["spec"]["template"]["spec"]["containers"][0]["image"],
         "busybox:1.36"
     );
-    // A server dry run of an apply writes nothing.
+    // Both managers applied replicas 2, so they share it: on Kubernetes, either changing a
+    // shared field conflicts with the other, and a server dry run detects the conflict as
+    // the real apply would. Forced, the dry run succeeds and still writes nothing.
     let dry = write(
         dir.path(),
         "dry.yaml",
         &deployment("ssa", 4, "    app: ssa\n", "busybox:1.36"),
     );
-    kubectl.ok(&[
+    let dry_run = [
         "apply",
         "--server-side",
         "--field-manager=other",
         "--dry-run=server",
         "-f",
         path(&dry),
-    ]);
+    ];
+    let conflict = kubectl.fails(&dry_run);
+    assert!(
+        conflict
+            .contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas"#),
+        "{conflict}"
+    );
+    let forced = [&dry_run[..], &["--force-conflicts"]].concat();
+    assert_eq!(
+        kubectl.ok(&forced),
+        "deployment.apps/ssa serverside-applied (server dry run)\n"
+    );
     assert_eq!(
         json(&kubectl, &["get", "deployment", "ssa"])["spec"]["replicas"],
         2

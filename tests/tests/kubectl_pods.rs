@@ -242,7 +242,6 @@ async fn kubectl_reads_logs_execs_with_exit_codes_and_stdin_and_describes_a_pod_
     drop(agents);
 }
 
-#[ignore = "kubectl 1.32 sends typed-client bodies (create namespace, create deployment) as protobuf, which the kube API does not decode yet: issue 15's next step"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_scales_a_deployment_waits_for_its_rollout_and_its_pods_and_drains_a_node() {
     let Some((cluster, agents)) = cluster_with_agents().await else {

@@ -12,6 +12,9 @@ pub mod metrics_api;
 pub mod openapi;
 pub mod patch;
 pub mod portforward;
+pub mod protobuf;
+#[rustfmt::skip]
+mod protobuf_tables;
 pub mod resources;
 pub mod spdy;
 pub mod spdy_exec;
@@ -282,6 +285,7 @@ async fn route(
             "the server could not find the requested resource ({path})"
         )));
     };
+    let body = protobuf::decode_body(headers, method, &target, body)?;
     let as_table = table::wanted(headers);
     let request = resources::Request {
         method,

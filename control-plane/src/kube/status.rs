@@ -30,6 +30,9 @@ pub enum KubeError {
     /// A body over the member's --max-request-bytes.
     #[error("{0}")]
     TooLarge(String),
+    /// A body in a format, or of a kind, this server does not read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The object API refused or failed the request: its gRPC status, and what the request
     /// was about (for the Status' details).
     #[error("{}", .status.message())]
@@ -130,6 +133,11 @@ impl From<&KubeError> for Failure {
             KubeError::TooLarge(m) => {
                 Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", m)
             }
+            KubeError::UnsupportedMediaType(m) => Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                m,
+            ),
             KubeError::Api { status, kind, name } => from_status(status, *kind, name),
         }
     }
