@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use skiff_api::types::{Node, Pod};
+use skiff_api::types::Pod;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli};
 use skiff_tests::host::{BUSYBOX, runs_without};

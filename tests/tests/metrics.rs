@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use skiff_api::types::{Namespace, Node, Pod};
+use skiff_api::types::{Namespace, Pod};
 use skiff_client::{Client, Error, NewToken};
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, free_port, skiff_cli};

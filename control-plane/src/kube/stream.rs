@@ -336,6 +336,10 @@ fn parse_resize(json: &[u8]) -> Result<TerminalSize, String> {
             json.len()
         ));
     }
+    // Go decodes the size only from an object; serde would also take an array.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err("a malformed resize message: not a JSON object".into());
+    }
     let size: WireSize =
         serde_json::from_slice(json).map_err(|e| format!("a malformed resize message: {e}"))?;
     Ok(TerminalSize {
