@@ -923,3 +923,20 @@ where
         }
     }
 }
+
+/// Runs a benchmark's `run` to its end, or until Ctrl-C. The handler is registered before
+/// `run` starts anything, so no Ctrl-C falls through to the default action, which would leave
+/// clusters and their temp dirs behind: on Ctrl-C `run` is dropped (its clusters killed and
+/// temp dirs removed) and the process exits 130.
+pub async fn run_until_interrupted(
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        result = run => result,
+        _ = interrupt.recv() => {
+            eprintln!("interrupted; clusters stopped and temp dirs removed");
+            std::process::exit(130);
+        }
+    }
+}

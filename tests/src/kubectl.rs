@@ -25,6 +25,21 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl acting as a new cluster-wide bearer token `name` with `role`.
+    pub async fn with_new_token(cluster: &ControlPlaneCluster, name: &str, role: &str) -> Kubectl {
+        let (secret, _) = cluster
+            .client()
+            .create_token(&skiff_client::NewToken {
+                name: name.into(),
+                role: role.into(),
+                namespace: None,
+                ttl: None,
+            })
+            .await
+            .expect("create token");
+        Kubectl::new(cluster, Some(&secret))
+    }
+
     pub fn new(cluster: &ControlPlaneCluster, token: Option<&str>) -> Kubectl {
         let urls: Vec<String> = cluster
             .ids()

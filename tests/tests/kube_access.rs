@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use skiff_client::NewToken;
 use skiff_tests::host::{BUSYBOX, runs_without};
 use skiff_tests::kubectl::{Kubectl, missing_kubectl};
 
@@ -60,17 +59,7 @@ async fn a_viewer_reads_pods_but_is_refused_exec_port_forward_patch_eviction_sca
     .unwrap();
     admin.ok(&["create", "-f", deployment.to_str().unwrap()]);
 
-    let (secret, _) = cluster
-        .client()
-        .create_token(&NewToken {
-            name: "viewer".into(),
-            role: "view".into(),
-            namespace: None,
-            ttl: None,
-        })
-        .await
-        .expect("create token");
-    let viewer = Kubectl::new(&cluster, Some(&secret));
+    let viewer = Kubectl::with_new_token(&cluster, "viewer", "view").await;
 
     // What a viewer may do.
     assert_eq!(viewer.ok(&["get", "pods", "-o", "name"]), "pod/x\n");

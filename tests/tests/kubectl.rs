@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skiff_client::NewToken;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually};
 use skiff_tests::host::runs_without;
 use skiff_tests::kubectl::{Kubectl, missing_kubectl};
@@ -163,17 +162,7 @@ async fn kubectl_prints_kubernetes_errors_for_missing_invalid_forbidden_and_unau
         "{invalid}"
     );
 
-    let (secret, _) = cluster
-        .client()
-        .create_token(&NewToken {
-            name: "viewer".into(),
-            role: "view".into(),
-            namespace: None,
-            ttl: None,
-        })
-        .await
-        .expect("create token");
-    let viewer = Kubectl::new(&cluster, Some(&secret));
+    let viewer = Kubectl::with_new_token(&cluster, "viewer", "view").await;
     assert_eq!(viewer.ok(&["get", "pods", "-o", "name"]), "");
     let web = write_pod(dir.path(), "web");
     let forbidden = viewer.fails(&["create", "-f", web.to_str().unwrap()]);

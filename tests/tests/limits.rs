@@ -277,6 +277,15 @@ async fn a_paged_list_serves_every_page_from_the_first_pages_state() {
         "every object of the first page's state, once, in order"
     );
 
+    // A deleted namespace is Terminating until the namespace controller has emptied and
+    // removed it; the lists below are of the state after that.
+    skiff_tests::cluster::eventually(Duration::from_secs(10), || async {
+        let left = client.get::<Namespace>("", "page-24").await;
+        anyhow::ensure!(left.is_err(), "page-24 still there: {left:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
     // The whole list in pages of 7 is the state now.
     let all = client
         .list::<Namespace>(&ListParams::all_namespaces().page_size(7))

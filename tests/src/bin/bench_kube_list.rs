@@ -35,7 +35,6 @@ use skiff_api::types::Pod;
 use skiff_client::{Client, ListParams};
 use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
 use skiff_tests::scale::{create_pods, mib, print_members};
-use tokio::signal::unix::{SignalKind, signal};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
@@ -338,16 +337,5 @@ async fn main() -> anyhow::Result<()> {
     if flags.pod_bytes > 64 * 1024 {
         bail!("--pod-bytes must be at most 65536");
     }
-    // Registered before anything starts, so no Ctrl-C falls through to the default action
-    // (which would leave the cluster's temp dir behind).
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let interrupted = tokio::select! {
-        result = run(&flags) => { result?; false }
-        _ = interrupt.recv() => true,
-    };
-    if interrupted {
-        eprintln!("interrupted; cluster stopped and temp dir removed");
-        std::process::exit(130);
-    }
-    Ok(())
+    skiff_tests::cluster::run_until_interrupted(run(&flags)).await
 }

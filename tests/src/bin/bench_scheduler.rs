@@ -28,7 +28,6 @@ use skiff_api::types::{Container, Node, Pod, Quantity, ResourceRequirements};
 use skiff_client::{Client, ListParams, WatchEvent, WatchParams};
 use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
 use skiff_tests::nodes::{NodeShape, SimulatedNodes, is_ready};
-use tokio::signal::unix::{SignalKind, signal};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Node objects created at the same time while registering.
@@ -537,17 +536,5 @@ async fn main() -> anyhow::Result<()> {
             flags.nodes
         );
     }
-    // Registered before anything starts, so no Ctrl-C falls through to the default action
-    // (which would leave the cluster's temp dir behind).
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let interrupted = tokio::select! {
-        result = run(&flags) => { result?; false }
-        _ = interrupt.recv() => true,
-    };
-    // `run` has been dropped here: the cluster is killed and its temp dir removed.
-    if interrupted {
-        eprintln!("interrupted; cluster stopped and temp dir removed");
-        std::process::exit(130);
-    }
-    Ok(())
+    skiff_tests::cluster::run_until_interrupted(run(&flags)).await
 }

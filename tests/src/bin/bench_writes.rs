@@ -20,7 +20,6 @@ use skiff_api::proto::objects_client::ObjectsClient;
 use skiff_api::proto::{ClusterStatusRequest, CreateRequest, cluster_client::ClusterClient};
 use skiff_tests::cluster::{ControlPlaneCluster, ControlPlaneClusterBuilder, try_binary};
 use skiff_tests::etcd::{EtcdCluster, proto::PutRequest, proto::kv_client::KvClient};
-use tokio::signal::unix::{SignalKind, signal};
 use tonic::transport::Channel;
 
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -437,17 +436,5 @@ async fn main() -> anyhow::Result<()> {
     if flags.duration_secs == 0 || flags.clients.contains(&0) {
         bail!("--duration-secs and every --clients level must be at least 1");
     }
-    // Registered before anything starts, so no Ctrl-C falls through to the default action
-    // (which would leave the temp dir behind).
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let interrupted = tokio::select! {
-        result = run(&flags) => { result?; false }
-        _ = interrupt.recv() => true,
-    };
-    // `run` has been dropped here: the clusters are killed and the temp dir is removed.
-    if interrupted {
-        eprintln!("interrupted; clusters stopped and temp dir removed");
-        std::process::exit(130);
-    }
-    Ok(())
+    skiff_tests::cluster::run_until_interrupted(run(&flags)).await
 }
