@@ -74,7 +74,6 @@ fn assert_status(refused: &Value, code: u64, reason: &str) {
     assert_eq!(status["code"], code, "{refused}");
 }
 
-#[ignore = "not yet run since nodes report every nodeInfo field and container statuses imageID (the fields the client's pydantic models require); issue 15 next step: run it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_kubernetes_client_lists_nodes_and_pods_creates_watches_reads_and_deletes_a_pod()
 {
