@@ -76,10 +76,12 @@ impl Table {
         }
     }
 
-    /// The lines as printed, header first, without line ends: every column but the last
-    /// padded to its widest cell and three spaces apart, like kubectl's tabwriter.
+    /// The lines as printed, header first (none when it is empty: `--no-headers`), without
+    /// line ends: every column but the last padded to its widest cell and three spaces
+    /// apart, like kubectl's tabwriter.
     pub fn lines(&self) -> Vec<String> {
-        let all = || std::iter::once(&self.header).chain(&self.rows);
+        let header = (!self.header.is_empty()).then_some(&self.header);
+        let all = || header.into_iter().chain(&self.rows);
         let mut widths: Vec<usize> = Vec::new();
         for row in all() {
             for (i, cell) in row.iter().enumerate() {
@@ -444,6 +446,23 @@ mod tests {
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_table_without_its_header_lays_out_its_rows_by_their_own_widths() {
+        let mut table = Table::new(
+            &["NAME", "STATUS"],
+            vec![
+                vec!["a".into(), "Active".into()],
+                vec!["bb".into(), "Terminating".into()],
+            ],
+        );
+        assert_eq!(
+            table.render(),
+            "NAME   STATUS\na      Active\nbb     Terminating\n"
+        );
+        table.header.clear();
+        assert_eq!(table.render(), "a    Active\nbb   Terminating\n");
     }
 
     #[test]

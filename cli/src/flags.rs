@@ -115,6 +115,9 @@ pub enum Verb {
         /// Add a LABELS column.
         #[arg(long)]
         show_labels: bool,
+        /// Print tables without their header line.
+        #[arg(long)]
+        no_headers: bool,
         /// Add a column per label key (-L app,tier).
         #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
         label_columns: Vec<String>,

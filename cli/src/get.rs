@@ -71,6 +71,8 @@ pub struct GetArgs {
     pub field_selector: Option<String>,
     /// Add a LABELS column (tables only).
     pub show_labels: bool,
+    /// Leave out the header line (tables only), `--no-headers`.
+    pub no_headers: bool,
     /// Add a column per label key (tables only).
     pub label_columns: Vec<String>,
     pub output: Output,
@@ -272,6 +274,9 @@ pub async fn get_requests(
         if with_kind {
             table.prefix_names(&format!("{}/", kind.resource()));
         }
+        if args.no_headers {
+            table.header.clear();
+        }
         if i > 0 {
             out.push('\n');
         }
@@ -340,8 +345,11 @@ async fn follow<T: Tabular>(
         let mut table = T::table(std::slice::from_mut(&mut object), args, chrono::Utc::now());
         let labels = [&object.metadata().labels];
         table.add_label_columns(&labels, &args.label_columns, args.show_labels);
+        if args.no_headers {
+            table.header.clear();
+        }
         let lines = table.lines();
-        let skip = if header_printed { 1 } else { 0 };
+        let skip = usize::from(header_printed && !args.no_headers);
         header_printed = true;
         for line in &lines[skip..] {
             writeln!(out, "{line}").map_err(|e| GetError::Print(e.to_string()))?;

@@ -595,8 +595,11 @@ async fn a_deleted_namespace_is_terminating_until_its_pods_have_had_their_grace(
         (result, started.elapsed())
     });
     eventually(Duration::from_secs(10), || async {
-        let (_, out, err) = w.skiff(&["get", "ns", "grace"]);
-        anyhow::ensure!(out.contains("Terminating"), "{out}{err}");
+        let (_, out, err) = w.skiff(&["get", "ns", "grace", "--no-headers"]);
+        anyhow::ensure!(
+            out.starts_with("grace ") && out.contains("Terminating") && !out.contains("NAME"),
+            "{out}{err}"
+        );
         Ok(())
     })
     .await

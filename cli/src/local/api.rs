@@ -269,6 +269,7 @@ async fn pods_table(
             selector: selector.map(str::to_string),
             field_selector: None,
             show_labels: false,
+            no_headers: false,
             label_columns: Vec::new(),
             output: get::Output::Wide,
             chunk_size: 500,
