@@ -249,6 +249,9 @@ pub struct ControlPlaneClusterBuilder {
     /// Members serve Prometheus metrics (each on a port of its own); off: `--metrics-listen
     /// off`, for the benchmark's comparison.
     pub metrics: bool,
+    /// Run this `skiff-control-plane` instead of building the workspace's (another commit's
+    /// build, for before/after figures in one sitting).
+    pub binary: Option<PathBuf>,
 }
 
 impl ControlPlaneClusterBuilder {
@@ -262,6 +265,7 @@ impl ControlPlaneClusterBuilder {
             listen_ports: Vec::new(),
             advertise: BTreeMap::new(),
             metrics: true,
+            binary: None,
         }
     }
 
@@ -293,6 +297,11 @@ impl ControlPlaneClusterBuilder {
         self
     }
 
+    pub fn binary(mut self, binary: Option<PathBuf>) -> Self {
+        self.binary = binary;
+        self
+    }
+
     pub fn parent_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.parent_dir = Some(dir.into());
         self
@@ -300,7 +309,10 @@ impl ControlPlaneClusterBuilder {
 
     /// Builds the binary, then spawns every member (without waiting for a leader).
     pub fn start(self) -> anyhow::Result<ControlPlaneCluster> {
-        let binary = try_binary("skiff-control-plane", self.release)?;
+        let binary = match &self.binary {
+            Some(path) => path.clone(),
+            None => try_binary("skiff-control-plane", self.release)?,
+        };
         let builder = tempfile::Builder::new().prefix("skiff-test-").to_owned();
         let root = match &self.parent_dir {
             Some(parent) => builder.tempdir_in(parent)?,

@@ -54,6 +54,14 @@ struct Flags {
     /// what metrics cost.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     skiff_metrics: String,
+    /// Run the dev-profile members (target/debug) instead of release ones: for profiling
+    /// between edits, never for the figures.
+    #[arg(long)]
+    dev_build: bool,
+    /// Run this skiff-control-plane binary instead of the workspace's (e.g. an older
+    /// commit's release build, for before/after figures against the same etcd run).
+    #[arg(long)]
+    skiff_binary: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -315,12 +323,17 @@ async fn start_skiff(
     run: &str,
 ) -> anyhow::Result<(Option<ControlPlaneCluster>, Target)> {
     let (cluster, endpoints) = if flags.skiff_endpoints.is_empty() {
-        eprintln!("# building (release) and starting a 3-node skiff cluster ...");
+        let release = !flags.dev_build;
+        eprintln!("# building and starting a 3-node skiff cluster (release: {release}) ...");
         // Built off the async threads so that Ctrl-C is still handled during the build.
-        tokio::task::spawn_blocking(|| try_binary("skiff-control-plane", true)).await??;
+        if flags.skiff_binary.is_none() {
+            tokio::task::spawn_blocking(move || try_binary("skiff-control-plane", release))
+                .await??;
+        }
         let cluster = ControlPlaneClusterBuilder::new(3)
             .metrics(flags.skiff_metrics == "on")
-            .release(true)
+            .release(release)
+            .binary(flags.skiff_binary.clone())
             .parent_dir(root)
             .start()?;
         let endpoints = cluster.endpoints();
