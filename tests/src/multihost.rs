@@ -4,8 +4,8 @@
 //!
 //! [`MultiHost::start_local`] makes the cluster `skiff up` makes: agents on the default
 //! runtime (oci) pulling Docker Hub's names from a registry on the underlay bridge, which
-//! holds `busybox:latest`, and a CLI config whose cluster is reached from the underlay
-//! namespace, as `skiff up`'s is ([`MultiHost::skiff`]).
+//! holds `skiff up`'s `busybox:latest`, and a CLI config whose cluster is reached from the
+//! underlay namespace, as `skiff up`'s is ([`MultiHost::skiff`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +18,6 @@ use skiff_netplugin::netns;
 use crate::agent::AgentProcess;
 use crate::cluster::{ControlPlaneCluster, eventually, run_skiff, skiff_command, wait_for_file};
 use crate::hosts::{TestHosts, UNDERLAY_IP};
-use crate::images::BusyboxImage;
 use crate::registry::Registry;
 
 /// The port of `skiff up`'s registry on the underlay bridge's address (the CLI's
@@ -86,21 +85,20 @@ impl MultiHost {
 
     /// A cluster as `skiff up` makes it, on `n` hosts: agents on the default runtime (oci,
     /// runc) pulling `docker.io` names from Debian's `docker-registry` on the underlay
-    /// bridge (10.250.0.1:5000), which holds the busybox test image with its applets as
-    /// `busybox:latest`; the CLI ([`MultiHost::skiff`]) reaches the cluster from the
-    /// underlay namespace. `agent_args` go after every agent's flags. Waits until every
-    /// node is Ready (60 s).
+    /// bridge (10.250.0.1:5000), which holds `skiff up`'s busybox image as
+    /// `busybox:latest`; the CLI ([`MultiHost::skiff`]) reaches the cluster from the underlay
+    /// namespace. `agent_args` go after every agent's flags. Waits until every node is Ready
+    /// (60 s).
     pub async fn start_local(n: usize, agent_args: &[&str]) -> anyhow::Result<MultiHost> {
         let hosts = TestHosts::start(n)?;
         let registry =
             Registry::start_in(&hosts.underlay_path(), UNDERLAY_IP, REGISTRY_PORT).await?;
+        // skiff up's own busybox image.
         let busybox = std::fs::read(crate::host::BUSYBOX).context("read busybox")?;
+        let (config, layer) = skiff_image::busybox_image(&busybox)?;
+        let image = skiff_image::OciManifest::new(config, vec![skiff_image::gzip(&layer)]);
         registry
-            .push(
-                "library/busybox",
-                "latest",
-                &BusyboxImage::with_applets(&busybox),
-            )
+            .push_manifest("library/busybox", "latest", image)
             .await?;
         let mut args: Vec<String> = vec!["--runtime".into(), "oci".into()];
         args.extend(mirror_args());

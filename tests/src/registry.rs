@@ -146,6 +146,16 @@ impl Registry {
     ) -> anyhow::Result<String> {
         let manifest =
             skiff_image::OciManifest::new(image.config.clone(), vec![image.layer_gzip.clone()]);
+        self.push_manifest(repository, tag, manifest).await
+    }
+
+    /// Pushes `manifest` and its blobs as `repository:tag`, as [`Registry::push`] does.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: skiff_image::OciManifest,
+    ) -> anyhow::Result<String> {
         let (host, reference) = (self.host(), format!("{repository}:{tag}"));
         let (repository, tag) = (repository.to_string(), tag.to_string());
         let push = move || async move {
