@@ -514,12 +514,26 @@ pub enum ImageVerb {
         #[arg(long)]
         all_nodes: bool,
     },
-    /// Push the images of a `docker save` archive or an OCI image-layout tarball into the
-    /// registry of the `skiff up` cluster the config names, under their Docker Hub names,
-    /// where agents pull them from (`imagePullPolicy: Always`, what `:latest` means).
+    /// Push images into a registry. A FILE (a `docker save` archive or an OCI image-layout
+    /// tarball): its images into the registry of the `skiff up` cluster the config names,
+    /// under their Docker Hub names, where agents pull them from (`imagePullPolicy: Always`,
+    /// what `:latest` means). An IMAGE of a node's store (`--node`, else the first Ready
+    /// node that has it): to the registry its name names (`HOST:PORT/REPOSITORY:TAG`), or
+    /// for a Docker Hub name to that local registry, as `docker push` does.
     ///
-    /// Example: skiff image push app.tar; skiff run app --image=me/app:latest
-    Push { file: PathBuf },
+    /// Examples: skiff image push app.tar; skiff image push me/app:v2; skiff image push registry.lan:5000/me/app:v2 --node node-1
+    Push {
+        /// An archive file, or an image in a node's store.
+        #[arg(value_name = "FILE|IMAGE")]
+        source: String,
+        /// The node whose image to push (not for a FILE).
+        #[arg(long)]
+        node: Option<String>,
+        /// Speak plain HTTP to the registry (loopback registries and a `skiff up`
+        /// cluster's always are).
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// List the images of one node, or of every Ready node.
     ///
     /// Examples: skiff image ls; skiff image ls --node node-1

@@ -1,5 +1,5 @@
-//! `skiff image import | push | ls | rm`: the nodes' image stores, and the registry of a
-//! `skiff up` cluster. One node (`--node`) or every
+//! `skiff image import | push | ls | rm`: the nodes' image stores, and registries (a
+//! `skiff up` cluster's, or the one an image's name names). One node (`--node`) or every
 //! Ready node (`--all-nodes`; `ls` without `--node`); with several nodes a node's failure is
 //! reported on stderr (`node-2: Error from server (…): …`) and the others go on, and the
 //! verb fails at the end. The texts are pure functions of the answers, tested with fixed
@@ -258,6 +258,129 @@ pub async fn push(
     push_archive(file, &registry.to_string(), out, err).await
 }
 
+/// Where `skiff image push IMAGE` sends an image, as `docker push` reads its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// `HOST:PORT`.
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+    /// Plain HTTP rather than HTTPS.
+    pub plain_http: bool,
+}
+
+/// Where `image` goes: a name with a registry host (`HOST[:PORT]/REPOSITORY[:TAG]`) to that
+/// registry; a Docker Hub name to `local`, the registry of the `skiff up` cluster this
+/// process talks to, which stands in for Docker Hub. Loopback registries and the local one
+/// speak plain HTTP, others HTTPS unless `plain_http`.
+pub fn destination(
+    image: &str,
+    local: Option<&str>,
+    plain_http: bool,
+) -> Result<Destination, VerbError> {
+    if image.contains('@') {
+        return Err(VerbError::Usage(format!(
+            "{image}: a digest names no tag to push: name the image by a tag"
+        )));
+    }
+    if let Some((repository, tag)) = skiff_image::push::hub_repository(image) {
+        let Some(local) = local else {
+            return Err(VerbError::Usage(format!(
+                "{image} is a Docker Hub name, and the current config names no local cluster (skiff up) whose registry stands in for Docker Hub: name the registry, as in HOST:PORT/{}:{tag}",
+                repository.trim_start_matches("library/")
+            )));
+        };
+        return Ok(Destination {
+            registry: local.to_string(),
+            repository,
+            tag,
+            plain_http: true,
+        });
+    }
+    let invalid = || VerbError::Usage(format!("{image}: not an image name"));
+    let (registry, rest) = image.split_once('/').ok_or_else(invalid)?;
+    let (repository, tag) = match rest.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (rest, "latest"),
+    };
+    if registry.is_empty() || repository.is_empty() || tag.is_empty() {
+        return Err(invalid());
+    }
+    let host = registry
+        .rsplit_once(':')
+        .map_or(registry, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok(Destination {
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        plain_http: plain_http || loopback || Some(registry) == local,
+    })
+}
+
+/// `skiff image push IMAGE [--node N]`: the image IMAGE names in a node's store (`node`,
+/// else the first Ready node, by name, that has it) into the registry [`destination`] picks,
+/// streamed out of the node's store with its manifest as it is there.
+pub async fn push_image(
+    client: &Client,
+    image: &str,
+    node: Option<&str>,
+    plain_http: bool,
+    out: &mut impl Write,
+) -> Result<bool, VerbError> {
+    let local = crate::local::registry::reachable().map(|a| a.to_string());
+    let to = destination(image, local.as_deref(), plain_http)?;
+    let candidates = match node {
+        Some(node) => vec![node.to_string()],
+        None => nodes(client, &Target::AllNodes).await?,
+    };
+    let mut found = None;
+    for candidate in candidates {
+        let mut archive = Vec::new();
+        match client.export_image(&candidate, image, &mut archive).await {
+            Ok(_) => {
+                found = Some((candidate, archive));
+                break;
+            }
+            // Without --node: the next node may have it.
+            Err(e) if e.is_not_found() && node.is_none() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some((from, archive)) = found else {
+        return Err(VerbError::Usage(format!(
+            "no file \"{image}\", and no Ready node has an image {image}"
+        )));
+    };
+    let exported = skiff_image::archive_images(&archive)
+        .map_err(|e| VerbError::Usage(format!("{from}: the exported image: {e}")))?;
+    let manifest = exported
+        .into_iter()
+        .next()
+        .map(|i| i.manifest)
+        .ok_or_else(|| VerbError::Usage(format!("{from}: the export holds no image")))?;
+    let digest = skiff_image::push::push(
+        &to.registry,
+        &to.repository,
+        &to.tag,
+        &manifest,
+        to.plain_http,
+    )
+    .await
+    .map_err(|e| VerbError::Usage(format!("{}: {e}", to.registry)))?;
+    writeln!(
+        out,
+        "{from}: pushed {image} to {}/{}:{} ({digest})",
+        to.registry, to.repository, to.tag
+    )?;
+    Ok(true)
+}
+
 /// Which names of `images` go to the registry (name, index of the image), and a line for
 /// each that cannot: an unnamed image, a name of another registry than Docker Hub.
 pub fn push_plan(images: &[ArchiveImage]) -> (Vec<(String, usize)>, Vec<String>) {
@@ -384,6 +507,58 @@ mod tests {
             architecture: "amd64".into(),
             os: "linux".into(),
         }
+    }
+
+    #[test]
+    fn a_pushed_image_goes_where_its_name_says_as_docker_push_reads_it() {
+        let local = Some("10.250.0.1:5000");
+        let to = |image: &str, local: Option<&str>, plain: bool| {
+            destination(image, local, plain).map(|d| {
+                format!(
+                    "{}/{}:{} {}",
+                    d.registry,
+                    d.repository,
+                    d.tag,
+                    if d.plain_http { "http" } else { "https" }
+                )
+            })
+        };
+        assert_eq!(
+            to("busybox", local, false).unwrap(),
+            "10.250.0.1:5000/library/busybox:latest http"
+        );
+        assert_eq!(
+            to("me/app:v2", local, false).unwrap(),
+            "10.250.0.1:5000/me/app:v2 http"
+        );
+        assert_eq!(
+            to("registry.lan:5000/x/y:1", local, false).unwrap(),
+            "registry.lan:5000/x/y:1 https"
+        );
+        assert_eq!(
+            to("registry.lan:5000/x/y:1", None, true).unwrap(),
+            "registry.lan:5000/x/y:1 http"
+        );
+        assert_eq!(
+            to("127.0.0.1:5000/x", None, false).unwrap(),
+            "127.0.0.1:5000/x:latest http"
+        );
+        assert_eq!(
+            to("localhost:5000/a/b:c", None, false).unwrap(),
+            "localhost:5000/a/b:c http"
+        );
+        assert_eq!(
+            to("10.250.0.1:5000/x:1", local, false).unwrap(),
+            "10.250.0.1:5000/x:1 http"
+        );
+        let err = to("busybox", None, false).unwrap_err().to_string();
+        assert!(err.contains("names no local cluster"), "{err}");
+        assert!(err.contains("HOST:PORT/busybox:latest"), "{err}");
+        let err = to("x.io/a@sha256:00", local, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a digest names no tag"), "{err}");
+        assert!(to("x.io/", local, false).is_err());
     }
 
     #[test]

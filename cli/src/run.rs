@@ -547,7 +547,25 @@ async fn dispatch(client: &Client, flags: Flags) -> anyhow::Result<ExitCode> {
                     let target = image::Target::from_flags(node, all_nodes)?;
                     image::import(client, &file, &target, &mut out, &mut err).await?
                 }
-                ImageVerb::Push { file } => image::push(&file, &mut out, &mut err).await?,
+                ImageVerb::Push {
+                    source,
+                    node,
+                    plain_http,
+                } => {
+                    let file = std::path::Path::new(&source);
+                    if file.is_file() {
+                        if node.is_some() || plain_http {
+                            return Err(verbs::VerbError::Usage(format!(
+                                "{source} is a file: its images go to the local cluster's registry, without --node or --plain-http"
+                            ))
+                            .into());
+                        }
+                        image::push(file, &mut out, &mut err).await?
+                    } else {
+                        let node = node.as_deref();
+                        image::push_image(client, &source, node, plain_http, &mut out).await?
+                    }
+                }
                 ImageVerb::Ls { node } => {
                     let now = chrono::Utc::now();
                     image::ls(client, node.as_deref(), now, &mut out, &mut err).await?

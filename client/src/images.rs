@@ -1,20 +1,22 @@
 //! The nodes' image stores, through any control-plane endpoint (which passes the call on to
-//! the agent of the node named): import an archive, list, remove.
+//! the agent of the node named): import an archive, list, remove, export.
 
 use crate::client::{Client, Transport};
 use crate::error::Error;
 use skiff_api::proto::agent_client::AgentClient;
 use skiff_api::proto::{
-    ImageInfo, ImportImageRequest, ImportImageResponse, ImportedImage, ListImagesRequest,
-    RemoveImageRequest, RemoveImageResponse,
+    ExportImageRequest, ImageInfo, ImportImageRequest, ImportImageResponse, ImportedImage,
+    ListImagesRequest, RemoveImageRequest, RemoveImageResponse,
 };
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Bytes of the archive per message.
 const CHUNK: usize = 1024 * 1024;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The most an export may bring: a 4 GiB image (the agent's limit) and its tar headers.
+pub const MAX_EXPORT_BYTES: u64 = (4 << 30) + (64 << 20);
 
 /// An image in a node's store.
 pub type Image = ImageInfo;
@@ -98,6 +100,50 @@ impl Client {
         };
         self.mark_good(index);
         Ok(response.images)
+    }
+
+    /// Writes the image `reference` names in `node`'s store to `out` as an OCI image-layout
+    /// tarball (its manifest as the store has it, named by `reference` when that is one of
+    /// its names); returns the bytes written. A stream cut short, or one past
+    /// [`MAX_EXPORT_BYTES`], is an error (what was written so far is incomplete).
+    pub async fn export_image(
+        &self,
+        node: &str,
+        reference: &str,
+        out: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<u64, Error> {
+        let request = ExportImageRequest {
+            node: node.into(),
+            reference: reference.into(),
+        };
+        let mut stream = self
+            .with_failover(|channel| {
+                let request = request.clone();
+                async move { agent(channel).export_image(request).await }
+            })
+            .await?
+            .into_inner();
+        let mut written: u64 = 0;
+        while let Some(chunk) = stream.message().await? {
+            written += chunk.data.len() as u64;
+            if written > MAX_EXPORT_BYTES {
+                return Err(Error::Decode(format!(
+                    "the export of {reference} from {node} is over {MAX_EXPORT_BYTES} bytes"
+                )));
+            }
+            out.write_all(&chunk.data)
+                .await
+                .map_err(|e| Error::Decode(format!("writing the exported image: {e}")))?;
+            if chunk.end {
+                out.flush()
+                    .await
+                    .map_err(|e| Error::Decode(format!("writing the exported image: {e}")))?;
+                return Ok(written);
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "the export of {reference} from {node} ended before the whole image was sent"
+        )))
     }
 
     /// Untags `reference` on `node` (deleting the image when it was its last name), or

@@ -7,16 +7,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use skiff_api::proto::{
-    ImageInfo, ImportImageRequest, ImportImageResponse, ImportedImage, ListImagesResponse,
-    RemoveImageResponse,
+    ExportImageChunk, ImageInfo, ImportImageRequest, ImportImageResponse, ImportedImage,
+    ListImagesResponse, RemoveImageResponse,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::image::{Image, ImageError, ImageStore};
+use crate::image::{Image, ImageError, ImageStore, Reference};
 
 /// The largest archive an import takes.
 pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
+/// The largest image an export streams (the most an import takes).
+pub const MAX_EXPORT_BYTES: u64 = MAX_ARCHIVE_BYTES;
+/// Bytes per chunk of an export.
+pub const EXPORT_CHUNK: usize = 1024 * 1024;
 /// Where uploads are spooled, under the agent's data dir.
 pub const UPLOAD_DIR: &str = "image-uploads";
 
@@ -55,6 +61,38 @@ pub fn status_of(e: ImageError) -> Status {
         ImageError::Limit { .. } => Status::resource_exhausted(message),
         // Reference, ambiguous prefix, and everything wrong with an archive.
         _ => Status::invalid_argument(message),
+    }
+}
+
+/// The chunks of an export as it is written: full ones go out as they fill, the rest
+/// (with `end`) once the tarball is complete.
+pub type ExportStream = ReceiverStream<Result<ExportImageChunk, Status>>;
+
+struct Chunks {
+    tx: mpsc::Sender<Result<ExportImageChunk, Status>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(EXPORT_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == EXPORT_CHUNK {
+            let chunk = ExportImageChunk {
+                data: std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK)),
+                end: false,
+            };
+            // The caller went away: stop reading blobs.
+            self.tx
+                .blocking_send(Ok(chunk))
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        }
+        Ok(n)
+    }
+
+    /// The last chunk is sent with `end` once the whole tarball is written.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -184,6 +222,48 @@ impl ImageService {
         Ok(ListImagesResponse {
             images: images.iter().map(image_info).collect(),
         })
+    }
+
+    /// Streams the image `reference` names as an OCI image layout (see
+    /// [`ImageStore::export_layout`]), named by that reference when it is one of the
+    /// image's, else by its first; images over [`MAX_EXPORT_BYTES`] are refused.
+    pub async fn export(&self, reference: String) -> Result<ExportStream, Status> {
+        if reference.is_empty() {
+            return Err(Status::invalid_argument("reference: Required value"));
+        }
+        let store = self.store()?;
+        let found = store.clone();
+        let (image, name) = blocking(move || {
+            let image = found.get(&reference)?;
+            let asked = Reference::parse(&reference)
+                .ok()
+                .filter(|r| image.references.contains(r));
+            let name = asked.or_else(|| image.references.first().cloned());
+            Ok((image, name))
+        })
+        .await?;
+        if image.size > MAX_EXPORT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "image {} is {} bytes: an export may be at most 4 GiB",
+                image.digest, image.size
+            )));
+        }
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut chunks = Chunks {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(EXPORT_CHUNK),
+            };
+            let last = match store.export_layout(&image, name.as_ref(), &mut chunks) {
+                Ok(()) => Ok(ExportImageChunk {
+                    data: chunks.buf,
+                    end: true,
+                }),
+                Err(e) => Err(status_of(e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(ReceiverStream::new(rx))
     }
 
     pub async fn remove(&self, reference: String) -> Result<RemoveImageResponse, Status> {

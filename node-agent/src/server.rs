@@ -406,6 +406,7 @@ impl<R: Runtime> Agent for AgentService<R> {
     type LogsStream = BoxStream<LogsChunk>;
     type ExecStream = BoxStream<ExecResponse>;
     type PortForwardStream = BoxStream<PortForwardResponse>;
+    type ExportImageStream = crate::image_service::ExportStream;
 
     async fn logs(
         &self,
@@ -667,6 +668,14 @@ impl<R: Runtime> Agent for AgentService<R> {
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let request = request.into_inner();
         Ok(Response::new(self.images.remove(request.reference).await?))
+    }
+
+    async fn export_image(
+        &self,
+        request: Request<skiff_api::proto::ExportImageRequest>,
+    ) -> Result<Response<Self::ExportImageStream>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.images.export(request.reference).await?))
     }
 
     async fn usage(

@@ -74,16 +74,26 @@ pub fn skiff_cli(servers: &str, args: &[&str]) -> (i32, String, String) {
         }
         None => PathBuf::from("/nonexistent/skiff-config"),
     };
-    let output = Command::new(binary("skiff"))
-        .arg("--server")
-        .arg(servers)
+    let mut command = skiff_command(&config);
+    command.arg("--server").arg(servers).args(args);
+    run_skiff(command)
+}
+
+/// `skiff --config CONFIG`, with no endpoint or config from the environment: the config
+/// alone says where the cluster is (its servers, and the namespace they are reached from).
+pub fn skiff_command(config: &Path) -> Command {
+    let mut command = Command::new(binary("skiff"));
+    command
         .arg("--config")
         .arg(config)
-        .args(args)
         .env_remove("SKIFF_SERVER")
-        .env("SKIFF_CONFIG", "/nonexistent/skiff-config")
-        .output()
-        .expect("run skiff");
+        .env("SKIFF_CONFIG", "/nonexistent/skiff-config");
+    command
+}
+
+/// Runs a `skiff` command to its end: (exit code, stdout, stderr).
+pub fn run_skiff(mut command: Command) -> (i32, String, String) {
+    let output = command.output().expect("run skiff");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

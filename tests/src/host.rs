@@ -9,6 +9,27 @@ pub fn privileged_tests_can_run() -> bool {
     skiff_testkit::root_and_busybox_or_skip("network namespaces, mounts, links")
 }
 
+/// Whether tests of pods on the oci runtime (the agents' default) can run: root and
+/// busybox, then what `--runtime oci` needs (the agent refuses to start without it), then
+/// Debian's `docker-registry` when `registry` is set. Skips or fails as
+/// [`privileged_tests_can_run`] does.
+pub fn oci_tests_can_run(registry: bool) -> bool {
+    if !privileged_tests_can_run() {
+        return false;
+    }
+    let runc = skiff_agent::runtime::oci::find_runc();
+    let missing = skiff_agent::runtime::oci::check_host(&runc)
+        .err()
+        .map(|e| format!("what --runtime oci needs: {e} (apt-get install runc)"))
+        .or_else(|| {
+            registry
+                .then(crate::registry::missing)
+                .flatten()
+                .map(str::to_string)
+        });
+    runs_without(missing.as_deref())
+}
+
 /// A process's memory from /proc: (VmRSS, VmHWM) in KiB, zeros when it is gone.
 pub fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -1,25 +1,53 @@
 //! A cluster on test hosts: host i runs control-plane member i (if it is one of the first
 //! `members`) and an agent `host-<i>` (label `host=h<i>`) with the pod network on. API calls
 //! go out from the underlay namespace, the one place besides the hosts that reaches them.
+//!
+//! [`MultiHost::start_local`] makes the cluster `skiff up` makes: agents on the default
+//! runtime (oci) pulling Docker Hub's names from a registry on the underlay bridge, which
+//! holds `skiff up`'s `busybox:latest`, and a CLI config whose cluster is reached from the
+//! underlay namespace, as `skiff up`'s is ([`MultiHost::skiff`]).
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context;
 use skiff_client::Client;
 use skiff_netplugin::netns;
 
 use crate::agent::AgentProcess;
-use crate::cluster::{ControlPlaneCluster, eventually};
-use crate::hosts::TestHosts;
+use crate::cluster::{ControlPlaneCluster, eventually, run_skiff, skiff_command, wait_for_file};
+use crate::hosts::{TestHosts, UNDERLAY_IP};
+use crate::registry::Registry;
+
+/// The port of `skiff up`'s registry on the underlay bridge's address (the CLI's
+/// `local::registry::PORT`): a CLI reaching its cluster from the underlay pushes there.
+pub const REGISTRY_PORT: u16 = 5000;
 
 /// Every member's `--node-grace`: a node silent this long becomes NotReady.
 pub const NODE_GRACE: Duration = Duration::from_secs(3);
 const NODE_GRACE_FLAG: &str = "3s";
 
 pub struct MultiHost {
-    // Dropped in this order: agents (and their pods), the control plane, the hosts.
+    // Dropped in this order: agents (and their pods), the control plane, the registry, the
+    // hosts.
     pub agents: Vec<AgentProcess>,
     pub cluster: ControlPlaneCluster,
+    /// The underlay's registry ([`MultiHost::start_local`]).
+    pub registry: Option<Registry>,
     pub hosts: TestHosts,
+}
+
+/// The agent flags that make `docker.io` images come from the underlay's registry (as the
+/// CLI's `local::registry::agent_args` gives `skiff up`'s agents).
+fn mirror_args() -> Vec<String> {
+    let registry = format!("{UNDERLAY_IP}:{REGISTRY_PORT}");
+    vec![
+        "--registry-mirror".into(),
+        format!("docker.io={registry}"),
+        "--insecure-registry".into(),
+        registry,
+    ]
 }
 
 impl MultiHost {
@@ -52,6 +80,47 @@ impl MultiHost {
         control_plane_args: &[&str],
     ) -> anyhow::Result<MultiHost> {
         let hosts = TestHosts::start(n)?;
+        Self::start_on(hosts, None, release, agent_args, control_plane_args)
+    }
+
+    /// A cluster as `skiff up` makes it, on `n` hosts: agents on the default runtime (oci,
+    /// runc) pulling `docker.io` names from Debian's `docker-registry` on the underlay
+    /// bridge (10.250.0.1:5000), which holds `skiff up`'s busybox image as
+    /// `busybox:latest`; the CLI ([`MultiHost::skiff`]) reaches the cluster from the underlay
+    /// namespace. `agent_args` go after every agent's flags. Waits until every node is Ready
+    /// (60 s).
+    pub async fn start_local(n: usize, agent_args: &[&str]) -> anyhow::Result<MultiHost> {
+        let hosts = TestHosts::start(n)?;
+        let registry =
+            Registry::start_in(&hosts.underlay_path(), UNDERLAY_IP, REGISTRY_PORT).await?;
+        // skiff up's own busybox image.
+        let busybox = std::fs::read(crate::host::BUSYBOX).context("read busybox")?;
+        let (config, layer) = skiff_image::busybox_image(&busybox)?;
+        let image = skiff_image::OciManifest::new(config, vec![skiff_image::gzip(&layer)]);
+        registry
+            .push_manifest("library/busybox", "latest", image)
+            .await?;
+        let mut args: Vec<String> = vec!["--runtime".into(), "oci".into()];
+        args.extend(mirror_args());
+        args.extend(agent_args.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cluster = Self::start_on(hosts, Some(registry), false, &args, &[])?;
+        cluster.write_cli_config()?;
+        cluster
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .with_context(|| cluster.logs())?;
+        Ok(cluster)
+    }
+
+    fn start_on(
+        hosts: TestHosts,
+        registry: Option<Registry>,
+        release: bool,
+        agent_args: &[&str],
+        control_plane_args: &[&str],
+    ) -> anyhow::Result<MultiHost> {
+        let n = hosts.len();
         let members = n.min(3);
         let placement = (1..=members)
             .map(|i| (hosts.netns_path(i), hosts.ip(i)))
@@ -71,8 +140,40 @@ impl MultiHost {
         Ok(MultiHost {
             agents,
             cluster,
+            registry,
             hosts,
         })
+    }
+
+    /// The CLI config of [`MultiHost::skiff`]: member 1's admin.conf (every endpoint, the CA,
+    /// a cluster-admin certificate) with the underlay namespace to reach them from, as
+    /// `skiff up` writes its cluster into `~/.skiff/config`.
+    pub fn cli_config(&self) -> PathBuf {
+        self.cluster.root().join("underlay.conf")
+    }
+
+    fn write_cli_config(&self) -> anyhow::Result<()> {
+        let admin = self.cluster.admin_conf();
+        wait_for_file(&admin)?;
+        let mut config = skiff_pki::config::load(&admin)?;
+        for entry in config.clusters.values_mut() {
+            entry.netns = Some(self.hosts.underlay_path());
+        }
+        skiff_pki::config::save(&self.cli_config(), &config)?;
+        Ok(())
+    }
+
+    /// `skiff --config CONFIG` of this cluster (see [`MultiHost::cli_config`]), to add
+    /// arguments to and run.
+    pub fn skiff_command(&self) -> Command {
+        skiff_command(&self.cli_config())
+    }
+
+    /// Runs `skiff ARGS…` against this cluster: (exit code, stdout, stderr).
+    pub fn skiff(&self, args: &[&str]) -> (i32, String, String) {
+        let mut command = self.skiff_command();
+        command.args(args);
+        run_skiff(command)
     }
 
     fn agent(

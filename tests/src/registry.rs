@@ -1,6 +1,7 @@
-//! A loopback image registry for tests: Debian's `docker-registry` (the Go distribution
-//! registry v2) on `127.0.0.1:<free port>`, with a temp config and storage, and pushes of
-//! the busybox test image into it ([`skiff_image::push`], the one pusher of the workspace).
+//! An image registry for tests: Debian's `docker-registry` (the Go distribution registry
+//! v2) on `127.0.0.1:<free port>`, or inside a test hosts' underlay namespace as `skiff up`
+//! runs its own ([`Registry::start_in`]), with a temp config and storage, and pushes of the
+//! busybox test image into it ([`skiff_image::push`], the one pusher of the workspace).
 //! Dropping it kills the process and removes its storage.
 //!
 //! ```no_run
@@ -14,13 +15,15 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
+
+use skiff_netplugin::netns;
 
 use crate::cluster::free_port;
 use crate::images::BusyboxImage;
@@ -35,21 +38,45 @@ pub fn missing() -> Option<&'static str> {
         .then_some("/usr/bin/docker-registry (apt-get install docker-registry)")
 }
 
-/// A running `docker-registry serve` on a loopback port.
+/// A running `docker-registry serve`.
 pub struct Registry {
     child: Child,
     addr: SocketAddr,
     dir: TempDir,
+    /// The network namespace it listens in; `None`: this process's own.
+    netns: Option<PathBuf>,
+}
+
+/// Whether something accepts connections on `addr`, tried from inside `netns` if given.
+async fn accepts(addr: SocketAddr, netns: Option<&Path>) -> bool {
+    match netns {
+        Some(netns) => netns::run_in(netns, move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        })
+        .unwrap_or(false),
+        None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+    }
 }
 
 impl Registry {
-    /// Starts the registry and waits until it accepts connections (at most 20 s).
+    /// Starts the registry on a free loopback port and waits until it accepts connections
+    /// (at most 20 s).
     pub async fn start() -> anyhow::Result<Registry> {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], free_port())), None).await
+    }
+
+    /// Starts the registry inside the network namespace pinned at `netns`, on `ip:port`
+    /// (e.g. a test hosts' underlay bridge, where `skiff up` runs its registry); pushes
+    /// then go out from there too.
+    pub async fn start_in(netns: &Path, ip: Ipv4Addr, port: u16) -> anyhow::Result<Registry> {
+        Self::start_at(SocketAddr::from((ip, port)), Some(netns.to_path_buf())).await
+    }
+
+    async fn start_at(addr: SocketAddr, netns: Option<PathBuf>) -> anyhow::Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-registry-")
             .tempdir()
             .context("registry temp dir")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n\
@@ -60,18 +87,27 @@ impl Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).context("write registry config")?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
-        let child = Command::new(REGISTRY)
+        let mut command = Command::new(REGISTRY);
+        command
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {REGISTRY}"))?;
+            .stderr(log);
+        let child = match &netns {
+            Some(netns) => netns::run_in(netns, move || command.spawn())?,
+            None => command.spawn(),
+        }
+        .with_context(|| format!("spawn {REGISTRY}"))?;
         // From here on, dropping `registry` kills the process.
-        let mut registry = Registry { child, addr, dir };
+        let mut registry = Registry {
+            child,
+            addr,
+            dir,
+            netns,
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+        while !accepts(addr, registry.netns.as_deref()).await {
             if let Ok(Some(status)) = registry.child.try_wait() {
                 bail!("docker-registry exited ({status}):\n{}", registry.log());
             }
@@ -86,7 +122,7 @@ impl Registry {
         Ok(registry)
     }
 
-    /// `127.0.0.1:PORT`, as image names start.
+    /// `IP:PORT`, as image names start.
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
@@ -110,9 +146,71 @@ impl Registry {
     ) -> anyhow::Result<String> {
         let manifest =
             skiff_image::OciManifest::new(image.config.clone(), vec![image.layer_gzip.clone()]);
-        skiff_image::push::push(&self.host(), repository, tag, &manifest, true)
-            .await
-            .with_context(|| format!("push {repository}:{tag}\n{}", self.log()))
+        self.push_manifest(repository, tag, manifest).await
+    }
+
+    /// Pushes `manifest` and its blobs as `repository:tag`, as [`Registry::push`] does.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: skiff_image::OciManifest,
+    ) -> anyhow::Result<String> {
+        let (host, reference) = (self.host(), format!("{repository}:{tag}"));
+        let (repository, tag) = (repository.to_string(), tag.to_string());
+        let push = move || async move {
+            skiff_image::push::push(&host, &repository, &tag, &manifest, true).await
+        };
+        let pushed = match &self.netns {
+            Some(netns) => netns::run_async_in(netns, push).await?,
+            None => push().await,
+        };
+        pushed.with_context(|| format!("push {reference}\n{}", self.log()))
+    }
+
+    /// The manifest the registry serves for `repository:reference` (a tag or digest), with
+    /// its digest (`Docker-Content-Digest`), fetched as a client would.
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
+        let (addr, path) = (self.addr, format!("/v2/{repository}/manifests/{reference}"));
+        let get = move || -> anyhow::Result<(String, Vec<u8>)> {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {}, \
+                 application/vnd.docker.distribution.manifest.v2+json\r\n\r\n",
+                skiff_image::oci::MEDIA_OCI_MANIFEST,
+            )?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response)?;
+            let split = response
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .context("no end of the response's headers")?;
+            let head = String::from_utf8_lossy(&response[..split]).into_owned();
+            anyhow::ensure!(
+                head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+                "GET {path}: {head}"
+            );
+            let digest = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("docker-content-digest")
+                        .then(|| value.trim().to_string())
+                })
+                .context("no Docker-Content-Digest")?;
+            Ok((digest, response[split + 4..].to_vec()))
+        };
+        match &self.netns {
+            Some(netns) => netns::run_in(netns, get)?,
+            None => tokio::task::spawn_blocking(get).await?,
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 //! `skiff` binary talking only to the control plane, which proxies to the agent. The busybox
 //! archive is built here (`skiff_tests::images`). Needs root and /bin/busybox like the other
 //! agent tests; skipped otherwise unless SKIFF_REQUIRE_PRIVILEGED is set.
+//!
+//! `skiff image push IMAGE` on a cluster as `skiff up` makes it (oci agents, a registry on
+//! the underlay): also runc and docker-registry.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +14,8 @@ use skiff_api::types::Node;
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, eventually, skiff_cli as skiff};
 use skiff_tests::host::BUSYBOX;
-use skiff_tests::images::busybox_docker_archive;
+use skiff_tests::images::{BusyboxImage, busybox_docker_archive};
+use skiff_tests::multihost::MultiHost;
 
 const READY: Duration = Duration::from_secs(30);
 const TAG: &str = "skiff-test/busybox:e2e";
@@ -188,5 +192,96 @@ async fn import_ls_rm_through_the_control_plane() {
         uploads_left(&agent).is_empty(),
         "{:?}",
         uploads_left(&agent)
+    );
+}
+
+/// An image only a node's store has goes from there into a registry with the node's own
+/// manifest (the same digest), by a Docker Hub name into the local cluster's registry and
+/// by a full name into the registry it names; a pod then pulls it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_of_a_nodes_store_is_pushed_into_a_registry_and_pulled_back() {
+    if !skiff_tests::host::oci_tests_can_run(true) {
+        return;
+    }
+    let cluster = MultiHost::start_local(1, &[]).await.expect("local cluster");
+    let registry = cluster.registry.as_ref().expect("the underlay's registry");
+    let full = format!("{}/skiff-test/copy:v2", registry.host());
+    // Imported through the SDK, which puts it on the node alone (the CLI's import would
+    // push it into the local registry too).
+    let image = BusyboxImage::with_applets(&std::fs::read(BUSYBOX).unwrap());
+    let tags = ["skiff-test/pushed:v1", full.as_str()];
+    let layers = std::slice::from_ref(&image.layer);
+    let archive = skiff_image::DockerSave::new(&image.config, layers, &tags)
+        .tar()
+        .unwrap();
+    let imported = cluster
+        .api(move |client| async move {
+            let archive = std::io::Cursor::new(archive);
+            client.import_image("host-1", archive).await
+        })
+        .await
+        .unwrap();
+    let digest = imported[0].image.clone().unwrap_or_default().digest;
+    assert!(registry.manifest("skiff-test/pushed", "v1").await.is_err());
+
+    let (code, out, err) = cluster.skiff(&["image", "push", "skiff-test/pushed:v1"]);
+    assert_eq!(
+        (code, out, err.as_str()),
+        (
+            0,
+            format!(
+                "host-1: pushed skiff-test/pushed:v1 to {}/skiff-test/pushed:v1 ({digest})\n",
+                registry.host()
+            ),
+            ""
+        )
+    );
+    let (served, _) = registry.manifest("skiff-test/pushed", "v1").await.unwrap();
+    assert_eq!(served, digest);
+    let (code, out, err) = cluster.skiff(&["image", "push", &full, "--node", "host-1"]);
+    assert_eq!(
+        (code, out, err.as_str()),
+        (
+            0,
+            format!("host-1: pushed {full} to {full} ({digest})\n"),
+            ""
+        )
+    );
+    let (served, _) = registry.manifest("skiff-test/copy", "v2").await.unwrap();
+    assert_eq!(served, digest);
+
+    // What no node has is named as missing; a digest names no tag.
+    let (code, _, err) = cluster.skiff(&["image", "push", "skiff-test/none:v1"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "no file \"skiff-test/none:v1\", and no Ready node has an image skiff-test/none:v1"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = cluster.skiff(&["image", "push", &format!("skiff-test/pushed@{digest}")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("a digest names no tag to push"), "{err}");
+
+    // Gone from the node, the image comes back from the registry for a pod.
+    cluster.skiff(&["image", "rm", &digest, "--node", "host-1"]);
+    let (_, listed, _) = cluster.skiff(&["image", "ls", "--node", "host-1"]);
+    assert!(!listed.contains("skiff-test/pushed"), "{listed}");
+    let run = [
+        "run",
+        "back",
+        "--image=skiff-test/pushed:v1",
+        "--",
+        "sleep",
+        "3600",
+    ];
+    assert_eq!(cluster.skiff(&run).0, 0);
+    let wait = ["wait", "--for=condition=Ready", "pod/back", "--timeout=60s"];
+    let (code, out, err) = cluster.skiff(&wait);
+    assert_eq!(code, 0, "{out}{err}\n{}", cluster.logs());
+    let (_, listed, _) = cluster.skiff(&["image", "ls", "--node", "host-1"]);
+    assert!(
+        listed.contains("docker.io/skiff-test/pushed:v1"),
+        "{listed}"
     );
 }

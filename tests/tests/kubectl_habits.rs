@@ -1,55 +1,43 @@
 //! The `skiff` binary as a Kubernetes user types it (issue 19, items 4, 6, 7, 8 and 9): each
-//! test runs a control-plane member and a real agent and checks what kubectl would print or
-//! do. Root and busybox are needed for the pods; skipped otherwise unless
+//! test runs a cluster as `skiff up` makes it (a control-plane member and an agent on a
+//! network-namespace host, the default runtime, busybox from the underlay's registry; the
+//! CLI reaching it from the underlay namespace) and checks what kubectl would print or do.
+//! Root, busybox, runc and docker-registry are needed; skipped otherwise unless
 //! SKIFF_REQUIRE_PRIVILEGED.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skiff_api::types::{Node, Pod};
-use skiff_tests::agent::AgentProcess;
-use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli};
+use skiff_api::types::Pod;
+use skiff_client::ListParams;
+use skiff_tests::cluster::{binary, eventually, run_skiff};
 use skiff_tests::host::BUSYBOX;
+use skiff_tests::multihost::MultiHost;
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// A member and an agent (node-1, Ready), torn down when dropped.
+/// A local cluster of one host (node host-1, Ready), torn down when dropped.
 struct World {
-    cluster: ControlPlaneCluster,
-    agent: AgentProcess,
-    servers: String,
-    client: skiff_client::Client,
+    cluster: MultiHost,
     manifests: tempfile::TempDir,
 }
 
 impl World {
     async fn start() -> Option<World> {
-        if !skiff_tests::host::privileged_tests_can_run() {
+        if !skiff_tests::host::oci_tests_can_run(true) {
             return None;
         }
-        let cluster = ControlPlaneCluster::start_ready(1).await;
-        let client = cluster.client();
-        let agent = AgentProcess::start("node-1", &cluster.endpoints(), &[]).expect("agent");
-        eventually(SETTLE, || async {
-            let node = client.get::<Node>("", "node-1").await?;
-            anyhow::ensure!(skiff_tests::nodes::is_ready(&node));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+        let cluster = MultiHost::start_local(1, &[]).await.expect("local cluster");
         Some(World {
-            servers: cluster.endpoints().join(","),
             cluster,
-            agent,
-            client,
             manifests: tempfile::tempdir().unwrap(),
         })
     }
 
     /// Runs `skiff ARGS…`: exit code, stdout, stderr.
     fn skiff(&self, args: &[&str]) -> (i32, String, String) {
-        skiff_cli(&self.servers, args)
+        self.cluster.skiff(args)
     }
 
     /// Runs `skiff ARGS…` and expects it to succeed; its stdout.
@@ -82,8 +70,8 @@ impl World {
     /// the script `skiff completion bash` prints.
     fn bash_complete(&self, typed: &[&str]) -> Vec<String> {
         let skiff = binary("skiff");
-        let admin = self.cluster.admin_conf().display().to_string();
-        let mut words = vec!["skiff", "--server", &self.servers, "--config", &admin];
+        let config = self.cluster.cli_config().display().to_string();
+        let mut words = vec!["skiff", "--config", &config];
         words.extend(typed);
         let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
         let script = format!(
@@ -112,11 +100,21 @@ impl World {
         words
     }
 
+    /// The names of the pods `selector` picks in `namespace`.
+    async fn pods_in(&self, namespace: &str, selector: &str) -> Vec<String> {
+        let params = ListParams::namespace(namespace).labels(selector);
+        let pods = self
+            .cluster
+            .api(move |client| async move { client.list::<Pod>(&params).await })
+            .await
+            .unwrap()
+            .items;
+        pods.into_iter().map(|p| p.metadata.name).collect()
+    }
+
     /// The names of the pods `selector` picks in default.
     async fn pods(&self, selector: &str) -> Vec<String> {
-        let params = skiff_client::ListParams::namespace("default").labels(selector);
-        let pods = self.client.list::<Pod>(&params).await.unwrap().items;
-        pods.into_iter().map(|p| p.metadata.name).collect()
+        self.pods_in("default", selector).await
     }
 }
 
@@ -176,7 +174,7 @@ async fn objects_are_named_in_every_form_kubectl_takes() {
         err.starts_with("error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form"),
         "{err}"
     );
-    let (code, _, err) = w.skiff(&["logs", "node/node-1"]);
+    let (code, _, err) = w.skiff(&["logs", "node/host-1"]);
     assert_eq!(
         (code, err.as_str()),
         (1, "error: logs takes a pod or a deployment, not nodes\n")
@@ -191,7 +189,7 @@ async fn objects_are_named_in_every_form_kubectl_takes() {
         "{out}"
     );
     assert!(
-        blocks[1].starts_with("NAME ") && blocks[1].contains("\nnode/node-1 "),
+        blocks[1].starts_with("NAME ") && blocks[1].contains("\nnode/host-1 "),
         "{out}"
     );
     eventually(SETTLE, || async {
@@ -496,12 +494,8 @@ async fn state_is_reported_truthfully() {
         w.ok(&["delete", "ns", "team"]),
         "namespace \"team\" deleted\n"
     );
-    let left = w
-        .client
-        .list::<Pod>(&skiff_client::ListParams::namespace("team"))
-        .await
-        .unwrap();
-    assert!(left.items.is_empty(), "{:?}", left.items);
+    let left = w.pods_in("team", "").await;
+    assert!(left.is_empty(), "{left:?}");
 
     // A manifest for another namespace than -n says is refused, as kubectl refuses it.
     let elsewhere = w.manifest("elsewhere.yaml", &pod_yaml("x", Some("a"), "true"));
@@ -525,26 +519,26 @@ async fn state_is_reported_truthfully() {
 
     // drain refuses a pod no controller owns, unless --force.
     w.sleeper("bare", "app=bare", "default");
-    let (code, out, err) = w.skiff(&["drain", "node-1"]);
+    let (code, out, err) = w.skiff(&["drain", "host-1"]);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
         (
             1,
-            "node/node-1 cordoned\n",
-            "error: unable to drain node \"node-1\" due to error: cannot delete Pods that declare no controller (use --force to override): default/again, default/bare, continuing command...\n\
-             There are pending nodes to be drained:\n node-1\n\
+            "node/host-1 cordoned\n",
+            "error: unable to drain node \"host-1\" due to error: cannot delete Pods that declare no controller (use --force to override): default/again, default/bare, continuing command...\n\
+             There are pending nodes to be drained:\n host-1\n\
              error: cannot delete Pods that declare no controller (use --force to override): default/again, default/bare\n"
         )
     );
     assert_eq!(w.pods("app=bare").await, ["bare"]);
-    let (code, out, err) = w.skiff(&["drain", "node-1", "--force"]);
+    let (code, out, err) = w.skiff(&["drain", "host-1", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         err,
         "Warning: deleting Pods that declare no controller: default/again, default/bare\n"
     );
-    assert!(out.ends_with("node/node-1 drained\n"), "{out}");
-    w.ok(&["uncordon", "node-1"]);
+    assert!(out.ends_with("node/host-1 drained\n"), "{out}");
+    w.ok(&["uncordon", "host-1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,10 +582,11 @@ async fn a_deleted_namespace_is_terminating_until_its_pods_have_had_their_grace(
     ];
     w.ok(&[&ready[..], &["--timeout=30s"]].concat());
 
-    let servers = w.servers.clone();
+    let mut delete = w.cluster.skiff_command();
+    delete.args(["delete", "ns", "grace"]);
     let started = std::time::Instant::now();
     let deleting = std::thread::spawn(move || {
-        let result = skiff_cli(&servers, &["delete", "ns", "grace"]);
+        let result = run_skiff(delete);
         (result, started.elapsed())
     });
     eventually(Duration::from_secs(10), || async {
@@ -615,7 +610,11 @@ async fn a_deleted_namespace_is_terminating_until_its_pods_have_had_their_grace(
         )
     );
     // The pod is stopping, not gone: it gets its grace period.
-    let pod = w.client.get::<Pod>("grace", "stubborn").await.unwrap();
+    let pod = w
+        .cluster
+        .api(|client| async move { client.get::<Pod>("grace", "stubborn").await })
+        .await
+        .unwrap();
     assert!(pod.metadata.deletion_timestamp.is_some(), "{pod:?}");
 
     let ((code, out, err), took) = deleting.join().unwrap();
@@ -654,7 +653,7 @@ async fn tables_and_texts_read_like_kubectls() {
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
         (row[0], row[1], row[2]),
-        ("node-1", "Ready", "<none>"),
+        ("host-1", "Ready", "<none>"),
         "{out}"
     );
 
@@ -687,7 +686,7 @@ async fn tables_and_texts_read_like_kubectls() {
         out.lines()
             .nth(1)
             .unwrap()
-            .ends_with("   node-1   <none>           <none>"),
+            .ends_with("   host-1   <none>           <none>"),
         "{out}"
     );
 
@@ -733,19 +732,10 @@ async fn tables_and_texts_read_like_kubectls() {
     );
 
     // get -w honours -L and --show-labels.
-    let mut watch = Command::new(binary("skiff"))
-        .arg("--config")
-        .arg(w.cluster.admin_conf())
-        .args([
-            "--server",
-            &w.servers,
-            "get",
-            "pods",
-            "-w",
-            "-L",
-            "app",
-            "--show-labels",
-        ])
+    let mut watch = w
+        .cluster
+        .skiff_command()
+        .args(["get", "pods", "-w", "-L", "app", "--show-labels"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -833,7 +823,8 @@ async fn a_pod_on_a_lost_node_shows_its_containers_not_ready_until_the_node_is_b
     assert_eq!(readiness(&pod()), Some(true));
     // The agent stops (its containers run on) and the node goes NotReady after the 10 s
     // grace: its pods are marked not ready, as Kubernetes' MarkPodsNotReady does.
-    let agent = nix::unistd::Pid::from_raw(w.agent.pid().expect("agent pid") as i32);
+    let agent = w.cluster.agents[0].pid().expect("agent pid");
+    let agent = nix::unistd::Pid::from_raw(agent as i32);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let resume = Resume(agent);
     let stopped = std::time::Instant::now();
@@ -849,7 +840,7 @@ async fn a_pod_on_a_lost_node_shows_its_containers_not_ready_until_the_node_is_b
     let row = table.lines().nth(1).unwrap_or_default();
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(columns[..3], ["steady", "0/1", "Running"], "{row}");
-    let node = w.ok(&["get", "node", "node-1"]);
+    let node = w.ok(&["get", "node", "host-1"]);
     assert!(node.contains("NotReady"), "{node}");
     // The agent is back before the pods would be evicted: it writes its own status again,
     // although it had written that same status before.
@@ -927,8 +918,8 @@ impl World {
     /// need a terminal).
     fn shell_complete(&self, shell: &str, typed: &[&str]) -> Vec<String> {
         let skiff = binary("skiff");
-        let admin = self.cluster.admin_conf().display().to_string();
-        let mut words = vec!["skiff", "--server", &self.servers, "--config", &admin];
+        let config = self.cluster.cli_config().display().to_string();
+        let mut words = vec!["skiff", "--config", &config];
         words.extend(typed);
         let script = match shell {
             "fish" => format!(
@@ -1003,7 +994,7 @@ async fn zsh_and_fish_complete_resource_types_and_object_names() {
         assert_eq!(w.shell_complete(shell, &["logs", ""]), pods, "{shell}");
         assert_eq!(
             w.shell_complete(shell, &["describe", "node", ""]),
-            ["node-1"],
+            ["host-1"],
             "{shell}"
         );
         let slashed: Vec<String> = w.shell_complete(shell, &["delete", "pod/web"]);
@@ -1071,7 +1062,7 @@ async fn describe_deployment_and_node_are_laid_out_as_kubectl_lays_them_out() {
     assert!(available.contains("True"), "{out}");
     assert!(out.contains("\nEvents:"), "{out}");
 
-    let out = w.ok(&["describe", "node", "node-1"]);
+    let out = w.ok(&["describe", "node", "host-1"]);
     let titles: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with(' '))
@@ -1111,9 +1102,13 @@ async fn describe_deployment_and_node_are_laid_out_as_kubectl_lays_them_out() {
         .find(|l| l.starts_with("  Ready "))
         .unwrap_or_else(|| panic!("no Ready condition:\n{out}"));
     assert!(ready.contains("True"), "{out}");
+    // The runtime the node really uses: runc, by its own version.
+    let runtime = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  Container Runtime Version:"))
+        .map(str::trim);
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("  Container Runtime Version:")),
+        runtime.is_some_and(|r| r.starts_with("oci://runc-")),
         "{out}"
     );
     let pods = out

@@ -1104,6 +1104,72 @@ fn on_a_fresh_local_cluster_busybox_pulls_port_forward_reaches_the_host_and_a_re
         serde_json::from_str(&skiff_ok(&config, &["get", "pod", &old, "-o", "json"])).unwrap();
     assert_eq!(old_pod["status"]["phase"], "Running");
 
+    // More of the README's examples, verbatim.
+    let nodes = skiff_ok(&config, &["get", "nodes", "-o", "wide"]);
+    let header: Vec<&str> = nodes.lines().next().unwrap().split_whitespace().collect();
+    assert!(header.ends_with(&["CONTAINER-RUNTIME"]), "{nodes}");
+    assert!(
+        nodes.contains("\nworker-1 ") && nodes.contains("\nworker-2 "),
+        "{nodes}"
+    );
+    let placed = skiff_ok(
+        &config,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName",
+            "--field-selector",
+            "spec.nodeName=worker-1",
+        ],
+    );
+    let mut rows = placed.lines();
+    assert_eq!(
+        rows.next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["NAME", "NODE"]),
+        "{placed}"
+    );
+    assert!(rows.all(|r| r.ends_with(" worker-1")), "{placed}");
+    let created = skiff_ok(
+        &config,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=2",
+            "--port=8080",
+            "--",
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+    );
+    assert_eq!(created, "deployment.apps/web created\n");
+    skiff_ok(
+        &config,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deploy/web",
+            "--timeout=60s",
+        ],
+    );
+    let status = skiff_ok(&config, &["rollout", "status", "deploy/web"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let exited = skiff(&config, &["exec", "web", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(exited.status.code(), Some(3), "{}", text(&exited));
+    // An image the nodes have goes into the registry by its name, from the first of them.
+    let pushed = skiff_ok(&config, &["image", "push", "hello"]);
+    assert!(
+        pushed
+            .starts_with("worker-1: pushed hello to 10.250.0.1:5000/library/hello:latest (sha256:"),
+        "{pushed}"
+    );
+
     drop(guard);
     let left = remains(&name, &dir);
     assert!(left.is_empty(), "left behind: {left:#?}");

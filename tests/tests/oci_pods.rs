@@ -22,7 +22,7 @@ use skiff_api::types::{ContainerStatus, Event, Node, Pod};
 use skiff_client::{Client, DeleteParams, ListParams};
 use skiff_tests::agent::AgentProcess;
 use skiff_tests::cluster::{ControlPlaneCluster, binary, eventually, skiff_cli as skiff};
-use skiff_tests::host::{BUSYBOX, runs_without};
+use skiff_tests::host::BUSYBOX;
 use skiff_tests::images::BusyboxImage;
 use skiff_tests::pod_security::allow_privileged_pods;
 use skiff_tests::registry::Registry;
@@ -31,23 +31,9 @@ const READY: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(60);
 const NODE: &str = "node-1";
 
-/// Root and busybox (every agent test), then what `--runtime oci` needs (the agent
-/// refuses to start without it), then the registry when `registry` is set.
+/// Root, busybox and what `--runtime oci` needs; the registry too when `registry`.
 fn runnable(registry: bool) -> bool {
-    if !skiff_tests::host::privileged_tests_can_run() {
-        return false;
-    }
-    let runc = skiff_agent::runtime::oci::find_runc();
-    let missing = skiff_agent::runtime::oci::check_host(&runc)
-        .err()
-        .map(|e| format!("what --runtime oci needs: {e} (apt-get install runc)"))
-        .or_else(|| {
-            registry
-                .then(skiff_tests::registry::missing)
-                .flatten()
-                .map(str::to_string)
-        });
-    runs_without(missing.as_deref())
+    skiff_tests::host::oci_tests_can_run(registry)
 }
 
 /// A test's cluster and agent. Dropping the agent kills it and sweeps what its pods left:
@@ -1180,74 +1166,6 @@ async fn an_exec_dies_with_its_client_and_one_session_past_the_cap_is_refused() 
     .await
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "again\n");
-    s.delete_all_and_check_clean().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_binary_exits_126_in_kubectls_words_and_the_form_without_dashes_warns() {
-    if !runnable(false) {
-        return;
-    }
-    let s = setup("oci_pods_exec_forms").await;
-    let image = "skiff-test/busybox:exec-forms";
-    s.import_busybox(image);
-    s.create(httpd_pod("shell", image, "Never")).await;
-    s.wait_pod("shell", "running and ready", running_and_ready)
-        .await;
-
-    // Not runc's log line: kubectl's error, then its exit code line, and 126.
-    let (code, out, err) = s.exec("shell", &["nope"]);
-    assert_eq!(code, 126, "{out}{err}\n{}", s.agent.log());
-    assert_eq!(
-        err,
-        "error: Internal error occurred: error executing command in container: \
-         OCI runtime exec failed: exec failed: unable to start container process: \
-         exec: \"nope\": executable file not found in $PATH: unknown\n\
-         command terminated with exit code 126\n"
-    );
-    assert_eq!(out, "");
-    // The SDK says the same.
-    let output = s
-        .client
-        .exec_output("default", "shell", None, &["nope".into()])
-        .await
-        .unwrap();
-    assert_eq!(output.exit_code, 126);
-    assert!(
-        output
-            .start_failure
-            .as_deref()
-            .is_some_and(|e| e.contains("executable file not found in $PATH")),
-        "{output:?}"
-    );
-    assert!(output.stderr.is_empty(), "{output:?}");
-    // A command that starts and writes what runc would keeps its stderr and exit code.
-    let (code, _, err) = s.exec(
-        "shell",
-        &["sh", "-c", "echo 'exec failed: mine' >&2; exit 255"],
-    );
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            255,
-            "exec failed: mine\ncommand terminated with exit code 255\n"
-        )
-    );
-
-    // The deprecated form runs the command, with kubectl's warning.
-    let (code, out, err) = s.skiff(&["exec", "shell", "ls", "/"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.lines().any(|l| l == "bin"), "{out}");
-    assert_eq!(
-        err,
-        "skiff exec [POD] [COMMAND] is DEPRECATED and will be removed in a future version. \
-         Use skiff exec [POD] -- [COMMAND] instead.\n"
-    );
-    // Both forms at once are refused, naming what is wrong, and nothing runs.
-    let (code, out, err) = s.skiff(&["exec", "shell", "ls", "--", "echo", "x"]);
-    assert_ne!(code, 0, "{out}");
-    assert!(err.contains("\"ls\" before -- is not a pod"), "{err}");
-    assert_eq!(out, "");
     s.delete_all_and_check_clean().await;
 }
 

@@ -12,9 +12,10 @@ use skiff_api::Kind;
 use skiff_api::proto::agent_client::AgentClient;
 use skiff_api::proto::agent_server::Agent;
 use skiff_api::proto::{
-    ExecRequest, ExecResponse, ImportImageRequest, ImportImageResponse, ListImagesRequest,
-    ListImagesResponse, LogsChunk, LogsRequest, PortForwardRequest, PortForwardResponse,
-    RemoveImageRequest, RemoveImageResponse, UsageRequest, UsageResponse,
+    ExecRequest, ExecResponse, ExportImageChunk, ExportImageRequest, ImportImageRequest,
+    ImportImageResponse, ListImagesRequest, ListImagesResponse, LogsChunk, LogsRequest,
+    PortForwardRequest, PortForwardResponse, RemoveImageRequest, RemoveImageResponse, UsageRequest,
+    UsageResponse,
 };
 use skiff_api::types::{Node, Pod};
 use tonic::transport::Channel;
@@ -170,6 +171,7 @@ impl Agent for AgentProxy {
     type LogsStream = BoxStream<LogsChunk>;
     type ExecStream = BoxStream<ExecResponse>;
     type PortForwardStream = BoxStream<PortForwardResponse>;
+    type ExportImageStream = BoxStream<ExportImageChunk>;
 
     async fn logs(
         &self,
@@ -258,6 +260,20 @@ impl Agent for AgentProxy {
         check_images(&subject, Verb::Delete, &request.node)?;
         let mut agent = self.agent_on(&request.node).await?;
         agent.remove_image(request).await
+    }
+
+    /// Reading an image out of a node's store is getting it: cluster-admin's, as the other
+    /// image calls.
+    async fn export_image(
+        &self,
+        request: Request<ExportImageRequest>,
+    ) -> Result<Response<Self::ExportImageStream>, Status> {
+        let subject = self.gate.subject(&request).await?;
+        let request = request.into_inner();
+        check_images(&subject, Verb::Get, &request.node)?;
+        let mut agent = self.agent_on(&request.node).await?;
+        let stream = agent.export_image(request).await?.into_inner();
+        Ok(Response::new(relay(stream)))
     }
 
     /// A node's figures cover every pod on it: for those who may read the node and list

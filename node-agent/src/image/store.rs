@@ -17,6 +17,7 @@ use super::archive::{self, ArchiveFiles, SourceImage};
 use super::config::ImageConfig;
 use super::digest::{Digest, HashingReader, is_sha256_hex};
 use super::reference::Reference;
+use super::types;
 use super::unpack::{Budget, open_layer, remove_tree, unpack_layer};
 use super::{ImageError, ImageLimits, Result};
 
@@ -838,6 +839,75 @@ impl ImageStore {
         Ok(holders)
     }
 
+    /// Writes `image` to `out` as an OCI image-layout tarball: `oci-layout`, `index.json`
+    /// naming it `name` (`org.opencontainers.image.ref.name`, when given) and
+    /// `blobs/sha256/<hex>` of its manifest, config and layers as stored, so that the
+    /// manifest (and its digest) is the store's. Every blob is opened before anything is
+    /// written: a removal meanwhile cannot cut the tarball short.
+    pub fn export_layout(
+        &self,
+        image: &Image,
+        name: Option<&Reference>,
+        out: impl Write,
+    ) -> Result<()> {
+        let open = |digest: &Digest| -> Result<(Digest, File, u64)> {
+            let path = self.blob_path(digest);
+            let what = || format!("open {}", path.display());
+            let file = File::open(&path).map_err(|e| ImageError::io(what(), e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| ImageError::io(what(), e))?
+                .len();
+            Ok((digest.clone(), file, size))
+        };
+        let mut blobs = vec![open(&image.digest)?, open(&image.id)?];
+        for layer in &image.layers {
+            if !blobs.iter().any(|(d, _, _)| *d == layer.digest) {
+                blobs.push(open(&layer.digest)?);
+            }
+        }
+        let manifest_path = self.blob_path(&image.digest);
+        let manifest = fs::read(&manifest_path)
+            .map_err(|e| ImageError::io(format!("read {}", manifest_path.display()), e))?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(String::from))
+            .unwrap_or_else(|| types::MEDIA_OCI_MANIFEST.to_string());
+        let mut descriptor = serde_json::json!({
+            "mediaType": media_type,
+            "digest": image.digest.to_string(),
+            "size": manifest.len(),
+        });
+        if let Some(name) = name {
+            let mut annotations = serde_json::Map::new();
+            annotations.insert(types::ANNOTATION_REF_NAME.into(), name.to_string().into());
+            descriptor["annotations"] = annotations.into();
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [descriptor],
+        });
+        let failed = |e: io::Error| ImageError::io("write the image layout", e);
+        let mut tar = tar::Builder::new(out);
+        let mut add = |path: &str, size: u64, data: &mut dyn io::Read| -> io::Result<()> {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, path, data)
+        };
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        add("oci-layout", layout.len() as u64, &mut &layout[..]).map_err(failed)?;
+        let index = index.to_string().into_bytes();
+        add("index.json", index.len() as u64, &mut &index[..]).map_err(failed)?;
+        for (digest, file, size) in blobs {
+            // Exactly the size read when opened: a blob is never rewritten in place.
+            let mut data = io::Read::take(file, size);
+            add(&format!("blobs/sha256/{}", digest.hex()), size, &mut data).map_err(failed)?;
+        }
+        tar.into_inner().map_err(failed)?.flush().map_err(failed)
+    }
+
     /// The image's parsed config (Entrypoint, Cmd, Env, ...).
     pub fn image_config(&self, image: &Image) -> Result<ImageConfig> {
         let path = self.blob_path(&image.id);
@@ -1108,5 +1178,39 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(read_dir_names(&store.tmp()).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_exported_image_is_a_layout_of_the_stores_own_manifest_and_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let layer = skiff_image::layer(&[skiff_image::Entry::file("f", "x")]).unwrap();
+        let config = skiff_image::Config::default()
+            .to_json(&skiff_image::diff_ids(std::slice::from_ref(&layer)));
+        let archive = dir.path().join("image.tar");
+        let tags = ["skiff-test/out:1", "skiff-test/out:2"];
+        let save = skiff_image::DockerSave::new(&config, std::slice::from_ref(&layer), &tags);
+        fs::write(&archive, save.tar().unwrap()).unwrap();
+        store.import(&archive).unwrap();
+        let image = store.get("skiff-test/out:2").unwrap();
+        let name = Reference::parse("skiff-test/out:2").unwrap();
+
+        let mut tarball = Vec::new();
+        store
+            .export_layout(&image, Some(&name), &mut tarball)
+            .unwrap();
+        let exported = skiff_image::archive_images(&tarball).unwrap();
+        assert_eq!(exported.len(), 1);
+        assert_eq!(exported[0].names, ["docker.io/skiff-test/out:2"]);
+        // The store's manifest, so the digest a registry gets is the node's.
+        assert_eq!(exported[0].manifest.digest(), image.digest.to_string());
+        assert_eq!(exported[0].manifest.config, config);
+        // And it imports again as the same image.
+        let again = dir.path().join("again.tar");
+        fs::write(&again, &tarball).unwrap();
+        let other = ImageStore::open(dir.path().join("other")).unwrap();
+        let imported = other.import(&again).unwrap();
+        assert_eq!(imported.images[0].image.digest, image.digest);
+        assert_eq!(imported.images[0].image.id, image.id);
     }
 }
