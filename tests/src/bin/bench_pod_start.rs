@@ -1,8 +1,8 @@
 //! Pod start latency with the `process` or the `oci` runtime, and the agent's memory.
 //!
 //! `cargo run --release -p skiff-tests --bin bench-pod-start -- [--runtime process|oci]
-//!  [--pods 100] [--rate 20] [--concurrency 10]` (`--rate 0` creates back to back: a
-//!  throughput burst)
+//!  [--pods 100] [--rate 20] [--concurrency 10] [--dev-build] [--agent-arg=FLAG]…`
+//!  (`--rate 0` creates back to back: a throughput burst)
 //!
 //! Starts a 3-node control plane and one `skiff-agent` on loopback (as root), then creates
 //! pods (`busybox sleep`) and measures, per pod, the time from the create call to a watcher
@@ -41,6 +41,14 @@ struct Flags {
     /// meaningful at a rate the node sustains; a burst measures throughput instead.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
+    /// Run the dev profile's control plane instead of a release build (a quick look while
+    /// developing; its figures are not release figures). The agent is always the one of the
+    /// benchmark's own profile.
+    #[arg(long)]
+    dev_build: bool,
+    /// Another flag for the agent (e.g. `--agent-arg=--runc=/usr/local/sbin/runc`); repeatable.
+    #[arg(long = "agent-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    agent_args: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +89,10 @@ fn pod(name: &str, runtime: Runtime) -> Pod {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    println!(
+        "# command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
     if !nix::unistd::Uid::effective().is_root() {
         bail!("bench-pod-start needs root (network namespaces, mounts)");
     }
@@ -88,17 +100,18 @@ async fn main() -> anyhow::Result<()> {
         bail!("/bin/busybox is missing (apt-get install busybox-static)");
     }
     let cluster = ControlPlaneCluster::builder(3)
-        .release(true)
+        .release(!flags.dev_build)
         .start()
         .context("start control plane")?;
     let client = cluster.client();
     client.wait_ready(Duration::from_secs(30)).await?;
     let runtime = flags.runtime;
-    let agent = AgentProcess::start(
-        "bench-node",
-        &cluster.endpoints(),
-        &["--runtime", runtime.name()],
-    )?;
+    // Room for every pod: the node's default (110, as the kubelet's) would leave the rest
+    // Pending.
+    let max_pods = flags.pods.max(110).to_string();
+    let mut agent_args = vec!["--runtime", runtime.name(), "--max-pods", &max_pods];
+    agent_args.extend(flags.agent_args.iter().map(String::as_str));
+    let agent = AgentProcess::start("bench-node", &cluster.endpoints(), &agent_args)?;
     eventually(Duration::from_secs(30), || async {
         let node = client.get::<Node>("", "bench-node").await?;
         anyhow::ensure!(skiff_tests::nodes::is_ready(&node), "node not ready");
@@ -106,6 +119,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .with_context(|| agent.log())?;
+    let node = client.get::<Node>("", "bench-node").await?;
+    let runtime_version = node
+        .status
+        .and_then(|s| s.node_info)
+        .map(|i| i.container_runtime_version)
+        .unwrap_or_default();
     let mut imported = None;
     if runtime == Runtime::Oci {
         let archive = skiff_tests::images::busybox_docker_archive(
@@ -214,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
     let (busy_rss, peak) = skiff_tests::host::memory_kib(agent_pid);
     let ms = |us: u64| us as f64 / 1000.0;
     println!(
-        "pod start ({} runtime), create -> Running seen by a watcher",
+        "pod start ({} runtime, {runtime_version}), create -> Running seen by a watcher",
         runtime.name()
     );
     if let Some((size, took)) = imported {
