@@ -69,16 +69,25 @@ impl Terminal {
 
     /// Waits for `what` to show after byte `after` of [`Terminal::shown`]: where it ends.
     pub fn wait_for(&self, what: &str, after: usize) -> usize {
-        let deadline = Instant::now() + WAIT;
+        self.wait_within(what, after, WAIT).unwrap_or_else(|| {
+            panic!(
+                "no {what:?} on the terminal within {WAIT:?}: {:?}",
+                self.shown()
+            )
+        })
+    }
+
+    /// Like [`Terminal::wait_for`], giving up (`None`) after `timeout`.
+    fn wait_within(&self, what: &str, after: usize, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
         loop {
             let shown = self.shown();
             if let Some(at) = shown.get(after..).and_then(|rest| rest.find(what)) {
-                return after + at + what.len();
+                return Some(after + at + what.len());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} on the terminal within {WAIT:?}: {shown:?}"
-            );
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,22 +117,24 @@ impl Terminal {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH).unwrap();
     }
 
-    /// Types `command` until what it prints after it, before the next `prompt`, holds
-    /// `expected` (a resize reaches the remote shell after a moment): where that prompt
-    /// ends.
+    /// Types `command` until `expected` shows after it (a resize reaches the remote shell
+    /// after a moment), then waits for the next `prompt`: where that prompt ends. Only the
+    /// output is matched, not the echo: a SIGWINCH arriving mid-line makes the shell
+    /// redraw the line, so the typed command need not show in one piece.
     pub fn retype_until(&self, command: &str, prompt: &str, expected: &str, at: usize) -> usize {
         let deadline = Instant::now() + WAIT;
         let mut at = at;
         loop {
             self.type_in(&format!("{command}\n"));
-            let next = self.wait_for(prompt, self.wait_for(command, at));
-            let shown = self.shown();
-            if shown[at..next].contains(expected) {
-                return next;
+            if let Some(found) = self.wait_within(expected, at, Duration::from_secs(2)) {
+                return self.wait_for(prompt, found);
             }
-            assert!(Instant::now() < deadline, "no {expected:?}: {shown:?}");
-            at = next;
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                Instant::now() < deadline,
+                "no {expected:?}: {:?}",
+                self.shown()
+            );
+            at = self.shown().len();
         }
     }
 
