@@ -299,10 +299,7 @@ pub fn destination(
     }
     let invalid = || VerbError::Usage(format!("{image}: not an image name"));
     let (registry, rest) = image.split_once('/').ok_or_else(invalid)?;
-    let (repository, tag) = match rest.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
-        _ => (rest, "latest"),
-    };
+    let (repository, tag) = skiff_image::push::split_tag(rest);
     if registry.is_empty() || repository.is_empty() || tag.is_empty() {
         return Err(invalid());
     }

@@ -24,6 +24,15 @@ pub enum PushError {
     },
 }
 
+/// `NAME[:TAG]` → (`NAME`, `TAG`), the tag `latest` when none is given; a colon before the
+/// last `/` is a registry's port, not a tag.
+pub fn split_tag(name: &str) -> (&str, &str) {
+    match name.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, tag),
+        _ => (name, "latest"),
+    }
+}
+
 /// `busybox:latest` → (`library/busybox`, `latest`): a Docker Hub name's repository and
 /// tag in a registry that stands in for Docker Hub (a mirror). Names of other registries
 /// are `None`.
@@ -32,10 +41,7 @@ pub fn hub_repository(name: &str) -> Option<(String, String)> {
     if name.contains('@') || name.is_empty() {
         return None;
     }
-    let (path, tag) = match name.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') => (path, tag),
-        _ => (name, "latest"),
-    };
+    let (path, tag) = split_tag(name);
     let path = path
         .strip_prefix("docker.io/")
         .or_else(|| path.strip_prefix("index.docker.io/"))
