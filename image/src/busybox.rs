@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::{Config, DockerSave, Entry, diff_ids, layer};
+use crate::{Config, DockerSave, Entry, OciManifest, diff_ids, gzip, layer};
 
 /// Applets the busybox image links in `/bin` (what a shell, a web server and debugging
 /// need; `busybox <applet>` reaches the rest).
@@ -21,8 +21,14 @@ pub fn busybox_archive(busybox: &[u8], tag: &str) -> io::Result<Vec<u8>> {
     DockerSave::new(&config, std::slice::from_ref(&layer), &[tag]).tar()
 }
 
-/// The config and the (uncompressed) layer of [`busybox_archive`]'s image, for a registry
-/// push (`skiff up` pushes it into its cluster's registry).
+/// [`busybox_archive`]'s image as a registry push takes it, its layer gzipped (`skiff up`
+/// pushes it into its cluster's registry as `busybox:latest`).
+pub fn busybox_manifest(busybox: &[u8]) -> io::Result<OciManifest> {
+    let (config, layer) = busybox_image(busybox)?;
+    Ok(OciManifest::new(config, vec![gzip(&layer)]))
+}
+
+/// The config and the (uncompressed) layer of [`busybox_archive`]'s image.
 pub fn busybox_image(busybox: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut entries = vec![
         Entry::dir("bin/"),

@@ -31,7 +31,7 @@ use std::io::Write;
 use sha2::{Digest as _, Sha256};
 
 pub use archive::Archive;
-pub use busybox::{BUSYBOX_APPLETS, busybox_archive, busybox_image};
+pub use busybox::{BUSYBOX_APPLETS, busybox_archive, busybox_image, busybox_manifest};
 pub use config::{Config, diff_ids};
 pub use docker::DockerSave;
 pub use layer::{Entry, Kind, MTIME, OPAQUE, WHITEOUT_PREFIX, layer, opaque, whiteout};

@@ -95,8 +95,7 @@ impl MultiHost {
             Registry::start_in(&hosts.underlay_path(), UNDERLAY_IP, REGISTRY_PORT).await?;
         // skiff up's own busybox image.
         let busybox = std::fs::read(crate::host::BUSYBOX).context("read busybox")?;
-        let (config, layer) = skiff_image::busybox_image(&busybox)?;
-        let image = skiff_image::OciManifest::new(config, vec![skiff_image::gzip(&layer)]);
+        let image = skiff_image::busybox_manifest(&busybox)?;
         registry
             .push_manifest("library/busybox", "latest", image)
             .await?;

@@ -105,9 +105,8 @@ pub(super) async fn bring_up(
             nodes.join(", ")
         ));
         // Pulls (imagePullPolicy Always, what busybox and busybox:latest mean) find it there.
-        let (config, layer) = skiff_image::busybox_image(&busybox)
+        let image = skiff_image::busybox_manifest(&busybox)
             .map_err(|e| format!("build the busybox image: {e}"))?;
-        let image = skiff_image::OciManifest::new(config, vec![skiff_image::gzip(&layer)]);
         registry::push(BUSYBOX_IMAGE, &image).await?;
         report.push_str(&format!(
             "Pushed {BUSYBOX_IMAGE} into the cluster's registry ({})\n",
