@@ -194,6 +194,10 @@ async fn only_cluster_admin_changes_membership_imports_images_or_reads_nodes() {
         assert!(is_forbidden(
             client.import_image("w1", &b"not an archive"[..]).await
         ));
+        // Reading an image out of a node's store is cluster-admin's too.
+        assert!(is_forbidden(
+            client.export_image("w1", "busybox", &mut Vec::new()).await
+        ));
         assert!(is_forbidden(
             client.list::<Node>(&ListParams::default()).await
         ));
