@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
+use skiff_api::Kind;
 use skiff_api::types::{Namespace, Node, Pod};
+
+use crate::verbs::wait_gone;
 use skiff_client::{Client, DeleteParams, ListParams};
 
 /// The namespace the probes run in. Host-network probes need the `privileged` Pod Security
@@ -42,6 +45,10 @@ pub enum CheckError {
     Api(#[from] skiff_client::Error),
     #[error("no Ready node to check")]
     NoNodes,
+    #[error(
+        "namespace {NAMESPACE} is still terminating after {0:?}: an earlier check's probes are still going"
+    )]
+    NamespaceTerminating(Duration),
     #[error("probe pods not running after {0:?}: {1}")]
     ProbesNotReady(Duration, String),
 }
@@ -221,7 +228,7 @@ fn probe(
 /// unless `keep`, also when it fails.
 pub async fn run(client: &Client, options: &CheckOptions) -> Result<Report, CheckError> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let made_namespace = ensure_namespace(client).await?;
+    let made_namespace = ensure_namespace(client, options.timeout).await?;
     let result = check(client, options, &run).await;
     if !options.keep {
         let probes = client
@@ -233,33 +240,49 @@ pub async fn run(client: &Client, options: &CheckOptions) -> Result<Report, Chec
                 .await;
         }
         if made_namespace {
-            let _ = client
+            // Wait for it to go, as `delete ns` does: a check run right after this one would
+            // otherwise find it Terminating and be refused its probes.
+            let deadline = tokio::time::Instant::now() + options.timeout;
+            if client
                 .delete::<Namespace>("", NAMESPACE, &DeleteParams::default())
-                .await;
+                .await
+                .is_ok()
+            {
+                let _ = wait_gone(client, Kind::Namespace, "", NAMESPACE, deadline).await;
+            }
         }
     }
     result
 }
 
 /// Makes [`NAMESPACE`] at the `privileged` level when it does not exist; whether it did.
-async fn ensure_namespace(client: &Client) -> Result<bool, CheckError> {
-    match client.get::<Namespace>("", NAMESPACE).await {
-        Ok(_) => Ok(false),
-        Err(e) if e.is_not_found() => {
-            let namespace: Namespace = serde_json::from_value(json!({
-                "metadata": {
-                    "name": NAMESPACE,
-                    "labels": {"pod-security.kubernetes.io/enforce": "privileged"}
-                }
-            }))
-            .expect("namespace json");
-            match client.create(&namespace).await {
-                Ok(_) => Ok(true),
-                // Another run made it meanwhile.
-                Err(e) if e.is_already_exists() => Ok(false),
-                Err(e) => Err(e.into()),
-            }
+/// One left Terminating by an earlier run is waited out (up to `timeout`) and made anew.
+async fn ensure_namespace(client: &Client, timeout: Duration) -> Result<bool, CheckError> {
+    let existing = match client.get::<Namespace>("", NAMESPACE).await {
+        Ok(namespace) => Some(namespace),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(namespace) = existing {
+        if namespace.metadata.deletion_timestamp.is_none() {
+            return Ok(false);
         }
+        let deadline = tokio::time::Instant::now() + timeout;
+        if !wait_gone(client, Kind::Namespace, "", NAMESPACE, deadline).await? {
+            return Err(CheckError::NamespaceTerminating(timeout));
+        }
+    }
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"}
+        }
+    }))
+    .expect("namespace json");
+    match client.create(&namespace).await {
+        Ok(_) => Ok(true),
+        // Another run made it meanwhile.
+        Err(e) if e.is_already_exists() => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -518,17 +518,17 @@ async fn wait_no_pods(
 }
 
 /// Polls until the object is gone (true) or the deadline passes (false).
-async fn wait_gone(
+pub(crate) async fn wait_gone(
     client: &Client,
     kind: Kind,
     namespace: &str,
     name: &str,
     deadline: tokio::time::Instant,
-) -> Result<bool, VerbError> {
+) -> Result<bool, skiff_client::Error> {
     loop {
         match client.get_object(kind, namespace, name).await {
             Err(e) if e.is_not_found() => return Ok(true),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
             Ok(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use skiff_api::types::{Node, Pod};
+use skiff_api::types::{Namespace, Node, Pod};
 use skiff_client::{Client, DeleteParams, ListParams};
 use skiff_netplugin::link::{Links, SKIFF_ROUTE_PROTOCOL};
 use skiff_netplugin::netns;
@@ -452,6 +452,20 @@ async fn skiff_net_check_passes_then_names_a_broken_route() {
     // 3 x 2 pod-to-pod calls and 3 x 3 host-to-pod calls.
     assert!(text.contains("15 of 15 calls ok across 3 nodes"), "{text}");
     assert!(!text.contains("FAIL") && !text.contains("NAT:"), "{text}");
+    // The namespace the check made is gone when it returns (not left Terminating, which
+    // would refuse the next run's probes).
+    let namespace = world
+        .api(|client| async move {
+            client
+                .get::<Namespace>("", "skiff-net-check")
+                .await
+                .map(|n| n.metadata.name)
+        })
+        .await;
+    assert!(
+        matches!(&namespace, Err(e) if e.is_not_found()),
+        "{namespace:?}"
+    );
 
     // Host 1 loses its route to host 3's pods.
     let host3 = world.hosts.ip(3);
