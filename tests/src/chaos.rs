@@ -108,6 +108,9 @@ pub struct ChaosConfig {
     pub op_pause: Duration,
     /// Where logs and the history go when the run fails (a temp dir when `None`).
     pub failure_dir: Option<PathBuf>,
+    /// More flags after every member's (e.g. `--election-timeout-min 150ms`), to measure
+    /// other settings against the defaults.
+    pub member_args: Vec<String>,
 }
 
 impl ChaosConfig {
@@ -126,6 +129,7 @@ impl ChaosConfig {
             log_entries_kept: 100,
             op_pause: Duration::from_millis(10),
             failure_dir: None,
+            member_args: Vec::new(),
         }
     }
 
@@ -402,19 +406,17 @@ pub fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let eviction = format!("{}ms", config.pod_eviction_timeout.as_millis());
     let snapshot_after = config.snapshot_after_entries.to_string();
     let kept = config.log_entries_kept.to_string();
-    let world = MultiHost::try_start_with_control_plane(
-        config.hosts,
-        config.release,
-        &[],
-        &[
-            "--pod-eviction-timeout",
-            &eviction,
-            "--snapshot-after-entries",
-            &snapshot_after,
-            "--log-entries-kept",
-            &kept,
-        ],
-    )?;
+    let mut member_args = vec![
+        "--pod-eviction-timeout",
+        &eviction,
+        "--snapshot-after-entries",
+        &snapshot_after,
+        "--log-entries-kept",
+        &kept,
+    ];
+    member_args.extend(config.member_args.iter().map(String::as_str));
+    let world =
+        MultiHost::try_start_with_control_plane(config.hosts, config.release, &[], &member_args)?;
     let underlay = world.hosts.underlay_path();
     let failure_dir = config.failure_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(

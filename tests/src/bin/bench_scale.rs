@@ -161,7 +161,10 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         "full restart (SIGKILL all, start all) to the first complete list: {:.2} s",
         restarted.elapsed().as_secs_f64()
     );
-    print_members(&cluster, "restarted").await;
+    print_members(&cluster, "right after that list").await;
+    // As above: the restart's replay and that first list leave garbage to give back.
+    tokio::time::sleep(Duration::from_secs(flags.settle_secs)).await;
+    print_members(&cluster, "restarted, settled").await;
     Ok(())
 }
 

@@ -48,6 +48,10 @@ struct Args {
     /// Where logs and the failing history go on failure (default: a temp dir).
     #[arg(long)]
     failure_dir: Option<PathBuf>,
+    /// A flag for every member, after the others (repeat it; e.g.
+    /// `--member-arg=--election-timeout-min --member-arg=150ms`).
+    #[arg(long = "member-arg", allow_hyphen_values = true)]
+    member_args: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -69,6 +73,9 @@ fn main() -> ExitCode {
         args.hosts,
         skiff_tests::host::machine_info()
     );
+    if !args.member_args.is_empty() {
+        println!("members also get: {}", args.member_args.join(" "));
+    }
     let config = ChaosConfig {
         hosts: args.hosts,
         writers: args.writers,
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         log_entries_kept: args.log_entries_kept,
         op_pause: args.op_pause,
         failure_dir: args.failure_dir,
+        member_args: args.member_args,
         ..ChaosConfig::soak(seed, args.duration)
     };
     match chaos::run(config) {
