@@ -142,14 +142,15 @@ impl Config {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_watches_per_connection: DEFAULT_MAX_WATCHES_PER_CONNECTION,
             // A follower of a dead leader waits out the leader's lease (openraft 0.9: the
-            // maximum election timeout) plus its own random election timeout before it
-            // stands: 200 + 100..200 ms. When the first candidate has the shorter log it is
-            // refused, and the other stands after 200 + 2 x its timeout: at most ~0.7 s
-            // with 45 ms ticks, inside the 1 s target (200/400 ms gave p99 1.65 s over a
-            // 30-minute soak). A spurious election needs a 300 ms stall of 30 ms heartbeats.
-            heartbeat_interval: Duration::from_millis(30),
-            election_timeout_min: Duration::from_millis(100),
-            election_timeout_max: Duration::from_millis(200),
+            // maximum election timeout) plus a random election timeout before it stands, so
+            // failover takes max + [min, max]: 400 + 200..400 ms keeps writes back within
+            // the 1 s target (400/800 gave 1.2-1.6 s in the chaos suite). A spurious
+            // election needs a 600 ms stall of 50 ms heartbeats. Halving all three
+            // (30 ms, 100/200 ms) halved the median leader kill in a 30-minute soak but
+            // tripled its tail (p99 2.7 s: elections under load on 2 vCPUs), so not here.
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(200),
+            election_timeout_max: Duration::from_millis(400),
             snapshot_after_entries: 10_000,
             log_entries_kept: 1_000,
             node_grace: Duration::from_secs(10),

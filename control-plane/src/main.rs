@@ -93,13 +93,13 @@ struct Flags {
     max_watches_per_connection: usize,
     /// Raft heartbeat interval; also the time one AppendEntries may take. Raise it on
     /// links with a long round trip (etcd's advice: about the round-trip time).
-    #[arg(long, default_value = "30ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     heartbeat_interval: Duration,
     /// Raft election timeout, the lower bound (etcd's advice: ten heartbeats or more).
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     election_timeout_min: Duration,
     /// Raft election timeout, the upper bound.
-    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "400ms", value_parser = parse_duration)]
     election_timeout_max: Duration,
     /// Where to serve Prometheus metrics (plain HTTP, /metrics only) [default:
     /// 127.0.0.1:9190]; empty or `off` disables them. A given address that cannot be bound

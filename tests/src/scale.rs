@@ -12,6 +12,55 @@ use skiff_client::Client;
 
 use crate::cluster::ControlPlaneCluster;
 
+/// The flags the many-pods benchmarks share: the pods' shape and load, and the members'
+/// build and extra flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadFlags {
+    /// Bytes of each pod's JSON as stored (at least ~800: the pod without padding).
+    #[arg(long, default_value_t = 1330)]
+    pub pod_bytes: usize,
+    /// Closed-loop pod creators.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Run the dev profile's control plane instead of a release build (a quick look where a
+    /// release build does not fit; its figures are not release figures).
+    #[arg(long)]
+    pub dev_build: bool,
+    /// Extra flags for every control-plane process (e.g. `--cp-arg=--watch-history=10000`).
+    #[arg(long = "cp-arg", allow_hyphen_values = true)]
+    pub cp_args: Vec<String>,
+}
+
+impl LoadFlags {
+    /// Refuses a load that cannot run: no pods, no creators, pods too large to pad.
+    pub fn check(&self, pods: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            pods > 0 && self.clients > 0,
+            "--pods and --clients must be at least 1"
+        );
+        anyhow::ensure!(
+            self.pod_bytes <= 64 * 1024,
+            "--pod-bytes must be at most 65536"
+        );
+        Ok(())
+    }
+
+    /// Builds the control plane (unless built already) and starts three members with
+    /// [`LoadFlags::cp_args`].
+    pub async fn start_cluster(&self) -> anyhow::Result<ControlPlaneCluster> {
+        let release = !self.dev_build;
+        tokio::task::spawn_blocking(move || {
+            crate::cluster::try_binary("skiff-control-plane", release)
+        })
+        .await??;
+        let mut builder = ControlPlaneCluster::builder(3).release(release);
+        for arg in &self.cp_args {
+            builder = builder.arg(arg.clone());
+        }
+        builder.start().context("start control plane")
+    }
+}
+
 /// A scheduler no one runs: the pods stay pending and unchanged.
 pub const IDLE_SCHEDULER: &str = "bench-scale-nobody";
 /// The bytes the server adds to a created pod (uid, creationTimestamp, resourceVersion,

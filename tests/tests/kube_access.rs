@@ -20,6 +20,14 @@ fn forbidden(qualified: &str, name: &str, verb: &str, resource: &str, group: &st
     )
 }
 
+/// kubectl's whole output for that refusal, as a server error.
+fn refused(qualified: &str, name: &str, verb: &str, resource: &str, group: &str) -> String {
+    format!(
+        "Error from server (Forbidden): {}",
+        forbidden(qualified, name, verb, resource, group)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_reads_pods_but_is_refused_exec_port_forward_patch_eviction_scale_and_cluster_data()
  {
@@ -89,10 +97,7 @@ async fn a_viewer_reads_pods_but_is_refused_exec_port_forward_patch_eviction_sca
         ]);
         assert_eq!(
             patch.trim(),
-            format!(
-                "Error from server (Forbidden): {}",
-                forbidden("pods", "x", "patch", "pods", "")
-            ),
+            refused("pods", "x", "patch", "pods", ""),
             "--type {patch_type}"
         );
     }
@@ -113,24 +118,18 @@ async fn a_viewer_reads_pods_but_is_refused_exec_port_forward_patch_eviction_sca
     ]);
     assert_eq!(
         evict.trim(),
-        format!(
-            "Error from server (Forbidden): {}",
-            forbidden("pods", "x", "create", "pods/eviction", "")
-        )
+        refused("pods", "x", "create", "pods/eviction", "")
     );
 
     let scale = viewer.fails(&["scale", "deployment", "web", "--replicas=2"]);
     assert_eq!(
         scale.trim(),
-        format!(
-            "Error from server (Forbidden): {}",
-            forbidden(
-                "deployments.apps",
-                "web",
-                "patch",
-                "deployments/scale",
-                "apps"
-            )
+        refused(
+            "deployments.apps",
+            "web",
+            "patch",
+            "deployments/scale",
+            "apps"
         )
     );
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::BytesMut;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -37,7 +37,7 @@ use tonic::transport::Channel;
 use super::KubeState;
 use super::spdy::{self, ByteSink, ByteSource, PROTOCOL_HEADER, Stream, rst};
 use super::status::KubeError;
-use super::stream::{header_tokens, websocket_key};
+use super::stream::{header_tokens, spdy_accepted, websocket_accepted, websocket_key};
 use crate::server::agent_proxy::{AgentProxy, check_pod};
 
 /// The port-forward protocol (kubelet's and kubectl's only one).
@@ -154,30 +154,10 @@ pub async fn portforward(
         pod: name.to_string(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
     };
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let answer = response.headers_mut();
-    answer.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    match &transport {
-        Transport::WebSocket { key } => {
-            let accept =
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            answer.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            answer.insert(
-                header::SEC_WEBSOCKET_ACCEPT,
-                HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-            );
-            answer.insert(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(TUNNELLED_PROTOCOL),
-            );
-        }
-        Transport::Spdy { named } => {
-            answer.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-            if *named {
-                answer.insert(PROTOCOL_HEADER, HeaderValue::from_static(PROTOCOL));
-            }
-        }
-    }
+    let response = match &transport {
+        Transport::WebSocket { key } => websocket_accepted(key, TUNNELLED_PROTOCOL),
+        Transport::Spdy { named } => spdy_accepted(named.then_some(PROTOCOL)),
+    };
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -488,6 +468,7 @@ async fn fail(pair: Pair, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderValue, header};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

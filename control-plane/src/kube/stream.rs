@@ -667,6 +667,43 @@ fn requested_upgrade(headers: &HeaderMap) -> Result<Upgrade<'_>, KubeError> {
 
 /// `GET|POST pods/NAME/exec`: the command runs on the pod's agent, its streams carried over
 /// the WebSocket or the SPDY connection this request is upgraded to.
+/// A `101 Switching Protocols` answer to `Upgrade: upgrade`.
+fn switching_protocols(upgrade: &'static str) -> Response {
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+    response
+}
+
+/// The answer that completes a WebSocket handshake sent with `key`, in subprotocol
+/// `protocol` (exec's and port-forward's upgrades).
+pub(crate) fn websocket_accepted(key: &str, protocol: &'static str) -> Response {
+    let mut response = switching_protocols("websocket");
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol),
+    );
+    response
+}
+
+/// The answer to an upgrade to SPDY/3.1, naming the stream protocol agreed on if any.
+pub(crate) fn spdy_accepted(protocol: Option<&'static str>) -> Response {
+    let mut response = switching_protocols("SPDY/3.1");
+    if let Some(protocol) = protocol {
+        response
+            .headers_mut()
+            .insert(spdy::PROTOCOL_HEADER, HeaderValue::from_static(protocol));
+    }
+    response
+}
+
 pub async fn exec(
     state: &KubeState,
     subject: &Subject,
@@ -688,22 +725,8 @@ pub async fn exec(
         ));
     };
     let session = start_exec(state, name, start, &node, options).await?;
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    match transport {
+    let response = match transport {
         Upgrade::WebSocket { key, protocol } => {
-            let accept =
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            response_headers.insert(
-                header::SEC_WEBSOCKET_ACCEPT,
-                HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-            );
-            response_headers.insert(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(protocol),
-            );
             let v5 = protocol == EXEC_PROTOCOLS[0];
             tokio::spawn(async move {
                 match upgrade.await {
@@ -711,21 +734,18 @@ pub async fn exec(
                     Err(e) => tracing::debug!("kube api exec: the upgrade failed: {e}"),
                 }
             });
+            websocket_accepted(key, protocol)
         }
         Upgrade::Spdy => {
-            response_headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-            response_headers.insert(
-                spdy::PROTOCOL_HEADER,
-                HeaderValue::from_static(spdy_exec::PROTOCOL),
-            );
             tokio::spawn(async move {
                 match upgrade.await {
                     Ok(upgraded) => spdy_exec::serve(TokioIo::new(upgraded), session).await,
                     Err(e) => tracing::debug!("kube api exec: the upgrade failed: {e}"),
                 }
             });
+            spdy_accepted(Some(spdy_exec::PROTOCOL))
         }
-    }
+    };
     Ok(response)
 }
 

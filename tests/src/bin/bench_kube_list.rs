@@ -33,8 +33,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use skiff_api::types::Pod;
 use skiff_client::{Client, ListParams};
-use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
-use skiff_tests::scale::{create_pods, mib, print_members};
+use skiff_tests::scale::{LoadFlags, create_pods, mib, print_members};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
@@ -51,12 +50,8 @@ struct Flags {
     /// Pods to create.
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
-    /// Bytes of each pod's JSON as stored (at least ~800: the pod without padding).
-    #[arg(long, default_value_t = 1330)]
-    pod_bytes: usize,
-    /// Closed-loop pod creators.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    #[command(flatten)]
+    load: LoadFlags,
     /// Lists per mode (best and median are printed).
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -66,10 +61,6 @@ struct Flags {
     /// The member that serves the lists.
     #[arg(long, value_enum, default_value_t = Member::Follower)]
     member: Member,
-    /// Run the dev profile's control plane instead of a release build (a quick look where a
-    /// release build does not fit; its figures are not release figures).
-    #[arg(long)]
-    dev_build: bool,
     /// Seconds to wait after the creates, and between modes, before measuring.
     #[arg(long, default_value_t = 3)]
     settle_secs: u64,
@@ -236,9 +227,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     );
     println!("# machine: {}", skiff_tests::host::machine_info());
     eprintln!("# building and starting a 3-node skiff cluster ...");
-    let release = !flags.dev_build;
-    tokio::task::spawn_blocking(move || try_binary("skiff-control-plane", release)).await??;
-    let cluster = ControlPlaneCluster::builder(3).release(release).start()?;
+    let cluster = flags.load.start_cluster().await?;
     let leader = cluster.wait_for_leader(READY_TIMEOUT).await?;
     cluster.client().wait_ready(READY_TIMEOUT).await?;
     let clients: Vec<Client> = cluster
@@ -247,11 +236,17 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         .map(|e| cluster.client_for(std::slice::from_ref(e), Duration::from_secs(60)))
         .collect();
     eprintln!("# creating {} pods ...", flags.pods);
-    let took = create_pods(&clients, flags.pods, flags.pod_bytes, flags.clients).await?;
+    let took = create_pods(
+        &clients,
+        flags.pods,
+        flags.load.pod_bytes,
+        flags.load.clients,
+    )
+    .await?;
     println!(
         "created: {} pods of ~{} B in {:.1} s",
         flags.pods,
-        flags.pod_bytes,
+        flags.load.pod_bytes,
         took.as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(flags.settle_secs)).await;
@@ -331,11 +326,9 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    if flags.pods == 0 || flags.clients == 0 || flags.runs == 0 || flags.limit == 0 {
-        bail!("--pods, --clients, --runs and --limit must be at least 1");
-    }
-    if flags.pod_bytes > 64 * 1024 {
-        bail!("--pod-bytes must be at most 65536");
+    flags.load.check(flags.pods)?;
+    if flags.runs == 0 || flags.limit == 0 {
+        bail!("--runs and --limit must be at least 1");
     }
     skiff_tests::cluster::run_until_interrupted(run(&flags)).await
 }

@@ -21,8 +21,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use skiff_api::types::Pod;
 use skiff_client::{Client, ListParams};
-use skiff_tests::cluster::{ControlPlaneCluster, try_binary};
-use skiff_tests::scale::{create_pods, mib, print_members};
+use skiff_tests::scale::{LoadFlags, create_pods, mib, print_members};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Parser)]
@@ -31,25 +30,14 @@ struct Flags {
     /// Pods to create.
     #[arg(long, default_value_t = 20_000)]
     pods: usize,
-    /// Bytes of each pod's JSON as stored (at least ~800: the pod without padding).
-    #[arg(long, default_value_t = 1330)]
-    pod_bytes: usize,
-    /// Closed-loop pod creators.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    #[command(flatten)]
+    load: LoadFlags,
     /// Seconds to wait after the last create before measuring (controllers settle).
     #[arg(long, default_value_t = 5)]
     settle_secs: u64,
     /// How long the cluster may take after a full restart to list every pod.
     #[arg(long, default_value_t = 120)]
     restart_timeout_secs: u64,
-    /// Run the dev profile's control plane instead of a release build (a quick look where a
-    /// release build does not fit; its figures are not release figures).
-    #[arg(long)]
-    dev_build: bool,
-    /// Extra flags for every control-plane process (e.g. `--cp-arg=--watch-history=10000`).
-    #[arg(long = "cp-arg", allow_hyphen_values = true)]
-    cp_args: Vec<String>,
 }
 
 /// Lists every pod of `default` once, checking the count; returns the time it took.
@@ -75,13 +63,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     );
     println!("# machine: {}", skiff_tests::host::machine_info());
     eprintln!("# building and starting a 3-node skiff cluster ...");
-    let release = !flags.dev_build;
-    tokio::task::spawn_blocking(move || try_binary("skiff-control-plane", release)).await??;
-    let mut builder = ControlPlaneCluster::builder(3).release(release);
-    for arg in &flags.cp_args {
-        builder = builder.arg(arg.clone());
-    }
-    let mut cluster = builder.start().context("start control plane")?;
+    let mut cluster = flags.load.start_cluster().await?;
     let leader = cluster.wait_for_leader(READY_TIMEOUT).await?;
     cluster.client().wait_ready(READY_TIMEOUT).await?;
     let clients: Vec<Client> = cluster
@@ -92,7 +74,13 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     print_members(&cluster, "empty").await;
 
     eprintln!("# creating {} pods ...", flags.pods);
-    let took = create_pods(&clients, flags.pods, flags.pod_bytes, flags.clients).await?;
+    let took = create_pods(
+        &clients,
+        flags.pods,
+        flags.load.pod_bytes,
+        flags.load.clients,
+    )
+    .await?;
     let create_secs = took.as_secs_f64();
     let leader_client = cluster.client_for(&[cluster.endpoint(leader)], Duration::from_secs(30));
     let sample: Pod = leader_client
@@ -171,11 +159,6 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    if flags.pods == 0 || flags.clients == 0 {
-        bail!("--pods and --clients must be at least 1");
-    }
-    if flags.pod_bytes > 64 * 1024 {
-        bail!("--pod-bytes must be at most 65536");
-    }
+    flags.load.check(flags.pods)?;
     skiff_tests::cluster::run_until_interrupted(run(&flags)).await
 }
