@@ -609,13 +609,18 @@ async fn a_deleted_namespace_is_terminating_until_its_pods_have_had_their_grace(
              content in namespace grace because it is being terminated\n"
         )
     );
-    // The pod is stopping, not gone: it gets its grace period.
-    let pod = w
-        .cluster
-        .api(|client| async move { client.get::<Pod>("grace", "stubborn").await })
-        .await
-        .unwrap();
-    assert!(pod.metadata.deletion_timestamp.is_some(), "{pod:?}");
+    // The pod is stopping, not gone: it gets its grace period. (The namespace controller
+    // marks it a moment after the namespace, as Kubernetes' does.)
+    eventually(Duration::from_secs(10), || async {
+        let pod = w
+            .cluster
+            .api(|client| async move { client.get::<Pod>("grace", "stubborn").await })
+            .await?;
+        anyhow::ensure!(pod.metadata.deletion_timestamp.is_some(), "{pod:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
 
     let ((code, out, err), took) = deleting.join().unwrap();
     assert_eq!(
