@@ -78,7 +78,9 @@ impl Registry {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
+        // A connection to itself is not the registry: polling a free port of the ephemeral
+        // range can be given that very port as its source.
+        while TcpStream::connect(addr).map_or(true, |s| s.local_addr().ok() == Some(addr)) {
             if let Ok(Some(status)) = registry.child.try_wait() {
                 let log = std::fs::read_to_string(registry._dir.path().join("registry.log"))
                     .unwrap_or_default();

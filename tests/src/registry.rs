@@ -48,13 +48,25 @@ pub struct Registry {
 }
 
 /// Whether something accepts connections on `addr`, tried from inside `netns` if given.
+/// A connection to itself does not count: polling a free port of the ephemeral range can
+/// be given that very port as its source, and then "connects" with nothing listening.
 async fn accepts(addr: SocketAddr, netns: Option<&Path>) -> bool {
+    let listened = move |stream: std::io::Result<std::net::TcpStream>| {
+        stream.is_ok_and(|s| s.local_addr().ok() != Some(addr))
+    };
     match netns {
         Some(netns) => netns::run_in(netns, move || {
-            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+            listened(std::net::TcpStream::connect_timeout(
+                &addr,
+                Duration::from_millis(500),
+            ))
         })
         .unwrap_or(false),
-        None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+        None => listened(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .and_then(|s| s.into_std()),
+        ),
     }
 }
 
