@@ -165,7 +165,7 @@ impl RejoinGuard {
 /// Holds elections and votes back until this member's log covers what the cluster had
 /// committed when the rejoin began (the leader's read index), then lets them go.
 pub async fn rejoin(node: Arc<ControlPlane>) {
-    node.raft.runtime_config().elect(false);
+    // election.rs neither stands nor grants a pre-vote while the marker is up.
     tracing::warn!("rejoining: no votes and no elections until caught up with the leader");
     let index = loop {
         if let Some(index) = leader_read_index(&node).await {
@@ -177,7 +177,6 @@ pub async fn rejoin(node: Arc<ControlPlane>) {
     if let Err(e) = node.rejoin.finish() {
         tracing::error!("cannot clear the rejoin marker: {e}");
     }
-    node.raft.runtime_config().elect(true);
     tracing::info!(
         index,
         "rejoined: caught up with the cluster's commit point, voting again"

@@ -211,6 +211,8 @@ impl Config {
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.log_entries_kept,
+            // election.rs starts elections, after a pre-vote (openraft 0.9 has none).
+            enable_elect: false,
             ..Default::default()
         }
         .validate()

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod controllers;
 pub mod credentials;
+pub mod election;
 pub mod error;
 pub mod kube;
 pub mod metrics;
@@ -177,6 +178,11 @@ pub async fn run(
         initial_peers: config.peers.clone(),
         heartbeats: Default::default(),
         rejoin,
+        elections: election::Elections::new(election::Timing {
+            lease: config.election_timeout_max,
+            min: config.election_timeout_min,
+            max: config.election_timeout_max,
+        }),
         credentials,
     });
 
@@ -196,6 +202,7 @@ pub async fn run(
     if node.rejoin.is_active() {
         tokio::spawn(bootstrap::rejoin(node.clone()));
     }
+    tokio::spawn(election::run(node.clone()));
     let settings = controllers::Settings {
         node_grace: config.node_grace,
         pod_eviction_timeout: config.pod_eviction_timeout,

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub schedule_attempts: Family<ResultLabel, Counter>,
     pub scheduling_duration: Histogram,
     pub controller_pass: Histogram,
+    pub pre_votes: Family<ResultLabel, Counter>,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -70,6 +71,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     schedule_attempts: Family::default(),
     scheduling_duration: Histogram::new(latency_buckets()),
     controller_pass: Histogram::new(latency_buckets()),
+    pre_votes: Family::default(),
 });
 
 /// The registry a member serves: [`METRICS`] and its own state's figures.
@@ -120,6 +122,11 @@ pub fn registry(node: Arc<ControlPlane>) -> Registry {
         "skiff_apiserver_watches",
         "Watches being served now",
         m.watches.clone(),
+    );
+    r.register(
+        "skiff_raft_pre_votes",
+        "Pre-vote rounds this member asked, by result (won: it stood for election; lost)",
+        m.pre_votes.clone(),
     );
     r.register(
         "skiff_scheduler_schedule_attempts",

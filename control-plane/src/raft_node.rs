@@ -41,6 +41,8 @@ pub struct ControlPlane {
     pub heartbeats: Mutex<HashMap<String, Instant>>,
     /// Up while this member, having lost its data, catches up (no votes, no elections).
     pub rejoin: crate::bootstrap::RejoinGuard,
+    /// Pre-vote and the elections it starts (openraft's own election timer is off).
+    pub elections: crate::election::Elections,
     /// The cluster token, the CA and this member's certificate.
     pub credentials: Arc<crate::credentials::MemberCredentials>,
 }

@@ -130,6 +130,7 @@ pub async fn call_raw(
         RaftMethod::Admin => client.admin(request).await,
         RaftMethod::Stage => client.stage(request).await,
         RaftMethod::AppendStaged => client.append_staged(request).await,
+        RaftMethod::PreVote => client.pre_vote(request).await,
     }?;
     Ok(response.into_inner().data)
 }
@@ -144,6 +145,7 @@ pub enum RaftMethod {
     Admin,
     Stage,
     AppendStaged,
+    PreVote,
 }
 
 /// Typed call: encode the request, decode the response.

@@ -69,6 +69,11 @@ const DEPLOYMENTS: [(&str, usize, &str); 2] = [("chaos-a", 4, "86401"), ("chaos-
 /// monitor's sampling (200 ms) and its list; and a 2-core machine shared with builds.
 pub const PODS_MARGIN: Duration = Duration::from_secs(10);
 
+/// How long the short plan cuts a follower off: five maximum election timeouts (400 ms),
+/// and less than the node grace (3 s), so no pod moves.
+const FOLLOWER_CUT_OFF_MS: u64 = 2000;
+const FOLLOWER_CUT_OFF: Duration = Duration::from_millis(FOLLOWER_CUT_OFF_MS);
+
 // Process ids in the history.
 const PROBE_PROCESS: usize = 1000;
 const FINAL_PROCESS: usize = 2000;
@@ -155,15 +160,17 @@ pub enum FaultKind {
     AgentKill,
     Partition,
     FullRestart,
+    FollowerCutOff,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::LeaderKill,
         FaultKind::FollowerKill,
         FaultKind::AgentKill,
         FaultKind::Partition,
         FaultKind::FullRestart,
+        FaultKind::FollowerCutOff,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +180,7 @@ impl FaultKind {
             FaultKind::AgentKill => "agent kill -9",
             FaultKind::Partition => "leader cut off",
             FaultKind::FullRestart => "cluster crash",
+            FaultKind::FollowerCutOff => "follower cut off",
         }
     }
 }
@@ -193,6 +201,7 @@ enum Fault {
     AgentKill { host: usize, hold: Hold },
     Partition { hold: Hold },
     FullRestart { down: Duration },
+    FollowerCutOff { hold: Duration },
 }
 
 impl Fault {
@@ -203,6 +212,7 @@ impl Fault {
             Fault::AgentKill { .. } => FaultKind::AgentKill,
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::FullRestart { .. } => FaultKind::FullRestart,
+            Fault::FollowerCutOff { .. } => FaultKind::FollowerCutOff,
         }
     }
 }
@@ -600,6 +610,9 @@ impl Chaos<'_> {
                 schedule.push(Fault::Partition {
                     hold: Hold::UntilReplaced,
                 });
+                schedule.push(Fault::FollowerCutOff {
+                    hold: FOLLOWER_CUT_OFF,
+                });
                 for fault in schedule {
                     self.fault(fault).await?;
                 }
@@ -650,8 +663,11 @@ impl Chaos<'_> {
                 host: self.rng.random_range(1..=self.ctx.config.hosts),
                 hold: hold(&mut self.rng),
             },
-            77..90 => Fault::Partition {
+            77..85 => Fault::Partition {
                 hold: hold(&mut self.rng),
+            },
+            85..92 => Fault::FollowerCutOff {
+                hold: Duration::from_millis(self.rng.random_range(1000..=FOLLOWER_CUT_OFF_MS)),
             },
             _ => Fault::FullRestart {
                 down: Duration::from_millis(self.rng.random_range(0..3000)),
@@ -681,6 +697,7 @@ impl Chaos<'_> {
             Fault::AgentKill { host, hold } => self.agent_kill(host, hold).await,
             Fault::Partition { hold } => self.partition(hold).await,
             Fault::FullRestart { down } => self.full_restart(down).await,
+            Fault::FollowerCutOff { hold } => self.follower_cut_off(hold).await,
         };
         let record = match record {
             Ok(record) => record,
@@ -804,6 +821,59 @@ impl Chaos<'_> {
             pods_back,
             pods_bound,
             rejoined: Some(restarted.elapsed()),
+            replaced: 0,
+            writes_unknown: 0,
+            writes_failed: 0,
+        })
+    }
+
+    /// A follower's host loses its underlay link for `hold`, then gets it back. The leader
+    /// must lead on in the same term: the follower, hearing no leader, asks for pre-votes
+    /// and is refused, so it never raises the term that would unseat the leader on its
+    /// return (Raft without pre-vote does).
+    async fn follower_cut_off(&mut self, hold: Duration) -> anyhow::Result<FaultRecord> {
+        let ctx = &self.ctx;
+        let world: &MultiHost = self.world;
+        let (leader, term) = ctx.wait_stable(&world.cluster, &[]).await?;
+        let followers: Vec<u64> = world
+            .cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        let follower = followers[self.rng.random_range(0..followers.len())];
+        let at = Instant::now();
+        let cut = CutOff::new(world, follower as usize)?;
+        let writes_ok = ctx.probe_write(at).await?;
+        sleep(hold.saturating_sub(at.elapsed())).await;
+        cut.heal()?;
+        let healed = Instant::now();
+        ctx.wait_caught_up(&world.cluster, follower, &[])
+            .await
+            .with_context(|| format!("member {follower} after the heal"))?;
+        let rejoined = healed.elapsed();
+        let (now_leader, now_term) = ctx.wait_stable(&world.cluster, &[]).await?;
+        ensure!(
+            (now_leader, now_term) == (leader, term),
+            "cutting follower {follower} off for {} unseated leader {leader} of term {term}: \
+             member {now_leader} leads in term {now_term}",
+            secs(hold)
+        );
+        // Shorter than the node grace: no pod moves.
+        let pods_bound = ctx.config.pods_bound(Duration::ZERO);
+        let pods_back = ctx.wait_pods(at, None, pods_bound).await?;
+        ctx.wait_node_ready(&format!("host-{follower}")).await?;
+        Ok(FaultRecord {
+            kind: FaultKind::FollowerCutOff,
+            target: format!("member {follower}"),
+            member: Some(follower),
+            leader: Some(leader),
+            at: Duration::ZERO,
+            new_leader: None,
+            writes_ok,
+            pods_back,
+            pods_bound,
+            rejoined: Some(rejoined),
             replaced: 0,
             writes_unknown: 0,
             writes_failed: 0,

@@ -2,7 +2,9 @@
 //! under concurrent SDK writers and readers takes at least 20 leader `kill -9`s, a follower
 //! `kill -9`, an agent `kill -9` (down until its pods are replaced, then restarted), the
 //! leader's host cut off from the underlay and healed (then leader kills until that old
-//! leader is elected again and serves writes), and a whole-cluster crash and restart. The
+//! leader is elected again and serves writes), a follower's host cut off for 2 s (the leader
+//! must lead on in the same term after the heal: pre-vote), and a whole-cluster crash and
+//! restart. The
 //! history must be linearizable, deployments must run their desired pods again within
 //! grace + eviction + a margin after every fault, never more. Per-fault figures are printed
 //! (`--nocapture`). Needs root and /bin/busybox; skipped otherwise unless
@@ -28,6 +30,7 @@ fn short_mode_leader_kills_partition_full_restart_stay_linearizable() {
         FaultKind::AgentKill,
         FaultKind::Partition,
         FaultKind::FullRestart,
+        FaultKind::FollowerCutOff,
     ] {
         assert!(report.count(kind) >= 1, "no {}: {report}", kind.name());
     }

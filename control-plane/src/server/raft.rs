@@ -8,6 +8,7 @@ use skiff_api::proto::raft_server::Raft as RaftService;
 use skiff_api::proto::{ClusterStatusRequest, Member, RaftPayload};
 use tonic::{Request, Response, Status};
 
+use crate::election::PreVoteRequest;
 use crate::raft_node::ControlPlane;
 use crate::raft_transport::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
 use crate::raft_types::Command;
@@ -163,5 +164,14 @@ impl RaftService for RaftServer {
         let admin: AdminRequest = payload(request)?;
         let result: AdminResult = self.node.admin_local(admin).await;
         reply(&result)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        super::require_member(&request, "Raft/PreVote")?;
+        let ask: PreVoteRequest = payload(request)?;
+        reply(&self.node.elections.answer(&self.node, &ask).await)
     }
 }
