@@ -141,13 +141,12 @@ impl Config {
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_watches_per_connection: DEFAULT_MAX_WATCHES_PER_CONNECTION,
-            // A follower of a dead leader waits out the leader's lease (openraft 0.9: the
-            // maximum election timeout) plus a random election timeout before it stands, so
-            // failover takes max + [min, max]: 400 + 200..400 ms keeps writes back within
-            // the 1 s target (400/800 gave 1.2-1.6 s in the chaos suite). A spurious
-            // election needs a 600 ms stall of 50 ms heartbeats. Halving all three
-            // (30 ms, 100/200 ms) halved the median leader kill in a 30-minute soak but
-            // tripled its tail (p99 2.7 s: elections under load on 2 vCPUs), so not here.
+            // A voter of a dead leader waits out the leader's lease (openraft 0.9: the
+            // maximum election timeout), plus up to a quarter of max - min, then asks for
+            // pre-votes (election.rs): failover takes about 400-450 ms, one round. A
+            // spurious election needs a 400 ms stall of 50 ms heartbeats at a majority.
+            // Halving all three (30 ms, 100/200 ms), measured before pre-vote, tripled the
+            // tail in a 30-minute soak (elections under load on 2 vCPUs), so not here.
             heartbeat_interval: Duration::from_millis(50),
             election_timeout_min: Duration::from_millis(200),
             election_timeout_max: Duration::from_millis(400),

@@ -317,8 +317,11 @@ impl Controllers {
             .into_iter()
             .flatten()
             .min();
-        self.submit(writes.commands).await?;
-        self.record(writes.notes, wall).await?;
+        // The events go with the writes they tell of, in the same batches: a second round
+        // of Raft writes would double the pass (and the pause after it).
+        let mut commands = writes.commands;
+        commands.extend(self.event_commands(writes.notes, wall)?);
+        self.submit(commands).await?;
         if self
             .last_event_sweep
             .is_none_or(|t| now.duration_since(t) >= EVENT_SWEEP_EVERY)
@@ -346,8 +349,8 @@ impl Controllers {
         Ok(())
     }
 
-    /// Records events, counting repeats into the existing event.
-    async fn record(&mut self, notes: Vec<Note>, now: Time) -> Result<(), ApiError> {
+    /// The writes that record events, counting repeats into the existing event.
+    fn event_commands(&mut self, notes: Vec<Note>, now: Time) -> Result<Vec<Command>, ApiError> {
         let mut commands = Vec::with_capacity(notes.len());
         let mut seen = HashSet::new();
         for note in notes {
@@ -382,7 +385,7 @@ impl Controllers {
                 }
             }
         }
-        self.submit(commands).await
+        Ok(commands)
     }
 
     async fn expire_events(&self, now: Time) -> Result<(), ApiError> {
