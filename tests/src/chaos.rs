@@ -113,6 +113,8 @@ pub struct ChaosConfig {
     pub op_pause: Duration,
     /// Where logs and the history go when the run fails (a temp dir when `None`).
     pub failure_dir: Option<PathBuf>,
+    /// Save the logs to the failure dir also when the run passes.
+    pub keep_logs: bool,
     /// More flags after every member's (e.g. `--election-timeout-min 150ms`), to measure
     /// other settings against the defaults.
     pub member_args: Vec<String>,
@@ -134,6 +136,7 @@ impl ChaosConfig {
             log_entries_kept: 100,
             op_pause: Duration::from_millis(10),
             failure_dir: None,
+            keep_logs: false,
             member_args: Vec::new(),
         }
     }
@@ -428,6 +431,7 @@ pub fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let world =
         MultiHost::try_start_with_control_plane(config.hosts, config.release, &[], &member_args)?;
     let underlay = world.hosts.underlay_path();
+    let keep_logs = config.keep_logs;
     let failure_dir = config.failure_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "skiff-chaos-{}-seed{}",
@@ -449,7 +453,15 @@ pub fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     })
     .map_err(|e| anyhow!("the chaos thread: {e}"))?;
     match result {
-        Ok(report) => Ok(report),
+        Ok(report) => {
+            if keep_logs {
+                match save_logs(&world, &failure_dir, &[]) {
+                    Ok(()) => println!("logs kept in {}", failure_dir.display()),
+                    Err(e) => eprintln!("keeping the logs failed: {e:#}"),
+                }
+            }
+            Ok(report)
+        }
         Err(failure) => {
             let saved = save_logs(&world, &failure_dir, &failure.dumps);
             drop(world);
@@ -570,8 +582,13 @@ impl Chaos<'_> {
         };
         let ctx = &chaos.ctx;
         let load = Load::start(ctx, &keys, rng.random());
+        // The wall clock of this line, to find a fault's moment in the members' logs.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         ctx.log(format!(
-            "cluster of {} hosts ready; load: {} writers, {} readers on {} keys",
+            "cluster of {} hosts ready at unix time {wall:.1}; load: {} writers, {} readers on {} keys",
             ctx.config.hosts, ctx.config.writers, ctx.config.readers, ctx.config.keys
         ));
         let result = chaos.faults().await;

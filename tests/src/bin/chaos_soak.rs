@@ -48,6 +48,10 @@ struct Args {
     /// Where logs and the failing history go on failure (default: a temp dir).
     #[arg(long)]
     failure_dir: Option<PathBuf>,
+    /// Keep the members' and agents' logs there also when the run passes (to read what
+    /// happened around one slow fault).
+    #[arg(long)]
+    keep_logs: bool,
     /// A flag for every member, after the others (repeat it; e.g.
     /// `--member-arg=--election-timeout-min --member-arg=150ms`).
     #[arg(long = "member-arg", allow_hyphen_values = true)]
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         log_entries_kept: args.log_entries_kept,
         op_pause: args.op_pause,
         failure_dir: args.failure_dir,
+        keep_logs: args.keep_logs,
         member_args: args.member_args,
         ..ChaosConfig::soak(seed, args.duration)
     };
