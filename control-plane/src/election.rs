@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::{METRICS, ResultLabel};
-use crate::raft_node::ControlPlane;
+use crate::raft_node::{ControlPlane, member_address};
 use crate::raft_transport::{RaftMethod, call};
 use crate::raft_types::{LogId, NodeId};
 
@@ -275,10 +275,7 @@ async fn pre_vote_round(node: &ControlPlane, last_log: Option<LogId>) -> bool {
         .iter()
         .filter(|v| **v != node.id)
         .filter_map(|v| {
-            let address = membership
-                .get_node(v)
-                .map(|n| n.addr.clone())
-                .or_else(|| node.initial_peers.get(v).cloned())?;
+            let address = member_address(membership, &node.initial_peers, *v)?;
             let mut client = node.peers.client(&address).ok()?;
             Some(async move {
                 call::<_, PreVoteAnswer>(

@@ -54,16 +54,27 @@ fn unavailable(what: &str, timeout: Duration) -> ApiError {
     ))
 }
 
+/// Member `id`'s address: as the membership names it, else as --peers gave it.
+pub fn member_address(
+    membership: &openraft::Membership<NodeId, BasicNode>,
+    initial_peers: &BTreeMap<NodeId, String>,
+    id: NodeId,
+) -> Option<String> {
+    membership
+        .get_node(&id)
+        .map(|n| n.addr.clone())
+        .or_else(|| initial_peers.get(&id).cloned())
+}
+
 /// The current leader and its address, as this node knows them.
 fn known_leader(raft: &Raft, initial_peers: &BTreeMap<NodeId, String>) -> Option<(NodeId, String)> {
     let metrics = raft.metrics().borrow().clone();
     let leader = metrics.current_leader?;
-    let address = metrics
-        .membership_config
-        .membership()
-        .get_node(&leader)
-        .map(|n| n.addr.clone())
-        .or_else(|| initial_peers.get(&leader).cloned())?;
+    let address = member_address(
+        metrics.membership_config.membership(),
+        initial_peers,
+        leader,
+    )?;
     Some((leader, address))
 }
 

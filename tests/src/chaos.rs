@@ -804,10 +804,8 @@ impl Chaos<'_> {
         })
     }
 
-    /// `kill -9` of a follower: the other two keep a quorum.
-    async fn follower_kill(&mut self) -> anyhow::Result<FaultRecord> {
-        let ctx = &self.ctx;
-        let (leader, _) = ctx.wait_stable(&self.world.cluster, &[]).await?;
+    /// A member other than `leader`, picked with the seeded generator.
+    fn random_follower(&mut self, leader: u64) -> u64 {
         let followers: Vec<u64> = self
             .world
             .cluster
@@ -815,7 +813,14 @@ impl Chaos<'_> {
             .into_iter()
             .filter(|id| *id != leader)
             .collect();
-        let follower = followers[self.rng.random_range(0..followers.len())];
+        followers[self.rng.random_range(0..followers.len())]
+    }
+
+    /// `kill -9` of a follower: the other two keep a quorum.
+    async fn follower_kill(&mut self) -> anyhow::Result<FaultRecord> {
+        let ctx = &self.ctx;
+        let (leader, _) = ctx.wait_stable(&self.world.cluster, &[]).await?;
+        let follower = self.random_follower(leader);
         let at = Instant::now();
         self.world.cluster.kill(follower);
         let ctx = &self.ctx;
@@ -849,16 +854,10 @@ impl Chaos<'_> {
     /// and is refused, so it never raises the term that would unseat the leader on its
     /// return (Raft without pre-vote does).
     async fn follower_cut_off(&mut self, hold: Duration) -> anyhow::Result<FaultRecord> {
+        let (leader, term) = self.ctx.wait_stable(&self.world.cluster, &[]).await?;
+        let follower = self.random_follower(leader);
         let ctx = &self.ctx;
         let world: &MultiHost = self.world;
-        let (leader, term) = ctx.wait_stable(&world.cluster, &[]).await?;
-        let followers: Vec<u64> = world
-            .cluster
-            .ids()
-            .into_iter()
-            .filter(|id| *id != leader)
-            .collect();
-        let follower = followers[self.rng.random_range(0..followers.len())];
         let at = Instant::now();
         let cut = CutOff::new(world, follower as usize)?;
         let writes_ok = ctx.probe_write(at).await?;

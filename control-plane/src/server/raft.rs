@@ -9,7 +9,7 @@ use skiff_api::proto::{ClusterStatusRequest, Member, RaftPayload};
 use tonic::{Request, Response, Status};
 
 use crate::election::PreVoteRequest;
-use crate::raft_node::ControlPlane;
+use crate::raft_node::{ControlPlane, member_address};
 use crate::raft_transport::{AdminRequest, AdminResult, ProposeResult, ReadIndexResult};
 use crate::raft_types::Command;
 use crate::staging::{Digest32, StageChunk, StageError, StagingArea};
@@ -45,13 +45,12 @@ pub fn state_name(state: ServerState) -> &'static str {
 /// This node's own view, as reported in cluster status.
 pub fn own_member(node: &ControlPlane) -> Member {
     let m = node.raft.metrics().borrow().clone();
-    let address = m
-        .membership_config
-        .membership()
-        .get_node(&node.id)
-        .map(|n| n.addr.clone())
-        .or_else(|| node.initial_peers.get(&node.id).cloned())
-        .unwrap_or_default();
+    let address = member_address(
+        m.membership_config.membership(),
+        &node.initial_peers,
+        node.id,
+    )
+    .unwrap_or_default();
     Member {
         id: node.id,
         address,
