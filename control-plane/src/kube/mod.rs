@@ -30,8 +30,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -139,7 +140,8 @@ pub async fn serve(
     let router = Router::new()
         .fallback(dispatch)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(max_request_bytes));
+        // read_body applies the limit, after authentication.
+        .layer(DefaultBodyLimit::disable());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = skiff_pki::tls::tls_incoming(listener, Arc::new(tls));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -155,6 +157,7 @@ pub async fn serve(
         let connection = Connection {
             peer: Peer::from_certificates(stream.get_ref().1.peer_certificates()),
             remote: stream.get_ref().0.peer_addr().ok(),
+            max_request_bytes,
         };
         let service =
             TowerToHyperService::new(router.clone().layer(axum::Extension(Arc::new(connection))));
@@ -175,11 +178,64 @@ pub async fn serve(
     let _ = stop_tx.send(true);
 }
 
+/// How much more than the limit a too-large body may send, and for how long, while it is
+/// read and thrown away before the 413: an HTTP/1.1 client still sending would otherwise
+/// see the connection reset instead of the answer.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// The whole body, or 413 once it passes `limit` bytes (declared or sent).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, KubeError> {
+    let too_large = || {
+        KubeError::TooLarge(
+            "the request body is larger than the server's --max-request-bytes".into(),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64 + DRAIN_BYTES) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            KubeError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        total += chunk.len();
+        if total > limit {
+            drop(chunks);
+            let mut drained = total as u64;
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len() as u64;
+                    if drained > limit as u64 + DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(too_large());
+        }
+        chunks.push(chunk);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
 /// What every request on one connection shares.
 struct Connection {
     peer: Peer,
     /// Where it comes from: watches are capped per connection, as on the gRPC port.
     remote: Option<SocketAddr>,
+    /// `--max-request-bytes`: larger bodies get 413.
+    max_request_bytes: usize,
 }
 
 /// The request's HTTP/1.1 upgrade, taken out of its extensions (hyper puts it there when
@@ -204,7 +260,7 @@ async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     Upgrade(upgrade): Upgrade,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     match route(&state, &connection, &method, &uri, &headers, upgrade, body).await {
         Ok(response) => response,
@@ -219,26 +275,14 @@ async fn route(
     uri: &Uri,
     headers: &HeaderMap,
     upgrade: Option<OnUpgrade>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, KubeError> {
     // The console's page, script and style are public; its data is not.
     if let Some(response) = ui::public(method, uri) {
         return Ok(response);
     }
     let subject = auth::subject(&state.gate, &connection.peer, headers).await?;
-    let body = body.map_err(|e| {
-        // Over DefaultBodyLimit: 413 as Kubernetes answers it, not axum's plain text.
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            KubeError::TooLarge(
-                "the request body is larger than the server's --max-request-bytes".into(),
-            )
-        } else {
-            KubeError::BadRequest(format!(
-                "the request body could not be read: {}",
-                e.body_text()
-            ))
-        }
-    })?;
+    let body = read_body(body, headers, connection.max_request_bytes).await?;
     let Query(params): Query<HashMap<String, String>> = Query::try_from_uri(uri)
         .map_err(|e| KubeError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let path = uri.path().trim_end_matches('/');
@@ -297,4 +341,49 @@ async fn route(
         upgrade,
     };
     resources::serve(state, &subject, request, target, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A body of `chunks` chunks of `size` bytes that counts how many were taken from it.
+    fn counted_body(chunks: usize, size: usize) -> (Body, Arc<AtomicUsize>) {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counter = taken.clone();
+        let stream = tokio_stream::iter(0..chunks).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![7u8; size]))
+        });
+        (Body::from_stream(stream), taken)
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        let (body, _) = counted_body(4, 1000);
+        let read = read_body(body, &HeaderMap::new(), 4000).await.unwrap();
+        assert_eq!(read.len(), 4000);
+        assert!(read.iter().all(|b| *b == 7));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_before_the_413_so_the_client_sees_it() {
+        let (body, taken) = counted_body(10, 1000);
+        let err = read_body(body, &HeaderMap::new(), 2500).await.unwrap_err();
+        assert!(matches!(err, KubeError::TooLarge(_)), "{err:?}");
+        assert_eq!(taken.load(Ordering::SeqCst), 10, "the rest was not drained");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_far_over_the_limit_is_refused_without_reading() {
+        let (body, taken) = counted_body(1, 10);
+        let mut headers = HeaderMap::new();
+        let declared = (100 + DRAIN_BYTES + 1).to_string();
+        headers.insert(header::CONTENT_LENGTH, declared.parse().unwrap());
+        let err = read_body(body, &headers, 100).await.unwrap_err();
+        assert!(matches!(err, KubeError::TooLarge(_)), "{err:?}");
+        assert_eq!(taken.load(Ordering::SeqCst), 0);
+    }
 }
