@@ -192,6 +192,7 @@ async fn a_node_certificate_cannot_call_any_raft_method_nor_change_membership() 
         ),
         ("Stage", raft.stage(payload()).await.err()),
         ("AppendStaged", raft.append_staged(payload()).await.err()),
+        ("PreVote", raft.pre_vote(payload()).await.err()),
     ];
     for (method, err) in results {
         let err = err.unwrap_or_else(|| panic!("Raft/{method} answered a node certificate"));
