@@ -76,6 +76,8 @@ const FOLLOWER_CUT_OFF: Duration = Duration::from_millis(FOLLOWER_CUT_OFF_MS);
 
 // Process ids in the history.
 const PROBE_PROCESS: usize = 1000;
+/// A fault's probe write that succeeds later than this logs the failures before it.
+const SLOW_PROBE: Duration = Duration::from_millis(800);
 const FINAL_PROCESS: usize = 2000;
 const MINORITY_PROCESS: usize = 3000;
 
@@ -1405,6 +1407,8 @@ impl Ctx {
     /// for each write, so a write the SDK retried can only repeat itself.
     async fn probe_write(&self, since: Instant) -> anyhow::Result<Duration> {
         let timeout = Duration::from_secs(30);
+        // Each failed attempt, to say where the time went when the first success is late.
+        let mut failures: Vec<String> = Vec::new();
         loop {
             let value = self.values.fetch_add(1, Ordering::Relaxed) + 1;
             let mut object = self.probe_object.clone();
@@ -1413,14 +1417,30 @@ impl Ctx {
             let id = self
                 .history
                 .invoke(PROBE_PROCESS, PROBE_KEY, Op::Write(value));
+            let began = since.elapsed();
             let result = self.client.update(&object).await;
             self.history.complete(id, write_outcome(&result));
             match result {
-                Ok(_) => return Ok(since.elapsed()),
+                Ok(_) => {
+                    let took = since.elapsed();
+                    if took > SLOW_PROBE {
+                        self.log(format!(
+                            "probe write ok after {} (its attempt began at {}), after {} failures: {}",
+                            secs(took),
+                            secs(began),
+                            failures.len(),
+                            failures.join("; ")
+                        ));
+                    }
+                    return Ok(took);
+                }
                 Err(e) if since.elapsed() > timeout => {
                     bail!("no write succeeded within {timeout:?}: {e}")
                 }
-                Err(_) => sleep(Duration::from_millis(10)).await,
+                Err(e) => {
+                    failures.push(format!("{} {e}", secs(since.elapsed())));
+                    sleep(Duration::from_millis(10)).await
+                }
             }
         }
     }
