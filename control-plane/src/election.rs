@@ -278,13 +278,17 @@ async fn pre_vote_round(node: &ControlPlane, last_log: Option<LogId>) -> bool {
             let address = member_address(membership, &node.initial_peers, *v)?;
             let mut client = node.peers.client(&address).ok()?;
             Some(async move {
-                call::<_, PreVoteAnswer>(
+                let reply = call::<_, PreVoteAnswer>(
                     &mut client,
                     RaftMethod::PreVote,
                     &request,
                     Duration::from_millis(100),
                 )
-                .await
+                .await;
+                if let Err(status) = &reply {
+                    node.peers.after_failure(&address, status);
+                }
+                reply
             })
         })
         .collect();

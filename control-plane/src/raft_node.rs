@@ -254,7 +254,12 @@ impl ControlPlane {
                         .await
                         {
                             Ok(Ok(index)) => index,
-                            Ok(Err(_)) | Err(_) => {
+                            Ok(Err(_)) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                            Err(status) => {
+                                self.peers.after_failure(&address, &status);
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                                 continue;
                             }
@@ -604,13 +609,17 @@ pub fn spawn_forwarder(
             .await
             {
                 Ok(outcome) => outcome,
-                Err(status) if skiff_api::outcome::never_sent(&status) => {
-                    Err(ForwardError::NotLeader { leader: None })
+                Err(status) => {
+                    peers.after_failure(&address, &status);
+                    if skiff_api::outcome::never_sent(&status) {
+                        Err(ForwardError::NotLeader { leader: None })
+                    } else {
+                        Err(ForwardError::Unknown(format!(
+                            "the leader's answer was lost: {}",
+                            status.message()
+                        )))
+                    }
                 }
-                Err(status) => Err(ForwardError::Unknown(format!(
-                    "the leader's answer was lost: {}",
-                    status.message()
-                ))),
             }
         }
     })

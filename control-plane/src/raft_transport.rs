@@ -110,6 +110,30 @@ impl PeerPool {
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }
+
+    /// After a call to `address` failed with `status`: when no answer came (a timeout, a
+    /// dead or reset connection), the next [`PeerPool::client`] dials afresh. A connection
+    /// that carried data while its peer was cut off sits in TCP's retransmission back-off
+    /// after the link heals (RTO doubling: seconds), and every later call on it would wait
+    /// for the next retransmission; a new connection does not. Calls still under way on the
+    /// old one finish on it.
+    pub fn after_failure(&self, address: &str, status: &tonic::Status) {
+        if unanswered(status) {
+            self.clients.lock().expect("peer pool lock").remove(address);
+        }
+    }
+}
+
+/// Whether a failed call may have got no answer from its peer at all (as opposed to an
+/// answer that refused it), so its connection is suspect.
+fn unanswered(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unavailable
+            | tonic::Code::Unknown
+    )
 }
 
 /// Sends a bincode payload through one of the Raft service's methods.
@@ -186,6 +210,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             address: node.addr.clone(),
             client: self.pool.client(&node.addr),
             bulk_client: self.bulk.client(&node.addr),
+            pool: self.pool.clone(),
             bulk: self.bulk.clone(),
             uploads: self.uploads.clone(),
         }
@@ -197,6 +222,7 @@ pub struct PeerNetwork {
     address: String,
     client: Result<RaftClient<Channel>, String>,
     bulk_client: Result<RaftClient<Channel>, String>,
+    pool: std::sync::Arc<PeerPool>,
     bulk: std::sync::Arc<PeerPool>,
     uploads: std::sync::Arc<Uploads>,
 }
@@ -236,17 +262,25 @@ impl PeerNetwork {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match if bulk {
-            &mut self.bulk_client
+        let (slot, pool) = if bulk {
+            (&mut self.bulk_client, &self.bulk)
         } else {
-            &mut self.client
-        } {
+            (&mut self.client, &self.pool)
+        };
+        let client = match slot {
             Ok(c) => c,
             Err(e) => return Err(unreachable(e)),
         };
-        let raw = call_raw(client, method, data, timeout)
-            .await
-            .map_err(|status| status_to_rpc_error(&status))?;
+        let raw = match call_raw(client, method, data, timeout).await {
+            Ok(raw) => raw,
+            Err(status) => {
+                pool.after_failure(&self.address, &status);
+                if unanswered(&status) {
+                    *slot = pool.client(&self.address);
+                }
+                return Err(status_to_rpc_error(&status));
+            }
+        };
         let result: Result<Resp, RaftError<NodeId, E>> = decode(&raw).map_err(|e| {
             RPCError::Network(NetworkError::new(&AnyError::error(format!(
                 "undecodable raft response: {e}"
@@ -392,5 +426,63 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.send(RaftMethod::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> PeerPool {
+        let token = skiff_pki::ClusterToken::parse(&skiff_pki::generate_token()).unwrap();
+        let tls = skiff_pki::tls::client_config(
+            &token.ca_cert_pem(),
+            None,
+            skiff_pki::tls::ServerCheck::Member,
+        )
+        .unwrap();
+        PeerPool::new(tls)
+    }
+
+    fn pooled(pool: &PeerPool, address: &str) -> bool {
+        pool.clients.lock().unwrap().contains_key(address)
+    }
+
+    #[tokio::test]
+    async fn a_call_that_got_no_answer_makes_the_next_call_dial_a_new_connection() {
+        let pool = pool();
+        for status in [
+            tonic::Status::deadline_exceeded("no answer"),
+            tonic::Status::cancelled("Timeout expired"),
+            tonic::Status::unavailable("connection reset"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            pool.client("127.0.0.1:1").unwrap();
+            assert!(pooled(&pool, "127.0.0.1:1"));
+            pool.after_failure("127.0.0.1:1", &status);
+            assert!(!pooled(&pool, "127.0.0.1:1"), "{status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_the_peer_answered_with_a_refusal_keeps_its_connection() {
+        let pool = pool();
+        pool.client("127.0.0.1:1").unwrap();
+        pool.client("127.0.0.1:2").unwrap();
+        pool.after_failure(
+            "127.0.0.1:1",
+            &tonic::Status::permission_denied("not a member"),
+        );
+        pool.after_failure(
+            "127.0.0.1:1",
+            &tonic::Status::invalid_argument("undecodable"),
+        );
+        assert!(pooled(&pool, "127.0.0.1:1"));
+        // Only the failed peer's connection is renewed.
+        pool.after_failure(
+            "127.0.0.1:1",
+            &tonic::Status::deadline_exceeded("no answer"),
+        );
+        assert!(pooled(&pool, "127.0.0.1:2"));
     }
 }
