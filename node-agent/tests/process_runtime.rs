@@ -492,7 +492,12 @@ async fn a_sandbox_whose_namespaces_went_with_a_reboot_is_made_again_with_its_fi
 
     // A reboot: every process killed, every mount gone, the files left as they were.
     skiff_netplugin::hosts::kill_inside(&sb.netns_path);
-    skiff_agent::cleanup::sweep(f.dir.path());
+    // Killed processes take a moment to go: sweep until nothing is left, as `skiff down` does.
+    let left = skiff_agent::cleanup::sweep_until_clean(
+        &[f.dir.path().to_path_buf()],
+        Duration::from_secs(5),
+    );
+    assert_eq!(left, Vec::<String>::new());
     assert_eq!(mounts_under(f.dir.path()), Vec::<String>::new());
     assert_eq!(processes_mentioning(f.dir.path()), Vec::<String>::new());
     assert!(!skiff_netplugin::netns::is_pinned(&sb.netns_path));
