@@ -116,11 +116,13 @@ impl PeerPool {
     /// that carried data while its peer was cut off sits in TCP's retransmission back-off
     /// after the link heals (RTO doubling: seconds), and every later call on it would wait
     /// for the next retransmission; a new connection does not. Calls still under way on the
-    /// old one finish on it.
-    pub fn after_failure(&self, address: &str, status: &tonic::Status) {
-        if unanswered(status) {
+    /// old one finish on it. True when the connection was dropped.
+    pub fn after_failure(&self, address: &str, status: &tonic::Status) -> bool {
+        let dropped = unanswered(status);
+        if dropped {
             self.clients.lock().expect("peer pool lock").remove(address);
         }
+        dropped
     }
 }
 
@@ -274,8 +276,7 @@ impl PeerNetwork {
         let raw = match call_raw(client, method, data, timeout).await {
             Ok(raw) => raw,
             Err(status) => {
-                pool.after_failure(&self.address, &status);
-                if unanswered(&status) {
+                if pool.after_failure(&self.address, &status) {
                     *slot = pool.client(&self.address);
                 }
                 return Err(status_to_rpc_error(&status));
